@@ -1,0 +1,9 @@
+//! Serde types for Alpaca's wire formats: the trading API ([`trading`]) and market data
+//! ([`data`]). These types are used by both our client and the simulator, so a change here
+//! shows up on both sides of every test.
+
+pub mod data;
+pub mod trading;
+
+pub use data::*;
+pub use trading::*;

@@ -1,0 +1,763 @@
+//! Trading API v2 objects: orders, account, positions, assets, clock, calendar, activities,
+//! account configurations and the 207 multi-status bodies.
+//!
+//! Enums carry an `Unknown` catch-all where Alpaca may add values, so a new status at the broker
+//! never makes a whole response undecodable.
+
+use crate::alpaca::num::{flex, flex_opt};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderSide {
+    Buy,
+    Sell,
+}
+
+impl OrderSide {
+    /// +1 for buys, -1 for sells: the sign a fill of this side adds to a position.
+    pub fn sign(self) -> Decimal {
+        match self {
+            OrderSide::Buy => Decimal::ONE,
+            OrderSide::Sell => Decimal::NEGATIVE_ONE,
+        }
+    }
+    pub fn opposite(self) -> OrderSide {
+        match self {
+            OrderSide::Buy => OrderSide::Sell,
+            OrderSide::Sell => OrderSide::Buy,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderSide::Buy => "buy",
+            OrderSide::Sell => "sell",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    Market,
+    Limit,
+    Stop,
+    StopLimit,
+    TrailingStop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeInForce {
+    Day,
+    Gtc,
+    Opg,
+    Cls,
+    Ioc,
+    Fok,
+}
+
+/// `""` on the wire is a synonym for `simple`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OrderClass {
+    #[default]
+    Simple,
+    Bracket,
+    Oco,
+    Oto,
+    Mleg,
+}
+
+impl OrderClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderClass::Simple => "simple",
+            OrderClass::Bracket => "bracket",
+            OrderClass::Oco => "oco",
+            OrderClass::Oto => "oto",
+            OrderClass::Mleg => "mleg",
+        }
+    }
+}
+
+impl Serialize for OrderClass {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderClass {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        match text.as_deref().unwrap_or("") {
+            "" | "simple" => Ok(OrderClass::Simple),
+            "bracket" => Ok(OrderClass::Bracket),
+            "oco" => Ok(OrderClass::Oco),
+            "oto" => Ok(OrderClass::Oto),
+            "mleg" => Ok(OrderClass::Mleg),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown order_class {other:?}: expected simple, bracket, oco, oto or mleg"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    New,
+    PartiallyFilled,
+    Filled,
+    DoneForDay,
+    Canceled,
+    Expired,
+    Replaced,
+    PendingCancel,
+    PendingReplace,
+    PendingReview,
+    Accepted,
+    PendingNew,
+    AcceptedForBidding,
+    Stopped,
+    Rejected,
+    Suspended,
+    Calculated,
+    Held,
+    #[serde(other)]
+    Unknown,
+}
+
+impl OrderStatus {
+    /// Final states: the order will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled
+                | OrderStatus::Canceled
+                | OrderStatus::Expired
+                | OrderStatus::Replaced
+                | OrderStatus::Rejected
+                | OrderStatus::DoneForDay
+        )
+    }
+    /// Matches Alpaca's `status=open` filter: everything not terminal.
+    pub fn is_open(self) -> bool {
+        !self.is_terminal()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetClass {
+    #[default]
+    UsEquity,
+    UsOption,
+    Crypto,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionIntent {
+    BuyToOpen,
+    BuyToClose,
+    SellToOpen,
+    SellToClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionSide {
+    Long,
+    Short,
+}
+
+/// An order as Alpaca returns it (§1.4 of the protocol notes); legs nest for bracket/OCO/OTO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub client_order_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub submitted_at: DateTime<Utc>,
+    #[serde(default)]
+    pub filled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expired_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub canceled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub failed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub replaced_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub replaced_by: Option<Uuid>,
+    #[serde(default)]
+    pub replaces: Option<Uuid>,
+    pub asset_id: Uuid,
+    pub symbol: String,
+    #[serde(default)]
+    pub asset_class: AssetClass,
+    #[serde(default, with = "flex_opt")]
+    pub notional: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub qty: Option<Decimal>,
+    #[serde(with = "flex")]
+    pub filled_qty: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub filled_avg_price: Option<Decimal>,
+    #[serde(default)]
+    pub order_class: OrderClass,
+    pub order_type: OrderType,
+    #[serde(rename = "type")]
+    pub kind: OrderType,
+    pub side: OrderSide,
+    #[serde(default)]
+    pub position_intent: Option<PositionIntent>,
+    pub time_in_force: TimeInForce,
+    #[serde(default, with = "flex_opt")]
+    pub limit_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub stop_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub trail_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub trail_percent: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub hwm: Option<Decimal>,
+    pub status: OrderStatus,
+    #[serde(default)]
+    pub extended_hours: bool,
+    #[serde(default)]
+    pub legs: Option<Vec<Order>>,
+    #[serde(default, with = "flex_opt")]
+    pub ratio_qty: Option<Decimal>,
+}
+
+/// `take_profit` of a bracket, OCO or OTO request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TakeProfit {
+    #[serde(with = "flex")]
+    pub limit_price: Decimal,
+}
+
+/// `stop_loss` of a bracket, OCO or OTO request; a `limit_price` makes the leg stop-limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopLoss {
+    #[serde(with = "flex")]
+    pub stop_price: Decimal,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub limit_price: Option<Decimal>,
+}
+
+/// The body of `POST /v2/orders` (§1.3). Decimals go out as strings; the simulator also
+/// accepts numbers and nulls, as Alpaca does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub symbol: String,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub qty: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub notional: Option<Decimal>,
+    pub side: OrderSide,
+    #[serde(rename = "type")]
+    pub kind: OrderType,
+    pub time_in_force: TimeInForce,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub limit_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub stop_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub trail_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub trail_percent: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_hours: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_class: Option<OrderClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<TakeProfit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_loss: Option<StopLoss>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_intent: Option<PositionIntent>,
+}
+
+impl OrderRequest {
+    /// A plain day market order for `qty` shares.
+    pub fn market(symbol: &str, side: OrderSide, qty: Decimal) -> Self {
+        OrderRequest {
+            symbol: symbol.to_string(),
+            qty: Some(qty),
+            notional: None,
+            side,
+            kind: OrderType::Market,
+            time_in_force: TimeInForce::Day,
+            limit_price: None,
+            stop_price: None,
+            trail_price: None,
+            trail_percent: None,
+            extended_hours: None,
+            client_order_id: None,
+            order_class: None,
+            take_profit: None,
+            stop_loss: None,
+            position_intent: None,
+        }
+    }
+
+    /// A day limit order for `qty` shares at `limit_price`.
+    pub fn limit(symbol: &str, side: OrderSide, qty: Decimal, limit_price: Decimal) -> Self {
+        OrderRequest {
+            kind: OrderType::Limit,
+            limit_price: Some(limit_price),
+            ..Self::market(symbol, side, qty)
+        }
+    }
+
+    pub fn with_client_order_id(mut self, id: impl Into<String>) -> Self {
+        self.client_order_id = Some(id.into());
+        self
+    }
+
+    pub fn with_time_in_force(mut self, tif: TimeInForce) -> Self {
+        self.time_in_force = tif;
+        self
+    }
+}
+
+/// The body of `PATCH /v2/orders/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplaceOrderRequest {
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub qty: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_in_force: Option<TimeInForce>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub limit_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub stop_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub trail: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccountStatus {
+    Onboarding,
+    SubmissionFailed,
+    Submitted,
+    AccountUpdated,
+    ApprovalPending,
+    Active,
+    Rejected,
+    Disabled,
+    AccountClosed,
+    #[serde(other)]
+    Unknown,
+}
+
+/// `GET /v2/account` (§1.5). Fields Alpaca may drop are optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub account_number: String,
+    pub status: AccountStatus,
+    #[serde(default)]
+    pub crypto_status: Option<AccountStatus>,
+    pub currency: String,
+    #[serde(with = "flex")]
+    pub cash: Decimal,
+    #[serde(with = "flex")]
+    pub portfolio_value: Decimal,
+    #[serde(with = "flex")]
+    pub buying_power: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub regt_buying_power: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub daytrading_buying_power: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub effective_buying_power: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub non_marginable_buying_power: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub options_buying_power: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub bod_dtbp: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub accrued_fees: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub pending_transfer_in: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub pending_transfer_out: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern_day_trader: Option<bool>,
+    #[serde(default)]
+    pub trading_blocked: bool,
+    #[serde(default)]
+    pub transfers_blocked: bool,
+    #[serde(default)]
+    pub account_blocked: bool,
+    #[serde(default)]
+    pub trade_suspended_by_user: bool,
+    #[serde(default)]
+    pub shorting_enabled: bool,
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "flex")]
+    pub multiplier: Decimal,
+    #[serde(with = "flex")]
+    pub equity: Decimal,
+    #[serde(with = "flex")]
+    pub last_equity: Decimal,
+    #[serde(with = "flex")]
+    pub long_market_value: Decimal,
+    #[serde(with = "flex")]
+    pub short_market_value: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub position_market_value: Option<Decimal>,
+    #[serde(with = "flex")]
+    pub initial_margin: Decimal,
+    #[serde(with = "flex")]
+    pub maintenance_margin: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub last_maintenance_margin: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub sma: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daytrade_count: Option<i64>,
+}
+
+/// `GET /v2/positions[/{symbol}]`. `qty` is negative for a short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub asset_id: Uuid,
+    pub symbol: String,
+    pub exchange: String,
+    #[serde(default)]
+    pub asset_class: AssetClass,
+    #[serde(default)]
+    pub asset_marginable: bool,
+    #[serde(with = "flex")]
+    pub avg_entry_price: Decimal,
+    #[serde(with = "flex")]
+    pub qty: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub qty_available: Option<Decimal>,
+    pub side: PositionSide,
+    #[serde(default, with = "flex_opt")]
+    pub market_value: Option<Decimal>,
+    #[serde(with = "flex")]
+    pub cost_basis: Decimal,
+    #[serde(default, with = "flex_opt")]
+    pub unrealized_pl: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub unrealized_plpc: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub unrealized_intraday_pl: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub unrealized_intraday_plpc: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub current_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub lastday_price: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub change_today: Option<Decimal>,
+}
+
+/// `GET /v2/assets[/{symbol}]`. Note the wire name `class`, not `asset_class`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Asset {
+    pub id: Uuid,
+    #[serde(rename = "class")]
+    pub asset_class: AssetClass,
+    pub exchange: String,
+    pub symbol: String,
+    #[serde(default)]
+    pub name: String,
+    pub status: String,
+    pub tradable: bool,
+    pub marginable: bool,
+    pub shortable: bool,
+    pub easy_to_borrow: bool,
+    pub fractionable: bool,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub min_order_size: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub min_trade_increment: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub price_increment: Option<Decimal>,
+    #[serde(default)]
+    pub attributes: Vec<String>,
+}
+
+/// `GET /v2/clock`. Times carry the exchange's offset on the wire (`-04:00`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    pub timestamp: DateTime<FixedOffset>,
+    pub is_open: bool,
+    pub next_open: DateTime<FixedOffset>,
+    pub next_close: DateTime<FixedOffset>,
+}
+
+/// One trading day of `GET /v2/calendar`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalendarDay {
+    pub date: NaiveDate,
+    #[serde(with = "hhmm_colon")]
+    pub open: NaiveTime,
+    #[serde(with = "hhmm_colon")]
+    pub close: NaiveTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_open: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_close: Option<String>,
+}
+
+mod hhmm_colon {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%H:%M").to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let text = String::deserialize(d)?;
+        NaiveTime::parse_from_str(&text, "%H:%M")
+            .or_else(|_| NaiveTime::parse_from_str(&text, "%H:%M:%S"))
+            .map_err(|_| serde::de::Error::custom(format!("invalid time {text:?}, expected HH:MM")))
+    }
+}
+
+/// A FILL / PARTIAL_FILL account activity (§1.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeActivity {
+    pub id: String,
+    pub activity_type: String,
+    pub transaction_time: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub fill_type: String,
+    #[serde(with = "flex")]
+    pub price: Decimal,
+    #[serde(with = "flex")]
+    pub qty: Decimal,
+    pub side: String,
+    pub symbol: String,
+    #[serde(with = "flex")]
+    pub leaves_qty: Decimal,
+    #[serde(with = "flex")]
+    pub cum_qty: Decimal,
+    pub order_id: Uuid,
+    #[serde(default)]
+    pub order_status: Option<OrderStatus>,
+}
+
+/// A non-trade activity (dividends, fees, transfers, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NonTradeActivity {
+    pub id: String,
+    pub activity_type: String,
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    #[serde(default, with = "flex_opt")]
+    pub net_amount: Option<Decimal>,
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default, with = "flex_opt")]
+    pub qty: Option<Decimal>,
+    #[serde(default, with = "flex_opt")]
+    pub per_share_amount: Option<Decimal>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Activity {
+    Trade(TradeActivity),
+    NonTrade(NonTradeActivity),
+}
+
+impl Activity {
+    pub fn id(&self) -> &str {
+        match self {
+            Activity::Trade(t) => &t.id,
+            Activity::NonTrade(n) => &n.id,
+        }
+    }
+}
+
+/// `GET/PATCH /v2/account/configurations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountConfigurations {
+    pub dtbp_check: String,
+    pub trade_confirm_email: String,
+    pub suspend_trade: bool,
+    pub no_shorting: bool,
+    pub fractional_trading: bool,
+    pub max_margin_multiplier: String,
+    pub pdt_check: String,
+    #[serde(default)]
+    pub ptp_no_exception_entry: bool,
+    #[serde(default)]
+    pub max_options_trading_level: Option<i64>,
+}
+
+/// The PATCH body for account configurations: only the fields given change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountConfigurationsPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtbp_check: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_confirm_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_trade: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_shorting: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fractional_trading: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_margin_multiplier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdt_check: Option<String>,
+}
+
+/// Alpaca's error body: `{"code": 40310000, "message": "...", ...extra}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u64>,
+    pub message: String,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One entry of the 207 body of `DELETE /v2/orders`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelOrderStatus {
+    pub id: Uuid,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+/// The body of one entry of `DELETE /v2/positions`: the liquidating order or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClosePositionBody {
+    Order(Box<Order>),
+    Error(ApiErrorBody),
+}
+
+/// One entry of the 207 body of `DELETE /v2/positions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClosePositionStatus {
+    pub symbol: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+    pub body: ClosePositionBody,
+}
+
+/// One `trade_updates` event (§4): an order lifecycle change, with the fill for fills.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeUpdate {
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<Uuid>,
+    pub order: Order,
+    pub timestamp: DateTime<Utc>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub price: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub qty: Option<Decimal>,
+    #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
+    pub position_qty: Option<Decimal>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    const DOC_ORDER: &str = r#"{"id":"61e69015-8549-4bfd-b9c3-01e75843f47d","client_order_id":"eb9e2aaa-f71a-4f51-b5b4-52a6c565dad4",
+ "created_at":"2021-03-16T18:38:01.942282Z","updated_at":"2021-03-16T18:38:01.942282Z","submitted_at":"2021-03-16T18:38:01.937734Z",
+ "filled_at":null,"expired_at":null,"canceled_at":null,"failed_at":null,"replaced_at":null,"replaced_by":null,"replaces":null,
+ "asset_id":"b0b6dd9d-8b9b-48a9-ba46-b9d54906e415","symbol":"AAPL","asset_class":"us_equity","notional":"500","qty":null,
+ "filled_qty":"0","filled_avg_price":null,"order_class":"","order_type":"market","type":"market","side":"buy",
+ "time_in_force":"day","limit_price":null,"stop_price":null,"status":"accepted","extended_hours":false,"legs":null,
+ "trail_percent":null,"trail_price":null,"hwm":null}"#;
+
+    #[test]
+    fn decodes_the_documented_order() {
+        let o: Order = serde_json::from_str(DOC_ORDER).unwrap();
+        assert_eq!(o.notional, Some(dec!(500)));
+        assert_eq!(o.qty, None);
+        assert_eq!(o.order_class, OrderClass::Simple);
+        assert_eq!(o.status, OrderStatus::Accepted);
+        assert!(o.status.is_open());
+    }
+
+    #[test]
+    fn unknown_status_does_not_break_decoding() {
+        let json = DOC_ORDER.replace("\"accepted\"", "\"brand_new_status\"");
+        let o: Order = serde_json::from_str(&json).unwrap();
+        assert_eq!(o.status, OrderStatus::Unknown);
+    }
+
+    #[test]
+    fn order_request_accepts_floats_and_nulls_like_alpaca_py_and_go_send() {
+        let py = r#"{"symbol":"AAPL","qty":1.5,"side":"buy","type":"limit","time_in_force":"day","limit_price":150.12}"#;
+        let go = r#"{"symbol":"AAPL","qty":"1.5","side":"buy","type":"limit","time_in_force":"day","limit_price":"150.12","stop_price":null,"order_class":"","notional":null}"#;
+        for body in [py, go] {
+            let r: OrderRequest = serde_json::from_str(body).unwrap();
+            assert_eq!(r.qty, Some(dec!(1.5)));
+            assert_eq!(r.limit_price, Some(dec!(150.12)));
+            assert_eq!(r.order_class.unwrap_or_default(), OrderClass::Simple);
+        }
+    }
+
+    #[test]
+    fn close_position_207_body_is_an_order_or_an_error() {
+        let body = r#"[{"symbol":"SQQQ","status":403,"body":{"code":40310000,"message":"insufficient qty","available":"0","symbol":"SQQQ"}}]"#;
+        let v: Vec<ClosePositionStatus> = serde_json::from_str(body).unwrap();
+        let ClosePositionBody::Error(e) = &v[0].body else {
+            panic!("expected an error body, got {:?}", v[0].body);
+        };
+        assert_eq!(e.code, Some(40310000));
+        assert_eq!(e.extra["available"], "0");
+    }
+
+    #[test]
+    fn activities_decode_by_shape() {
+        let body = r#"[{"id":"20190524113406977::8efc7b9a-8b2b-4000-9955-d36e7db0df74","activity_type":"FILL","transaction_time":"2019-05-24T15:34:06.977Z","type":"fill","price":"1.63","qty":"1","side":"buy","symbol":"LPCN","leaves_qty":"0","cum_qty":"1","order_id":"904837e3-3b76-47ec-b432-046db621571b","order_status":"filled"},
+            {"id":"20190801011955195::5f596936-6f23-4cef-bdf1-3806aae57dbf","activity_type":"DIV","date":"2019-08-01","net_amount":"1.02","symbol":"T","qty":"2","per_share_amount":"0.51","description":"","status":"executed"}]"#;
+        let v: Vec<Activity> = serde_json::from_str(body).unwrap();
+        assert!(matches!(&v[0], Activity::Trade(t) if t.price == dec!(1.63)));
+        assert!(matches!(&v[1], Activity::NonTrade(n) if n.net_amount == Some(dec!(1.02))));
+    }
+
+    #[test]
+    fn calendar_and_clock_decode() {
+        let c: Vec<CalendarDay> = serde_json::from_str(
+            r#"[{"date":"2022-02-01","open":"09:30","close":"16:00","session_open":"0700","session_close":"1900"}]"#,
+        )
+        .unwrap();
+        assert_eq!(c[0].open, NaiveTime::from_hms_opt(9, 30, 0).unwrap());
+        let k: Clock = serde_json::from_str(
+            r#"{"timestamp":"2022-04-28T15:59:59.123-04:00","is_open":true,"next_open":"2022-04-29T09:30:00-04:00","next_close":"2022-04-28T16:00:00-04:00"}"#,
+        )
+        .unwrap();
+        assert!(k.is_open);
+    }
+}

@@ -1,0 +1,204 @@
+//! Serde helpers that move money and quantities between Alpaca's wire formats and
+//! `rust_decimal::Decimal` without ever holding them as `f64` in our own code.
+//!
+//! Alpaca's trading API sends decimals as JSON strings; its market-data API sends JSON
+//! numbers. Clients send either (alpaca-py sends floats, the Go SDK strings). So every
+//! decoder here accepts a string, an integer or a float; floats are converted through their
+//! shortest round-trip text (`187.23_f64` becomes `187.23`, never `187.2299999…`).
+//!
+//! - [`flex`] / [`flex_opt`]: decode string-or-number, encode as a string (trading API).
+//! - [`number`] / [`number_opt`]: decode string-or-number, encode as a JSON number (data API).
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::de::{self, Deserializer, Visitor};
+use serde::ser::Serializer;
+use std::fmt;
+use std::str::FromStr;
+
+/// Parses a decimal from text, accepting scientific notation as a fallback.
+pub fn parse_decimal(text: &str) -> Result<Decimal, rust_decimal::Error> {
+    let text = text.trim();
+    Decimal::from_str(text).or_else(|_| Decimal::from_scientific(text))
+}
+
+/// Converts an `f64` seen on the wire into a `Decimal` through its shortest round-trip text.
+pub fn decimal_from_wire_f64(value: f64) -> Option<Decimal> {
+    if !value.is_finite() {
+        return None;
+    }
+    parse_decimal(&format!("{value}")).ok()
+}
+
+struct DecimalVisitor;
+
+impl<'de> Visitor<'de> for DecimalVisitor {
+    type Value = Option<Decimal>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a decimal number as a string or a JSON number")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_decimal(v)
+            .map(Some)
+            .map_err(|_| E::custom(format!("invalid decimal {:?}", truncate(v))))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Decimal::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Decimal::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        decimal_from_wire_f64(v)
+            .map(Some)
+            .ok_or_else(|| E::custom("number is not a finite decimal"))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(DecimalVisitor)
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn encode_number<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract().is_zero() {
+        if let Some(i) = v.to_i64() {
+            return s.serialize_i64(i);
+        }
+    }
+    // The market-data wire format is float64; this is the boundary where we produce it.
+    match v.to_f64() {
+        Some(f) => s.serialize_f64(f),
+        None => s.serialize_str(&v.to_string()),
+    }
+}
+
+/// Required decimal: string or number in, string out.
+pub mod flex {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.normalize().to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        d.deserialize_any(DecimalVisitor)?
+            .ok_or_else(|| de::Error::custom("a decimal is required here"))
+    }
+}
+
+/// Optional decimal: string, number, `null`, `""` or missing in; string or `null` out.
+/// Use with `#[serde(default)]`.
+pub mod flex_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&v.normalize().to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        d.deserialize_option(DecimalVisitor)
+    }
+}
+
+/// Required decimal: string or number in, JSON number out (market-data API).
+pub mod number {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        encode_number(v, s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        super::flex::deserialize(d)
+    }
+}
+
+/// Optional decimal: string, number or `null` in; JSON number or `null` out.
+pub mod number_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => encode_number(v, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        super::flex_opt::deserialize(d)
+    }
+}
+
+/// Booleans as query parameters: alpaca-py sends `True`/`False`, others `true`/`false`.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize, Serialize)]
+    struct T {
+        #[serde(with = "flex")]
+        a: Decimal,
+        #[serde(default, with = "flex_opt")]
+        b: Option<Decimal>,
+        #[serde(with = "number")]
+        c: Decimal,
+    }
+
+    #[test]
+    fn accepts_strings_numbers_and_nulls() {
+        let cases = [
+            (r#"{"a":"1.5","b":null,"c":2}"#, dec!(1.5), None, dec!(2)),
+            (r#"{"a":187.23,"c":"0.1"}"#, dec!(187.23), None, dec!(0.1)),
+            (r#"{"a":3,"b":"","c":1e2}"#, dec!(3), None, dec!(100)),
+            (r#"{"a":"0.000000001","b":"42","c":0.3}"#, dec!(0.000000001), Some(dec!(42)), dec!(0.3)),
+        ];
+        for (json, a, b, c) in cases {
+            let t: T = serde_json::from_str(json).unwrap();
+            assert_eq!((t.a, t.b, t.c), (a, b, c), "{json}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_clear_message() {
+        let err = serde_json::from_str::<T>(r#"{"a":"12abc","c":1}"#).err().unwrap();
+        assert!(err.to_string().contains("invalid decimal"), "{err}");
+        assert!(serde_json::from_str::<T>(r#"{"a":null,"c":1}"#).is_err());
+        assert!(serde_json::from_str::<T>(r#"{"a":true,"c":1}"#).is_err());
+    }
+
+    #[test]
+    fn encodes_strings_for_trading_and_numbers_for_data() {
+        let t = T { a: dec!(1.50), b: Some(dec!(2)), c: dec!(100) };
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"1.5","b":"2","c":100}"#);
+        let t = T { a: dec!(0), b: None, c: dec!(187.23) };
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"0","b":null,"c":187.23}"#);
+    }
+
+    #[test]
+    fn booleans_in_any_case() {
+        assert_eq!(parse_bool("True"), Some(true));
+        assert_eq!(parse_bool("false"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+}

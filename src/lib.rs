@@ -1,0 +1,5 @@
+//! traderd: an autonomous trading daemon for Alpaca, and the Alpaca-compatible simulator it is
+//! built and tested against. See `docs/architecture.md` for the shape of the whole.
+
+pub mod alpaca;
+pub mod sim;

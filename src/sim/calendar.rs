@@ -1,0 +1,211 @@
+//! The exchange calendar (NYSE regular sessions, 09:30–16:00 America/New_York, weekdays less
+//! the listed holidays) and the simulator's *market timeline*: a count of seconds during which
+//! the market was open, starting at an anchor session's open. The market model lives on that
+//! timeline, so it produces the same events whether the clock runs at 1×, at 60×, or skips
+//! nights and weekends.
+//!
+//! Early closes (13:00 on some half days) are not modelled; those days run to 16:00.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::America::New_York;
+use chrono_tz::Tz;
+
+/// Seconds in one regular session (6.5 hours).
+pub const SESSION_SECONDS: i64 = 23_400;
+
+/// NYSE full-day holidays, 2024–2027.
+const HOLIDAYS: &[(i32, u32, u32)] = &[
+    (2024, 1, 1), (2024, 1, 15), (2024, 2, 19), (2024, 3, 29), (2024, 5, 27), (2024, 6, 19),
+    (2024, 7, 4), (2024, 9, 2), (2024, 11, 28), (2024, 12, 25),
+    (2025, 1, 1), (2025, 1, 9), (2025, 1, 20), (2025, 2, 17), (2025, 4, 18), (2025, 5, 26),
+    (2025, 6, 19), (2025, 7, 4), (2025, 9, 1), (2025, 11, 27), (2025, 12, 25),
+    (2026, 1, 1), (2026, 1, 19), (2026, 2, 16), (2026, 4, 3), (2026, 5, 25), (2026, 6, 19),
+    (2026, 7, 3), (2026, 9, 7), (2026, 11, 26), (2026, 12, 25),
+    (2027, 1, 1), (2027, 1, 18), (2027, 2, 15), (2027, 3, 26), (2027, 5, 31), (2027, 6, 18),
+    (2027, 7, 5), (2027, 9, 6), (2027, 11, 25), (2027, 12, 24),
+];
+
+pub fn is_trading_day(date: NaiveDate) -> bool {
+    !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
+        && !HOLIDAYS.contains(&(date.year(), date.month(), date.day()))
+}
+
+fn open_time() -> NaiveTime {
+    NaiveTime::from_hms_opt(9, 30, 0).unwrap_or(NaiveTime::MIN)
+}
+
+fn close_time() -> NaiveTime {
+    NaiveTime::from_hms_opt(16, 0, 0).unwrap_or(NaiveTime::MIN)
+}
+
+/// `date` at `time` in New York, as UTC.
+pub fn et_to_utc(date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    match New_York.from_local_datetime(&date.and_time(time)).earliest() {
+        Some(t) => t.with_timezone(&Utc),
+        // 09:30 and 16:00 never fall in a DST gap; keep a total function anyway.
+        None => Utc.from_utc_datetime(&date.and_time(time)) + Duration::hours(5),
+    }
+}
+
+/// Midnight in New York of `date`, as UTC: the stamp of Alpaca's daily bars.
+pub fn et_midnight(date: NaiveDate) -> DateTime<Utc> {
+    et_to_utc(date, NaiveTime::MIN)
+}
+
+pub fn to_et(t: DateTime<Utc>) -> DateTime<Tz> {
+    t.with_timezone(&New_York)
+}
+
+/// One regular session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub date: NaiveDate,
+    pub open: DateTime<Utc>,
+    pub close: DateTime<Utc>,
+}
+
+impl Session {
+    pub fn on(date: NaiveDate) -> Session {
+        Session { date, open: et_to_utc(date, open_time()), close: et_to_utc(date, close_time()) }
+    }
+    pub fn next(self) -> Session {
+        let mut d = self.date;
+        loop {
+            d = d.succ_opt().unwrap_or(d);
+            if is_trading_day(d) {
+                return Session::on(d);
+            }
+        }
+    }
+    pub fn prev(self) -> Session {
+        let mut d = self.date;
+        loop {
+            d = d.pred_opt().unwrap_or(d);
+            if is_trading_day(d) {
+                return Session::on(d);
+            }
+        }
+    }
+}
+
+/// The session open at `t`, or else the latest session that opened before `t`.
+pub fn latest_session_at_or_before(t: DateTime<Utc>) -> Session {
+    let mut date = to_et(t).date_naive();
+    loop {
+        if is_trading_day(date) {
+            let s = Session::on(date);
+            if s.open <= t {
+                return s;
+            }
+        }
+        date = match date.pred_opt() {
+            Some(d) => d,
+            None => return Session::on(date),
+        };
+    }
+}
+
+/// The first session whose close is after `t` (the current one if open, else the next).
+pub fn current_or_next_session(t: DateTime<Utc>) -> Session {
+    let s = latest_session_at_or_before(t);
+    if t < s.close { s } else { s.next() }
+}
+
+/// Maps the market timeline (open seconds since the anchor session's open) to and from UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    pub anchor: Session,
+}
+
+impl Timeline {
+    pub fn new(anchor: Session) -> Self {
+        Timeline { anchor }
+    }
+
+    /// The session index (0 = anchor) and offset within it of a timeline instant.
+    fn split(open_seconds: f64) -> (i64, f64) {
+        let day = (open_seconds / SESSION_SECONDS as f64).floor() as i64;
+        (day, open_seconds - (day * SESSION_SECONDS) as f64)
+    }
+
+    /// The session `index` sessions after (or before, if negative) the anchor.
+    pub fn session(&self, index: i64) -> Session {
+        let mut s = self.anchor;
+        if index >= 0 {
+            for _ in 0..index {
+                s = s.next();
+            }
+        } else {
+            for _ in 0..(-index) {
+                s = s.prev();
+            }
+        }
+        s
+    }
+
+    /// UTC instant of a timeline instant. The end of a session maps to its close.
+    pub fn to_utc(&self, open_seconds: f64) -> DateTime<Utc> {
+        let (day, within) = Self::split(open_seconds);
+        let s = self.session(day);
+        s.open + Duration::nanoseconds((within * 1e9) as i64)
+    }
+
+    /// Timeline instant of a UTC instant; closed time maps to the preceding close.
+    pub fn from_utc(&self, t: DateTime<Utc>) -> f64 {
+        let s = latest_session_at_or_before(t);
+        let within = (t.min(s.close) - s.open).num_nanoseconds().unwrap_or(0) as f64 / 1e9;
+        let mut index = 0i64;
+        let mut cursor = self.anchor;
+        if s.date >= cursor.date {
+            while cursor.date < s.date {
+                cursor = cursor.next();
+                index += 1;
+            }
+        } else {
+            while cursor.date > s.date {
+                cursor = cursor.prev();
+                index -= 1;
+            }
+        }
+        (index * SESSION_SECONDS) as f64 + within
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn sessions_skip_weekends_and_holidays() {
+        // Wednesday 2026-11-25, Thanksgiving Thursday 2026-11-26.
+        let wed = Session::on(d(2026, 11, 25));
+        assert_eq!(wed.next().date, d(2026, 11, 27));
+        assert_eq!(Session::on(d(2026, 11, 27)).next().date, d(2026, 11, 30));
+        assert_eq!(wed.open.to_rfc3339(), "2026-11-25T14:30:00+00:00");
+        // Summer time: 09:30 EDT is 13:30 UTC.
+        assert_eq!(Session::on(d(2026, 7, 1)).open.to_rfc3339(), "2026-07-01T13:30:00+00:00");
+    }
+
+    #[test]
+    fn latest_session_on_a_saturday_is_fridays() {
+        let sat = Utc.with_ymd_and_hms(2026, 11, 21, 13, 0, 0).unwrap();
+        assert_eq!(latest_session_at_or_before(sat).date, d(2026, 11, 20));
+        let before_open = Utc.with_ymd_and_hms(2026, 11, 20, 13, 0, 0).unwrap();
+        assert_eq!(latest_session_at_or_before(before_open).date, d(2026, 11, 19));
+    }
+
+    #[test]
+    fn timeline_round_trips_across_nights() {
+        let tl = Timeline::new(Session::on(d(2026, 11, 20)));
+        for secs in [0.0, 100.5, 23_399.0, 23_400.0 + 60.0, -60.0, 5.0 * 23_400.0 + 7.0] {
+            let t = tl.to_utc(secs);
+            assert!((tl.from_utc(t) - secs).abs() < 1e-3, "{secs} -> {t}");
+        }
+        // One session later is the next Monday's open.
+        assert_eq!(tl.to_utc(23_400.0).to_rfc3339(), "2026-11-23T14:30:00+00:00");
+    }
+}

@@ -1,0 +1,162 @@
+//! Fault injection for the REST half, set through `POST /_sim/faults` (see
+//! `docs/simulator.md`). Counted faults apply to the next N non-admin requests and then clear.
+
+use serde::{Deserialize, Serialize};
+
+/// One fault, as posted to `/_sim/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// The next `count` non-admin requests get `status` with an Alpaca-style body.
+    HttpError { status: u16, count: u32 },
+    /// Every non-admin request waits `ms` first; 0 clears it.
+    Latency { ms: u64 },
+    /// The next `count` order POSTs are accepted, then the connection is dropped unanswered.
+    DropAfterAccept { count: u32 },
+    /// The next `count` non-admin requests get 429 with the rate-limit headers.
+    RateLimit { count: u32 },
+    /// Clears every fault.
+    Clear,
+}
+
+/// The faults in force and what they have done so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Faults {
+    pub http_error: Option<(u16, u32)>,
+    pub latency_ms: u64,
+    pub drop_after_accept: u32,
+    pub rate_limit: u32,
+    pub injected_http_errors: u64,
+    pub injected_drops: u64,
+    pub injected_rate_limits: u64,
+}
+
+impl Faults {
+    pub fn apply(&mut self, spec: FaultSpec) -> Result<(), String> {
+        match spec {
+            FaultSpec::HttpError { status, count } => {
+                if !(400..=599).contains(&status) {
+                    return Err(format!("status must be an HTTP error status (400-599), got {status}"));
+                }
+                self.http_error = (count > 0).then_some((status, count));
+            }
+            FaultSpec::Latency { ms } => {
+                if ms > 120_000 {
+                    return Err("latency ms must be at most 120000".into());
+                }
+                self.latency_ms = ms;
+            }
+            FaultSpec::DropAfterAccept { count } => self.drop_after_accept = count,
+            FaultSpec::RateLimit { count } => self.rate_limit = count,
+            FaultSpec::Clear => {
+                self.http_error = None;
+                self.latency_ms = 0;
+                self.drop_after_accept = 0;
+                self.rate_limit = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one injected HTTP error, if one is pending.
+    pub fn take_http_error(&mut self) -> Option<u16> {
+        let (status, count) = self.http_error?;
+        self.http_error = (count > 1).then_some((status, count - 1));
+        self.injected_http_errors += 1;
+        Some(status)
+    }
+
+    pub fn take_rate_limit(&mut self) -> bool {
+        if self.rate_limit == 0 {
+            return false;
+        }
+        self.rate_limit -= 1;
+        self.injected_rate_limits += 1;
+        true
+    }
+
+    pub fn take_drop(&mut self) -> bool {
+        if self.drop_after_accept == 0 {
+            return false;
+        }
+        self.drop_after_accept -= 1;
+        self.injected_drops += 1;
+        true
+    }
+}
+
+/// A fixed-window request budget per API key, like Alpaca's 200 requests a minute.
+#[derive(Debug, Clone)]
+pub struct RateWindow {
+    pub limit: u32,
+    pub window_s: u64,
+    window_start_s: u64,
+    used: std::collections::HashMap<String, u32>,
+}
+
+/// What the rate limiter says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateVerdict {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_epoch_s: u64,
+}
+
+impl RateWindow {
+    pub fn new(limit: u32, window_s: u64) -> Self {
+        RateWindow { limit, window_s: window_s.max(1), window_start_s: 0, used: Default::default() }
+    }
+
+    /// Counts a request by `key` at `now_epoch_s`. A limit of 0 means unlimited.
+    pub fn check(&mut self, key: &str, now_epoch_s: u64) -> RateVerdict {
+        if now_epoch_s >= self.window_start_s + self.window_s {
+            self.window_start_s = now_epoch_s - now_epoch_s % self.window_s;
+            self.used.clear();
+        }
+        let reset = self.window_start_s + self.window_s;
+        if self.limit == 0 {
+            return RateVerdict { allowed: true, limit: 0, remaining: 0, reset_epoch_s: reset };
+        }
+        let used = self.used.entry(key.to_string()).or_insert(0);
+        let allowed = *used < self.limit;
+        if allowed {
+            *used += 1;
+        }
+        RateVerdict { allowed, limit: self.limit, remaining: self.limit - *used, reset_epoch_s: reset }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_run_out() {
+        let mut f = Faults::default();
+        f.apply(FaultSpec::HttpError { status: 503, count: 2 }).unwrap();
+        assert_eq!(f.take_http_error(), Some(503));
+        assert_eq!(f.take_http_error(), Some(503));
+        assert_eq!(f.take_http_error(), None);
+        assert!(f.apply(FaultSpec::HttpError { status: 200, count: 1 }).is_err());
+    }
+
+    #[test]
+    fn fault_json_is_strict() {
+        let ok: FaultSpec = serde_json::from_str(r#"{"kind":"latency","ms":5}"#).unwrap();
+        assert_eq!(ok, FaultSpec::Latency { ms: 5 });
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"latency","ms":5,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn rate_window_resets() {
+        let mut r = RateWindow::new(2, 60);
+        assert!(r.check("k", 120).allowed);
+        let v = r.check("k", 121);
+        assert!(v.allowed && v.remaining == 0 && v.reset_epoch_s == 180);
+        assert!(!r.check("k", 122).allowed);
+        assert!(r.check("other", 122).allowed);
+        assert!(r.check("k", 180).allowed);
+    }
+}

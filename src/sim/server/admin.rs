@@ -1,0 +1,82 @@
+//! The admin API under `/_sim/` for tests and demos (no auth; the simulator listens on
+//! loopback): `GET state`, `GET stats`, `POST faults`, `POST reset`. Documented in
+//! `docs/simulator.md`; tests outside the crate rely on this contract.
+
+use super::{error_response, ok_json};
+use crate::alpaca::model::{Order, Position};
+use crate::sim::engine::SimError;
+use crate::sim::faults::FaultSpec;
+use crate::sim::{Sim, SimStats};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/state", get(state))
+        .route("/stats", get(stats))
+        .route("/faults", post(faults))
+        .route("/reset", post(reset))
+}
+
+#[derive(Serialize)]
+struct StateView {
+    #[serde(with = "crate::alpaca::num::flex")]
+    cash: rust_decimal::Decimal,
+    #[serde(with = "crate::alpaca::num::flex")]
+    equity: rust_decimal::Decimal,
+    positions: Vec<Position>,
+    orders: Vec<Order>,
+    market_time: chrono::DateTime<chrono::Utc>,
+    market_open: bool,
+}
+
+async fn state(State(sim): State<Arc<Sim>>) -> Response {
+    ok_json(&sim.with_state(|s| StateView {
+        cash: s.engine.cash(),
+        equity: s.engine.equity(),
+        positions: s.engine.positions(),
+        orders: s.engine.all_orders(),
+        market_time: s.clock.now(),
+        market_open: s.clock.clock_view().is_open,
+    }))
+}
+
+#[derive(Serialize)]
+struct StatsView {
+    #[serde(flatten)]
+    stats: SimStats,
+    faults: crate::sim::faults::Faults,
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    let s = sim.lock();
+    ok_json(&StatsView { stats: s.stats.clone(), faults: s.faults.clone() })
+}
+
+async fn faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return error_response(&SimError::new(400, 40010000, format!(
+                "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"clear\"}}"
+            )));
+        }
+    };
+    tracing::info!(fault = ?spec, "simulator fault set");
+    let mut s = sim.lock();
+    match s.faults.apply(spec) {
+        Ok(()) => ok_json(&s.faults),
+        Err(e) => error_response(&SimError::new(400, 40010000, e)),
+    }
+}
+
+async fn reset(State(sim): State<Arc<Sim>>) -> Response {
+    sim.with_state(|s| s.reset());
+    tracing::info!("simulator reset");
+    ok_json(&serde_json::json!({"reset": true}))
+}

@@ -1,0 +1,246 @@
+//! Market-data API routes: bars with `next_page_token` paging (the limit counts across all
+//! symbols; results are sorted by symbol, then time), latest trades/quotes/bars, snapshots,
+//! and the single-symbol forms.
+
+use super::trading::parse_time;
+use super::{Params, error_response, ok_json, param};
+use crate::alpaca::model::*;
+use crate::sim::engine::SimError;
+use crate::sim::{Sim, SimState, calendar};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type S = State<Arc<Sim>>;
+
+pub fn routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/v2/stocks/bars", get(bars))
+        .route("/v2/stocks/{symbol}/bars", get(bars_one))
+        .route("/v2/stocks/trades/latest", get(latest_trades))
+        .route("/v2/stocks/quotes/latest", get(latest_quotes))
+        .route("/v2/stocks/bars/latest", get(latest_bars))
+        .route("/v2/stocks/{symbol}/trades/latest", get(latest_trade_one))
+        .route("/v2/stocks/{symbol}/quotes/latest", get(latest_quote_one))
+        .route("/v2/stocks/{symbol}/bars/latest", get(latest_bar_one))
+        .route("/v2/stocks/snapshots", get(snapshots))
+        .route("/v2/stocks/{symbol}/snapshot", get(snapshot_one))
+}
+
+fn symbols(p: &Params) -> Result<Vec<String>, SimError> {
+    let list: Vec<String> = param(p, "symbols")
+        .ok_or_else(|| SimError::new(400, 40010001, "symbols is required"))?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(SimError::new(400, 40010001, "symbols is required"));
+    }
+    Ok(list)
+}
+
+fn check_feed(p: &Params) -> Result<(), SimError> {
+    match param(p, "feed") {
+        None | Some("iex" | "sip" | "delayed_sip" | "otc" | "boats" | "overnight") => Ok(()),
+        Some(other) => Err(SimError::new(400, 40010001, format!("invalid feed {other:?}"))),
+    }
+}
+
+/// The resume point of a bars page: symbol, timeframe and the next bar's start time.
+fn encode_token(symbol: &str, tf: TimeFrame, t: DateTime<Utc>) -> String {
+    let raw = format!("{symbol}|{tf}|{}", t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn decode_token(token: &str) -> Result<(String, DateTime<Utc>), SimError> {
+    let bad = || SimError::new(400, 40010001, "invalid page_token");
+    let raw = base64::engine::general_purpose::STANDARD.decode(token.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '|');
+    let (Some(sym), Some(_tf), Some(t)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+    let t = DateTime::parse_from_rfc3339(t).map_err(|_| bad())?.with_timezone(&Utc);
+    Ok((sym.to_string(), t))
+}
+
+struct BarsRequest {
+    symbols: Vec<String>,
+    timeframe: TimeFrame,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: usize,
+    descending: bool,
+    token: Option<(String, DateTime<Utc>)>,
+}
+
+fn bars_request(p: &Params, symbols: Vec<String>, now: DateTime<Utc>) -> Result<BarsRequest, SimError> {
+    check_feed(p)?;
+    let timeframe: TimeFrame = param(p, "timeframe")
+        .ok_or_else(|| SimError::new(400, 40010001, "timeframe is required"))?
+        .parse()
+        .map_err(|e: String| SimError::new(400, 40010001, e))?;
+    let start = match param(p, "start") {
+        Some(t) => parse_time("start", t)?,
+        None => calendar::et_midnight(calendar::to_et(now).date_naive()),
+    };
+    let end = match param(p, "end") {
+        Some(t) => parse_time("end", t)?.min(now),
+        None => now,
+    };
+    let limit: usize = match param(p, "limit") {
+        Some(l) => l.parse().map_err(|_| SimError::new(400, 40010001, "limit must be a number"))?,
+        None => 1000,
+    };
+    if !(1..=10_000).contains(&limit) {
+        return Err(SimError::new(400, 40010001, "limit must be between 1 and 10000"));
+    }
+    let descending = match param(p, "sort") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
+    };
+    let token = param(p, "page_token").map(decode_token).transpose()?;
+    Ok(BarsRequest { symbols, timeframe, start, end, limit, descending, token })
+}
+
+/// One page: bars per symbol and the token of the next page.
+fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Option<String>) {
+    let mut symbols = r.symbols.clone();
+    symbols.sort();
+    symbols.dedup();
+    let mut flat: Vec<(String, Bar)> = Vec::new();
+    for sym in &symbols {
+        let mut bars = s.market.bars(sym, r.timeframe, r.start, r.end);
+        if r.descending {
+            bars.reverse();
+        }
+        flat.extend(bars.into_iter().map(|b| (sym.clone(), b)));
+    }
+    let from = match &r.token {
+        Some((sym, t)) => flat.iter().position(|(s, b)| s == sym && b.t == *t).unwrap_or(flat.len()),
+        None => 0,
+    };
+    let mut page: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
+    let rest = &flat[from.min(flat.len())..];
+    for (sym, bar) in rest.iter().take(r.limit) {
+        page.entry(sym.clone()).or_default().push(bar.clone());
+    }
+    let next = rest.get(r.limit).map(|(sym, b)| encode_token(sym, r.timeframe, b.t));
+    (page, next)
+}
+
+async fn bars(State(sim): S, Query(p): Query<Params>) -> Response {
+    let result = sim.with_state(|s| {
+        let req = bars_request(&p, symbols(&p)?, s.clock.now())?;
+        let (bars, next_page_token) = bars_page(s, &req);
+        Ok(BarsPage { bars, next_page_token })
+    });
+    respond(result)
+}
+
+#[derive(Serialize)]
+struct OneSymbolBars {
+    bars: Vec<Bar>,
+    symbol: String,
+    next_page_token: Option<String>,
+}
+
+async fn bars_one(State(sim): S, Path(symbol): Path<String>, Query(p): Query<Params>) -> Response {
+    let result = sim.with_state(|s| {
+        let req = bars_request(&p, vec![symbol.clone()], s.clock.now())?;
+        let (mut bars, next_page_token) = bars_page(s, &req);
+        Ok(OneSymbolBars { bars: bars.remove(&symbol).unwrap_or_default(), symbol: symbol.clone(), next_page_token })
+    });
+    respond(result)
+}
+
+fn respond<T: Serialize>(r: Result<T, SimError>) -> Response {
+    match r {
+        Ok(v) => ok_json(&v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// `{"<key>": {SYM: item}}` for the symbols that have an item.
+fn latest<T: Serialize>(sim: &Sim, p: &Params, key: &str, pick: impl Fn(&SimState, &str) -> Option<T>) -> Response {
+    let result = symbols(p).and_then(|syms| {
+        check_feed(p)?;
+        Ok(sim.with_state(|s| syms.iter().filter_map(|sym| pick(s, sym).map(|v| (sym.clone(), v))).collect::<BTreeMap<_, _>>()))
+    });
+    respond(result.map(|m| BTreeMap::from([(key.to_string(), m)])))
+}
+
+async fn latest_trades(State(sim): S, Query(p): Query<Params>) -> Response {
+    latest(&sim, &p, "trades", |s, sym| s.market.latest_trade(sym).cloned())
+}
+
+async fn latest_quotes(State(sim): S, Query(p): Query<Params>) -> Response {
+    latest(&sim, &p, "quotes", |s, sym| s.market.latest_quote(sym).cloned())
+}
+
+async fn latest_bars(State(sim): S, Query(p): Query<Params>) -> Response {
+    latest(&sim, &p, "bars", |s, sym| s.market.latest_minute_bar(sym).cloned())
+}
+
+/// `{"symbol": SYM, "<key>": item}`, or 404 when the symbol has none.
+fn latest_one<T: Serialize>(sim: &Sim, symbol: String, key: &str, pick: impl Fn(&SimState, &str) -> Option<T>) -> Response {
+    match sim.with_state(|s| pick(s, &symbol)) {
+        Some(v) => {
+            let mut body = serde_json::Map::new();
+            body.insert("symbol".into(), symbol.into());
+            body.insert(key.into(), serde_json::to_value(v).unwrap_or_default());
+            ok_json(&body)
+        }
+        None => error_response(&SimError::new(404, 40410000, format!("no {key} found for {symbol}"))),
+    }
+}
+
+async fn latest_trade_one(State(sim): S, Path(symbol): Path<String>) -> Response {
+    latest_one(&sim, symbol, "trade", |s, sym| s.market.latest_trade(sym).cloned())
+}
+
+async fn latest_quote_one(State(sim): S, Path(symbol): Path<String>) -> Response {
+    latest_one(&sim, symbol, "quote", |s, sym| s.market.latest_quote(sym).cloned())
+}
+
+async fn latest_bar_one(State(sim): S, Path(symbol): Path<String>) -> Response {
+    latest_one(&sim, symbol, "bar", |s, sym| s.market.latest_minute_bar(sym).cloned())
+}
+
+fn snapshot(s: &SimState, sym: &str) -> Option<Snapshot> {
+    s.market.listing(sym)?;
+    Some(Snapshot {
+        latest_trade: s.market.latest_trade(sym).cloned(),
+        latest_quote: s.market.latest_quote(sym).cloned(),
+        minute_bar: s.market.latest_minute_bar(sym).cloned(),
+        daily_bar: s.market.daily_bar(sym),
+        prev_daily_bar: s.market.prev_daily_bar(sym).cloned(),
+    })
+}
+
+async fn snapshots(State(sim): S, Query(p): Query<Params>) -> Response {
+    let result = symbols(&p).and_then(|syms| {
+        check_feed(&p)?;
+        Ok(sim.with_state(|s| syms.iter().filter(|sym| s.market.listing(sym).is_some()).map(|sym| (sym.clone(), snapshot(s, sym))).collect::<Snapshots>()))
+    });
+    respond(result)
+}
+
+async fn snapshot_one(State(sim): S, Path(symbol): Path<String>) -> Response {
+    match sim.with_state(|s| snapshot(s, &symbol)) {
+        Some(snap) => {
+            let mut body = serde_json::to_value(snap).unwrap_or_default();
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("symbol".into(), symbol.into());
+            }
+            ok_json(&body)
+        }
+        None => error_response(&SimError::new(404, 40410000, format!("unknown symbol {symbol}"))),
+    }
+}
