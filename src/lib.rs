@@ -2,4 +2,7 @@
 //! built and tested against. See `docs/architecture.md` for the shape of the whole.
 
 pub mod alpaca;
+pub mod cli;
+pub mod config;
 pub mod sim;
+pub mod telemetry;

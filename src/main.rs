@@ -1,1 +1,153 @@
-fn main() {}
+//! The `traderd` binary: parses the command line and runs one command. The only place
+//! `anyhow` is used.
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+use traderd::cli::{self, Cli, Command};
+use traderd::config::{self, CheckContext, Config};
+use traderd::sim::{self, SimSettings, clock::ClockMode, engine::AccountSettings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => run_sim(args),
+        Command::CheckConfig(args) => check_config(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("traderd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn check_config(args: cli::CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    let path = match args.config {
+        Some(p) => p,
+        None => cli::default_config_path(env).map_err(|e| anyhow!(e))?,
+    };
+    let keys = config::load_credentials(env);
+    let ctx = CheckContext {
+        live_opt_in: args.live,
+        have_keys: matches!(keys, Ok(Some(_))),
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = &keys {
+        problems.push(format!("API keys: {e}"));
+    }
+    match Config::load(&path, &ctx) {
+        Ok(c) if problems.is_empty() => {
+            println!(
+                "{}: ok (connection {}, trading {})",
+                path.display(),
+                c.mode_name(),
+                c.trading.symbols.join(",")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => {
+            eprintln!("{}: {} problem(s)", path.display(), problems.len());
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_sim(args: cli::SimArgs) -> anyhow::Result<ExitCode> {
+    traderd::telemetry::init_stderr("info");
+    let initial_cash = traderd::alpaca::num::parse_decimal(&args.cash_usd)
+        .ok()
+        .filter(|c| c.is_sign_positive() && !c.is_zero())
+        .ok_or_else(|| {
+            anyhow!(
+                "--cash-usd must be a positive amount, got {:?}",
+                args.cash_usd
+            )
+        })?;
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        return Err(anyhow!(
+            "--speed must be a positive number, got {}",
+            args.speed
+        ));
+    }
+    let mut settings = SimSettings {
+        seed: args.seed,
+        speed: args.speed,
+        clock: if args.clock == "wall" {
+            ClockMode::Wall
+        } else {
+            ClockMode::Sim
+        },
+        credentials: args.key.zip(args.secret),
+        rate_limit: args.rate_limit,
+        rate_window_s: args.rate_window_s.max(1),
+        account: AccountSettings {
+            initial_cash,
+            ..AccountSettings::default()
+        },
+        history_sessions: args.history_sessions.clamp(1, 60),
+        ..SimSettings::default()
+    };
+    if !args.symbols.is_empty() {
+        let probe = format!("[sim]\nsymbols = {:?}\n", args.symbols);
+        if let Err(e) = Config::parse(&probe, "--symbols", &CheckContext::default()).map(|_| ()) {
+            let bad: Vec<String> = e
+                .problems
+                .iter()
+                .filter(|p| p.path == "sim.symbols")
+                .map(|p| p.message.clone())
+                .collect();
+            if !bad.is_empty() {
+                return Err(anyhow!("--symbols: {}", bad.join("; ")));
+            }
+        }
+        settings.symbols = args.symbols;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let description = format!("seed {}, speed {}x, clock {}, {} symbols", settings.seed, settings.speed, args.clock, settings.symbols.len());
+        let handle = sim::start(settings, args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let mut out = std::io::stdout();
+        writeln!(out, "traderd sim listening on {} ({description})", handle.base_url())?;
+        out.flush()?;
+        tracing::info!(url = %handle.base_url(), "simulator ready; admin API at /_sim/ (docs/simulator.md); Ctrl-C stops it");
+        wait_for_stop_signal().await;
+        tracing::info!("stopping the simulator");
+        handle.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

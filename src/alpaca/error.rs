@@ -44,7 +44,9 @@ pub enum BrokerError {
     },
     #[error("unexpected response from the broker ({endpoint}): {detail}")]
     Decode { endpoint: String, detail: String },
-    #[error("the outcome of order {client_order_id} is unknown after {attempts} attempts: {detail}; reconcile with the broker before sending it again")]
+    #[error(
+        "the outcome of order {client_order_id} is unknown after {attempts} attempts: {detail}; reconcile with the broker before sending it again"
+    )]
     Ambiguous {
         client_order_id: String,
         attempts: u32,
@@ -141,14 +143,26 @@ mod tests {
             message: "x".into(),
             body: None,
         };
-        let conn = |kind| BrokerError::Connectivity { endpoint: "e".into(), kind, detail: "d".into() };
+        let conn = |kind| BrokerError::Connectivity {
+            endpoint: "e".into(),
+            kind,
+            detail: "d".into(),
+        };
         let rows: [(BrokerError, bool, bool, bool); 6] = [
             (api(403), false, false, false),
             (api(422), false, false, false),
             (api(503), false, true, true),
             (conn(ConnectivityKind::Connect), true, true, false),
             (conn(ConnectivityKind::Timeout), true, true, true),
-            (BrokerError::RateLimited { endpoint: "e".into(), retry_after: None }, false, true, false),
+            (
+                BrokerError::RateLimited {
+                    endpoint: "e".into(),
+                    retry_after: None,
+                },
+                false,
+                true,
+                false,
+            ),
         ];
         for (err, connectivity, retryable, ambiguous) in rows {
             assert_eq!(err.is_connectivity(), connectivity, "{err}");

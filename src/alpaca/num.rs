@@ -171,7 +171,12 @@ mod tests {
             (r#"{"a":"1.5","b":null,"c":2}"#, dec!(1.5), None, dec!(2)),
             (r#"{"a":187.23,"c":"0.1"}"#, dec!(187.23), None, dec!(0.1)),
             (r#"{"a":3,"b":"","c":1e2}"#, dec!(3), None, dec!(100)),
-            (r#"{"a":"0.000000001","b":"42","c":0.3}"#, dec!(0.000000001), Some(dec!(42)), dec!(0.3)),
+            (
+                r#"{"a":"0.000000001","b":"42","c":0.3}"#,
+                dec!(0.000000001),
+                Some(dec!(42)),
+                dec!(0.3),
+            ),
         ];
         for (json, a, b, c) in cases {
             let t: T = serde_json::from_str(json).unwrap();
@@ -181,7 +186,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_a_clear_message() {
-        let err = serde_json::from_str::<T>(r#"{"a":"12abc","c":1}"#).err().unwrap();
+        let err = serde_json::from_str::<T>(r#"{"a":"12abc","c":1}"#)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("invalid decimal"), "{err}");
         assert!(serde_json::from_str::<T>(r#"{"a":null,"c":1}"#).is_err());
         assert!(serde_json::from_str::<T>(r#"{"a":true,"c":1}"#).is_err());
@@ -189,10 +196,24 @@ mod tests {
 
     #[test]
     fn encodes_strings_for_trading_and_numbers_for_data() {
-        let t = T { a: dec!(1.50), b: Some(dec!(2)), c: dec!(100) };
-        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"1.5","b":"2","c":100}"#);
-        let t = T { a: dec!(0), b: None, c: dec!(187.23) };
-        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"0","b":null,"c":187.23}"#);
+        let t = T {
+            a: dec!(1.50),
+            b: Some(dec!(2)),
+            c: dec!(100),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"a":"1.5","b":"2","c":100}"#
+        );
+        let t = T {
+            a: dec!(0),
+            b: None,
+            c: dec!(187.23),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"a":"0","b":null,"c":187.23}"#
+        );
     }
 
     #[test]

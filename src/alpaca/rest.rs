@@ -188,11 +188,17 @@ impl AlpacaClient {
         // harmless (the second call reports the first provider, which we ignore).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
-        let mut key = HeaderValue::from_str(&credentials.key_id)
-            .map_err(|_| BrokerError::InvalidRequest("the API key id contains characters not allowed in an HTTP header".into()))?;
+        let mut key = HeaderValue::from_str(&credentials.key_id).map_err(|_| {
+            BrokerError::InvalidRequest(
+                "the API key id contains characters not allowed in an HTTP header".into(),
+            )
+        })?;
         key.set_sensitive(true);
-        let mut secret = HeaderValue::from_str(credentials.secret.expose())
-            .map_err(|_| BrokerError::InvalidRequest("the API secret contains characters not allowed in an HTTP header".into()))?;
+        let mut secret = HeaderValue::from_str(credentials.secret.expose()).map_err(|_| {
+            BrokerError::InvalidRequest(
+                "the API secret contains characters not allowed in an HTTP header".into(),
+            )
+        })?;
         secret.set_sensitive(true);
         headers.insert("APCA-API-KEY-ID", key);
         headers.insert("APCA-API-SECRET-KEY", secret);
@@ -202,8 +208,14 @@ impl AlpacaClient {
             .connect_timeout(settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| BrokerError::InvalidRequest(format!("cannot build the HTTP client: {}", super::error::error_chain(&e))))?;
-        let per_minute = NonZeroU32::new(settings.requests_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+            .map_err(|e| {
+                BrokerError::InvalidRequest(format!(
+                    "cannot build the HTTP client: {}",
+                    super::error::error_chain(&e)
+                ))
+            })?;
+        let per_minute =
+            NonZeroU32::new(settings.requests_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(AlpacaClient {
             http,
             limiter: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
@@ -242,7 +254,10 @@ impl AlpacaClient {
         if let Some(until) = blocked {
             let now = Instant::now();
             if until > now {
-                tracing::info!(wait_ms = (until - now).as_millis() as u64, "broker rate limit reached; waiting for reset");
+                tracing::info!(
+                    wait_ms = (until - now).as_millis() as u64,
+                    "broker rate limit reached; waiting for reset"
+                );
                 tokio::time::sleep_until(until.into()).await;
             }
         }
@@ -251,8 +266,15 @@ impl AlpacaClient {
 
     /// Remembers the broker's own view of our remaining budget.
     fn note_rate_headers(&self, headers: &HeaderMap) {
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-        let (Some(remaining), Some(reset)) = (num("x-ratelimit-remaining"), num("x-ratelimit-reset")) else {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (Some(remaining), Some(reset)) =
+            (num("x-ratelimit-remaining"), num("x-ratelimit-reset"))
+        else {
             return;
         };
         if remaining > 0 {
@@ -289,7 +311,10 @@ impl AlpacaClient {
         let span = tracing::debug_span!("alpaca.request", method = %method, path = %path, status = tracing::field::Empty);
         let started = Instant::now();
         let result = async {
-            let resp = req.send().await.map_err(|e| BrokerError::from_reqwest(&endpoint, e))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| BrokerError::from_reqwest(&endpoint, e))?;
             let status = resp.status();
             self.note_rate_headers(resp.headers());
             let reset = resp
@@ -297,7 +322,11 @@ impl AlpacaClient {
                 .get("x-ratelimit-reset")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = resp.bytes().await.map_err(|e| BrokerError::from_reqwest(&endpoint, e))?.to_vec();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| BrokerError::from_reqwest(&endpoint, e))?
+                .to_vec();
             tracing::Span::current().record("status", status.as_u16());
             if status.is_success() {
                 return Ok(Response { status, body });
@@ -346,8 +375,15 @@ impl AlpacaClient {
             .await
     }
 
-    async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(&self, api: Api, path: &str, query: Option<&Q>) -> Result<T, BrokerError> {
-        let resp = self.execute::<(), Q>(Method::GET, api, path, query, None, true).await?;
+    async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        api: Api,
+        path: &str,
+        query: Option<&Q>,
+    ) -> Result<T, BrokerError> {
+        let resp = self
+            .execute::<(), Q>(Method::GET, api, path, query, None, true)
+            .await?;
         decode(&format!("GET {path}"), &resp)
     }
 
@@ -361,37 +397,60 @@ impl AlpacaClient {
         self.get::<_, ()>(Api::Trading, "/v2/clock", None).await
     }
 
-    pub async fn get_calendar(&self, start: NaiveDate, end: NaiveDate) -> Result<Vec<CalendarDay>, BrokerError> {
+    pub async fn get_calendar(
+        &self,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Vec<CalendarDay>, BrokerError> {
         let q = [("start", start.to_string()), ("end", end.to_string())];
         self.get(Api::Trading, "/v2/calendar", Some(&q)).await
     }
 
     pub async fn list_assets(&self) -> Result<Vec<Asset>, BrokerError> {
-        self.get(Api::Trading, "/v2/assets", Some(&[("status", "active")])).await
+        self.get(Api::Trading, "/v2/assets", Some(&[("status", "active")]))
+            .await
     }
 
     pub async fn get_asset(&self, symbol: &str) -> Result<Asset, BrokerError> {
-        self.get::<_, ()>(Api::Trading, &format!("/v2/assets/{}", path_segment(symbol)?), None).await
+        self.get::<_, ()>(
+            Api::Trading,
+            &format!("/v2/assets/{}", path_segment(symbol)?),
+            None,
+        )
+        .await
     }
 
     pub async fn get_account_configurations(&self) -> Result<AccountConfigurations, BrokerError> {
-        self.get::<_, ()>(Api::Trading, "/v2/account/configurations", None).await
+        self.get::<_, ()>(Api::Trading, "/v2/account/configurations", None)
+            .await
     }
 
-    pub async fn patch_account_configurations(&self, patch: &AccountConfigurationsPatch) -> Result<AccountConfigurations, BrokerError> {
+    pub async fn patch_account_configurations(
+        &self,
+        patch: &AccountConfigurationsPatch,
+    ) -> Result<AccountConfigurations, BrokerError> {
         let path = "/v2/account/configurations";
         // Setting the same configuration twice has the same effect: safe to repeat.
-        let resp = self.execute::<_, ()>(Method::PATCH, Api::Trading, path, None, Some(patch), true).await?;
+        let resp = self
+            .execute::<_, ()>(Method::PATCH, Api::Trading, path, None, Some(patch), true)
+            .await?;
         decode(&format!("PATCH {path}"), &resp)
     }
 
     /// One page of account activities.
-    pub async fn list_activities(&self, query: &ListActivities) -> Result<Vec<Activity>, BrokerError> {
-        self.get(Api::Trading, "/v2/account/activities", Some(query)).await
+    pub async fn list_activities(
+        &self,
+        query: &ListActivities,
+    ) -> Result<Vec<Activity>, BrokerError> {
+        self.get(Api::Trading, "/v2/account/activities", Some(query))
+            .await
     }
 
     /// Every FILL activity after `after`, oldest first, following `page_token` paging.
-    pub async fn fills_since(&self, after: Option<DateTime<Utc>>) -> Result<Vec<TradeActivity>, BrokerError> {
+    pub async fn fills_since(
+        &self,
+        after: Option<DateTime<Utc>>,
+    ) -> Result<Vec<TradeActivity>, BrokerError> {
         let mut query = ListActivities {
             activity_types: Some("FILL".into()),
             after,
@@ -439,7 +498,9 @@ impl AlpacaClient {
         }
         let path = "/v2/orders";
         let endpoint = format!("POST {path}");
-        let max_attempts = u32::try_from(self.settings.max_retries).unwrap_or(u32::MAX).saturating_add(1);
+        let max_attempts = u32::try_from(self.settings.max_retries)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         let mut delays = self.backoff().without_max_times().build();
         let mut was_ambiguous = false;
         let mut last_detail = String::new();
@@ -462,8 +523,15 @@ impl AlpacaClient {
                 }
                 // A refusal after an ambiguous attempt may be the broker refusing a duplicate of
                 // an order it did take: look before reporting.
-                BrokerError::Api { status, .. } if *status < 500 && !(was_ambiguous && *status == 422) => return Err(err),
-                BrokerError::Connectivity { kind: super::error::ConnectivityKind::Connect, .. } => {
+                BrokerError::Api { status, .. }
+                    if *status < 500 && !(was_ambiguous && *status == 422) =>
+                {
+                    return Err(err);
+                }
+                BrokerError::Connectivity {
+                    kind: super::error::ConnectivityKind::Connect,
+                    ..
+                } => {
                     // Nothing was sent; safe to try again.
                     tracing::warn!(client_order_id = %client_order_id, attempt, error = %err, "cannot connect to submit order; retrying");
                     last_detail = err.to_string();
@@ -474,7 +542,9 @@ impl AlpacaClient {
             }
             was_ambiguous = true;
             last_detail = err.to_string();
-            self.stats.order_lookups_after_ambiguity.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .order_lookups_after_ambiguity
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client_order_id = %client_order_id, attempt, error = %err, "order POST outcome unknown; asking the broker");
             match self.get_order_by_client_id(&client_order_id).await {
                 Ok(Some(order)) => {
@@ -497,13 +567,23 @@ impl AlpacaClient {
                 }
             }
         }
-        Err(BrokerError::Ambiguous { client_order_id, attempts: max_attempts, detail: last_detail })
+        Err(BrokerError::Ambiguous {
+            client_order_id,
+            attempts: max_attempts,
+            detail: last_detail,
+        })
     }
 
     /// The order with this client order id, or `None` if the broker has none.
-    pub async fn get_order_by_client_id(&self, client_order_id: &str) -> Result<Option<Order>, BrokerError> {
+    pub async fn get_order_by_client_id(
+        &self,
+        client_order_id: &str,
+    ) -> Result<Option<Order>, BrokerError> {
         let q = [("client_order_id", client_order_id)];
-        match self.get(Api::Trading, "/v2/orders:by_client_order_id", Some(&q)).await {
+        match self
+            .get(Api::Trading, "/v2/orders:by_client_order_id", Some(&q))
+            .await
+        {
             Ok(order) => Ok(Some(order)),
             Err(BrokerError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -515,27 +595,44 @@ impl AlpacaClient {
     }
 
     pub async fn get_order(&self, id: Uuid) -> Result<Order, BrokerError> {
-        self.get::<_, ()>(Api::Trading, &format!("/v2/orders/{id}"), None).await
+        self.get::<_, ()>(Api::Trading, &format!("/v2/orders/{id}"), None)
+            .await
     }
 
     /// Replaces an order; returns the new order (the old one becomes `replaced`). Not retried:
     /// a second PATCH would target an order that is already replaced.
-    pub async fn replace_order(&self, id: Uuid, request: &ReplaceOrderRequest) -> Result<Order, BrokerError> {
+    pub async fn replace_order(
+        &self,
+        id: Uuid,
+        request: &ReplaceOrderRequest,
+    ) -> Result<Order, BrokerError> {
         let path = format!("/v2/orders/{id}");
-        let resp = self.execute::<_, ()>(Method::PATCH, Api::Trading, &path, None, Some(request), false).await?;
+        let resp = self
+            .execute::<_, ()>(
+                Method::PATCH,
+                Api::Trading,
+                &path,
+                None,
+                Some(request),
+                false,
+            )
+            .await?;
         decode(&format!("PATCH {path}"), &resp)
     }
 
     /// Cancels one order (204). Safe to repeat.
     pub async fn cancel_order(&self, id: Uuid) -> Result<(), BrokerError> {
         let path = format!("/v2/orders/{id}");
-        self.execute::<(), ()>(Method::DELETE, Api::Trading, &path, None, None, true).await?;
+        self.execute::<(), ()>(Method::DELETE, Api::Trading, &path, None, None, true)
+            .await?;
         Ok(())
     }
 
     /// Cancels every open order; the 207 body says what happened to each.
     pub async fn cancel_all_orders(&self) -> Result<Vec<CancelOrderStatus>, BrokerError> {
-        let resp = self.execute::<(), ()>(Method::DELETE, Api::Trading, "/v2/orders", None, None, true).await?;
+        let resp = self
+            .execute::<(), ()>(Method::DELETE, Api::Trading, "/v2/orders", None, None, true)
+            .await?;
         decode_or_empty("DELETE /v2/orders", &resp)
     }
 
@@ -547,7 +644,14 @@ impl AlpacaClient {
 
     /// The open position in `symbol`, or `None` if there is none.
     pub async fn get_position(&self, symbol: &str) -> Result<Option<Position>, BrokerError> {
-        match self.get::<_, ()>(Api::Trading, &format!("/v2/positions/{}", path_segment(symbol)?), None).await {
+        match self
+            .get::<_, ()>(
+                Api::Trading,
+                &format!("/v2/positions/{}", path_segment(symbol)?),
+                None,
+            )
+            .await
+        {
             Ok(p) => Ok(Some(p)),
             Err(BrokerError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -556,21 +660,46 @@ impl AlpacaClient {
 
     /// Liquidates a position. Closing all of it is safe to repeat (a repeat closes what is
     /// left); a partial close is not retried, since a repeat would sell twice.
-    pub async fn close_position(&self, symbol: &str, amount: CloseAmount) -> Result<Order, BrokerError> {
+    pub async fn close_position(
+        &self,
+        symbol: &str,
+        amount: CloseAmount,
+    ) -> Result<Order, BrokerError> {
         let path = format!("/v2/positions/{}", path_segment(symbol)?);
         let (query, idempotent): (Vec<(&str, String)>, bool) = match amount {
             CloseAmount::All => (vec![], true),
             CloseAmount::Qty(q) => (vec![("qty", q.to_string())], false),
             CloseAmount::Percentage(p) => (vec![("percentage", p.to_string())], false),
         };
-        let resp = self.execute::<(), _>(Method::DELETE, Api::Trading, &path, Some(&query), None, idempotent).await?;
+        let resp = self
+            .execute::<(), _>(
+                Method::DELETE,
+                Api::Trading,
+                &path,
+                Some(&query),
+                None,
+                idempotent,
+            )
+            .await?;
         decode(&format!("DELETE {path}"), &resp)
     }
 
     /// Liquidates every position, optionally cancelling open orders first; 207 per symbol.
-    pub async fn close_all_positions(&self, cancel_orders: bool) -> Result<Vec<ClosePositionStatus>, BrokerError> {
+    pub async fn close_all_positions(
+        &self,
+        cancel_orders: bool,
+    ) -> Result<Vec<ClosePositionStatus>, BrokerError> {
         let q = [("cancel_orders", cancel_orders)];
-        let resp = self.execute::<(), _>(Method::DELETE, Api::Trading, "/v2/positions", Some(&q), None, true).await?;
+        let resp = self
+            .execute::<(), _>(
+                Method::DELETE,
+                Api::Trading,
+                "/v2/positions",
+                Some(&q),
+                None,
+                true,
+            )
+            .await?;
         decode_or_empty("DELETE /v2/positions", &resp)
     }
 
@@ -599,25 +728,47 @@ impl AlpacaClient {
     }
 
     pub async fn latest_trades(&self, symbols: &[&str]) -> Result<LatestTrades, BrokerError> {
-        self.get(Api::Data, "/v2/stocks/trades/latest", Some(&[("symbols", symbols.join(","))])).await
+        self.get(
+            Api::Data,
+            "/v2/stocks/trades/latest",
+            Some(&[("symbols", symbols.join(","))]),
+        )
+        .await
     }
 
     pub async fn latest_quotes(&self, symbols: &[&str]) -> Result<LatestQuotes, BrokerError> {
-        self.get(Api::Data, "/v2/stocks/quotes/latest", Some(&[("symbols", symbols.join(","))])).await
+        self.get(
+            Api::Data,
+            "/v2/stocks/quotes/latest",
+            Some(&[("symbols", symbols.join(","))]),
+        )
+        .await
     }
 
     pub async fn latest_bars(&self, symbols: &[&str]) -> Result<LatestBars, BrokerError> {
-        self.get(Api::Data, "/v2/stocks/bars/latest", Some(&[("symbols", symbols.join(","))])).await
+        self.get(
+            Api::Data,
+            "/v2/stocks/bars/latest",
+            Some(&[("symbols", symbols.join(","))]),
+        )
+        .await
     }
 
     pub async fn snapshots(&self, symbols: &[&str]) -> Result<Snapshots, BrokerError> {
-        self.get(Api::Data, "/v2/stocks/snapshots", Some(&[("symbols", symbols.join(","))])).await
+        self.get(
+            Api::Data,
+            "/v2/stocks/snapshots",
+            Some(&[("symbols", symbols.join(","))]),
+        )
+        .await
     }
 }
 
 /// How long until an `X-Ratelimit-Reset` epoch second, capped to one minute.
 fn reset_delay(reset_epoch_s: u64) -> Duration {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     Duration::from_secs(reset_epoch_s)
         .saturating_sub(now)
         .clamp(Duration::from_millis(50), Duration::from_secs(60))
@@ -627,11 +778,15 @@ fn reset_delay(reset_epoch_s: u64) -> Duration {
 fn path_segment(symbol: &str) -> Result<&str, BrokerError> {
     let ok = !symbol.is_empty()
         && symbol.len() <= 64
-        && symbol.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+        && symbol
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
     if ok {
         Ok(symbol)
     } else {
-        Err(BrokerError::InvalidRequest(format!("not a valid symbol: {symbol:?}")))
+        Err(BrokerError::InvalidRequest(format!(
+            "not a valid symbol: {symbol:?}"
+        )))
     }
 }
 
@@ -643,7 +798,10 @@ fn api_error(endpoint: &str, status: StatusCode, body: &[u8]) -> BrokerError {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
             if text.is_empty() {
-                status.canonical_reason().unwrap_or("no reason given").to_string()
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_string()
             } else {
                 text.chars().take(200).collect()
             }
@@ -665,7 +823,10 @@ fn decode<T: DeserializeOwned>(endpoint: &str, resp: &Response) -> Result<T, Bro
     })
 }
 
-fn decode_or_empty<T: DeserializeOwned>(endpoint: &str, resp: &Response) -> Result<Vec<T>, BrokerError> {
+fn decode_or_empty<T: DeserializeOwned>(
+    endpoint: &str,
+    resp: &Response,
+) -> Result<Vec<T>, BrokerError> {
     if resp.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
@@ -687,18 +848,30 @@ mod tests {
 
     #[test]
     fn error_bodies_keep_alpacas_code_and_message() {
-        let e = api_error("POST /v2/orders", StatusCode::FORBIDDEN, br#"{"code":40310000,"message":"insufficient buying power","buying_power":"1"}"#);
+        let e = api_error(
+            "POST /v2/orders",
+            StatusCode::FORBIDDEN,
+            br#"{"code":40310000,"message":"insufficient buying power","buying_power":"1"}"#,
+        );
         assert_eq!(e.code(), Some(40310000));
         assert!(e.to_string().contains("insufficient buying power"));
-        let e = api_error("GET /v2/stocks/bars", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        let e = api_error(
+            "GET /v2/stocks/bars",
+            StatusCode::BAD_GATEWAY,
+            b"<html>bad gateway</html>",
+        );
         assert_eq!(e.status(), Some(502));
         assert!(e.is_retryable());
     }
 
     #[test]
     fn secrets_do_not_show_in_debug() {
-        let creds = Credentials { key_id: "PKTEST".into(), secret: Secret::new("very-secret-value") };
-        let client = AlpacaClient::new(ClientSettings::for_base_url("http://127.0.0.1:1"), &creds).unwrap();
+        let creds = Credentials {
+            key_id: "PKTEST".into(),
+            secret: Secret::new("very-secret-value"),
+        };
+        let client =
+            AlpacaClient::new(ClientSettings::for_base_url("http://127.0.0.1:1"), &creds).unwrap();
         for text in [format!("{creds:?}"), format!("{client:?}")] {
             assert!(!text.contains("very-secret-value"), "{text}");
         }

@@ -15,14 +15,47 @@ pub const SESSION_SECONDS: i64 = 23_400;
 
 /// NYSE full-day holidays, 2024–2027.
 const HOLIDAYS: &[(i32, u32, u32)] = &[
-    (2024, 1, 1), (2024, 1, 15), (2024, 2, 19), (2024, 3, 29), (2024, 5, 27), (2024, 6, 19),
-    (2024, 7, 4), (2024, 9, 2), (2024, 11, 28), (2024, 12, 25),
-    (2025, 1, 1), (2025, 1, 9), (2025, 1, 20), (2025, 2, 17), (2025, 4, 18), (2025, 5, 26),
-    (2025, 6, 19), (2025, 7, 4), (2025, 9, 1), (2025, 11, 27), (2025, 12, 25),
-    (2026, 1, 1), (2026, 1, 19), (2026, 2, 16), (2026, 4, 3), (2026, 5, 25), (2026, 6, 19),
-    (2026, 7, 3), (2026, 9, 7), (2026, 11, 26), (2026, 12, 25),
-    (2027, 1, 1), (2027, 1, 18), (2027, 2, 15), (2027, 3, 26), (2027, 5, 31), (2027, 6, 18),
-    (2027, 7, 5), (2027, 9, 6), (2027, 11, 25), (2027, 12, 24),
+    (2024, 1, 1),
+    (2024, 1, 15),
+    (2024, 2, 19),
+    (2024, 3, 29),
+    (2024, 5, 27),
+    (2024, 6, 19),
+    (2024, 7, 4),
+    (2024, 9, 2),
+    (2024, 11, 28),
+    (2024, 12, 25),
+    (2025, 1, 1),
+    (2025, 1, 9),
+    (2025, 1, 20),
+    (2025, 2, 17),
+    (2025, 4, 18),
+    (2025, 5, 26),
+    (2025, 6, 19),
+    (2025, 7, 4),
+    (2025, 9, 1),
+    (2025, 11, 27),
+    (2025, 12, 25),
+    (2026, 1, 1),
+    (2026, 1, 19),
+    (2026, 2, 16),
+    (2026, 4, 3),
+    (2026, 5, 25),
+    (2026, 6, 19),
+    (2026, 7, 3),
+    (2026, 9, 7),
+    (2026, 11, 26),
+    (2026, 12, 25),
+    (2027, 1, 1),
+    (2027, 1, 18),
+    (2027, 2, 15),
+    (2027, 3, 26),
+    (2027, 5, 31),
+    (2027, 6, 18),
+    (2027, 7, 5),
+    (2027, 9, 6),
+    (2027, 11, 25),
+    (2027, 12, 24),
 ];
 
 pub fn is_trading_day(date: NaiveDate) -> bool {
@@ -40,7 +73,10 @@ fn close_time() -> NaiveTime {
 
 /// `date` at `time` in New York, as UTC.
 pub fn et_to_utc(date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-    match New_York.from_local_datetime(&date.and_time(time)).earliest() {
+    match New_York
+        .from_local_datetime(&date.and_time(time))
+        .earliest()
+    {
         Some(t) => t.with_timezone(&Utc),
         // 09:30 and 16:00 never fall in a DST gap; keep a total function anyway.
         None => Utc.from_utc_datetime(&date.and_time(time)) + Duration::hours(5),
@@ -66,7 +102,11 @@ pub struct Session {
 
 impl Session {
     pub fn on(date: NaiveDate) -> Session {
-        Session { date, open: et_to_utc(date, open_time()), close: et_to_utc(date, close_time()) }
+        Session {
+            date,
+            open: et_to_utc(date, open_time()),
+            close: et_to_utc(date, close_time()),
+        }
     }
     pub fn next(self) -> Session {
         let mut d = self.date;
@@ -187,7 +227,10 @@ mod tests {
         assert_eq!(Session::on(d(2026, 11, 27)).next().date, d(2026, 11, 30));
         assert_eq!(wed.open.to_rfc3339(), "2026-11-25T14:30:00+00:00");
         // Summer time: 09:30 EDT is 13:30 UTC.
-        assert_eq!(Session::on(d(2026, 7, 1)).open.to_rfc3339(), "2026-07-01T13:30:00+00:00");
+        assert_eq!(
+            Session::on(d(2026, 7, 1)).open.to_rfc3339(),
+            "2026-07-01T13:30:00+00:00"
+        );
     }
 
     #[test]
@@ -195,17 +238,30 @@ mod tests {
         let sat = Utc.with_ymd_and_hms(2026, 11, 21, 13, 0, 0).unwrap();
         assert_eq!(latest_session_at_or_before(sat).date, d(2026, 11, 20));
         let before_open = Utc.with_ymd_and_hms(2026, 11, 20, 13, 0, 0).unwrap();
-        assert_eq!(latest_session_at_or_before(before_open).date, d(2026, 11, 19));
+        assert_eq!(
+            latest_session_at_or_before(before_open).date,
+            d(2026, 11, 19)
+        );
     }
 
     #[test]
     fn timeline_round_trips_across_nights() {
         let tl = Timeline::new(Session::on(d(2026, 11, 20)));
-        for secs in [0.0, 100.5, 23_399.0, 23_400.0 + 60.0, -60.0, 5.0 * 23_400.0 + 7.0] {
+        for secs in [
+            0.0,
+            100.5,
+            23_399.0,
+            23_400.0 + 60.0,
+            -60.0,
+            5.0 * 23_400.0 + 7.0,
+        ] {
             let t = tl.to_utc(secs);
             assert!((tl.from_utc(t) - secs).abs() < 1e-3, "{secs} -> {t}");
         }
         // One session later is the next Monday's open.
-        assert_eq!(tl.to_utc(23_400.0).to_rfc3339(), "2026-11-23T14:30:00+00:00");
+        assert_eq!(
+            tl.to_utc(23_400.0).to_rfc3339(),
+            "2026-11-23T14:30:00+00:00"
+        );
     }
 }

@@ -41,7 +41,11 @@ impl SimClock {
         };
         SimClock {
             mode,
-            speed: if speed.is_finite() && speed > 0.0 { speed } else { 1.0 },
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
             started: Instant::now(),
             timeline,
             start_offset,
@@ -85,10 +89,23 @@ impl SimClock {
             ClockMode::Wall => calendar::current_or_next_session(now),
         };
         let is_open = session.open <= now && now < session.close;
-        let next_open = if now < session.open { session.open } else { session.next().open };
-        let next_close = if now < session.close { session.close } else { session.next().close };
+        let next_open = if now < session.open {
+            session.open
+        } else {
+            session.next().open
+        };
+        let next_close = if now < session.close {
+            session.close
+        } else {
+            session.next().close
+        };
         let et = |t: DateTime<Utc>| calendar::to_et(t).fixed_offset();
-        Clock { timestamp: et(now), is_open, next_open: et(next_open), next_close: et(next_close) }
+        Clock {
+            timestamp: et(now),
+            is_open,
+            next_open: et(next_open),
+            next_close: et(next_close),
+        }
     }
 
     /// The session containing (or, when closed, preceding) the current market time.

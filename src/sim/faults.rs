@@ -36,7 +36,9 @@ impl Faults {
         match spec {
             FaultSpec::HttpError { status, count } => {
                 if !(400..=599).contains(&status) {
-                    return Err(format!("status must be an HTTP error status (400-599), got {status}"));
+                    return Err(format!(
+                        "status must be an HTTP error status (400-599), got {status}"
+                    ));
                 }
                 self.http_error = (count > 0).then_some((status, count));
             }
@@ -105,7 +107,12 @@ pub struct RateVerdict {
 
 impl RateWindow {
     pub fn new(limit: u32, window_s: u64) -> Self {
-        RateWindow { limit, window_s: window_s.max(1), window_start_s: 0, used: Default::default() }
+        RateWindow {
+            limit,
+            window_s: window_s.max(1),
+            window_start_s: 0,
+            used: Default::default(),
+        }
     }
 
     /// Counts a request by `key` at `now_epoch_s`. A limit of 0 means unlimited.
@@ -116,14 +123,24 @@ impl RateWindow {
         }
         let reset = self.window_start_s + self.window_s;
         if self.limit == 0 {
-            return RateVerdict { allowed: true, limit: 0, remaining: 0, reset_epoch_s: reset };
+            return RateVerdict {
+                allowed: true,
+                limit: 0,
+                remaining: 0,
+                reset_epoch_s: reset,
+            };
         }
         let used = self.used.entry(key.to_string()).or_insert(0);
         let allowed = *used < self.limit;
         if allowed {
             *used += 1;
         }
-        RateVerdict { allowed, limit: self.limit, remaining: self.limit - *used, reset_epoch_s: reset }
+        RateVerdict {
+            allowed,
+            limit: self.limit,
+            remaining: self.limit - *used,
+            reset_epoch_s: reset,
+        }
     }
 }
 
@@ -134,11 +151,21 @@ mod tests {
     #[test]
     fn counted_faults_run_out() {
         let mut f = Faults::default();
-        f.apply(FaultSpec::HttpError { status: 503, count: 2 }).unwrap();
+        f.apply(FaultSpec::HttpError {
+            status: 503,
+            count: 2,
+        })
+        .unwrap();
         assert_eq!(f.take_http_error(), Some(503));
         assert_eq!(f.take_http_error(), Some(503));
         assert_eq!(f.take_http_error(), None);
-        assert!(f.apply(FaultSpec::HttpError { status: 200, count: 1 }).is_err());
+        assert!(
+            f.apply(FaultSpec::HttpError {
+                status: 200,
+                count: 1
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -21,9 +21,19 @@ pub const DEFAULT_SYMBOLS: &[(&str, &str, &str, i64)] = &[
     ("AMZN", "Amazon.com, Inc. Common Stock", "NASDAQ", 180),
     ("GOOGL", "Alphabet Inc. Class A Common Stock", "NASDAQ", 170),
     ("NVDA", "NVIDIA Corporation Common Stock", "NASDAQ", 120),
-    ("META", "Meta Platforms, Inc. Class A Common Stock", "NASDAQ", 500),
+    (
+        "META",
+        "Meta Platforms, Inc. Class A Common Stock",
+        "NASDAQ",
+        500,
+    ),
     ("TSLA", "Tesla, Inc. Common Stock", "NASDAQ", 250),
-    ("AMD", "Advanced Micro Devices, Inc. Common Stock", "NASDAQ", 150),
+    (
+        "AMD",
+        "Advanced Micro Devices, Inc. Common Stock",
+        "NASDAQ",
+        150,
+    ),
     ("SPY", "SPDR S&P 500 ETF Trust", "ARCA", 550),
     ("QQQ", "Invesco QQQ Trust, Series 1", "NASDAQ", 470),
 ];
@@ -165,7 +175,11 @@ impl Market {
                 (s.clone(), state)
             })
             .collect();
-        Market { timeline, symbols, position: 0.0 }
+        Market {
+            timeline,
+            symbols,
+            position: 0.0,
+        }
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -188,7 +202,8 @@ impl Market {
     pub fn advance_to(&mut self, target: f64) -> Vec<MarketEvent> {
         let mut out = Vec::new();
         while self.position < target {
-            let next_close = ((self.position / SESSION_SECONDS as f64).floor() + 1.0) * SESSION_SECONDS as f64;
+            let next_close =
+                ((self.position / SESSION_SECONDS as f64).floor() + 1.0) * SESSION_SECONDS as f64;
             let step_end = target.min(next_close);
             let mut batch: Vec<(f64, usize, MarketEvent)> = Vec::new();
             for (rank, state) in self.symbols.values_mut().enumerate() {
@@ -203,7 +218,10 @@ impl Market {
                 for state in self.symbols.values_mut() {
                     state.close_session(session.date, index, &self.timeline, &mut out);
                 }
-                out.push(MarketEvent::SessionClosed { date: session.date, at: session.close });
+                out.push(MarketEvent::SessionClosed {
+                    date: session.date,
+                    at: session.close,
+                });
             }
         }
         out
@@ -220,7 +238,10 @@ impl Market {
     /// The last trade price, else the last completed bar's close.
     pub fn last_price(&self, symbol: &str) -> Option<Decimal> {
         let s = self.symbols.get(symbol)?;
-        s.last_trade.as_ref().map(|t| t.p).or_else(|| s.minutes.back().map(|b| b.c))
+        s.last_trade
+            .as_ref()
+            .map(|t| t.p)
+            .or_else(|| s.minutes.back().map(|b| b.c))
     }
 
     /// The latest completed minute bar.
@@ -242,7 +263,12 @@ impl Market {
     fn today_bar(&self, s: &SymbolState) -> Option<Bar> {
         let session_index = (self.position / SESSION_SECONDS as f64).floor() as i64;
         let session = self.timeline.session(session_index);
-        let mut bars: Vec<Bar> = s.minutes.iter().filter(|b| b.t >= session.open && b.t < session.close).cloned().collect();
+        let mut bars: Vec<Bar> = s
+            .minutes
+            .iter()
+            .filter(|b| b.t >= session.open && b.t < session.close)
+            .cloned()
+            .collect();
         if let Some(acc) = &s.minute {
             bars.push(acc.bar(&self.timeline));
         }
@@ -252,9 +278,17 @@ impl Market {
     /// Bars of `symbol` for a timeframe, with start times in `[start, end]`, oldest first.
     /// Intraday frames come from minute bars (completed minutes only); days from daily bars
     /// plus the session in progress; weeks and months from days.
-    pub fn bars(&self, symbol: &str, timeframe: crate::alpaca::model::TimeFrame, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<Bar> {
+    pub fn bars(
+        &self,
+        symbol: &str,
+        timeframe: crate::alpaca::model::TimeFrame,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Vec<Bar> {
         use crate::alpaca::model::TimeFrameUnit as U;
-        let Some(s) = self.symbols.get(symbol) else { return Vec::new() };
+        let Some(s) = self.symbols.get(symbol) else {
+            return Vec::new();
+        };
         let bucketed: Vec<(DateTime<Utc>, &Bar)>;
         let mut days: Vec<Bar> = Vec::new();
         match timeframe.unit {
@@ -269,7 +303,10 @@ impl Market {
                     .map(|b| {
                         let epoch_min = b.t.timestamp().div_euclid(60);
                         let bucket = epoch_min - epoch_min.rem_euclid(minutes);
-                        (DateTime::<Utc>::from_timestamp(bucket * 60, 0).unwrap_or(b.t), b)
+                        (
+                            DateTime::<Utc>::from_timestamp(bucket * 60, 0).unwrap_or(b.t),
+                            b,
+                        )
                     })
                     .collect();
             }
@@ -281,14 +318,21 @@ impl Market {
                     }
                 }
                 if timeframe.unit == U::Day {
-                    return days.into_iter().filter(|b| b.t >= start && b.t <= end).collect();
+                    return days
+                        .into_iter()
+                        .filter(|b| b.t >= start && b.t <= end)
+                        .collect();
                 }
                 bucketed = days
                     .iter()
                     .map(|b| {
                         let date = calendar::to_et(b.t).date_naive();
                         let key = match timeframe.unit {
-                            U::Week => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
+                            U::Week => {
+                                date - Duration::days(i64::from(
+                                    date.weekday().num_days_from_monday(),
+                                ))
+                            }
                             _ => month_bucket(date, timeframe.amount),
                         };
                         (calendar::et_midnight(key), b)
@@ -335,7 +379,8 @@ impl SymbolState {
     fn new(seed: u64, listing: Listing, timeline: &Timeline, history_sessions: i64) -> Self {
         let sym = listing.symbol.as_bytes();
         let live_seed = stable_hash(&[&seed.to_le_bytes(), sym, b"live"]);
-        let mut hist_rng = ChaCha8Rng::seed_from_u64(stable_hash(&[&seed.to_le_bytes(), sym, b"history"]));
+        let mut hist_rng =
+            ChaCha8Rng::seed_from_u64(stable_hash(&[&seed.to_le_bytes(), sym, b"history"]));
         let base: f64 = listing.base_price.try_into().unwrap_or(100.0);
         let (minutes, daily) = history(&mut hist_rng, base, timeline, history_sessions);
         let mut rng = ChaCha8Rng::seed_from_u64(live_seed);
@@ -354,7 +399,13 @@ impl SymbolState {
         }
     }
 
-    fn run_until(&mut self, end: f64, timeline: &Timeline, rank: usize, out: &mut Vec<(f64, usize, MarketEvent)>) {
+    fn run_until(
+        &mut self,
+        end: f64,
+        timeline: &Timeline,
+        rank: usize,
+        out: &mut Vec<(f64, usize, MarketEvent)>,
+    ) {
         let sigma_per_sqrt_s = ANNUAL_VOL / (252.0 * SESSION_SECONDS as f64).sqrt();
         while self.next_event < end {
             let at = self.next_event;
@@ -366,10 +417,20 @@ impl SymbolState {
             self.mid = (self.mid * step.exp()).max(1.0);
             let quote = self.make_quote(t);
             let is_trade = self.rng.random::<f64>() < 0.45;
-            let quote_changed = self.last_quote.as_ref().is_none_or(|q| q.bp != quote.bp || q.ap != quote.ap);
+            let quote_changed = self
+                .last_quote
+                .as_ref()
+                .is_none_or(|q| q.bp != quote.bp || q.ap != quote.ap);
             if quote_changed || !is_trade {
                 self.last_quote = Some(quote.clone());
-                out.push((at, rank, MarketEvent::Quote { symbol: self.listing.symbol.clone(), quote }));
+                out.push((
+                    at,
+                    rank,
+                    MarketEvent::Quote {
+                        symbol: self.listing.symbol.clone(),
+                        quote,
+                    },
+                ));
             }
             if is_trade {
                 let trade = self.make_trade(t);
@@ -385,20 +446,40 @@ impl SymbolState {
                 });
                 acc.add(trade.p, trade.s);
                 self.last_trade = Some(trade.clone());
-                out.push((at, rank, MarketEvent::Trade { symbol: self.listing.symbol.clone(), trade }));
+                out.push((
+                    at,
+                    rank,
+                    MarketEvent::Trade {
+                        symbol: self.listing.symbol.clone(),
+                        trade,
+                    },
+                ));
             }
         }
         self.roll_minute(end, timeline, rank, out);
     }
 
     /// Closes the minute bar in progress if `at` is past its minute.
-    fn roll_minute(&mut self, at: f64, timeline: &Timeline, rank: usize, out: &mut Vec<(f64, usize, MarketEvent)>) {
+    fn roll_minute(
+        &mut self,
+        at: f64,
+        timeline: &Timeline,
+        rank: usize,
+        out: &mut Vec<(f64, usize, MarketEvent)>,
+    ) {
         let index = (at / 60.0).floor() as i64;
         if self.minute.as_ref().is_some_and(|m| m.index < index) {
             if let Some(acc) = self.minute.take() {
                 let bar = acc.bar(timeline);
                 self.minutes.push_back(bar.clone());
-                out.push(((acc.index + 1) as f64 * 60.0, rank, MarketEvent::BarClosed { symbol: self.listing.symbol.clone(), bar }));
+                out.push((
+                    (acc.index + 1) as f64 * 60.0,
+                    rank,
+                    MarketEvent::BarClosed {
+                        symbol: self.listing.symbol.clone(),
+                        bar,
+                    },
+                ));
             }
         }
     }
@@ -445,14 +526,28 @@ impl SymbolState {
         }
     }
 
-    fn close_session(&mut self, date: NaiveDate, index: i64, timeline: &Timeline, out: &mut Vec<MarketEvent>) {
+    fn close_session(
+        &mut self,
+        date: NaiveDate,
+        index: i64,
+        timeline: &Timeline,
+        out: &mut Vec<MarketEvent>,
+    ) {
         if let Some(acc) = self.minute.take() {
             let bar = acc.bar(timeline);
             self.minutes.push_back(bar.clone());
-            out.push(MarketEvent::BarClosed { symbol: self.listing.symbol.clone(), bar });
+            out.push(MarketEvent::BarClosed {
+                symbol: self.listing.symbol.clone(),
+                bar,
+            });
         }
         let session = timeline.session(index);
-        let day: Vec<Bar> = self.minutes.iter().filter(|b| b.t >= session.open && b.t < session.close).cloned().collect();
+        let day: Vec<Bar> = self
+            .minutes
+            .iter()
+            .filter(|b| b.t >= session.open && b.t < session.close)
+            .cloned()
+            .collect();
         if let Some(bar) = aggregate(&day, calendar::et_midnight(date)) {
             self.daily.push(bar);
         }
@@ -473,7 +568,12 @@ fn tape(exchange: &str) -> &'static str {
 
 /// Minute bars for the `sessions` sessions before the anchor and daily bars for the year
 /// before those, as a walk that ends at `base` at the anchor's open.
-fn history(rng: &mut ChaCha8Rng, base: f64, timeline: &Timeline, sessions: i64) -> (VecDeque<Bar>, Vec<Bar>) {
+fn history(
+    rng: &mut ChaCha8Rng,
+    base: f64,
+    timeline: &Timeline,
+    sessions: i64,
+) -> (VecDeque<Bar>, Vec<Bar>) {
     const DAILY_SESSIONS: i64 = 250;
     let minute_sigma = ANNUAL_VOL / (252.0f64 * 390.0).sqrt();
     let day_sigma = ANNUAL_VOL / 252.0f64.sqrt();
@@ -494,7 +594,14 @@ fn history(rng: &mut ChaCha8Rng, base: f64, timeline: &Timeline, sessions: i64) 
         let c = o * (day_sigma * normal(rng)).exp();
         let h = o.max(c) * (1.0 + rng.random::<f64>() * day_sigma * 0.5);
         let l = o.min(c) * (1.0 - rng.random::<f64>() * day_sigma * 0.5);
-        raw_days.push(Raw { t: calendar::et_midnight(s.date), o, h, l, c, v: rng.random_range(5_000_000..50_000_000) });
+        raw_days.push(Raw {
+            t: calendar::et_midnight(s.date),
+            o,
+            h,
+            l,
+            c,
+            v: rng.random_range(5_000_000..50_000_000),
+        });
         level = c;
     }
     let mut raw_minutes: Vec<Raw> = Vec::new();
@@ -520,7 +627,12 @@ fn history(rng: &mut ChaCha8Rng, base: f64, timeline: &Timeline, sessions: i64) 
     }
     let scale = base / level;
     let to_bar = |r: &Raw| {
-        let (o, h, l, c) = (cents(r.o * scale), cents(r.h * scale), cents(r.l * scale), cents(r.c * scale));
+        let (o, h, l, c) = (
+            cents(r.o * scale),
+            cents(r.h * scale),
+            cents(r.l * scale),
+            cents(r.c * scale),
+        );
         let (h, l) = (h.max(o).max(c), l.min(o).min(c));
         Bar {
             t: r.t,
@@ -537,7 +649,11 @@ fn history(rng: &mut ChaCha8Rng, base: f64, timeline: &Timeline, sessions: i64) 
     let mut daily: Vec<Bar> = raw_days.iter().map(to_bar).collect();
     for back in (1..=sessions).rev() {
         let s = timeline.session(-back);
-        let day: Vec<Bar> = minutes.iter().filter(|b| b.t >= s.open && b.t < s.close).cloned().collect();
+        let day: Vec<Bar> = minutes
+            .iter()
+            .filter(|b| b.t >= s.open && b.t < s.close)
+            .cloned()
+            .collect();
         if let Some(bar) = aggregate(&day, calendar::et_midnight(s.date)) {
             daily.push(bar);
         }
@@ -565,7 +681,14 @@ mod tests {
         for k in 1..=60 {
             eb.extend(b.advance_to(k as f64 * 10.0));
         }
-        let trades = |ev: &[MarketEvent]| ev.iter().filter_map(|e| match e { MarketEvent::Trade { trade, .. } => Some(trade.clone()), _ => None }).collect::<Vec<_>>();
+        let trades = |ev: &[MarketEvent]| {
+            ev.iter()
+                .filter_map(|e| match e {
+                    MarketEvent::Trade { trade, .. } => Some(trade.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
         assert!(!trades(&ea).is_empty());
         assert_eq!(trades(&ea), trades(&eb));
         assert_ne!(trades(&ea), trades(&market(8).advance_to(600.0)));
@@ -577,12 +700,18 @@ mod tests {
         let events = m.advance_to(180.0);
         let first_minute: Vec<&Trade> = events
             .iter()
-            .filter_map(|e| match e { MarketEvent::Trade { symbol, trade } if symbol == "AAPL" => Some(trade), _ => None })
+            .filter_map(|e| match e {
+                MarketEvent::Trade { symbol, trade } if symbol == "AAPL" => Some(trade),
+                _ => None,
+            })
             .filter(|t| t.t < m.timeline().to_utc(60.0))
             .collect();
         let bar = events
             .iter()
-            .find_map(|e| match e { MarketEvent::BarClosed { symbol, bar } if symbol == "AAPL" => Some(bar.clone()), _ => None })
+            .find_map(|e| match e {
+                MarketEvent::BarClosed { symbol, bar } if symbol == "AAPL" => Some(bar.clone()),
+                _ => None,
+            })
             .unwrap();
         assert_eq!(bar.o, first_minute[0].p);
         assert_eq!(bar.c, first_minute.last().unwrap().p);
@@ -595,13 +724,28 @@ mod tests {
         let mut m = market(1);
         m.advance_to(30.0);
         let tl = *m.timeline();
-        let day_bars = m.bars("AAPL", TimeFrame::DAY, tl.to_utc(-400.0 * 23_400.0), tl.to_utc(30.0));
+        let day_bars = m.bars(
+            "AAPL",
+            TimeFrame::DAY,
+            tl.to_utc(-400.0 * 23_400.0),
+            tl.to_utc(30.0),
+        );
         assert!(day_bars.len() >= 250, "{}", day_bars.len());
-        let minute_bars = m.bars("AAPL", TimeFrame::MINUTE, tl.to_utc(-2.0 * 23_400.0), tl.to_utc(0.0));
+        let minute_bars = m.bars(
+            "AAPL",
+            TimeFrame::MINUTE,
+            tl.to_utc(-2.0 * 23_400.0),
+            tl.to_utc(0.0),
+        );
         assert_eq!(minute_bars.len(), 780);
         let q = m.latest_quote("AAPL").unwrap();
         assert!(q.ap > q.bp && q.bp > Decimal::ZERO);
-        let five = m.bars("AAPL", "5Min".parse().unwrap(), tl.to_utc(-23_400.0), tl.to_utc(0.0));
+        let five = m.bars(
+            "AAPL",
+            "5Min".parse().unwrap(),
+            tl.to_utc(-23_400.0),
+            tl.to_utc(0.0),
+        );
         assert_eq!(five.len(), 78);
     }
 
@@ -610,7 +754,11 @@ mod tests {
         let mut m = market(5);
         let before = m.prev_daily_bar("AAPL").unwrap().t;
         let events = m.advance_to(23_400.0 + 10.0);
-        assert!(events.iter().any(|e| matches!(e, MarketEvent::SessionClosed { .. })));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, MarketEvent::SessionClosed { .. }))
+        );
         assert!(m.prev_daily_bar("AAPL").unwrap().t > before);
     }
 }

@@ -49,7 +49,10 @@ impl Default for SimSettings {
     fn default() -> Self {
         SimSettings {
             seed: 1,
-            symbols: market::DEFAULT_SYMBOLS.iter().map(|(s, ..)| s.to_string()).collect(),
+            symbols: market::DEFAULT_SYMBOLS
+                .iter()
+                .map(|(s, ..)| s.to_string())
+                .collect(),
             speed: 1.0,
             clock: ClockMode::Sim,
             credentials: None,
@@ -84,10 +87,23 @@ pub struct SimState {
 impl SimState {
     pub fn new(settings: SimSettings) -> SimState {
         let clock = SimClock::new(settings.clock, settings.speed, chrono::Utc::now());
-        let market = Market::new(settings.seed, &settings.symbols, clock.timeline(), settings.history_sessions);
+        let market = Market::new(
+            settings.seed,
+            &settings.symbols,
+            clock.timeline(),
+            settings.history_sessions,
+        );
         let engine = new_engine(&settings, &market, &clock);
         let rate = RateWindow::new(settings.rate_limit, settings.rate_window_s);
-        SimState { settings, clock, market, engine, faults: Faults::default(), rate, stats: SimStats::default() }
+        SimState {
+            settings,
+            clock,
+            market,
+            engine,
+            faults: Faults::default(),
+            rate,
+            stats: SimStats::default(),
+        }
     }
 
     /// Brings market and broker up to the current market time; returns the market events.
@@ -117,7 +133,10 @@ fn new_engine(settings: &SimSettings, market: &Market, clock: &SimClock) -> Engi
             id: asset_id(&l.symbol),
             symbol: l.symbol.clone(),
             exchange: l.exchange.clone(),
-            prev_close: market.prev_daily_bar(&l.symbol).map(|b| b.c).unwrap_or(l.base_price),
+            prev_close: market
+                .prev_daily_bar(&l.symbol)
+                .map(|b| b.c)
+                .unwrap_or(l.base_price),
         })
         .collect();
     let mut engine = Engine::new(settings.seed, settings.account.clone(), assets, clock.now());
@@ -131,7 +150,10 @@ fn new_engine(settings: &SimSettings, market: &Market, clock: &SimClock) -> Engi
 
 /// The stable asset id of a symbol (a UUIDv5, the same in every run).
 pub fn asset_id(symbol: &str) -> uuid::Uuid {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("traderd-sim/asset/{symbol}").as_bytes())
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("traderd-sim/asset/{symbol}").as_bytes(),
+    )
 }
 
 /// The simulator shared by the server's tasks.
@@ -208,7 +230,12 @@ pub async fn start(settings: SimSettings, addr: SocketAddr) -> std::io::Result<S
     let (shutdown, rx) = watch::channel(false);
     let ticker = tokio::spawn(tick(sim.clone(), rx.clone()));
     let server = tokio::spawn(server::serve(listener, sim.clone(), rx));
-    Ok(SimHandle { addr, sim, shutdown, tasks: vec![ticker, server] })
+    Ok(SimHandle {
+        addr,
+        sim,
+        shutdown,
+        tasks: vec![ticker, server],
+    })
 }
 
 async fn tick(sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>) {

@@ -137,9 +137,18 @@ pub struct TimeFrame {
 }
 
 impl TimeFrame {
-    pub const MINUTE: TimeFrame = TimeFrame { amount: 1, unit: TimeFrameUnit::Minute };
-    pub const HOUR: TimeFrame = TimeFrame { amount: 1, unit: TimeFrameUnit::Hour };
-    pub const DAY: TimeFrame = TimeFrame { amount: 1, unit: TimeFrameUnit::Day };
+    pub const MINUTE: TimeFrame = TimeFrame {
+        amount: 1,
+        unit: TimeFrameUnit::Minute,
+    };
+    pub const HOUR: TimeFrame = TimeFrame {
+        amount: 1,
+        unit: TimeFrameUnit::Hour,
+    };
+    pub const DAY: TimeFrame = TimeFrame {
+        amount: 1,
+        unit: TimeFrameUnit::Day,
+    };
 
     pub fn new(amount: u32, unit: TimeFrameUnit) -> Result<Self, String> {
         let ok = match unit {
@@ -193,7 +202,9 @@ impl FromStr for TimeFrame {
         let amount: u32 = if digits.is_empty() {
             1
         } else {
-            digits.parse().map_err(|_| format!("invalid timeframe {s:?}"))?
+            digits
+                .parse()
+                .map_err(|_| format!("invalid timeframe {s:?}"))?
         };
         let unit = match unit {
             "Min" | "T" | "min" => TimeFrameUnit::Minute,

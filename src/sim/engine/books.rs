@@ -21,11 +21,13 @@ impl PositionBook {
         if delta.is_zero() {
             return Decimal::ZERO;
         }
-        let same_direction = self.qty.is_zero() || (self.qty.is_sign_positive() == delta.is_sign_positive());
+        let same_direction =
+            self.qty.is_zero() || (self.qty.is_sign_positive() == delta.is_sign_positive());
         if same_direction {
             let new_qty = self.qty + delta;
             let avg = (self.qty.abs() * self.avg_entry_price + delta.abs() * price) / new_qty.abs();
-            let basis = (self.qty.abs() * self.intraday_basis + delta.abs() * price) / new_qty.abs();
+            let basis =
+                (self.qty.abs() * self.intraday_basis + delta.abs() * price) / new_qty.abs();
             self.qty = new_qty;
             self.avg_entry_price = avg;
             self.intraday_basis = basis;
@@ -61,11 +63,36 @@ mod tests {
         // (fills, qty, avg, realized)
         let rows: &[(&[(Decimal, Decimal)], Decimal, Decimal, Decimal)] = &[
             (&[(dec!(10), dec!(100))], dec!(10), dec!(100), dec!(0)),
-            (&[(dec!(10), dec!(100)), (dec!(10), dec!(110))], dec!(20), dec!(105), dec!(0)),
-            (&[(dec!(10), dec!(100)), (dec!(-4), dec!(110))], dec!(6), dec!(100), dec!(40)),
-            (&[(dec!(10), dec!(100)), (dec!(-10), dec!(90))], dec!(0), dec!(0), dec!(-100)),
-            (&[(dec!(-5), dec!(50)), (dec!(2), dec!(40))], dec!(-3), dec!(50), dec!(20)),
-            (&[(dec!(5), dec!(10)), (dec!(-8), dec!(12))], dec!(-3), dec!(12), dec!(10)),
+            (
+                &[(dec!(10), dec!(100)), (dec!(10), dec!(110))],
+                dec!(20),
+                dec!(105),
+                dec!(0),
+            ),
+            (
+                &[(dec!(10), dec!(100)), (dec!(-4), dec!(110))],
+                dec!(6),
+                dec!(100),
+                dec!(40),
+            ),
+            (
+                &[(dec!(10), dec!(100)), (dec!(-10), dec!(90))],
+                dec!(0),
+                dec!(0),
+                dec!(-100),
+            ),
+            (
+                &[(dec!(-5), dec!(50)), (dec!(2), dec!(40))],
+                dec!(-3),
+                dec!(50),
+                dec!(20),
+            ),
+            (
+                &[(dec!(5), dec!(10)), (dec!(-8), dec!(12))],
+                dec!(-3),
+                dec!(12),
+                dec!(10),
+            ),
         ];
         for (fills, qty, avg, realized) in rows {
             let mut p = PositionBook::default();
@@ -73,7 +100,11 @@ mod tests {
             for (d, px) in *fills {
                 r += p.apply(*d, *px);
             }
-            assert_eq!((p.qty, p.avg_entry_price, r), (*qty, *avg, *realized), "{fills:?}");
+            assert_eq!(
+                (p.qty, p.avg_entry_price, r),
+                (*qty, *avg, *realized),
+                "{fills:?}"
+            );
         }
     }
 }

@@ -20,7 +20,15 @@ impl Engine {
             match event {
                 MarketEvent::Quote { symbol, quote } => {
                     self.set_time(quote.t, self.market_open);
-                    self.books.insert(symbol.clone(), TopOfBook { bid: quote.bp, ask: quote.ap, bid_left: quote.bs, ask_left: quote.as_ });
+                    self.books.insert(
+                        symbol.clone(),
+                        TopOfBook {
+                            bid: quote.bp,
+                            ask: quote.ap,
+                            bid_left: quote.bs,
+                            ask_left: quote.as_,
+                        },
+                    );
                     self.match_symbol(symbol);
                 }
                 MarketEvent::Trade { symbol, trade } => {
@@ -68,16 +76,28 @@ impl Engine {
                     };
                     if better {
                         o.order.hwm = Some(price);
-                        o.order.stop_price = Some(super::commands::trail_stop(side, price, o.order.trail_price, o.order.trail_percent));
+                        o.order.stop_price = Some(super::commands::trail_stop(
+                            side,
+                            price,
+                            o.order.trail_price,
+                            o.order.trail_percent,
+                        ));
                         o.order.updated_at = now;
                     }
                 }
                 _ => {}
             }
-            if o.triggered || !matches!(o.order.kind, OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop) {
+            if o.triggered
+                || !matches!(
+                    o.order.kind,
+                    OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop
+                )
+            {
                 continue;
             }
-            let Some(stop) = o.order.stop_price else { continue };
+            let Some(stop) = o.order.stop_price else {
+                continue;
+            };
             let hit = match side {
                 OrderSide::Buy => price >= stop,
                 OrderSide::Sell => price <= stop,
@@ -97,8 +117,12 @@ impl Engine {
         let tif = o.order.time_in_force;
         if tif == TimeInForce::Fok {
             let (price, available) = self.executable(id);
-            let needed = self.get(id).map(super::SimOrder::remaining).unwrap_or_default();
-            let whole = price.is_some() && (available >= needed || self.get(id).is_some_and(|o| o.target.is_none()));
+            let needed = self
+                .get(id)
+                .map(super::SimOrder::remaining)
+                .unwrap_or_default();
+            let whole = price.is_some()
+                && (available >= needed || self.get(id).is_some_and(|o| o.target.is_none()));
             if !whole {
                 self.finish(id, OrderStatus::Canceled, "canceled");
                 return;
@@ -112,8 +136,12 @@ impl Engine {
 
     /// The price an active order can trade at now and the displayed size there.
     fn executable(&self, id: Uuid) -> (Option<Decimal>, Decimal) {
-        let Some(o) = self.get(id) else { return (None, Decimal::ZERO) };
-        let Some(book) = self.books.get(&o.order.symbol) else { return (None, Decimal::ZERO) };
+        let Some(o) = self.get(id) else {
+            return (None, Decimal::ZERO);
+        };
+        let Some(book) = self.books.get(&o.order.symbol) else {
+            return (None, Decimal::ZERO);
+        };
         if !self.market_open {
             return (None, Decimal::ZERO);
         }
@@ -133,20 +161,33 @@ impl Engine {
             (Some(l), OrderSide::Buy) => price <= l,
             (Some(l), OrderSide::Sell) => price >= l,
         };
-        if ok && left > Decimal::ZERO { (Some(price), left) } else { (None, Decimal::ZERO) }
+        if ok && left > Decimal::ZERO {
+            (Some(price), left)
+        } else {
+            (None, Decimal::ZERO)
+        }
     }
 
     fn match_one(&mut self, id: Uuid) {
-        let (Some(price), left) = self.executable(id) else { return };
+        let (Some(price), left) = self.executable(id) else {
+            return;
+        };
         let Some(o) = self.get_mut(id) else { return };
         if o.target.is_none() {
             // A notional order: its share count is fixed at the first fill.
             let notional = o.order.notional.unwrap_or_default();
-            o.target = Some((notional / price).round_dp_with_strategy(9, rust_decimal::RoundingStrategy::ToZero));
+            o.target = Some(
+                (notional / price)
+                    .round_dp_with_strategy(9, rust_decimal::RoundingStrategy::ToZero),
+            );
         }
         let remaining = o.remaining();
         // Fractional remainders fill whole with the last round lot.
-        let qty = if remaining <= left { remaining } else { left.floor() };
+        let qty = if remaining <= left {
+            remaining
+        } else {
+            left.floor()
+        };
         if qty <= Decimal::ZERO {
             return;
         }
@@ -171,7 +212,11 @@ impl Engine {
         o.order.filled_avg_price = Some(avg.round_dp(9));
         o.order.updated_at = now;
         let done = o.remaining().is_zero();
-        o.order.status = if done { OrderStatus::Filled } else { OrderStatus::PartiallyFilled };
+        o.order.status = if done {
+            OrderStatus::Filled
+        } else {
+            OrderStatus::PartiallyFilled
+        };
         if done {
             o.order.filled_at = Some(now);
         }
@@ -190,7 +235,11 @@ impl Engine {
             id: activity_id,
             activity_type: "FILL".into(),
             transaction_time: now,
-            fill_type: if done { "fill".into() } else { "partial_fill".into() },
+            fill_type: if done {
+                "fill".into()
+            } else {
+                "partial_fill".into()
+            },
             price,
             qty,
             side: side.as_str().into(),
@@ -200,7 +249,11 @@ impl Engine {
             order_id,
             order_status: Some(status),
         });
-        self.record(id, if done { "fill" } else { "partial_fill" }, Some((price, qty)));
+        self.record(
+            id,
+            if done { "fill" } else { "partial_fill" },
+            Some((price, qty)),
+        );
         self.after_fill(id, done);
     }
 
@@ -214,7 +267,10 @@ impl Engine {
         if !legs.is_empty() && class != OrderClass::Oco {
             if done {
                 for leg in legs {
-                    if self.get(leg).is_some_and(|l| l.order.status == OrderStatus::Held) {
+                    if self
+                        .get(leg)
+                        .is_some_and(|l| l.order.status == OrderStatus::Held)
+                    {
                         let now = self.now;
                         if let Some(l) = self.get_mut(leg) {
                             l.order.status = OrderStatus::New;
@@ -231,7 +287,9 @@ impl Engine {
         }
         // An exit of a group (bracket/OTO leg, or either side of an OCO) filled.
         let group: Vec<Uuid> = match (parent, class) {
-            (Some(p), _) => std::iter::once(p).chain(self.get(p).map(|p| p.legs.clone()).unwrap_or_default()).collect(),
+            (Some(p), _) => std::iter::once(p)
+                .chain(self.get(p).map(|p| p.legs.clone()).unwrap_or_default())
+                .collect(),
             (None, OrderClass::Oco) => std::iter::once(id).chain(legs).collect(),
             _ => return,
         };
@@ -247,7 +305,10 @@ impl Engine {
                 self.finish(sibling, OrderStatus::Canceled, "canceled");
             } else if let Some(remaining) = self.get(id).map(super::SimOrder::remaining) {
                 // Keep the other exit no larger than what is still open.
-                let sibling_filled = self.get(sibling).map(|s| s.order.filled_qty).unwrap_or_default();
+                let sibling_filled = self
+                    .get(sibling)
+                    .map(|s| s.order.filled_qty)
+                    .unwrap_or_default();
                 if let Some(s) = self.get_mut(sibling) {
                     s.target = Some(sibling_filled + remaining);
                 }
@@ -261,7 +322,9 @@ impl Engine {
         let expiring: Vec<Uuid> = self
             .orders
             .iter()
-            .filter(|o| o.order.status.is_open() && !matches!(o.order.time_in_force, TimeInForce::Gtc))
+            .filter(|o| {
+                o.order.status.is_open() && !matches!(o.order.time_in_force, TimeInForce::Gtc)
+            })
             .filter(|o| o.order.status != OrderStatus::Held)
             .map(|o| o.order.id)
             .collect();
@@ -272,7 +335,10 @@ impl Engine {
             let legs = self.get(id).map(|o| o.legs.clone()).unwrap_or_default();
             self.finish(id, OrderStatus::Expired, "expired");
             for leg in legs {
-                if self.get(leg).is_some_and(|l| l.order.status == OrderStatus::Held) {
+                if self
+                    .get(leg)
+                    .is_some_and(|l| l.order.status == OrderStatus::Held)
+                {
                     self.finish(leg, OrderStatus::Canceled, "canceled");
                 }
             }

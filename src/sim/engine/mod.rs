@@ -37,7 +37,12 @@ pub struct SimError {
 
 impl SimError {
     pub fn new(status: u16, code: u64, message: impl Into<String>) -> Self {
-        SimError { status, code, message: message.into(), extra: serde_json::Map::new() }
+        SimError {
+            status,
+            code,
+            message: message.into(),
+            extra: serde_json::Map::new(),
+        }
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(422, 40010001, message)
@@ -53,7 +58,11 @@ impl SimError {
         self
     }
     pub fn body(&self) -> ApiErrorBody {
-        ApiErrorBody { code: Some(self.code), message: self.message.clone(), extra: self.extra.clone() }
+        ApiErrorBody {
+            code: Some(self.code),
+            message: self.message.clone(),
+            extra: self.extra.clone(),
+        }
     }
 }
 
@@ -76,7 +85,10 @@ pub struct AccountSettings {
 
 impl Default for AccountSettings {
     fn default() -> Self {
-        AccountSettings { initial_cash: Decimal::from(100_000), multiplier: Decimal::TWO }
+        AccountSettings {
+            initial_cash: Decimal::from(100_000),
+            multiplier: Decimal::TWO,
+        }
     }
 }
 
@@ -136,11 +148,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(seed: u64, settings: AccountSettings, assets: Vec<AssetInfo>, now: DateTime<Utc>) -> Engine {
+    pub fn new(
+        seed: u64,
+        settings: AccountSettings,
+        assets: Vec<AssetInfo>,
+        now: DateTime<Utc>,
+    ) -> Engine {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_acc0_u64);
         let account_id = random_uuid(&mut rng);
         let account_number = format!("PA{:010}", rng.next_u64() % 10_000_000_000);
-        let marks = assets.iter().map(|a| (a.symbol.clone(), a.prev_close)).collect();
+        let marks = assets
+            .iter()
+            .map(|a| (a.symbol.clone(), a.prev_close))
+            .collect();
         Engine {
             rng,
             account_id,
@@ -215,7 +235,11 @@ impl Engine {
         let mut short = Decimal::ZERO;
         for (symbol, p) in &self.positions {
             let mv = p.qty * self.mark(symbol);
-            if p.qty.is_sign_negative() { short += mv } else { long += mv }
+            if p.qty.is_sign_negative() {
+                short += mv
+            } else {
+                long += mv
+            }
         }
         (long, short)
     }
@@ -232,14 +256,25 @@ impl Engine {
             .iter()
             .filter(|o| o.is_active() && self.adds_exposure(&o.order.symbol, o.order.side))
             .map(|o| match o.target {
-                Some(_) => o.remaining() * self.estimate_price(&o.order.symbol, o.order.side, o.order.limit_price.or(o.order.stop_price)),
+                Some(_) => {
+                    o.remaining()
+                        * self.estimate_price(
+                            &o.order.symbol,
+                            o.order.side,
+                            o.order.limit_price.or(o.order.stop_price),
+                        )
+                }
                 None => o.order.notional.unwrap_or_default(),
             })
             .sum()
     }
 
     fn adds_exposure(&self, symbol: &str, side: OrderSide) -> bool {
-        let qty = self.positions.get(symbol).map(|p| p.qty).unwrap_or_default();
+        let qty = self
+            .positions
+            .get(symbol)
+            .map(|p| p.qty)
+            .unwrap_or_default();
         match side {
             OrderSide::Buy => !qty.is_sign_negative() || qty.is_zero(),
             OrderSide::Sell => qty.is_sign_negative() || qty.is_zero(),
@@ -270,7 +305,11 @@ impl Engine {
         let gross = long - short;
         let bp = self.buying_power();
         let margin_account = self.settings.multiplier > Decimal::ONE;
-        let initial_margin = if margin_account { gross / Decimal::TWO } else { gross };
+        let initial_margin = if margin_account {
+            gross / Decimal::TWO
+        } else {
+            gross
+        };
         let maintenance = long * Decimal::new(25, 2) - short * Decimal::new(30, 2);
         Account {
             id: self.account_id,
@@ -284,7 +323,9 @@ impl Engine {
             regt_buying_power: Some(bp.round_dp(2)),
             daytrading_buying_power: None,
             effective_buying_power: Some(bp.round_dp(2)),
-            non_marginable_buying_power: Some((self.cash - self.reserved()).max(Decimal::ZERO).round_dp(2)),
+            non_marginable_buying_power: Some(
+                (self.cash - self.reserved()).max(Decimal::ZERO).round_dp(2),
+            ),
             options_buying_power: Some(Decimal::ZERO),
             bod_dtbp: Some(Decimal::ZERO),
             accrued_fees: Some(Decimal::ZERO),
@@ -316,7 +357,10 @@ impl Engine {
     }
 
     pub fn positions(&self) -> Vec<Position> {
-        self.positions.keys().filter_map(|s| self.position(s)).collect()
+        self.positions
+            .keys()
+            .filter_map(|s| self.position(s))
+            .collect()
     }
 
     pub fn position(&self, symbol: &str) -> Option<Position> {
@@ -326,7 +370,13 @@ impl Engine {
         let market_value = p.qty * price;
         let cost_basis = p.qty * p.avg_entry_price;
         let unrealized = market_value - cost_basis;
-        let ratio = |num: Decimal, den: Decimal| if den.is_zero() { Decimal::ZERO } else { (num / den.abs()).round_dp(10) };
+        let ratio = |num: Decimal, den: Decimal| {
+            if den.is_zero() {
+                Decimal::ZERO
+            } else {
+                (num / den.abs()).round_dp(10)
+            }
+        };
         let intraday = p.qty * (price - p.intraday_basis);
         Some(Position {
             asset_id: asset.id,
@@ -337,7 +387,11 @@ impl Engine {
             avg_entry_price: p.avg_entry_price.round_dp(9),
             qty: p.qty,
             qty_available: Some(p.qty - p.qty.signum() * self.held_for_orders(symbol)),
-            side: if p.qty.is_sign_negative() { PositionSide::Short } else { PositionSide::Long },
+            side: if p.qty.is_sign_negative() {
+                PositionSide::Short
+            } else {
+                PositionSide::Long
+            },
             market_value: Some(market_value.round_dp(4)),
             cost_basis: cost_basis.round_dp(4),
             unrealized_pl: Some(unrealized.round_dp(4)),
@@ -352,11 +406,19 @@ impl Engine {
 
     /// Shares of the position in `symbol` that open closing orders already claim.
     fn held_for_orders(&self, symbol: &str) -> Decimal {
-        let qty = self.positions.get(symbol).map(|p| p.qty).unwrap_or_default();
+        let qty = self
+            .positions
+            .get(symbol)
+            .map(|p| p.qty)
+            .unwrap_or_default();
         if qty.is_zero() {
             return Decimal::ZERO;
         }
-        let closing = if qty.is_sign_positive() { OrderSide::Sell } else { OrderSide::Buy };
+        let closing = if qty.is_sign_positive() {
+            OrderSide::Sell
+        } else {
+            OrderSide::Buy
+        };
         self.orders
             .iter()
             .filter(|o| o.is_active() && o.order.symbol == symbol && o.order.side == closing)
@@ -372,20 +434,37 @@ impl Engine {
         &self.configurations
     }
 
-    pub fn patch_configurations(&mut self, patch: AccountConfigurationsPatch) -> Result<AccountConfigurations, SimError> {
+    pub fn patch_configurations(
+        &mut self,
+        patch: AccountConfigurationsPatch,
+    ) -> Result<AccountConfigurations, SimError> {
         let c = &mut self.configurations;
-        if let Some(v) = patch.dtbp_check { c.dtbp_check = v }
-        if let Some(v) = patch.trade_confirm_email { c.trade_confirm_email = v }
-        if let Some(v) = patch.suspend_trade { c.suspend_trade = v }
-        if let Some(v) = patch.no_shorting { c.no_shorting = v }
-        if let Some(v) = patch.fractional_trading { c.fractional_trading = v }
+        if let Some(v) = patch.dtbp_check {
+            c.dtbp_check = v
+        }
+        if let Some(v) = patch.trade_confirm_email {
+            c.trade_confirm_email = v
+        }
+        if let Some(v) = patch.suspend_trade {
+            c.suspend_trade = v
+        }
+        if let Some(v) = patch.no_shorting {
+            c.no_shorting = v
+        }
+        if let Some(v) = patch.fractional_trading {
+            c.fractional_trading = v
+        }
         if let Some(v) = patch.max_margin_multiplier {
             if !["1", "2", "4"].contains(&v.as_str()) {
-                return Err(SimError::validation("max_margin_multiplier must be 1, 2 or 4"));
+                return Err(SimError::validation(
+                    "max_margin_multiplier must be 1, 2 or 4",
+                ));
             }
             c.max_margin_multiplier = v;
         }
-        if let Some(v) = patch.pdt_check { c.pdt_check = v }
+        if let Some(v) = patch.pdt_check {
+            c.pdt_check = v
+        }
         Ok(c.clone())
     }
 
@@ -420,8 +499,15 @@ impl Engine {
     }
 
     fn record(&mut self, id: Uuid, event: &str, fill: Option<(Decimal, Decimal)>) {
-        let Some(order) = self.view(id, true) else { return };
-        let position_qty = fill.map(|_| self.positions.get(&order.symbol).map(|p| p.qty).unwrap_or_default());
+        let Some(order) = self.view(id, true) else {
+            return;
+        };
+        let position_qty = fill.map(|_| {
+            self.positions
+                .get(&order.symbol)
+                .map(|p| p.qty)
+                .unwrap_or_default()
+        });
         let execution_id = fill.map(|_| self.new_id());
         self.outbox.push(TradeUpdate {
             event: event.to_string(),
@@ -440,7 +526,10 @@ impl Engine {
     }
 
     pub fn open_order_count(&self) -> usize {
-        self.orders.iter().filter(|o| o.order.status.is_open()).count()
+        self.orders
+            .iter()
+            .filter(|o| o.order.status.is_open())
+            .count()
     }
 }
 

@@ -7,11 +7,11 @@ use crate::alpaca::model::{Order, Position};
 use crate::sim::engine::SimError;
 use crate::sim::faults::FaultSpec;
 use crate::sim::{Sim, SimStats};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -55,16 +55,23 @@ struct StatsView {
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
     let s = sim.lock();
-    ok_json(&StatsView { stats: s.stats.clone(), faults: s.faults.clone() })
+    ok_json(&StatsView {
+        stats: s.stats.clone(),
+        faults: s.faults.clone(),
+    })
 }
 
 async fn faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     let spec: FaultSpec = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
-            return error_response(&SimError::new(400, 40010000, format!(
-                "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"clear\"}}"
-            )));
+            return error_response(&SimError::new(
+                400,
+                40010000,
+                format!(
+                    "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"clear\"}}"
+                ),
+            ));
         }
     };
     tracing::info!(fault = ?spec, "simulator fault set");

@@ -7,10 +7,10 @@ use super::{Params, error_response, ok_json, param};
 use crate::alpaca::model::*;
 use crate::sim::engine::SimError;
 use crate::sim::{Sim, SimState, calendar};
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -49,23 +49,36 @@ fn symbols(p: &Params) -> Result<Vec<String>, SimError> {
 fn check_feed(p: &Params) -> Result<(), SimError> {
     match param(p, "feed") {
         None | Some("iex" | "sip" | "delayed_sip" | "otc" | "boats" | "overnight") => Ok(()),
-        Some(other) => Err(SimError::new(400, 40010001, format!("invalid feed {other:?}"))),
+        Some(other) => Err(SimError::new(
+            400,
+            40010001,
+            format!("invalid feed {other:?}"),
+        )),
     }
 }
 
 /// The resume point of a bars page: symbol, timeframe and the next bar's start time.
 fn encode_token(symbol: &str, tf: TimeFrame, t: DateTime<Utc>) -> String {
-    let raw = format!("{symbol}|{tf}|{}", t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    let raw = format!(
+        "{symbol}|{tf}|{}",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    );
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 fn decode_token(token: &str) -> Result<(String, DateTime<Utc>), SimError> {
     let bad = || SimError::new(400, 40010001, "invalid page_token");
-    let raw = base64::engine::general_purpose::STANDARD.decode(token.trim()).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let mut parts = text.splitn(3, '|');
-    let (Some(sym), Some(_tf), Some(t)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
-    let t = DateTime::parse_from_rfc3339(t).map_err(|_| bad())?.with_timezone(&Utc);
+    let (Some(sym), Some(_tf), Some(t)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let t = DateTime::parse_from_rfc3339(t)
+        .map_err(|_| bad())?
+        .with_timezone(&Utc);
     Ok((sym.to_string(), t))
 }
 
@@ -79,7 +92,11 @@ struct BarsRequest {
     token: Option<(String, DateTime<Utc>)>,
 }
 
-fn bars_request(p: &Params, symbols: Vec<String>, now: DateTime<Utc>) -> Result<BarsRequest, SimError> {
+fn bars_request(
+    p: &Params,
+    symbols: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<BarsRequest, SimError> {
     check_feed(p)?;
     let timeframe: TimeFrame = param(p, "timeframe")
         .ok_or_else(|| SimError::new(400, 40010001, "timeframe is required"))?
@@ -94,11 +111,17 @@ fn bars_request(p: &Params, symbols: Vec<String>, now: DateTime<Utc>) -> Result<
         None => now,
     };
     let limit: usize = match param(p, "limit") {
-        Some(l) => l.parse().map_err(|_| SimError::new(400, 40010001, "limit must be a number"))?,
+        Some(l) => l
+            .parse()
+            .map_err(|_| SimError::new(400, 40010001, "limit must be a number"))?,
         None => 1000,
     };
     if !(1..=10_000).contains(&limit) {
-        return Err(SimError::new(400, 40010001, "limit must be between 1 and 10000"));
+        return Err(SimError::new(
+            400,
+            40010001,
+            "limit must be between 1 and 10000",
+        ));
     }
     let descending = match param(p, "sort") {
         None | Some("asc") => false,
@@ -106,7 +129,15 @@ fn bars_request(p: &Params, symbols: Vec<String>, now: DateTime<Utc>) -> Result<
         Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
     };
     let token = param(p, "page_token").map(decode_token).transpose()?;
-    Ok(BarsRequest { symbols, timeframe, start, end, limit, descending, token })
+    Ok(BarsRequest {
+        symbols,
+        timeframe,
+        start,
+        end,
+        limit,
+        descending,
+        token,
+    })
 }
 
 /// One page: bars per symbol and the token of the next page.
@@ -123,7 +154,10 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
         flat.extend(bars.into_iter().map(|b| (sym.clone(), b)));
     }
     let from = match &r.token {
-        Some((sym, t)) => flat.iter().position(|(s, b)| s == sym && b.t == *t).unwrap_or(flat.len()),
+        Some((sym, t)) => flat
+            .iter()
+            .position(|(s, b)| s == sym && b.t == *t)
+            .unwrap_or(flat.len()),
         None => 0,
     };
     let mut page: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
@@ -131,7 +165,9 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
     for (sym, bar) in rest.iter().take(r.limit) {
         page.entry(sym.clone()).or_default().push(bar.clone());
     }
-    let next = rest.get(r.limit).map(|(sym, b)| encode_token(sym, r.timeframe, b.t));
+    let next = rest
+        .get(r.limit)
+        .map(|(sym, b)| encode_token(sym, r.timeframe, b.t));
     (page, next)
 }
 
@@ -139,7 +175,10 @@ async fn bars(State(sim): S, Query(p): Query<Params>) -> Response {
     let result = sim.with_state(|s| {
         let req = bars_request(&p, symbols(&p)?, s.clock.now())?;
         let (bars, next_page_token) = bars_page(s, &req);
-        Ok(BarsPage { bars, next_page_token })
+        Ok(BarsPage {
+            bars,
+            next_page_token,
+        })
     });
     respond(result)
 }
@@ -155,7 +194,11 @@ async fn bars_one(State(sim): S, Path(symbol): Path<String>, Query(p): Query<Par
     let result = sim.with_state(|s| {
         let req = bars_request(&p, vec![symbol.clone()], s.clock.now())?;
         let (mut bars, next_page_token) = bars_page(s, &req);
-        Ok(OneSymbolBars { bars: bars.remove(&symbol).unwrap_or_default(), symbol: symbol.clone(), next_page_token })
+        Ok(OneSymbolBars {
+            bars: bars.remove(&symbol).unwrap_or_default(),
+            symbol: symbol.clone(),
+            next_page_token,
+        })
     });
     respond(result)
 }
@@ -168,28 +211,48 @@ fn respond<T: Serialize>(r: Result<T, SimError>) -> Response {
 }
 
 /// `{"<key>": {SYM: item}}` for the symbols that have an item.
-fn latest<T: Serialize>(sim: &Sim, p: &Params, key: &str, pick: impl Fn(&SimState, &str) -> Option<T>) -> Response {
+fn latest<T: Serialize>(
+    sim: &Sim,
+    p: &Params,
+    key: &str,
+    pick: impl Fn(&SimState, &str) -> Option<T>,
+) -> Response {
     let result = symbols(p).and_then(|syms| {
         check_feed(p)?;
-        Ok(sim.with_state(|s| syms.iter().filter_map(|sym| pick(s, sym).map(|v| (sym.clone(), v))).collect::<BTreeMap<_, _>>()))
+        Ok(sim.with_state(|s| {
+            syms.iter()
+                .filter_map(|sym| pick(s, sym).map(|v| (sym.clone(), v)))
+                .collect::<BTreeMap<_, _>>()
+        }))
     });
     respond(result.map(|m| BTreeMap::from([(key.to_string(), m)])))
 }
 
 async fn latest_trades(State(sim): S, Query(p): Query<Params>) -> Response {
-    latest(&sim, &p, "trades", |s, sym| s.market.latest_trade(sym).cloned())
+    latest(&sim, &p, "trades", |s, sym| {
+        s.market.latest_trade(sym).cloned()
+    })
 }
 
 async fn latest_quotes(State(sim): S, Query(p): Query<Params>) -> Response {
-    latest(&sim, &p, "quotes", |s, sym| s.market.latest_quote(sym).cloned())
+    latest(&sim, &p, "quotes", |s, sym| {
+        s.market.latest_quote(sym).cloned()
+    })
 }
 
 async fn latest_bars(State(sim): S, Query(p): Query<Params>) -> Response {
-    latest(&sim, &p, "bars", |s, sym| s.market.latest_minute_bar(sym).cloned())
+    latest(&sim, &p, "bars", |s, sym| {
+        s.market.latest_minute_bar(sym).cloned()
+    })
 }
 
 /// `{"symbol": SYM, "<key>": item}`, or 404 when the symbol has none.
-fn latest_one<T: Serialize>(sim: &Sim, symbol: String, key: &str, pick: impl Fn(&SimState, &str) -> Option<T>) -> Response {
+fn latest_one<T: Serialize>(
+    sim: &Sim,
+    symbol: String,
+    key: &str,
+    pick: impl Fn(&SimState, &str) -> Option<T>,
+) -> Response {
     match sim.with_state(|s| pick(s, &symbol)) {
         Some(v) => {
             let mut body = serde_json::Map::new();
@@ -197,20 +260,30 @@ fn latest_one<T: Serialize>(sim: &Sim, symbol: String, key: &str, pick: impl Fn(
             body.insert(key.into(), serde_json::to_value(v).unwrap_or_default());
             ok_json(&body)
         }
-        None => error_response(&SimError::new(404, 40410000, format!("no {key} found for {symbol}"))),
+        None => error_response(&SimError::new(
+            404,
+            40410000,
+            format!("no {key} found for {symbol}"),
+        )),
     }
 }
 
 async fn latest_trade_one(State(sim): S, Path(symbol): Path<String>) -> Response {
-    latest_one(&sim, symbol, "trade", |s, sym| s.market.latest_trade(sym).cloned())
+    latest_one(&sim, symbol, "trade", |s, sym| {
+        s.market.latest_trade(sym).cloned()
+    })
 }
 
 async fn latest_quote_one(State(sim): S, Path(symbol): Path<String>) -> Response {
-    latest_one(&sim, symbol, "quote", |s, sym| s.market.latest_quote(sym).cloned())
+    latest_one(&sim, symbol, "quote", |s, sym| {
+        s.market.latest_quote(sym).cloned()
+    })
 }
 
 async fn latest_bar_one(State(sim): S, Path(symbol): Path<String>) -> Response {
-    latest_one(&sim, symbol, "bar", |s, sym| s.market.latest_minute_bar(sym).cloned())
+    latest_one(&sim, symbol, "bar", |s, sym| {
+        s.market.latest_minute_bar(sym).cloned()
+    })
 }
 
 fn snapshot(s: &SimState, sym: &str) -> Option<Snapshot> {
@@ -227,7 +300,12 @@ fn snapshot(s: &SimState, sym: &str) -> Option<Snapshot> {
 async fn snapshots(State(sim): S, Query(p): Query<Params>) -> Response {
     let result = symbols(&p).and_then(|syms| {
         check_feed(&p)?;
-        Ok(sim.with_state(|s| syms.iter().filter(|sym| s.market.listing(sym).is_some()).map(|sym| (sym.clone(), snapshot(s, sym))).collect::<Snapshots>()))
+        Ok(sim.with_state(|s| {
+            syms.iter()
+                .filter(|sym| s.market.listing(sym).is_some())
+                .map(|sym| (sym.clone(), snapshot(s, sym)))
+                .collect::<Snapshots>()
+        }))
     });
     respond(result)
 }
@@ -241,6 +319,10 @@ async fn snapshot_one(State(sim): S, Path(symbol): Path<String>) -> Response {
             }
             ok_json(&body)
         }
-        None => error_response(&SimError::new(404, 40410000, format!("unknown symbol {symbol}"))),
+        None => error_response(&SimError::new(
+            404,
+            40410000,
+            format!("unknown symbol {symbol}"),
+        )),
     }
 }

@@ -42,7 +42,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(data::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), guard));
-    Router::new().nest("/_sim", admin::routes()).merge(api).with_state(sim)
+    Router::new()
+        .nest("/_sim", admin::routes())
+        .merge(api)
+        .with_state(sim)
 }
 
 /// Accepts connections until `shutdown` turns true.
@@ -67,10 +70,12 @@ pub async fn serve(listener: TcpListener, sim: Arc<Sim>, mut shutdown: watch::Re
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let conn_kill = kill.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(conn_kill.clone());
-                app.clone().oneshot(req.map(Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(conn_kill.clone());
+                    app.clone().oneshot(req.map(Body::new))
+                },
+            );
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
@@ -92,8 +97,20 @@ const JSON: &str = "application/json; charset=UTF-8";
 
 pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(JSON))], bytes).into_response(),
-        Err(e) => error_response(&SimError::new(500, 50010000, format!("cannot encode response: {e}"))),
+        Ok(bytes) => (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error_response(&SimError::new(
+            500,
+            50010000,
+            format!("cannot encode response: {e}"),
+        )),
     }
 }
 
@@ -104,7 +121,15 @@ pub(crate) fn ok_json(body: &impl serde::Serialize) -> Response {
 pub(crate) fn error_response(e: &SimError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match serde_json::to_vec(&e.body()) {
-        Ok(bytes) => (status, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(JSON))], bytes).into_response(),
+        Ok(bytes) => (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON),
+            )],
+            bytes,
+        )
+            .into_response(),
         Err(_) => status.into_response(),
     }
 }
@@ -130,18 +155,26 @@ pub(crate) fn param<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
 
 /// Extracts the API key from the APCA headers or an `Authorization` header.
 fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     if let (Some(k), Some(s)) = (get("apca-api-key-id"), get("apca-api-secret-key")) {
         return Some((k, s));
     }
     let auth = get("authorization")?;
     if let Some(b64) = auth.strip_prefix("Basic ") {
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
         let text = String::from_utf8(raw).ok()?;
         let (k, s) = text.split_once(':')?;
         return Some((k.to_string(), s.to_string()));
     }
-    auth.strip_prefix("Bearer ").map(|t| ("oauth".to_string(), t.trim().to_string()))
+    auth.strip_prefix("Bearer ")
+        .map(|t| ("oauth".to_string(), t.trim().to_string()))
 }
 
 /// The key pair is acceptable to this simulator.
@@ -156,12 +189,19 @@ pub(crate) fn authorized(sim: &Sim, key: &str, secret: &str) -> bool {
 }
 
 fn epoch_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn add_rate_headers(resp: &mut Response, limit: u32, remaining: u32, reset: u64) {
     let h = resp.headers_mut();
-    for (name, value) in [("x-ratelimit-limit", limit as u64), ("x-ratelimit-remaining", remaining as u64), ("x-ratelimit-reset", reset)] {
+    for (name, value) in [
+        ("x-ratelimit-limit", limit as u64),
+        ("x-ratelimit-remaining", remaining as u64),
+        ("x-ratelimit-reset", reset),
+    ] {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
             h.insert(name, v);
         }

@@ -1,18 +1,20 @@
 //! Trading API routes: account, clock, calendar, assets, orders, positions, activities and
 //! account configurations, answered from the engine with Alpaca's status codes and bodies.
 
-use super::{ConnectionKill, Params, error_response, json_response, ok_json, param, result_response};
+use super::{
+    ConnectionKill, Params, error_response, json_response, ok_json, param, result_response,
+};
 use crate::alpaca::model::*;
 use crate::alpaca::num::{parse_bool, parse_decimal};
 use crate::sim::calendar::{self, Session};
 use crate::sim::engine::{CloseQty, ListOrdersFilter, SimError};
 use crate::sim::{Sim, asset_id};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -26,14 +28,29 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/v2/calendar", get(calendar_days))
         .route("/v2/assets", get(assets))
         .route("/v2/assets/{symbol}", get(asset))
-        .route("/v2/orders", get(list_orders).post(submit_order).delete(cancel_all))
+        .route(
+            "/v2/orders",
+            get(list_orders).post(submit_order).delete(cancel_all),
+        )
         .route("/v2/orders:by_client_order_id", get(order_by_client_id))
-        .route("/v2/orders/{id}", get(get_order).patch(replace_order).delete(cancel_order))
+        .route(
+            "/v2/orders/{id}",
+            get(get_order).patch(replace_order).delete(cancel_order),
+        )
         .route("/v2/positions", get(positions).delete(close_all))
-        .route("/v2/positions/{symbol}", get(position).delete(close_position))
+        .route(
+            "/v2/positions/{symbol}",
+            get(position).delete(close_position),
+        )
         .route("/v2/account/activities", get(activities))
-        .route("/v2/account/activities/{activity_type}", get(activities_of_type))
-        .route("/v2/account/configurations", get(configurations).patch(patch_configurations))
+        .route(
+            "/v2/account/activities/{activity_type}",
+            get(activities_of_type),
+        )
+        .route(
+            "/v2/account/configurations",
+            get(configurations).patch(patch_configurations),
+        )
 }
 
 /// Parses a JSON body, answering Alpaca-style on failure.
@@ -45,7 +62,11 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
         if e.is_data() {
             SimError::validation(format!("invalid request body: {e}"))
         } else {
-            SimError::new(400, 40010000, format!("request body format is invalid: {e}"))
+            SimError::new(
+                400,
+                40010000,
+                format!("request body format is invalid: {e}"),
+            )
         }
     })
 }
@@ -59,11 +80,14 @@ pub(crate) fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, SimErr
     if let Ok(d) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
         return Ok(calendar::et_midnight(d));
     }
-    Err(SimError::validation(format!("invalid {name}: {text:?} is not an RFC3339 time or a date")))
+    Err(SimError::validation(format!(
+        "invalid {name}: {text:?} is not an RFC3339 time or a date"
+    )))
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, SimError> {
-    Uuid::parse_str(text.trim()).map_err(|_| SimError::validation(format!("invalid order id {text:?}")))
+    Uuid::parse_str(text.trim())
+        .map_err(|_| SimError::validation(format!("invalid order id {text:?}")))
 }
 
 async fn account(State(sim): S) -> Response {
@@ -83,13 +107,16 @@ async fn calendar_days(State(sim): S, Query(p): Query<Params>) -> Response {
                 .map_err(|_| SimError::validation(format!("invalid {name}: expected YYYY-MM-DD"))),
         }
     };
-    let range = date("start", today - Duration::days(30)).and_then(|s| Ok((s, date("end", today + Duration::days(30))?)));
+    let range = date("start", today - Duration::days(30))
+        .and_then(|s| Ok((s, date("end", today + Duration::days(30))?)));
     let (start, end) = match range {
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
     if end < start || (end - start).num_days() > 3660 {
-        return error_response(&SimError::validation("end must be after start, and the range at most ten years"));
+        return error_response(&SimError::validation(
+            "end must be after start, and the range at most ten years",
+        ));
     }
     let mut days = Vec::new();
     let mut d = start;
@@ -137,7 +164,11 @@ async fn assets(State(sim): S, Query(p): Query<Params>) -> Response {
     let status = param(&p, "status").unwrap_or("active").to_string();
     let list: Vec<Asset> = sim.with_state(|s| {
         let symbols: Vec<String> = s.market.listings().map(|l| l.symbol.clone()).collect();
-        symbols.iter().filter_map(|sym| asset_view(s, sym)).filter(|a| status == "active" || a.status == status).collect()
+        symbols
+            .iter()
+            .filter_map(|sym| asset_view(s, sym))
+            .filter(|a| status == "active" || a.status == status)
+            .collect()
     });
     ok_json(&list)
 }
@@ -145,7 +176,11 @@ async fn assets(State(sim): S, Query(p): Query<Params>) -> Response {
 async fn asset(State(sim): S, Path(symbol): Path<String>) -> Response {
     let found = sim.with_state(|s| {
         let symbol = match Uuid::parse_str(&symbol) {
-            Ok(id) => s.market.listings().find(|l| asset_id(&l.symbol) == id).map(|l| l.symbol.clone()),
+            Ok(id) => s
+                .market
+                .listings()
+                .find(|l| asset_id(&l.symbol) == id)
+                .map(|l| l.symbol.clone()),
             Err(_) => Some(symbol.clone()),
         };
         symbol.and_then(|sym| asset_view(s, &sym))
@@ -156,7 +191,11 @@ async fn asset(State(sim): S, Path(symbol): Path<String>) -> Response {
     }
 }
 
-async fn submit_order(State(sim): S, Extension(kill): Extension<ConnectionKill>, body: Bytes) -> Response {
+async fn submit_order(
+    State(sim): S,
+    Extension(kill): Extension<ConnectionKill>,
+    body: Bytes,
+) -> Response {
     let req: OrderRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(e) => return error_response(&e),
@@ -178,7 +217,12 @@ async fn list_orders(State(sim): S, Query(p): Query<Params>) -> Response {
         let time = |name: &str| param(&p, name).map(|t| parse_time(name, t)).transpose();
         Ok(ListOrdersFilter {
             status: param(&p, "status").map(str::to_string),
-            limit: param(&p, "limit").map(|l| l.parse().map_err(|_| SimError::validation("limit must be a number"))).transpose()?,
+            limit: param(&p, "limit")
+                .map(|l| {
+                    l.parse()
+                        .map_err(|_| SimError::validation("limit must be a number"))
+                })
+                .transpose()?,
             after: time("after")?,
             until: time("until")?,
             ascending: match param(&p, "direction") {
@@ -187,7 +231,8 @@ async fn list_orders(State(sim): S, Query(p): Query<Params>) -> Response {
                 Some(_) => return Err(SimError::validation("direction must be asc or desc")),
             },
             nested: param(&p, "nested").and_then(parse_bool).unwrap_or(false),
-            symbols: param(&p, "symbols").map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+            symbols: param(&p, "symbols")
+                .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
             side: match param(&p, "side") {
                 None => None,
                 Some("buy") => Some(OrderSide::Buy),
@@ -236,7 +281,10 @@ async fn cancel_order(State(sim): S, Path(id): Path<String>) -> Response {
 }
 
 async fn cancel_all(State(sim): S) -> Response {
-    json_response(StatusCode::MULTI_STATUS, &sim.with_state(|s| s.engine.cancel_all()))
+    json_response(
+        StatusCode::MULTI_STATUS,
+        &sim.with_state(|s| s.engine.cancel_all()),
+    )
 }
 
 async fn positions(State(sim): S) -> Response {
@@ -246,7 +294,12 @@ async fn positions(State(sim): S) -> Response {
 /// A position is addressed by symbol or by asset id.
 fn position_symbol(s: &crate::sim::SimState, key: &str) -> String {
     match Uuid::parse_str(key) {
-        Ok(id) => s.market.listings().find(|l| asset_id(&l.symbol) == id).map(|l| l.symbol.clone()).unwrap_or_default(),
+        Ok(id) => s
+            .market
+            .listings()
+            .find(|l| asset_id(&l.symbol) == id)
+            .map(|l| l.symbol.clone())
+            .unwrap_or_default(),
         Err(_) => key.to_string(),
     }
 }
@@ -262,11 +315,21 @@ async fn position(State(sim): S, Path(key): Path<String>) -> Response {
     }
 }
 
-async fn close_position(State(sim): S, Path(key): Path<String>, Query(p): Query<Params>) -> Response {
+async fn close_position(
+    State(sim): S,
+    Path(key): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
     let amount = match (param(&p, "qty"), param(&p, "percentage")) {
-        (Some(_), Some(_)) => Err(SimError::validation("only one of qty or percentage may be given")),
-        (Some(q), None) => parse_decimal(q).map(CloseQty::Qty).map_err(|_| SimError::validation("qty must be a number")),
-        (None, Some(pct)) => parse_decimal(pct).map(CloseQty::Percentage).map_err(|_| SimError::validation("percentage must be a number")),
+        (Some(_), Some(_)) => Err(SimError::validation(
+            "only one of qty or percentage may be given",
+        )),
+        (Some(q), None) => parse_decimal(q)
+            .map(CloseQty::Qty)
+            .map_err(|_| SimError::validation("qty must be a number")),
+        (None, Some(pct)) => parse_decimal(pct)
+            .map(CloseQty::Percentage)
+            .map_err(|_| SimError::validation("percentage must be a number")),
         (None, None) => Ok(CloseQty::All),
     };
     match amount {
@@ -279,8 +342,13 @@ async fn close_position(State(sim): S, Path(key): Path<String>, Query(p): Query<
 }
 
 async fn close_all(State(sim): S, Query(p): Query<Params>) -> Response {
-    let cancel = param(&p, "cancel_orders").and_then(parse_bool).unwrap_or(false);
-    json_response(StatusCode::MULTI_STATUS, &sim.with_state(|s| s.engine.close_all(cancel)))
+    let cancel = param(&p, "cancel_orders")
+        .and_then(parse_bool)
+        .unwrap_or(false);
+    json_response(
+        StatusCode::MULTI_STATUS,
+        &sim.with_state(|s| s.engine.close_all(cancel)),
+    )
 }
 
 async fn activities(state: S, Query(p): Query<Params>) -> Response {
@@ -288,7 +356,11 @@ async fn activities(state: S, Query(p): Query<Params>) -> Response {
     list_activities(state, p, types)
 }
 
-async fn activities_of_type(state: S, Path(kind): Path<String>, Query(p): Query<Params>) -> Response {
+async fn activities_of_type(
+    state: S,
+    Path(kind): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
     list_activities(state, p, Some(kind))
 }
 
@@ -296,10 +368,15 @@ fn list_activities(State(sim): S, p: Params, types: Option<String>) -> Response 
     let parsed = (|| -> Result<_, SimError> {
         let time = |name: &str| param(&p, name).map(|t| parse_time(name, t)).transpose();
         let date = param(&p, "date")
-            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| SimError::validation("date must be YYYY-MM-DD")))
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| SimError::validation("date must be YYYY-MM-DD"))
+            })
             .transpose()?;
         let page_size: usize = match param(&p, "page_size") {
-            Some(n) => n.parse().map_err(|_| SimError::validation("page_size must be a number"))?,
+            Some(n) => n
+                .parse()
+                .map_err(|_| SimError::validation("page_size must be a number"))?,
             None => 100,
         };
         if page_size == 0 || page_size > 100 {
@@ -310,13 +387,22 @@ fn list_activities(State(sim): S, p: Params, types: Option<String>) -> Response 
             Some("asc") => true,
             Some(_) => return Err(SimError::validation("direction must be asc or desc")),
         };
-        Ok((time("after")?, time("until")?, date, page_size, ascending, param(&p, "page_token").map(str::to_string)))
+        Ok((
+            time("after")?,
+            time("until")?,
+            date,
+            page_size,
+            ascending,
+            param(&p, "page_token").map(str::to_string),
+        ))
     })();
     let (after, until, date, page_size, ascending, token) = match parsed {
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
-    let wants_fills = types.as_deref().is_none_or(|t| t.split(',').any(|x| x.trim().eq_ignore_ascii_case("FILL")));
+    let wants_fills = types
+        .as_deref()
+        .is_none_or(|t| t.split(',').any(|x| x.trim().eq_ignore_ascii_case("FILL")));
     let list: Vec<TradeActivity> = sim.with_state(|s| {
         let mut v: Vec<TradeActivity> = s
             .engine

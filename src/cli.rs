@@ -1,0 +1,103 @@
+//! The command line: `traderd sim`, `traderd check-config`. Parsing only; `main.rs` runs them.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "traderd",
+    version,
+    about = "An autonomous trading daemon for Alpaca, with an Alpaca-compatible simulator",
+    long_about = "traderd trades an Alpaca account on its own: it streams market data, runs a strategy, checks \
+every order against risk limits, and switches to capital preservation when errors pile up.\n\n\
+Start with the simulator, which needs no keys:\n    traderd sim --speed 60\n\n\
+Configuration: config/traderd.toml (sim by default); check a file with `traderd check-config`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Alpaca-compatible simulator (trading API, market data, admin API) on one port.
+    Sim(SimArgs),
+    /// Check a config file; print every problem and exit non-zero if there is one.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first line of stdout).
+    #[arg(long, default_value = "127.0.0.1:5454")]
+    pub listen: SocketAddr,
+    /// Seed of the market model and the account: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Symbols to list, comma-separated (default: AAPL,MSFT,AMZN,GOOGL,NVDA,META,TSLA,AMD,SPY,QQQ).
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Market seconds per wall second in the sim clock (60: a minute of market each second).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// `sim`: start at the latest session open and skip closed hours (always open);
+    /// `wall`: real time and the real exchange calendar.
+    #[arg(long, default_value = "sim", value_parser = ["sim", "wall"])]
+    pub clock: String,
+    /// Accept only this API key id (with --secret); without both, any non-empty pair is accepted.
+    #[arg(long, requires = "secret", env = "TRADERD_SIM_KEY")]
+    pub key: Option<String>,
+    /// The API secret that goes with --key.
+    #[arg(
+        long,
+        requires = "key",
+        env = "TRADERD_SIM_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+    /// Requests per minute per key before 429, as Alpaca enforces; 0 disables the limit.
+    #[arg(long, default_value_t = 200)]
+    pub rate_limit: u32,
+    /// Length of the rate-limit window in seconds (Alpaca's is 60).
+    #[arg(long, default_value_t = 60)]
+    pub rate_window_s: u64,
+    /// Starting cash of the account, in US dollars.
+    #[arg(long, default_value = "100000")]
+    pub cash_usd: String,
+    /// Sessions of minute-bar history behind the start (daily bars go back a year).
+    #[arg(long, default_value_t = 5)]
+    pub history_sessions: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check (default: $CONFIGURATION_DIRECTORY/traderd.toml, ./config/traderd.toml,
+    /// /etc/traderd/traderd.toml, the first that exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Confirm that a `live` config is meant to trade real money.
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// The config file to use when none is given.
+pub fn default_config_path(env: impl Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = env("CONFIGURATION_DIRECTORY").filter(|d| !d.is_empty()) {
+        candidates.push(PathBuf::from(dir).join("traderd.toml"));
+    }
+    candidates.push(PathBuf::from("config/traderd.toml"));
+    candidates.push(PathBuf::from("/etc/traderd/traderd.toml"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "no config file found (looked in {}); pass --config FILE",
+                looked.join(", ")
+            )
+        })
+}

@@ -1,0 +1,846 @@
+//! Typed, strict configuration.
+//!
+//! Every key has a default, so an empty file is a valid `sim` config. Checking reports every
+//! problem at once, each with its key path and what to do:
+//! 1. TOML syntax (one error: the parser stops there);
+//! 2. every unknown key (with a suggestion) and every value of the wrong type, each checked on
+//!    its own against the defaults, so one mistake does not hide the next;
+//! 3. every semantic rule (ranges, URLs, symbols, keys present, the live opt-in).
+//!
+//! Units are in key names (`_ms`, `_usd`). API keys never live in the config: they come from
+//! `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY` or from systemd credentials (see [`load_credentials`]).
+
+use crate::alpaca::num::flex;
+use crate::alpaca::{ClientSettings, Credentials, Secret};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the daemon trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionMode {
+    /// The embedded simulator: no keys, no money.
+    #[default]
+    Sim,
+    /// An Alpaca paper account: keys, play money.
+    Paper,
+    /// An Alpaca live account: keys, real money, and `--live` on the command line.
+    Live,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub connection: ConnectionSection,
+    pub alpaca: AlpacaSection,
+    pub sim: SimSection,
+    pub trading: TradingSection,
+    pub log: LogSection,
+    pub state: StateSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connection: ConnectionSection::default(),
+            alpaca: AlpacaSection::default(),
+            sim: SimSection::default(),
+            trading: TradingSection::default(),
+            log: LogSection::default(),
+            state: StateSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionSection {
+    pub mode: ConnectionMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlpacaSection {
+    pub paper_trading_url: String,
+    pub live_trading_url: String,
+    pub data_url: String,
+    pub data_stream_url: String,
+    /// `iex` (free) or `sip` (paid).
+    pub feed: String,
+    pub requests_per_minute: u32,
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_retries: u32,
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+}
+
+impl Default for AlpacaSection {
+    fn default() -> Self {
+        AlpacaSection {
+            paper_trading_url: "https://paper-api.alpaca.markets".into(),
+            live_trading_url: "https://api.alpaca.markets".into(),
+            data_url: "https://data.alpaca.markets".into(),
+            data_stream_url: "wss://stream.data.alpaca.markets".into(),
+            feed: "iex".into(),
+            requests_per_minute: 200,
+            request_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            max_retries: 5,
+            retry_min_delay_ms: 200,
+            retry_max_delay_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSection {
+    /// Address of the embedded simulator; port 0 picks a free one.
+    pub listen: String,
+    pub seed: u64,
+    /// Market seconds per wall second (60 = a minute of market in a second).
+    pub speed: f64,
+    /// `sim` (skips closed hours, always open) or `wall` (real time, real calendar).
+    pub clock: String,
+    pub symbols: Vec<String>,
+    #[serde(with = "flex")]
+    pub initial_cash_usd: Decimal,
+    /// Requests a minute per key, as Alpaca enforces; 0 disables the limit.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        SimSection {
+            listen: "127.0.0.1:0".into(),
+            seed: 1,
+            speed: 60.0,
+            clock: "sim".into(),
+            symbols: crate::sim::market::DEFAULT_SYMBOLS
+                .iter()
+                .map(|(s, ..)| s.to_string())
+                .collect(),
+            initial_cash_usd: Decimal::from(100_000),
+            rate_limit_per_minute: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TradingSection {
+    /// Symbols the daemon subscribes to and trades.
+    pub symbols: Vec<String>,
+}
+
+impl Default for TradingSection {
+    fn default() -> Self {
+        TradingSection {
+            symbols: vec!["AAPL".into(), "MSFT".into(), "SPY".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter: `info`, `debug`, `traderd=debug,warn`, … `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSection {
+    /// Where the journal lives. Empty: `$STATE_DIRECTORY`, else `--state-dir`, else
+    /// `$XDG_STATE_HOME/traderd` or `~/.local/state/traderd`.
+    pub dir: String,
+}
+
+/// One problem found in a config, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the checks need to know beyond the file.
+#[derive(Debug, Clone, Default)]
+pub struct CheckContext {
+    /// `--live` was given on the command line.
+    pub live_opt_in: bool,
+    /// API keys could be found (env or credentials directory).
+    pub have_keys: bool,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path, ctx: &CheckContext) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            problems: vec![Problem {
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, &name, ctx)
+    }
+
+    /// Parses and checks config text; `name` names it in messages.
+    pub fn parse(text: &str, name: &str, ctx: &CheckContext) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError {
+            source_name: name.to_string(),
+            problems,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            fail(vec![Problem {
+                path: String::new(),
+                message: format!("not valid TOML: {}", e.to_string().trim()),
+            }])
+        })?;
+        let schema = toml::Table::try_from(Config::default()).map_err(|e| {
+            fail(vec![Problem {
+                path: String::new(),
+                message: format!("internal: defaults do not serialize: {e}"),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        check_keys(&table, &schema, "", &schema, &mut problems);
+        // Check the rest of the file too: without the keys already found wrong, it must parse.
+        let mut rest = table;
+        for p in &problems {
+            remove_path(&mut rest, &p.path);
+        }
+        match toml::Value::Table(rest).try_into::<Config>() {
+            Ok(config) => {
+                let broken: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+                problems.extend(
+                    config
+                        .check(ctx)
+                        .into_iter()
+                        .filter(|p| !broken.contains(&p.path)),
+                );
+                if problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(fail(problems))
+                }
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    path: String::new(),
+                    message: e.message().trim().to_string(),
+                });
+                Err(fail(problems))
+            }
+        }
+    }
+
+    /// The semantic rules; every violation is returned.
+    pub fn check(&self, ctx: &CheckContext) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |path: &str, message: String| {
+            out.push(Problem {
+                path: path.into(),
+                message,
+            })
+        };
+        match self.connection.mode {
+            ConnectionMode::Sim => {}
+            ConnectionMode::Paper | ConnectionMode::Live if !ctx.have_keys => bad(
+                "connection.mode",
+                format!(
+                    "\"{}\" needs API keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY, or give systemd credentials named apca_api_key_id and apca_api_secret_key (LoadCredential=)",
+                    self.mode_name()
+                ),
+            ),
+            _ => {}
+        }
+        if self.connection.mode == ConnectionMode::Live && !ctx.live_opt_in {
+            bad(
+                "connection.mode",
+                "\"live\" trades real money: confirm by adding --live to the command line".into(),
+            );
+        }
+        let a = &self.alpaca;
+        for (path, url, schemes) in [
+            (
+                "alpaca.paper_trading_url",
+                &a.paper_trading_url,
+                &["https", "http"][..],
+            ),
+            (
+                "alpaca.live_trading_url",
+                &a.live_trading_url,
+                &["https", "http"][..],
+            ),
+            ("alpaca.data_url", &a.data_url, &["https", "http"][..]),
+            (
+                "alpaca.data_stream_url",
+                &a.data_stream_url,
+                &["wss", "ws"][..],
+            ),
+        ] {
+            if let Err(m) = check_url(url, schemes) {
+                bad(path, m);
+            }
+        }
+        if !["iex", "sip", "delayed_sip", "test"].contains(&a.feed.as_str()) {
+            bad(
+                "alpaca.feed",
+                format!(
+                    "unknown feed {:?}: use iex (free), sip (paid), delayed_sip or test",
+                    a.feed
+                ),
+            );
+        }
+        if !(1..=10_000).contains(&a.requests_per_minute) {
+            bad(
+                "alpaca.requests_per_minute",
+                format!(
+                    "{} is out of range: use 1 to 10000 (Alpaca allows 200)",
+                    a.requests_per_minute
+                ),
+            );
+        }
+        for (path, v, min, max) in [
+            (
+                "alpaca.request_timeout_ms",
+                a.request_timeout_ms,
+                100,
+                300_000,
+            ),
+            (
+                "alpaca.connect_timeout_ms",
+                a.connect_timeout_ms,
+                100,
+                300_000,
+            ),
+            ("alpaca.retry_min_delay_ms", a.retry_min_delay_ms, 1, 60_000),
+            (
+                "alpaca.retry_max_delay_ms",
+                a.retry_max_delay_ms,
+                1,
+                600_000,
+            ),
+        ] {
+            if !(min..=max).contains(&v) {
+                bad(path, format!("{v} is out of range: use {min} to {max}"));
+            }
+        }
+        if a.retry_min_delay_ms > a.retry_max_delay_ms {
+            bad(
+                "alpaca.retry_min_delay_ms",
+                "must not exceed alpaca.retry_max_delay_ms".into(),
+            );
+        }
+        if a.max_retries > 20 {
+            bad(
+                "alpaca.max_retries",
+                format!("{} is out of range: use 0 to 20", a.max_retries),
+            );
+        }
+        let s = &self.sim;
+        if s.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad(
+                "sim.listen",
+                format!(
+                    "{:?} is not an address: use IP:PORT, e.g. 127.0.0.1:0",
+                    s.listen
+                ),
+            );
+        }
+        if !(s.speed.is_finite() && s.speed > 0.0 && s.speed <= 100_000.0) {
+            bad(
+                "sim.speed",
+                format!(
+                    "{} is out of range: use a number above 0 and at most 100000",
+                    s.speed
+                ),
+            );
+        }
+        if !["sim", "wall"].contains(&s.clock.as_str()) {
+            bad(
+                "sim.clock",
+                format!(
+                    "unknown clock {:?}: use sim (always open, accelerated) or wall (real time)",
+                    s.clock
+                ),
+            );
+        }
+        if s.initial_cash_usd <= Decimal::ZERO {
+            bad("sim.initial_cash_usd", "must be above 0".into());
+        }
+        check_symbols("sim.symbols", &s.symbols, &mut bad);
+        check_symbols("trading.symbols", &self.trading.symbols, &mut bad);
+        if self.connection.mode == ConnectionMode::Sim {
+            let unknown: Vec<&str> = self
+                .trading
+                .symbols
+                .iter()
+                .filter(|t| !s.symbols.contains(t))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                bad(
+                    "trading.symbols",
+                    format!(
+                        "{} not listed by the simulator: add to sim.symbols or remove",
+                        unknown.join(", ")
+                    ),
+                );
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad(
+                "log.level",
+                format!(
+                    "{:?} is not a log filter: use error, warn, info, debug, trace or e.g. traderd=debug,info",
+                    self.log.level
+                ),
+            );
+        }
+        out
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        match self.connection.mode {
+            ConnectionMode::Sim => "sim",
+            ConnectionMode::Paper => "paper",
+            ConnectionMode::Live => "live",
+        }
+    }
+
+    /// REST client settings for a broker, with `APCA_API_BASE_URL` / `APCA_API_DATA_URL`
+    /// overriding the configured URLs as Alpaca's SDKs do. `sim_url` is the embedded
+    /// simulator's address in `sim` mode.
+    pub fn client_settings(
+        &self,
+        sim_url: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> ClientSettings {
+        let a = &self.alpaca;
+        let (trading, data) = match (self.connection.mode, sim_url) {
+            (ConnectionMode::Sim, Some(url)) => (url.to_string(), url.to_string()),
+            (ConnectionMode::Live, _) => (a.live_trading_url.clone(), a.data_url.clone()),
+            _ => (a.paper_trading_url.clone(), a.data_url.clone()),
+        };
+        ClientSettings {
+            trading_url: env("APCA_API_BASE_URL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(trading),
+            data_url: env("APCA_API_DATA_URL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(data),
+            requests_per_minute: a.requests_per_minute,
+            request_timeout: Duration::from_millis(a.request_timeout_ms),
+            connect_timeout: Duration::from_millis(a.connect_timeout_ms),
+            max_retries: a.max_retries as usize,
+            retry_min_delay: Duration::from_millis(a.retry_min_delay_ms),
+            retry_max_delay: Duration::from_millis(a.retry_max_delay_ms),
+        }
+    }
+}
+
+fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => Ok(()),
+        Ok(u) => Err(format!(
+            "{url:?} must be a {} URL with a host, got scheme {:?}",
+            schemes.join(" or "),
+            u.scheme()
+        )),
+        Err(e) => Err(format!("{url:?} is not a URL ({e})")),
+    }
+}
+
+fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, String)) {
+    if symbols.is_empty() {
+        bad(path, "must list at least one symbol".into());
+    }
+    for s in symbols {
+        let ok = !s.is_empty()
+            && s.len() <= 16
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.');
+        if !ok {
+            bad(
+                path,
+                format!("{s:?} is not a symbol: use upper-case tickers such as AAPL or BRK.B"),
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in symbols {
+        if !seen.insert(s) {
+            bad(path, format!("{s} is listed twice"));
+        }
+    }
+}
+
+/// Walks the user's table against the schema (the defaults): unknown keys, tables where
+/// values belong and the reverse, and each leaf value tried on its own.
+fn check_keys(
+    user: &toml::Table,
+    schema: &toml::Table,
+    prefix: &str,
+    root: &toml::Table,
+    out: &mut Vec<Problem>,
+) {
+    for (key, value) in user {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let Some(expected) = schema.get(key) else {
+            let hint = closest(key, schema.keys())
+                .map(|k| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
+            let known = schema
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(Problem {
+                path,
+                message: format!("unknown key{hint} (known here: {known})"),
+            });
+            continue;
+        };
+        match (expected, value) {
+            (toml::Value::Table(s), toml::Value::Table(u)) => check_keys(u, s, &path, root, out),
+            (toml::Value::Table(_), _) => out.push(Problem {
+                path,
+                message: format!("must be a table ([{key}]), not a {}", value.type_str()),
+            }),
+            (_, _) => {
+                if let Err(message) = try_leaf(root, &path, value) {
+                    out.push(Problem { path, message });
+                }
+            }
+        }
+    }
+}
+
+fn remove_path(table: &mut toml::Table, path: &str) {
+    match path.split_once('.') {
+        None => {
+            table.remove(path);
+        }
+        Some((head, tail)) => {
+            if let Some(toml::Value::Table(t)) = table.get_mut(head) {
+                remove_path(t, tail);
+            }
+        }
+    }
+}
+
+/// Puts one user value into the defaults and deserializes: does this value, alone, fit?
+fn try_leaf(root: &toml::Table, path: &str, value: &toml::Value) -> Result<(), String> {
+    let mut tree = root.clone();
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut table = &mut tree;
+    for p in parts {
+        table = match table.get_mut(p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Ok(()),
+        };
+    }
+    table.insert(last.to_string(), value.clone());
+    toml::Value::Table(tree)
+        .try_into::<Config>()
+        .map(|_| ())
+        .map_err(|e| {
+            let msg = e.message().trim().to_string();
+            format!("{msg} (got {})", short(value))
+        })
+}
+
+fn short(v: &toml::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(40).map(|(i, _)| i).unwrap_or(s.len())]
+        )
+    } else {
+        s
+    }
+}
+
+/// The known key closest to a mistyped one, if it is close enough to be a typo.
+fn closest<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for j in 0..b.len() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != b[j]))
+                    .min(row[j] + 1)
+                    .min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Names of the systemd credentials holding the keys.
+pub const CREDENTIAL_KEY_ID: &str = "apca_api_key_id";
+pub const CREDENTIAL_SECRET: &str = "apca_api_secret_key";
+
+/// API keys from `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY`, else from files in
+/// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`). `Ok(None)` when neither is set.
+/// Errors name the variable or file, never the value.
+pub fn load_credentials(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>, String> {
+    let key = env("APCA_API_KEY_ID").filter(|v| !v.trim().is_empty());
+    let secret = env("APCA_API_SECRET_KEY").filter(|v| !v.trim().is_empty());
+    match (key, secret) {
+        (Some(k), Some(s)) => {
+            return Ok(Some(Credentials {
+                key_id: k.trim().to_string(),
+                secret: Secret::new(s.trim()),
+            }));
+        }
+        (Some(_), None) => {
+            return Err("APCA_API_KEY_ID is set but APCA_API_SECRET_KEY is not".into());
+        }
+        (None, Some(_)) => {
+            return Err("APCA_API_SECRET_KEY is set but APCA_API_KEY_ID is not".into());
+        }
+        (None, None) => {}
+    }
+    let Some(dir) = env("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let dir = PathBuf::from(dir);
+    let read = |name: &str| -> Result<Option<String>, String> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim().is_empty() => {
+                Err(format!("credential file {} is empty", path.display()))
+            }
+            Ok(v) => Ok(Some(v.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!(
+                "cannot read credential file {}: {e}",
+                path.display()
+            )),
+        }
+    };
+    match (read(CREDENTIAL_KEY_ID)?, read(CREDENTIAL_SECRET)?) {
+        (Some(k), Some(s)) => Ok(Some(Credentials {
+            key_id: k,
+            secret: Secret::new(s),
+        })),
+        (None, None) => Ok(None),
+        _ => Err(format!(
+            "$CREDENTIALS_DIRECTORY must hold both {CREDENTIAL_KEY_ID} and {CREDENTIAL_SECRET}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", &CheckContext::default())
+    }
+
+    #[test]
+    fn empty_file_is_the_sim_default() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.connection.mode, ConnectionMode::Sim);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            [connection]
+            mode = "paper"
+            [alpaca]
+            requests_per_minit = 5
+            request_timeout_ms = "fast"
+            feed = "nasdaq"
+            [sim]
+            speed = 60.0
+            sped = 3
+            [tradin]
+            symbols = ["AAPL"]
+        "#;
+        let err = parse(text).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "alpaca.requests_per_minit",
+            "did you mean `requests_per_minute`",
+            "alpaca.request_timeout_ms",
+            "sim.sped: unknown key; did you mean",
+            "tradin",
+            "did you mean `trading`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        // The semantic problem (paper without keys) is listed beside the structural ones.
+        assert!(text.contains("connection.mode"), "{text}");
+        assert!(text.contains("alpaca.feed"), "{text}");
+        assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_listed() {
+        let text = r#"
+            [connection]
+            mode = "live"
+            [alpaca]
+            feed = "nasdaq"
+            data_url = "ftp://x"
+            [sim]
+            speed = -1.0
+            [trading]
+            symbols = ["AAPL", "aapl", "AAPL"]
+        "#;
+        let err = parse(text).unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        for p in [
+            "connection.mode",
+            "alpaca.feed",
+            "alpaca.data_url",
+            "sim.speed",
+            "trading.symbols",
+        ] {
+            assert!(paths.contains(&p), "{p} missing: {err}");
+        }
+        assert!(err.to_string().contains("--live"), "{err}");
+        assert!(err.to_string().contains("APCA_API_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn live_with_keys_and_opt_in_is_accepted() {
+        let ctx = CheckContext {
+            live_opt_in: true,
+            have_keys: true,
+        };
+        let c = Config::parse("[connection]\nmode = \"live\"\n", "t", &ctx).unwrap();
+        assert_eq!(c.connection.mode, ConnectionMode::Live);
+        let settings = c.client_settings(None, |_| None);
+        assert_eq!(settings.trading_url, "https://api.alpaca.markets");
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = parse("[sim\nspeed = 1").unwrap_err();
+        assert!(err.to_string().contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn env_urls_override_the_config() {
+        let c = Config::default();
+        let env = |k: &str| match k {
+            "APCA_API_BASE_URL" => Some("http://127.0.0.1:9".to_string()),
+            "APCA_API_DATA_URL" => Some("http://127.0.0.1:8".to_string()),
+            _ => None,
+        };
+        let s = c.client_settings(Some("http://127.0.0.1:7"), env);
+        assert_eq!(
+            (s.trading_url.as_str(), s.data_url.as_str()),
+            ("http://127.0.0.1:9", "http://127.0.0.1:8")
+        );
+    }
+
+    #[test]
+    fn credentials_from_env_or_directory_and_never_printed() {
+        let env = |k: &str| match k {
+            "APCA_API_KEY_ID" => Some("PKX".to_string()),
+            "APCA_API_SECRET_KEY" => Some("s3cr3t-value".to_string()),
+            _ => None,
+        };
+        let c = load_credentials(env).unwrap().unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CREDENTIAL_KEY_ID), "PKDIR\n").unwrap();
+        std::fs::write(dir.path().join(CREDENTIAL_SECRET), "dir-secret\n").unwrap();
+        let d = dir.path().to_string_lossy().to_string();
+        let c = load_credentials(|k| (k == "CREDENTIALS_DIRECTORY").then(|| d.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.key_id, "PKDIR");
+        assert_eq!(c.secret.expose(), "dir-secret");
+        let half = load_credentials(|k| (k == "APCA_API_KEY_ID").then(|| "x".to_string()));
+        assert!(half.unwrap_err().contains("APCA_API_SECRET_KEY"));
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let ctx = CheckContext {
+            live_opt_in: true,
+            have_keys: true,
+        };
+        for name in ["traderd.toml", "paper.example.toml", "live.example.toml"] {
+            Config::load(&dir.join(name), &ctx).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            Config::load(&dir.join("traderd.toml"), &ctx).unwrap(),
+            Config::default()
+        );
+    }
+}
