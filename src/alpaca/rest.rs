@@ -503,7 +503,7 @@ impl AlpacaClient {
             .saturating_add(1);
         let mut delays = self.backoff().without_max_times().build();
         let mut was_ambiguous = false;
-        let mut last_detail = String::new();
+        let mut last_error: Option<BrokerError> = None;
         for attempt in 1..=max_attempts {
             let outcome = self
                 .send_once::<_, ()>(Method::POST, Api::Trading, path, None, Some(&request))
@@ -518,7 +518,7 @@ impl AlpacaClient {
                 BrokerError::RateLimited { retry_after, .. } => {
                     tracing::warn!(client_order_id = %client_order_id, attempt, "order POST rate limited; the broker did not take it");
                     tokio::time::sleep(retry_after.map_or(delay, |w| w.max(delay))).await;
-                    last_detail = err.to_string();
+                    last_error = Some(err);
                     continue;
                 }
                 // A refusal after an ambiguous attempt may be the broker refusing a duplicate of
@@ -534,14 +534,13 @@ impl AlpacaClient {
                 } => {
                     // Nothing was sent; safe to try again.
                     tracing::warn!(client_order_id = %client_order_id, attempt, error = %err, "cannot connect to submit order; retrying");
-                    last_detail = err.to_string();
+                    last_error = Some(err);
                     tokio::time::sleep(delay).await;
                     continue;
                 }
                 _ => {}
             }
             was_ambiguous = true;
-            last_detail = err.to_string();
             self.stats
                 .order_lookups_after_ambiguity
                 .fetch_add(1, Ordering::Relaxed);
@@ -556,6 +555,7 @@ impl AlpacaClient {
                         return Err(err);
                     }
                     tracing::warn!(client_order_id = %client_order_id, attempt, "the broker does not have the order; resending");
+                    last_error = Some(err);
                     tokio::time::sleep(delay).await;
                 }
                 Err(lookup) => {
@@ -567,11 +567,13 @@ impl AlpacaClient {
                 }
             }
         }
-        Err(BrokerError::Ambiguous {
+        // Every attempt ended "not taken": connect refused, 429, or looked up and absent. The
+        // order is known not to exist at the broker, so the last error says why.
+        Err(last_error.unwrap_or(BrokerError::Ambiguous {
             client_order_id,
             attempts: max_attempts,
-            detail: last_detail,
-        })
+            detail: "no attempt was made".into(),
+        }))
     }
 
     /// The order with this client order id, or `None` if the broker has none.

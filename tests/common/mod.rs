@@ -1,0 +1,109 @@
+//! Shared helpers for the end-to-end tests: a real simulator on 127.0.0.1:0, a real client,
+//! and waiting on conditions with deadlines (never sleep-and-hope).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+use traderd::alpaca::{AlpacaClient, ClientSettings, Credentials, Secret};
+use traderd::sim::{self, SimHandle, SimSettings};
+
+pub const KEY: &str = "PKTESTKEY";
+pub const SECRET: &str = "test-secret-do-not-log";
+
+/// A simulator with the given tweaks, at a fixed seed, at 60x, without a rate limit.
+pub async fn start_sim(tweak: impl FnOnce(&mut SimSettings)) -> SimHandle {
+    let mut settings = SimSettings {
+        seed: 42,
+        speed: 60.0,
+        rate_limit: 0,
+        ..SimSettings::default()
+    };
+    tweak(&mut settings);
+    sim::start(settings, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind simulator")
+}
+
+/// Client settings with quick retries so fault tests stay short.
+pub fn fast_settings(base: &str) -> ClientSettings {
+    ClientSettings {
+        retry_min_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(5),
+        ..ClientSettings::for_base_url(base)
+    }
+}
+
+pub fn client(sim: &SimHandle) -> AlpacaClient {
+    client_with(fast_settings(&sim.base_url()))
+}
+
+pub fn client_with(settings: ClientSettings) -> AlpacaClient {
+    let creds = Credentials {
+        key_id: KEY.into(),
+        secret: Secret::new(SECRET),
+    };
+    AlpacaClient::new(settings, &creds).expect("client")
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `within`.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw HTTP client for the admin API.
+pub fn admin() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub async fn set_fault(sim: &SimHandle, fault: serde_json::Value) {
+    let resp = admin()
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "fault {fault} refused: {}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+pub async fn sim_state(sim: &SimHandle) -> serde_json::Value {
+    admin()
+        .get(format!("{}/_sim/state", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn sim_stats(sim: &SimHandle) -> serde_json::Value {
+    admin()
+        .get(format!("{}/_sim/stats", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
