@@ -31,7 +31,7 @@ pub enum ConnectionMode {
     Live,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub connection: ConnectionSection,
@@ -40,19 +40,6 @@ pub struct Config {
     pub trading: TradingSection,
     pub log: LogSection,
     pub state: StateSection,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            connection: ConnectionSection::default(),
-            alpaca: AlpacaSection::default(),
-            sim: SimSection::default(),
-            trading: TradingSection::default(),
-            log: LogSection::default(),
-            state: StateSection::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

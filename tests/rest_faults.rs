@@ -2,6 +2,8 @@
 //! timeout, and an order POST whose connection is dropped after the order was accepted.
 //! Each ends with exactly the orders that were meant, never a duplicate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 mod common;
 
 use common::*;

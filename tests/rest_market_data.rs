@@ -1,6 +1,8 @@
 //! Market-data REST through our client against `traderd sim`: multi-symbol bars across pages,
 //! latest trades, quotes and bars, snapshots, and the determinism of the seeded market.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Our REST client against `traderd sim` on loopback: every trading endpoint, the order
 //! classes and types, and Alpaca's refusals.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 mod common;
 
 use common::*;

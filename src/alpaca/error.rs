@@ -35,7 +35,8 @@ pub enum BrokerError {
         status: u16,
         code: Option<u64>,
         message: String,
-        body: Option<ApiErrorBody>,
+        /// The whole body, boxed to keep the error small.
+        body: Option<Box<ApiErrorBody>>,
     },
     #[error("rate limited by the broker on {endpoint}{}", retry_after.map(|d| format!(" (retry in {} ms)", d.as_millis())).unwrap_or_default())]
     RateLimited {

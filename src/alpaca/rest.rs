@@ -814,7 +814,7 @@ fn api_error(endpoint: &str, status: StatusCode, body: &[u8]) -> BrokerError {
         status: status.as_u16(),
         code: parsed.as_ref().and_then(|b| b.code),
         message,
-        body: parsed,
+        body: parsed.map(Box::new),
     }
 }
 

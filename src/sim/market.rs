@@ -289,57 +289,52 @@ impl Market {
         let Some(s) = self.symbols.get(symbol) else {
             return Vec::new();
         };
-        let bucketed: Vec<(DateTime<Utc>, &Bar)>;
+        let intraday = matches!(timeframe.unit, U::Minute | U::Hour);
         let mut days: Vec<Bar> = Vec::new();
-        match timeframe.unit {
-            U::Minute | U::Hour => {
-                let minutes = timeframe.intraday_minutes().unwrap_or(1);
-                let width = Duration::minutes(minutes);
-                // Pre-filter generously, then bucket.
-                bucketed = s
-                    .minutes
-                    .iter()
-                    .filter(|b| b.t + width > start && b.t <= end)
-                    .map(|b| {
-                        let epoch_min = b.t.timestamp().div_euclid(60);
-                        let bucket = epoch_min - epoch_min.rem_euclid(minutes);
-                        (
-                            DateTime::<Utc>::from_timestamp(bucket * 60, 0).unwrap_or(b.t),
-                            b,
-                        )
-                    })
-                    .collect();
+        if !intraday {
+            days.extend(s.daily.iter().cloned());
+            if let Some(today) = self.today_bar(s) {
+                if days.last().is_none_or(|d| d.t < today.t) {
+                    days.push(today);
+                }
             }
-            U::Day | U::Week | U::Month => {
-                days.extend(s.daily.iter().cloned());
-                if let Some(today) = self.today_bar(s) {
-                    if days.last().is_none_or(|d| d.t < today.t) {
-                        days.push(today);
-                    }
-                }
-                if timeframe.unit == U::Day {
-                    return days
-                        .into_iter()
-                        .filter(|b| b.t >= start && b.t <= end)
-                        .collect();
-                }
-                bucketed = days
-                    .iter()
-                    .map(|b| {
-                        let date = calendar::to_et(b.t).date_naive();
-                        let key = match timeframe.unit {
-                            U::Week => {
-                                date - Duration::days(i64::from(
-                                    date.weekday().num_days_from_monday(),
-                                ))
-                            }
-                            _ => month_bucket(date, timeframe.amount),
-                        };
-                        (calendar::et_midnight(key), b)
-                    })
+            if timeframe.unit == U::Day {
+                return days
+                    .into_iter()
+                    .filter(|b| b.t >= start && b.t <= end)
                     .collect();
             }
         }
+        let bucketed: Vec<(DateTime<Utc>, &Bar)> = if intraday {
+            let minutes = timeframe.intraday_minutes().unwrap_or(1);
+            let width = Duration::minutes(minutes);
+            // Pre-filter generously, then bucket on clock boundaries.
+            s.minutes
+                .iter()
+                .filter(|b| b.t + width > start && b.t <= end)
+                .map(|b| {
+                    let epoch_min = b.t.timestamp().div_euclid(60);
+                    let bucket = epoch_min - epoch_min.rem_euclid(minutes);
+                    (
+                        DateTime::<Utc>::from_timestamp(bucket * 60, 0).unwrap_or(b.t),
+                        b,
+                    )
+                })
+                .collect()
+        } else {
+            days.iter()
+                .map(|b| {
+                    let date = calendar::to_et(b.t).date_naive();
+                    let key = match timeframe.unit {
+                        U::Week => {
+                            date - Duration::days(i64::from(date.weekday().num_days_from_monday()))
+                        }
+                        _ => month_bucket(date, timeframe.amount),
+                    };
+                    (calendar::et_midnight(key), b)
+                })
+                .collect()
+        };
         let mut grouped: BTreeMap<DateTime<Utc>, Vec<Bar>> = BTreeMap::new();
         for (bucket, bar) in bucketed {
             grouped.entry(bucket).or_default().push(bar.clone());

@@ -58,10 +58,12 @@ mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
+    /// (fills as (signed qty, price), then expected qty, average entry, realized P&L)
+    type Row<'a> = (&'a [(Decimal, Decimal)], Decimal, Decimal, Decimal);
+
     #[test]
     fn table() {
-        // (fills, qty, avg, realized)
-        let rows: &[(&[(Decimal, Decimal)], Decimal, Decimal, Decimal)] = &[
+        let rows: &[Row] = &[
             (&[(dec!(10), dec!(100))], dec!(10), dec!(100), dec!(0)),
             (
                 &[(dec!(10), dec!(100)), (dec!(10), dec!(110))],
