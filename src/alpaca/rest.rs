@@ -729,40 +729,30 @@ impl AlpacaClient {
         Ok(all)
     }
 
+    /// A market-data GET whose only parameter is the comma-separated symbol list.
+    async fn by_symbols<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        symbols: &[&str],
+    ) -> Result<T, BrokerError> {
+        self.get(Api::Data, path, Some(&[("symbols", symbols.join(","))]))
+            .await
+    }
+
     pub async fn latest_trades(&self, symbols: &[&str]) -> Result<LatestTrades, BrokerError> {
-        self.get(
-            Api::Data,
-            "/v2/stocks/trades/latest",
-            Some(&[("symbols", symbols.join(","))]),
-        )
-        .await
+        self.by_symbols("/v2/stocks/trades/latest", symbols).await
     }
 
     pub async fn latest_quotes(&self, symbols: &[&str]) -> Result<LatestQuotes, BrokerError> {
-        self.get(
-            Api::Data,
-            "/v2/stocks/quotes/latest",
-            Some(&[("symbols", symbols.join(","))]),
-        )
-        .await
+        self.by_symbols("/v2/stocks/quotes/latest", symbols).await
     }
 
     pub async fn latest_bars(&self, symbols: &[&str]) -> Result<LatestBars, BrokerError> {
-        self.get(
-            Api::Data,
-            "/v2/stocks/bars/latest",
-            Some(&[("symbols", symbols.join(","))]),
-        )
-        .await
+        self.by_symbols("/v2/stocks/bars/latest", symbols).await
     }
 
     pub async fn snapshots(&self, symbols: &[&str]) -> Result<Snapshots, BrokerError> {
-        self.get(
-            Api::Data,
-            "/v2/stocks/snapshots",
-            Some(&[("symbols", symbols.join(","))]),
-        )
-        .await
+        self.by_symbols("/v2/stocks/snapshots", symbols).await
     }
 }
 

@@ -86,24 +86,19 @@ pub async fn set_fault(sim: &SimHandle, fault: serde_json::Value) {
     );
 }
 
-pub async fn sim_state(sim: &SimHandle) -> serde_json::Value {
-    admin()
-        .get(format!("{}/_sim/state", sim.base_url()))
+async fn admin_get(sim: &SimHandle, path: &str) -> serde_json::Value {
+    let resp = admin()
+        .get(format!("{}/_sim/{path}", sim.base_url()))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+pub async fn sim_state(sim: &SimHandle) -> serde_json::Value {
+    admin_get(sim, "state").await
 }
 
 pub async fn sim_stats(sim: &SimHandle) -> serde_json::Value {
-    admin()
-        .get(format!("{}/_sim/stats", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin_get(sim, "stats").await
 }

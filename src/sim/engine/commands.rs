@@ -425,6 +425,7 @@ impl Engine {
             legs: Vec::new(),
             target,
             triggered: false,
+            filled_cost: Decimal::ZERO,
         });
         id
     }

@@ -205,9 +205,9 @@ impl Engine {
     fn fill(&mut self, id: Uuid, qty: Decimal, price: Decimal) {
         let now = self.now;
         let Some(o) = self.get_mut(id) else { return };
-        let prev = o.order.filled_qty;
-        let filled = prev + qty;
-        let avg = (prev * o.order.filled_avg_price.unwrap_or_default() + qty * price) / filled;
+        let filled = o.order.filled_qty + qty;
+        o.filled_cost += qty * price;
+        let avg = o.filled_cost / filled;
         o.order.filled_qty = filled;
         o.order.filled_avg_price = Some(avg.round_dp(9));
         o.order.updated_at = now;

@@ -111,6 +111,8 @@ struct SimOrder {
     target: Option<Decimal>,
     /// A stop or trailing stop whose trigger was hit.
     triggered: bool,
+    /// Sum of quantity × price over the fills, exact: the average is derived from it.
+    filled_cost: Decimal,
 }
 
 impl SimOrder {

@@ -95,17 +95,17 @@ pub async fn serve(listener: TcpListener, sim: Arc<Sim>, mut shutdown: watch::Re
 /// Alpaca's JSON content type.
 const JSON: &str = "application/json; charset=UTF-8";
 
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let content_type = [(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON),
+    )];
+    (status, content_type, bytes).into_response()
+}
+
 pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static(JSON),
-            )],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(status, bytes),
         Err(e) => error_response(&SimError::new(
             500,
             50010000,
@@ -121,15 +121,7 @@ pub(crate) fn ok_json(body: &impl serde::Serialize) -> Response {
 pub(crate) fn error_response(e: &SimError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match serde_json::to_vec(&e.body()) {
-        Ok(bytes) => (
-            status,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static(JSON),
-            )],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(status, bytes),
         Err(_) => status.into_response(),
     }
 }
