@@ -1,8 +1,12 @@
 //! traderd: an autonomous trading daemon for Alpaca, and the Alpaca-compatible simulator it is
 //! built and tested against. See `docs/architecture.md` for the shape of the whole.
 
+pub mod actors;
 pub mod alpaca;
 pub mod cli;
 pub mod config;
+pub mod messages;
 pub mod sim;
 pub mod telemetry;
+
+pub use actors::{market_data, stream_client};

@@ -5,6 +5,7 @@ pub mod error;
 pub mod model;
 pub mod num;
 pub mod rest;
+pub mod stream;
 
 pub use error::BrokerError;
 pub use rest::{AlpacaClient, ClientSettings, Credentials};

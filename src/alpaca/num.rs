@@ -140,6 +140,31 @@ pub mod number_opt {
     }
 }
 
+/// A decimal read from a string or a number, for hand-written decoders (`next_value::<WireDecimal>()`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireDecimal(pub Decimal);
+
+impl<'de> serde::Deserialize<'de> for WireDecimal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flex::deserialize(d).map(WireDecimal)
+    }
+}
+
+/// An optional decimal: string, number or `null`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireDecimalOpt(pub Option<Decimal>);
+
+impl<'de> serde::Deserialize<'de> for WireDecimalOpt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        flex_opt::deserialize(d).map(WireDecimalOpt)
+    }
+}
+
+/// Writes a decimal as a JSON/msgpack number (the market-data wire format).
+pub fn serialize_number<S: Serializer>(v: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    encode_number(v, s)
+}
+
 /// Booleans as query parameters: alpaca-py sends `True`/`False`, others `true`/`false`.
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {

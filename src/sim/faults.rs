@@ -15,6 +15,16 @@ pub enum FaultSpec {
     DropAfterAccept { count: u32 },
     /// The next `count` non-admin requests get 429 with the rate-limit headers.
     RateLimit { count: u32 },
+    /// Closes every stream connection now.
+    DropStreams,
+    /// The next `count` market-data frames are garbage: invalid, truncated, wrong types, unknown `T`.
+    Garbage { count: u32 },
+    /// Streams stay connected and answer pings but send nothing for `seconds`.
+    Freeze { seconds: f64 },
+    /// Stream authentication fails (402 / unauthorized) while enabled.
+    RejectAuth { enabled: bool },
+    /// Adds this many synthetic trades a second to every market-data connection; 0 stops it.
+    Flood { msgs_per_s: u32 },
     /// Clears every fault.
     Clear,
 }
@@ -29,6 +39,13 @@ pub struct Faults {
     pub injected_http_errors: u64,
     pub injected_drops: u64,
     pub injected_rate_limits: u64,
+    pub garbage_frames: u32,
+    #[serde(skip)]
+    pub frozen_until: Option<std::time::Instant>,
+    pub reject_auth: bool,
+    pub flood_msgs_per_s: u32,
+    pub injected_garbage: u64,
+    pub stream_drops: u64,
 }
 
 impl Faults {
@@ -50,11 +67,32 @@ impl Faults {
             }
             FaultSpec::DropAfterAccept { count } => self.drop_after_accept = count,
             FaultSpec::RateLimit { count } => self.rate_limit = count,
+            FaultSpec::DropStreams => self.stream_drops += 1,
+            FaultSpec::Garbage { count } => self.garbage_frames = count,
+            FaultSpec::Freeze { seconds } => {
+                if !(seconds.is_finite() && (0.0..=3600.0).contains(&seconds)) {
+                    return Err("freeze seconds must be between 0 and 3600".into());
+                }
+                self.frozen_until = (seconds > 0.0).then(|| {
+                    std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds)
+                });
+            }
+            FaultSpec::RejectAuth { enabled } => self.reject_auth = enabled,
+            FaultSpec::Flood { msgs_per_s } => {
+                if msgs_per_s > 10_000_000 {
+                    return Err("flood msgs_per_s must be at most 10000000".into());
+                }
+                self.flood_msgs_per_s = msgs_per_s;
+            }
             FaultSpec::Clear => {
                 self.http_error = None;
                 self.latency_ms = 0;
                 self.drop_after_accept = 0;
                 self.rate_limit = 0;
+                self.garbage_frames = 0;
+                self.frozen_until = None;
+                self.reject_auth = false;
+                self.flood_msgs_per_s = 0;
             }
         }
         Ok(())
@@ -75,6 +113,21 @@ impl Faults {
         self.rate_limit -= 1;
         self.injected_rate_limits += 1;
         true
+    }
+
+    /// Takes one garbage frame, if any are pending; returns which kind (0..4).
+    pub fn take_garbage(&mut self) -> Option<u64> {
+        if self.garbage_frames == 0 {
+            return None;
+        }
+        self.garbage_frames -= 1;
+        self.injected_garbage += 1;
+        Some((self.injected_garbage - 1) % 4)
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.frozen_until
+            .is_some_and(|t| std::time::Instant::now() < t)
     }
 
     pub fn take_drop(&mut self) -> bool {

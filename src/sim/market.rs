@@ -77,6 +77,7 @@ pub enum MarketEvent {
     Quote { symbol: String, quote: Quote },
     Trade { symbol: String, trade: Trade },
     BarClosed { symbol: String, bar: Bar },
+    DailyBarClosed { symbol: String, bar: Bar },
     SessionClosed { date: NaiveDate, at: DateTime<Utc> },
 }
 
@@ -544,6 +545,10 @@ impl SymbolState {
             .cloned()
             .collect();
         if let Some(bar) = aggregate(&day, calendar::et_midnight(date)) {
+            out.push(MarketEvent::DailyBarClosed {
+                symbol: self.listing.symbol.clone(),
+                bar: bar.clone(),
+            });
             self.daily.push(bar);
         }
         let keep_from = timeline.session(index - MINUTE_WINDOW_SESSIONS + 1).open;

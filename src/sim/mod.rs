@@ -16,6 +16,7 @@ pub mod engine;
 pub mod faults;
 pub mod market;
 pub mod server;
+pub mod stream;
 
 use crate::alpaca::model::TradeUpdate;
 use clock::{ClockMode, SimClock};
@@ -43,6 +44,10 @@ pub struct SimSettings {
     pub account: AccountSettings,
     /// Sessions of minute-bar history behind the start.
     pub history_sessions: i64,
+    /// Time a stream connection has to authenticate.
+    pub stream_auth_timeout: Duration,
+    /// Trades plus quotes symbols one data connection may stream; 0 = unlimited.
+    pub stream_symbol_limit: usize,
 }
 
 impl Default for SimSettings {
@@ -60,6 +65,8 @@ impl Default for SimSettings {
             rate_window_s: 60,
             account: AccountSettings::default(),
             history_sessions: 5,
+            stream_auth_timeout: Duration::from_secs(10),
+            stream_symbol_limit: 0,
         }
     }
 }
@@ -163,11 +170,18 @@ pub struct Sim {
     pub trade_updates: broadcast::Sender<TradeUpdate>,
     /// Market events, for the market-data streams.
     pub market_events: broadcast::Sender<Arc<Vec<MarketEvent>>>,
+    /// The stream endpoints' shared state.
+    pub streams: Arc<stream::StreamHub>,
 }
 
 impl Sim {
     pub fn new(settings: SimSettings) -> Arc<Sim> {
+        let streams = Arc::new(stream::StreamHub::new(
+            settings.stream_auth_timeout,
+            settings.stream_symbol_limit,
+        ));
         Arc::new(Sim {
+            streams,
             state: Mutex::new(SimState::new(settings)),
             trade_updates: broadcast::channel(4096).0,
             market_events: broadcast::channel(1024).0,

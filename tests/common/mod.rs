@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod actors;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 use traderd::alpaca::{AlpacaClient, ClientSettings, Credentials, Secret};

@@ -37,7 +37,7 @@ impl Engine {
                     self.trigger_stops(symbol, trade.p);
                     self.match_symbol(symbol);
                 }
-                MarketEvent::BarClosed { .. } => {}
+                MarketEvent::BarClosed { .. } | MarketEvent::DailyBarClosed { .. } => {}
                 MarketEvent::SessionClosed { at, .. } => {
                     self.set_time(*at, false);
                     self.close_session();

@@ -69,15 +69,22 @@ async fn faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
                 400,
                 40010000,
                 format!(
-                    "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"clear\"}}"
+                    "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"drop_streams\"}}, {{\"kind\":\"garbage\",\"count\":N}}, {{\"kind\":\"freeze\",\"seconds\":S}}, {{\"kind\":\"reject_auth\",\"enabled\":true}}, {{\"kind\":\"flood\",\"msgs_per_s\":N}}, {{\"kind\":\"clear\"}}"
                 ),
             ));
         }
     };
     tracing::info!(fault = ?spec, "simulator fault set");
-    let mut s = sim.lock();
-    match s.faults.apply(spec) {
-        Ok(()) => ok_json(&s.faults),
+    let drop_streams = spec == FaultSpec::DropStreams;
+    let result = {
+        let mut s = sim.lock();
+        s.faults.apply(spec).map(|()| s.faults.clone())
+    };
+    if drop_streams && result.is_ok() {
+        sim.streams.drop_all();
+    }
+    match result {
+        Ok(faults) => ok_json(&faults),
         Err(e) => error_response(&SimError::new(400, 40010000, e)),
     }
 }

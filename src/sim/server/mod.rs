@@ -44,6 +44,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .layer(middleware::from_fn_with_state(sim.clone(), guard));
     Router::new()
         .nest("/_sim", admin::routes())
+        .merge(super::stream::routes())
         .merge(api)
         .with_state(sim)
 }

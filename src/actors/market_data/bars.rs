@@ -1,0 +1,545 @@
+//! Bar aggregation on event time, without I/O.
+//!
+//! Minute bars are built from trades; every larger interval (5m, 15m, 1h, 1d) is built from
+//! minute bars, so warm-up and gap backfill (which bring minute bars from REST) and live trades
+//! go through one path. Bars are aligned to exchange time: minutes and hours on clock
+//! boundaries (New York's offset is whole hours), days at midnight New York time.
+//!
+//! A bar closes when the *watermark* — the latest event time seen on any symbol — passes its
+//! end, so a quiet symbol's bar still closes on time; bars close in order per symbol and
+//! interval. Nothing reads the wall clock, so aggregation is the same at any simulator speed.
+//! Per interval the book remembers the last bar it closed and ignores anything at or before
+//! it: a trade for a minute already closed is late (counted), a REST bar already known is
+//! skipped.
+
+use crate::sim::calendar::{et_midnight, to_et};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A bar length the feed aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Interval {
+    #[serde(rename = "1m")]
+    M1,
+    #[serde(rename = "5m")]
+    M5,
+    #[serde(rename = "15m")]
+    M15,
+    #[serde(rename = "1h")]
+    H1,
+    #[serde(rename = "1d")]
+    D1,
+}
+
+impl Interval {
+    pub const ALL: [Interval; 5] = [
+        Interval::M1,
+        Interval::M5,
+        Interval::M15,
+        Interval::H1,
+        Interval::D1,
+    ];
+
+    fn minutes(self) -> Option<i64> {
+        match self {
+            Interval::M1 => Some(1),
+            Interval::M5 => Some(5),
+            Interval::M15 => Some(15),
+            Interval::H1 => Some(60),
+            Interval::D1 => None,
+        }
+    }
+
+    /// The start of the bar containing `t`.
+    pub fn start_of(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        match self.minutes() {
+            Some(m) => {
+                let secs = m * 60;
+                let start = t.timestamp().div_euclid(secs) * secs;
+                DateTime::from_timestamp(start, 0).unwrap_or(t)
+            }
+            None => et_midnight(to_et(t).date_naive()),
+        }
+    }
+
+    /// The end (exclusive) of the bar starting at `start`.
+    pub fn end_of(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self.minutes() {
+            Some(m) => start + Duration::minutes(m),
+            None => {
+                let date = to_et(start).date_naive();
+                et_midnight(date.succ_opt().unwrap_or(date))
+            }
+        }
+    }
+
+    /// The REST timeframe of the same length.
+    pub fn timeframe(self) -> crate::alpaca::model::TimeFrame {
+        use crate::alpaca::model::{TimeFrame, TimeFrameUnit};
+        match self {
+            Interval::M1 => TimeFrame::MINUTE,
+            Interval::M5 => TimeFrame {
+                amount: 5,
+                unit: TimeFrameUnit::Minute,
+            },
+            Interval::M15 => TimeFrame {
+                amount: 15,
+                unit: TimeFrameUnit::Minute,
+            },
+            Interval::H1 => TimeFrame::HOUR,
+            Interval::D1 => TimeFrame::DAY,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Interval::M1 => "1m",
+            Interval::M5 => "5m",
+            Interval::M15 => "15m",
+            Interval::H1 => "1h",
+            Interval::D1 => "1d",
+        }
+    }
+}
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Interval::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| format!("unknown interval {s:?}: use 1m, 5m, 15m, 1h or 1d"))
+    }
+}
+
+/// An OHLCV bar in `Decimal`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OhlcBar {
+    pub start: DateTime<Utc>,
+    pub open: Decimal,
+    pub high: Decimal,
+    pub low: Decimal,
+    pub close: Decimal,
+    pub volume: Decimal,
+    pub trades: u64,
+    /// Sum of price × size, for the VWAP.
+    #[serde(skip)]
+    pub notional: Decimal,
+}
+
+impl OhlcBar {
+    pub fn from_trade(start: DateTime<Utc>, price: Decimal, size: Decimal) -> Self {
+        OhlcBar {
+            start,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: size,
+            trades: 1,
+            notional: price * size,
+        }
+    }
+
+    /// A bar from REST (its VWAP stands in for the notional).
+    pub fn from_rest(b: &crate::alpaca::model::Bar) -> Self {
+        OhlcBar {
+            start: b.t,
+            open: b.o,
+            high: b.h,
+            low: b.l,
+            close: b.c,
+            volume: b.v,
+            trades: b.n.unwrap_or(0),
+            notional: b.vw.unwrap_or(b.c) * b.v,
+        }
+    }
+
+    fn add_trade(&mut self, price: Decimal, size: Decimal) {
+        self.high = self.high.max(price);
+        self.low = self.low.min(price);
+        self.close = price;
+        self.volume += size;
+        self.trades += 1;
+        self.notional += price * size;
+    }
+
+    /// Folds a later bar into this one.
+    fn merge(&mut self, later: &OhlcBar) {
+        self.high = self.high.max(later.high);
+        self.low = self.low.min(later.low);
+        self.close = later.close;
+        self.volume += later.volume;
+        self.trades += later.trades;
+        self.notional += later.notional;
+    }
+
+    fn restart(start: DateTime<Utc>, from: &OhlcBar) -> Self {
+        OhlcBar {
+            start,
+            ..from.clone()
+        }
+    }
+
+    pub fn vwap(&self) -> Option<Decimal> {
+        (!self.volume.is_zero()).then(|| (self.notional / self.volume).round_dp(4))
+    }
+}
+
+/// A bar that closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    pub symbol: String,
+    pub interval: Interval,
+    pub bar: OhlcBar,
+}
+
+#[derive(Debug, Default)]
+struct SymbolBars {
+    /// Bars in progress per interval (the minute one fed by trades, the rest by minutes).
+    open: BTreeMap<Interval, OhlcBar>,
+    /// Start of the last bar closed (or known from REST) per interval.
+    last_closed: HashMap<Interval, DateTime<Utc>>,
+}
+
+/// Every symbol's bars.
+#[derive(Debug)]
+pub struct BarBook {
+    intervals: Vec<Interval>,
+    symbols: BTreeMap<String, SymbolBars>,
+    watermark: Option<DateTime<Utc>>,
+    history: HashMap<(String, Interval), VecDeque<OhlcBar>>,
+    history_len: usize,
+    pub late_trades: u64,
+}
+
+impl BarBook {
+    /// A book emitting the given intervals (minutes are always built internally).
+    pub fn new(intervals: &[Interval], history_len: usize) -> Self {
+        let mut intervals = intervals.to_vec();
+        intervals.sort();
+        intervals.dedup();
+        BarBook {
+            intervals,
+            symbols: BTreeMap::new(),
+            watermark: None,
+            history: HashMap::new(),
+            history_len: history_len.max(1),
+            late_trades: 0,
+        }
+    }
+
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.watermark
+    }
+
+    /// Every interval built, minutes first.
+    fn built(&self) -> impl Iterator<Item = Interval> + '_ {
+        std::iter::once(Interval::M1).chain(
+            self.intervals
+                .iter()
+                .copied()
+                .filter(|i| *i != Interval::M1),
+        )
+    }
+
+    /// A trade: into its minute, after closing whatever its time closes.
+    pub fn on_trade(
+        &mut self,
+        symbol: &str,
+        price: Decimal,
+        size: Decimal,
+        t: DateTime<Utc>,
+    ) -> Vec<Closed> {
+        let mut out = self.advance_to(t);
+        let start = Interval::M1.start_of(t);
+        let s = self.symbols.entry(symbol.to_string()).or_default();
+        if s.last_closed
+            .get(&Interval::M1)
+            .is_some_and(|last| start <= *last)
+        {
+            self.late_trades += 1;
+            return out;
+        }
+        match s.open.get_mut(&Interval::M1) {
+            Some(bar) if bar.start == start => bar.add_trade(price, size),
+            Some(bar) if bar.start > start => self.late_trades += 1,
+            Some(_) => {
+                // An earlier minute still open (only if time went backwards): close it first.
+                out.extend(self.close_symbol(symbol, Some(start)));
+                if let Some(s) = self.symbols.get_mut(symbol) {
+                    s.open
+                        .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
+                }
+            }
+            None => {
+                s.open
+                    .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
+            }
+        }
+        out
+    }
+
+    /// Moves the watermark to `t` and closes every bar that ends by then.
+    pub fn advance_to(&mut self, t: DateTime<Utc>) -> Vec<Closed> {
+        if self.watermark.is_some_and(|w| t <= w) {
+            return Vec::new();
+        }
+        self.watermark = Some(t);
+        let symbols: Vec<String> = self.symbols.keys().cloned().collect();
+        symbols
+            .iter()
+            .flat_map(|s| self.close_symbol(s, None))
+            .collect()
+    }
+
+    /// A complete minute bar from REST (warm-up or backfill): replaces the minute in progress
+    /// if it is the same minute, and is skipped if already known.
+    pub fn on_minute_bar(&mut self, symbol: &str, bar: OhlcBar) -> Vec<Closed> {
+        let mut out = Vec::new();
+        let s = self.symbols.entry(symbol.to_string()).or_default();
+        if s.last_closed
+            .get(&Interval::M1)
+            .is_some_and(|last| bar.start <= *last)
+        {
+            return out;
+        }
+        if s.open
+            .get(&Interval::M1)
+            .is_some_and(|b| b.start < bar.start)
+        {
+            out.extend(self.close_symbol(symbol, Some(bar.start)));
+        }
+        let end = Interval::M1.end_of(bar.start);
+        if let Some(s) = self.symbols.get_mut(symbol) {
+            s.open.insert(Interval::M1, bar);
+        }
+        out.extend(self.close_symbol(symbol, Some(end)));
+        if self.watermark.is_none_or(|w| w < end) {
+            self.watermark = Some(end);
+        }
+        out
+    }
+
+    /// Records bars already known (e.g. REST daily bars) so they are not built again.
+    pub fn seed_history(&mut self, symbol: &str, interval: Interval, bars: Vec<OhlcBar>) {
+        let Some(last) = bars.last().map(|b| b.start) else {
+            return;
+        };
+        let s = self.symbols.entry(symbol.to_string()).or_default();
+        s.last_closed.insert(interval, last);
+        if interval == Interval::D1 || interval == Interval::M1 {
+            s.open.remove(&interval);
+        }
+        let h = self
+            .history
+            .entry((symbol.to_string(), interval))
+            .or_default();
+        h.extend(bars);
+        while h.len() > self.history_len {
+            h.pop_front();
+        }
+    }
+
+    /// Closes the symbol's bars that end at or before `until` (default: the watermark).
+    fn close_symbol(&mut self, symbol: &str, until: Option<DateTime<Utc>>) -> Vec<Closed> {
+        let Some(until) = until.or(self.watermark) else {
+            return Vec::new();
+        };
+        let built: Vec<Interval> = self.built().collect();
+        let mut out = Vec::new();
+        let Some(s) = self.symbols.get_mut(symbol) else {
+            return out;
+        };
+        // The minute first; a closing minute feeds the larger bars before they are checked.
+        if let Some(minute) = s
+            .open
+            .get(&Interval::M1)
+            .filter(|b| Interval::M1.end_of(b.start) <= until)
+            .cloned()
+        {
+            s.open.remove(&Interval::M1);
+            s.last_closed.insert(Interval::M1, minute.start);
+            for interval in built.iter().copied().filter(|i| *i != Interval::M1) {
+                let bucket = interval.start_of(minute.start);
+                if s.last_closed
+                    .get(&interval)
+                    .is_some_and(|last| bucket <= *last)
+                {
+                    continue;
+                }
+                let stale = s.open.get(&interval).is_some_and(|b| b.start != bucket);
+                if stale {
+                    if let Some(done) = s.open.remove(&interval) {
+                        s.last_closed.insert(interval, done.start);
+                        out.push(Closed {
+                            symbol: symbol.to_string(),
+                            interval,
+                            bar: done,
+                        });
+                    }
+                }
+                match s.open.get_mut(&interval) {
+                    Some(bar) => bar.merge(&minute),
+                    None => {
+                        s.open.insert(interval, OhlcBar::restart(bucket, &minute));
+                    }
+                }
+            }
+            if self.intervals.contains(&Interval::M1) {
+                out.push(Closed {
+                    symbol: symbol.to_string(),
+                    interval: Interval::M1,
+                    bar: minute,
+                });
+            }
+        }
+        for interval in built.iter().copied().filter(|i| *i != Interval::M1) {
+            if s.open
+                .get(&interval)
+                .is_some_and(|b| interval.end_of(b.start) <= until)
+            {
+                if let Some(done) = s.open.remove(&interval) {
+                    s.last_closed.insert(interval, done.start);
+                    out.push(Closed {
+                        symbol: symbol.to_string(),
+                        interval,
+                        bar: done,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
+        for c in &out {
+            let h = self
+                .history
+                .entry((c.symbol.clone(), c.interval))
+                .or_default();
+            h.push_back(c.bar.clone());
+            while h.len() > self.history_len {
+                h.pop_front();
+            }
+        }
+        out
+    }
+
+    /// The last `n` closed bars of a symbol and interval, oldest first.
+    pub fn history(&self, symbol: &str, interval: Interval, n: usize) -> Vec<OhlcBar> {
+        self.history
+            .get(&(symbol.to_string(), interval))
+            .map(|h| h.iter().skip(h.len().saturating_sub(n)).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The bars still open, for the shutdown log.
+    pub fn unfinished(&self) -> Vec<(String, Interval, OhlcBar)> {
+        self.symbols
+            .iter()
+            .flat_map(|(sym, s)| {
+                s.open
+                    .iter()
+                    .map(move |(i, b)| (sym.clone(), *i, b.clone()))
+            })
+            .collect()
+    }
+
+    /// The start of the last minute closed for a symbol.
+    pub fn last_closed_minute(&self, symbol: &str) -> Option<DateTime<Utc>> {
+        self.symbols
+            .get(symbol)?
+            .last_closed
+            .get(&Interval::M1)
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 20, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn alignment_is_exchange_time() {
+        assert_eq!(Interval::M5.start_of(t(14, 37, 59)), t(14, 35, 0));
+        assert_eq!(Interval::H1.start_of(t(14, 37, 59)), t(14, 0, 0));
+        // 2026-11-20 is in EST (UTC-5): the day starts at 05:00 UTC.
+        assert_eq!(Interval::D1.start_of(t(14, 37, 59)), t(5, 0, 0));
+        assert_eq!(
+            Interval::D1.end_of(t(5, 0, 0)),
+            Utc.with_ymd_and_hms(2026, 11, 21, 5, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn minutes_close_on_the_watermark_and_feed_larger_bars() {
+        let mut book = BarBook::new(&[Interval::M1, Interval::M5], 100);
+        assert!(
+            book.on_trade("A", dec!(10), dec!(1), t(14, 30, 5))
+                .is_empty()
+        );
+        book.on_trade("A", dec!(12), dec!(2), t(14, 30, 40));
+        // Another symbol's trade moves time past A's minute: A's minute closes on time.
+        let closed = book.on_trade("B", dec!(50), dec!(1), t(14, 31, 1));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            (closed[0].symbol.as_str(), closed[0].interval),
+            ("A", Interval::M1)
+        );
+        let b = &closed[0].bar;
+        assert_eq!(
+            (b.open, b.high, b.low, b.close, b.volume, b.trades),
+            (dec!(10), dec!(12), dec!(10), dec!(12), dec!(3), 2)
+        );
+        let closed = book.advance_to(t(14, 35, 0));
+        let five: Vec<&Closed> = closed
+            .iter()
+            .filter(|c| c.interval == Interval::M5)
+            .collect();
+        assert_eq!(five.len(), 2, "{closed:?}");
+        assert!(
+            closed
+                .windows(2)
+                .all(|w| w[0].interval.end_of(w[0].bar.start)
+                    <= w[1].interval.end_of(w[1].bar.start))
+        );
+        // A late trade for a closed minute is counted and ignored.
+        book.on_trade("A", dec!(99), dec!(1), t(14, 30, 59));
+        assert_eq!(book.late_trades, 1);
+        assert_eq!(book.history("A", Interval::M5, 10)[0].high, dec!(12));
+    }
+
+    #[test]
+    fn rest_minutes_replace_the_partial_minute_and_are_not_counted_twice() {
+        let mut book = BarBook::new(&[Interval::M1, Interval::M5], 100);
+        book.on_trade("A", dec!(10), dec!(1), t(14, 30, 5));
+        let full = OhlcBar {
+            start: t(14, 30, 0),
+            open: dec!(9),
+            high: dec!(13),
+            low: dec!(8),
+            close: dec!(11),
+            volume: dec!(40),
+            trades: 7,
+            notional: dec!(400),
+        };
+        let closed = book.on_minute_bar("A", full.clone());
+        assert_eq!(
+            closed
+                .iter()
+                .find(|c| c.interval == Interval::M1)
+                .map(|c| &c.bar),
+            Some(&full)
+        );
+        assert!(
+            book.on_minute_bar("A", full).is_empty(),
+            "a known minute is skipped"
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! `MarketDataFeed` actor: the latest trade and quote per symbol, and bars at the configured
+//! intervals built on event time ([`bars`]), emitted in order as they close.
+//!
+//! Handles: [`MarketBatch`] (from the market-data `StreamClient`), [`StreamEvent`] (a `Resumed`
+//! market-data stream starts a gap backfill), [`AddBarSubscriber`], [`GetBars`], [`GetLatest`].
+//! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged).
+//!
+//! Phases: at start it warms up from REST (each interval's recent bars, then today's minutes so
+//! the bars in progress are complete); after a reconnect it backfills the missed minutes from
+//! REST. Live data that arrives meanwhile is held and applied afterwards, so bars are built in
+//! order. Time comes only from the broker (its clock at warm-up, message timestamps after).
+//!
+//! Shutdown policy: bars still open are not emitted (they are incomplete); they are logged.
+//! Restart behaviour: state is rebuilt by a new warm-up.
+
+pub mod bars;
+
+pub use bars::{BarBook, Closed, Interval, OhlcBar};
+
+use crate::alpaca::AlpacaClient;
+use crate::alpaca::model::{Bar, TimeFrame};
+use crate::alpaca::rest::BarsQuery;
+use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
+use crate::messages::{BarClosed, MarketBatch, StreamEvent, StreamEventKind, StreamKind};
+use actix::prelude::*;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+/// How the feed aggregates.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub symbols: Vec<String>,
+    pub intervals: Vec<Interval>,
+    /// Closed bars kept (and fetched at warm-up) per symbol and interval.
+    pub warmup_bars: usize,
+    /// Bound of the feed's mailbox; the stream client conflates quotes when it is full.
+    pub mailbox: usize,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings {
+            symbols: Vec::new(),
+            intervals: Interval::ALL.to_vec(),
+            warmup_bars: 200,
+            mailbox: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    WarmingUp,
+    Live,
+    Backfilling,
+}
+
+/// Registers a receiver of [`BarClosed`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddBarSubscriber(pub Recipient<BarClosed>);
+
+/// The last `n` closed bars of a symbol and interval, oldest first.
+#[derive(Message)]
+#[rtype(result = "Vec<OhlcBar>")]
+pub struct GetBars {
+    pub symbol: String,
+    pub interval: Interval,
+    pub n: usize,
+}
+
+/// The latest trade and quote of a symbol.
+#[derive(Message)]
+#[rtype(result = "Latest")]
+pub struct GetLatest(pub String);
+
+#[derive(Debug, Clone, Default)]
+pub struct Latest {
+    pub trade: Option<StreamTrade>,
+    pub quote: Option<StreamQuote>,
+}
+
+/// Counters of the feed.
+#[derive(Message)]
+#[rtype(result = "FeedStats")]
+pub struct GetFeedStats;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FeedStats {
+    pub trades: u64,
+    pub quotes: u64,
+    pub bars_closed: u64,
+    pub late_trades: u64,
+    pub backfills: u64,
+    pub backfilled_minutes: u64,
+    pub live: bool,
+}
+
+pub struct MarketDataFeed {
+    settings: FeedSettings,
+    book: BarBook,
+    latest: HashMap<String, Latest>,
+    subscribers: Vec<Recipient<BarClosed>>,
+    rest: Option<AlpacaClient>,
+    phase: Phase,
+    held: Vec<MarketBatch>,
+    stats: FeedStats,
+}
+
+impl MarketDataFeed {
+    pub fn new(settings: FeedSettings, rest: Option<AlpacaClient>) -> Self {
+        MarketDataFeed {
+            book: BarBook::new(&settings.intervals, settings.warmup_bars),
+            settings,
+            latest: HashMap::new(),
+            subscribers: Vec::new(),
+            rest,
+            phase: Phase::WarmingUp,
+            held: Vec::new(),
+            stats: FeedStats::default(),
+        }
+    }
+
+    fn emit(&mut self, closed: Vec<Closed>, historical: bool) {
+        for c in closed {
+            self.stats.bars_closed += 1;
+            tracing::debug!(symbol = %c.symbol, interval = c.interval.name(), start = %c.bar.start, close = %c.bar.close, historical, "bar closed");
+            let msg = BarClosed {
+                symbol: c.symbol,
+                interval: c.interval,
+                bar: c.bar,
+                historical,
+            };
+            for s in &self.subscribers {
+                s.do_send(msg.clone());
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: MarketBatch) {
+        for m in batch.data {
+            match m {
+                DataMessage::Trade(t) => {
+                    self.stats.trades += 1;
+                    let closed = self.book.on_trade(&t.symbol, t.price, t.size, t.timestamp);
+                    self.emit(closed, false);
+                    match self.latest.get_mut(&t.symbol) {
+                        Some(l) => l.trade = Some(t),
+                        None => {
+                            self.latest.insert(
+                                t.symbol.clone(),
+                                Latest {
+                                    trade: Some(t),
+                                    quote: None,
+                                },
+                            );
+                        }
+                    }
+                }
+                DataMessage::Quote(q) => {
+                    self.stats.quotes += 1;
+                    let closed = self.book.advance_to(q.timestamp);
+                    self.emit(closed, false);
+                    match self.latest.get_mut(&q.symbol) {
+                        Some(l) => l.quote = Some(q),
+                        None => {
+                            self.latest.insert(
+                                q.symbol.clone(),
+                                Latest {
+                                    trade: None,
+                                    quote: Some(q),
+                                },
+                            );
+                        }
+                    }
+                }
+                // Minute bars from the server are not needed: ours come from the same trades.
+                DataMessage::Bar(_) | DataMessage::Status(_) => {}
+                _ => {}
+            }
+        }
+        self.stats.late_trades = self.book.late_trades;
+    }
+
+    fn go_live(&mut self) {
+        self.phase = Phase::Live;
+        self.stats.live = true;
+        let held = std::mem::take(&mut self.held);
+        for batch in held {
+            self.apply(batch);
+        }
+    }
+
+    fn warm_up(&mut self, ctx: &mut Context<Self>) {
+        let Some(rest) = self.rest.clone() else {
+            tracing::info!("market data feed has no REST client: no warm-up");
+            self.go_live();
+            return;
+        };
+        let settings = self.settings.clone();
+        let work = async move { fetch_warmup(&rest, &settings).await };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            match result {
+                Ok(warm) => {
+                    let n: usize = warm.history.iter().map(|(_, _, b)| b.len()).sum();
+                    for (symbol, interval, bars) in warm.history {
+                        let bars: Vec<OhlcBar> = bars.iter().map(OhlcBar::from_rest).collect();
+                        for b in &bars {
+                            act.emit(vec![Closed { symbol: symbol.clone(), interval, bar: b.clone() }], true);
+                        }
+                        act.book.seed_history(&symbol, interval, bars);
+                    }
+                    for (symbol, minutes) in warm.today {
+                        for b in &minutes {
+                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                            act.emit(closed, true);
+                        }
+                    }
+                    tracing::info!(bars = n, symbols = act.settings.symbols.len(), "market data warmed up from REST");
+                }
+                Err(e) => tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades"),
+            }
+            act.go_live();
+        }));
+    }
+
+    fn backfill(&mut self, gap_from: Option<DateTime<Utc>>, ctx: &mut Context<Self>) {
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let from = self
+            .settings
+            .symbols
+            .iter()
+            .filter_map(|s| self.book.last_closed_minute(s))
+            .min()
+            .or(gap_from)
+            .or(self.book.watermark());
+        let Some(from) = from else { return };
+        self.phase = Phase::Backfilling;
+        self.stats.backfills += 1;
+        let symbols = self.settings.symbols.clone();
+        let work = async move {
+            let mut q = BarsQuery::new(
+                &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
+                TimeFrame::MINUTE,
+            );
+            q.start = Some(from);
+            rest.get_bars(&q).await
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+            match result {
+                Ok(page) => {
+                    let mut n = 0;
+                    for (symbol, bars) in page.bars {
+                        for b in &bars {
+                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                            n += closed.iter().filter(|c| c.interval == Interval::M1).count();
+                            act.emit(closed, true);
+                        }
+                    }
+                    act.stats.backfilled_minutes += n as u64;
+                    tracing::info!(from = %from, minutes = n, "market data gap backfilled from REST");
+                }
+                Err(e) => tracing::warn!(error = %e, "gap backfill from REST failed; the gap stays"),
+            }
+            act.go_live();
+        }));
+    }
+}
+
+struct Warmup {
+    history: Vec<(String, Interval, Vec<Bar>)>,
+    today: Vec<(String, Vec<Bar>)>,
+}
+
+/// Each interval's last bars (complete ones only), then today's minutes.
+async fn fetch_warmup(
+    rest: &AlpacaClient,
+    settings: &FeedSettings,
+) -> Result<Warmup, crate::alpaca::BrokerError> {
+    let now = rest.get_clock().await?.timestamp.with_timezone(&Utc);
+    let symbols: Vec<&str> = settings.symbols.iter().map(String::as_str).collect();
+    let mut history = Vec::new();
+    let today_start = Interval::D1.start_of(now);
+    for interval in settings.intervals.iter().copied() {
+        let lookback = match interval {
+            Interval::D1 => Duration::days(settings.warmup_bars as i64 * 7 / 5 + 10),
+            // Intraday bars exist only in sessions: about 6.5 hours a day, five days a week.
+            other => {
+                let minutes = other.end_of(other.start_of(now)) - other.start_of(now);
+                minutes * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3)
+            }
+        };
+        let mut q = BarsQuery::new(&symbols, interval.timeframe());
+        q.start = Some(now - lookback);
+        q.end = Some(now);
+        let page = rest.get_bars(&q).await?;
+        for (symbol, bars) in page.bars {
+            // Only complete bars, and for days only those before today (today is built live).
+            let cutoff = if interval == Interval::D1 {
+                today_start
+            } else {
+                Interval::M1.start_of(now)
+            };
+            let mut bars: Vec<Bar> = bars
+                .into_iter()
+                .filter(|b| interval.end_of(b.t) <= cutoff)
+                .collect();
+            let keep = bars.len().saturating_sub(settings.warmup_bars);
+            bars.drain(..keep);
+            history.push((symbol, interval, bars));
+        }
+    }
+    let mut q = BarsQuery::new(&symbols, TimeFrame::MINUTE);
+    q.start = Some(today_start);
+    q.end = Some(now);
+    let today = rest.get_bars(&q).await?.bars.into_iter().collect();
+    Ok(Warmup { history, today })
+}
+
+impl Actor for MarketDataFeed {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.settings.mailbox);
+        self.warm_up(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let unfinished = self.book.unfinished();
+        if !unfinished.is_empty() {
+            tracing::info!(
+                bars = unfinished.len(),
+                "shutdown: bars still open are incomplete and are not emitted"
+            );
+            for (symbol, interval, bar) in unfinished {
+                tracing::debug!(%symbol, interval = interval.name(), start = %bar.start, close = %bar.close, "unfinished bar discarded");
+            }
+        }
+    }
+}
+
+impl Handler<MarketBatch> for MarketDataFeed {
+    type Result = ();
+
+    fn handle(&mut self, batch: MarketBatch, _: &mut Context<Self>) {
+        if self.phase == Phase::Live {
+            self.apply(batch);
+        } else {
+            self.held.push(batch);
+        }
+    }
+}
+
+impl Handler<StreamEvent> for MarketDataFeed {
+    type Result = ();
+
+    fn handle(&mut self, event: StreamEvent, ctx: &mut Context<Self>) {
+        if let (StreamKind::MarketData, StreamEventKind::Resumed { gap_from }) =
+            (event.stream, &event.kind)
+        {
+            if self.phase == Phase::Live {
+                self.backfill(*gap_from, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<AddBarSubscriber> for MarketDataFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddBarSubscriber, _: &mut Context<Self>) {
+        self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<GetBars> for MarketDataFeed {
+    type Result = MessageResult<GetBars>;
+
+    fn handle(&mut self, msg: GetBars, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.history(&msg.symbol, msg.interval, msg.n))
+    }
+}
+
+impl Handler<GetLatest> for MarketDataFeed {
+    type Result = MessageResult<GetLatest>;
+
+    fn handle(&mut self, msg: GetLatest, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.latest.get(&msg.0).cloned().unwrap_or_default())
+    }
+}
+
+impl Handler<GetFeedStats> for MarketDataFeed {
+    type Result = MessageResult<GetFeedStats>;
+
+    fn handle(&mut self, _: GetFeedStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats.clone())
+    }
+}

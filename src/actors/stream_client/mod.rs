@@ -1,0 +1,187 @@
+//! `StreamClient` actor: one of Alpaca's two WebSockets (market data, or `trade_updates`).
+//!
+//! The actor is a thin shell: the connection runs in a [`session::Session`] task beside it,
+//! which it starts in `started()` and stops in `stopping()`. Decisions live in [`core`].
+//!
+//! Handles: [`ChangeSubscriptions`] (at run time; the whole set is restored after every
+//! reconnect before the stream counts as streaming again), [`GetStreamStatus`],
+//! [`AddStreamListener`], and the session's [`session::Report`]s.
+//! Emits: [`MarketBatch`](crate::messages::MarketBatch) or
+//! [`TradeUpdatesReceived`](crate::messages::TradeUpdatesReceived) and
+//! [`OrderStreamReady`](crate::messages::OrderStreamReady) to the sinks it was given;
+//! [`StreamEvent`] to listeners for every state change, rejected frame, server error, staleness
+//! and fatal refusal.
+//! Restart behaviour: `restarting()` drops the old session; `started()` opens a new one from
+//! `Disconnected`, keeping the desired subscriptions.
+
+pub mod core;
+pub mod session;
+
+pub use self::core::{
+    Backoff, ConnectionState, MetricsSnapshot, StreamMetrics, StreamStatus, Subscriptions,
+};
+pub use session::{Sinks, StreamSettings};
+
+use crate::alpaca::AlpacaClient;
+use crate::messages::{
+    AddStreamListener, ChangeSubscriptions, GetStreamStatus, StreamEvent, StreamEventKind,
+};
+use actix::prelude::*;
+use session::{Command, Report, Session};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub struct StreamClient {
+    settings: Arc<StreamSettings>,
+    metrics: Arc<StreamMetrics>,
+    desired: Subscriptions,
+    state: ConnectionState,
+    sinks: Sinks,
+    rest: Option<AlpacaClient>,
+    listeners: Vec<Recipient<StreamEvent>>,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+}
+
+impl StreamClient {
+    pub fn new(
+        settings: StreamSettings,
+        initial: Subscriptions,
+        sinks: Sinks,
+        rest: Option<AlpacaClient>,
+    ) -> Self {
+        StreamClient {
+            settings: Arc::new(settings),
+            metrics: Arc::new(StreamMetrics::default()),
+            desired: initial,
+            state: ConnectionState::Disconnected,
+            sinks,
+            rest,
+            listeners: Vec::new(),
+            commands: None,
+        }
+    }
+
+    /// Adds a listener before the actor starts, so it sees the very first state change.
+    pub fn with_listener(mut self, listener: Recipient<StreamEvent>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// The metrics, for readers that want them without a message round trip.
+    pub fn metrics(&self) -> Arc<StreamMetrics> {
+        self.metrics.clone()
+    }
+
+    fn publish(&mut self, kind: StreamEventKind) {
+        let event = StreamEvent {
+            stream: self.settings.kind,
+            kind,
+        };
+        self.listeners.retain(|l| l.connected());
+        for l in &self.listeners {
+            l.do_send(event.clone());
+        }
+    }
+
+    fn start_session(&mut self, ctx: &mut Context<Self>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = Session::new(
+            self.settings.clone(),
+            self.metrics.clone(),
+            self.desired.clone(),
+            rx,
+            ctx.address().recipient(),
+            self.sinks.clone(),
+            self.rest.clone(),
+        );
+        self.commands = Some(tx);
+        actix::spawn(session.run());
+    }
+}
+
+impl Actor for StreamClient {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(stream = ?self.settings.kind, url = %self.settings.url, "stream client starting");
+        self.start_session(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        if let Some(tx) = self.commands.take() {
+            let _ = tx.send(Command::Stop);
+        }
+        Running::Stop
+    }
+}
+
+impl actix::Supervised for StreamClient {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        if let Some(tx) = self.commands.take() {
+            let _ = tx.send(Command::Stop);
+        }
+        self.state = ConnectionState::Disconnected;
+    }
+}
+
+impl Handler<Report> for StreamClient {
+    type Result = ();
+
+    fn handle(&mut self, report: Report, _: &mut Context<Self>) {
+        match report {
+            Report::State { to, reason } => {
+                let from = std::mem::replace(&mut self.state, to);
+                tracing::info!(stream = ?self.settings.kind, ?from, ?to, reason = %reason, "stream state changed");
+                self.publish(StreamEventKind::StateChanged { from, to, reason });
+            }
+            Report::Event(kind) => self.publish(kind),
+        }
+    }
+}
+
+impl Handler<ChangeSubscriptions> for StreamClient {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChangeSubscriptions, _: &mut Context<Self>) {
+        self.desired.change(&msg.add, &msg.remove);
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Command::Change(Box::new((msg.add, msg.remove))));
+        }
+    }
+}
+
+/// Leaves `Failed` (after an operator fixed the keys, say) or forces a reconnect.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestartStream;
+
+impl Handler<RestartStream> for StreamClient {
+    type Result = ();
+
+    fn handle(&mut self, _: RestartStream, _: &mut Context<Self>) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Command::Restart);
+        }
+    }
+}
+
+impl Handler<GetStreamStatus> for StreamClient {
+    type Result = MessageResult<GetStreamStatus>;
+
+    fn handle(&mut self, _: GetStreamStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(StreamStatus {
+            stream: self.settings.kind,
+            state: self.state,
+            metrics: self.metrics.snapshot(),
+            subscriptions: self.desired.counts(),
+        })
+    }
+}
+
+impl Handler<AddStreamListener> for StreamClient {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddStreamListener, _: &mut Context<Self>) {
+        self.listeners.push(msg.0);
+    }
+}

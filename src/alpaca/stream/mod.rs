@@ -1,0 +1,99 @@
+//! Alpaca's two WebSocket protocols: market data ([`data`]) and the trading stream
+//! ([`trading`]), in JSON and msgpack, with the msgpack Timestamp extension ([`time`]).
+//! Used by our stream client and by the simulator's stream server.
+
+pub mod data;
+pub mod time;
+pub mod trading;
+
+pub use data::{
+    BarKind, ChannelLists, ClientAction, Code, DataMessage, StreamBar, StreamQuote, StreamTrade,
+    SubscriptionSet,
+};
+pub use trading::{TradingAction, TradingMessage};
+
+use serde::Serialize;
+
+/// The frame encoding of a stream, chosen by the client's `Content-Type` at the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    Json,
+    Msgpack,
+}
+
+impl Codec {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Codec::Json => "application/json",
+            Codec::Msgpack => "application/msgpack",
+        }
+    }
+
+    pub fn from_content_type(value: Option<&str>) -> Codec {
+        match value {
+            Some(v) if v.to_ascii_lowercase().contains("msgpack") => Codec::Msgpack,
+            _ => Codec::Json,
+        }
+    }
+
+    /// Encodes any message (maps with named fields in msgpack).
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Vec<u8> {
+        match self {
+            Codec::Json => serde_json::to_vec(value).unwrap_or_default(),
+            Codec::Msgpack => rmp_serde::to_vec_named(value).unwrap_or_default(),
+        }
+    }
+
+    pub fn decode<'a, T: serde::Deserialize<'a>>(self, bytes: &'a [u8]) -> Result<T, String> {
+        match self {
+            Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::Msgpack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A frame that could not be decoded: why, and a short printable sample of it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("undecodable frame ({reason}); starts with {sample}")]
+pub struct FrameError {
+    pub reason: String,
+    pub sample: String,
+}
+
+/// At most 96 bytes of a frame, printable.
+pub fn sample(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(96)];
+    let text: String = String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { '·' } else { c })
+        .collect();
+    if bytes.len() > 96 {
+        format!("{text:?}…")
+    } else {
+        format!("{text:?}")
+    }
+}
+
+/// Decodes one market-data frame: an array of messages.
+pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>, FrameError> {
+    codec.decode(bytes).map_err(|reason| FrameError {
+        reason,
+        sample: sample(bytes),
+    })
+}
+
+/// Decodes one trading-stream frame.
+pub fn decode_trading_frame(codec: Codec, bytes: &[u8]) -> Result<TradingMessage, FrameError> {
+    let result = match codec {
+        Codec::Json => TradingMessage::decode_json(bytes),
+        Codec::Msgpack => {
+            TradingMessage::decode_msgpack(bytes).or_else(|_| TradingMessage::decode_json(bytes))
+        }
+    };
+    result.map_err(|reason| FrameError {
+        reason,
+        sample: sample(bytes),
+    })
+}

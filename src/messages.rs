@@ -1,0 +1,104 @@
+//! The typed cross-actor contract. Commands are imperative (`ChangeSubscriptions`), events
+//! past tense (`BarClosed`); actors address each other by message type (`Recipient<M>`).
+
+use crate::alpaca::model::{Order, TradeActivity, TradeUpdate};
+use crate::alpaca::stream::{ChannelLists, DataMessage};
+use crate::market_data::{Interval, OhlcBar};
+use crate::stream_client::{ConnectionState, StreamStatus};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use std::time::Instant;
+
+/// Which of the two streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    MarketData,
+    TradeUpdates,
+}
+
+/// Market data decoded from one or more frames: trades, quotes, bars, statuses (never control
+/// messages). Quotes may have been conflated per symbol under pressure; trades and bars never.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct MarketBatch {
+    pub data: Vec<DataMessage>,
+    /// When the first frame of the batch arrived.
+    pub received_at: Instant,
+}
+
+/// Order lifecycle events from the `trade_updates` stream, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TradeUpdatesReceived {
+    pub updates: Vec<TradeUpdate>,
+}
+
+/// The `trade_updates` stream is (again) live. After a reconnect it carries what changed during
+/// the gap, read from REST: the order side may submit again only after handling this.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct OrderStreamReady {
+    /// The last event seen before the gap; `None` on the first connection.
+    pub gap_from: Option<DateTime<Utc>>,
+    /// Orders updated since `gap_from` (empty on the first connection).
+    pub orders: Vec<Order>,
+    /// Fills since `gap_from`.
+    pub fills: Vec<TradeActivity>,
+}
+
+/// What a stream client did, for the health monitor, the control socket and other actors.
+#[derive(Message, Debug, Clone, serde::Serialize)]
+#[rtype(result = "()")]
+pub struct StreamEvent {
+    pub stream: StreamKind,
+    pub kind: StreamEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StreamEventKind {
+    StateChanged {
+        from: ConnectionState,
+        to: ConnectionState,
+        reason: String,
+    },
+    /// A frame that could not be decoded was skipped.
+    FrameRejected { reason: String, sample: String },
+    /// The server sent an error message.
+    ServerError { code: u16, message: String },
+    /// Connected but silent while the market is open: reconnecting.
+    Stale { silent_ms: u64 },
+    /// Authentication was refused: the client stopped and will not retry by itself.
+    Fatal { reason: String },
+    /// Streaming again after a reconnect; data between `gap_from` and now came by REST or not at all.
+    Resumed { gap_from: Option<DateTime<Utc>> },
+}
+
+/// Add and remove symbols per channel at run time.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "()")]
+pub struct ChangeSubscriptions {
+    pub add: ChannelLists,
+    pub remove: ChannelLists,
+}
+
+/// Asks a stream client for its state, metrics and subscriptions.
+#[derive(Message, Debug)]
+#[rtype(result = "StreamStatus")]
+pub struct GetStreamStatus;
+
+/// Registers a listener for [`StreamEvent`]s.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddStreamListener(pub Recipient<StreamEvent>);
+
+/// A bar closed (or, with `historical`, a bar from the warm-up or a backfill).
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct BarClosed {
+    pub symbol: String,
+    pub interval: Interval,
+    pub bar: OhlcBar,
+    pub historical: bool,
+}

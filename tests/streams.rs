@@ -1,0 +1,605 @@
+//! The StreamClient actor against `traderd sim`'s WebSockets on loopback: streaming, run-time
+//! subscriptions, and every stream fault, each with an assertion on what the client did and
+//! the recovery time printed (`cargo test --test streams -- --nocapture` shows them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+
+use actix::Actor;
+use common::actors::*;
+use common::*;
+use rust_decimal_macros::dec;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use traderd::alpaca::model::{OrderRequest, OrderSide};
+use traderd::alpaca::stream::{ChannelLists, Codec, DataMessage};
+use traderd::messages::*;
+use traderd::stream_client::{ConnectionState, RestartStream, Sinks, StreamClient, Subscriptions};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn ws_url(sim: &traderd::sim::SimHandle, path: &str) -> String {
+    format!("ws://{}{}", sim.addr, path)
+}
+
+#[actix_rt::test]
+async fn streams_trades_and_changes_subscriptions_at_run_time() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let client = market_client(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        trades_of(&["AAPL"]),
+        &collector,
+        None,
+    );
+    wait_for("AAPL trades", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") >= 5).then_some(())
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap().quotes("MSFT"), 0);
+
+    let add = ChannelLists {
+        quotes: vec!["MSFT".into()],
+        ..Default::default()
+    };
+    client
+        .send(ChangeSubscriptions {
+            add,
+            remove: ChannelLists::default(),
+        })
+        .await
+        .unwrap();
+    wait_for("MSFT quotes", WAIT, || async {
+        (seen.lock().unwrap().quotes("MSFT") >= 5).then_some(())
+    })
+    .await;
+
+    let remove = ChannelLists {
+        trades: vec!["AAPL".into()],
+        ..Default::default()
+    };
+    client
+        .send(ChangeSubscriptions {
+            add: ChannelLists::default(),
+            remove,
+        })
+        .await
+        .unwrap();
+    // Let the unsubscribe take effect (a few MSFT quotes), then AAPL trades must stop.
+    let mark = seen.lock().unwrap().quotes("MSFT");
+    wait_for("quotes after the unsubscribe", WAIT, || async {
+        (seen.lock().unwrap().quotes("MSFT") >= mark + 10).then_some(())
+    })
+    .await;
+    let aapl = seen.lock().unwrap().trades("AAPL");
+    let mark = seen.lock().unwrap().quotes("MSFT");
+    wait_for("more quotes", WAIT, || async {
+        (seen.lock().unwrap().quotes("MSFT") >= mark + 30).then_some(())
+    })
+    .await;
+    assert_eq!(
+        seen.lock().unwrap().trades("AAPL"),
+        aapl,
+        "no AAPL trades after unsubscribing"
+    );
+
+    let status = client.send(GetStreamStatus).await.unwrap();
+    assert_eq!(status.state, ConnectionState::Streaming);
+    assert_eq!(
+        (status.subscriptions.trades, status.subscriptions.quotes),
+        (0, 1)
+    );
+    assert!(
+        status.metrics.messages_received > 0
+            && status.metrics.frames > 0
+            && status.metrics.bytes > 0
+    );
+    assert!(status.metrics.last_message_at.is_some() && status.metrics.connected_since.is_some());
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn drop_streams_reconnects_and_resubscribes() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let subs = Subscriptions {
+        trades: ["AAPL".to_string()].into(),
+        quotes: ["SPY".to_string()].into(),
+        ..Default::default()
+    };
+    let client = market_client(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        subs,
+        &collector,
+        None,
+    );
+    wait_for("first trades", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") >= 3).then_some(())
+    })
+    .await;
+    let first_streaming = seen.lock().unwrap().streaming_since().unwrap();
+
+    let fault_at = Instant::now();
+    set_fault(&sim, serde_json::json!({"kind": "drop_streams"})).await;
+    let back = wait_for("streaming again", WAIT, || async {
+        seen.lock()
+            .unwrap()
+            .streaming_since()
+            .filter(|t| *t > first_streaming)
+    })
+    .await;
+    let recovery = back - fault_at;
+    // The whole set came back: data on both channels after the reconnect.
+    wait_for("trades and quotes after the reconnect", WAIT, || async {
+        let s = seen.lock().unwrap();
+        let after = |sym: &str, want_trade: bool| {
+            s.data
+                .iter()
+                .filter(|(t, _)| *t > back)
+                .any(|(_, m)| match m {
+                    DataMessage::Trade(t) => want_trade && t.symbol == sym,
+                    DataMessage::Quote(q) => !want_trade && q.symbol == sym,
+                    _ => false,
+                })
+        };
+        (after("AAPL", true) && after("SPY", false)).then_some(())
+    })
+    .await;
+    let status = client.send(GetStreamStatus).await.unwrap();
+    assert_eq!(status.metrics.reconnects, 1);
+    assert_eq!(status.state, ConnectionState::Streaming);
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            s.count_events(|k| matches!(
+                k,
+                StreamEventKind::StateChanged {
+                    to: ConnectionState::Reconnecting,
+                    ..
+                }
+            )) == 1
+        );
+        assert!(
+            s.count_events(|k| matches!(k, StreamEventKind::Resumed { gap_from: Some(_) })) == 1
+        );
+        println!(
+            "drop_streams: streaming again {} ms after the drop",
+            recovery.as_millis()
+        );
+    }
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn garbage_frames_are_counted_skipped_and_streaming_goes_on() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let client = market_client(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        trades_of(&["AAPL", "MSFT"]),
+        &collector,
+        None,
+    );
+    wait_for("first trades", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") >= 1).then_some(())
+    })
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "garbage", "count": 8})).await;
+    let started = Instant::now();
+    let status = wait_for("eight bad frames", WAIT, || async {
+        let st = client.send(GetStreamStatus).await.unwrap();
+        (st.metrics.frames_failed + st.metrics.messages_unknown >= 8).then_some(st)
+    })
+    .await;
+    // Invalid JSON, truncated JSON and wrong types fail the frame; an unknown `T` is skipped.
+    assert_eq!(status.metrics.frames_failed, 6, "{status:?}");
+    assert_eq!(status.metrics.messages_unknown, 2, "{status:?}");
+    assert_eq!(
+        status.metrics.reconnects, 0,
+        "bad frames never cost the connection"
+    );
+    let after = {
+        let s = seen.lock().unwrap();
+        s.trades("AAPL") + s.trades("MSFT")
+    };
+    wait_for("trades after the garbage", WAIT, || async {
+        let s = seen.lock().unwrap();
+        (s.trades("AAPL") + s.trades("MSFT") > after + 5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .count_events(|k| matches!(k, StreamEventKind::FrameRejected { .. })),
+        6
+    );
+    println!(
+        "garbage: 8 bad frames skipped in {} ms without a reconnect",
+        started.elapsed().as_millis()
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_frozen_stream_is_detected_as_stale_and_reconnected() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let rest = client(&sim);
+    let settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex"));
+    let stale_after = settings.stale_after;
+    let client = market_client(settings, trades_of(&["AAPL"]), &collector, Some(rest));
+    wait_for("first trades", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") >= 1).then_some(())
+    })
+    .await;
+    let first = seen.lock().unwrap().streaming_since().unwrap();
+
+    set_fault(&sim, serde_json::json!({"kind": "freeze", "seconds": 3.0})).await;
+    let frozen_at = Instant::now();
+    let stale_at = wait_for("the stale report", WAIT, || async {
+        let s = seen.lock().unwrap();
+        s.events
+            .iter()
+            .find(|(_, e)| matches!(e.kind, StreamEventKind::Stale { .. }))
+            .map(|(t, _)| *t)
+    })
+    .await;
+    let detection = stale_at - frozen_at;
+    assert!(
+        detection >= stale_after - Duration::from_millis(300),
+        "not before the configured time: {detection:?}"
+    );
+    assert!(
+        detection < stale_after + Duration::from_secs(2),
+        "within the configured time plus a check period: {detection:?}"
+    );
+    // Pings were answered during the freeze: this was staleness, not a dead connection.
+    assert_eq!(seen.lock().unwrap().count_events(|k| matches!(k, StreamEventKind::StateChanged { reason, .. } if reason.contains("heartbeat"))), 0);
+    let back = wait_for("streaming again", WAIT, || async {
+        seen.lock()
+            .unwrap()
+            .streaming_since()
+            .filter(|t| *t > first)
+    })
+    .await;
+    let count = seen.lock().unwrap().trades("AAPL");
+    wait_for("trades after the freeze", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") > count).then_some(())
+    })
+    .await;
+    let data_back = Instant::now();
+    println!(
+        "freeze: stale detected {} ms after the freeze (stale_after {} ms); reconnected after {} ms; data again after {} ms",
+        detection.as_millis(),
+        stale_after.as_millis(),
+        (back - frozen_at).as_millis(),
+        (data_back - frozen_at).as_millis()
+    );
+    assert!(
+        client
+            .send(GetStreamStatus)
+            .await
+            .unwrap()
+            .metrics
+            .reconnects
+            >= 1
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn auth_failure_is_fatal_and_not_retried_until_restarted() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let client = market_client(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        trades_of(&["AAPL"]),
+        &collector,
+        None,
+    );
+    wait_for("first trades", WAIT, || async {
+        (seen.lock().unwrap().trades("AAPL") >= 1).then_some(())
+    })
+    .await;
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "reject_auth", "enabled": true}),
+    )
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "drop_streams"})).await;
+    let failed_at = wait_for("the Failed state", WAIT, || async {
+        let s = seen.lock().unwrap();
+        s.events
+            .iter()
+            .find(|(_, e)| matches!(e.kind, StreamEventKind::Fatal { .. }))
+            .map(|(t, _)| *t)
+    })
+    .await;
+    let status = client.send(GetStreamStatus).await.unwrap();
+    assert_eq!(status.state, ConnectionState::Failed);
+    let reconnects = status.metrics.reconnects;
+    // It stays down: prove time passes (REST keeps answering) and nothing is retried.
+    let rest = common::client(&sim);
+    for _ in 0..10 {
+        rest.get_clock().await.unwrap();
+    }
+    let attempts = seen.lock().unwrap().count_events(|k| {
+        matches!(
+            k,
+            StreamEventKind::StateChanged {
+                to: ConnectionState::Connecting,
+                ..
+            }
+        )
+    });
+    wait_for("half a second of backoff periods", WAIT, || async {
+        (failed_at.elapsed() > Duration::from_millis(600)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        seen.lock().unwrap().count_events(|k| matches!(
+            k,
+            StreamEventKind::StateChanged {
+                to: ConnectionState::Connecting,
+                ..
+            }
+        )),
+        attempts
+    );
+    assert_eq!(
+        client
+            .send(GetStreamStatus)
+            .await
+            .unwrap()
+            .metrics
+            .reconnects,
+        reconnects
+    );
+
+    // The operator fixes the keys and restarts the stream.
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "reject_auth", "enabled": false}),
+    )
+    .await;
+    client.send(RestartStream).await.unwrap();
+    wait_for("streaming after the restart", WAIT, || async {
+        seen.lock()
+            .unwrap()
+            .streaming_since()
+            .filter(|t| *t > failed_at)
+    })
+    .await;
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_second_connection_with_the_same_key_waits_after_406() {
+    let sim = start_sim(|_| {}).await;
+    // Someone else holds the key's one connection.
+    let (mut other, _) = tokio_tungstenite::connect_async(ws_url(&sim, "/v2/iex"))
+        .await
+        .unwrap();
+    other.next_text().await;
+    let auth = serde_json::json!({"action": "auth", "key": KEY, "secret": SECRET}).to_string();
+    futures_util::SinkExt::send(&mut other, Message::Text(auth.into()))
+        .await
+        .unwrap();
+    assert!(other.next_text().await.contains("authenticated"));
+
+    let (collector, seen) = collector();
+    let settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex"));
+    let wait = settings.connection_limit_wait;
+    let _client = market_client(settings, trades_of(&["AAPL"]), &collector, None);
+    wait_for("the 406 refusal", WAIT, || async {
+        let s = seen.lock().unwrap();
+        (s.count_events(
+            |k| matches!(k, StreamEventKind::StateChanged { reason, .. } if reason.contains("406")),
+        ) >= 1)
+            .then_some(())
+    })
+    .await;
+    // After a 406 the client waits at least `connection_limit_wait` between attempts.
+    let attempts = |s: &Seen| {
+        s.events
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e.kind,
+                    StreamEventKind::StateChanged {
+                        to: ConnectionState::Connecting,
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+    };
+    wait_for("a second attempt", WAIT, || async {
+        (attempts(&seen.lock().unwrap()).len() >= 2).then_some(())
+    })
+    .await;
+    let times = attempts(&seen.lock().unwrap());
+    assert!(
+        times[1] - times[0] >= wait - Duration::from_millis(50),
+        "{:?} between attempts",
+        times[1] - times[0]
+    );
+
+    futures_util::SinkExt::close(&mut other).await.unwrap();
+    wait_for(
+        "streaming once the other connection is gone",
+        WAIT,
+        || async { (seen.lock().unwrap().trades("AAPL") >= 1).then_some(()) },
+    )
+    .await;
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn msgpack_frames_decode_with_their_timestamps() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let mut settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/sip"));
+    settings.codec = Codec::Msgpack;
+    let subs = Subscriptions {
+        trades: ["*".to_string()].into(),
+        bars: ["QQQ".to_string()].into(),
+        ..Default::default()
+    };
+    let _client = market_client(settings, subs, &collector, None);
+    wait_for("trades of several symbols and a bar", WAIT, || async {
+        let s = seen.lock().unwrap();
+        let bars = s
+            .data
+            .iter()
+            .filter(|(_, m)| matches!(m, DataMessage::Bar(b) if b.symbol == "QQQ"))
+            .count();
+        (s.trades("AAPL") > 0 && s.trades("NVDA") > 0 && bars > 0).then_some(())
+    })
+    .await;
+    let rest = client(&sim);
+    let now = rest
+        .get_clock()
+        .await
+        .unwrap()
+        .timestamp
+        .with_timezone(&chrono::Utc);
+    {
+        let s = seen.lock().unwrap();
+        for (_, m) in &s.data {
+            if let DataMessage::Trade(t) = m {
+                assert!(
+                    (now - t.timestamp).num_seconds().abs() < 3600,
+                    "msgpack timestamps are market time: {}",
+                    t.timestamp
+                );
+                assert!(t.price > dec!(0));
+            }
+        }
+    }
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn trade_updates_stream_and_gap_repair_after_a_reconnect() {
+    let sim = start_sim(|_| {}).await;
+    let (collector, seen) = collector();
+    let rest = client(&sim);
+    let sinks = Sinks {
+        trade_updates: Some(collector.clone().recipient()),
+        order_stream_ready: Some(collector.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::TradeUpdates, ws_url(&sim, "/stream"));
+    let client = StreamClient::new(
+        settings,
+        Subscriptions::default(),
+        sinks,
+        Some(rest.clone()),
+    )
+    .with_listener(collector.clone().recipient())
+    .start();
+    wait_for("ready", WAIT, || async {
+        (!seen.lock().unwrap().ready.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        seen.lock().unwrap().ready[0].gap_from.is_none(),
+        "the first connection has no gap"
+    );
+
+    let order = rest
+        .submit_order(OrderRequest::market("AAPL", OrderSide::Buy, dec!(3)))
+        .await
+        .unwrap();
+    wait_for("new and fill events", WAIT, || async {
+        let s = seen.lock().unwrap();
+        let events: Vec<&str> = s
+            .updates
+            .iter()
+            .filter(|u| u.order.id == order.id)
+            .map(|u| u.event.as_str())
+            .collect();
+        (events.contains(&"new") && events.contains(&"fill")).then_some(())
+    })
+    .await;
+    let fill = seen
+        .lock()
+        .unwrap()
+        .updates
+        .iter()
+        .find(|u| u.event == "fill")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (fill.qty, fill.position_qty),
+        (Some(dec!(3)), Some(dec!(3)))
+    );
+
+    // Events lost in a gap: the stream is frozen while an order fills, then dropped.
+    set_fault(&sim, serde_json::json!({"kind": "freeze", "seconds": 1.0})).await;
+    let missed = rest
+        .submit_order(OrderRequest::market("MSFT", OrderSide::Buy, dec!(2)))
+        .await
+        .unwrap();
+    wait_for("the missed order to fill", WAIT, || async {
+        (rest.get_order(missed.id).await.unwrap().filled_qty == dec!(2)).then_some(())
+    })
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "drop_streams"})).await;
+    let ready = wait_for("the repaired gap", WAIT, || async {
+        let s = seen.lock().unwrap();
+        s.ready
+            .iter()
+            .find(|r| r.gap_from.is_some())
+            .map(|r| (r.orders.clone(), r.fills.clone()))
+    })
+    .await;
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .updates
+            .iter()
+            .any(|u| u.order.id == missed.id),
+        "the live stream never carried it"
+    );
+    assert!(
+        ready
+            .0
+            .iter()
+            .any(|o| o.id == missed.id && o.filled_qty == dec!(2)),
+        "repair found the missed order"
+    );
+    assert!(
+        ready.1.iter().any(|f| f.order_id == missed.id),
+        "and its fill"
+    );
+    assert_eq!(
+        client.send(GetStreamStatus).await.unwrap().state,
+        ConnectionState::Streaming
+    );
+    sim.stop().await;
+}
+
+/// Reads the next text frame of a raw test connection.
+trait NextText {
+    async fn next_text(&mut self) -> String;
+}
+
+impl<S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin>
+    NextText for S
+{
+    async fn next_text(&mut self) -> String {
+        use futures_util::StreamExt;
+        loop {
+            match self.next().await {
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+}
