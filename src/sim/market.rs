@@ -312,7 +312,7 @@ impl Market {
             // Pre-filter generously, then bucket on clock boundaries.
             s.minutes
                 .iter()
-                .filter(|b| b.t + width > start && b.t <= end)
+                .filter(|b| b.t + width > start && b.t < end + width)
                 .map(|b| {
                     let epoch_min = b.t.timestamp().div_euclid(60);
                     let bucket = epoch_min - epoch_min.rem_euclid(minutes);

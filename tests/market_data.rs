@@ -1,0 +1,245 @@
+//! The MarketDataFeed against `traderd sim`: warm-up from REST, live bars built from streamed
+//! trades that equal the broker's own bars for the same minutes, and a gap backfilled from REST
+//! after the stream went silent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
+
+use actix::Actor;
+use common::actors::*;
+use common::*;
+use std::time::Duration;
+use traderd::alpaca::rest::BarsQuery;
+use traderd::market_data::{
+    AddBarSubscriber, FeedSettings, GetBars, GetFeedStats, Interval, MarketDataFeed,
+};
+use traderd::messages::*;
+use traderd::stream_client::{Sinks, StreamClient};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn feed_settings() -> FeedSettings {
+    FeedSettings {
+        symbols: vec!["AAPL".into(), "MSFT".into()],
+        intervals: Interval::ALL.to_vec(),
+        warmup_bars: 30,
+        mailbox: 64,
+    }
+}
+
+#[actix_rt::test]
+async fn warms_up_then_builds_bars_equal_to_the_brokers() {
+    let sim = start_sim(|s| s.history_sessions = 2).await;
+    let rest = client(&sim);
+    let (collector, seen) = collector();
+    let feed = MarketDataFeed::new(feed_settings(), Some(rest.clone())).start();
+    feed.send(AddBarSubscriber(collector.clone().recipient()))
+        .await
+        .unwrap();
+    let sinks = Sinks {
+        market: Some(feed.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
+    let _stream = StreamClient::new(settings, trades_of(&["AAPL", "MSFT"]), sinks, None).start();
+
+    // Warm-up: recent bars of every interval, flagged historical.
+    wait_for("warm-up bars of every interval", WAIT, || async {
+        let s = seen.lock().unwrap();
+        Interval::ALL
+            .iter()
+            .all(|i| {
+                s.bars
+                    .iter()
+                    .filter(|b| b.historical && b.interval == *i && b.symbol == "AAPL")
+                    .count()
+                    >= 1
+            })
+            .then_some(())
+    })
+    .await;
+    let daily = feed
+        .send(GetBars {
+            symbol: "AAPL".into(),
+            interval: Interval::D1,
+            n: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(daily.len(), 30, "warm-up keeps warmup_bars daily bars");
+
+    // Live minute bars: the third one covers a minute streamed from its start.
+    let live = wait_for("three live AAPL minute bars", WAIT, || async {
+        let s = seen.lock().unwrap();
+        let live: Vec<BarClosed> = s
+            .bars
+            .iter()
+            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
+            .cloned()
+            .collect();
+        (live.len() >= 3).then_some(live)
+    })
+    .await;
+    let ours = &live[2].bar;
+    let mut q = BarsQuery::new(&["AAPL"], Interval::M1.timeframe());
+    q.start = Some(ours.start);
+    q.end = Some(ours.start);
+    let theirs = rest
+        .get_bars(&q)
+        .await
+        .unwrap()
+        .bars
+        .remove("AAPL")
+        .unwrap();
+    let theirs = &theirs[0];
+    assert_eq!(
+        (ours.open, ours.high, ours.low, ours.close, ours.volume),
+        (theirs.o, theirs.h, theirs.l, theirs.c, theirs.v)
+    );
+    assert_eq!(Some(ours.trades), theirs.n);
+    // Bars close in order.
+    assert!(live.windows(2).all(|w| w[0].bar.start < w[1].bar.start));
+
+    // A five-minute bar built live from minutes equals the broker's, once one closes whole.
+    let five = wait_for("a live 5m bar after the first", WAIT, || async {
+        let s = seen.lock().unwrap();
+        let five: Vec<BarClosed> = s
+            .bars
+            .iter()
+            .filter(|b| !b.historical && b.interval == Interval::M5 && b.symbol == "MSFT")
+            .cloned()
+            .collect();
+        (five.len() >= 2).then(|| five[1].bar.clone())
+    })
+    .await;
+    let mut q = BarsQuery::new(&["MSFT"], Interval::M5.timeframe());
+    q.start = Some(five.start);
+    q.end = Some(five.start);
+    let theirs = rest
+        .get_bars(&q)
+        .await
+        .unwrap()
+        .bars
+        .remove("MSFT")
+        .unwrap();
+    assert_eq!(
+        (five.open, five.high, five.low, five.close, five.volume),
+        (
+            theirs[0].o,
+            theirs[0].h,
+            theirs[0].l,
+            theirs[0].c,
+            theirs[0].v
+        )
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_silent_gap_is_backfilled_from_rest() {
+    let sim = start_sim(|s| s.history_sessions = 1).await;
+    let rest = client(&sim);
+    let (collector, seen) = collector();
+    let feed = MarketDataFeed::new(
+        FeedSettings {
+            intervals: vec![Interval::M1, Interval::M5],
+            ..feed_settings()
+        },
+        Some(rest.clone()),
+    )
+    .start();
+    feed.send(AddBarSubscriber(collector.clone().recipient()))
+        .await
+        .unwrap();
+    let sinks = Sinks {
+        market: Some(feed.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
+    let _stream = StreamClient::new(
+        settings,
+        trades_of(&["AAPL", "MSFT"]),
+        sinks,
+        Some(rest.clone()),
+    )
+    .with_listener(feed.clone().recipient())
+    .start();
+    wait_for("a live minute", WAIT, || async {
+        seen.lock()
+            .unwrap()
+            .bars
+            .iter()
+            .any(|b| !b.historical && b.interval == Interval::M1)
+            .then_some(())
+    })
+    .await;
+
+    // Three seconds of silence at 60x: three market minutes the stream never carries.
+    let frozen_at = rest
+        .get_clock()
+        .await
+        .unwrap()
+        .timestamp
+        .with_timezone(&chrono::Utc);
+    set_fault(&sim, serde_json::json!({"kind": "freeze", "seconds": 3.0})).await;
+    let stats = wait_for("a backfill", WAIT, || async {
+        let st = feed.send(GetFeedStats).await.unwrap();
+        (st.backfills >= 1 && st.backfilled_minutes >= 1 && st.live).then_some(st)
+    })
+    .await;
+    let mark = seen.lock().unwrap().bars.len();
+    wait_for("live minutes after the backfill", WAIT, || async {
+        let s = seen.lock().unwrap();
+        (s.bars[mark..]
+            .iter()
+            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    // Today's session only (the night before is no gap), spanning the frozen minutes.
+    let now = rest
+        .get_clock()
+        .await
+        .unwrap()
+        .timestamp
+        .with_timezone(&chrono::Utc);
+    let minutes: Vec<_> = feed
+        .send(GetBars {
+            symbol: "AAPL".into(),
+            interval: Interval::M1,
+            n: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now))
+        .collect();
+    let span = minutes.last().unwrap().start - minutes[0].start;
+    assert!(
+        span >= chrono::Duration::minutes(4),
+        "today's minutes span {span} (the freeze alone was three)"
+    );
+    assert!(
+        minutes[0].start < frozen_at
+            && minutes.last().unwrap().start > frozen_at + chrono::Duration::minutes(3)
+    );
+    let gaps: Vec<_> = minutes
+        .windows(2)
+        .filter(|w| w[1].start - w[0].start != chrono::Duration::minutes(1))
+        .map(|w| (w[0].start, w[1].start))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "minute history has gaps {gaps:?} after backfilling {} minutes",
+        stats.backfilled_minutes
+    );
+    println!(
+        "backfill: {} minutes backfilled from REST, {} minute bars in history, no gaps",
+        stats.backfilled_minutes,
+        minutes.len()
+    );
+    sim.stop().await;
+}
