@@ -51,13 +51,16 @@ struct StatsView {
     #[serde(flatten)]
     stats: SimStats,
     faults: crate::sim::faults::Faults,
+    streams: serde_json::Value,
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    let streams = sim.streams.stats.snapshot();
     let s = sim.lock();
     ok_json(&StatsView {
         stats: s.stats.clone(),
         faults: s.faults.clone(),
+        streams,
     })
 }
 
