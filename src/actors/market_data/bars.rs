@@ -212,6 +212,8 @@ pub struct BarBook {
     watermark: Option<DateTime<Utc>>,
     history: HashMap<(String, Interval), VecDeque<OhlcBar>>,
     history_len: usize,
+    /// The earliest end of any open bar: the watermark closes nothing before it.
+    next_due: Option<DateTime<Utc>>,
     pub late_trades: u64,
 }
 
@@ -227,22 +229,13 @@ impl BarBook {
             watermark: None,
             history: HashMap::new(),
             history_len: history_len.max(1),
+            next_due: None,
             late_trades: 0,
         }
     }
 
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
         self.watermark
-    }
-
-    /// Every interval built, minutes first.
-    fn built(&self) -> impl Iterator<Item = Interval> + '_ {
-        std::iter::once(Interval::M1).chain(
-            self.intervals
-                .iter()
-                .copied()
-                .filter(|i| *i != Interval::M1),
-        )
     }
 
     /// A trade: into its minute, after closing whatever its time closes.
@@ -255,7 +248,13 @@ impl BarBook {
     ) -> Vec<Closed> {
         let mut out = self.advance_to(t);
         let start = Interval::M1.start_of(t);
-        let s = self.symbols.entry(symbol.to_string()).or_default();
+        if !self.symbols.contains_key(symbol) {
+            self.symbols
+                .insert(symbol.to_string(), SymbolBars::default());
+        }
+        let Some(s) = self.symbols.get_mut(symbol) else {
+            return out;
+        };
         if s.last_closed
             .get(&Interval::M1)
             .is_some_and(|last| start <= *last)
@@ -267,19 +266,34 @@ impl BarBook {
             Some(bar) if bar.start == start => bar.add_trade(price, size),
             Some(bar) if bar.start > start => self.late_trades += 1,
             Some(_) => {
-                // An earlier minute still open (only if time went backwards): close it first.
+                // An earlier minute still open (time went backwards elsewhere): close it first.
                 out.extend(self.close_symbol(symbol, Some(start)));
                 if let Some(s) = self.symbols.get_mut(symbol) {
                     s.open
                         .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
                 }
+                self.note_open(Interval::M1.end_of(start));
             }
             None => {
                 s.open
                     .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
+                self.note_open(Interval::M1.end_of(start));
             }
         }
         out
+    }
+
+    fn note_open(&mut self, end: DateTime<Utc>) {
+        self.next_due = Some(self.next_due.map_or(end, |d| d.min(end)));
+    }
+
+    /// Recomputes the earliest end of any open bar.
+    fn refresh_due(&mut self) {
+        self.next_due = self
+            .symbols
+            .values()
+            .flat_map(|s| s.open.iter().map(|(i, b)| i.end_of(b.start)))
+            .min();
     }
 
     /// Moves the watermark to `t` and closes every bar that ends by then.
@@ -288,11 +302,24 @@ impl BarBook {
             return Vec::new();
         }
         self.watermark = Some(t);
+        if self.next_due.is_none_or(|due| t < due) {
+            return Vec::new();
+        }
         let symbols: Vec<String> = self.symbols.keys().cloned().collect();
-        symbols
+        let mut out: Vec<Closed> = symbols
             .iter()
             .flat_map(|s| self.close_symbol(s, None))
-            .collect()
+            .collect();
+        // In time order across symbols: by end, then interval, then symbol.
+        out.sort_by(|a, b| {
+            (a.interval.end_of(a.bar.start), a.interval, &a.symbol).cmp(&(
+                b.interval.end_of(b.bar.start),
+                b.interval,
+                &b.symbol,
+            ))
+        });
+        self.refresh_due();
+        out
     }
 
     /// A complete minute bar from REST (warm-up or backfill): replaces the minute in progress
@@ -320,6 +347,7 @@ impl BarBook {
         if self.watermark.is_none_or(|w| w < end) {
             self.watermark = Some(end);
         }
+        self.refresh_due();
         out
     }
 
@@ -348,7 +376,7 @@ impl BarBook {
         let Some(until) = until.or(self.watermark) else {
             return Vec::new();
         };
-        let built: Vec<Interval> = self.built().collect();
+        let larger: &[Interval] = &self.intervals;
         let mut out = Vec::new();
         let Some(s) = self.symbols.get_mut(symbol) else {
             return out;
@@ -362,7 +390,7 @@ impl BarBook {
         {
             s.open.remove(&Interval::M1);
             s.last_closed.insert(Interval::M1, minute.start);
-            for interval in built.iter().copied().filter(|i| *i != Interval::M1) {
+            for interval in larger.iter().copied().filter(|i| *i != Interval::M1) {
                 let bucket = interval.start_of(minute.start);
                 if s.last_closed
                     .get(&interval)
@@ -396,7 +424,7 @@ impl BarBook {
                 });
             }
         }
-        for interval in built.iter().copied().filter(|i| *i != Interval::M1) {
+        for interval in larger.iter().copied().filter(|i| *i != Interval::M1) {
             if s.open
                 .get(&interval)
                 .is_some_and(|b| interval.end_of(b.start) <= until)

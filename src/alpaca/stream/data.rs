@@ -808,6 +808,22 @@ mod tests {
     }
 
     #[test]
+    fn decodes_msgpack_written_by_pythons_msgpack() {
+        // Made by Python's msgpack with msgpack.Timestamp, as alpaca-py's server side would.
+        let bytes = include_bytes!("../../../tests/fuzz/seeds/data_frame_msgpack/batch.msgpack");
+        let v: Vec<DataMessage> = rmp_serde::from_slice(bytes).unwrap();
+        let DataMessage::Trade(t) = &v[0] else {
+            panic!("{:?}", v[0])
+        };
+        assert_eq!(
+            (t.price, t.timestamp.to_rfc3339()),
+            (dec!(126.55), "2021-02-22T11:51:44.208+00:00".to_string())
+        );
+        let DataMessage::Bar(b) = &v[2] else { panic!() };
+        assert_eq!(b.vwap, Some(dec!(388.99)));
+    }
+
+    #[test]
     fn bad_messages_fail_cleanly() {
         for bad in [
             r#"[{"S":"AAPL","T":"t"}]"#,
