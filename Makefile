@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help
+.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench
 
 all: build
 
@@ -16,6 +16,8 @@ help:
 	@echo "make sdk-test     the alpaca-py conformance suite only"
 	@echo "make check-config check config/traderd.toml"
 	@echo "make release      optimised build in target/release/traderd"
+	@echo "make fuzz         fuzz the stream decoders (nightly; FUZZ_SECONDS per target, default 60)"
+	@echo "make bench        criterion micro-benchmarks of the hot path"
 
 build:
 	$(CARGO) build --all-targets
@@ -57,6 +59,23 @@ sim:
 
 check-config:
 	$(CARGO) run --quiet -- check-config --config config/traderd.toml
+
+# Fuzzing needs the nightly toolchain and cargo-fuzz (installed here if missing).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := data_frame_json data_frame_msgpack trade_update
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t tests/fuzz/seeds/$$t \
+			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 > tests/fuzz/$$t.log 2>&1; status=$$?; \
+		grep -E "stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked" tests/fuzz/$$t.log; \
+		[ $$status -eq 0 ] || { echo "fuzz: $$t failed (see tests/fuzz/$$t.log and tests/fuzz/artifacts/$$t)"; exit $$status; }; \
+	done
+
+bench:
+	$(CARGO) bench --bench hot_path
 
 clean:
 	$(CARGO) clean
