@@ -25,6 +25,26 @@ pub enum Command {
     Sim(SimArgs),
     /// Check a config file; print every problem and exit non-zero if there is one.
     CheckConfig(CheckConfigArgs),
+    /// Work with the journal's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record of the audit chain; name the first broken one and exit 1 if any is.
+    Verify(StateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state directory holding traderd.sqlite (default: $STATE_DIRECTORY, state.dir from the
+    /// config, $XDG_STATE_HOME/traderd, ~/.local/state/traderd).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The config file whose state.dir to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

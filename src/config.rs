@@ -150,8 +150,7 @@ impl Default for LogSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSection {
-    /// Where the journal lives. Empty: `$STATE_DIRECTORY`, else `--state-dir`, else
-    /// `$XDG_STATE_HOME/traderd` or `~/.local/state/traderd`.
+    /// Where the journal lives; see [`resolve_state_dir`] for what wins when several are set.
     pub dir: String,
 }
 
@@ -625,6 +624,32 @@ fn closest<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
+}
+
+/// The state directory: `$STATE_DIRECTORY` when systemd sets it (the first of several), else
+/// `--state-dir`, else `state.dir` from the config, else `$XDG_STATE_HOME/traderd`, else
+/// `~/.local/state/traderd`.
+pub fn resolve_state_dir(
+    cli: Option<&Path>,
+    configured: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<PathBuf, String> {
+    if let Some(dir) = env("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir.split(':').next().unwrap_or(&dir)));
+    }
+    if let Some(dir) = cli {
+        return Ok(dir.to_path_buf());
+    }
+    if !configured.is_empty() {
+        return Ok(PathBuf::from(configured));
+    }
+    if let Some(xdg) = env("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("traderd"));
+    }
+    match env("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/traderd")),
+        None => Err("no state directory: set --state-dir, state.dir, or run under systemd with StateDirectory=".into()),
+    }
 }
 
 /// Names of the systemd credentials holding the keys.

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => run_sim(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
     };
     match result {
         Ok(code) => code,
@@ -64,6 +65,42 @@ fn check_config(args: cli::CheckConfigArgs) -> anyhow::Result<ExitCode> {
             for p in problems {
                 eprintln!("  - {p}");
             }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn audit_verify(args: cli::StateArgs) -> anyhow::Result<ExitCode> {
+    let configured = match &args.config {
+        Some(path) => {
+            let ctx = CheckContext {
+                live_opt_in: true,
+                have_keys: true,
+            };
+            Config::load(path, &ctx)
+                .map_err(|e| anyhow!("{e}"))?
+                .state
+                .dir
+        }
+        None => String::new(),
+    };
+    let dir = config::resolve_state_dir(args.state_dir.as_deref(), &configured, env)
+        .map_err(|e| anyhow!(e))?;
+    let file = dir.join(traderd::journal::store::FILE_NAME);
+    if !file.is_file() {
+        return Err(anyhow!(
+            "no journal at {} (is the state directory right?)",
+            file.display()
+        ));
+    }
+    let store = traderd::journal::Store::open(&dir)?;
+    match store.verify_audit()? {
+        Ok(n) => {
+            println!("{}: audit chain intact ({n} records)", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            eprintln!("{}: {broken}", file.display());
             Ok(ExitCode::FAILURE)
         }
     }

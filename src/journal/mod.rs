@@ -1,0 +1,110 @@
+//! `Journal` actor: durable records in SQLite (see [`store`]) and the hash-chained audit log
+//! (see [`audit`]). It runs on an arbiter (thread) of its own, so a slow disk never blocks
+//! another actor; every call returns once the record is on disk.
+//!
+//! Handles: [`RecordIntent`], [`RecordOrderState`], [`RecordFill`], [`RecordMode`],
+//! [`RecordEvent`], [`LoadIntents`], [`LoadFills`], [`CurrentMode`], [`NextCounter`],
+//! [`VerifyAudit`]. Emits nothing. Restart behaviour: the store is reopened by whoever
+//! restarts it ([`start`]); nothing lives only in memory.
+
+pub mod audit;
+pub mod store;
+
+pub use audit::{AuditRecord, Broken};
+pub use store::{
+    FillRecord, JournalError, ModeTransition, OrderIntent, OrderState, Store, StoredIntent,
+};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+pub struct Journal {
+    store: Store,
+}
+
+impl Actor for Journal {
+    type Context = Context<Self>;
+}
+
+/// A running journal: its address and the thread it owns.
+pub struct JournalHandle {
+    pub addr: Addr<Journal>,
+    arbiter: Arbiter,
+}
+
+impl JournalHandle {
+    /// Stops the journal's thread after the messages already queued.
+    pub fn stop(self) {
+        self.arbiter.stop();
+    }
+}
+
+/// Opens the journal in `dir` and starts its actor on a thread of its own.
+pub fn start(dir: &Path) -> Result<JournalHandle, JournalError> {
+    let store = Store::open(dir)?;
+    let arbiter = Arbiter::new();
+    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal { store });
+    Ok(JournalHandle { addr, arbiter })
+}
+
+macro_rules! journal_message {
+    ($(#[$doc:meta])* $name:ident $(($($field:ty),*))? => $result:ty, |$store:ident, $msg:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name $(($(pub $field),*))?;
+
+        impl Message for $name {
+            type Result = $result;
+        }
+
+        impl Handler<$name> for Journal {
+            type Result = MessageResult<$name>;
+            fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
+                let $store = &mut self.store;
+                MessageResult($body)
+            }
+        }
+    };
+}
+
+journal_message!(
+    /// Journals an order intent before its request is sent.
+    RecordIntent(OrderIntent) => Result<(), JournalError>, |store, msg| store.record_intent(&msg.0)
+);
+journal_message!(
+    /// Records the broker's latest state of an order.
+    RecordOrderState(OrderState) => Result<(), JournalError>, |store, msg| store.record_order_state(&msg.0)
+);
+journal_message!(
+    /// Records a fill; `Ok(false)` when the execution was already journaled.
+    RecordFill(FillRecord) => Result<bool, JournalError>, |store, msg| store.record_fill(&msg.0)
+);
+journal_message!(
+    /// Records a TradingMode transition.
+    RecordMode(ModeTransition) => Result<(), JournalError>, |store, msg| store.record_mode(&msg.0)
+);
+journal_message!(
+    /// Any other audited event: (time, kind, body).
+    RecordEvent(DateTime<Utc>, String, serde_json::Value) => Result<i64, JournalError>, |store, msg| store.record_event(msg.0, &msg.1, &msg.2)
+);
+journal_message!(
+    /// Journaled intents, oldest first; `true` for those not known to be final.
+    LoadIntents(bool) => Result<Vec<StoredIntent>, JournalError>, |store, msg| store.intents(msg.0)
+);
+journal_message!(
+    /// Every journaled fill, oldest first.
+    LoadFills => Result<Vec<FillRecord>, JournalError>, |store, _msg| store.fills()
+);
+journal_message!(
+    /// The last journaled TradingMode.
+    CurrentMode => Result<Option<String>, JournalError>, |store, _msg| store.current_mode()
+);
+journal_message!(
+    /// The next value of a durable counter.
+    NextCounter(String) => Result<u64, JournalError>, |store, msg| store.next_counter(&msg.0)
+);
+journal_message!(
+    /// Checks the audit chain.
+    VerifyAudit => Result<Result<u64, Broken>, JournalError>, |store, _msg| store.verify_audit()
+);

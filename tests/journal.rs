@@ -1,0 +1,299 @@
+//! The journal on a real SQLite file in a temp dir: durable records, idempotent fills, an
+//! append-only audit log, and tampering found and named by `traderd audit verify`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use chrono::{TimeZone, Utc};
+use rust_decimal_macros::dec;
+use std::process::Command;
+use traderd::alpaca::model::{OrderSide, OrderStatus};
+use traderd::journal::*;
+
+fn intent(n: u32) -> OrderIntent {
+    OrderIntent {
+        client_order_id: format!("td-1-{n}-AAPL"),
+        symbol: "AAPL".into(),
+        side: OrderSide::Buy,
+        qty: dec!(10),
+        request: serde_json::json!({"symbol": "AAPL", "qty": "10", "side": "buy", "type": "market", "time_in_force": "day"}),
+        correlation_id: format!("corr-{n}"),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 20, 14, 30, n).unwrap(),
+    }
+}
+
+fn fill(n: u32, exec: &str) -> FillRecord {
+    FillRecord {
+        execution_id: exec.into(),
+        client_order_id: format!("td-1-{n}-AAPL"),
+        broker_order_id: format!("b-{n}"),
+        symbol: "AAPL".into(),
+        side: OrderSide::Buy,
+        qty: dec!(4),
+        price: dec!(190.123456789),
+        at: Utc.with_ymd_and_hms(2026, 11, 20, 14, 31, n).unwrap(),
+    }
+}
+
+fn traderd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_traderd"))
+}
+
+#[test]
+fn records_survive_a_reopen_and_fills_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        s.record_intent(&intent(1)).unwrap();
+        s.record_intent(&intent(2)).unwrap();
+        assert!(matches!(
+            s.record_intent(&intent(1)),
+            Err(JournalError::DuplicateIntent(_))
+        ));
+        let state = OrderState {
+            client_order_id: "td-1-1-AAPL".into(),
+            broker_order_id: Some("b-1".into()),
+            status: OrderStatus::Filled,
+            filled_qty: dec!(10),
+            filled_avg_price: Some(dec!(190.1)),
+            at: Utc::now(),
+        };
+        s.record_order_state(&state).unwrap();
+        let unknown = OrderState {
+            client_order_id: "never".into(),
+            ..state
+        };
+        assert!(matches!(
+            s.record_order_state(&unknown),
+            Err(JournalError::UnknownIntent(_))
+        ));
+        assert!(s.record_fill(&fill(1, "exec-1")).unwrap());
+        assert!(
+            !s.record_fill(&fill(1, "exec-1")).unwrap(),
+            "the same execution twice is one fill"
+        );
+        s.record_mode(&ModeTransition {
+            from: "active".into(),
+            to: "preserved".into(),
+            cause: "test".into(),
+            at: Utc::now(),
+        })
+        .unwrap();
+        assert_eq!(s.next_counter("orders").unwrap(), 1);
+        assert_eq!(s.next_counter("orders").unwrap(), 2);
+    }
+    assert!(
+        dir.path().join("traderd.sqlite-wal").exists()
+            || dir.path().join("traderd.sqlite").exists()
+    );
+    let s = Store::open(dir.path()).unwrap();
+    let intents = s.intents(false).unwrap();
+    assert_eq!(intents.len(), 2);
+    assert_eq!(
+        (
+            intents[0].status,
+            intents[0].broker_order_id.as_deref(),
+            intents[0].filled_qty
+        ),
+        (Some(OrderStatus::Filled), Some("b-1"), dec!(10))
+    );
+    assert_eq!(
+        s.intents(true).unwrap().len(),
+        1,
+        "the filled intent is final"
+    );
+    assert_eq!(
+        s.fills().unwrap(),
+        vec![fill(1, "exec-1")],
+        "decimals come back exactly"
+    );
+    assert_eq!(s.current_mode().unwrap().as_deref(), Some("preserved"));
+    // intent, intent, state, fill, mode: five audit records (refusals write nothing).
+    assert_eq!(s.verify_audit().unwrap(), Ok(5));
+    let mut s = s;
+    assert_eq!(
+        s.next_counter("orders").unwrap(),
+        3,
+        "counters survive restarts"
+    );
+}
+
+#[test]
+fn the_audit_log_refuses_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path())
+        .unwrap()
+        .record_intent(&intent(1))
+        .unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("traderd.sqlite")).unwrap();
+    let update = raw
+        .execute("UPDATE audit SET body = '{}' WHERE seq = 1", [])
+        .unwrap_err();
+    assert!(update.to_string().contains("append-only"), "{update}");
+    let delete = raw.execute("DELETE FROM audit", []).unwrap_err();
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+}
+
+#[test]
+fn tampering_is_detected_and_the_first_broken_record_named() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        for n in 1..=4 {
+            s.record_intent(&intent(n)).unwrap();
+        }
+    }
+    let ok = traderd()
+        .args(["audit", "verify", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("intact (4 records)"));
+
+    // Someone with write access drops the guard and edits record 3.
+    let raw = rusqlite::Connection::open(dir.path().join("traderd.sqlite")).unwrap();
+    raw.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET body = replace(body, '\"10\"', '\"1000\"') WHERE seq = 3;").unwrap();
+    drop(raw);
+    let bad = traderd()
+        .args(["audit", "verify", "--state-dir"])
+        .arg(dir.path())
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("audit record 3 is broken") && stderr.contains("altered"),
+        "{stderr}"
+    );
+
+    // A missing journal is a clear error, not an empty success.
+    let empty = tempfile::tempdir().unwrap();
+    let none = traderd()
+        .args(["audit", "verify", "--state-dir"])
+        .arg(empty.path())
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no journal at"));
+}
+
+#[test]
+fn a_removed_record_breaks_the_chain_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        for n in 1..=5 {
+            s.record_intent(&intent(n)).unwrap();
+        }
+    }
+    let raw = rusqlite::Connection::open(dir.path().join("traderd.sqlite")).unwrap();
+    raw.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 2;")
+        .unwrap();
+    drop(raw);
+    let broken = Store::open(dir.path())
+        .unwrap()
+        .verify_audit()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(broken.seq, 2, "{broken}");
+}
+
+#[actix_rt::test]
+async fn the_actor_journals_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = start(dir.path()).unwrap();
+    journal
+        .addr
+        .send(RecordIntent(intent(7)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        journal
+            .addr
+            .send(RecordFill(fill(7, "exec-7")))
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    let seq = journal
+        .addr
+        .send(RecordEvent(
+            Utc::now(),
+            "reconciled".into(),
+            serde_json::json!({"orders": 1}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seq, 3);
+    assert_eq!(
+        journal
+            .addr
+            .send(LoadIntents(true))
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        journal.addr.send(VerifyAudit).await.unwrap().unwrap(),
+        Ok(3)
+    );
+    let err = journal
+        .addr
+        .send(RecordIntent(intent(7)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("already journaled"), "{err}");
+    journal.stop();
+}
+
+#[test]
+fn state_directory_precedence() {
+    use std::path::Path;
+    use traderd::config::resolve_state_dir;
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let systemd = resolve_state_dir(
+        Some(Path::new("/cli")),
+        "/conf",
+        env(&[
+            ("STATE_DIRECTORY", "/var/lib/traderd:/other"),
+            ("HOME", "/h"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(systemd, Path::new("/var/lib/traderd"));
+    assert_eq!(
+        resolve_state_dir(Some(Path::new("/cli")), "/conf", env(&[("HOME", "/h")])).unwrap(),
+        Path::new("/cli")
+    );
+    assert_eq!(
+        resolve_state_dir(None, "/conf", env(&[("HOME", "/h")])).unwrap(),
+        Path::new("/conf")
+    );
+    assert_eq!(
+        resolve_state_dir(None, "", env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")])).unwrap(),
+        Path::new("/x/traderd")
+    );
+    assert_eq!(
+        resolve_state_dir(None, "", env(&[("HOME", "/h")])).unwrap(),
+        Path::new("/h/.local/state/traderd")
+    );
+    assert!(resolve_state_dir(None, "", env(&[])).is_err());
+}
