@@ -8,6 +8,7 @@ pub mod config;
 pub mod journal;
 pub mod messages;
 pub mod sim;
+pub mod strategy;
 pub mod telemetry;
 
 pub use actors::{market_data, stream_client};
