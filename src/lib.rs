@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod journal;
 pub mod messages;
+pub mod risk;
 pub mod sim;
 pub mod strategy;
 pub mod telemetry;

@@ -1,0 +1,614 @@
+//! Pre-trade risk checks: a pure function from an order intent and the state it meets to
+//! [`Approved`] or a [`Refusal`] with a reason code. Only this module can build an
+//! [`Approved`], and the order side accepts nothing else, so no order reaches the broker
+//! unchecked.
+//!
+//! The checks, in order (the first that fails is the reason):
+//! trading mode → quantity sanity → market hours → price known and inside the band around the
+//! last trade (fat finger) → order rate → open orders → for orders that add exposure: daily
+//! loss limit, per-symbol quantity and notional, number of positions, gross exposure, buying
+//! power. Orders that only reduce a position pass the exposure checks: cutting risk is always
+//! allowed while the mode allows any order at all.
+
+use crate::alpaca::model::OrderSide;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// What the daemon may do. See docs/architecture.md for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingMode {
+    /// Strategies may open and close positions.
+    Active,
+    /// Only orders that shrink a position.
+    ReduceOnly,
+    /// Capital preservation in progress: only the flatten procedure's own orders.
+    Preserving,
+    /// Flat and blocked until an operator resumes.
+    Preserved,
+    /// The kill switch: nothing is sent at all.
+    Halted,
+}
+
+/// An order the strategy wants, before risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    pub symbol: String,
+    pub side: OrderSide,
+    pub qty: Decimal,
+    /// `None` for a market order.
+    pub limit_price: Option<Decimal>,
+    pub correlation_id: String,
+}
+
+/// Limits from `[risk]` in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskLimits {
+    pub max_qty_per_symbol: Decimal,
+    pub max_notional_per_symbol_usd: Decimal,
+    pub max_gross_exposure_usd: Decimal,
+    pub max_positions: usize,
+    pub max_open_orders: usize,
+    pub max_orders_per_minute: usize,
+    /// How far a limit price (or, for a market order, nothing) may be from the last trade, in percent.
+    pub price_band_pct: Decimal,
+    pub daily_loss_limit_usd: Decimal,
+    pub require_market_open: bool,
+}
+
+impl Default for RiskLimits {
+    fn default() -> Self {
+        RiskLimits {
+            max_qty_per_symbol: Decimal::from(1_000),
+            max_notional_per_symbol_usd: Decimal::from(20_000),
+            max_gross_exposure_usd: Decimal::from(50_000),
+            max_positions: 5,
+            max_open_orders: 10,
+            max_orders_per_minute: 30,
+            price_band_pct: Decimal::from(5),
+            daily_loss_limit_usd: Decimal::from(2_000),
+            require_market_open: true,
+        }
+    }
+}
+
+/// What the checks see of the world.
+#[derive(Debug, Clone, Default)]
+pub struct RiskState {
+    /// Signed position quantity per symbol.
+    pub positions: HashMap<String, Decimal>,
+    /// Last trade price per symbol.
+    pub last_trade: HashMap<String, Decimal>,
+    /// Open orders, and per symbol the signed quantity they would still add.
+    pub open_orders: usize,
+    pub pending_qty: HashMap<String, Decimal>,
+    pub buying_power: Decimal,
+    pub equity: Decimal,
+    pub start_of_day_equity: Decimal,
+    pub market_open: bool,
+    /// Event times of recent submissions (for the rate limit).
+    pub recent_orders: VecDeque<DateTime<Utc>>,
+}
+
+/// Why an intent was refused. Codes are stable: they are counted and exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    ModeHalted,
+    ModePreserving,
+    ModeReduceOnly,
+    InvalidQty,
+    MarketClosed,
+    NoPrice,
+    PriceBand,
+    OrderRate,
+    MaxOpenOrders,
+    DailyLoss,
+    SymbolQty,
+    SymbolNotional,
+    MaxPositions,
+    GrossExposure,
+    BuyingPower,
+}
+
+impl RefusalCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::ModeHalted => "mode_halted",
+            RefusalCode::ModePreserving => "mode_preserving",
+            RefusalCode::ModeReduceOnly => "mode_reduce_only",
+            RefusalCode::InvalidQty => "invalid_qty",
+            RefusalCode::MarketClosed => "market_closed",
+            RefusalCode::NoPrice => "no_price",
+            RefusalCode::PriceBand => "price_band",
+            RefusalCode::OrderRate => "order_rate",
+            RefusalCode::MaxOpenOrders => "max_open_orders",
+            RefusalCode::DailyLoss => "daily_loss",
+            RefusalCode::SymbolQty => "symbol_qty",
+            RefusalCode::SymbolNotional => "symbol_notional",
+            RefusalCode::MaxPositions => "max_positions",
+            RefusalCode::GrossExposure => "gross_exposure",
+            RefusalCode::BuyingPower => "buying_power",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("risk refused {symbol} {side:?} {qty}: {} ({detail})", code.as_str())]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub symbol: String,
+    pub side: OrderSide,
+    pub qty: Decimal,
+    pub detail: String,
+}
+
+/// An intent that passed every check. Only [`check`] can make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approved {
+    intent: Intent,
+    /// The price the checks used (limit, else last trade).
+    pub reference_price: Decimal,
+    pub reduces_only: bool,
+}
+
+impl Approved {
+    pub fn intent(&self) -> &Intent {
+        &self.intent
+    }
+    pub fn into_intent(self) -> Intent {
+        self.intent
+    }
+}
+
+/// Whether an order only shrinks the existing position (never through zero).
+pub fn reduces_only(position: Decimal, side: OrderSide, qty: Decimal) -> bool {
+    match side {
+        OrderSide::Sell => position > Decimal::ZERO && qty <= position,
+        OrderSide::Buy => position < Decimal::ZERO && qty <= -position,
+    }
+}
+
+/// Checks an intent at event time `now`.
+pub fn check(
+    intent: Intent,
+    state: &RiskState,
+    limits: &RiskLimits,
+    mode: TradingMode,
+    now: DateTime<Utc>,
+) -> Result<Approved, Refusal> {
+    let refuse = |code: RefusalCode, detail: String| Refusal {
+        code,
+        symbol: intent.symbol.clone(),
+        side: intent.side,
+        qty: intent.qty,
+        detail,
+    };
+    let position = state
+        .positions
+        .get(&intent.symbol)
+        .copied()
+        .unwrap_or_default();
+    let reduces = reduces_only(position, intent.side, intent.qty);
+    match mode {
+        TradingMode::Halted => {
+            return Err(refuse(
+                RefusalCode::ModeHalted,
+                "halted: nothing is sent".into(),
+            ));
+        }
+        TradingMode::Preserving | TradingMode::Preserved => {
+            return Err(refuse(
+                RefusalCode::ModePreserving,
+                format!("{mode:?}: only the flatten procedure may trade"),
+            ));
+        }
+        TradingMode::ReduceOnly if !reduces => {
+            return Err(refuse(
+                RefusalCode::ModeReduceOnly,
+                format!("reduce-only: position {position}, this order would not only reduce it"),
+            ));
+        }
+        _ => {}
+    }
+    if intent.qty <= Decimal::ZERO {
+        return Err(refuse(
+            RefusalCode::InvalidQty,
+            "quantity must be above 0".into(),
+        ));
+    }
+    if limits.require_market_open && !state.market_open {
+        return Err(refuse(
+            RefusalCode::MarketClosed,
+            "the broker's clock says the market is closed".into(),
+        ));
+    }
+    let Some(last) = state
+        .last_trade
+        .get(&intent.symbol)
+        .copied()
+        .filter(|p| *p > Decimal::ZERO)
+    else {
+        return Err(refuse(
+            RefusalCode::NoPrice,
+            "no last trade to check the price against".into(),
+        ));
+    };
+    let price = intent.limit_price.unwrap_or(last);
+    let band = last * limits.price_band_pct / Decimal::ONE_HUNDRED;
+    if (price - last).abs() > band {
+        return Err(refuse(
+            RefusalCode::PriceBand,
+            format!(
+                "price {price} is more than {}% from the last trade {last}",
+                limits.price_band_pct
+            ),
+        ));
+    }
+    let window_start = now - Duration::minutes(1);
+    let recent = state
+        .recent_orders
+        .iter()
+        .filter(|t| **t > window_start)
+        .count();
+    if recent >= limits.max_orders_per_minute {
+        return Err(refuse(
+            RefusalCode::OrderRate,
+            format!(
+                "{recent} orders in the last minute (limit {})",
+                limits.max_orders_per_minute
+            ),
+        ));
+    }
+    if state.open_orders >= limits.max_open_orders {
+        return Err(refuse(
+            RefusalCode::MaxOpenOrders,
+            format!(
+                "{} open orders (limit {})",
+                state.open_orders, limits.max_open_orders
+            ),
+        ));
+    }
+    if !reduces {
+        let day_pnl = state.equity - state.start_of_day_equity;
+        if day_pnl <= -limits.daily_loss_limit_usd {
+            return Err(refuse(
+                RefusalCode::DailyLoss,
+                format!(
+                    "today's P&L {day_pnl} is at or past the limit of -{}",
+                    limits.daily_loss_limit_usd
+                ),
+            ));
+        }
+        let pending = state
+            .pending_qty
+            .get(&intent.symbol)
+            .copied()
+            .unwrap_or_default();
+        let after = position + pending + intent.side.sign() * intent.qty;
+        if after.abs() > limits.max_qty_per_symbol {
+            return Err(refuse(
+                RefusalCode::SymbolQty,
+                format!(
+                    "{} would hold {after} (limit {})",
+                    intent.symbol, limits.max_qty_per_symbol
+                ),
+            ));
+        }
+        if after.abs() * price > limits.max_notional_per_symbol_usd {
+            return Err(refuse(
+                RefusalCode::SymbolNotional,
+                format!(
+                    "{} would be {} USD (limit {})",
+                    intent.symbol,
+                    (after.abs() * price).round_dp(2),
+                    limits.max_notional_per_symbol_usd
+                ),
+            ));
+        }
+        let held = state.positions.values().filter(|q| !q.is_zero()).count();
+        if position.is_zero() && held >= limits.max_positions {
+            return Err(refuse(
+                RefusalCode::MaxPositions,
+                format!("{held} positions held (limit {})", limits.max_positions),
+            ));
+        }
+        let gross: Decimal = state
+            .positions
+            .iter()
+            .map(|(s, q)| q.abs() * state.last_trade.get(s).copied().unwrap_or_default())
+            .sum();
+        let added = intent.qty * price;
+        if gross + added > limits.max_gross_exposure_usd {
+            return Err(refuse(
+                RefusalCode::GrossExposure,
+                format!(
+                    "gross exposure would be {} USD (limit {})",
+                    (gross + added).round_dp(2),
+                    limits.max_gross_exposure_usd
+                ),
+            ));
+        }
+        if added > state.buying_power {
+            return Err(refuse(
+                RefusalCode::BuyingPower,
+                format!(
+                    "needs {} USD, buying power is {}",
+                    added.round_dp(2),
+                    state.buying_power
+                ),
+            ));
+        }
+    }
+    Ok(Approved {
+        reference_price: price,
+        reduces_only: reduces,
+        intent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 20, 15, 0, 0).unwrap()
+    }
+
+    fn state() -> RiskState {
+        RiskState {
+            positions: HashMap::from([("AAPL".to_string(), dec!(10))]),
+            last_trade: HashMap::from([
+                ("AAPL".to_string(), dec!(100)),
+                ("MSFT".to_string(), dec!(400)),
+            ]),
+            open_orders: 0,
+            pending_qty: HashMap::new(),
+            buying_power: dec!(100000),
+            equity: dec!(100000),
+            start_of_day_equity: dec!(100000),
+            market_open: true,
+            recent_orders: VecDeque::new(),
+        }
+    }
+
+    fn intent(symbol: &str, side: OrderSide, qty: Decimal, limit: Option<Decimal>) -> Intent {
+        Intent {
+            symbol: symbol.into(),
+            side,
+            qty,
+            limit_price: limit,
+            correlation_id: "c".into(),
+        }
+    }
+
+    #[test]
+    fn table() {
+        use OrderSide::{Buy, Sell};
+        use RefusalCode::*;
+        type Tweak = fn(&mut RiskState, &mut RiskLimits);
+        let none: Tweak = |_, _| {};
+        // (name, mode, intent, tweak, expected refusal or None for approval)
+        let rows: Vec<(&str, TradingMode, Intent, Tweak, Option<RefusalCode>)> = vec![
+            (
+                "a plain buy",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(5), None),
+                none,
+                None,
+            ),
+            (
+                "halted sends nothing, not even a close",
+                TradingMode::Halted,
+                intent("AAPL", Sell, dec!(10), None),
+                none,
+                Some(ModeHalted),
+            ),
+            (
+                "preserving blocks strategies",
+                TradingMode::Preserving,
+                intent("AAPL", Sell, dec!(10), None),
+                none,
+                Some(ModePreserving),
+            ),
+            (
+                "preserved blocks strategies",
+                TradingMode::Preserved,
+                intent("MSFT", Buy, dec!(1), None),
+                none,
+                Some(ModePreserving),
+            ),
+            (
+                "reduce-only allows a partial close",
+                TradingMode::ReduceOnly,
+                intent("AAPL", Sell, dec!(4), None),
+                none,
+                None,
+            ),
+            (
+                "reduce-only refuses a new position",
+                TradingMode::ReduceOnly,
+                intent("MSFT", Buy, dec!(1), None),
+                none,
+                Some(ModeReduceOnly),
+            ),
+            (
+                "reduce-only refuses going through zero",
+                TradingMode::ReduceOnly,
+                intent("AAPL", Sell, dec!(11), None),
+                none,
+                Some(ModeReduceOnly),
+            ),
+            (
+                "zero quantity",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(0), None),
+                none,
+                Some(InvalidQty),
+            ),
+            (
+                "market closed",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |s, _| s.market_open = false,
+                Some(MarketClosed),
+            ),
+            (
+                "no last trade",
+                TradingMode::Active,
+                intent("NVDA", Buy, dec!(1), None),
+                none,
+                Some(NoPrice),
+            ),
+            (
+                "fat finger limit",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), Some(dec!(440))),
+                none,
+                Some(PriceBand),
+            ),
+            (
+                "limit inside the band",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), Some(dec!(419))),
+                none,
+                None,
+            ),
+            (
+                "order rate",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |s, l| {
+                    l.max_orders_per_minute = 2;
+                    s.recent_orders = VecDeque::from([
+                        now() - Duration::seconds(30),
+                        now() - Duration::seconds(10),
+                    ]);
+                },
+                Some(OrderRate),
+            ),
+            (
+                "old orders leave the rate window",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |s, l| {
+                    l.max_orders_per_minute = 2;
+                    s.recent_orders = VecDeque::from([
+                        now() - Duration::seconds(90),
+                        now() - Duration::seconds(10),
+                    ]);
+                },
+                None,
+            ),
+            (
+                "too many open orders",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |s, _| s.open_orders = 10,
+                Some(MaxOpenOrders),
+            ),
+            (
+                "daily loss limit blocks entries",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |s, _| s.equity = dec!(97999),
+                Some(DailyLoss),
+            ),
+            (
+                "daily loss limit allows exits",
+                TradingMode::Active,
+                intent("AAPL", Sell, dec!(10), None),
+                |s, _| s.equity = dec!(90000),
+                None,
+            ),
+            (
+                "per-symbol quantity counts pending orders",
+                TradingMode::Active,
+                intent("AAPL", Buy, dec!(50), None),
+                |s, l| {
+                    l.max_qty_per_symbol = dec!(100);
+                    s.pending_qty.insert("AAPL".into(), dec!(45));
+                },
+                Some(SymbolQty),
+            ),
+            (
+                "per-symbol notional",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(60), None),
+                none,
+                Some(SymbolNotional),
+            ),
+            (
+                "max positions",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(1), None),
+                |_, l| l.max_positions = 1,
+                Some(MaxPositions),
+            ),
+            (
+                "adding to a held symbol is not a new position",
+                TradingMode::Active,
+                intent("AAPL", Buy, dec!(1), None),
+                |_, l| l.max_positions = 1,
+                None,
+            ),
+            (
+                "gross exposure",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(10), None),
+                |_, l| l.max_gross_exposure_usd = dec!(4500),
+                Some(GrossExposure),
+            ),
+            (
+                "buying power",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(10), None),
+                |s, _| s.buying_power = dec!(3999),
+                Some(BuyingPower),
+            ),
+            (
+                "a short entry counts as exposure",
+                TradingMode::Active,
+                intent("MSFT", Sell, dec!(60), None),
+                none,
+                Some(SymbolNotional),
+            ),
+        ];
+        for (name, mode, i, tweak, want) in rows {
+            let (mut s, mut l) = (state(), RiskLimits::default());
+            tweak(&mut s, &mut l);
+            let got = check(i, &s, &l, mode, now());
+            assert_eq!(got.as_ref().err().map(|r| r.code), want, "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let r = check(
+            intent("MSFT", OrderSide::Buy, dec!(1), Some(dec!(500))),
+            &state(),
+            &RiskLimits::default(),
+            TradingMode::Active,
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.to_string(),
+            "risk refused MSFT Buy 1: price_band (price 500 is more than 5% from the last trade 400)"
+        );
+        let a = check(
+            intent("AAPL", OrderSide::Sell, dec!(10), None),
+            &state(),
+            &RiskLimits::default(),
+            TradingMode::Active,
+            now(),
+        )
+        .unwrap();
+        assert!(a.reduces_only);
+        assert_eq!(a.reference_price, dec!(100));
+    }
+}
