@@ -1,3 +1,11 @@
-//! Strategies and what they are built from. So far: the streaming [`indicators`].
+//! Strategies: the [`Strategy`](builtin::Strategy) trait, the built-ins (momentum on RSI and
+//! MACD, mean reversion on Bollinger bands), sizing and protection ([`builtin`]), and the
+//! streaming [`indicators`] they are built from.
 
+pub mod builtin;
 pub mod indicators;
+
+pub use builtin::{
+    BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Protection,
+    Signal, Sizing, Strategy, plan_entry,
+};

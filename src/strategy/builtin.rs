@@ -1,0 +1,507 @@
+//! The [`Strategy`] trait and the two built-ins, with sizing and broker-side protection.
+//!
+//! A strategy sees closed bars (warm-up bars too, flagged `historical`, to prime indicators)
+//! and answers with a [`Signal`]. It never sends anything: the Strategy actor turns an
+//! entry into an order plan ([`plan_entry`]) with the configured sizing and protection, and
+//! that plan still has to pass the risk checks.
+
+use super::indicators::{Bollinger, Macd, Rsi};
+use crate::actors::market_data::{Interval, OhlcBar};
+use crate::alpaca::model::OrderSide;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What a strategy sees when a bar closes.
+#[derive(Debug, Clone)]
+pub struct BarInput<'a> {
+    pub symbol: &'a str,
+    pub interval: Interval,
+    pub bar: &'a OhlcBar,
+    /// From warm-up or backfill: update state, but the answer is not acted on.
+    pub historical: bool,
+    /// The signed position held now.
+    pub position: Decimal,
+}
+
+/// What a strategy wants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    Hold,
+    /// Open a position on this side.
+    Enter {
+        side: OrderSide,
+        reason: String,
+    },
+    /// Close the position.
+    Exit {
+        reason: String,
+    },
+}
+
+/// A trading strategy. Implement this to bring your own.
+pub trait Strategy: Send {
+    fn name(&self) -> &str;
+    /// The bar interval it trades on.
+    fn interval(&self) -> Interval;
+    fn on_bar(&mut self, input: &BarInput<'_>) -> Signal;
+}
+
+/// Momentum: enter long while the MACD histogram is positive and RSI is in the entry range;
+/// exit when the histogram turns negative or RSI passes the exit level.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MomentumParams {
+    pub rsi_period: usize,
+    pub macd_fast: usize,
+    pub macd_slow: usize,
+    pub macd_signal: usize,
+    /// Enter long only while RSI is in [rsi_entry_min, rsi_entry_max].
+    pub rsi_entry_min: f64,
+    pub rsi_entry_max: f64,
+    /// Exit when RSI rises above this.
+    pub rsi_exit: f64,
+}
+
+impl Default for MomentumParams {
+    fn default() -> Self {
+        MomentumParams {
+            rsi_period: 14,
+            macd_fast: 12,
+            macd_slow: 26,
+            macd_signal: 9,
+            rsi_entry_min: 50.0,
+            rsi_entry_max: 70.0,
+            rsi_exit: 75.0,
+        }
+    }
+}
+
+struct MomentumState {
+    rsi: Rsi,
+    macd: Macd,
+    last_hist: Option<f64>,
+}
+
+pub struct Momentum {
+    params: MomentumParams,
+    interval: Interval,
+    symbols: HashMap<String, MomentumState>,
+}
+
+impl Momentum {
+    pub fn new(params: MomentumParams, interval: Interval) -> Self {
+        Momentum {
+            params,
+            interval,
+            symbols: HashMap::new(),
+        }
+    }
+}
+
+impl Strategy for Momentum {
+    fn name(&self) -> &str {
+        "momentum"
+    }
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+    fn on_bar(&mut self, input: &BarInput<'_>) -> Signal {
+        let p = &self.params;
+        let s = self
+            .symbols
+            .entry(input.symbol.to_string())
+            .or_insert_with(|| MomentumState {
+                rsi: Rsi::new(p.rsi_period),
+                macd: Macd::new(p.macd_fast, p.macd_slow, p.macd_signal),
+                last_hist: None,
+            });
+        let close = input.bar.close.to_f64().unwrap_or(0.0);
+        let rsi = s.rsi.update(close);
+        let (_, macd) = s.macd.update(close);
+        let (Some(rsi), Some(macd)) = (rsi, macd) else {
+            return Signal::Hold;
+        };
+        let prev = s.last_hist.replace(macd.histogram);
+        let crossed_down = prev.is_some_and(|h| h >= 0.0) && macd.histogram < 0.0;
+        if input.position > Decimal::ZERO {
+            if crossed_down {
+                return Signal::Exit {
+                    reason: format!("MACD histogram turned negative ({:.4})", macd.histogram),
+                };
+            }
+            if rsi > p.rsi_exit {
+                return Signal::Exit {
+                    reason: format!("RSI {rsi:.1} above {}", p.rsi_exit),
+                };
+            }
+            return Signal::Hold;
+        }
+        if input.position.is_zero()
+            && macd.histogram > 0.0
+            && (p.rsi_entry_min..=p.rsi_entry_max).contains(&rsi)
+        {
+            return Signal::Enter {
+                side: OrderSide::Buy,
+                reason: format!(
+                    "MACD histogram {:.4} positive, RSI {rsi:.1}",
+                    macd.histogram
+                ),
+            };
+        }
+        Signal::Hold
+    }
+}
+
+/// Mean reversion: buy a close far below its Bollinger mean, sell when it comes back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeanReversionParams {
+    pub period: usize,
+    pub band_std: f64,
+    /// Enter long when the z-score falls below −entry_z.
+    pub entry_z: f64,
+    /// Exit when the z-score rises above −exit_z (0: back at the mean).
+    pub exit_z: f64,
+}
+
+impl Default for MeanReversionParams {
+    fn default() -> Self {
+        MeanReversionParams {
+            period: 20,
+            band_std: 2.0,
+            entry_z: 2.0,
+            exit_z: 0.0,
+        }
+    }
+}
+
+pub struct MeanReversion {
+    params: MeanReversionParams,
+    interval: Interval,
+    symbols: HashMap<String, Bollinger>,
+}
+
+impl MeanReversion {
+    pub fn new(params: MeanReversionParams, interval: Interval) -> Self {
+        MeanReversion {
+            params,
+            interval,
+            symbols: HashMap::new(),
+        }
+    }
+}
+
+impl Strategy for MeanReversion {
+    fn name(&self) -> &str {
+        "mean_reversion"
+    }
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+    fn on_bar(&mut self, input: &BarInput<'_>) -> Signal {
+        let p = &self.params;
+        let b = self
+            .symbols
+            .entry(input.symbol.to_string())
+            .or_insert_with(|| Bollinger::new(p.period, p.band_std));
+        let Some(v) = b.update(input.bar.close.to_f64().unwrap_or(0.0)) else {
+            return Signal::Hold;
+        };
+        if input.position > Decimal::ZERO && v.z_score > -p.exit_z {
+            return Signal::Exit {
+                reason: format!("z-score {:.2} back above {:.2}", v.z_score, -p.exit_z),
+            };
+        }
+        if input.position.is_zero() && v.z_score < -p.entry_z {
+            return Signal::Enter {
+                side: OrderSide::Buy,
+                reason: format!("z-score {:.2} below {:.2}", v.z_score, -p.entry_z),
+            };
+        }
+        Signal::Hold
+    }
+}
+
+/// How big an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Sizing {
+    /// This many dollars per entry.
+    FixedNotional { usd: Decimal },
+    /// This percentage of equity per entry.
+    PercentOfEquity { pct: Decimal },
+    /// Lose at most this percentage of equity if the stop is hit.
+    RiskPerTrade { pct: Decimal },
+}
+
+/// Broker-side protection attached to an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Protection {
+    /// A bracket: take-profit and stop-loss legs, in percent from the entry price.
+    Bracket {
+        take_profit_pct: Decimal,
+        stop_loss_pct: Decimal,
+    },
+    /// A separate trailing stop after the entry fills.
+    TrailingStop {
+        trail_pct: Decimal,
+    },
+    None,
+}
+
+impl Protection {
+    /// The distance to the stop, in percent, for risk-per-trade sizing.
+    fn stop_pct(&self) -> Option<Decimal> {
+        match self {
+            Protection::Bracket { stop_loss_pct, .. } => Some(*stop_loss_pct),
+            Protection::TrailingStop { trail_pct } => Some(*trail_pct),
+            Protection::None => None,
+        }
+    }
+}
+
+/// An entry as the order side will submit it (still subject to risk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryPlan {
+    pub side: OrderSide,
+    pub qty: Decimal,
+    pub take_profit: Option<Decimal>,
+    pub stop_loss: Option<Decimal>,
+    pub trail_pct: Option<Decimal>,
+}
+
+/// Sizes an entry at `price` and prices its protection. Whole shares (brackets need them);
+/// `None` when the size rounds to nothing or risk-per-trade has no stop to size from.
+pub fn plan_entry(
+    side: OrderSide,
+    price: Decimal,
+    equity: Decimal,
+    sizing: Sizing,
+    protection: Protection,
+) -> Option<EntryPlan> {
+    if price <= Decimal::ZERO {
+        return None;
+    }
+    let notional = match sizing {
+        Sizing::FixedNotional { usd } => usd,
+        Sizing::PercentOfEquity { pct } => equity * pct / Decimal::ONE_HUNDRED,
+        Sizing::RiskPerTrade { pct } => {
+            let stop = protection.stop_pct().filter(|s| *s > Decimal::ZERO)?;
+            // Risking pct of equity over a stop stop% away: position = risk / stop fraction.
+            equity * pct / stop
+        }
+    };
+    let qty = (notional / price).floor();
+    if qty <= Decimal::ZERO {
+        return None;
+    }
+    let away = |pct: Decimal, up: bool| {
+        let f = if up {
+            Decimal::ONE + pct / Decimal::ONE_HUNDRED
+        } else {
+            Decimal::ONE - pct / Decimal::ONE_HUNDRED
+        };
+        (price * f).round_dp(2)
+    };
+    let long = side == OrderSide::Buy;
+    let (take_profit, stop_loss, trail_pct) = match protection {
+        Protection::Bracket {
+            take_profit_pct,
+            stop_loss_pct,
+        } => (
+            Some(away(take_profit_pct, long)),
+            Some(away(stop_loss_pct, !long)),
+            None,
+        ),
+        Protection::TrailingStop { trail_pct } => (None, None, Some(trail_pct)),
+        Protection::None => (None, None, None),
+    };
+    Some(EntryPlan {
+        side,
+        qty,
+        take_profit,
+        stop_loss,
+        trail_pct,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+    use rust_decimal::prelude::FromPrimitive;
+    use rust_decimal_macros::dec;
+
+    fn bar(i: i64, close: f64) -> OhlcBar {
+        let c = Decimal::from_f64(close).unwrap().round_dp(2);
+        OhlcBar {
+            start: Utc.with_ymd_and_hms(2026, 11, 20, 14, 30, 0).unwrap() + Duration::minutes(i),
+            open: c,
+            high: c,
+            low: c,
+            close: c,
+            volume: dec!(100),
+            trades: 1,
+            notional: c * dec!(100),
+        }
+    }
+
+    fn run(s: &mut dyn Strategy, closes: &[f64], mut position: Decimal) -> Vec<(usize, Signal)> {
+        let mut out = Vec::new();
+        for (i, c) in closes.iter().enumerate() {
+            let b = bar(i as i64, *c);
+            let sig = s.on_bar(&BarInput {
+                symbol: "AAPL",
+                interval: Interval::M1,
+                bar: &b,
+                historical: false,
+                position,
+            });
+            match &sig {
+                Signal::Enter { .. } => position = dec!(10),
+                Signal::Exit { .. } => position = dec!(0),
+                Signal::Hold => {}
+            }
+            if sig != Signal::Hold {
+                out.push((i, sig));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn momentum_enters_on_a_turn_up_and_exits_on_a_turn_down() {
+        // Down, then a steady rise, then a fall.
+        let closes: Vec<f64> = (0..60)
+            .map(|i| 100.0 - 0.3 * i as f64)
+            .chain((0..40).map(|i| 82.0 + 0.25 * i as f64))
+            .chain((0..40).map(|i| 92.0 - 0.4 * i as f64))
+            .collect();
+        let mut m = Momentum::new(
+            MomentumParams {
+                rsi_entry_min: 40.0,
+                rsi_entry_max: 90.0,
+                rsi_exit: 101.0,
+                ..Default::default()
+            },
+            Interval::M1,
+        );
+        let signals = run(&mut m, &closes, dec!(0));
+        let enter = signals
+            .iter()
+            .position(|(_, s)| {
+                matches!(
+                    s,
+                    Signal::Enter {
+                        side: OrderSide::Buy,
+                        ..
+                    }
+                )
+            })
+            .expect("an entry");
+        let exit = signals
+            .iter()
+            .position(|(_, s)| matches!(s, Signal::Exit { .. }))
+            .expect("an exit");
+        assert!(enter < exit, "{signals:?}");
+        assert!(
+            (60..100).contains(&signals[enter].0),
+            "entry during the rise: {signals:?}"
+        );
+        assert!(signals[exit].0 >= 100, "exit during the fall: {signals:?}");
+    }
+
+    #[test]
+    fn mean_reversion_buys_the_dip_and_sells_the_return() {
+        // A noisy range (σ = 1 around 100), a sharp dip, and the way back.
+        let mut closes: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 99.0 } else { 101.0 })
+            .collect();
+        closes.extend([96.0, 97.0, 99.0, 100.5, 101.0]);
+        let mut m = MeanReversion::new(MeanReversionParams::default(), Interval::M1);
+        let signals = run(&mut m, &closes, dec!(0));
+        assert!(
+            matches!(
+                signals[0],
+                (
+                    30,
+                    Signal::Enter {
+                        side: OrderSide::Buy,
+                        ..
+                    }
+                )
+            ),
+            "{signals:?}"
+        );
+        assert!(
+            matches!(signals[1].1, Signal::Exit { .. }) && signals[1].0 > 30,
+            "{signals:?}"
+        );
+        assert_eq!(signals.len(), 2, "{signals:?}");
+    }
+
+    #[test]
+    fn sizing_and_protection_table() {
+        use OrderSide::{Buy, Sell};
+        let bracket = Protection::Bracket {
+            take_profit_pct: dec!(4),
+            stop_loss_pct: dec!(2),
+        };
+        let rows = [
+            (
+                Buy,
+                Sizing::FixedNotional { usd: dec!(1000) },
+                bracket,
+                Some((dec!(10), Some(dec!(104)), Some(dec!(98)))),
+            ),
+            (
+                Sell,
+                Sizing::FixedNotional { usd: dec!(999) },
+                bracket,
+                Some((dec!(9), Some(dec!(96)), Some(dec!(102)))),
+            ),
+            (
+                Buy,
+                Sizing::PercentOfEquity { pct: dec!(5) },
+                Protection::None,
+                Some((dec!(50), None, None)),
+            ),
+            // Risk 1% of 100k = 1,000 over a 2% stop: 50,000 notional, 500 shares.
+            (
+                Buy,
+                Sizing::RiskPerTrade { pct: dec!(1) },
+                bracket,
+                Some((dec!(500), Some(dec!(104)), Some(dec!(98)))),
+            ),
+            (
+                Buy,
+                Sizing::RiskPerTrade { pct: dec!(1) },
+                Protection::None,
+                None,
+            ),
+            (
+                Buy,
+                Sizing::FixedNotional { usd: dec!(50) },
+                Protection::None,
+                None,
+            ),
+        ];
+        for (side, sizing, protection, want) in rows {
+            let got = plan_entry(side, dec!(100), dec!(100000), sizing, protection)
+                .map(|p| (p.qty, p.take_profit, p.stop_loss));
+            assert_eq!(got, want, "{side:?} {sizing:?} {protection:?}");
+        }
+        let trail = plan_entry(
+            Buy,
+            dec!(100),
+            dec!(100000),
+            Sizing::FixedNotional { usd: dec!(1000) },
+            Protection::TrailingStop { trail_pct: dec!(3) },
+        )
+        .unwrap();
+        assert_eq!(trail.trail_pct, Some(dec!(3)));
+    }
+}
