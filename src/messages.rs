@@ -25,6 +25,10 @@ pub struct MarketBatch {
     pub data: Vec<DataMessage>,
     /// When the first frame of the batch arrived.
     pub received_at: Instant,
+    /// Set on the first batch after a reconnect, before any data that followed it: the stream
+    /// was down from this time (the last event seen before the gap; `None` if there was none).
+    /// It travels in band so the consumer learns of the gap before it sees later data.
+    pub gap: Option<Option<DateTime<Utc>>>,
 }
 
 /// Order lifecycle events from the `trade_updates` stream, in order.

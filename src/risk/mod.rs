@@ -288,6 +288,9 @@ pub fn check(
             .copied()
             .unwrap_or_default();
         let after = position + pending + intent.side.sign() * intent.qty;
+        // The resulting position is valued at the higher of the order's price and the last
+        // trade, so neither the new shares nor the old ones are counted cheap.
+        let value_price = price.max(last);
         if after.abs() > limits.max_qty_per_symbol {
             return Err(refuse(
                 RefusalCode::SymbolQty,
@@ -297,13 +300,14 @@ pub fn check(
                 ),
             ));
         }
-        if after.abs() * price > limits.max_notional_per_symbol_usd {
+        let notional = after.abs() * value_price;
+        if notional > limits.max_notional_per_symbol_usd {
             return Err(refuse(
                 RefusalCode::SymbolNotional,
                 format!(
                     "{} would be {} USD (limit {})",
                     intent.symbol,
-                    (after.abs() * price).round_dp(2),
+                    notional.round_dp(2),
                     limits.max_notional_per_symbol_usd
                 ),
             ));
@@ -315,22 +319,24 @@ pub fn check(
                 format!("{held} positions held (limit {})", limits.max_positions),
             ));
         }
-        let gross: Decimal = state
+        let others: Decimal = state
             .positions
             .iter()
+            .filter(|(s, _)| **s != intent.symbol)
             .map(|(s, q)| q.abs() * state.last_trade.get(s).copied().unwrap_or_default())
             .sum();
-        let added = intent.qty * price;
-        if gross + added > limits.max_gross_exposure_usd {
+        let gross = others + (position + intent.side.sign() * intent.qty).abs() * value_price;
+        if gross > limits.max_gross_exposure_usd {
             return Err(refuse(
                 RefusalCode::GrossExposure,
                 format!(
                     "gross exposure would be {} USD (limit {})",
-                    (gross + added).round_dp(2),
+                    gross.round_dp(2),
                     limits.max_gross_exposure_usd
                 ),
             ));
         }
+        let added = intent.qty * price;
         if added > state.buying_power {
             return Err(refuse(
                 RefusalCode::BuyingPower,

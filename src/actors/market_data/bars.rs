@@ -335,6 +335,15 @@ impl BarBook {
         }
         if s.open
             .get(&Interval::M1)
+            .is_some_and(|b| b.start > bar.start)
+        {
+            // Older than the minute in progress: folding it in now would put the larger bars'
+            // open and close out of order. Counted as late, like a late trade.
+            self.late_trades += 1;
+            return out;
+        }
+        if s.open
+            .get(&Interval::M1)
             .is_some_and(|b| b.start < bar.start)
         {
             out.extend(self.close_symbol(symbol, Some(bar.start)));

@@ -1,14 +1,16 @@
 //! `MarketDataFeed` actor: the latest trade and quote per symbol, and bars at the configured
 //! intervals built on event time ([`bars`]), emitted in order as they close.
 //!
-//! Handles: [`MarketBatch`] (from the market-data `StreamClient`), [`StreamEvent`] (a `Resumed`
-//! market-data stream starts a gap backfill), [`AddBarSubscriber`], [`GetBars`], [`GetLatest`].
+//! Handles: [`MarketBatch`] (from the market-data `StreamClient`; the first batch after a
+//! reconnect carries the gap, in band, and starts a backfill), [`AddBarSubscriber`],
+//! [`GetBars`], [`GetLatest`], [`GetFeedStats`].
 //! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged).
 //!
 //! Phases: at start it warms up from REST (each interval's recent bars, then today's minutes so
-//! the bars in progress are complete); after a reconnect it backfills the missed minutes from
-//! REST. Live data that arrives meanwhile is held and applied afterwards, so bars are built in
-//! order. Time comes only from the broker (its clock at warm-up, message timestamps after).
+//! the bars in progress are complete). After a reconnect it waits for the first data after the
+//! gap marker, then backfills every complete minute before that data from REST. Live data that
+//! arrives meanwhile is held and applied afterwards, so bars are built in order. Time comes only
+//! from the broker (its clock at warm-up, message timestamps after).
 //!
 //! Shutdown policy: bars still open are not emitted (they are incomplete); they are logged.
 //! Restart behaviour: state is rebuilt by a new warm-up.
@@ -21,7 +23,7 @@ use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
-use crate::messages::{BarClosed, MarketBatch, StreamEvent, StreamEventKind, StreamKind};
+use crate::messages::{BarClosed, MarketBatch};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -52,6 +54,12 @@ impl Default for FeedSettings {
 enum Phase {
     WarmingUp,
     Live,
+    /// The stream came back after a gap; waiting for its first data, which says where the
+    /// gap ends. The stream may reconnect into silence (a frozen feed), so the reconnect
+    /// itself is not the end of the gap.
+    AwaitingData {
+        gap_from: Option<DateTime<Utc>>,
+    },
     Backfilling,
 }
 
@@ -103,7 +111,7 @@ pub struct MarketDataFeed {
     subscribers: Vec<Recipient<BarClosed>>,
     rest: Option<AlpacaClient>,
     phase: Phase,
-    held: Vec<MarketBatch>,
+    held: std::collections::VecDeque<MarketBatch>,
     stats: FeedStats,
 }
 
@@ -116,7 +124,7 @@ impl MarketDataFeed {
             subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
-            held: Vec::new(),
+            held: std::collections::VecDeque::new(),
             stats: FeedStats::default(),
         }
     }
@@ -182,24 +190,56 @@ impl MarketDataFeed {
         self.stats.late_trades = self.book.late_trades;
     }
 
-    fn go_live(&mut self) {
+    /// Routes one batch through the phases: a gap marker moves Live to AwaitingData; the first
+    /// data after it starts the backfill; anything that arrives while not Live is held.
+    fn process(&mut self, mut batch: MarketBatch, ctx: &mut Context<Self>) {
+        // A marker is consumed here, once: the batch may be held and replayed.
+        if let Some(gap_from) = batch.gap.take() {
+            match &mut self.phase {
+                Phase::Live => self.phase = Phase::AwaitingData { gap_from },
+                Phase::AwaitingData { gap_from: earlier } => {
+                    // Reconnected again before any data: the gap began at the earlier time.
+                    *earlier = match (*earlier, gap_from) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                _ => {}
+            }
+        }
+        match self.phase {
+            Phase::Live => self.apply(batch),
+            Phase::AwaitingData { gap_from } => {
+                let first_data = batch.data.iter().filter_map(data_time).min();
+                self.held.push_back(batch);
+                if let Some(until) = first_data {
+                    self.backfill(gap_from, until, ctx);
+                }
+            }
+            Phase::WarmingUp | Phase::Backfilling => self.held.push_back(batch),
+        }
+    }
+
+    fn go_live(&mut self, ctx: &mut Context<Self>) {
         self.phase = Phase::Live;
         self.stats.live = true;
-        let held = std::mem::take(&mut self.held);
-        for batch in held {
-            self.apply(batch);
+        while self.phase == Phase::Live {
+            let Some(batch) = self.held.pop_front() else {
+                break;
+            };
+            self.process(batch, ctx);
         }
     }
 
     fn warm_up(&mut self, ctx: &mut Context<Self>) {
         let Some(rest) = self.rest.clone() else {
             tracing::info!("market data feed has no REST client: no warm-up");
-            self.go_live();
+            self.go_live(ctx);
             return;
         };
         let settings = self.settings.clone();
         let work = async move { fetch_warmup(&rest, &settings).await };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(warm) => {
                     let n: usize = warm.history.iter().map(|(_, _, b)| b.len()).sum();
@@ -220,12 +260,20 @@ impl MarketDataFeed {
                 }
                 Err(e) => tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades"),
             }
-            act.go_live();
+            act.go_live(ctx);
         }));
     }
 
-    fn backfill(&mut self, gap_from: Option<DateTime<Utc>>, ctx: &mut Context<Self>) {
+    /// Fetches the complete minutes from the last one closed (or `gap_from`) up to the minute
+    /// of `until`, the first data after the gap, and folds them in before the held data.
+    fn backfill(
+        &mut self,
+        gap_from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(rest) = self.rest.clone() else {
+            self.go_live(ctx);
             return;
         };
         let from = self
@@ -236,7 +284,11 @@ impl MarketDataFeed {
             .min()
             .or(gap_from)
             .or(self.book.watermark());
-        let Some(from) = from else { return };
+        let Some(from) = from else {
+            self.go_live(ctx);
+            return;
+        };
+        let until = Interval::M1.start_of(until);
         self.phase = Phase::Backfilling;
         self.stats.backfills += 1;
         let symbols = self.settings.symbols.clone();
@@ -246,26 +298,36 @@ impl MarketDataFeed {
                 TimeFrame::MINUTE,
             );
             q.start = Some(from);
+            q.end = Some(until - Duration::seconds(1));
             rest.get_bars(&q).await
         };
-        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             match result {
                 Ok(page) => {
                     let mut n = 0;
                     for (symbol, bars) in page.bars {
-                        for b in &bars {
+                        for b in bars.iter().filter(|b| b.t < until) {
                             let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
                             n += closed.iter().filter(|c| c.interval == Interval::M1).count();
                             act.emit(closed, true);
                         }
                     }
                     act.stats.backfilled_minutes += n as u64;
-                    tracing::info!(from = %from, minutes = n, "market data gap backfilled from REST");
+                    tracing::info!(from = %from, until = %until, minutes = n, "market data gap backfilled from REST");
                 }
                 Err(e) => tracing::warn!(error = %e, "gap backfill from REST failed; the gap stays"),
             }
-            act.go_live();
+            act.go_live(ctx);
         }));
+    }
+}
+
+fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
+    match m {
+        DataMessage::Trade(t) => Some(t.timestamp),
+        DataMessage::Quote(q) => Some(q.timestamp),
+        DataMessage::Bar(b) => Some(b.timestamp),
+        _ => None,
     }
 }
 
@@ -344,26 +406,8 @@ impl Actor for MarketDataFeed {
 impl Handler<MarketBatch> for MarketDataFeed {
     type Result = ();
 
-    fn handle(&mut self, batch: MarketBatch, _: &mut Context<Self>) {
-        if self.phase == Phase::Live {
-            self.apply(batch);
-        } else {
-            self.held.push(batch);
-        }
-    }
-}
-
-impl Handler<StreamEvent> for MarketDataFeed {
-    type Result = ();
-
-    fn handle(&mut self, event: StreamEvent, ctx: &mut Context<Self>) {
-        if let (StreamKind::MarketData, StreamEventKind::Resumed { gap_from }) =
-            (event.stream, &event.kind)
-        {
-            if self.phase == Phase::Live {
-                self.backfill(*gap_from, ctx);
-            }
-        }
+    fn handle(&mut self, batch: MarketBatch, ctx: &mut Context<Self>) {
+        self.process(batch, ctx);
     }
 }
 

@@ -134,6 +134,8 @@ pub struct Session {
     pub rest: Option<AlpacaClient>,
     state: ConnectionState,
     last_event_at: Option<DateTime<Utc>>,
+    /// The broker's clock when the trading stream last connected.
+    connected_at: Option<DateTime<Utc>>,
     had_session: bool,
     clock_cache: Option<(Instant, bool)>,
 }
@@ -158,6 +160,7 @@ impl Session {
             rest,
             state: ConnectionState::Disconnected,
             last_event_at: None,
+            connected_at: None,
             had_session: false,
             clock_cache: None,
         }
@@ -407,6 +410,17 @@ impl Session {
             .store(unix_ns_now(), Ordering::Relaxed);
         self.set_state(ConnectionState::Streaming, "subscribed");
         if self.had_session {
+            // In band, ahead of anything received since the reconnect (the forwarder holds that).
+            if let Some(sink) = &self.sinks.market {
+                let marker = MarketBatch {
+                    data: Vec::new(),
+                    received_at: Instant::now(),
+                    gap: Some(self.last_event_at),
+                };
+                if sink.send(marker).await.is_err() {
+                    tracing::warn!("the market-data consumer is gone");
+                }
+            }
             self.event(StreamEventKind::Resumed {
                 gap_from: self.last_event_at,
             });
@@ -655,8 +669,9 @@ impl Session {
             .store(unix_ns_now(), Ordering::Relaxed);
         self.set_state(ConnectionState::Streaming, "listening");
         // The order side may submit only once it knows what happened while we were away.
+        // Broker time only: the last event seen, else when the previous session connected.
         let gap_from = if self.had_session {
-            self.last_event_at.or(Some(Utc::now()))
+            self.last_event_at.or(self.connected_at)
         } else {
             None
         };
@@ -687,6 +702,13 @@ impl Session {
             {
                 tracing::warn!("the order side is gone; trade updates have nowhere to go");
             }
+        }
+        if let Some(rest) = &self.rest {
+            self.connected_at = rest
+                .get_clock()
+                .await
+                .ok()
+                .map(|c| c.timestamp.with_timezone(&Utc));
         }
         self.had_session = true;
         let end = self.stream_trading(&mut ws).await;
@@ -866,6 +888,7 @@ impl Forwarder {
         MarketBatch {
             data,
             received_at: self.first_at.take().unwrap_or_else(Instant::now),
+            gap: None,
         }
     }
 
