@@ -303,18 +303,8 @@ impl Session {
             let next = tokio::time::timeout_at(deadline, ws.next())
                 .await
                 .map_err(|_| retry("the server did not answer in time"))?;
-            match next {
-                Some(Ok(Message::Text(t))) => return Ok(t.as_bytes().to_vec()),
-                Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(retry(format!(
-                        "server closed the connection: {}",
-                        close_reason(frame)
-                    )));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(retry(format!("read failed: {e}"))),
-                None => return Err(retry("connection closed")),
+            if let Some(bytes) = payload(next)? {
+                return Ok(bytes);
             }
         }
     }
@@ -523,13 +513,10 @@ impl Session {
                 },
                 frame = ws.next() => {
                     last_alive = Instant::now();
-                    let bytes = match frame {
-                        Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                        Some(Ok(Message::Binary(b))) => b.to_vec(),
-                        Some(Ok(Message::Close(f))) => return retry(format!("server closed the connection: {}", close_reason(f))),
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => return retry(format!("read failed: {e}")),
-                        None => return retry("connection closed"),
+                    let bytes = match payload(frame) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => continue,
+                        Err(end) => return end,
                     };
                     self.metrics.frames.fetch_add(1, Ordering::Relaxed);
                     self.metrics.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -739,13 +726,10 @@ impl Session {
                 },
                 frame = ws.next() => {
                     last_alive = Instant::now();
-                    let bytes = match frame {
-                        Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                        Some(Ok(Message::Binary(b))) => b.to_vec(),
-                        Some(Ok(Message::Close(f))) => return retry(format!("server closed the connection: {}", close_reason(f))),
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => return retry(format!("read failed: {e}")),
-                        None => return retry("connection closed"),
+                    let bytes = match payload(frame) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => continue,
+                        Err(end) => return end,
                     };
                     self.metrics.frames.fetch_add(1, Ordering::Relaxed);
                     self.metrics.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -819,6 +803,24 @@ fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
         DataMessage::Bar(b) => Some(b.timestamp),
         DataMessage::Status(s) => Some(s.timestamp),
         _ => None,
+    }
+}
+
+/// The payload of a text or binary frame; `None` for control frames (pings are answered by
+/// tungstenite); an `End` when the connection is over.
+fn payload(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<Vec<u8>>, End> {
+    match frame {
+        Some(Ok(Message::Text(t))) => Ok(Some(t.as_bytes().to_vec())),
+        Some(Ok(Message::Binary(b))) => Ok(Some(b.to_vec())),
+        Some(Ok(Message::Close(f))) => Err(retry(format!(
+            "server closed the connection: {}",
+            close_reason(f)
+        ))),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(retry(format!("read failed: {e}"))),
+        None => Err(retry("connection closed")),
     }
 }
 

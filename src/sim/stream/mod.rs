@@ -152,6 +152,22 @@ fn codec_of(headers: &HeaderMap) -> Codec {
     Codec::from_content_type(headers.get("content-type").and_then(|v| v.to_str().ok()))
 }
 
+enum Incoming {
+    Payload(Vec<u8>),
+    Control,
+    Closed,
+}
+
+/// What a client frame brings: a message, a ping or pong (answered by tungstenite), or the end.
+fn payload(incoming: Option<Result<Message, axum::Error>>) -> Incoming {
+    match incoming {
+        Some(Ok(Message::Text(t))) => Incoming::Payload(t.as_bytes().to_vec()),
+        Some(Ok(Message::Binary(b))) => Incoming::Payload(b.to_vec()),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+        _ => Incoming::Closed,
+    }
+}
+
 fn frame(codec: Codec, bytes: Vec<u8>) -> Message {
     match codec {
         Codec::Json => Message::Text(String::from_utf8_lossy(&bytes).into_owned().into()),
@@ -246,11 +262,10 @@ async fn data_connection(socket: WebSocket, sim: Arc<Sim>, feed: String, codec: 
         tokio::select! {
             _ = drops.changed() => break,
             incoming = rx.next() => {
-                let bytes = match incoming {
-                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                    Some(Ok(Message::Binary(b))) => b.to_vec(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    _ => break,
+                let bytes = match payload(incoming) {
+                    Incoming::Payload(bytes) => bytes,
+                    Incoming::Control => continue,
+                    Incoming::Closed => break,
                 };
                 let action = codec.decode(&bytes).or_else(|e| if codec == Codec::Msgpack { Codec::Json.decode(&bytes) } else { Err(e) });
                 let reply = session.on_action(action, |key, secret| {
@@ -387,11 +402,10 @@ async fn trading_connection(socket: WebSocket, sim: Arc<Sim>, codec: Codec) {
         tokio::select! {
             _ = drops.changed() => break,
             incoming = rx.next() => {
-                let bytes = match incoming {
-                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                    Some(Ok(Message::Binary(b))) => b.to_vec(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    _ => break,
+                let bytes = match payload(incoming) {
+                    Incoming::Payload(bytes) => bytes,
+                    Incoming::Control => continue,
+                    Incoming::Closed => break,
                 };
                 let action: Option<TradingAction> = codec.decode(&bytes).ok().or_else(|| Codec::Json.decode(&bytes).ok());
                 let Some(action) = action else {
