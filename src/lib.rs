@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod journal;
 pub mod messages;
+pub mod orders;
 pub mod risk;
 pub mod sim;
 pub mod strategy;
