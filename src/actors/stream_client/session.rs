@@ -422,18 +422,29 @@ impl Session {
         end
     }
 
-    async fn handshake(&mut self, ws: &mut Ws, forwarder: &mut Forwarder) -> Result<(), End> {
-        match self.expect_control(ws, forwarder, "the greeting").await? {
-            DataMessage::Success { msg } if msg == "connected" => {}
-            DataMessage::Error { code, msg } => {
-                return Err(Self::auth_refusal(
-                    code,
-                    &msg,
-                    self.settings.connection_limit_wait,
-                ));
-            }
-            other => return Err(retry(format!("unexpected greeting {other:?}"))),
+    /// Reads control messages until `{"T":"success","msg":expected}`; an error message is a
+    /// refusal (see [`Self::auth_refusal`]).
+    async fn expect_success(
+        &mut self,
+        ws: &mut Ws,
+        forwarder: &mut Forwarder,
+        what: &str,
+        expected: &str,
+    ) -> Result<(), End> {
+        match self.expect_control(ws, forwarder, what).await? {
+            DataMessage::Success { msg } if msg == expected => Ok(()),
+            DataMessage::Error { code, msg } => Err(Self::auth_refusal(
+                code,
+                &msg,
+                self.settings.connection_limit_wait,
+            )),
+            other => Err(retry(format!("unexpected {what}: {other:?}"))),
         }
+    }
+
+    async fn handshake(&mut self, ws: &mut Ws, forwarder: &mut Forwarder) -> Result<(), End> {
+        self.expect_success(ws, forwarder, "the greeting", "connected")
+            .await?;
         self.set_state(ConnectionState::Authenticating, "connected");
         let creds = &self.settings.credentials;
         self.send(
@@ -441,17 +452,8 @@ impl Session {
             &ClientAction::auth(&creds.key_id, creds.secret.expose()),
         )
         .await?;
-        match self.expect_control(ws, forwarder, "the auth reply").await? {
-            DataMessage::Success { msg } if msg == "authenticated" => {}
-            DataMessage::Error { code, msg } => {
-                return Err(Self::auth_refusal(
-                    code,
-                    &msg,
-                    self.settings.connection_limit_wait,
-                ));
-            }
-            other => return Err(retry(format!("unexpected auth reply {other:?}"))),
-        }
+        self.expect_success(ws, forwarder, "the auth reply", "authenticated")
+            .await?;
         self.set_state(ConnectionState::Subscribing, "authenticated");
         if self.desired.is_empty() {
             return Ok(());
