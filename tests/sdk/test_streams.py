@@ -83,7 +83,10 @@ def test_trading_stream_receives_a_fill(sim_url):
             assert time.monotonic() < deadline, f"no fill event; saw {[u.event for u in updates]}"
             trading.submit_order(MarketOrderRequest(symbol="AAPL", qty=1, side=OrderSide.BUY,
                                                     time_in_force=TimeInForce.DAY))
-            wait_for("an update", lambda: updates, within=2) if not updates else time.sleep(0.05)
+            # Give the stream a moment; if it was not listening yet, the next order will do.
+            pause_until = time.monotonic() + 2
+            while not any(u.event == "fill" for u in updates) and time.monotonic() < pause_until:
+                time.sleep(0.02)
     finally:
         stop(stream, thread)
     fill = next(u for u in updates if u.event == "fill")
