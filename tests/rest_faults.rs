@@ -274,3 +274,29 @@ async fn bad_fault_requests_are_refused_clearly() {
     assert_eq!(sim_stats(&sim).await["faults"]["latency_ms"], 0);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_query_strings_get_clear_errors_not_dropped_connections() {
+    let sim = start_sim(|_| {}).await;
+    // A multi-byte character across the tenth byte, where a date would end; and others.
+    for path in [
+        "/v2/calendar?start=2026-11-2%C3%A9x",
+        "/v2/orders?after=%E2%82%AC%E2%82%AC%E2%82%AC",
+        "/v2/stocks/bars?symbols=AAPL&timeframe=1%F0%9F%98%80",
+    ] {
+        let resp = admin()
+            .get(format!("{}{path}", sim.base_url()))
+            .header("APCA-API-KEY-ID", KEY)
+            .header("APCA-API-SECRET-KEY", SECRET)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: the connection failed: {e}"));
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}: {body}"
+        );
+    }
+    sim.stop().await;
+}

@@ -103,7 +103,7 @@ async fn calendar_days(State(sim): S, Query(p): Query<Params>) -> Response {
     let date = |name: &str, default: NaiveDate| -> Result<NaiveDate, SimError> {
         match param(&p, name) {
             None => Ok(default),
-            Some(t) => NaiveDate::parse_from_str(&t[..t.len().min(10)], "%Y-%m-%d")
+            Some(t) => NaiveDate::parse_from_str(t.get(..10).unwrap_or(t), "%Y-%m-%d")
                 .map_err(|_| SimError::validation(format!("invalid {name}: expected YYYY-MM-DD"))),
         }
     };
