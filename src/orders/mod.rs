@@ -1,7 +1,9 @@
-//! The order side's decisions, without I/O: client order ids ([`ClientOrderIds`]) and
-//! reconciliation of the journal with the broker ([`reconcile`]). The OrderManager actor that
+//! The order side's decisions, without I/O: client order ids ([`ClientOrderIds`]), the lifecycle
+//! of our orders from every source ([`book`]), and reconciliation of the journal with the broker
+//! ([`reconcile`]). The OrderManager actor that
 //! uses them arrives with the rest of the trading core.
 
+pub mod book;
 pub mod reconcile;
 
 use crate::alpaca::rest::MAX_CLIENT_ORDER_ID_LEN;
