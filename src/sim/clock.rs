@@ -10,7 +10,7 @@
 //! timestamps), which is all the daemon may use.
 
 use crate::alpaca::model::Clock;
-use crate::sim::calendar::{self, Session, Timeline};
+use crate::sim::calendar::{self, Timeline};
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
@@ -106,11 +106,6 @@ impl SimClock {
             next_open: et(next_open),
             next_close: et(next_close),
         }
-    }
-
-    /// The session containing (or, when closed, preceding) the current market time.
-    pub fn current_session(&self) -> Session {
-        calendar::latest_session_at_or_before(self.now())
     }
 }
 

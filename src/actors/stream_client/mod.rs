@@ -67,11 +67,6 @@ impl StreamClient {
         self
     }
 
-    /// The metrics, for readers that want them without a message round trip.
-    pub fn metrics(&self) -> Arc<StreamMetrics> {
-        self.metrics.clone()
-    }
-
     fn publish(&mut self, kind: StreamEventKind) {
         let event = StreamEvent {
             stream: self.settings.kind,

@@ -562,11 +562,8 @@ impl Session {
                     forwarder.flush(&self.metrics).await;
                 }
                 _ = ping.tick() => {
-                    if last_alive.elapsed() > self.settings.pong_timeout {
-                        return retry(format!("heartbeat lost: nothing from the server for {} ms", last_alive.elapsed().as_millis()));
-                    }
-                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return retry("ping failed");
+                    if let Err(end) = self.heartbeat(ws, last_alive).await {
+                        return end;
                     }
                 }
                 _ = check.tick() => {
@@ -581,6 +578,19 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// One heartbeat: the connection is dead if nothing came for `pong_timeout`; else ping.
+    async fn heartbeat(&self, ws: &mut Ws, last_alive: Instant) -> Result<(), End> {
+        if last_alive.elapsed() > self.settings.pong_timeout {
+            return Err(retry(format!(
+                "heartbeat lost: nothing from the server for {} ms",
+                last_alive.elapsed().as_millis()
+            )));
+        }
+        ws.send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(|_| retry("ping failed"))
     }
 
     /// The broker's clock, cached for 30 s; without a REST client, assume open.
@@ -753,11 +763,8 @@ impl Session {
                     }
                 }
                 _ = ping.tick() => {
-                    if last_alive.elapsed() > self.settings.pong_timeout {
-                        return retry(format!("heartbeat lost: nothing from the server for {} ms", last_alive.elapsed().as_millis()));
-                    }
-                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return retry("ping failed");
+                    if let Err(end) = self.heartbeat(ws, last_alive).await {
+                        return end;
                     }
                 }
             }

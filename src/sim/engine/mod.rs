@@ -228,10 +228,6 @@ impl Engine {
         self.positions.get(symbol)
     }
 
-    pub fn position_books(&self) -> impl Iterator<Item = (&String, &PositionBook)> {
-        self.positions.iter()
-    }
-
     fn market_values(&self) -> (Decimal, Decimal) {
         let mut long = Decimal::ZERO;
         let mut short = Decimal::ZERO;
@@ -525,13 +521,6 @@ impl Engine {
     /// Every order, oldest first, legs listed separately (for the admin state view).
     pub fn all_orders(&self) -> Vec<Order> {
         self.orders.iter().map(|o| o.order.clone()).collect()
-    }
-
-    pub fn open_order_count(&self) -> usize {
-        self.orders
-            .iter()
-            .filter(|o| o.order.status.is_open())
-            .count()
     }
 }
 
