@@ -1,4 +1,4 @@
-//! The command line: `traderd sim`, `traderd check-config`. Parsing only; `main.rs` runs them.
+//! The command line: `traderd run`, `traderd sim`, `traderd check-config`, `traderd audit`. Parsing only; `main.rs` runs them.
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
     about = "An autonomous trading daemon for Alpaca, with an Alpaca-compatible simulator",
     long_about = "traderd trades an Alpaca account on its own: it streams market data, runs a strategy, checks \
 every order against risk limits, and switches to capital preservation when errors pile up.\n\n\
-Start with the simulator, which needs no keys:\n    traderd sim --speed 60\n\n\
+Start with the embedded simulator, which needs no keys:\n    traderd run\n\n\
 Configuration: config/traderd.toml (sim by default); check a file with `traderd check-config`."
 )]
 pub struct Cli {
@@ -21,6 +21,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the trading daemon. With the default config it trades on an embedded simulator
+    /// (no keys, no money) at 60x speed; `paper` and `live` trade an Alpaca account.
+    Run(RunArgs),
     /// Serve the Alpaca-compatible simulator (trading API, market data, admin API) on one port.
     Sim(SimArgs),
     /// Check a config file; print every problem and exit non-zero if there is one.
@@ -88,6 +91,21 @@ pub struct SimArgs {
     /// Sessions of minute-bar history behind the start (daily bars go back a year).
     #[arg(long, default_value_t = 5)]
     pub history_sessions: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file (default: $CONFIGURATION_DIRECTORY/traderd.toml, ./config/traderd.toml,
+    /// /etc/traderd/traderd.toml, the first that exists; none found: the built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the journal lives (default: $STATE_DIRECTORY, state.dir from the config,
+    /// $XDG_STATE_HOME/traderd, ~/.local/state/traderd).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Confirm that a `live` config is meant to trade real money.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]

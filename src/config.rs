@@ -10,8 +10,13 @@
 //! Units are in key names (`_ms`, `_usd`). API keys never live in the config: they come from
 //! `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY` or from systemd credentials (see [`load_credentials`]).
 
+use crate::actors::market_data::Interval;
 use crate::alpaca::num::flex;
 use crate::alpaca::{ClientSettings, Credentials, Secret};
+use crate::risk::RiskLimits;
+use crate::strategy::{
+    MeanReversion, MeanReversionParams, Momentum, MomentumParams, Protection, Sizing, Strategy,
+};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -40,6 +45,11 @@ pub struct Config {
     pub trading: TradingSection,
     pub log: LogSection,
     pub state: StateSection,
+    pub strategy: StrategySection,
+    pub risk: RiskSection,
+    pub orders: OrdersSection,
+    pub account: AccountSection,
+    pub stream: StreamSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -152,6 +162,219 @@ impl Default for LogSection {
 pub struct StateSection {
     /// Where the journal lives; see [`resolve_state_dir`] for what wins when several are set.
     pub dir: String,
+}
+
+/// The strategy, its sizing and the protection attached to entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrategySection {
+    /// `momentum` (RSI + MACD) or `mean_reversion` (Bollinger z-score).
+    pub name: String,
+    /// The bar interval it trades on: 1m, 5m, 15m, 1h or 1d.
+    pub interval: Interval,
+    /// `fixed_notional` (sizing_usd per entry), `percent_of_equity` (sizing_pct of equity) or
+    /// `risk_per_trade` (lose at most sizing_pct of equity at the stop).
+    pub sizing: String,
+    #[serde(with = "flex")]
+    pub sizing_usd: Decimal,
+    #[serde(with = "flex")]
+    pub sizing_pct: Decimal,
+    /// `bracket` (take-profit and stop-loss legs), `trailing_stop` or `none`.
+    pub protection: String,
+    #[serde(with = "flex")]
+    pub take_profit_pct: Decimal,
+    #[serde(with = "flex")]
+    pub stop_loss_pct: Decimal,
+    #[serde(with = "flex")]
+    pub trail_pct: Decimal,
+    pub momentum: MomentumParams,
+    pub mean_reversion: MeanReversionParams,
+}
+
+impl Default for StrategySection {
+    fn default() -> Self {
+        StrategySection {
+            name: "momentum".into(),
+            interval: Interval::M1,
+            sizing: "fixed_notional".into(),
+            sizing_usd: Decimal::from(5_000),
+            sizing_pct: Decimal::from(2),
+            protection: "bracket".into(),
+            take_profit_pct: Decimal::from(2),
+            stop_loss_pct: Decimal::ONE,
+            trail_pct: Decimal::ONE,
+            momentum: MomentumParams::default(),
+            mean_reversion: MeanReversionParams::default(),
+        }
+    }
+}
+
+impl StrategySection {
+    /// The sizing rule; `None` for an unknown name (reported by [`Config::check`]).
+    pub fn sizing_rule(&self) -> Option<Sizing> {
+        Some(match self.sizing.as_str() {
+            "fixed_notional" => Sizing::FixedNotional {
+                usd: self.sizing_usd,
+            },
+            "percent_of_equity" => Sizing::PercentOfEquity {
+                pct: self.sizing_pct,
+            },
+            "risk_per_trade" => Sizing::RiskPerTrade {
+                pct: self.sizing_pct,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The protection rule; `None` for an unknown name.
+    pub fn protection_rule(&self) -> Option<Protection> {
+        Some(match self.protection.as_str() {
+            "bracket" => Protection::Bracket {
+                take_profit_pct: self.take_profit_pct,
+                stop_loss_pct: self.stop_loss_pct,
+            },
+            "trailing_stop" => Protection::TrailingStop {
+                trail_pct: self.trail_pct,
+            },
+            "none" => Protection::None,
+            _ => return None,
+        })
+    }
+
+    /// The configured strategy, or `None` for an unknown name.
+    pub fn build(&self) -> Option<Box<dyn Strategy>> {
+        match self.name.as_str() {
+            "momentum" => Some(Box::new(Momentum::new(
+                self.momentum.clone(),
+                self.interval,
+            ))),
+            "mean_reversion" => Some(Box::new(MeanReversion::new(
+                self.mean_reversion.clone(),
+                self.interval,
+            ))),
+            _ => None,
+        }
+    }
+}
+
+/// Pre-trade limits (see `risk::check`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskSection {
+    #[serde(with = "flex")]
+    pub max_qty_per_symbol: Decimal,
+    #[serde(with = "flex")]
+    pub max_notional_per_symbol_usd: Decimal,
+    #[serde(with = "flex")]
+    pub max_gross_exposure_usd: Decimal,
+    pub max_positions: usize,
+    pub max_open_orders: usize,
+    pub max_orders_per_minute: usize,
+    #[serde(with = "flex")]
+    pub price_band_pct: Decimal,
+    #[serde(with = "flex")]
+    pub daily_loss_limit_usd: Decimal,
+    pub require_market_open: bool,
+}
+
+impl Default for RiskSection {
+    fn default() -> Self {
+        let l = RiskLimits::default();
+        RiskSection {
+            max_qty_per_symbol: l.max_qty_per_symbol,
+            max_notional_per_symbol_usd: l.max_notional_per_symbol_usd,
+            max_gross_exposure_usd: l.max_gross_exposure_usd,
+            max_positions: l.max_positions,
+            max_open_orders: l.max_open_orders,
+            max_orders_per_minute: l.max_orders_per_minute,
+            price_band_pct: l.price_band_pct,
+            daily_loss_limit_usd: l.daily_loss_limit_usd,
+            require_market_open: l.require_market_open,
+        }
+    }
+}
+
+impl RiskSection {
+    pub fn limits(&self) -> RiskLimits {
+        RiskLimits {
+            max_qty_per_symbol: self.max_qty_per_symbol,
+            max_notional_per_symbol_usd: self.max_notional_per_symbol_usd,
+            max_gross_exposure_usd: self.max_gross_exposure_usd,
+            max_positions: self.max_positions,
+            max_open_orders: self.max_open_orders,
+            max_orders_per_minute: self.max_orders_per_minute,
+            price_band_pct: self.price_band_pct,
+            daily_loss_limit_usd: self.daily_loss_limit_usd,
+            require_market_open: self.require_market_open,
+        }
+    }
+}
+
+/// The order side's timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersSection {
+    /// An order the broker has not acknowledged this long after sending is looked up by its
+    /// client order id (never resent on a guess).
+    pub ack_timeout_ms: u64,
+    /// How often open orders are polled over REST while the trade_updates stream is down.
+    pub poll_interval_ms: u64,
+    /// How often the journal is reconciled with the broker while running.
+    pub reconcile_interval_s: u64,
+}
+
+impl Default for OrdersSection {
+    fn default() -> Self {
+        OrdersSection {
+            ack_timeout_ms: 5_000,
+            poll_interval_ms: 1_000,
+            reconcile_interval_s: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountSection {
+    /// How often account, positions and the market clock are read (also after every fill).
+    pub refresh_interval_ms: u64,
+}
+
+impl Default for AccountSection {
+    fn default() -> Self {
+        AccountSection {
+            refresh_interval_ms: 5_000,
+        }
+    }
+}
+
+/// The WebSocket clients (market data and trade_updates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSection {
+    /// `json` or `msgpack` for market data (trade_updates is always JSON).
+    pub codec: String,
+    pub ping_interval_ms: u64,
+    /// No frame (not even a pong) for this long: the connection is dead.
+    pub pong_timeout_ms: u64,
+    /// No data for this long while subscribed and the market is open: reconnect.
+    pub stale_after_ms: u64,
+    /// Reconnect backoff: full jitter up to min(max, min·2^attempt).
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        StreamSection {
+            codec: "json".into(),
+            ping_interval_ms: 10_000,
+            pong_timeout_ms: 30_000,
+            stale_after_ms: 60_000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+        }
+    }
 }
 
 /// One problem found in a config, with the key path it concerns.
@@ -421,6 +644,188 @@ impl Config {
                     ),
                 );
             }
+        }
+        let st = &self.strategy;
+        if st.build().is_none() {
+            bad(
+                "strategy.name",
+                format!(
+                    "unknown strategy {:?}: use momentum or mean_reversion",
+                    st.name
+                ),
+            );
+        }
+        if st.sizing_rule().is_none() {
+            bad(
+                "strategy.sizing",
+                format!(
+                    "unknown sizing {:?}: use fixed_notional, percent_of_equity or risk_per_trade",
+                    st.sizing
+                ),
+            );
+        }
+        if st.protection_rule().is_none() {
+            bad(
+                "strategy.protection",
+                format!(
+                    "unknown protection {:?}: use bracket, trailing_stop or none",
+                    st.protection
+                ),
+            );
+        }
+        if st.sizing == "risk_per_trade" && st.protection == "none" {
+            bad(
+                "strategy.sizing",
+                "risk_per_trade sizes from the stop distance: choose protection bracket or trailing_stop".into(),
+            );
+        }
+        for (path, v, max) in [
+            (
+                "strategy.sizing_usd",
+                st.sizing_usd,
+                Decimal::from(10_000_000),
+            ),
+            ("strategy.sizing_pct", st.sizing_pct, Decimal::ONE_HUNDRED),
+            (
+                "strategy.take_profit_pct",
+                st.take_profit_pct,
+                Decimal::from(50),
+            ),
+            (
+                "strategy.stop_loss_pct",
+                st.stop_loss_pct,
+                Decimal::from(50),
+            ),
+            ("strategy.trail_pct", st.trail_pct, Decimal::from(50)),
+        ] {
+            if v <= Decimal::ZERO || v > max {
+                bad(
+                    path,
+                    format!("{v} is out of range: use above 0 and at most {max}"),
+                );
+            }
+        }
+        let m = &st.momentum;
+        if m.rsi_period < 2 || m.macd_fast < 1 || m.macd_signal < 1 || m.macd_fast >= m.macd_slow {
+            bad(
+                "strategy.momentum",
+                "periods must be positive (rsi_period at least 2) and macd_fast below macd_slow"
+                    .into(),
+            );
+        }
+        if !(0.0..=100.0).contains(&m.rsi_entry_min)
+            || !(0.0..=100.0).contains(&m.rsi_entry_max)
+            || m.rsi_entry_min > m.rsi_entry_max
+        {
+            bad(
+                "strategy.momentum",
+                "rsi_entry_min and rsi_entry_max must be within 0..100, min at most max".into(),
+            );
+        }
+        let mr = &st.mean_reversion;
+        let mr_ok = mr.period >= 2
+            && mr.band_std.is_finite()
+            && mr.band_std > 0.0
+            && mr.entry_z.is_finite()
+            && mr.exit_z.is_finite();
+        if !mr_ok {
+            bad(
+                "strategy.mean_reversion",
+                "period must be at least 2 and band_std above 0".into(),
+            );
+        }
+        let r = &self.risk;
+        for (path, v) in [
+            ("risk.max_qty_per_symbol", r.max_qty_per_symbol),
+            (
+                "risk.max_notional_per_symbol_usd",
+                r.max_notional_per_symbol_usd,
+            ),
+            ("risk.max_gross_exposure_usd", r.max_gross_exposure_usd),
+            ("risk.price_band_pct", r.price_band_pct),
+            ("risk.daily_loss_limit_usd", r.daily_loss_limit_usd),
+        ] {
+            if v <= Decimal::ZERO {
+                bad(path, format!("{v} must be above 0"));
+            }
+        }
+        for (path, v) in [
+            ("risk.max_positions", r.max_positions),
+            ("risk.max_open_orders", r.max_open_orders),
+            ("risk.max_orders_per_minute", r.max_orders_per_minute),
+        ] {
+            if v == 0 {
+                bad(path, "must be at least 1".into());
+            }
+        }
+        let o = &self.orders;
+        for (path, v, min, max) in [
+            ("orders.ack_timeout_ms", o.ack_timeout_ms, 100, 600_000),
+            ("orders.poll_interval_ms", o.poll_interval_ms, 50, 600_000),
+            (
+                "orders.reconcile_interval_s",
+                o.reconcile_interval_s,
+                1,
+                86_400,
+            ),
+            (
+                "account.refresh_interval_ms",
+                self.account.refresh_interval_ms,
+                100,
+                600_000,
+            ),
+            (
+                "stream.ping_interval_ms",
+                self.stream.ping_interval_ms,
+                50,
+                600_000,
+            ),
+            (
+                "stream.pong_timeout_ms",
+                self.stream.pong_timeout_ms,
+                100,
+                600_000,
+            ),
+            (
+                "stream.stale_after_ms",
+                self.stream.stale_after_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "stream.reconnect_min_ms",
+                self.stream.reconnect_min_ms,
+                1,
+                600_000,
+            ),
+            (
+                "stream.reconnect_max_ms",
+                self.stream.reconnect_max_ms,
+                1,
+                3_600_000,
+            ),
+        ] {
+            if !(min..=max).contains(&v) {
+                bad(path, format!("{v} is out of range: use {min} to {max}"));
+            }
+        }
+        if self.stream.reconnect_min_ms > self.stream.reconnect_max_ms {
+            bad(
+                "stream.reconnect_min_ms",
+                "must not exceed stream.reconnect_max_ms".into(),
+            );
+        }
+        if self.stream.pong_timeout_ms <= self.stream.ping_interval_ms {
+            bad(
+                "stream.pong_timeout_ms",
+                "must be longer than stream.ping_interval_ms".into(),
+            );
+        }
+        if !["json", "msgpack"].contains(&self.stream.codec.as_str()) {
+            bad(
+                "stream.codec",
+                format!("unknown codec {:?}: use json or msgpack", self.stream.codec),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad(

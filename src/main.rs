@@ -12,6 +12,7 @@ use traderd::sim::{self, SimSettings, clock::ClockMode, engine::AccountSettings}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_daemon(args),
         Command::Sim(args) => run_sim(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
@@ -104,6 +105,54 @@ fn audit_verify(args: cli::StateArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
+    let keys = config::load_credentials(env).map_err(|e| anyhow!("API keys: {e}"))?;
+    let ctx = CheckContext {
+        live_opt_in: args.live,
+        have_keys: keys.is_some(),
+    };
+    let (config, source) = match args.config {
+        Some(path) => (
+            Config::load(&path, &ctx).map_err(|e| anyhow!("{e}"))?,
+            path.display().to_string(),
+        ),
+        None => match cli::default_config_path(env) {
+            Ok(path) => (
+                Config::load(&path, &ctx).map_err(|e| anyhow!("{e}"))?,
+                path.display().to_string(),
+            ),
+            Err(_) => {
+                let c = Config::default();
+                let problems = c.check(&ctx);
+                if !problems.is_empty() {
+                    return Err(anyhow!("built-in defaults: {problems:?}"));
+                }
+                (c, "built-in defaults".to_string())
+            }
+        },
+    };
+    traderd::telemetry::init_stderr(&config.log.level);
+    let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), &config.state.dir, env)
+        .map_err(|e| anyhow!(e))?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    tracing::info!(config = %source, mode = config.mode_name(), symbols = %config.trading.symbols.join(","), strategy = %config.strategy.name, "traderd starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let system = actix::System::with_tokio_rt(move || runtime);
+    system.block_on(async move {
+        let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
+        tracing::info!("running; Ctrl-C or SIGTERM stops it");
+        wait_for_stop_signal().await;
+        tracing::info!("stopping");
+        daemon.stop().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_sim(args: cli::SimArgs) -> anyhow::Result<ExitCode> {

@@ -106,3 +106,48 @@ pub struct BarClosed {
     pub bar: OhlcBar,
     pub historical: bool,
 }
+
+/// The account as the AccountManager last read it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AccountSnapshot {
+    pub equity: rust_decimal::Decimal,
+    pub cash: rust_decimal::Decimal,
+    pub buying_power: rust_decimal::Decimal,
+    /// Equity at the previous close (Alpaca's `last_equity`): the day's starting point.
+    pub start_of_day_equity: rust_decimal::Decimal,
+    /// equity − start-of-day equity.
+    pub day_pnl: rust_decimal::Decimal,
+    /// Intraday unrealized P&L of the positions held now.
+    pub unrealized_day_pnl: rust_decimal::Decimal,
+    /// The rest of the day's P&L: closed trades (and fees).
+    pub realized_day_pnl: rust_decimal::Decimal,
+    /// Broker positions, signed.
+    pub positions: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    pub market_open: bool,
+    pub trading_blocked: bool,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// The AccountManager read the account again.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct AccountUpdated(pub AccountSnapshot);
+
+/// Ask the AccountManager to read the account now (after a fill).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RefreshAccount;
+
+/// What the order side holds: positions from the journal's fills, open orders and what they may
+/// still add. Sent after every change.
+#[derive(Message, Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[rtype(result = "()")]
+pub struct OrdersChanged {
+    pub positions: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    pub open_orders: usize,
+    pub pending_qty: std::collections::HashMap<String, rust_decimal::Decimal>,
+    /// Symbols with an order of ours in flight or open.
+    pub busy_symbols: std::collections::BTreeSet<String>,
+    /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.
+    pub ready: bool,
+}

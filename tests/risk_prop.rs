@@ -7,7 +7,7 @@ use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use traderd::alpaca::model::OrderSide;
-use traderd::risk::{Intent, RiskLimits, RiskState, TradingMode, check};
+use traderd::risk::{Intent, Purpose, RiskLimits, RiskState, TradingMode, check};
 
 const SYMBOLS: [&str; 4] = ["AAPL", "MSFT", "SPY", "AMD"];
 
@@ -78,7 +78,7 @@ proptest! {
             state.equity = cash + mv;
             let limit = s.limit_offset_bp.map(|bp| (moved * (Decimal::ONE + Decimal::new(bp, 4))).round_dp(2));
             let side = if s.buy { OrderSide::Buy } else { OrderSide::Sell };
-            let intent = Intent { symbol: sym.clone(), side, qty: Decimal::from(s.qty), limit_price: limit, correlation_id: "p".into() };
+            let intent = Intent { symbol: sym.clone(), side, qty: Decimal::from(s.qty), limit_price: limit, correlation_id: "p".into(), purpose: if s.buy { Purpose::Entry { take_profit: None, stop_loss: None, trail_pct: None } } else { Purpose::Exit } };
             let Ok(approved) = check(intent, &state, &limits, TradingMode::Active, now) else { continue };
             // Fill at the checked price.
             let price = approved.reference_price;

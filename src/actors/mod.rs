@@ -1,4 +1,8 @@
 //! The actors, one module each: thin shells over their synchronous cores.
 
+pub mod account;
 pub mod market_data;
+pub mod order_manager;
+pub mod risk_manager;
+pub mod strategy_runner;
 pub mod stream_client;

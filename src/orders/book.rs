@@ -68,6 +68,38 @@ impl OrderBook {
             });
     }
 
+    /// Tracks an intent found again after a restart, with what the journal's fills say is
+    /// already filled, so the broker's cumulative quantity books only what is new.
+    pub fn resume(
+        &mut self,
+        intent: &OrderIntent,
+        filled_qty: Decimal,
+        filled_avg_price: Option<Decimal>,
+        now: DateTime<Utc>,
+    ) {
+        self.track(intent, now);
+        if let Some(t) = self.orders.get_mut(&intent.client_order_id) {
+            if filled_qty > t.filled_qty {
+                t.filled_qty = filled_qty;
+                t.filled_avg_price = filled_avg_price;
+            }
+        }
+    }
+
+    /// Changes the quantity of an order not yet sent (an exit cut down to the position left).
+    pub fn set_qty(&mut self, client_order_id: &str, qty: Decimal) {
+        if let Some(t) = self.orders.get_mut(client_order_id) {
+            if t.status.is_none() {
+                t.qty = qty;
+            }
+        }
+    }
+
+    /// Orders not known to be final.
+    pub fn open(&self) -> impl Iterator<Item = &TrackedOrder> {
+        self.orders.values().filter(|t| t.is_open())
+    }
+
     pub fn get(&self, client_order_id: &str) -> Option<&TrackedOrder> {
         self.orders.get(client_order_id)
     }

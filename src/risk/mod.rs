@@ -41,6 +41,41 @@ pub struct Intent {
     /// `None` for a market order.
     pub limit_price: Option<Decimal>,
     pub correlation_id: String,
+    pub purpose: Purpose,
+}
+
+/// What an order is for. Strategies make entries and exits; the order side makes protective
+/// stops (after an entry fills) and the flatten procedure's closing orders.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Purpose {
+    /// Opens or adds to a position, with broker-side protection attached as a bracket.
+    Entry {
+        take_profit: Option<Decimal>,
+        stop_loss: Option<Decimal>,
+        /// A trailing stop placed once the entry has filled.
+        trail_pct: Option<Decimal>,
+    },
+    /// Closes a position (a strategy's exit signal).
+    #[default]
+    Exit,
+    /// A trailing stop guarding a filled entry.
+    Protect { trail_pct: Decimal },
+    /// Closes a position for cancel-all/flatten or capital preservation.
+    Flatten,
+}
+
+impl Intent {
+    /// A market order for a strategy's exit or an entry without protection.
+    pub fn market(symbol: &str, side: OrderSide, qty: Decimal, purpose: Purpose) -> Intent {
+        Intent {
+            symbol: symbol.to_string(),
+            side,
+            qty,
+            limit_price: None,
+            correlation_id: String::new(),
+            purpose,
+        }
+    }
 }
 
 /// Limits from `[risk]` in the config.
@@ -192,13 +227,34 @@ pub fn check(
         .copied()
         .unwrap_or_default();
     let reduces = reduces_only(position, intent.side, intent.qty);
-    match mode {
-        TradingMode::Halted => {
+    if mode == TradingMode::Halted {
+        return Err(refuse(
+            RefusalCode::ModeHalted,
+            "halted: nothing is sent".into(),
+        ));
+    }
+    // Closing orders of the flatten procedure and protective stops only ever cut risk: in any
+    // mode but halted they pass on the quantity checks alone, so no price band, rate or
+    // market-hours rule can keep a position open.
+    if matches!(intent.purpose, Purpose::Flatten | Purpose::Protect { .. }) {
+        if intent.qty <= Decimal::ZERO || !reduces {
             return Err(refuse(
-                RefusalCode::ModeHalted,
-                "halted: nothing is sent".into(),
+                RefusalCode::InvalidQty,
+                format!("a closing order must only reduce the position ({position})"),
             ));
         }
+        return Ok(Approved {
+            reference_price: state
+                .last_trade
+                .get(&intent.symbol)
+                .copied()
+                .unwrap_or_default(),
+            reduces_only: true,
+            intent,
+        });
+    }
+    match mode {
+        TradingMode::Halted => {}
         TradingMode::Preserving | TradingMode::Preserved => {
             return Err(refuse(
                 RefusalCode::ModePreserving,
@@ -389,6 +445,7 @@ mod tests {
             qty,
             limit_price: limit,
             correlation_id: "c".into(),
+            purpose: Purpose::Exit,
         }
     }
 

@@ -160,6 +160,19 @@ impl Handler<RestartStream> for StreamClient {
     }
 }
 
+/// Closes the connection and stops the actor (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopStream;
+
+impl Handler<StopStream> for StreamClient {
+    type Result = ();
+
+    fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl Handler<GetStreamStatus> for StreamClient {
     type Result = MessageResult<GetStreamStatus>;
 

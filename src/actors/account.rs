@@ -1,0 +1,149 @@
+//! `AccountManager` actor: the account (equity, cash, buying power), the broker's positions and
+//! the market clock, read on a timer and after every fill, and published as
+//! [`AccountUpdated`] to the risk checks, the strategy and whoever else subscribes.
+//!
+//! Start-of-day equity is Alpaca's `last_equity` (equity at the previous close), so the daily
+//! loss limit survives a restart without any state of our own. The day's P&L is split into
+//! unrealized (the positions' intraday P&L) and realized (the rest: closed trades and fees).
+//!
+//! Handles: [`RefreshAccount`], [`GetAccount`], [`AddAccountListener`]. Emits
+//! [`AccountUpdated`]. A failed read keeps the last snapshot and is retried at the next tick.
+
+use crate::alpaca::AlpacaClient;
+use crate::alpaca::model::{Account, Clock, Position};
+use crate::messages::{AccountSnapshot, AccountUpdated, RefreshAccount};
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use std::time::Duration;
+
+pub struct AccountManager {
+    rest: AlpacaClient,
+    interval: Duration,
+    snapshot: Option<AccountSnapshot>,
+    listeners: Vec<Recipient<AccountUpdated>>,
+    reading: bool,
+    /// A refresh was asked for while a read was in progress.
+    again: bool,
+    failures: u64,
+}
+
+/// The last snapshot, `None` before the first successful read.
+#[derive(Message)]
+#[rtype(result = "Option<AccountSnapshot>")]
+pub struct GetAccount;
+
+/// Registers a receiver of [`AccountUpdated`]; it gets the last snapshot at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddAccountListener(pub Recipient<AccountUpdated>);
+
+impl AccountManager {
+    pub fn new(rest: AlpacaClient, interval: Duration) -> Self {
+        AccountManager {
+            rest,
+            interval,
+            snapshot: None,
+            listeners: Vec::new(),
+            reading: false,
+            again: false,
+            failures: 0,
+        }
+    }
+
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        if self.reading {
+            self.again = true;
+            return;
+        }
+        self.reading = true;
+        let rest = self.rest.clone();
+        let work = async move {
+            let account = rest.get_account().await?;
+            let positions = rest.list_positions().await?;
+            let clock = rest.get_clock().await?;
+            Ok::<_, crate::alpaca::BrokerError>((account, positions, clock))
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            act.reading = false;
+            match result {
+                Ok((account, positions, clock)) => {
+                    act.failures = 0;
+                    let snap = snapshot(&account, &positions, &clock);
+                    if act.snapshot.as_ref().map(|s| s.day_pnl) != Some(snap.day_pnl) {
+                        tracing::debug!(equity = %snap.equity, day_pnl = %snap.day_pnl, "account read");
+                    }
+                    act.snapshot = Some(snap.clone());
+                    act.listeners.retain(|l| l.connected());
+                    for l in &act.listeners {
+                        l.do_send(AccountUpdated(snap.clone()));
+                    }
+                }
+                Err(e) => {
+                    act.failures += 1;
+                    tracing::warn!(error = %e, failures = act.failures, "cannot read the account; keeping the last snapshot");
+                }
+            }
+            if std::mem::take(&mut act.again) {
+                act.read(ctx);
+            }
+        }));
+    }
+}
+
+/// The account, positions and clock as one snapshot.
+pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> AccountSnapshot {
+    let unrealized: Decimal = positions
+        .iter()
+        .filter_map(|p| p.unrealized_intraday_pl)
+        .sum();
+    let day_pnl = account.equity - account.last_equity;
+    AccountSnapshot {
+        equity: account.equity,
+        cash: account.cash,
+        buying_power: account.buying_power,
+        start_of_day_equity: account.last_equity,
+        day_pnl,
+        unrealized_day_pnl: unrealized,
+        realized_day_pnl: day_pnl - unrealized,
+        positions: positions
+            .iter()
+            .map(|p| (p.symbol.clone(), p.qty))
+            .collect(),
+        market_open: clock.is_open,
+        trading_blocked: account.trading_blocked || account.account_blocked,
+        read_at: Some(clock.timestamp.with_timezone(&chrono::Utc)),
+    }
+}
+
+impl Actor for AccountManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.read(ctx);
+        ctx.run_interval(self.interval, |act, ctx| act.read(ctx));
+    }
+}
+
+impl Handler<RefreshAccount> for AccountManager {
+    type Result = ();
+    fn handle(&mut self, _: RefreshAccount, ctx: &mut Context<Self>) {
+        self.read(ctx);
+    }
+}
+
+impl Handler<GetAccount> for AccountManager {
+    type Result = Option<AccountSnapshot>;
+    fn handle(&mut self, _: GetAccount, _: &mut Context<Self>) -> Self::Result {
+        self.snapshot.clone()
+    }
+}
+
+impl Handler<AddAccountListener> for AccountManager {
+    type Result = ();
+    fn handle(&mut self, msg: AddAccountListener, _: &mut Context<Self>) {
+        if let Some(s) = &self.snapshot {
+            msg.0.do_send(AccountUpdated(s.clone()));
+        }
+        self.listeners.push(msg.0);
+    }
+}

@@ -1,0 +1,1175 @@
+//! `OrderManager` actor: turns approved intents into orders at the broker and keeps their
+//! lifecycle, durably.
+//!
+//! - **Ids.** `td-<run>-<seq>-<SYMBOL>` ([`ClientOrderIds`]), `run` a journal counter bumped at
+//!   every start: deterministic, at most 48 characters, never reused across restarts.
+//! - **Write-ahead.** The intent is journaled (and on disk) before its request leaves. A crash
+//!   between the two leaves an intent that reconciliation looks up by client order id.
+//! - **Lifecycle.** `trade_updates` first; REST polling of open orders while that stream is
+//!   down; an order with no answer after `ack_timeout` is looked up by its client order id,
+//!   never resent on a guess. Every source is folded by cumulative quantity
+//!   ([`OrderBook`]), so no fill is booked twice or lost. Bracket legs are learned from their
+//!   parent and journaled as intents of their own (`request.leg_of`).
+//! - **Reconciliation** with the broker at start, before any order is accepted, after every
+//!   `trade_updates` gap, and every `reconcile_interval` ([`orders::reconcile`]).
+//! - **Exits** first cancel our open orders on the symbol (bracket legs, trailing stops) and
+//!   wait until the broker shows them final, then sell no more than the broker's position.
+//! - **Commands:** [`CancelAll`], [`Flatten`].
+//!
+//! Handles: [`SubmitApproved`], [`TradeUpdatesReceived`], [`OrderStreamReady`], [`StreamEvent`],
+//! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
+//! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
+
+use crate::actors::risk_manager::{Propose, ProposeError};
+use crate::alpaca::model::{
+    Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss, TakeProfit,
+    TimeInForce,
+};
+use crate::alpaca::rest::ListOrders;
+use crate::alpaca::{AlpacaClient, BrokerError};
+use crate::journal::{
+    FillRecord, Journal, LoadFills, LoadIntents, NextCounter, OrderIntent, OrderState, RecordEvent,
+    RecordFill, RecordIntent, RecordOrderState, StoredIntent,
+};
+use crate::messages::{
+    OrderStreamReady, OrdersChanged, RefreshAccount, StreamEvent, StreamEventKind, StreamKind,
+    TradeUpdatesReceived,
+};
+use crate::orders::ClientOrderIds;
+use crate::orders::book::{Effect, OrderBook};
+use crate::orders::reconcile::{BrokerView, Finding, reconcile};
+use crate::risk::{Approved, Intent, Purpose};
+use crate::stream_client::ConnectionState;
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct OrderSettings {
+    pub ack_timeout: Duration,
+    pub poll_interval: Duration,
+    pub reconcile_interval: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            ack_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An approved order to send. Only the risk module can make an [`Approved`].
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Submitted, OrderError>")]
+pub struct SubmitApproved(pub Approved);
+
+/// The order was taken: its client order id and the book as it is now (with the new order's
+/// quantity pending). The request itself is sent after the intent is journaled.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub client_order_id: String,
+    pub view: OrdersChanged,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OrderError {
+    #[error("not ready: {0}")]
+    NotReady(String),
+}
+
+/// Cancels every open order at the broker. Answers how many the broker reported.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<usize, String>")]
+pub struct CancelAll;
+
+/// Cancels every open order, then closes every position the broker shows with a market order
+/// of ours (each passing the risk checks as a closing order).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<FlattenReport, String>")]
+pub struct Flatten;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FlattenReport {
+    pub canceled: usize,
+    /// Per symbol: the closing order's client order id, or why there is none.
+    pub closing: BTreeMap<String, Result<String, String>>,
+}
+
+/// Tells the order manager where the risk checks and the account are (they are started after it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub risk: Recipient<Propose>,
+    pub account: Option<Recipient<RefreshAccount>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddOrdersListener(pub Recipient<OrdersChanged>);
+
+#[derive(Message)]
+#[rtype(result = "OrderStats")]
+pub struct GetOrderStats;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OrderStats {
+    pub run: u64,
+    pub ready: bool,
+    pub reconciled: bool,
+    pub stream_up: bool,
+    pub submitted: u64,
+    pub accepted: u64,
+    pub refused_by_broker: u64,
+    pub fills: u64,
+    pub open_orders: usize,
+    pub positions: BTreeMap<String, Decimal>,
+    pub reconciliations: u64,
+    pub intents_found_at_broker: u64,
+    pub intents_never_sent: u64,
+    pub missing_fills: u64,
+    pub foreign_orders: u64,
+    pub position_mismatches: u64,
+    pub polls: u64,
+    pub lookups: u64,
+    pub journal_errors: u64,
+}
+
+pub struct OrderManager {
+    settings: OrderSettings,
+    rest: AlpacaClient,
+    journal: Addr<Journal>,
+    ids: Option<ClientOrderIds>,
+    book: OrderBook,
+    /// What each order of ours is for (legs have none: they belong to their parent).
+    purposes: HashMap<String, Purpose>,
+    /// Correlation ids, for legs and protective stops to carry their entry's.
+    correlation: HashMap<String, String>,
+    /// Orders whose request has not been answered yet: never looked up as "never sent".
+    in_flight: HashSet<String>,
+    /// Legs already journaled.
+    legs: HashSet<String>,
+    /// Entries whose trailing stop has been asked for.
+    protected: HashSet<String>,
+    /// Execution ids booked (from the journal at start, then as booked).
+    executions: HashSet<String>,
+    positions: BTreeMap<String, Decimal>,
+    reconciled: bool,
+    reconciling: bool,
+    stream_ready: bool,
+    stream_up: bool,
+    polling: bool,
+    risk: Option<Recipient<Propose>>,
+    account: Option<Recipient<RefreshAccount>>,
+    listeners: Vec<Recipient<OrdersChanged>>,
+    stats: OrderStats,
+}
+
+impl OrderManager {
+    pub fn new(settings: OrderSettings, rest: AlpacaClient, journal: Addr<Journal>) -> Self {
+        OrderManager {
+            settings,
+            rest,
+            journal,
+            ids: None,
+            book: OrderBook::default(),
+            purposes: HashMap::new(),
+            correlation: HashMap::new(),
+            in_flight: HashSet::new(),
+            legs: HashSet::new(),
+            protected: HashSet::new(),
+            executions: HashSet::new(),
+            positions: BTreeMap::new(),
+            reconciled: false,
+            reconciling: false,
+            stream_ready: false,
+            stream_up: false,
+            polling: false,
+            risk: None,
+            account: None,
+            listeners: Vec::new(),
+            stats: OrderStats::default(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.reconciled && self.stream_ready && self.ids.is_some()
+    }
+
+    fn view(&self) -> OrdersChanged {
+        let mut busy: std::collections::BTreeSet<String> = self
+            .book
+            .open()
+            .filter(|t| {
+                matches!(
+                    self.purposes.get(&t.client_order_id),
+                    Some(Purpose::Entry { .. } | Purpose::Exit | Purpose::Flatten)
+                )
+            })
+            .map(|t| t.symbol.clone())
+            .collect();
+        for coid in &self.in_flight {
+            if let Some(t) = self.book.get(coid) {
+                busy.insert(t.symbol.clone());
+            }
+        }
+        OrdersChanged {
+            positions: self
+                .positions
+                .iter()
+                .filter(|(_, q)| !q.is_zero())
+                .map(|(s, q)| (s.clone(), *q))
+                .collect(),
+            open_orders: self.book.open_count(),
+            pending_qty: self.book.pending_qty(),
+            busy_symbols: busy,
+            ready: self.ready(),
+        }
+    }
+
+    fn publish(&mut self) {
+        let view = self.view();
+        self.listeners.retain(|l| l.connected());
+        for l in &self.listeners {
+            l.do_send(view.clone());
+        }
+    }
+
+    /// Journals one record; failures are logged and counted (the journal is on disk: a failure
+    /// there is an operator's problem, reported loudly).
+    fn journal_state(&mut self, state: OrderState, ctx: &mut Context<Self>) {
+        let journal = self.journal.clone();
+        ctx.spawn(
+            async move { journal.send(RecordOrderState(state)).await }
+                .into_actor(self)
+                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
+        );
+    }
+
+    fn journal_event(&mut self, kind: &str, body: serde_json::Value, ctx: &mut Context<Self>) {
+        let journal = self.journal.clone();
+        let kind = kind.to_string();
+        ctx.spawn(
+            async move { journal.send(RecordEvent(Utc::now(), kind, body)).await }
+                .into_actor(self)
+                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
+        );
+    }
+
+    fn journal_result(
+        &mut self,
+        r: Result<Result<(), crate::journal::JournalError>, MailboxError>,
+    ) {
+        let err = match r {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the journal is not running: {e}"),
+        };
+        self.stats.journal_errors += 1;
+        tracing::error!(error = %err, "cannot write the journal");
+    }
+
+    /// Books a fill once: journal, position, listeners.
+    fn book_fill(&mut self, fill: FillRecord, ctx: &mut Context<Self>) {
+        if !self.executions.insert(fill.execution_id.clone()) {
+            return;
+        }
+        *self.positions.entry(fill.symbol.clone()).or_default() += fill.side.sign() * fill.qty;
+        self.stats.fills += 1;
+        tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %self.positions.get(&fill.symbol).copied().unwrap_or_default(), "fill");
+        let journal = self.journal.clone();
+        ctx.spawn(
+            async move { journal.send(RecordFill(fill)).await }
+                .into_actor(self)
+                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
+        );
+        if let Some(a) = &self.account {
+            a.do_send(RefreshAccount);
+        }
+    }
+
+    fn apply_effects(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        if effects.is_empty() {
+            return;
+        }
+        for e in effects {
+            match e {
+                Effect::Fill(f) => self.book_fill(f, ctx),
+                Effect::State(s) => {
+                    if s.status.is_terminal() {
+                        tracing::info!(client_order_id = %s.client_order_id, status = ?s.status, filled_qty = %s.filled_qty, "order final");
+                    }
+                    let filled_entry = s.status == OrderStatus::Filled;
+                    let coid = s.client_order_id.clone();
+                    self.journal_state(s, ctx);
+                    if filled_entry {
+                        self.protect(&coid, ctx);
+                    }
+                }
+            }
+        }
+        self.publish();
+    }
+
+    /// Once an entry with a trailing stop has filled, asks for the stop (through the risk checks).
+    fn protect(&mut self, coid: &str, ctx: &mut Context<Self>) {
+        let Some(Purpose::Entry {
+            trail_pct: Some(trail_pct),
+            ..
+        }) = self.purposes.get(coid).cloned()
+        else {
+            return;
+        };
+        let (Some(t), Some(risk)) = (self.book.get(coid), self.risk.clone()) else {
+            return;
+        };
+        if !self.protected.insert(coid.to_string()) || t.filled_qty <= Decimal::ZERO {
+            return;
+        }
+        let mut intent = Intent::market(
+            &t.symbol,
+            t.side.opposite(),
+            t.filled_qty,
+            Purpose::Protect { trail_pct },
+        );
+        intent.correlation_id = self.correlation.get(coid).cloned().unwrap_or_default();
+        let entry = coid.to_string();
+        ctx.spawn(async move { (entry, risk.send(Propose(intent)).await) }.into_actor(self).map(
+            |(entry, r), _, _| match r {
+                Ok(Ok(stop)) => tracing::info!(entry = %entry, client_order_id = %stop, "trailing stop placed"),
+                Ok(Err(e)) => tracing::warn!(entry = %entry, error = %e, "no trailing stop for this entry"),
+                Err(e) => tracing::warn!(entry = %entry, error = %e, "no trailing stop: risk manager unreachable"),
+            },
+        ));
+    }
+
+    /// Learns an order's bracket legs: tracked and journaled as intents of their own.
+    fn learn_legs(&mut self, order: &Order, ctx: &mut Context<Self>) {
+        let Some(legs) = &order.legs else { return };
+        for leg in legs {
+            if self.book.get(&leg.client_order_id).is_some()
+                || !self.legs.insert(leg.client_order_id.clone())
+            {
+                continue;
+            }
+            let intent = OrderIntent {
+                client_order_id: leg.client_order_id.clone(),
+                symbol: leg.symbol.clone(),
+                side: leg.side,
+                qty: leg.qty.or(order.qty).unwrap_or_default(),
+                request: serde_json::json!({
+                    "leg_of": order.client_order_id,
+                    "type": leg.order_type,
+                    "limit_price": leg.limit_price,
+                    "stop_price": leg.stop_price,
+                }),
+                correlation_id: self
+                    .correlation
+                    .get(&order.client_order_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                created_at: leg.created_at,
+            };
+            self.book.track(&intent, Utc::now());
+            let journal = self.journal.clone();
+            ctx.spawn(
+                async move { journal.send(RecordIntent(intent)).await }
+                    .into_actor(self)
+                    .map(|r, act, _| {
+                        // A leg journaled before a restart is refused as a duplicate: fine.
+                        if let Ok(Err(e)) = &r {
+                            if e.to_string().contains("already") {
+                                return;
+                            }
+                        }
+                        act.journal_result(r);
+                    }),
+            );
+            let effects = self.book.on_order(leg);
+            self.apply_effects(effects, ctx);
+        }
+    }
+
+    fn on_broker_order(&mut self, order: &Order, ctx: &mut Context<Self>) {
+        let effects = self.book.on_order(order);
+        self.apply_effects(effects, ctx);
+        self.learn_legs(order, ctx);
+    }
+
+    // ----- submission ---------------------------------------------------------------------
+
+    fn request_for(intent: &Intent, coid: &str) -> OrderRequest {
+        let mut r = match intent.limit_price {
+            Some(p) => OrderRequest::limit(&intent.symbol, intent.side, intent.qty, p),
+            None => OrderRequest::market(&intent.symbol, intent.side, intent.qty),
+        }
+        .with_client_order_id(coid);
+        match &intent.purpose {
+            Purpose::Entry {
+                take_profit,
+                stop_loss,
+                ..
+            } if take_profit.is_some() || stop_loss.is_some() => {
+                r.order_class = Some(if take_profit.is_some() && stop_loss.is_some() {
+                    OrderClass::Bracket
+                } else {
+                    OrderClass::Oto
+                });
+                r.take_profit = take_profit.map(|p| TakeProfit { limit_price: p });
+                r.stop_loss = stop_loss.map(|p| StopLoss {
+                    stop_price: p,
+                    limit_price: None,
+                });
+                // Protection must outlive the session.
+                r.time_in_force = TimeInForce::Gtc;
+            }
+            Purpose::Protect { trail_pct } => {
+                r.kind = OrderType::TrailingStop;
+                r.limit_price = None;
+                r.trail_percent = Some(*trail_pct);
+                r.time_in_force = TimeInForce::Gtc;
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn submit(
+        &mut self,
+        approved: Approved,
+        ctx: &mut Context<Self>,
+    ) -> Result<Submitted, OrderError> {
+        if !self.ready() {
+            let why = if !self.reconciled {
+                "reconciling with the broker"
+            } else {
+                "waiting for the trade_updates stream"
+            };
+            return Err(OrderError::NotReady(why.into()));
+        }
+        let Some(ids) = self.ids.as_mut() else {
+            return Err(OrderError::NotReady("no run id yet".into()));
+        };
+        let intent = approved.into_intent();
+        let coid = ids.next(&intent.symbol);
+        let now = Utc::now();
+        let request = Self::request_for(&intent, &coid);
+        let record = OrderIntent {
+            client_order_id: coid.clone(),
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            qty: intent.qty,
+            request: serde_json::Value::Null,
+            correlation_id: intent.correlation_id.clone(),
+            created_at: now,
+        };
+        self.book.track(&record, now);
+        self.in_flight.insert(coid.clone());
+        self.purposes.insert(coid.clone(), intent.purpose.clone());
+        self.correlation
+            .insert(coid.clone(), intent.correlation_id.clone());
+        self.stats.submitted += 1;
+        tracing::info!(client_order_id = %coid, symbol = %intent.symbol, side = ?intent.side, qty = %intent.qty, purpose = ?intent.purpose, correlation_id = %intent.correlation_id, "order approved");
+        // Exits and closes first clear our other orders on the symbol (bracket legs, stops).
+        let clear: Vec<Uuid> = if matches!(intent.purpose, Purpose::Exit | Purpose::Flatten) {
+            self.book
+                .open()
+                .filter(|t| t.symbol == intent.symbol && t.client_order_id != coid)
+                .filter_map(|t| {
+                    t.broker_order_id
+                        .as_deref()
+                        .and_then(|b| Uuid::parse_str(b).ok())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if clear.is_empty() {
+            self.send_order(record, request, ctx);
+        } else {
+            let rest = self.rest.clone();
+            let deadline = self.settings.ack_timeout;
+            let symbol = intent.symbol.clone();
+            let side = intent.side;
+            ctx.spawn(
+                async move { clear_symbol(&rest, &clear, &symbol, side, deadline).await }
+                    .into_actor(self)
+                    .map(move |left, act, ctx| match left {
+                        Ok(left) if left <= Decimal::ZERO => {
+                            tracing::info!(client_order_id = %record.client_order_id, symbol = %record.symbol, "nothing left to close after canceling the protective orders");
+                            act.finish_unsent(&record.client_order_id, OrderStatus::Canceled, "nothing left to close", ctx);
+                        }
+                        Ok(left) => {
+                            let mut record = record;
+                            let mut request = request;
+                            if left < record.qty {
+                                record.qty = left;
+                                request.qty = Some(left);
+                                act.book.set_qty(&record.client_order_id, left);
+                            }
+                            act.send_order(record, request, ctx);
+                        }
+                        Err(e) => {
+                            tracing::warn!(client_order_id = %record.client_order_id, error = %e, "exit not sent");
+                            act.finish_unsent(&record.client_order_id, OrderStatus::Canceled, &e, ctx);
+                        }
+                    }),
+            );
+        }
+        Ok(Submitted {
+            client_order_id: coid,
+            view: self.view(),
+        })
+    }
+
+    /// Journals the intent, then sends the request.
+    fn send_order(
+        &mut self,
+        mut record: OrderIntent,
+        request: OrderRequest,
+        ctx: &mut Context<Self>,
+    ) {
+        record.request = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
+        let coid = record.client_order_id.clone();
+        let journal = self.journal.clone();
+        let rest = self.rest.clone();
+        let work = async move {
+            match journal.send(RecordIntent(record)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(e) => return Err(format!("the journal is not running: {e}")),
+            }
+            Ok(rest.submit_order(request).await)
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight.remove(&coid);
+            match result {
+                Err(journal_error) => {
+                    act.stats.journal_errors += 1;
+                    tracing::error!(client_order_id = %coid, error = %journal_error, "intent not journaled: the order was not sent");
+                    act.book.close_unsent(&coid, OrderStatus::Rejected);
+                    act.publish();
+                }
+                Ok(Ok(order)) => {
+                    act.stats.accepted += 1;
+                    tracing::info!(client_order_id = %coid, order_id = %order.id, status = ?order.status, "order accepted by the broker");
+                    act.on_broker_order(&order, ctx);
+                    act.publish();
+                }
+                Ok(Err(e)) if e.is_ambiguous_outcome() => {
+                    tracing::warn!(client_order_id = %coid, error = %e, "order outcome unknown; it will be looked up by client order id");
+                    act.publish();
+                }
+                Ok(Err(e)) => {
+                    act.stats.refused_by_broker += 1;
+                    tracing::warn!(client_order_id = %coid, error = %e, "the broker refused the order");
+                    act.finish_unsent(&coid, OrderStatus::Rejected, &e.to_string(), ctx);
+                }
+            }
+        }));
+    }
+
+    /// Closes an intent the broker does not have, in the book and the journal.
+    fn finish_unsent(
+        &mut self,
+        coid: &str,
+        status: OrderStatus,
+        why: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        self.in_flight.remove(coid);
+        self.book.close_unsent(coid, status);
+        self.journal_state(
+            OrderState {
+                client_order_id: coid.to_string(),
+                broker_order_id: None,
+                status,
+                filled_qty: Decimal::ZERO,
+                filled_avg_price: None,
+                at: Utc::now(),
+            },
+            ctx,
+        );
+        self.journal_event(
+            "order_not_sent",
+            serde_json::json!({ "client_order_id": coid, "reason": why }),
+            ctx,
+        );
+        self.publish();
+    }
+
+    // ----- polling and lookups ------------------------------------------------------------
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.polling || !self.reconciled {
+            return;
+        }
+        self.book.prune_final();
+        let now = Utc::now();
+        let timeout = chrono::Duration::from_std(self.settings.ack_timeout)
+            .unwrap_or(chrono::Duration::seconds(5));
+        let mut lookups: Vec<String> = self
+            .book
+            .overdue(now, timeout)
+            .into_iter()
+            .filter(|c| !self.in_flight.contains(c))
+            .collect();
+        let overdue: HashSet<String> = lookups.iter().cloned().collect();
+        if !self.stream_up {
+            lookups.extend(
+                self.book
+                    .open()
+                    .filter(|t| t.status.is_some())
+                    .map(|t| t.client_order_id.clone()),
+            );
+            self.stats.polls += 1;
+        }
+        if lookups.is_empty() {
+            return;
+        }
+        self.polling = true;
+        let rest = self.rest.clone();
+        let work = async move {
+            let mut out = Vec::new();
+            for coid in lookups {
+                let r = rest.get_order_by_client_id(&coid).await;
+                out.push((coid, r));
+            }
+            out
+        };
+        ctx.spawn(work.into_actor(self).map(move |results, act, ctx| {
+            act.polling = false;
+            for (coid, r) in results {
+                match r {
+                    Ok(Some(order)) => {
+                        if overdue.contains(&coid) {
+                            act.stats.lookups += 1;
+                            tracing::info!(client_order_id = %coid, status = ?order.status, "overdue order found at the broker");
+                        }
+                        act.on_broker_order(&order, ctx);
+                    }
+                    Ok(None) if overdue.contains(&coid) && !act.in_flight.contains(&coid) => {
+                        act.stats.lookups += 1;
+                        act.stats.intents_never_sent += 1;
+                        tracing::warn!(client_order_id = %coid, "the broker never received this order; closed, not resent");
+                        act.finish_unsent(&coid, OrderStatus::Rejected, "the broker never received it", ctx);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(client_order_id = %coid, error = %e, "cannot look up the order; will try again"),
+                }
+            }
+            act.publish();
+        }));
+    }
+
+    // ----- reconciliation -----------------------------------------------------------------
+
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        if self.reconciling {
+            return;
+        }
+        self.reconciling = true;
+        let first = !self.reconciled;
+        let rest = self.rest.clone();
+        let journal = self.journal.clone();
+        let in_flight = self.in_flight.clone();
+        let need_run = self.ids.is_none();
+        let work = async move {
+            let run = if need_run {
+                Some(
+                    journal
+                        .send(NextCounter("run".into()))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            };
+            let gathered = gather(&rest, &journal, &in_flight).await?;
+            Ok::<_, String>((run, gathered))
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.reconciling = false;
+            match result {
+                Ok((run, gathered)) => {
+                    if let Some(run) = run {
+                        act.ids = Some(ClientOrderIds::new(run));
+                        act.stats.run = run;
+                    }
+                    act.apply_reconciliation(gathered, first, ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciliation with the broker failed; retrying");
+                    if first {
+                        ctx.run_later(Duration::from_secs(2), |act, ctx| act.reconcile(ctx));
+                    }
+                }
+            }
+        }));
+    }
+
+    fn apply_reconciliation(&mut self, g: Gathered, first: bool, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let by_coid: HashMap<&str, &StoredIntent> = g
+            .intents
+            .iter()
+            .map(|i| (i.intent.client_order_id.as_str(), i))
+            .collect();
+        if first {
+            self.executions = g.fills.iter().map(|f| f.execution_id.clone()).collect();
+            self.positions.clear();
+            for f in &g.fills {
+                *self.positions.entry(f.symbol.clone()).or_default() += f.side.sign() * f.qty;
+            }
+            for i in &g.intents {
+                if i.intent.request.get("leg_of").is_some() {
+                    self.legs.insert(i.intent.client_order_id.clone());
+                }
+            }
+        }
+        // Journal fills per order: what is already booked, so resuming books only the rest.
+        let mut filled: HashMap<&str, (Decimal, Decimal)> = HashMap::new();
+        for f in &g.fills {
+            let e = filled.entry(f.client_order_id.as_str()).or_default();
+            e.0 += f.qty;
+            e.1 += f.qty * f.price;
+        }
+        let resume = |book: &mut OrderBook, stored: &StoredIntent| {
+            let (q, n) = filled
+                .get(stored.intent.client_order_id.as_str())
+                .copied()
+                .unwrap_or_default();
+            let avg = (q > Decimal::ZERO).then(|| (n / q).round_dp(9));
+            book.resume(&stored.intent, q, avg, now);
+        };
+        let findings = reconcile(&g.intents, &g.fills, &g.view);
+        let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
+        for f in findings {
+            match f {
+                Finding::IntentAtBroker {
+                    client_order_id,
+                    order,
+                } => {
+                    *summary.entry("found_at_broker").or_default() += 1;
+                    if self.book.get(&client_order_id).is_none() {
+                        if let Some(stored) = by_coid.get(client_order_id.as_str()) {
+                            resume(&mut self.book, stored);
+                            self.stats.intents_found_at_broker += 1;
+                            tracing::info!(client_order_id = %client_order_id, status = ?order.status, filled_qty = %order.filled_qty, "reconciliation: journaled order found at the broker");
+                        }
+                    }
+                    self.on_broker_order(&order, ctx);
+                }
+                Finding::IntentNeverSent { client_order_id } => {
+                    let overdue = self.book.get(&client_order_id).is_none_or(|t| {
+                        t.status.is_none()
+                            && (now - t.sent_at).to_std().unwrap_or_default()
+                                > self.settings.ack_timeout
+                    });
+                    if self.in_flight.contains(&client_order_id) || !overdue {
+                        continue;
+                    }
+                    *summary.entry("never_sent").or_default() += 1;
+                    self.stats.intents_never_sent += 1;
+                    tracing::warn!(client_order_id = %client_order_id, "reconciliation: journaled intent never reached the broker; closed, not resent");
+                    if self.book.get(&client_order_id).is_none() {
+                        if let Some(stored) = by_coid.get(client_order_id.as_str()) {
+                            resume(&mut self.book, stored);
+                        }
+                    }
+                    self.finish_unsent(
+                        &client_order_id,
+                        OrderStatus::Rejected,
+                        "the broker never received it (reconciliation)",
+                        ctx,
+                    );
+                }
+                Finding::ForeignOrder { order } => {
+                    // Our journaled orders (a final intent, a leg) open at the broker: track them.
+                    if let Some(stored) = by_coid.get(order.client_order_id.as_str()) {
+                        if self.book.get(&order.client_order_id).is_none() {
+                            resume(&mut self.book, stored);
+                        }
+                        self.on_broker_order(&order, ctx);
+                        continue;
+                    }
+                    *summary.entry("foreign_orders").or_default() += 1;
+                    self.stats.foreign_orders += 1;
+                    tracing::warn!(order_id = %order.id, client_order_id = %order.client_order_id, symbol = %order.symbol, "reconciliation: an open order this daemon did not send; left alone");
+                }
+                Finding::MissingFill {
+                    client_order_id,
+                    activity,
+                } => {
+                    if client_order_id
+                        .as_deref()
+                        .is_some_and(|c| self.book.get(c).is_some())
+                    {
+                        continue; // the book books it from the order's cumulative quantity
+                    }
+                    let Some(side) = parse_side(&activity.side) else {
+                        continue;
+                    };
+                    *summary.entry("missing_fills").or_default() += 1;
+                    self.stats.missing_fills += 1;
+                    tracing::warn!(symbol = %activity.symbol, qty = %activity.qty, price = %activity.price, order_id = %activity.order_id, "reconciliation: a fill the journal did not have; booked");
+                    self.book_fill(
+                        FillRecord {
+                            execution_id: format!("activity:{}", activity.id),
+                            client_order_id: client_order_id
+                                .unwrap_or_else(|| format!("foreign:{}", activity.order_id)),
+                            broker_order_id: activity.order_id.to_string(),
+                            symbol: activity.symbol.clone(),
+                            side,
+                            qty: activity.qty,
+                            price: activity.price,
+                            at: activity.transaction_time,
+                        },
+                        ctx,
+                    );
+                }
+                Finding::PositionMismatch {
+                    symbol,
+                    journaled,
+                    broker,
+                } => {
+                    *summary.entry("position_mismatches").or_default() += 1;
+                    self.stats.position_mismatches += 1;
+                    tracing::error!(symbol = %symbol, journaled = %journaled, broker = %broker, "reconciliation: the broker's position differs from the journal's fills");
+                    self.journal_event(
+                        "position_mismatch",
+                        serde_json::json!({ "symbol": symbol, "journaled": journaled, "broker": broker }),
+                        ctx,
+                    );
+                }
+            }
+        }
+        self.stats.reconciliations += 1;
+        self.reconciled = true;
+        let summary_json = serde_json::to_value(&summary).unwrap_or_default();
+        if first {
+            tracing::info!(run = self.stats.run, open_orders = self.book.open_count(), positions = ?self.view().positions, findings = %summary_json, "reconciled with the broker");
+            self.journal_event(
+                "reconciled",
+                serde_json::json!({ "run": self.stats.run, "findings": summary_json }),
+                ctx,
+            );
+        } else if !summary.is_empty() {
+            tracing::info!(findings = %summary_json, "periodic reconciliation");
+        }
+        self.publish();
+    }
+
+    fn flatten(&mut self) -> ResponseActFuture<Self, Result<FlattenReport, String>> {
+        let rest = self.rest.clone();
+        let risk = self.risk.clone();
+        let wait = self.settings.ack_timeout;
+        Box::pin(
+            async move {
+                let Some(risk) = risk else {
+                    return Err("the risk manager is not connected".to_string());
+                };
+                let canceled = rest.cancel_all_orders().await.map_err(|e| e.to_string())?.len();
+                let deadline = tokio::time::Instant::now() + wait;
+                loop {
+                    let open = rest
+                        .list_orders(&ListOrders { status: Some("open"), limit: Some(500), ..Default::default() })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if open.is_empty() {
+                        break;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(format!("{} orders still open after cancel-all", open.len()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
+                let mut report = FlattenReport { canceled, ..Default::default() };
+                for p in positions.into_iter().filter(|p| !p.qty.is_zero()) {
+                    let side = if p.qty > Decimal::ZERO { OrderSide::Sell } else { OrderSide::Buy };
+                    let mut intent = Intent::market(&p.symbol, side, p.qty.abs(), Purpose::Flatten);
+                    intent.correlation_id = format!("flatten-{}", Utc::now().timestamp_millis());
+                    let r = match risk.send(Propose(intent)).await {
+                        Ok(Ok(coid)) => Ok(coid),
+                        Ok(Err(ProposeError::Refused(r))) => Err(r.to_string()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    report.closing.insert(p.symbol, r);
+                }
+                Ok(report)
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                match &r {
+                    Ok(report) => {
+                        tracing::warn!(canceled = report.canceled, closing = ?report.closing, "flatten: orders canceled, positions closing");
+                        act.journal_event("flatten", serde_json::to_value(report).unwrap_or_default(), ctx);
+                    }
+                    Err(e) => tracing::error!(error = %e, "flatten failed"),
+                }
+                r
+            }),
+        )
+    }
+}
+
+/// What reconciliation reads.
+struct Gathered {
+    intents: Vec<StoredIntent>,
+    fills: Vec<FillRecord>,
+    view: BrokerView,
+}
+
+async fn gather(
+    rest: &AlpacaClient,
+    journal: &Addr<Journal>,
+    in_flight: &HashSet<String>,
+) -> Result<Gathered, String> {
+    let intents = journal
+        .send(LoadIntents(false))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let fills = journal
+        .send(LoadFills)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut view = BrokerView::default();
+    for i in intents
+        .iter()
+        .filter(|i| i.status.is_none_or(|s| s.is_open()))
+        .filter(|i| !in_flight.contains(&i.intent.client_order_id))
+    {
+        let coid = &i.intent.client_order_id;
+        let found = rest
+            .get_order_by_client_id(coid)
+            .await
+            .map_err(|e| e.to_string())?;
+        view.by_client_id.insert(coid.clone(), found);
+    }
+    view.open_orders = rest
+        .list_orders(&ListOrders {
+            status: Some("open"),
+            limit: Some(500),
+            nested: Some(false),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    view.positions = rest.list_positions().await.map_err(|e| e.to_string())?;
+    // Fills since a little before the journal's last one (or the last day): those already
+    // journaled are matched by cumulative quantity and not booked again.
+    let since: DateTime<Utc> = fills
+        .last()
+        .map(|f| f.at - chrono::Duration::minutes(5))
+        .unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
+    view.fills = rest
+        .fills_since(Some(since))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Gathered {
+        intents,
+        fills,
+        view,
+    })
+}
+
+/// Cancels our open orders on a symbol, waits until the broker shows them final, and answers
+/// how much of the position is left to close on `side`.
+async fn clear_symbol(
+    rest: &AlpacaClient,
+    ids: &[Uuid],
+    symbol: &str,
+    side: OrderSide,
+    wait: Duration,
+) -> Result<Decimal, String> {
+    for id in ids {
+        // A 422 means it is already final (filled or canceled): the wait below sees it.
+        if let Err(e) = rest.cancel_order(*id).await {
+            if !matches!(
+                e,
+                BrokerError::Api {
+                    status: 422 | 404,
+                    ..
+                }
+            ) {
+                return Err(format!("cannot cancel order {id}: {e}"));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    for id in ids {
+        loop {
+            let o = rest.get_order(*id).await.map_err(|e| e.to_string())?;
+            if o.status.is_terminal() {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "order {id} is still {:?} after the cancel",
+                    o.status
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let held = rest
+        .get_position(symbol)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|p| p.qty)
+        .unwrap_or_default();
+    // Only what closes: selling a long, buying back a short.
+    Ok(match side {
+        OrderSide::Sell => held.max(Decimal::ZERO),
+        OrderSide::Buy => (-held).max(Decimal::ZERO),
+    })
+}
+
+fn parse_side(s: &str) -> Option<OrderSide> {
+    match s {
+        "buy" => Some(OrderSide::Buy),
+        "sell" | "sell_short" => Some(OrderSide::Sell),
+        _ => None,
+    }
+}
+
+impl Actor for OrderManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.reconcile(ctx);
+        ctx.run_interval(self.settings.poll_interval, |act, ctx| act.poll(ctx));
+        ctx.run_interval(self.settings.reconcile_interval, |act, ctx| {
+            if act.reconciled {
+                act.reconcile(ctx);
+            }
+        });
+    }
+}
+
+impl Handler<SubmitApproved> for OrderManager {
+    type Result = Result<Submitted, OrderError>;
+    fn handle(&mut self, msg: SubmitApproved, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.submit(msg.0, ctx);
+        if r.is_ok() {
+            self.publish();
+        }
+        r
+    }
+}
+
+impl Handler<TradeUpdatesReceived> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: TradeUpdatesReceived, ctx: &mut Context<Self>) {
+        for u in &msg.updates {
+            let effects = self.book.on_update(u);
+            self.apply_effects(effects, ctx);
+            self.learn_legs(&u.order, ctx);
+        }
+    }
+}
+
+impl Handler<OrderStreamReady> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: OrderStreamReady, ctx: &mut Context<Self>) {
+        for o in &msg.orders {
+            self.on_broker_order(o, ctx);
+        }
+        let first = !self.stream_ready;
+        self.stream_ready = true;
+        self.stream_up = true;
+        if first {
+            tracing::info!("trade_updates stream ready");
+        }
+        // After a gap, fills of orders we do not track are found by reconciliation.
+        if msg.gap_from.is_some() && self.reconciled {
+            self.reconcile(ctx);
+        }
+        self.publish();
+    }
+}
+
+impl Handler<StreamEvent> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: StreamEvent, _: &mut Context<Self>) {
+        if msg.stream != StreamKind::TradeUpdates {
+            return;
+        }
+        if let StreamEventKind::StateChanged { to, .. } = msg.kind {
+            let up = to == ConnectionState::Streaming;
+            if up != self.stream_up && !up {
+                tracing::warn!(state = ?to, "trade_updates stream down: polling open orders over REST");
+            }
+            self.stream_up = up;
+        }
+    }
+}
+
+impl Handler<CancelAll> for OrderManager {
+    type Result = ResponseActFuture<Self, Result<usize, String>>;
+    fn handle(&mut self, _: CancelAll, _: &mut Context<Self>) -> Self::Result {
+        let rest = self.rest.clone();
+        Box::pin(
+            async move {
+                rest.cancel_all_orders()
+                    .await
+                    .map(|v| v.len())
+                    .map_err(|e| e.to_string())
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                if let Ok(n) = &r {
+                    tracing::warn!(canceled = n, "cancel-all sent");
+                    act.journal_event("cancel_all", serde_json::json!({ "canceled": n }), ctx);
+                }
+                r
+            }),
+        )
+    }
+}
+
+impl Handler<Flatten> for OrderManager {
+    type Result = ResponseActFuture<Self, Result<FlattenReport, String>>;
+    fn handle(&mut self, _: Flatten, _: &mut Context<Self>) -> Self::Result {
+        self.flatten()
+    }
+}
+
+impl Handler<Connect> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.risk = Some(msg.risk);
+        self.account = msg.account;
+    }
+}
+
+impl Handler<AddOrdersListener> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: AddOrdersListener, _: &mut Context<Self>) {
+        msg.0.do_send(self.view());
+        self.listeners.push(msg.0);
+    }
+}
+
+impl Handler<GetOrderStats> for OrderManager {
+    type Result = MessageResult<GetOrderStats>;
+    fn handle(&mut self, _: GetOrderStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.ready = self.ready();
+        s.reconciled = self.reconciled;
+        s.stream_up = self.stream_up;
+        s.open_orders = self.book.open_count();
+        s.positions = self.view().positions;
+        MessageResult(s)
+    }
+}

@@ -1,0 +1,213 @@
+//! `RiskManager` actor: every order intent passes [`risk::check`] here, and only an approved
+//! intent goes on to the OrderManager (which accepts nothing else: [`Approved`] can only be
+//! made by the risk module).
+//!
+//! Proposals are handled one at a time ([`AtomicResponse`]): the latest trade is read from the
+//! feed, the checks run against the state the actor holds (positions, open orders and pending
+//! quantity from the order side; equity, buying power and the market clock from the account),
+//! and an approved order is handed to the OrderManager before the next proposal is looked at,
+//! so two proposals can never both use the same room under a limit.
+//!
+//! Handles: [`Propose`], [`OrdersChanged`], [`AccountUpdated`], [`SetMode`], [`SetLimits`],
+//! [`GetRiskStats`]. Every refusal is logged with its reason code and counted per code.
+
+use crate::actors::market_data::GetLatest;
+use crate::actors::order_manager::SubmitApproved;
+use crate::messages::{AccountUpdated, OrdersChanged};
+use crate::risk::{self, Approved, Intent, Refusal, RiskLimits, RiskState, TradingMode};
+use actix::prelude::*;
+use chrono::Utc;
+use std::collections::BTreeMap;
+
+pub struct RiskManager {
+    limits: RiskLimits,
+    mode: TradingMode,
+    state: RiskState,
+    have_account: bool,
+    feed: Option<Recipient<GetLatest>>,
+    orders: Recipient<SubmitApproved>,
+    stats: RiskStats,
+}
+
+/// Why a proposal did not become an order.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProposeError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Approved, but the order side could not take it (not reconciled yet, journal failure).
+    #[error("not sent: {0}")]
+    NotSent(String),
+}
+
+/// An order intent for the risk checks. Answers the client order id of the order that was
+/// sent on, or why not.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<String, ProposeError>")]
+pub struct Propose(pub Intent);
+
+/// Sets the trading mode the checks apply.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SetMode(pub TradingMode);
+
+/// Replaces the limits (reload).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SetLimits(pub RiskLimits);
+
+#[derive(Message)]
+#[rtype(result = "RiskStats")]
+pub struct GetRiskStats;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RiskStats {
+    pub mode: Option<TradingMode>,
+    pub approved: u64,
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+impl RiskManager {
+    pub fn new(
+        limits: RiskLimits,
+        mode: TradingMode,
+        feed: Option<Recipient<GetLatest>>,
+        orders: Recipient<SubmitApproved>,
+    ) -> Self {
+        RiskManager {
+            limits,
+            mode,
+            state: RiskState::default(),
+            have_account: false,
+            feed,
+            orders,
+            stats: RiskStats::default(),
+        }
+    }
+
+    fn apply_orders(&mut self, o: &OrdersChanged) {
+        self.state.positions = o.positions.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        self.state.open_orders = o.open_orders;
+        self.state.pending_qty = o.pending_qty.clone();
+    }
+
+    fn decide(&mut self, intent: Intent) -> Result<Approved, ProposeError> {
+        if !self.have_account && !matches!(intent.purpose, risk::Purpose::Flatten) {
+            return Err(ProposeError::NotSent(
+                "the account has not been read yet".into(),
+            ));
+        }
+        let now = Utc::now();
+        match risk::check(intent, &self.state, &self.limits, self.mode, now) {
+            Ok(approved) => {
+                self.stats.approved += 1;
+                self.state.recent_orders.push_back(now);
+                let window = now - chrono::Duration::minutes(1);
+                while self
+                    .state
+                    .recent_orders
+                    .front()
+                    .is_some_and(|t| *t <= window)
+                {
+                    self.state.recent_orders.pop_front();
+                }
+                Ok(approved)
+            }
+            Err(refusal) => {
+                *self.stats.refused.entry(refusal.code.as_str()).or_default() += 1;
+                tracing::info!(code = refusal.code.as_str(), symbol = %refusal.symbol, side = ?refusal.side, qty = %refusal.qty, detail = %refusal.detail, "risk refused an order");
+                Err(refusal.into())
+            }
+        }
+    }
+}
+
+impl Actor for RiskManager {
+    type Context = Context<Self>;
+}
+
+impl Handler<Propose> for RiskManager {
+    type Result = AtomicResponse<Self, Result<String, ProposeError>>;
+
+    fn handle(&mut self, msg: Propose, _: &mut Context<Self>) -> Self::Result {
+        let intent = msg.0;
+        let feed = self.feed.clone();
+        let symbol = intent.symbol.clone();
+        let latest = async move {
+            match feed {
+                Some(f) => f.send(GetLatest(symbol)).await.ok(),
+                None => None,
+            }
+        };
+        AtomicResponse::new(Box::pin(
+            latest
+                .into_actor(self)
+                .map(move |latest, act, _| {
+                    if let Some(t) = latest.and_then(|l| l.trade) {
+                        act.state.last_trade.insert(t.symbol.clone(), t.price);
+                    }
+                    act.decide(intent)
+                })
+                .then(|decision, act, _| {
+                    let orders = act.orders.clone();
+                    async move {
+                        let approved = decision?;
+                        match orders.send(SubmitApproved(approved)).await {
+                            Ok(Ok(done)) => Ok(done),
+                            Ok(Err(e)) => Err(ProposeError::NotSent(e.to_string())),
+                            Err(e) => Err(ProposeError::NotSent(format!(
+                                "the order manager is not running: {e}"
+                            ))),
+                        }
+                    }
+                    .into_actor(act)
+                })
+                .map(|result, act, _| {
+                    let done = result?;
+                    act.apply_orders(&done.view);
+                    Ok(done.client_order_id)
+                }),
+        ))
+    }
+}
+
+impl Handler<OrdersChanged> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: OrdersChanged, _: &mut Context<Self>) {
+        self.apply_orders(&msg);
+    }
+}
+
+impl Handler<AccountUpdated> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: AccountUpdated, _: &mut Context<Self>) {
+        let a = msg.0;
+        self.have_account = true;
+        self.state.buying_power = a.buying_power;
+        self.state.equity = a.equity;
+        self.state.start_of_day_equity = a.start_of_day_equity;
+        self.state.market_open = a.market_open;
+    }
+}
+
+impl Handler<SetMode> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: SetMode, _: &mut Context<Self>) {
+        self.mode = msg.0;
+    }
+}
+
+impl Handler<SetLimits> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: SetLimits, _: &mut Context<Self>) {
+        self.limits = msg.0;
+    }
+}
+
+impl Handler<GetRiskStats> for RiskManager {
+    type Result = MessageResult<GetRiskStats>;
+    fn handle(&mut self, _: GetRiskStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.mode = Some(self.mode);
+        MessageResult(s)
+    }
+}

@@ -1,0 +1,197 @@
+//! `StrategyRunner` actor: feeds closed bars to the configured [`Strategy`] and turns its
+//! signals into order intents for the risk checks.
+//!
+//! Warm-up bars (flagged `historical`) prime the indicators but are never acted on, and nothing
+//! is proposed until the order side is ready (reconciled, trade stream up). An entry is sized
+//! ([`plan_entry`]) from the bar's close and the account's equity, with the configured
+//! broker-side protection; an exit closes the whole position. While an order of ours for a
+//! symbol is open or a proposal is pending, no other is made for it.
+//!
+//! Handles: [`BarClosed`], [`OrdersChanged`], [`AccountUpdated`], [`GetStrategyStats`].
+
+use crate::actors::risk_manager::{Propose, ProposeError};
+use crate::alpaca::model::OrderSide;
+use crate::messages::{AccountUpdated, BarClosed, OrdersChanged};
+use crate::risk::{Intent, Purpose};
+use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, plan_entry};
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+pub struct StrategyRunner {
+    strategy: Box<dyn Strategy>,
+    sizing: Sizing,
+    protection: Protection,
+    risk: Recipient<Propose>,
+    positions: BTreeMap<String, Decimal>,
+    busy: BTreeSet<String>,
+    ready: bool,
+    equity: Option<Decimal>,
+    pending: HashSet<String>,
+    stats: StrategyStats,
+}
+
+#[derive(Message)]
+#[rtype(result = "StrategyStats")]
+pub struct GetStrategyStats;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StrategyStats {
+    pub bars: u64,
+    pub signals: u64,
+    pub proposed: u64,
+    pub sent: u64,
+    pub refused: u64,
+}
+
+impl StrategyRunner {
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        sizing: Sizing,
+        protection: Protection,
+        risk: Recipient<Propose>,
+    ) -> Self {
+        StrategyRunner {
+            strategy,
+            sizing,
+            protection,
+            risk,
+            positions: BTreeMap::new(),
+            busy: BTreeSet::new(),
+            ready: false,
+            equity: None,
+            pending: HashSet::new(),
+            stats: StrategyStats::default(),
+        }
+    }
+
+    fn intent_for(&self, signal: &Signal, bar: &BarClosed, position: Decimal) -> Option<Intent> {
+        let correlation_id = format!("{}-{}", bar.symbol, bar.bar.start.timestamp());
+        let mut intent = match signal {
+            Signal::Hold => return None,
+            Signal::Enter { side, .. } => {
+                let plan = plan_entry(
+                    *side,
+                    bar.bar.close,
+                    self.equity?,
+                    self.sizing,
+                    self.protection,
+                )?;
+                Intent {
+                    symbol: bar.symbol.clone(),
+                    side: plan.side,
+                    qty: plan.qty,
+                    limit_price: None,
+                    correlation_id: String::new(),
+                    purpose: Purpose::Entry {
+                        take_profit: plan.take_profit,
+                        stop_loss: plan.stop_loss,
+                        trail_pct: plan.trail_pct,
+                    },
+                }
+            }
+            Signal::Exit { .. } if !position.is_zero() => {
+                let side = if position > Decimal::ZERO {
+                    OrderSide::Sell
+                } else {
+                    OrderSide::Buy
+                };
+                Intent::market(&bar.symbol, side, position.abs(), Purpose::Exit)
+            }
+            Signal::Exit { .. } => return None,
+        };
+        intent.correlation_id = correlation_id;
+        Some(intent)
+    }
+}
+
+impl Actor for StrategyRunner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        tracing::info!(strategy = self.strategy.name(), interval = self.strategy.interval().name(), sizing = ?self.sizing, protection = ?self.protection, "strategy running");
+    }
+}
+
+impl Handler<BarClosed> for StrategyRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: BarClosed, ctx: &mut Context<Self>) {
+        if msg.interval != self.strategy.interval() {
+            return;
+        }
+        self.stats.bars += 1;
+        let position = self.positions.get(&msg.symbol).copied().unwrap_or_default();
+        let signal = self.strategy.on_bar(&BarInput {
+            symbol: &msg.symbol,
+            interval: msg.interval,
+            bar: &msg.bar,
+            historical: msg.historical,
+            position,
+        });
+        if msg.historical || signal == Signal::Hold {
+            return;
+        }
+        self.stats.signals += 1;
+        let reason = match &signal {
+            Signal::Enter { reason, .. } | Signal::Exit { reason } => reason.clone(),
+            Signal::Hold => String::new(),
+        };
+        if !self.ready {
+            tracing::info!(symbol = %msg.symbol, ?signal, "signal ignored: the order side is not ready");
+            return;
+        }
+        if self.busy.contains(&msg.symbol) || self.pending.contains(&msg.symbol) {
+            tracing::debug!(symbol = %msg.symbol, ?signal, "signal ignored: an order for this symbol is in progress");
+            return;
+        }
+        let Some(intent) = self.intent_for(&signal, &msg, position) else {
+            return;
+        };
+        tracing::info!(symbol = %msg.symbol, close = %msg.bar.close, side = ?intent.side, qty = %intent.qty, reason = %reason, correlation_id = %intent.correlation_id, "signal");
+        self.stats.proposed += 1;
+        self.pending.insert(msg.symbol.clone());
+        let symbol = msg.symbol.clone();
+        let risk = self.risk.clone();
+        ctx.spawn(
+            async move { risk.send(Propose(intent)).await }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    act.pending.remove(&symbol);
+                    match r {
+                        Ok(Ok(_)) => act.stats.sent += 1,
+                        Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
+                        Ok(Err(e)) => {
+                            tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
+                        }
+                        Err(e) => {
+                            tracing::warn!(symbol = %symbol, error = %e, "risk manager unreachable")
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<OrdersChanged> for StrategyRunner {
+    type Result = ();
+    fn handle(&mut self, msg: OrdersChanged, _: &mut Context<Self>) {
+        self.positions = msg.positions;
+        self.busy = msg.busy_symbols;
+        self.ready = msg.ready;
+    }
+}
+
+impl Handler<AccountUpdated> for StrategyRunner {
+    type Result = ();
+    fn handle(&mut self, msg: AccountUpdated, _: &mut Context<Self>) {
+        self.equity = Some(msg.0.equity);
+    }
+}
+
+impl Handler<GetStrategyStats> for StrategyRunner {
+    type Result = MessageResult<GetStrategyStats>;
+    fn handle(&mut self, _: GetStrategyStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats.clone())
+    }
+}
