@@ -17,8 +17,10 @@
 
 use crate::actors::account::{AccountManager, AddAccountListener};
 use crate::actors::market_data::{AddBarSubscriber, FeedSettings, Interval, MarketDataFeed};
-use crate::actors::order_manager::{AddOrdersListener, Connect, OrderManager, OrderSettings};
-use crate::actors::risk_manager::RiskManager;
+use crate::actors::order_manager::{
+    AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
+};
+use crate::actors::risk_manager::{RiskManager, SetMode};
 use crate::actors::strategy_runner::StrategyRunner;
 use crate::alpaca::stream::Codec;
 use crate::alpaca::{AlpacaClient, Credentials, Secret};
@@ -48,8 +50,26 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Stops the streams and the actors, then the journal and the simulator.
+    /// Stops taking new orders, waits (up to 5 s) for orders in flight to settle so their fills
+    /// are journaled, then stops the streams, the journal and the simulator.
     pub async fn stop(self) {
+        self.risk.do_send(SetMode(TradingMode::Halted));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.orders.send(GetOrderStats).await {
+                Ok(s) if s.unsettled > 0 && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(s) if s.unsettled > 0 => {
+                    tracing::warn!(
+                        unsettled = s.unsettled,
+                        "stopping with orders unsettled; the next start reconciles them"
+                    );
+                    break;
+                }
+                _ => break,
+            }
+        }
         for a in [&self.market_stream, &self.trade_stream] {
             a.do_send(crate::stream_client::StopStream);
         }

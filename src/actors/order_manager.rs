@@ -128,6 +128,9 @@ pub struct OrderStats {
     pub refused_by_broker: u64,
     pub fills: u64,
     pub open_orders: usize,
+    /// Orders in flight, unacknowledged, or open entries and exits (protective orders aside):
+    /// what a clean shutdown waits for.
+    pub unsettled: usize,
     pub positions: BTreeMap<String, Decimal>,
     pub reconciliations: u64,
     pub intents_found_at_broker: u64,
@@ -1169,7 +1172,11 @@ impl Handler<GetOrderStats> for OrderManager {
         s.reconciled = self.reconciled;
         s.stream_up = self.stream_up;
         s.open_orders = self.book.open_count();
-        s.positions = self.view().positions;
+        let view = self.view();
+        s.unsettled = self.in_flight.len()
+            + self.book.open().filter(|t| t.status.is_none()).count()
+            + view.busy_symbols.len();
+        s.positions = view.positions;
         MessageResult(s)
     }
 }

@@ -378,4 +378,70 @@ mod tests {
         b.prune_final();
         assert!(b.get("td-1-1-AAPL").is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever reaches the book (stream events dropped or not, polls early, late or
+        /// stale, in any order, and a restart resumed from the journal's fills at any point),
+        /// the fills it books add up to the broker's filled quantity at the broker's average
+        /// price: position = sum of fills, none lost, none twice.
+        #[test]
+        fn position_is_the_sum_of_fills_whatever_the_order_of_reports(
+            parts in proptest::collection::vec((1u32..4, 10_000u32..11_000), 1..5),
+            keep_stream in proptest::collection::vec(proptest::bool::ANY, 5),
+            polls in proptest::collection::vec(proptest::bool::ANY, 5),
+            order_seed in proptest::collection::vec(0usize..100, 10),
+            restart_at in 0usize..12,
+        ) {
+            // The broker's fills, cumulative, capped at the order's 10 shares.
+            let mut cum = Decimal::ZERO;
+            let mut notional = Decimal::ZERO;
+            let mut reports: Vec<(bool, Order, Option<Decimal>, u128)> = Vec::new();
+            for (i, (q, cents)) in parts.iter().enumerate() {
+                let q = Decimal::from(*q).min(dec!(10) - cum);
+                if q <= Decimal::ZERO { break; }
+                let price = Decimal::new(i64::from(*cents), 2);
+                cum += q;
+                notional += q * price;
+                let avg = (notional / cum).round_dp(9);
+                let status = if cum == dec!(10) { OrderStatus::Filled } else { OrderStatus::PartiallyFilled };
+                let o = order(status, cum, Some(avg), i as i64 + 1);
+                if keep_stream[i] { reports.push((true, o.clone(), Some(price), i as u128 + 1)); }
+                if polls[i] { reports.push((false, o, None, 0)); }
+            }
+            // Shuffle deterministically from the seed.
+            for (i, s) in order_seed.iter().enumerate() {
+                let n = reports.len(); if n > 1 { reports.swap(i % n, s % n); }
+            }
+            let final_avg = (notional / cum).round_dp(9);
+            let final_status = if cum == dec!(10) { OrderStatus::Filled } else { OrderStatus::PartiallyFilled };
+            // Reconciliation always ends with the broker's current view.
+            reports.push((false, order(final_status, cum, Some(final_avg), 99), None, 0));
+
+            let mut book = OrderBook::default();
+            book.track(&intent(), t0());
+            let mut booked: Vec<(Decimal, Decimal)> = Vec::new();
+            for (n, (stream, o, price, exec)) in reports.iter().enumerate() {
+                if n == restart_at {
+                    // A restart: a new book resumed from what the journal holds.
+                    let q: Decimal = booked.iter().map(|(q, _)| *q).sum();
+                    let v: Decimal = booked.iter().map(|(q, p)| q * p).sum();
+                    book = OrderBook::default();
+                    book.resume(&intent(), q, (q > Decimal::ZERO).then(|| (v / q).round_dp(9)), t0());
+                }
+                let effects = if *stream {
+                    book.on_update(&update("partial_fill", o.clone(), *price, None, *exec))
+                } else {
+                    book.on_order(o)
+                };
+                for (q, p) in fills(&effects) {
+                    proptest::prop_assert!(q > Decimal::ZERO);
+                    booked.push((q, p));
+                }
+            }
+            let position: Decimal = booked.iter().map(|(q, _)| *q).sum();
+            proptest::prop_assert_eq!(position, cum, "position = sum of fills");
+            let value: Decimal = booked.iter().map(|(q, p)| q * p).sum();
+            proptest::prop_assert!((value - final_avg * cum).abs() < dec!(0.00001), "{} vs {}", value, final_avg * cum);
+        }
+    }
 }

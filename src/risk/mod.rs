@@ -674,4 +674,42 @@ mod tests {
         assert!(a.reduces_only);
         assert_eq!(a.reference_price, dec!(100));
     }
+
+    #[test]
+    fn closing_orders_pass_in_every_mode_but_halted_and_only_if_they_reduce() {
+        use OrderSide::{Buy, Sell};
+        let mut closing = intent("AAPL", Sell, dec!(10), None);
+        closing.purpose = Purpose::Flatten;
+        let mut st = state();
+        // No price, market closed, rate exhausted: a close still goes out.
+        st.last_trade.clear();
+        st.market_open = false;
+        let limits = RiskLimits {
+            max_orders_per_minute: 0,
+            ..RiskLimits::default()
+        };
+        for mode in [
+            TradingMode::Active,
+            TradingMode::ReduceOnly,
+            TradingMode::Preserving,
+            TradingMode::Preserved,
+        ] {
+            let ok = check(closing.clone(), &st, &limits, mode, now());
+            assert!(ok.is_ok_and(|a| a.reduces_only), "{mode:?}");
+        }
+        let halted = check(closing.clone(), &st, &limits, TradingMode::Halted, now());
+        assert_eq!(halted.unwrap_err().code, RefusalCode::ModeHalted);
+        // A "close" that would go through zero, or add, is refused.
+        let mut through = intent("AAPL", Sell, dec!(11), None);
+        through.purpose = Purpose::Flatten;
+        assert_eq!(
+            check(through, &st, &limits, TradingMode::Preserving, now())
+                .unwrap_err()
+                .code,
+            RefusalCode::InvalidQty
+        );
+        let mut adds = intent("AAPL", Buy, dec!(1), None);
+        adds.purpose = Purpose::Protect { trail_pct: dec!(1) };
+        assert!(check(adds, &st, &limits, TradingMode::Active, now()).is_err());
+    }
 }

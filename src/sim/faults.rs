@@ -13,6 +13,9 @@ pub enum FaultSpec {
     Latency { ms: u64 },
     /// The next `count` order POSTs are accepted, then the connection is dropped unanswered.
     DropAfterAccept { count: u32 },
+    /// The next `count` order POSTs are accepted, then the answer is held back `ms` (a slow
+    /// broker: the order exists while the client still waits).
+    DelayAfterAccept { ms: u64, count: u32 },
     /// The next `count` non-admin requests get 429 with the rate-limit headers.
     RateLimit { count: u32 },
     /// Closes every stream connection now.
@@ -21,6 +24,9 @@ pub enum FaultSpec {
     Garbage { count: u32 },
     /// Streams stay connected and answer pings but send nothing for `seconds`.
     Freeze { seconds: f64 },
+    /// `trade_updates` events are not sent for `seconds` (lost, as by a broker that drops
+    /// events); the connection stays up. Clients must find out by asking.
+    MuteTradeUpdates { seconds: f64 },
     /// Stream authentication fails (402 / unauthorized) while enabled.
     RejectAuth { enabled: bool },
     /// Adds this many synthetic trades a second to every market-data connection; 0 stops it.
@@ -35,6 +41,8 @@ pub struct Faults {
     pub http_error: Option<(u16, u32)>,
     pub latency_ms: u64,
     pub drop_after_accept: u32,
+    /// (ms, count) of `delay_after_accept`.
+    pub delay_after_accept: Option<(u64, u32)>,
     pub rate_limit: u32,
     pub injected_http_errors: u64,
     pub injected_drops: u64,
@@ -42,6 +50,8 @@ pub struct Faults {
     pub garbage_frames: u32,
     #[serde(skip)]
     pub frozen_until: Option<std::time::Instant>,
+    #[serde(skip)]
+    pub trade_updates_muted_until: Option<std::time::Instant>,
     pub reject_auth: bool,
     pub flood_msgs_per_s: u32,
     pub injected_garbage: u64,
@@ -66,6 +76,12 @@ impl Faults {
                 self.latency_ms = ms;
             }
             FaultSpec::DropAfterAccept { count } => self.drop_after_accept = count,
+            FaultSpec::DelayAfterAccept { ms, count } => {
+                if ms > 120_000 {
+                    return Err("delay ms must be at most 120000".into());
+                }
+                self.delay_after_accept = (count > 0 && ms > 0).then_some((ms, count));
+            }
             FaultSpec::RateLimit { count } => self.rate_limit = count,
             FaultSpec::DropStreams => self.stream_drops += 1,
             FaultSpec::Garbage { count } => self.garbage_frames = count,
@@ -74,6 +90,14 @@ impl Faults {
                     return Err("freeze seconds must be between 0 and 3600".into());
                 }
                 self.frozen_until = (seconds > 0.0).then(|| {
+                    std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds)
+                });
+            }
+            FaultSpec::MuteTradeUpdates { seconds } => {
+                if !(seconds.is_finite() && (0.0..=3600.0).contains(&seconds)) {
+                    return Err("mute seconds must be between 0 and 3600".into());
+                }
+                self.trade_updates_muted_until = (seconds > 0.0).then(|| {
                     std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds)
                 });
             }
@@ -88,9 +112,11 @@ impl Faults {
                 self.http_error = None;
                 self.latency_ms = 0;
                 self.drop_after_accept = 0;
+                self.delay_after_accept = None;
                 self.rate_limit = 0;
                 self.garbage_frames = 0;
                 self.frozen_until = None;
+                self.trade_updates_muted_until = None;
                 self.reject_auth = false;
                 self.flood_msgs_per_s = 0;
             }
@@ -128,6 +154,18 @@ impl Faults {
     pub fn frozen(&self) -> bool {
         self.frozen_until
             .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    pub fn trade_updates_muted(&self) -> bool {
+        self.trade_updates_muted_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// How long to hold back the answer to an accepted order POST, if at all.
+    pub fn take_delay(&mut self) -> Option<std::time::Duration> {
+        let (ms, count) = self.delay_after_accept?;
+        self.delay_after_accept = (count > 1).then_some((ms, count - 1));
+        Some(std::time::Duration::from_millis(ms))
     }
 
     pub fn take_drop(&mut self) -> bool {

@@ -76,6 +76,9 @@ impl Default for SimSettings {
 pub struct SimStats {
     pub requests: u64,
     pub order_posts: u64,
+    /// Order POSTs carrying a client order id the simulator already had (a client that sends
+    /// an order twice); refused with 422 like Alpaca.
+    pub client_order_id_reuses: u64,
     pub rate_limited: u64,
     pub unauthorized: u64,
 }

@@ -200,14 +200,27 @@ async fn submit_order(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let (result, drop) = sim.with_state(|s| {
+    let (result, drop, delay) = sim.with_state(|s| {
         s.stats.order_posts += 1;
+        if let Some(coid) = &req.client_order_id {
+            if s.engine.order_by_client_id(coid).is_ok() {
+                s.stats.client_order_id_reuses += 1;
+            }
+        }
         let result = s.engine.submit(req);
         let drop = result.is_ok() && s.faults.take_drop();
-        (result, drop)
+        let delay = if result.is_ok() {
+            s.faults.take_delay()
+        } else {
+            None
+        };
+        (result, drop, delay)
     });
     if drop {
         return kill.drop_connection().await;
+    }
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
     }
     result_response(result)
 }

@@ -447,7 +447,11 @@ async fn trading_connection(socket: WebSocket, sim: Arc<Sim>, codec: Codec) {
                     // reconnect and repair from REST.
                     Err(_) => break,
                 };
-                if !listening || sim.lock().faults.frozen() {
+                let muted = {
+                    let s = sim.lock();
+                    s.faults.frozen() || s.faults.trade_updates_muted()
+                };
+                if !listening || muted {
                     continue;
                 }
                 let msg = Outgoing { stream: "trade_updates", data: &update };

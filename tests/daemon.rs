@@ -1,0 +1,383 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The whole daemon against the simulator: it trades on its own and its books agree with the
+//! broker's; a risk refusal never reaches the broker; `kill -9` in the middle of a submit, then a
+//! restart, loses nothing and sends nothing twice.
+
+mod common;
+
+use common::{KEY, SECRET, set_fault, sim_state, sim_stats, start_sim, wait_for};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+use traderd::actors::account::GetAccount;
+use traderd::actors::order_manager::GetOrderStats;
+use traderd::actors::risk_manager::{GetRiskStats, SetMode};
+use traderd::config::{CheckContext, Config};
+use traderd::journal::{LoadFills, LoadIntents, Store, VerifyAudit};
+use traderd::messages::RefreshAccount;
+use traderd::risk::TradingMode;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A strategy that trades often: momentum entering on any RSI, at 120x.
+const BUSY: &str = r#"
+[sim]
+speed = 120.0
+[strategy]
+sizing_usd = "2000"
+[strategy.momentum]
+rsi_entry_min = 0.0
+rsi_entry_max = 100.0
+rsi_exit = 100.0
+[orders]
+reconcile_interval_s = 2
+[account]
+refresh_interval_ms = 300
+[risk]
+max_orders_per_minute = 1000
+"#;
+
+fn config(extra: &str) -> Config {
+    Config::parse(
+        &format!("{BUSY}\n{extra}"),
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn dec(v: &serde_json::Value) -> Decimal {
+    match v {
+        serde_json::Value::String(s) => Decimal::from_str(s).unwrap(),
+        other => Decimal::from_str(&other.to_string()).unwrap(),
+    }
+}
+
+/// The simulator's positions, signed, without zeros.
+fn sim_positions(state: &serde_json::Value) -> BTreeMap<String, Decimal> {
+    state["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["symbol"].as_str().unwrap().to_string(), dec(&p["qty"])))
+        .filter(|(_, q)| !q.is_zero())
+        .collect()
+}
+
+fn fill_positions(fills: &[traderd::journal::FillRecord]) -> BTreeMap<String, Decimal> {
+    let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
+    for f in fills {
+        *out.entry(f.symbol.clone()).or_default() += f.side.sign() * f.qty;
+    }
+    out.retain(|_, q| !q.is_zero());
+    out
+}
+
+#[actix_rt::test]
+async fn the_daemon_trades_on_its_own_and_its_books_agree_with_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = traderd::daemon::start(&config(""), dir.path(), |_| None)
+        .await
+        .unwrap();
+    let sim = daemon.sim.as_ref().unwrap();
+    // Trading on its own: entries and exits, with bracket legs.
+    let stats = wait_for("six fills", WAIT, || async {
+        let s = daemon.orders.send(GetOrderStats).await.unwrap();
+        (s.fills >= 6).then_some(s)
+    })
+    .await;
+    assert!(stats.reconciliations >= 1 && stats.run == 1, "{stats:?}");
+    // Stop new orders, then the four views must meet: the order manager's positions, the
+    // journal's fills, the account manager's read of the broker, and the simulator itself.
+    daemon
+        .risk
+        .send(SetMode(TradingMode::Halted))
+        .await
+        .unwrap();
+    let (positions, fills) = wait_for("the books to agree", WAIT, || async {
+        let om = daemon.orders.send(GetOrderStats).await.unwrap();
+        if om.unsettled > 0 {
+            return None;
+        }
+        let fills = daemon.journal.addr.send(LoadFills).await.unwrap().unwrap();
+        daemon.account.send(RefreshAccount).await.unwrap();
+        let account = daemon.account.send(GetAccount).await.unwrap()?;
+        let at_sim = sim_positions(&sim_state(sim).await);
+        let journaled = fill_positions(&fills);
+        let account_positions: BTreeMap<String, Decimal> = account
+            .positions
+            .into_iter()
+            .filter(|(_, q)| !q.is_zero())
+            .collect();
+        (om.positions == journaled && journaled == at_sim && at_sim == account_positions)
+            .then_some((at_sim, fills))
+    })
+    .await;
+    eprintln!("positions {positions:?} after {} fills", fills.len());
+    // Every order was sent once: one POST per journaled intent of ours (legs are the broker's).
+    let intents = daemon
+        .journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    let ours = intents
+        .iter()
+        .filter(|i| i.intent.request.get("leg_of").is_none())
+        .count();
+    let legs = intents.len() - ours;
+    let sim = sim_stats(daemon.sim.as_ref().unwrap()).await;
+    assert_eq!(sim["client_order_id_reuses"], 0, "{sim}");
+    assert_eq!(sim["order_posts"].as_u64().unwrap() as usize, ours, "{sim}");
+    assert!(legs > 0, "bracket legs are learned and journaled");
+    // Each fill belongs to a journaled order, and the audit chain is whole.
+    let known: std::collections::HashSet<&str> = intents
+        .iter()
+        .map(|i| i.intent.client_order_id.as_str())
+        .collect();
+    assert!(
+        fills
+            .iter()
+            .all(|f| known.contains(f.client_order_id.as_str()))
+    );
+    let audited = daemon
+        .journal
+        .addr
+        .send(VerifyAudit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(audited.unwrap() > fills.len() as u64);
+    daemon.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_risk_refusal_never_reaches_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every entry is worth 2000 USD; the limit per symbol is 100.
+    let cfg = config("");
+    let mut cfg = cfg;
+    cfg.risk.max_notional_per_symbol_usd = Decimal::from(100);
+    let daemon = traderd::daemon::start(&cfg, dir.path(), |_| None)
+        .await
+        .unwrap();
+    let refused = wait_for("three refusals", WAIT, || async {
+        let r = daemon.risk.send(GetRiskStats).await.unwrap();
+        let n = r.refused.get("symbol_notional").copied().unwrap_or(0);
+        (n >= 3).then_some(n)
+    })
+    .await;
+    let stats = sim_stats(daemon.sim.as_ref().unwrap()).await;
+    assert_eq!(stats["order_posts"], 0, "{refused} refusals, yet {stats}");
+    let intents = daemon
+        .journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        intents.is_empty(),
+        "a refused intent is never journaled as an order"
+    );
+    let r = daemon.risk.send(GetRiskStats).await.unwrap();
+    assert_eq!(r.approved, 0);
+    daemon.stop().await;
+}
+
+// ----- crash and restart, with the real binary ---------------------------------------------
+
+fn spawn_daemon(sim_url: &str, state: &Path, config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .env("APCA_API_KEY_ID", KEY)
+        .env("APCA_API_SECRET_KEY", SECRET)
+        .env("APCA_API_BASE_URL", sim_url)
+        .env("APCA_API_DATA_URL", sim_url)
+        .env("RUST_LOG", "info")
+        .env_remove("STATE_DIRECTORY")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let child = std::sync::Mutex::new(child);
+    wait_for("the daemon to exit", Duration::from_secs(20), || {
+        let r = child.lock().unwrap().try_wait().unwrap();
+        async move { r }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_nothing_twice() {
+    let sim = start_sim(|s| {
+        s.speed = 120.0;
+        s.credentials = Some((KEY.into(), SECRET.into()));
+    })
+    .await;
+    let url = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("traderd.toml");
+    // Market orders only (no resting legs), so the broker's books are still when we compare.
+    let text = format!("[connection]\nmode = \"paper\"\n{BUSY}")
+        .replace(
+            "sizing_usd = \"2000\"",
+            "sizing_usd = \"2000\"\nprotection = \"none\"",
+        )
+        .replace("[orders]\n", "[orders]\nack_timeout_ms = 1000\n");
+    std::fs::write(&cfg, text).unwrap();
+    // The first order is taken by the broker, whose answer is then held back: the daemon is
+    // killed while it waits.
+    // Its trade_updates are lost meanwhile, so only reconciliation can tell what became of it.
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "delay_after_accept", "ms": 30000, "count": 1}),
+    )
+    .await;
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "mute_trade_updates", "seconds": 30.0}),
+    )
+    .await;
+    let mut first = spawn_daemon(&url, &state, &cfg, &dir.path().join("run1.log"));
+    wait_for("the first order POST", WAIT, || async {
+        (sim_stats(&sim).await["order_posts"].as_u64().unwrap() >= 1).then_some(())
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    wait_exit(&mut first).await;
+    set_fault(&sim, serde_json::json!({"kind": "clear"})).await;
+
+    // The journal has the intent, written before the request, with no answer recorded.
+    let limbo = {
+        let store = Store::open(&state).unwrap();
+        let open: Vec<_> = store
+            .intents(true)
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.broker_order_id.is_none())
+            .collect();
+        assert!(
+            !open.is_empty(),
+            "the killed submit left a journaled intent: {:?}",
+            store.intents(false).unwrap()
+        );
+        open[0].intent.client_order_id.clone()
+    };
+    let at_broker = sim_state(&sim).await["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["client_order_id"] == limbo.as_str());
+    assert!(at_broker, "the broker took {limbo} before the kill");
+
+    // Restart: reconciliation finds the order and books its fill.
+    let mut second = spawn_daemon(&url, &state, &cfg, &dir.path().join("run2.log"));
+    wait_for("the limbo order to be found and filled", WAIT, || async {
+        let store = Store::open(&state).ok()?;
+        let found = store
+            .intents(false)
+            .ok()?
+            .into_iter()
+            .find(|i| i.intent.client_order_id == limbo)?;
+        let filled = store
+            .fills()
+            .ok()?
+            .iter()
+            .any(|f| f.client_order_id == limbo);
+        (found.broker_order_id.is_some() && filled).then_some(())
+    })
+    .await;
+    // Let it trade on a little, then stop it cleanly.
+    let before = sim_stats(&sim).await["order_posts"].as_u64().unwrap();
+    wait_for("more orders after the restart", WAIT, || async {
+        (sim_stats(&sim).await["order_posts"].as_u64().unwrap() >= before + 2).then_some(())
+    })
+    .await;
+    terminate(&mut second);
+    assert!(wait_exit(&mut second).await.success());
+    let log2 = std::fs::read_to_string(dir.path().join("run2.log")).unwrap();
+    assert!(
+        log2.contains("journaled order found at the broker"),
+        "reconciliation reports the order:\n{log2}"
+    );
+    assert!(!log2.contains(SECRET), "the secret never reaches a log");
+
+    // Nothing sent twice, nothing lost: every order the broker filled is in the journal with
+    // the same filled quantity, and positions agree.
+    let stats = sim_stats(&sim).await;
+    assert_eq!(stats["client_order_id_reuses"], 0, "{stats}");
+    let store = Store::open(&state).unwrap();
+    let fills = store.fills().unwrap();
+    let mut journaled: BTreeMap<String, Decimal> = BTreeMap::new();
+    for f in &fills {
+        *journaled.entry(f.broker_order_id.clone()).or_default() += f.qty;
+    }
+    let state_now = sim_state(&sim).await;
+    let mut broker_filled = 0;
+    for o in state_now["orders"].as_array().unwrap() {
+        let filled = dec(&o["filled_qty"]);
+        if filled.is_zero() {
+            continue;
+        }
+        broker_filled += 1;
+        let id = o["id"].as_str().unwrap();
+        assert_eq!(
+            journaled.get(id).copied().unwrap_or_default(),
+            filled,
+            "order {id} ({}) filled {filled} at the broker",
+            o["client_order_id"]
+        );
+    }
+    assert!(broker_filled >= 3);
+    assert_eq!(fill_positions(&fills), sim_positions(&state_now));
+    let ours = store
+        .intents(false)
+        .unwrap()
+        .iter()
+        .filter(|i| i.intent.request.get("leg_of").is_none())
+        .count() as u64;
+    assert_eq!(
+        stats["order_posts"].as_u64().unwrap(),
+        ours,
+        "one POST per intent"
+    );
+    // Two runs: two run ids, so no client order id could repeat across the restart.
+    assert!(
+        store
+            .intents(false)
+            .unwrap()
+            .iter()
+            .any(|i| i.intent.client_order_id.starts_with("td-2-"))
+    );
+    let audit = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(["audit", "verify", "--state-dir"])
+        .arg(&state)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    sim.stop().await;
+}
