@@ -47,6 +47,8 @@ pub struct Daemon {
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
     pub mode: TradingMode,
+    /// Where the journal is: the state directory, or in `sim` mode a `sim-<time>` directory in it.
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -201,7 +203,20 @@ pub async fn start(
     tracing::info!(mode = config.mode_name(), trading = %client_settings.trading_url, data = %client_settings.data_url, "broker");
     let rest = AlpacaClient::new(client_settings, &credentials)?;
 
-    let journal = journal::start(state_dir)?;
+    // The embedded simulator starts afresh every run, so its journal does too: a journal of an
+    // earlier simulated account would only disagree with this one.
+    let state_dir = if sim.is_some() {
+        let dir = state_dir.join(format!(
+            "sim-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StartError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        dir
+    } else {
+        state_dir.to_path_buf()
+    };
+    let journal = journal::start(&state_dir)?;
     let mode = match journal.addr.send(CurrentMode).await {
         Ok(Ok(Some(m))) => serde_json::from_value(serde_json::Value::String(m.clone()))
             .unwrap_or_else(|_| {
@@ -339,5 +354,6 @@ pub async fn start(
         market_stream,
         trade_stream,
         mode,
+        state_dir,
     })
 }
