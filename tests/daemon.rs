@@ -320,6 +320,16 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
         "reconciliation reports the order:\n{log2}"
     );
     assert!(!log2.contains(SECRET), "the secret never reaches a log");
+    assert!(
+        !log2.contains("position differs"),
+        "no mismatch once the fills are booked:\n{log2}"
+    );
+    for line in log2
+        .lines()
+        .filter(|l| l.contains("reconcil") || l.contains(limbo.as_str()))
+    {
+        eprintln!("run 2: {line}");
+    }
 
     // Nothing sent twice, nothing lost: every order the broker filled is in the journal with
     // the same filled quantity, and positions agree.
