@@ -189,6 +189,68 @@ async fn a_risk_refusal_never_reaches_the_simulator() {
     daemon.stop().await;
 }
 
+#[actix_rt::test]
+async fn trailing_stops_guard_entries_and_flatten_leaves_the_broker_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config("");
+    cfg.strategy.protection = "trailing_stop".into();
+    let daemon = traderd::daemon::start(&cfg, dir.path(), |_| None)
+        .await
+        .unwrap();
+    let sim = daemon.sim.as_ref().unwrap();
+    let open_at_sim = |state: &serde_json::Value| -> Vec<serde_json::Value> {
+        state["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| {
+                ["new", "accepted", "held", "partially_filled", "pending_new"]
+                    .contains(&o["status"].as_str().unwrap_or(""))
+            })
+            .cloned()
+            .collect()
+    };
+    // An entry fills, then its trailing stop rests at the broker.
+    let stop = wait_for("a resting trailing stop", WAIT, || async {
+        let state = sim_state(sim).await;
+        open_at_sim(&state)
+            .into_iter()
+            .find(|o| o["type"] == "trailing_stop")
+    })
+    .await;
+    assert!(
+        stop["client_order_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("td-1-")
+    );
+    // Reduce-only keeps the strategy from entering again; the flatten's closes still pass.
+    daemon
+        .risk
+        .send(SetMode(TradingMode::ReduceOnly))
+        .await
+        .unwrap();
+    let report = daemon
+        .orders
+        .send(traderd::actors::order_manager::Flatten)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.closing.values().all(|r| r.is_ok()), "{report:?}");
+    wait_for("the broker to be flat", WAIT, || async {
+        let state = sim_state(sim).await;
+        let om = daemon.orders.send(GetOrderStats).await.unwrap();
+        (sim_positions(&state).is_empty()
+            && open_at_sim(&state).is_empty()
+            && om.positions.is_empty())
+        .then_some(())
+    })
+    .await;
+    let refused = daemon.risk.send(GetRiskStats).await.unwrap();
+    eprintln!("flatten: {report:?}; risk: {refused:?}");
+    daemon.stop().await;
+}
+
 // ----- crash and restart, with the real binary ---------------------------------------------
 
 fn spawn_daemon(sim_url: &str, state: &Path, config: &Path, log: &Path) -> Child {
