@@ -452,21 +452,23 @@ async fn ioc_fok_partial_fills_and_notional() {
         (fok.status, fok.filled_qty),
         (OrderStatus::Canceled, dec!(0))
     );
-    // IOC: what the quote shows fills, the rest is canceled.
-    let ioc = c
-        .submit_order(
-            OrderRequest::market("AMD", OrderSide::Buy, dec!(5000))
-                .with_time_in_force(TimeInForce::Ioc),
-        )
-        .await
-        .unwrap();
-    let ioc = c.get_order(ioc.id).await.unwrap();
-    assert_eq!(ioc.status, OrderStatus::Canceled);
-    assert!(
-        ioc.filled_qty > dec!(0) && ioc.filled_qty < dec!(5000),
-        "{}",
-        ioc.filled_qty
-    );
+    // IOC: what the quote shows fills, the rest is canceled. Orders just above may have taken
+    // the displayed size of the current quote, so a fresh quote may be needed for a fill.
+    let ioc = wait_for("an IOC to fill what the quote shows", WAIT, || async {
+        let ioc = c
+            .submit_order(
+                OrderRequest::market("AMD", OrderSide::Buy, dec!(5000))
+                    .with_time_in_force(TimeInForce::Ioc),
+            )
+            .await
+            .unwrap();
+        let ioc = c.get_order(ioc.id).await.unwrap();
+        assert_eq!(ioc.status, OrderStatus::Canceled);
+        assert!(ioc.filled_qty < dec!(5000), "{}", ioc.filled_qty);
+        (ioc.filled_qty > dec!(0)).then_some(ioc)
+    })
+    .await;
+    assert!(ioc.filled_qty > dec!(0));
 
     // Notional and fractional orders.
     let mut notional = OrderRequest::market("TSLA", OrderSide::Buy, dec!(0));
