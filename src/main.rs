@@ -113,25 +113,21 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         live_opt_in: args.live,
         have_keys: keys.is_some(),
     };
-    let (config, source) = match args.config {
+    // No file anywhere is fine for `run`: the built-in defaults trade on the simulator.
+    let path = args.config.or_else(|| cli::default_config_path(env).ok());
+    let (config, source) = match path {
         Some(path) => (
             Config::load(&path, &ctx).map_err(|e| anyhow!("{e}"))?,
             path.display().to_string(),
         ),
-        None => match cli::default_config_path(env) {
-            Ok(path) => (
-                Config::load(&path, &ctx).map_err(|e| anyhow!("{e}"))?,
-                path.display().to_string(),
-            ),
-            Err(_) => {
-                let c = Config::default();
-                let problems = c.check(&ctx);
-                if !problems.is_empty() {
-                    return Err(anyhow!("built-in defaults: {problems:?}"));
-                }
-                (c, "built-in defaults".to_string())
+        None => {
+            let c = Config::default();
+            let problems = c.check(&ctx);
+            if !problems.is_empty() {
+                return Err(anyhow!("built-in defaults: {problems:?}"));
             }
-        },
+            (c, "built-in defaults".to_string())
+        }
     };
     traderd::telemetry::init_stderr(&config.log.level);
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), &config.state.dir, env)

@@ -28,8 +28,8 @@ use crate::alpaca::model::{
 use crate::alpaca::rest::ListOrders;
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
-    FillRecord, Journal, LoadFills, LoadIntents, NextCounter, OrderIntent, OrderState, RecordEvent,
-    RecordFill, RecordIntent, RecordOrderState, StoredIntent,
+    FillRecord, Journal, JournalError, LoadFills, LoadIntents, NextCounter, OrderIntent,
+    OrderState, RecordEvent, RecordFill, RecordIntent, RecordOrderState, StoredIntent,
 };
 use crate::messages::{
     OrderStreamReady, OrdersChanged, RefreshAccount, StreamEvent, StreamEventKind, StreamKind,
@@ -247,38 +247,40 @@ impl OrderManager {
         }
     }
 
-    /// Journals one record; failures are logged and counted (the journal is on disk: a failure
-    /// there is an operator's problem, reported loudly).
-    fn journal_state(&mut self, state: OrderState, ctx: &mut Context<Self>) {
+    /// Journals one record without waiting. The journal's mailbox keeps the records in order;
+    /// failures are logged and counted (the journal is on disk: a failure there is an
+    /// operator's problem, reported loudly).
+    fn journal<M, T>(&mut self, msg: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = Result<T, JournalError>> + Send + 'static,
+        T: Send + 'static,
+        Journal: Handler<M>,
+    {
         let journal = self.journal.clone();
         ctx.spawn(
-            async move { journal.send(RecordOrderState(state)).await }
+            async move { journal.send(msg).await }
                 .into_actor(self)
-                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
+                .map(|r, act, _| {
+                    let err = match r {
+                        Ok(Ok(_)) => return,
+                        // Only learned bracket legs are journaled through here without a check
+                        // first; one learned again after a restart is already there.
+                        Ok(Err(JournalError::DuplicateIntent(_))) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => format!("the journal is not running: {e}"),
+                    };
+                    act.stats.journal_errors += 1;
+                    tracing::error!(error = %err, "cannot write the journal");
+                }),
         );
+    }
+
+    fn journal_state(&mut self, state: OrderState, ctx: &mut Context<Self>) {
+        self.journal(RecordOrderState(state), ctx);
     }
 
     fn journal_event(&mut self, kind: &str, body: serde_json::Value, ctx: &mut Context<Self>) {
-        let journal = self.journal.clone();
-        let kind = kind.to_string();
-        ctx.spawn(
-            async move { journal.send(RecordEvent(Utc::now(), kind, body)).await }
-                .into_actor(self)
-                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
-        );
-    }
-
-    fn journal_result(
-        &mut self,
-        r: Result<Result<(), crate::journal::JournalError>, MailboxError>,
-    ) {
-        let err = match r {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("the journal is not running: {e}"),
-        };
-        self.stats.journal_errors += 1;
-        tracing::error!(error = %err, "cannot write the journal");
+        self.journal(RecordEvent(Utc::now(), kind.to_string(), body), ctx);
     }
 
     /// Books a fill once: journal, position, listeners.
@@ -290,21 +292,15 @@ impl OrderManager {
         *self.booked.entry(fill.broker_order_id.clone()).or_default() += fill.qty;
         self.stats.fills += 1;
         tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %self.positions.get(&fill.symbol).copied().unwrap_or_default(), "fill");
-        let journal = self.journal.clone();
-        ctx.spawn(
-            async move { journal.send(RecordFill(fill)).await }
-                .into_actor(self)
-                .map(|r, act, _| act.journal_result(r.map(|r| r.map(|_| ())))),
-        );
+        self.journal(RecordFill(fill), ctx);
         if let Some(a) = &self.account {
             a.do_send(RefreshAccount);
         }
     }
 
+    /// Journals what the book says changed. The caller publishes the new view once, when it
+    /// is done with the whole message (a batch of updates, a poll, a reconciliation).
     fn apply_effects(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
-        if effects.is_empty() {
-            return;
-        }
         for e in effects {
             match e {
                 Effect::Fill(f) => self.book_fill(f, ctx),
@@ -321,7 +317,6 @@ impl OrderManager {
                 }
             }
         }
-        self.publish();
     }
 
     /// Once an entry with a trailing stop has filled, asks for the stop (through the risk checks).
@@ -384,18 +379,7 @@ impl OrderManager {
                 created_at: leg.created_at,
             };
             self.book.track(&intent, Utc::now());
-            let journal = self.journal.clone();
-            ctx.spawn(
-                async move { journal.send(RecordIntent(intent)).await }
-                    .into_actor(self)
-                    .map(|r, act, _| {
-                        // A leg journaled before a restart is refused as a duplicate: fine.
-                        if let Ok(Err(crate::journal::JournalError::DuplicateIntent(_))) = &r {
-                            return;
-                        }
-                        act.journal_result(r);
-                    }),
-            );
+            self.journal(RecordIntent(intent), ctx);
             let effects = self.book.on_order(leg);
             self.apply_effects(effects, ctx);
         }
@@ -964,28 +948,43 @@ async fn gather(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let mut view = BrokerView::default();
+    let mut view = BrokerView {
+        open_orders: rest
+            .list_orders(&ListOrders {
+                status: Some("open"),
+                limit: Some(500),
+                nested: Some(false),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        ..BrokerView::default()
+    };
+    // Open intents the open list already shows need no request of their own; only the others
+    // (final since, or never received) are looked up one by one, and so are bracket parents:
+    // the lookup nests their legs, which a parent that died before learning them needs.
+    let mut by_client_id = HashMap::new();
     for i in intents
         .iter()
         .filter(|i| i.status.is_none_or(|s| s.is_open()))
         .filter(|i| !in_flight.contains(&i.intent.client_order_id))
     {
         let coid = &i.intent.client_order_id;
-        let found = rest
-            .get_order_by_client_id(coid)
-            .await
-            .map_err(|e| e.to_string())?;
-        view.by_client_id.insert(coid.clone(), found);
+        let parent = i.intent.request.get("order_class").is_some();
+        let listed = view
+            .open_orders
+            .iter()
+            .find(|o| !parent && &o.client_order_id == coid);
+        let found = match listed {
+            Some(o) => Some(o.clone()),
+            None => rest
+                .get_order_by_client_id(coid)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        by_client_id.insert(coid.clone(), found);
     }
-    view.open_orders = rest
-        .list_orders(&ListOrders {
-            status: Some("open"),
-            limit: Some(500),
-            nested: Some(false),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    view.by_client_id = by_client_id;
     view.positions = rest.list_positions().await.map_err(|e| e.to_string())?;
     // Fills since a little before the journal's last one (or the broker's last day: its clock,
     // not ours, which a simulator or a skewed host may not share); those already journaled are
@@ -1101,6 +1100,7 @@ impl Handler<TradeUpdatesReceived> for OrderManager {
             self.apply_effects(effects, ctx);
             self.learn_legs(&u.order, ctx);
         }
+        self.publish();
     }
 }
 
