@@ -50,6 +50,9 @@ pub struct Config {
     pub orders: OrdersSection,
     pub account: AccountSection,
     pub stream: StreamSection,
+    pub health: HealthSection,
+    pub preservation: PreservationSection,
+    pub shutdown: ShutdownSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -344,6 +347,99 @@ impl Default for AccountSection {
     fn default() -> Self {
         AccountSection {
             refresh_interval_ms: 5_000,
+        }
+    }
+}
+
+/// What the ConnectionHealthMonitor watches and when it sends the system into capital
+/// preservation. A threshold of 0 turns that check off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSection {
+    /// The sliding window REST errors are counted in.
+    pub window_s: u64,
+    /// REST errors (5xx, 429, timeouts, refused connections; every attempt counts) within
+    /// `window_s` that trip capital preservation.
+    pub rest_errors_in_window: u32,
+    /// A stream down, or the market-data stream silent, this long while the market is open trips it.
+    pub stream_down_limit_s: u64,
+    /// Orders the broker rejects in a row that trip it.
+    pub order_rejects_in_a_row: u32,
+    /// Actor restarts within `restart_window_s` that exhaust the restart budget and trip it.
+    pub restart_budget: u32,
+    pub restart_window_s: u64,
+    /// The day's loss reaching `risk.daily_loss_limit_usd` trips it.
+    pub daily_loss_trips: bool,
+    /// A reconciliation finding a position the journal does not explain trips it.
+    pub mismatch_trips: bool,
+    /// How often the broker is pinged (`GET /v2/clock`, latency recorded).
+    pub ping_interval_ms: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            window_s: 60,
+            rest_errors_in_window: 20,
+            stream_down_limit_s: 120,
+            order_rejects_in_a_row: 5,
+            restart_budget: 5,
+            restart_window_s: 60,
+            daily_loss_trips: true,
+            mismatch_trips: true,
+            ping_interval_ms: 5_000,
+        }
+    }
+}
+
+/// The flatten procedure (entering `preserving`) and leaving `preserved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreservationSection {
+    /// Backoff between flatten attempts: from this, doubling, up to `retry_max_ms`. It never gives up.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long one attempt waits for the broker to show no position and no open order.
+    pub verify_timeout_ms: u64,
+    /// While preserved, also set the account's `suspend_trade` so the broker itself refuses new
+    /// orders (cleared again on resume).
+    pub suspend_trade: bool,
+    /// Leave `preserved` for `active` by itself after this many seconds; 0 (the default) means
+    /// only an operator's `resume` does.
+    pub cooldown_s: u64,
+}
+
+impl Default for PreservationSection {
+    fn default() -> Self {
+        PreservationSection {
+            retry_min_ms: 1_000,
+            retry_max_ms: 30_000,
+            verify_timeout_ms: 15_000,
+            suspend_trade: false,
+            cooldown_s: 0,
+        }
+    }
+}
+
+/// What SIGTERM / SIGINT do, in order: stop entries, optionally cancel open orders, optionally
+/// flatten, let orders in flight settle, close the streams, flush the journal, exit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSection {
+    /// Cancel every open order (protective stops included) before exiting.
+    pub cancel_open_orders: bool,
+    /// Close every position before exiting (waits until the broker shows flat, within the timeout).
+    pub flatten: bool,
+    /// The whole sequence ends within this; what is left is reconciled at the next start.
+    pub timeout_s: u64,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        ShutdownSection {
+            cancel_open_orders: false,
+            flatten: false,
+            timeout_s: 30,
         }
     }
 }
@@ -808,6 +904,62 @@ impl Config {
             if !(min..=max).contains(&v) {
                 bad(path, format!("{v} is out of range: use {min} to {max}"));
             }
+        }
+        for (path, v, min, max) in [
+            ("health.window_s", self.health.window_s, 1, 86_400),
+            (
+                "health.stream_down_limit_s",
+                self.health.stream_down_limit_s,
+                0,
+                86_400,
+            ),
+            (
+                "health.restart_window_s",
+                self.health.restart_window_s,
+                1,
+                86_400,
+            ),
+            (
+                "health.ping_interval_ms",
+                self.health.ping_interval_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "preservation.retry_min_ms",
+                self.preservation.retry_min_ms,
+                10,
+                3_600_000,
+            ),
+            (
+                "preservation.retry_max_ms",
+                self.preservation.retry_max_ms,
+                10,
+                3_600_000,
+            ),
+            (
+                "preservation.verify_timeout_ms",
+                self.preservation.verify_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "preservation.cooldown_s",
+                self.preservation.cooldown_s,
+                0,
+                7 * 86_400,
+            ),
+            ("shutdown.timeout_s", self.shutdown.timeout_s, 1, 3_600),
+        ] {
+            if !(min..=max).contains(&v) {
+                bad(path, format!("{v} is out of range: use {min} to {max}"));
+            }
+        }
+        if self.preservation.retry_min_ms > self.preservation.retry_max_ms {
+            bad(
+                "preservation.retry_min_ms",
+                "must not exceed preservation.retry_max_ms".into(),
+            );
         }
         if self.stream.reconnect_min_ms > self.stream.reconnect_max_ms {
             bad(

@@ -8,7 +8,14 @@
 //!    accepting any order), the `trade_updates` StreamClient feeding it;
 //! 4. AccountManager, RiskManager (with the journaled mode), StrategyRunner;
 //! 5. the wiring (listeners), then the market-data StreamClient, so no data is delivered
-//!    before someone listens.
+//!    before someone listens;
+//! 6. the Supervisor, last, with the journaled mode (it resumes the flatten procedure if the
+//!    daemon stopped while preserving).
+//!
+//! The ConnectionHealthMonitor starts right after the journal, so it hears every REST attempt
+//! from the first. Every actor above runs under actix supervision (`actix::Supervisor`): one
+//! that stops is restarted with the same address; the restarts count against the budget in
+//! `[health]`. See docs/supervision.md.
 //!
 //! URLs: the trading API is the simulator, `alpaca.paper_trading_url` or
 //! `alpaca.live_trading_url`; `APCA_API_BASE_URL` overrides it and the trade stream is at
@@ -16,14 +23,20 @@
 //! `APCA_API_DATA_URL` overrides both (the stream at its `/v2/<feed>`), as in Alpaca's SDKs.
 
 use crate::actors::account::{AccountManager, AddAccountListener};
+use crate::actors::health::{
+    ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
+};
 use crate::actors::market_data::{AddBarSubscriber, FeedSettings, Interval, MarketDataFeed};
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
 };
+use crate::actors::order_manager::{CancelAll, Flatten};
 use crate::actors::risk_manager::{RiskManager, SetMode};
 use crate::actors::strategy_runner::StrategyRunner;
+use crate::actors::supervisor::{Supervisor, SupervisorSettings};
 use crate::alpaca::stream::Codec;
 use crate::alpaca::{AlpacaClient, Credentials, Secret};
+use crate::config::ShutdownSection;
 use crate::config::{Config, ConnectionMode};
 use crate::journal::{self, CurrentMode, JournalHandle};
 use crate::messages::StreamKind;
@@ -46,27 +59,70 @@ pub struct Daemon {
     pub strategy: Addr<StrategyRunner>,
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
+    pub health: Addr<ConnectionHealthMonitor>,
+    pub supervisor: Addr<Supervisor>,
+    /// Set when capital preservation cannot run: the process must exit non-zero.
+    pub fatal: tokio::sync::watch::Receiver<Option<String>>,
+    /// The mode journaled at start.
     pub mode: TradingMode,
     /// Where the journal is: the state directory, or in `sim` mode a `sim-<time>` directory in it.
     pub state_dir: std::path::PathBuf,
 }
 
 impl Daemon {
-    /// Stops taking new orders, waits (up to 5 s) for orders in flight to settle so their fills
-    /// are journaled, then stops the streams, the journal and the simulator.
+    /// Stops without cancelling or closing anything (tests; `shutdown` with the defaults).
     pub async fn stop(self) {
-        self.risk.do_send(SetMode(TradingMode::Halted));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let _ = self
+            .shutdown(&ShutdownSection {
+                timeout_s: 10,
+                ..ShutdownSection::default()
+            })
+            .await;
+    }
+
+    /// The shutdown sequence (SIGTERM, SIGINT, `traderd ctl shutdown`), in order:
+    /// 1. stop entries: the RiskManager goes to reduce-only (in memory: the journaled mode,
+    ///    which the next start comes back in, is unchanged); from halted it stays halted;
+    /// 2. with `cancel_open_orders`, cancel every open order;
+    /// 3. with `flatten`, close every position and wait until the broker shows flat;
+    /// 4. wait for orders in flight to settle, so their outcome and fills are journaled;
+    /// 5. close the streams; 6. close the journal (waits for queued writes); 7. the simulator.
+    ///
+    /// Steps 2–4 share `timeout_s`; what is left then is reconciled at the next start. Answers
+    /// false if the sequence ran out of time.
+    pub async fn shutdown(self, s: &ShutdownSection) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(s.timeout_s);
+        let mut in_time = true;
+        if !matches!(self.mode_now().await, Some(TradingMode::Halted)) {
+            self.risk.do_send(SetMode(TradingMode::ReduceOnly));
+        }
+        tracing::warn!(
+            cancel_open_orders = s.cancel_open_orders,
+            flatten = s.flatten,
+            timeout_s = s.timeout_s,
+            "shutting down: no new entries"
+        );
+        if s.cancel_open_orders && !s.flatten {
+            match tokio::time::timeout_at(deadline, self.orders.send(CancelAll)).await {
+                Ok(Ok(Ok(n))) => tracing::warn!(canceled = n, "shutdown: open orders canceled"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "shutdown: cancel-all failed"),
+                _ => tracing::error!("shutdown: cancel-all did not finish"),
+            }
+        }
+        if s.flatten {
+            in_time &= self.flatten_until_flat(deadline).await;
+        }
         loop {
             match self.orders.send(GetOrderStats).await {
-                Ok(s) if s.unsettled > 0 && tokio::time::Instant::now() < deadline => {
+                Ok(st) if st.unsettled > 0 && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Ok(s) if s.unsettled > 0 => {
+                Ok(st) if st.unsettled > 0 => {
                     tracing::warn!(
-                        unsettled = s.unsettled,
+                        unsettled = st.unsettled,
                         "stopping with orders unsettled; the next start reconciles them"
                     );
+                    in_time = false;
                     break;
                 }
                 _ => break,
@@ -77,10 +133,47 @@ impl Daemon {
         }
         // Let the streams close their sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.journal.stop();
+        self.journal.close().await;
         if let Some(sim) = self.sim {
             sim.stop().await;
         }
+        tracing::info!(in_time, "stopped");
+        in_time
+    }
+
+    async fn mode_now(&self) -> Option<TradingMode> {
+        self.supervisor
+            .send(crate::actors::supervisor::GetSupervisorStatus)
+            .await
+            .ok()
+            .map(|s| s.mode)
+    }
+
+    /// Flatten, then re-read the broker until it shows flat; again every 2 s until `deadline`.
+    async fn flatten_until_flat(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            match tokio::time::timeout_at(deadline, self.orders.send(Flatten)).await {
+                Ok(Ok(Ok(report))) => {
+                    tracing::warn!(canceled = report.canceled, closing = ?report.closing, "shutdown: flattening")
+                }
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "shutdown: flatten failed"),
+                Ok(Err(_)) => return false,
+                Err(_) => break,
+            }
+            let retry_at = (tokio::time::Instant::now() + Duration::from_secs(2)).min(deadline);
+            while tokio::time::Instant::now() < retry_at {
+                if let Ok((0, 0)) = crate::actors::supervisor::broker_exposure(&self.rest).await {
+                    tracing::warn!("shutdown: the broker shows no position and no open order");
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        tracing::error!("shutdown: not flat within the timeout; the next start reconciles");
+        false
     }
 }
 
@@ -217,6 +310,16 @@ pub async fn start(
         state_dir.to_path_buf()
     };
     let journal = journal::start(&state_dir)?;
+    // The Supervisor's address first: the monitor reports crossings to it.
+    let supervisor_ctx = Context::<Supervisor>::new();
+    let health = ConnectionHealthMonitor::new(
+        HealthSettings::new(&config.health, config.risk.daily_loss_limit_usd),
+        Some(rest.clone()),
+        Some(supervisor_ctx.address().recipient()),
+    )
+    .start();
+    observe_rest(&rest, health.clone().recipient());
+    let reporter = Reporter::new(health.clone().recipient());
     let mode = match journal.addr.send(CurrentMode).await {
         Ok(Ok(Some(m))) => serde_json::from_value(serde_json::Value::String(m.clone()))
             .unwrap_or_else(|_| {
@@ -250,26 +353,24 @@ pub async fn start(
     if strategy.interval() != Interval::M1 {
         intervals.push(strategy.interval());
     }
-    let feed = MarketDataFeed::new(
-        FeedSettings {
-            symbols: symbols.clone(),
-            intervals,
-            ..FeedSettings::default()
-        },
-        Some(rest.clone()),
-    )
-    .start();
+    let feed_settings = FeedSettings {
+        symbols: symbols.clone(),
+        intervals,
+        ..FeedSettings::default()
+    };
+    let feed_rest = rest.clone();
+    let feed =
+        actix::Supervisor::start(move |_| MarketDataFeed::new(feed_settings, Some(feed_rest)));
 
-    let orders = OrderManager::new(
-        OrderSettings {
-            ack_timeout: Duration::from_millis(config.orders.ack_timeout_ms),
-            poll_interval: Duration::from_millis(config.orders.poll_interval_ms),
-            reconcile_interval: Duration::from_secs(config.orders.reconcile_interval_s),
-        },
-        rest.clone(),
-        journal.addr.clone(),
-    )
-    .start();
+    let order_settings = OrderSettings {
+        ack_timeout: Duration::from_millis(config.orders.ack_timeout_ms),
+        poll_interval: Duration::from_millis(config.orders.poll_interval_ms),
+        reconcile_interval: Duration::from_secs(config.orders.reconcile_interval_s),
+    };
+    let (om_rest, om_journal, om_health) = (rest.clone(), journal.addr.clone(), reporter.clone());
+    let orders = actix::Supervisor::start(move |_| {
+        OrderManager::new(order_settings, om_rest, om_journal).with_health(om_health)
+    });
     let stream_settings = |kind: StreamKind, url: String| {
         let s = &config.stream;
         StreamSettings {
@@ -289,7 +390,7 @@ pub async fn start(
             ..StreamSettings::new(kind, url, credentials.clone())
         }
     };
-    let trade_stream = StreamClient::new(
+    let trade_client = StreamClient::new(
         stream_settings(StreamKind::TradeUpdates, trading_stream_url),
         Subscriptions::default(),
         Sinks {
@@ -300,22 +401,24 @@ pub async fn start(
         Some(rest.clone()),
     )
     .with_listener(orders.clone().recipient())
-    .start();
+    .with_listener(health.clone().recipient())
+    .with_health(reporter.clone());
+    let trade_stream = actix::Supervisor::start(move |_| trade_client);
 
-    let account = AccountManager::new(
+    let (account_rest, refresh) = (
         rest.clone(),
         Duration::from_millis(config.account.refresh_interval_ms),
-    )
-    .start();
-    let risk = RiskManager::new(
+    );
+    let account = actix::Supervisor::start(move |_| AccountManager::new(account_rest, refresh));
+    let risk_manager = RiskManager::new(
         config.risk.limits(),
         mode,
         Some(feed.clone().recipient()),
         orders.clone().recipient(),
-    )
-    .start();
-    let strategy =
-        StrategyRunner::new(strategy, sizing, protection, risk.clone().recipient()).start();
+    );
+    let risk = actix::Supervisor::start(move |_| risk_manager);
+    let runner = StrategyRunner::new(strategy, sizing, protection, risk.clone().recipient());
+    let strategy = actix::Supervisor::start(move |_| runner);
 
     orders.do_send(Connect {
         risk: risk.clone().recipient(),
@@ -325,9 +428,10 @@ pub async fn start(
     orders.do_send(AddOrdersListener(strategy.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(strategy.clone().recipient()));
+    account.do_send(AddAccountListener(health.clone().recipient()));
     feed.do_send(AddBarSubscriber(strategy.clone().recipient()));
 
-    let market_stream = StreamClient::new(
+    let market_client = StreamClient::new(
         stream_settings(StreamKind::MarketData, data_stream_url),
         Subscriptions {
             trades: symbols.iter().cloned().collect(),
@@ -340,7 +444,29 @@ pub async fn start(
         },
         Some(rest.clone()),
     )
-    .start();
+    .with_listener(health.clone().recipient())
+    .with_health(reporter.clone());
+    let market_stream = actix::Supervisor::start(move |_| market_client);
+    health.do_send(WatchStream(
+        StreamKind::MarketData,
+        market_stream.clone().recipient(),
+    ));
+    health.do_send(WatchStream(
+        StreamKind::TradeUpdates,
+        trade_stream.clone().recipient(),
+    ));
+
+    let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
+    let supervisor = supervisor_ctx.run(Supervisor::new(
+        SupervisorSettings::new(&config.preservation),
+        mode,
+        journal.addr.clone(),
+        risk.clone().recipient(),
+        orders.clone(),
+        rest.clone(),
+        Some(health.clone().recipient()),
+        Some(fatal_tx),
+    ));
 
     Ok(Daemon {
         sim,
@@ -353,6 +479,9 @@ pub async fn start(
         strategy,
         market_stream,
         trade_stream,
+        health,
+        supervisor,
+        fatal,
         mode,
         state_dir,
     })

@@ -5,6 +5,7 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 use traderd::cli::{self, Cli, Command};
 use traderd::config::{self, CheckContext, Config};
 use traderd::sim::{self, SimSettings, clock::ClockMode, engine::AccountSettings};
@@ -140,15 +141,31 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let system = actix::System::with_tokio_rt(move || runtime);
+    let shutdown = config.shutdown.clone();
     system.block_on(async move {
         let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
         tracing::info!("running; Ctrl-C or SIGTERM stops it");
-        wait_for_stop_signal().await;
+        let mut fatal = daemon.fatal.clone();
+        let fatal_reason = tokio::select! {
+            _ = wait_for_stop_signal() => None,
+            r = fatal.wait_for(|f| f.is_some()) => r.ok().and_then(|f| f.clone()),
+        };
         tracing::info!("stopping");
-        daemon.stop().await;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        // The sequence has its own deadline; this one is the last word.
+        let limit = Duration::from_secs(shutdown.timeout_s + 5);
+        let in_time = tokio::time::timeout(limit, daemon.shutdown(&shutdown))
+            .await
+            .unwrap_or(false);
+        if let Some(reason) = fatal_reason {
+            tracing::error!(reason = %reason, "exiting with status 70 so that the service manager restarts the daemon");
+            return Ok(ExitCode::from(70));
+        }
+        if !in_time {
+            tracing::error!(timeout_s = shutdown.timeout_s, "the shutdown did not finish in time; the next start reconciles what is left");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
 }
 
 fn run_sim(args: cli::SimArgs) -> anyhow::Result<ExitCode> {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 /// Which of the two streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
     MarketData,

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use traderd::alpaca::model::{OrderRequest, OrderSide};
 use traderd::alpaca::stream::{ChannelLists, Codec, DataMessage};
 use traderd::messages::*;
-use traderd::stream_client::{ConnectionState, RestartStream, Sinks, StreamClient, Subscriptions};
+use traderd::stream_client::{ConnectionState, Sinks, StreamClient, Subscriptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -289,15 +289,28 @@ async fn a_frozen_stream_is_detected_as_stale_and_reconnected() {
 }
 
 #[actix_rt::test]
-async fn auth_failure_is_fatal_and_not_retried_until_restarted() {
+async fn auth_failure_stops_the_client_and_its_supervisor_restarts_it_with_growing_delays() {
+    use traderd::actors::health::{ConnectionHealthMonitor, GetHealth, HealthSettings, Reporter};
     let sim = start_sim(|_| {}).await;
     let (collector, seen) = collector();
-    let client = market_client(
-        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
-        trades_of(&["AAPL"]),
-        &collector,
+    let monitor = ConnectionHealthMonitor::new(
+        HealthSettings::new(&Default::default(), Default::default()),
         None,
-    );
+        None,
+    )
+    .start();
+    let settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex"));
+    let sinks = Sinks {
+        market: Some(collector.clone().recipient()),
+        ..Default::default()
+    };
+    let listener = collector.clone().recipient();
+    let health = Reporter::new(monitor.clone().recipient());
+    let _client = actix::Supervisor::start(move |_| {
+        StreamClient::new(settings, trades_of(&["AAPL"]), sinks, None)
+            .with_listener(listener)
+            .with_health(health)
+    });
     wait_for("first trades", WAIT, || async {
         (seen.lock().unwrap().trades("AAPL") >= 1).then_some(())
     })
@@ -308,67 +321,43 @@ async fn auth_failure_is_fatal_and_not_retried_until_restarted() {
     )
     .await;
     set_fault(&sim, serde_json::json!({"kind": "drop_streams"})).await;
-    let failed_at = wait_for("the Failed state", WAIT, || async {
-        let s = seen.lock().unwrap();
+    // Each refusal is fatal for the actor: it reports, stops, and is restarted after a delay
+    // that doubles, so a bad key is never a hot loop.
+    let fatal_at = |s: &Seen| -> Vec<Instant> {
         s.events
             .iter()
-            .find(|(_, e)| matches!(e.kind, StreamEventKind::Fatal { .. }))
+            .filter(|(_, e)| matches!(e.kind, StreamEventKind::Fatal { .. }))
             .map(|(t, _)| *t)
+            .collect()
+    };
+    let fatals = wait_for("three fatal refusals", WAIT, || async {
+        let f = fatal_at(&seen.lock().unwrap());
+        (f.len() >= 3).then_some(f)
     })
     .await;
-    let status = client.send(GetStreamStatus).await.unwrap();
-    assert_eq!(status.state, ConnectionState::Failed);
-    let reconnects = status.metrics.reconnects;
-    // It stays down: prove time passes (REST keeps answering) and nothing is retried.
-    let rest = common::client(&sim);
-    for _ in 0..10 {
-        rest.get_clock().await.unwrap();
-    }
-    let attempts = seen.lock().unwrap().count_events(|k| {
-        matches!(
-            k,
-            StreamEventKind::StateChanged {
-                to: ConnectionState::Connecting,
-                ..
-            }
-        )
-    });
-    wait_for("half a second of backoff periods", WAIT, || async {
-        (failed_at.elapsed() > Duration::from_millis(600)).then_some(())
-    })
-    .await;
-    assert_eq!(
-        seen.lock().unwrap().count_events(|k| matches!(
-            k,
-            StreamEventKind::StateChanged {
-                to: ConnectionState::Connecting,
-                ..
-            }
-        )),
-        attempts
+    let gaps: Vec<Duration> = fatals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(450), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(950), "{gaps:?}");
+    let health = monitor.send(GetHealth).await.unwrap();
+    let counts = &health.sources["stream:market_data"];
+    assert!(
+        counts.errors >= 4,
+        "failures and restarts reported: {health:?}"
     );
-    assert_eq!(
-        client
-            .send(GetStreamStatus)
-            .await
-            .unwrap()
-            .metrics
-            .reconnects,
-        reconnects
-    );
+    assert!(health.restarts_in_window >= 2, "{health:?}");
 
-    // The operator fixes the keys and restarts the stream.
+    // The keys work again: the next restart streams, with no operator.
     set_fault(
         &sim,
         serde_json::json!({"kind": "reject_auth", "enabled": false}),
     )
     .await;
-    client.send(RestartStream).await.unwrap();
-    wait_for("streaming after the restart", WAIT, || async {
+    let last_fatal = *fatals.last().unwrap();
+    wait_for("streaming after a restart", WAIT, || async {
         seen.lock()
             .unwrap()
             .streaming_since()
-            .filter(|t| *t > failed_at)
+            .filter(|t| *t > last_fatal)
     })
     .await;
     sim.stop().await;

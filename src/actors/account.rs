@@ -115,6 +115,14 @@ pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> Acc
     }
 }
 
+/// Under the daemon's supervision: it keeps its state across a restart (it holds no
+/// connection of its own).
+impl actix::Supervised for AccountManager {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(actor = "AccountManager", "actor restarting");
+    }
+}
+
 impl Actor for AccountManager {
     type Context = Context<Self>;
 

@@ -20,6 +20,7 @@
 //! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
+use crate::actors::health::{HealthEvent, Reporter};
 use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::{
     Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss, TakeProfit,
@@ -174,9 +175,45 @@ pub struct OrderManager {
     account: Option<Recipient<RefreshAccount>>,
     listeners: Vec<Recipient<OrdersChanged>>,
     stats: OrderStats,
+    health: Reporter,
+    /// Journal writes failed in a row; past [`JOURNAL_FAILURES_TO_STOP`] the actor stops.
+    journal_failures: u32,
+    /// Positions the first reconciliation of this process found unexplained (an account that
+    /// held them before the journal began): reported to health only if they change.
+    known_mismatches: HashMap<String, Decimal>,
 }
 
+/// Journal writes failing this many times in a row mean the order side cannot keep its
+/// write-ahead promise: it stops (and is restarted) rather than trade on.
+const JOURNAL_FAILURES_TO_STOP: u32 = 3;
+
 impl OrderManager {
+    /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
+    pub fn with_health(mut self, health: Reporter) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// A journal write failed (or, with `false`, succeeded).
+    fn journal_outcome(&mut self, failed: bool, ctx: &mut Context<Self>) {
+        if !failed {
+            self.journal_failures = 0;
+            return;
+        }
+        self.stats.journal_errors += 1;
+        self.journal_failures += 1;
+        if self.journal_failures >= JOURNAL_FAILURES_TO_STOP {
+            let reason = format!(
+                "{} journal writes failed in a row: cannot keep the write-ahead journal",
+                self.journal_failures
+            );
+            self.health
+                .report("orders", HealthEvent::ActorFailed { reason });
+            self.journal_failures = 0;
+            ctx.stop();
+        }
+    }
+
     pub fn new(settings: OrderSettings, rest: AlpacaClient, journal: Addr<Journal>) -> Self {
         OrderManager {
             settings,
@@ -201,6 +238,9 @@ impl OrderManager {
             account: None,
             listeners: Vec::new(),
             stats: OrderStats::default(),
+            health: Reporter::default(),
+            journal_failures: 0,
+            known_mismatches: HashMap::new(),
         }
     }
 
@@ -260,17 +300,17 @@ impl OrderManager {
         ctx.spawn(
             async move { journal.send(msg).await }
                 .into_actor(self)
-                .map(|r, act, _| {
+                .map(|r, act, ctx| {
                     let err = match r {
-                        Ok(Ok(_)) => return,
+                        Ok(Ok(_)) => return act.journal_outcome(false, ctx),
                         // Only learned bracket legs are journaled through here without a check
                         // first; one learned again after a restart is already there.
                         Ok(Err(JournalError::DuplicateIntent(_))) => return,
                         Ok(Err(e)) => e.to_string(),
                         Err(e) => format!("the journal is not running: {e}"),
                     };
-                    act.stats.journal_errors += 1;
                     tracing::error!(error = %err, "cannot write the journal");
+                    act.journal_outcome(true, ctx);
                 }),
         );
     }
@@ -434,7 +474,10 @@ impl OrderManager {
         approved: Approved,
         ctx: &mut Context<Self>,
     ) -> Result<Submitted, OrderError> {
-        if !self.ready() {
+        // The flatten procedure's closes need no trade_updates stream (open orders are polled
+        // over REST while it is down): capital preservation must not wait for the stream.
+        let closing = matches!(approved.intent().purpose, Purpose::Flatten);
+        if !(self.ready() || closing && self.reconciled) {
             let why = if !self.reconciled {
                 "reconciling with the broker"
             } else {
@@ -540,23 +583,35 @@ impl OrderManager {
             act.in_flight.remove(&coid);
             match result {
                 Err(journal_error) => {
-                    act.stats.journal_errors += 1;
                     tracing::error!(client_order_id = %coid, error = %journal_error, "intent not journaled: the order was not sent");
                     act.book.close_unsent(&coid, OrderStatus::Rejected);
                     act.publish();
+                    act.journal_outcome(true, ctx);
                 }
                 Ok(Ok(order)) => {
+                    act.journal_outcome(false, ctx);
                     act.stats.accepted += 1;
+                    act.health.report("orders", HealthEvent::OrderAccepted);
                     tracing::info!(client_order_id = %coid, order_id = %order.id, status = ?order.status, "order accepted by the broker");
                     act.on_broker_order(&order, ctx);
                     act.publish();
                 }
                 Ok(Err(e)) if e.is_ambiguous_outcome() => {
+                    act.journal_outcome(false, ctx);
                     tracing::warn!(client_order_id = %coid, error = %e, "order outcome unknown; it will be looked up by client order id");
                     act.publish();
                 }
                 Ok(Err(e)) => {
+                    act.journal_outcome(false, ctx);
                     act.stats.refused_by_broker += 1;
+                    if !e.is_retryable() {
+                        act.health.report(
+                            "orders",
+                            HealthEvent::OrderRejected {
+                                detail: e.to_string(),
+                            },
+                        );
+                    }
                     tracing::warn!(client_order_id = %coid, error = %e, "the broker refused the order");
                     act.finish_unsent(&coid, OrderStatus::Rejected, &e.to_string(), ctx);
                 }
@@ -846,6 +901,18 @@ impl OrderManager {
                     }
                     *summary.entry("position_mismatches").or_default() += 1;
                     self.stats.position_mismatches += 1;
+                    if first {
+                        self.known_mismatches.insert(symbol.clone(), broker);
+                    } else if self.known_mismatches.get(&symbol) != Some(&broker) {
+                        self.health.report(
+                            "orders",
+                            HealthEvent::Mismatch {
+                                detail: format!(
+                                    "{symbol}: the broker holds {broker}, the journal's fills {journaled}"
+                                ),
+                            },
+                        );
+                    }
                     tracing::error!(symbol = %symbol, journaled = %journaled, broker = %broker, "reconciliation: the broker's position differs from the journal's fills");
                     self.journal_event(
                         "position_mismatch",
@@ -1078,6 +1145,25 @@ impl Actor for OrderManager {
                 act.reconcile(ctx);
             }
         });
+    }
+}
+
+impl actix::Supervised for OrderManager {
+    /// The futures of the old context are gone: nothing is in flight or being read any more,
+    /// and the book is reconciled with the broker again before the next order (the run id
+    /// and the sequence go on, so no client order id is used twice).
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.reconciled = false;
+        self.reconciling = false;
+        self.polling = false;
+        self.in_flight.clear();
+        self.health.report(
+            "orders",
+            HealthEvent::ActorRestarted {
+                reason: "the order manager stopped".into(),
+            },
+        );
+        tracing::warn!("order manager restarting: reconciling with the broker before any order");
     }
 }
 

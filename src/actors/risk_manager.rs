@@ -121,6 +121,14 @@ impl RiskManager {
     }
 }
 
+/// Under the daemon's supervision: it keeps its state across a restart (it holds no
+/// connection of its own).
+impl actix::Supervised for RiskManager {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(actor = "RiskManager", "actor restarting");
+    }
+}
+
 impl Actor for RiskManager {
     type Context = Context<Self>;
 }

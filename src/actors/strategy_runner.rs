@@ -105,6 +105,14 @@ impl StrategyRunner {
     }
 }
 
+/// Under the daemon's supervision: it keeps its state across a restart (it holds no
+/// connection of its own).
+impl actix::Supervised for StrategyRunner {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(actor = "StrategyRunner", "actor restarting");
+    }
+}
+
 impl Actor for StrategyRunner {
     type Context = Context<Self>;
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -166,7 +166,24 @@ pub struct AlpacaClient {
     /// Set when the broker said `X-Ratelimit-Remaining: 0`: no request before this instant.
     blocked_until: Arc<Mutex<Option<Instant>>>,
     stats: Arc<ClientStats>,
+    /// Told the outcome of every attempt (the health monitor); shared by all clones.
+    observer: Arc<OnceLock<RestObserver>>,
 }
+
+/// The outcome of one request attempt, for whoever watches the broker's health.
+#[derive(Debug, Clone)]
+pub struct RestOutcome {
+    /// `METHOD /path`.
+    pub endpoint: String,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// True for what says the broker (or the way to it) is unwell: no answer, 5xx, 429.
+    /// A refusal of the request itself (4xx) is not.
+    pub broker_error: bool,
+    pub latency: Duration,
+}
+
+pub type RestObserver = Box<dyn Fn(RestOutcome) + Send + Sync>;
 
 impl std::fmt::Debug for AlpacaClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,7 +239,14 @@ impl AlpacaClient {
             settings: Arc::new(settings),
             blocked_until: Arc::new(Mutex::new(None)),
             stats: Arc::new(ClientStats::default()),
+            observer: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sets who is told the outcome of every request attempt (once; later calls are ignored
+    /// and answer false). Every clone of this client reports to it.
+    pub fn set_observer(&self, observer: RestObserver) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     pub fn stats(&self) -> &ClientStats {
@@ -343,6 +367,20 @@ impl AlpacaClient {
         .instrument(span)
         .await;
         tracing::debug!(endpoint = %endpoint, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "alpaca request finished");
+        if let Some(observe) = self.observer.get() {
+            let (status, broker_error) = match &result {
+                Ok(r) => (Some(r.status.as_u16()), false),
+                Err(BrokerError::Api { status, .. }) => (Some(*status), *status >= 500),
+                Err(BrokerError::RateLimited { .. }) => (Some(429), true),
+                Err(e) => (None, e.is_connectivity()),
+            };
+            observe(RestOutcome {
+                endpoint,
+                status,
+                broker_error,
+                latency: started.elapsed(),
+            });
+        }
         result
     }
 

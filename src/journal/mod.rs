@@ -38,6 +38,19 @@ impl JournalHandle {
     pub fn stop(self) {
         self.arbiter.stop();
     }
+
+    /// Stops the journal's thread after the messages already queued and waits until it has
+    /// written them (every write is a committed SQLite transaction).
+    pub async fn close(self) {
+        self.arbiter.stop();
+        let arbiter = self.arbiter;
+        if tokio::task::spawn_blocking(move || arbiter.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("the journal thread did not stop cleanly");
+        }
+    }
 }
 
 /// Opens the journal in `dir` and starts its actor on a thread of its own.

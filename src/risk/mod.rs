@@ -233,8 +233,18 @@ pub fn check(
             "halted: nothing is sent".into(),
         ));
     }
+    // Protective stops would only sit in the flatten procedure's way: while preserving or
+    // preserved, positions are closed, not guarded.
+    if matches!(intent.purpose, Purpose::Protect { .. })
+        && matches!(mode, TradingMode::Preserving | TradingMode::Preserved)
+    {
+        return Err(refuse(
+            RefusalCode::ModePreserving,
+            format!("{mode:?}: positions are being closed, not protected"),
+        ));
+    }
     // Closing orders of the flatten procedure and protective stops only ever cut risk: in any
-    // mode but halted they pass on the quantity checks alone, so no price band, rate or
+    // other mode but halted they pass on the quantity checks alone, so no price band, rate or
     // market-hours rule can keep a position open.
     if matches!(intent.purpose, Purpose::Flatten | Purpose::Protect { .. }) {
         if intent.qty <= Decimal::ZERO || !reduces {
@@ -711,5 +721,18 @@ mod tests {
         let mut adds = intent("AAPL", Buy, dec!(1), None);
         adds.purpose = Purpose::Protect { trail_pct: dec!(1) };
         assert!(check(adds, &st, &limits, TradingMode::Active, now()).is_err());
+        // A protective stop is for active and reduce-only; while preserving it is refused.
+        let mut guard = intent("AAPL", Sell, dec!(10), None);
+        guard.purpose = Purpose::Protect { trail_pct: dec!(1) };
+        for (mode, passes) in [
+            (TradingMode::Active, true),
+            (TradingMode::ReduceOnly, true),
+            (TradingMode::Preserving, false),
+            (TradingMode::Preserved, false),
+            (TradingMode::Halted, false),
+        ] {
+            let r = check(guard.clone(), &st, &limits, mode, now());
+            assert_eq!(r.is_ok(), passes, "{mode:?}");
+        }
     }
 }

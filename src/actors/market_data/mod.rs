@@ -381,6 +381,14 @@ async fn fetch_warmup(
     Ok(Warmup { history, today })
 }
 
+/// Under the daemon's supervision: it keeps its state across a restart (it holds no
+/// connection of its own).
+impl actix::Supervised for MarketDataFeed {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(actor = "MarketDataFeed", "actor restarting");
+    }
+}
+
 impl Actor for MarketDataFeed {
     type Context = Context<Self>;
 

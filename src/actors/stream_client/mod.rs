@@ -11,8 +11,12 @@
 //! [`OrderStreamReady`](crate::messages::OrderStreamReady) to the sinks it was given;
 //! [`StreamEvent`] to listeners for every state change, rejected frame, server error, staleness
 //! and fatal refusal.
-//! Restart behaviour: `restarting()` drops the old session; `started()` opens a new one from
-//! `Disconnected`, keeping the desired subscriptions.
+//! Failure and restart: a fatal refusal (authentication, subscription) means this actor cannot
+//! go on: it reports to the health monitor and stops its context; its supervisor restarts it.
+//! `restarting()` drops the old session and reports the restart (counted against the restart
+//! budget); `started()` opens a new one from `Disconnected` after a delay that doubles with
+//! each restart (0.5 s up to 30 s), keeping the desired subscriptions. [`StopStream`] retires
+//! it for good (shutdown), without a restart.
 
 pub mod core;
 pub mod session;
@@ -22,6 +26,7 @@ pub use self::core::{
 };
 pub use session::{Sinks, StreamSettings};
 
+use crate::actors::health::{HealthEvent, Reporter};
 use crate::alpaca::AlpacaClient;
 use crate::messages::{
     AddStreamListener, ChangeSubscriptions, GetStreamStatus, StreamEvent, StreamEventKind,
@@ -40,6 +45,9 @@ pub struct StreamClient {
     rest: Option<AlpacaClient>,
     listeners: Vec<Recipient<StreamEvent>>,
     commands: Option<mpsc::UnboundedSender<Command>>,
+    health: Reporter,
+    restarts: u32,
+    retired: bool,
 }
 
 impl StreamClient {
@@ -58,6 +66,22 @@ impl StreamClient {
             rest,
             listeners: Vec::new(),
             commands: None,
+            health: Reporter::default(),
+            restarts: 0,
+            retired: false,
+        }
+    }
+
+    /// Reports failures and restarts to the health monitor.
+    pub fn with_health(mut self, health: Reporter) -> Self {
+        self.health = health;
+        self
+    }
+
+    fn source(&self) -> &'static str {
+        match self.settings.kind {
+            crate::messages::StreamKind::MarketData => "stream:market_data",
+            crate::messages::StreamKind::TradeUpdates => "stream:trade_updates",
         }
     }
 
@@ -98,8 +122,23 @@ impl Actor for StreamClient {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        tracing::info!(stream = ?self.settings.kind, url = %self.settings.url, "stream client starting");
-        self.start_session(ctx);
+        if self.retired {
+            return;
+        }
+        if self.restarts == 0 {
+            tracing::info!(stream = ?self.settings.kind, url = %self.settings.url, "stream client starting");
+            self.start_session(ctx);
+            return;
+        }
+        let delay = std::time::Duration::from_millis(500)
+            .saturating_mul(1 << (self.restarts - 1).min(6))
+            .min(std::time::Duration::from_secs(30));
+        tracing::warn!(stream = ?self.settings.kind, restarts = self.restarts, delay_ms = delay.as_millis() as u64, "stream client restarted; reconnecting");
+        ctx.run_later(delay, |act, ctx| {
+            if !act.retired {
+                act.start_session(ctx)
+            }
+        });
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
@@ -116,18 +155,40 @@ impl actix::Supervised for StreamClient {
             let _ = tx.send(Command::Stop);
         }
         self.state = ConnectionState::Disconnected;
+        if !self.retired {
+            self.restarts = self.restarts.saturating_add(1);
+            self.health.report(
+                self.source(),
+                HealthEvent::ActorRestarted {
+                    reason: "the stream client stopped".into(),
+                },
+            );
+        }
     }
 }
 
 impl Handler<Report> for StreamClient {
     type Result = ();
 
-    fn handle(&mut self, report: Report, _: &mut Context<Self>) {
+    fn handle(&mut self, report: Report, ctx: &mut Context<Self>) {
         match report {
             Report::State { to, reason } => {
                 let from = std::mem::replace(&mut self.state, to);
                 tracing::info!(stream = ?self.settings.kind, ?from, ?to, reason = %reason, "stream state changed");
+                if to == ConnectionState::Streaming {
+                    self.restarts = 0;
+                }
                 self.publish(StreamEventKind::StateChanged { from, to, reason });
+            }
+            Report::Event(StreamEventKind::Fatal { reason }) => {
+                self.publish(StreamEventKind::Fatal {
+                    reason: reason.clone(),
+                });
+                if !self.retired {
+                    self.health
+                        .report(self.source(), HealthEvent::ActorFailed { reason });
+                    ctx.stop();
+                }
             }
             Report::Event(kind) => self.publish(kind),
         }
@@ -160,7 +221,7 @@ impl Handler<RestartStream> for StreamClient {
     }
 }
 
-/// Closes the connection and stops the actor (shutdown).
+/// Closes the connection for good (shutdown): the actor stays, idle, and is not restarted.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopStream;
@@ -168,8 +229,11 @@ pub struct StopStream;
 impl Handler<StopStream> for StreamClient {
     type Result = ();
 
-    fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
-        ctx.stop();
+    fn handle(&mut self, _: StopStream, _: &mut Context<Self>) {
+        self.retired = true;
+        if let Some(tx) = self.commands.take() {
+            let _ = tx.send(Command::Stop);
+        }
     }
 }
 
