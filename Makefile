@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench
+.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench soak
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make release      optimised build in target/release/traderd"
 	@echo "make fuzz         fuzz the stream decoders (nightly; FUZZ_SECONDS per target, default 60)"
 	@echo "make bench        criterion micro-benchmarks of the hot path"
+	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 
 build:
 	$(CARGO) build --all-targets
@@ -76,6 +77,10 @@ fuzz:
 
 bench:
 	$(CARGO) bench --bench hot_path
+
+SOAK_MINUTES ?= 10
+soak:
+	$(CARGO) run --release -- soak --minutes $(SOAK_MINUTES)
 
 clean:
 	$(CARGO) clean

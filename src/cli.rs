@@ -31,6 +31,28 @@ pub enum Command {
     /// Work with the journal's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the daemon on the embedded simulator with random faults for a while, then print the
+    /// figures that say whether capital preservation held (exit 1 if one that must be 0 is not).
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// How long to run, in minutes.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Seed of the fault schedule and the market.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulator speed (market seconds per wall second).
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    /// Where the journal goes (default: a new directory under the system's temp dir).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Log filter for the daemon's own log lines (the soak prints its progress regardless).
+    #[arg(long, default_value = "error")]
+    pub log_level: String,
 }
 
 #[derive(Debug, Subcommand)]

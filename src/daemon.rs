@@ -82,7 +82,8 @@ impl Daemon {
 
     /// The shutdown sequence (SIGTERM, SIGINT, `traderd ctl shutdown`), in order:
     /// 1. stop entries: the RiskManager goes to reduce-only (in memory: the journaled mode,
-    ///    which the next start comes back in, is unchanged); from halted it stays halted;
+    ///    which the next start comes back in, is unchanged); from halted it stays halted, and
+    ///    steps 2 and 3 are skipped (halted sends nothing);
     /// 2. with `cancel_open_orders`, cancel every open order;
     /// 3. with `flatten`, close every position and wait until the broker shows flat;
     /// 4. wait for orders in flight to settle, so their outcome and fills are journaled;
@@ -93,23 +94,30 @@ impl Daemon {
     pub async fn shutdown(self, s: &ShutdownSection) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(s.timeout_s);
         let mut in_time = true;
-        if !matches!(self.mode_now().await, Some(TradingMode::Halted)) {
+        let halted = matches!(self.mode_now().await, Some(TradingMode::Halted));
+        if !halted {
             self.risk.do_send(SetMode(TradingMode::ReduceOnly));
         }
         tracing::warn!(
             cancel_open_orders = s.cancel_open_orders,
             flatten = s.flatten,
             timeout_s = s.timeout_s,
+            halted,
             "shutting down: no new entries"
         );
-        if s.cancel_open_orders && !s.flatten {
+        if halted && (s.cancel_open_orders || s.flatten) {
+            tracing::warn!(
+                "halted: nothing is sent, not even at shutdown; open orders and positions stay as they are"
+            );
+        }
+        if s.cancel_open_orders && !s.flatten && !halted {
             match tokio::time::timeout_at(deadline, self.orders.send(CancelAll)).await {
                 Ok(Ok(Ok(n))) => tracing::warn!(canceled = n, "shutdown: open orders canceled"),
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "shutdown: cancel-all failed"),
                 _ => tracing::error!("shutdown: cancel-all did not finish"),
             }
         }
-        if s.flatten {
+        if s.flatten && !halted {
             in_time &= self.flatten_until_flat(deadline).await;
         }
         loop {

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod orders;
 pub mod risk;
 pub mod sim;
+pub mod soak;
 pub mod strategy;
 pub mod telemetry;
 

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_daemon(args),
         Command::Sim(args) => run_sim(args),
+        Command::Soak(args) => run_soak(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
     };
@@ -165,6 +166,40 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
+    traderd::telemetry::init_stderr(&args.log_level);
+    if !(args.minutes > 0.0 && args.minutes <= 24.0 * 60.0) {
+        return Err(anyhow!("--minutes must be above 0 and at most a day"));
+    }
+    let state_dir = args.state_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "traderd-soak-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ))
+    });
+    let opts = traderd::soak::SoakOptions {
+        duration: Duration::from_secs_f64(args.minutes * 60.0),
+        seed: args.seed,
+        speed: args.speed,
+        state_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let system = actix::System::with_tokio_rt(move || runtime);
+    let report = system
+        .block_on(traderd::soak::run(opts))
+        .map_err(|e| anyhow!("soak: {e}"))?;
+    eprintln!("{}", traderd::soak::summary(&report));
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -73,7 +73,7 @@ pub enum StreamEventKind {
     ServerError { code: u16, message: String },
     /// Connected but silent while the market is open: reconnecting.
     Stale { silent_ms: u64 },
-    /// Authentication was refused: the client stopped and will not retry by itself.
+    /// Authentication or the subscription was refused: the client stops; its supervisor restarts it.
     Fatal { reason: String },
     /// Streaming again after a reconnect; data between `gap_from` and now came by REST or not at all.
     Resumed { gap_from: Option<DateTime<Utc>> },

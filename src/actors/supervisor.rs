@@ -120,6 +120,8 @@ pub struct SupervisorStatus {
     pub flatten_attempts: u64,
     /// Milliseconds from entering `preserving` to the broker showing flat, per preservation.
     pub times_to_flat_ms: Vec<u64>,
+    /// The latest transitions of this process, oldest first (at most 50).
+    pub history: Vec<ModeChanged>,
 }
 
 #[derive(Message)]
@@ -155,6 +157,7 @@ pub struct Supervisor {
     transitions: u64,
     crossings: u64,
     times_to_flat_ms: Vec<u64>,
+    history: std::collections::VecDeque<ModeChanged>,
     fatal: Option<tokio::sync::watch::Sender<Option<String>>>,
 }
 
@@ -187,6 +190,7 @@ impl Supervisor {
             transitions: 0,
             crossings: 0,
             times_to_flat_ms: Vec::new(),
+            history: std::collections::VecDeque::new(),
             fatal,
         }
     }
@@ -250,6 +254,10 @@ impl Supervisor {
         for l in &self.listeners {
             l.do_send(event.clone());
         }
+        if self.history.len() == 50 {
+            self.history.pop_front();
+        }
+        self.history.push_back(event);
         match to {
             TradingMode::Preserving => {
                 self.preserving_since = Some(Instant::now());
@@ -457,6 +465,7 @@ impl Supervisor {
             crossings: self.crossings,
             flatten_attempts: self.attempts.load(Ordering::Relaxed),
             times_to_flat_ms: self.times_to_flat_ms.clone(),
+            history: self.history.iter().cloned().collect(),
         }
     }
 }

@@ -8,8 +8,9 @@
 //!   means the connection is dead.
 //! - Staleness: no data for `stale_after` while subscribed and while the broker's clock says the
 //!   market is open means a connected-but-silent socket: reconnect and report.
-//! - 402 (auth failed) and 409 (insufficient subscription) are fatal: the client stops in
-//!   `Failed` rather than retrying forever. After 406 (connection limit) it waits at least
+//! - 402 (auth failed) and 409 (insufficient subscription) are fatal: the session stops in
+//!   `Failed` rather than retrying on its own; the actor then stops and its supervisor restarts
+//!   it after a growing delay, each restart counted against the restart budget. After 406 (connection limit) it waits at least
 //!   `connection_limit_wait` before trying again.
 //! - Overload: trades, bars and trade updates are never dropped (the session waits for the
 //!   consumer when too many are pending); quotes are conflated per symbol while the
@@ -202,7 +203,7 @@ impl Session {
             match end {
                 End::Stop => break,
                 End::Fatal(reason) => {
-                    tracing::error!(stream = ?self.settings.kind, reason = %reason, "stream stopped for good; an operator must act");
+                    tracing::error!(stream = ?self.settings.kind, reason = %reason, "stream refused: the client stops and its supervisor restarts it; check the API keys and the data subscription");
                     self.set_state(ConnectionState::Failed, &reason);
                     self.event(StreamEventKind::Fatal { reason });
                     if !self.wait(None).await {

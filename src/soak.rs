@@ -1,0 +1,472 @@
+//! `traderd soak`: the whole daemon on the embedded simulator for a given time, with random
+//! faults injected through the simulator's admin API, and the figures that say whether capital
+//! preservation held: faults injected, threshold crossings, time from crossing to flat (median
+//! and max), duplicate client order ids, fills lost, panics. See docs/supervision.md.
+//!
+//! The faults are drawn from a seeded generator: the same seed gives the same schedule (the
+//! market and the daemon's timing still vary with the machine). After each preservation the
+//! soak checks the simulator is flat and, a few seconds later, resumes like an operator would.
+
+use crate::actors::health::GetHealth;
+use crate::actors::order_manager::GetOrderStats;
+use crate::actors::risk_manager::SetMode;
+use crate::actors::supervisor::{GetSupervisorStatus, Operator, OperatorCommand, mode_name};
+use crate::config::{CheckContext, Config};
+use crate::risk::TradingMode;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// The soak's own settings: a busy strategy, tight thresholds, quick retries.
+pub const SOAK_CONFIG: &str = r#"
+[sim]
+listen = "127.0.0.1:0"
+[strategy]
+sizing_usd = "2000"
+[strategy.momentum]
+rsi_entry_min = 0.0
+rsi_entry_max = 100.0
+rsi_exit = 100.0
+[alpaca]
+max_retries = 2
+retry_min_delay_ms = 50
+retry_max_delay_ms = 500
+[orders]
+reconcile_interval_s = 5
+[account]
+refresh_interval_ms = 2000
+[risk]
+max_orders_per_minute = 1000
+[stream]
+stale_after_ms = 3000
+[health]
+window_s = 20
+rest_errors_in_window = 12
+stream_down_limit_s = 6
+restart_budget = 4
+ping_interval_ms = 2000
+[preservation]
+retry_min_ms = 250
+retry_max_ms = 4000
+verify_timeout_ms = 5000
+"#;
+
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    pub duration: Duration,
+    pub seed: u64,
+    pub speed: f64,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub median: Option<u64>,
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SoakReport {
+    pub seconds: u64,
+    pub seed: u64,
+    pub faults_injected: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub threshold_crossings: u64,
+    pub preservations: usize,
+    pub time_to_flat_ms: Percentiles,
+    pub flatten_attempts: u64,
+    /// Preserved while the simulator still showed a position or an open order (must be 0).
+    pub preserved_but_not_flat: u64,
+    pub orders_sent: u64,
+    pub fills: usize,
+    pub duplicate_client_order_ids: u64,
+    /// Broker orders whose filled quantity the journal does not fully hold (must be 0).
+    pub fills_lost: u64,
+    /// Broker orders the journal holds more fills for than the broker made (must be 0).
+    pub fills_booked_twice: u64,
+    pub panics: u64,
+}
+
+impl SoakReport {
+    /// True when every must-be-zero figure is zero.
+    pub fn passed(&self) -> bool {
+        self.preserved_but_not_flat == 0
+            && self.duplicate_client_order_ids == 0
+            && self.fills_lost == 0
+            && self.fills_booked_twice == 0
+            && self.panics == 0
+    }
+}
+
+/// One fault: its name, what to post, and what to post later to undo it (after how long).
+type Draw = (
+    &'static str,
+    serde_json::Value,
+    Option<(Duration, serde_json::Value)>,
+);
+
+fn draw(rng: &mut impl Rng) -> Draw {
+    use serde_json::json;
+    match rng.random_range(0..10u32) {
+        0 => {
+            let status = [500u16, 502, 503][rng.random_range(0..3usize)];
+            let count = rng.random_range(5..40u32);
+            (
+                "http_error",
+                json!({"kind": "http_error", "status": status, "count": count}),
+                None,
+            )
+        }
+        1 => (
+            "rate_limit",
+            json!({"kind": "rate_limit", "count": rng.random_range(3..20u32)}),
+            None,
+        ),
+        2 => (
+            "latency",
+            json!({"kind": "latency", "ms": rng.random_range(100..800u64)}),
+            Some((
+                Duration::from_secs(rng.random_range(3..10u64)),
+                json!({"kind": "latency", "ms": 0}),
+            )),
+        ),
+        3 => ("drop_streams", json!({"kind": "drop_streams"}), None),
+        4 => (
+            "garbage",
+            json!({"kind": "garbage", "count": rng.random_range(1..20u32)}),
+            None,
+        ),
+        5 => (
+            "freeze",
+            json!({"kind": "freeze", "seconds": rng.random_range(2.0..15.0f64)}),
+            None,
+        ),
+        6 => (
+            "mute_trade_updates",
+            json!({"kind": "mute_trade_updates", "seconds": rng.random_range(2.0..10.0f64)}),
+            None,
+        ),
+        7 => (
+            "drop_after_accept",
+            json!({"kind": "drop_after_accept", "count": 1}),
+            None,
+        ),
+        8 => (
+            "delay_after_accept",
+            json!({"kind": "delay_after_accept", "ms": rng.random_range(500..3000u64), "count": 1}),
+            None,
+        ),
+        _ => (
+            "reject_auth",
+            json!({"kind": "reject_auth", "enabled": true}),
+            Some((
+                Duration::from_secs(rng.random_range(1..5u64)),
+                json!({"kind": "reject_auth", "enabled": false}),
+            )),
+        ),
+    }
+}
+
+fn dec(v: &serde_json::Value) -> Decimal {
+    match v {
+        serde_json::Value::String(s) => Decimal::from_str(s).unwrap_or_default(),
+        other => Decimal::from_str(&other.to_string()).unwrap_or_default(),
+    }
+}
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Admin {
+    async fn post_fault(&self, fault: &serde_json::Value) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(format!("{}/_sim/faults", self.base))
+            .json(fault)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{} for {fault}", resp.status()))
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// (positions not zero, orders not final).
+    async fn exposure(&self) -> Result<(usize, usize), String> {
+        let state = self.get("/_sim/state").await?;
+        let positions = state["positions"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| !dec(&p["qty"]).is_zero()).count())
+            .unwrap_or(0);
+        let final_states = [
+            "filled",
+            "canceled",
+            "expired",
+            "rejected",
+            "replaced",
+            "done_for_day",
+        ];
+        let open = state["orders"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|o| !final_states.contains(&o["status"].as_str().unwrap_or("")))
+                    .count()
+            })
+            .unwrap_or(0);
+        Ok((positions, open))
+    }
+}
+
+/// Runs the soak; prints progress to stderr. Must run inside an actix `System`.
+pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    let mut config = Config::parse(SOAK_CONFIG, "soak settings", &CheckContext::default())
+        .map_err(|e| e.to_string())?;
+    config.sim.seed = opts.seed;
+    config.sim.speed = opts.speed;
+    std::fs::create_dir_all(&opts.state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", opts.state_dir.display()))?;
+    let daemon = crate::daemon::start(&config, &opts.state_dir, |_| None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = Admin {
+        http: reqwest::Client::new(),
+        base: daemon
+            .sim
+            .as_ref()
+            .map(|s| s.base_url())
+            .ok_or("the soak needs the embedded simulator")?,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut report = SoakReport {
+        seed: opts.seed,
+        ..SoakReport::default()
+    };
+    let started = Instant::now();
+    let deadline = started + opts.duration;
+    let gap =
+        |rng: &mut rand_chacha::ChaCha8Rng| Duration::from_millis(rng.random_range(3_000..12_000));
+    let mut next_fault = started + gap(&mut rng);
+    let mut undo: Vec<(Instant, serde_json::Value)> = Vec::new();
+    let mut mode = TradingMode::Active;
+    let mut resume_at: Option<Instant> = None;
+    let mut next_progress = started + Duration::from_secs(30);
+    eprintln!(
+        "soak: {} s, seed {}, simulator at {} ({}x); progress every 30 s",
+        opts.duration.as_secs(),
+        opts.seed,
+        admin.base,
+        opts.speed
+    );
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_fault {
+            let (kind, fault, then) = draw(&mut rng);
+            match admin.post_fault(&fault).await {
+                Ok(()) => {
+                    report.faults_injected += 1;
+                    *report.faults.entry(kind).or_default() += 1;
+                    tracing::warn!(fault = %fault, "soak: fault injected");
+                    if let Some((after, u)) = then {
+                        undo.push((now + after, u));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "soak: the simulator refused a fault"),
+            }
+            next_fault = now + gap(&mut rng);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = undo.into_iter().partition(|(at, _)| *at <= now);
+        undo = later;
+        for (_, u) in due {
+            if let Err(e) = admin.post_fault(&u).await {
+                tracing::error!(error = %e, "soak: cannot undo a fault");
+            }
+        }
+        let status = daemon
+            .supervisor
+            .send(GetSupervisorStatus)
+            .await
+            .map_err(|e| format!("the supervisor is not running: {e}"))?;
+        if status.mode != mode {
+            let cause = status
+                .history
+                .last()
+                .map(|t| t.cause.clone())
+                .unwrap_or_default();
+            eprintln!(
+                "soak: {:>5} s  {} -> {}  ({cause})",
+                started.elapsed().as_secs(),
+                mode_name(mode),
+                mode_name(status.mode)
+            );
+            if status.mode == TradingMode::Preserved {
+                match admin.exposure().await {
+                    Ok((0, 0)) => {}
+                    Ok((p, o)) => {
+                        report.preserved_but_not_flat += 1;
+                        eprintln!("soak: PRESERVED BUT NOT FLAT: {p} positions, {o} open orders");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "soak: cannot read the simulator"),
+                }
+                resume_at = Some(now + Duration::from_millis(rng.random_range(2_000..6_000)));
+            }
+            mode = status.mode;
+        }
+        if mode == TradingMode::Preserved && resume_at.is_some_and(|t| now >= t) {
+            resume_at = None;
+            match daemon
+                .supervisor
+                .send(Operator(OperatorCommand::Resume))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("soak: resume refused: {e}"),
+                Err(e) => return Err(format!("the supervisor is not running: {e}")),
+            }
+        }
+        if now >= next_progress {
+            next_progress = now + Duration::from_secs(30);
+            let orders = daemon.orders.send(GetOrderStats).await.ok();
+            eprintln!(
+                "soak: {:>5} s  mode {}  faults {}  crossings {}  preservations {}  fills {}",
+                started.elapsed().as_secs(),
+                mode_name(mode),
+                report.faults_injected,
+                status.crossings,
+                status.times_to_flat_ms.len(),
+                orders.map(|o| o.fills).unwrap_or(0)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The end: no more faults; a preservation in progress is let finish, so its time counts.
+    let _ = admin
+        .post_fault(&serde_json::json!({"kind": "clear"}))
+        .await;
+    let finish_by = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < finish_by {
+        match daemon.supervisor.send(GetSupervisorStatus).await {
+            Ok(s) if s.mode == TradingMode::Preserving => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            _ => break,
+        }
+    }
+    let status = daemon
+        .supervisor
+        .send(GetSupervisorStatus)
+        .await
+        .map_err(|e| e.to_string())?;
+    let health = daemon
+        .health
+        .send(GetHealth)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Nothing new from here: then let orders in flight settle before reading the broker.
+    daemon.risk.do_send(SetMode(TradingMode::Halted));
+    let settle_by = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < settle_by {
+        match daemon.orders.send(GetOrderStats).await {
+            Ok(s) if s.unsettled > 0 => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => break,
+        }
+    }
+    let sim_state = admin.get("/_sim/state").await?;
+    let sim_stats = admin.get("/_sim/stats").await?;
+    let state_dir = daemon.state_dir.clone();
+    daemon.stop().await;
+
+    report.seconds = started.elapsed().as_secs();
+    report.threshold_crossings = status.crossings.max(health.crossings);
+    report.preservations = status.times_to_flat_ms.len();
+    let mut times = status.times_to_flat_ms.clone();
+    times.sort_unstable();
+    report.time_to_flat_ms = Percentiles {
+        median: times.get(times.len() / 2).copied(),
+        max: times.last().copied(),
+    };
+    report.flatten_attempts = status.flatten_attempts;
+    report.orders_sent = sim_stats["order_posts"].as_u64().unwrap_or(0);
+    report.duplicate_client_order_ids = sim_stats["client_order_id_reuses"].as_u64().unwrap_or(0);
+    let store = crate::journal::Store::open(&state_dir).map_err(|e| e.to_string())?;
+    let fills = store.fills().map_err(|e| e.to_string())?;
+    report.fills = fills.len();
+    let mut journaled: HashMap<String, Decimal> = HashMap::new();
+    for f in &fills {
+        *journaled.entry(f.broker_order_id.clone()).or_default() += f.qty;
+    }
+    for o in sim_state["orders"].as_array().into_iter().flatten() {
+        let filled = dec(&o["filled_qty"]);
+        let id = o["id"].as_str().unwrap_or_default();
+        let held = journaled.get(id).copied().unwrap_or_default();
+        if filled > held {
+            report.fills_lost += 1;
+            eprintln!(
+                "soak: FILL LOST: order {id} filled {filled} at the broker, {held} journaled"
+            );
+        } else if held > filled {
+            report.fills_booked_twice += 1;
+            eprintln!(
+                "soak: FILL BOOKED TWICE: order {id} filled {filled} at the broker, {held} journaled"
+            );
+        }
+    }
+    report.panics = PANICS.load(Ordering::SeqCst);
+    Ok(report)
+}
+
+/// The human-readable summary.
+pub fn summary(r: &SoakReport) -> String {
+    let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+    let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "soak summary ({} s, seed {}):\n  faults injected          {} ({})\n  threshold crossings      {}\n  preservations            {}\n  crossing to flat         median {}, max {}\n  flatten attempts         {}\n  preserved but not flat   {}\n  orders sent / fills      {} / {}\n  duplicate client ids     {}\n  fills lost               {}\n  fills booked twice       {}\n  panics                   {}\n  verdict                  {}",
+        r.seconds,
+        r.seed,
+        r.faults_injected,
+        faults.join(", "),
+        r.threshold_crossings,
+        r.preservations,
+        ms(r.time_to_flat_ms.median),
+        ms(r.time_to_flat_ms.max),
+        r.flatten_attempts,
+        r.preserved_but_not_flat,
+        r.orders_sent,
+        r.fills,
+        r.duplicate_client_order_ids,
+        r.fills_lost,
+        r.fills_booked_twice,
+        r.panics,
+        if r.passed() { "PASS" } else { "FAIL" }
+    )
+}

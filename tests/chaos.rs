@@ -1,0 +1,433 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The chaos suite: the whole daemon against the simulator's faults. Each scenario trades
+//! until it holds positions, breaks something, and asserts that the system went into capital
+//! preservation for the right cause and that the simulator ends with no position and no open
+//! order (or, for a restart, that a preserved daemon stays preserved and sends nothing).
+
+mod common;
+
+use common::{KEY, SECRET, set_fault, sim_state, sim_stats, start_sim, wait_for};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use std::time::Duration;
+use traderd::actors::health::GetHealth;
+use traderd::actors::risk_manager::GetRiskStats;
+use traderd::actors::supervisor::{
+    GetSupervisorStatus, Operator, OperatorCommand, SupervisorStatus,
+};
+use traderd::config::{CheckContext, Config};
+use traderd::daemon::Daemon;
+use traderd::risk::TradingMode;
+use traderd::sim::SimHandle;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Trades often (momentum on any RSI at 120x), with quick retries, pings and flatten attempts;
+/// no request budget (at 120x the account and pings alone would use Alpaca's 200 a minute).
+const BASE: &str = r#"
+[sim]
+speed = 120.0
+rate_limit_per_minute = 0
+[alpaca]
+requests_per_minute = 3000
+max_retries = 2
+retry_min_delay_ms = 20
+retry_max_delay_ms = 100
+[strategy]
+sizing_usd = "2000"
+[strategy.momentum]
+rsi_entry_min = 0.0
+rsi_entry_max = 100.0
+rsi_exit = 100.0
+[orders]
+reconcile_interval_s = 2
+[account]
+refresh_interval_ms = 300
+[risk]
+max_orders_per_minute = 1000
+[health]
+window_s = 30
+rest_errors_in_window = 15
+ping_interval_ms = 300
+[preservation]
+retry_min_ms = 200
+retry_max_ms = 2000
+verify_timeout_ms = 3000
+"#;
+
+/// `BASE` with `extra` merged in (a table in `extra` replaces the same table in `BASE`).
+fn config(extra: &str, ctx: &CheckContext) -> Config {
+    let mut base: toml::Table = toml::from_str(BASE).unwrap();
+    let extra: toml::Table = toml::from_str(extra).unwrap();
+    for (section, table) in extra {
+        match (base.get_mut(&section), table) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => b.extend(e),
+            (_, v) => {
+                base.insert(section, v);
+            }
+        }
+    }
+    Config::parse(&toml::to_string(&base).unwrap(), "test", ctx).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn start(extra: &str, dir: &std::path::Path) -> Daemon {
+    traderd::daemon::start(&config(extra, &CheckContext::default()), dir, |_| None)
+        .await
+        .unwrap()
+}
+
+fn dec(v: &serde_json::Value) -> Decimal {
+    match v {
+        serde_json::Value::String(s) => Decimal::from_str(s).unwrap(),
+        other => Decimal::from_str(&other.to_string()).unwrap(),
+    }
+}
+
+/// (positions not zero, orders not final) at the simulator.
+async fn exposure(sim: &SimHandle) -> (usize, usize) {
+    let state = sim_state(sim).await;
+    let positions = state["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !dec(&p["qty"]).is_zero())
+        .count();
+    let final_states = [
+        "filled",
+        "canceled",
+        "expired",
+        "rejected",
+        "replaced",
+        "done_for_day",
+    ];
+    let open = state["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| !final_states.contains(&o["status"].as_str().unwrap()))
+        .count();
+    (positions, open)
+}
+
+async fn status(d: &Daemon) -> SupervisorStatus {
+    d.supervisor.send(GetSupervisorStatus).await.unwrap()
+}
+
+async fn wait_for_positions(d: &Daemon) {
+    let sim = d.sim.as_ref().unwrap();
+    wait_for("the daemon to hold positions", WAIT, || async {
+        (exposure(sim).await.0 >= 1).then_some(())
+    })
+    .await;
+}
+
+async fn wait_for_mode(d: &Daemon, mode: TradingMode) -> SupervisorStatus {
+    wait_for(&format!("mode {mode:?}"), WAIT, || async {
+        let s = status(d).await;
+        (s.mode == mode).then_some(s)
+    })
+    .await
+}
+
+/// Preserved, for `cause`, and the broker flat.
+async fn assert_preserved_and_flat(d: &Daemon, cause: &str) -> SupervisorStatus {
+    let s = wait_for_mode(d, TradingMode::Preserved).await;
+    let preserving = s
+        .history
+        .iter()
+        .find(|t| t.to == TradingMode::Preserving)
+        .unwrap_or_else(|| panic!("no preserving transition: {s:?}"));
+    assert!(
+        preserving.cause.contains(cause),
+        "cause {:?} should mention {cause:?}",
+        preserving.cause
+    );
+    let sim = d.sim.as_ref().unwrap();
+    assert_eq!(exposure(sim).await, (0, 0), "the simulator must be flat");
+    assert!(
+        s.flatten_attempts >= 1 && s.times_to_flat_ms.len() == 1,
+        "{s:?}"
+    );
+    eprintln!(
+        "preserved: cause {:?}, {} attempt(s), flat after {} ms",
+        preserving.cause, s.flatten_attempts, s.times_to_flat_ms[0]
+    );
+    s
+}
+
+#[actix_rt::test]
+async fn a_5xx_storm_trips_the_threshold_and_the_simulator_ends_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start("", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "http_error", "status": 500, "count": 40}),
+    )
+    .await;
+    assert_preserved_and_flat(&d, "broker errors").await;
+    let health = d.health.send(GetHealth).await.unwrap();
+    assert_eq!(health.crossings, 1, "{health:?}");
+    assert!(health.sources["rest"].errors >= 15, "{health:?}");
+    // Preserved means blocked: the strategy's entries are refused, nothing reaches the broker.
+    let posts = sim_stats(sim).await["order_posts"].as_u64().unwrap();
+    wait_for(
+        "the strategy to be refused while preserved",
+        WAIT,
+        || async {
+            let r = d.risk.send(GetRiskStats).await.unwrap();
+            (r.refused.get("mode_preserving").copied().unwrap_or(0) >= 1).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(sim_stats(sim).await["order_posts"].as_u64().unwrap(), posts);
+    assert_eq!(exposure(sim).await, (0, 0));
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_broker_failing_during_the_flatten_does_not_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start("", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "http_error", "status": 503, "count": 20}),
+    )
+    .await;
+    wait_for_mode(&d, TradingMode::Preserving).await;
+    // The broker keeps failing while the procedure runs: every request for a while.
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "http_error", "status": 502, "count": 150}),
+    )
+    .await;
+    let s = assert_preserved_and_flat(&d, "broker errors").await;
+    assert!(
+        s.flatten_attempts >= 2,
+        "the first attempt met the failing broker, so it took more: {s:?}"
+    );
+    let faults = sim_stats(sim).await;
+    eprintln!("faults: {}", faults["faults"]);
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_frozen_stream_during_market_hours_trips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start("[health]\nstream_down_limit_s = 3", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    assert_eq!(sim_state(sim).await["market_open"], true);
+    set_fault(sim, serde_json::json!({"kind": "freeze", "seconds": 60.0})).await;
+    assert_preserved_and_flat(&d, "market_data stream down or silent").await;
+    set_fault(sim, serde_json::json!({"kind": "clear"})).await;
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_actor_that_keeps_failing_exhausts_its_restart_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // Streams down would trip it too; this scenario is about the budget.
+    let d = start(
+        "[health]\nrestart_budget = 3\nstream_down_limit_s = 0",
+        dir.path(),
+    )
+    .await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    // Refused keys are fatal for a stream client: it stops, is restarted, is refused again.
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "reject_auth", "enabled": true}),
+    )
+    .await;
+    set_fault(sim, serde_json::json!({"kind": "drop_streams"})).await;
+    // Flattening does not need the trade_updates stream: fills are polled over REST.
+    assert_preserved_and_flat(&d, "restart budget exhausted").await;
+    let health = d.health.send(GetHealth).await.unwrap();
+    assert!(health.restarts_in_window >= 4, "{health:?}");
+    set_fault(sim, serde_json::json!({"kind": "clear"})).await;
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_daily_loss_limit_trips_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cent of loss is the limit: the spread paid on the first entries reaches it.
+    let d = start("[risk]\ndaily_loss_limit_usd = \"0.01\"", dir.path()).await;
+    assert_preserved_and_flat(&d, "daily loss limit hit").await;
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_restart_while_preserved_stays_preserved_and_sends_nothing() {
+    // Paper mode against a simulator that outlives the daemon: the journal and the account
+    // both carry over, as with Alpaca.
+    let (sim, env) = paper_sim().await;
+    let cfg = paper_config("");
+    let dir = tempfile::tempdir().unwrap();
+
+    let d = traderd::daemon::start(&cfg, dir.path(), env.clone())
+        .await
+        .unwrap();
+    wait_for("positions", WAIT, || async {
+        let state = sim_state(&sim).await;
+        (!state["positions"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Flatten))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Preserving));
+    wait_for_mode(&d, TradingMode::Preserved).await;
+    d.stop().await;
+
+    // Run 2: same state directory, same account.
+    let d = traderd::daemon::start(&cfg, dir.path(), env).await.unwrap();
+    assert_eq!(d.mode, TradingMode::Preserved);
+    assert_eq!(status(&d).await.mode, TradingMode::Preserved);
+    let posts = sim_stats(&sim).await["order_posts"].as_u64().unwrap();
+    wait_for(
+        "the strategy to be refused while preserved",
+        WAIT,
+        || async {
+            let r = d.risk.send(GetRiskStats).await.unwrap();
+            (r.refused.get("mode_preserving").copied().unwrap_or(0) >= 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        sim_stats(&sim).await["order_posts"].as_u64().unwrap(),
+        posts,
+        "a preserved daemon sends nothing"
+    );
+    // Only an operator leaves preserved; then it trades again.
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Resume))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Active));
+    wait_for("trading again", WAIT, || async {
+        (sim_stats(&sim).await["order_posts"].as_u64().unwrap() > posts).then_some(())
+    })
+    .await;
+    // Halted sends nothing at all, not even closing orders.
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Halt))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Halted));
+    d.stop().await;
+    sim.stop().await;
+}
+
+/// A simulator outliving the daemon, and the env that points a paper-mode daemon at it.
+async fn paper_sim() -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
+    let sim = start_sim(|s| {
+        s.credentials = Some((KEY.into(), SECRET.into()));
+        s.speed = 120.0;
+    })
+    .await;
+    let url = sim.base_url();
+    let env = move |k: &str| match k {
+        "APCA_API_KEY_ID" => Some(KEY.to_string()),
+        "APCA_API_SECRET_KEY" => Some(SECRET.to_string()),
+        "APCA_API_BASE_URL" | "APCA_API_DATA_URL" => Some(url.clone()),
+        _ => None,
+    };
+    (sim, env)
+}
+
+fn paper_config(extra: &str) -> Config {
+    let ctx = CheckContext {
+        have_keys: true,
+        ..CheckContext::default()
+    };
+    config(&format!("[connection]\nmode = \"paper\"\n{extra}"), &ctx)
+}
+
+#[actix_rt::test]
+async fn suspend_trade_holds_while_preserved_and_the_cooldown_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(
+        "[preservation]\nsuspend_trade = true\ncooldown_s = 3",
+        dir.path(),
+    )
+    .await;
+    wait_for_positions(&d).await;
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Flatten))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Preserving));
+    assert_preserved_and_flat(&d, "operator: flatten").await;
+    // The broker itself refuses orders while preserved.
+    let rest = &d.rest;
+    wait_for("suspend_trade at the broker", WAIT, || async {
+        rest.get_account_configurations()
+            .await
+            .ok()
+            .filter(|c| c.suspend_trade)
+    })
+    .await;
+    // The cool-down lifts it and trading goes on.
+    let s = wait_for_mode(&d, TradingMode::Active).await;
+    assert!(
+        s.history.last().unwrap().cause.contains("cool-down"),
+        "{s:?}"
+    );
+    assert!(
+        !rest
+            .get_account_configurations()
+            .await
+            .unwrap()
+            .suspend_trade
+    );
+    let posts = sim_stats(d.sim.as_ref().unwrap()).await["order_posts"]
+        .as_u64()
+        .unwrap();
+    wait_for("trading again", WAIT, || async {
+        (sim_stats(d.sim.as_ref().unwrap()).await["order_posts"]
+            .as_u64()
+            .unwrap()
+            > posts)
+            .then_some(())
+    })
+    .await;
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn shutdown_with_flatten_leaves_the_broker_flat_and_the_mode_unchanged() {
+    let (sim, env) = paper_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = traderd::daemon::start(&paper_config(""), dir.path(), env)
+        .await
+        .unwrap();
+    wait_for("positions and open orders", WAIT, || async {
+        let state = sim_state(&sim).await;
+        (!state["positions"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let in_time = d
+        .shutdown(&traderd::config::ShutdownSection {
+            cancel_open_orders: true,
+            flatten: true,
+            timeout_s: 30,
+        })
+        .await;
+    assert!(in_time);
+    assert_eq!(exposure(&sim).await, (0, 0), "flat after the shutdown");
+    // The shutdown's reduce-only was in memory: the next start is not held back by it.
+    let store = traderd::journal::Store::open(dir.path()).unwrap();
+    assert_eq!(store.current_mode().unwrap(), None);
+    sim.stop().await;
+}
