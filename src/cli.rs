@@ -34,6 +34,42 @@ pub enum Command {
     /// Run the daemon on the embedded simulator with random faults for a while, then print the
     /// figures that say whether capital preservation held (exit 1 if one that must be 0 is not).
     Soak(SoakArgs),
+    /// Talk to a running daemon over its control socket (status, pause, resume, flatten, halt…).
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Commands:
+  status      mode, streams, positions, open orders, equity
+  health      the health monitor's view: sources, windows, streams, pings
+  positions   positions as the order side books them
+  orders      order counters and what is open
+  pause       active -> reduce_only: only orders that shrink a position
+  resume      reduce_only, preserved or halted -> active
+  flatten     capital preservation now: cancel every order, close every position
+  halt        the kill switch: nothing is sent at all
+  events      follow mode changes live (Ctrl-C stops)
+  shutdown    stop the daemon (its configured shutdown sequence)
+
+Exit status: 0 done, 1 the daemon refused (the message says why), 3 no daemon on the socket.")]
+pub struct CtlArgs {
+    /// The command (see below).
+    pub command: String,
+    /// Arguments of the command.
+    pub args: Vec<String>,
+    /// The daemon's socket (default: $RUNTIME_DIRECTORY/traderd.sock, $XDG_RUNTIME_DIR/traderd.sock,
+    /// else traderd.sock in the state directory).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The daemon's state directory, to find its socket.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The daemon's config file, to find its socket.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the answer as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

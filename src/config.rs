@@ -53,6 +53,20 @@ pub struct Config {
     pub health: HealthSection,
     pub preservation: PreservationSection,
     pub shutdown: ShutdownSection,
+    pub control: ControlSection,
+}
+
+/// The control socket (`traderd ctl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlSection {
+    /// The socket's path; empty: `$RUNTIME_DIRECTORY/traderd.sock`, `$XDG_RUNTIME_DIR/traderd.sock`,
+    /// else `traderd.sock` in the state directory.
+    pub socket: String,
+    /// A group (name or number) whose members may connect too: the socket is then mode 0660.
+    pub group: String,
+    /// Users (uids) allowed besides the daemon's own and root.
+    pub allowed_uids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

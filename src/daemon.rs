@@ -61,6 +61,11 @@ pub struct Daemon {
     pub trade_stream: Addr<StreamClient>,
     pub health: Addr<ConnectionHealthMonitor>,
     pub supervisor: Addr<Supervisor>,
+    pub control: Addr<crate::control::ControlServer>,
+    /// The control socket's path.
+    pub socket: std::path::PathBuf,
+    /// Set by `traderd ctl shutdown`.
+    pub stop_requested: tokio::sync::watch::Receiver<bool>,
     /// Set when capital preservation cannot run: the process must exit non-zero.
     pub fatal: tokio::sync::watch::Receiver<Option<String>>,
     /// The mode journaled at start.
@@ -141,6 +146,7 @@ impl Daemon {
         }
         // Let the streams close their sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = std::fs::remove_file(&self.socket);
         self.journal.close().await;
         if let Some(sim) = self.sim {
             sim.stop().await;
@@ -304,6 +310,7 @@ pub async fn start(
     tracing::info!(mode = config.mode_name(), trading = %client_settings.trading_url, data = %client_settings.data_url, "broker");
     let rest = AlpacaClient::new(client_settings, &credentials)?;
 
+    let base_dir = state_dir.to_path_buf();
     // The embedded simulator starts afresh every run, so its journal does too: a journal of an
     // earlier simulated account would only disagree with this one.
     let state_dir = if sim.is_some() {
@@ -476,6 +483,36 @@ pub async fn start(
         Some(fatal_tx),
     ));
 
+    let socket = if config.control.socket.is_empty() {
+        crate::control::default_socket(&env, &base_dir)
+    } else {
+        std::path::PathBuf::from(&config.control.socket)
+    };
+    let group = if config.control.group.is_empty() {
+        None
+    } else {
+        Some(crate::control::resolve_group(&config.control.group).map_err(StartError::Config)?)
+    };
+    let (stop_tx, stop_requested) = tokio::sync::watch::channel(false);
+    let control = crate::control::ControlServer::bind(
+        crate::control::ControlSettings {
+            path: socket.clone(),
+            group,
+            allowed_uids: config.control.allowed_uids.clone(),
+        },
+        crate::control::Handles {
+            supervisor: supervisor.clone(),
+            orders: orders.clone(),
+            account: account.clone(),
+            health: health.clone(),
+            market_stream: market_stream.clone(),
+            trade_stream: trade_stream.clone(),
+            shutdown: stop_tx,
+        },
+    )
+    .map_err(|e| StartError::Config(e.to_string()))?
+    .start();
+
     Ok(Daemon {
         sim,
         journal,
@@ -489,6 +526,9 @@ pub async fn start(
         trade_stream,
         health,
         supervisor,
+        control,
+        socket,
+        stop_requested,
         fatal,
         mode,
         state_dir,

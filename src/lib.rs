@@ -5,6 +5,7 @@ pub mod actors;
 pub mod alpaca;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod journal;
 pub mod messages;

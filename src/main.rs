@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_daemon(args),
         Command::Sim(args) => run_sim(args),
         Command::Soak(args) => run_soak(args),
+        Command::Ctl(args) => run_ctl(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
     };
@@ -147,8 +148,13 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
         tracing::info!("running; Ctrl-C or SIGTERM stops it");
         let mut fatal = daemon.fatal.clone();
+        let mut stop = daemon.stop_requested.clone();
         let fatal_reason = tokio::select! {
             _ = wait_for_stop_signal() => None,
+            _ = stop.wait_for(|s| *s) => {
+                tracing::warn!("shutdown asked for on the control socket");
+                None
+            }
             r = fatal.wait_for(|f| f.is_some()) => r.ok().and_then(|f| f.clone()),
         };
         tracing::info!("stopping");
@@ -167,6 +173,98 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// `traderd ctl`: exit 0 done, 1 the daemon refused (the message says why), 3 no daemon.
+fn run_ctl(args: cli::CtlArgs) -> anyhow::Result<ExitCode> {
+    let socket = match &args.socket {
+        Some(p) => p.clone(),
+        None => {
+            let configured = match &args.config {
+                Some(path) => {
+                    let ctx = CheckContext {
+                        live_opt_in: true,
+                        have_keys: true,
+                    };
+                    Config::load(path, &ctx).map_err(|e| anyhow!("{e}"))?
+                }
+                None => Config::default(),
+            };
+            if configured.control.socket.is_empty() {
+                let dir = config::resolve_state_dir(
+                    args.state_dir.as_deref(),
+                    &configured.state.dir,
+                    env,
+                )
+                .map_err(|e| anyhow!(e))?;
+                traderd::control::default_socket(env, &dir)
+            } else {
+                configured.control.socket.into()
+            }
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if args.command == "events" {
+        let json = args.json;
+        let r = runtime.block_on(traderd::control::follow(&socket, |e| {
+            if e["kind"] == "following" {
+                eprintln!(
+                    "following mode changes on {} (Ctrl-C stops)",
+                    socket.display()
+                );
+            } else if json {
+                println!("{e}");
+            } else {
+                println!(
+                    "{}  {} -> {}  {}",
+                    e["at"].as_str().unwrap_or(""),
+                    e["from"].as_str().unwrap_or(""),
+                    e["to"].as_str().unwrap_or(""),
+                    e["cause"].as_str().unwrap_or("")
+                );
+            }
+        }));
+        return match r {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("traderd ctl: {e}");
+                Ok(ExitCode::from(3))
+            }
+        };
+    }
+    let response =
+        match runtime.block_on(traderd::control::call(&socket, &args.command, &args.args)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("traderd ctl: {e}");
+                return Ok(ExitCode::from(3));
+            }
+        };
+    if !response.ok {
+        let (code, message) = response
+            .error
+            .map(|e| (e.code, e.message))
+            .unwrap_or_default();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "error": { "code": code, "message": message } })
+            );
+        } else {
+            eprintln!("traderd ctl {}: {message} ({code})", args.command);
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let result = response.result.unwrap_or_default();
+    if args.json {
+        println!("{result}");
+    } else {
+        print!("{}", traderd::control::render(&args.command, &result));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {

@@ -875,6 +875,19 @@ impl OrderManager {
                     {
                         continue; // the book books it from the order's cumulative quantity
                     }
+                    // A fill of an order not known by its broker id may be ours: one whose
+                    // answer has not come yet. Booked as foreign now, the book would book it
+                    // again when the answer or the stream says it filled; so it waits for the
+                    // next reconciliation, when that order's broker id is known.
+                    let maybe_ours = client_order_id.is_none()
+                        && self
+                            .book
+                            .open()
+                            .any(|t| t.symbol == activity.symbol && t.broker_order_id.is_none());
+                    if maybe_ours {
+                        tracing::info!(symbol = %activity.symbol, order_id = %activity.order_id, "reconciliation: a fill of an unknown order while one of ours is unanswered; checked again next time");
+                        continue;
+                    }
                     let Some(side) = parse_side(&activity.side) else {
                         continue;
                     };

@@ -1,0 +1,609 @@
+//! The control socket: the `ControlServer` actor on a Unix socket, its protocol, and the
+//! client side of `traderd ctl`.
+//!
+//! Protocol (version 1): newline-delimited JSON. A request is one line,
+//! `{"v":1,"id":7,"cmd":"status","args":[]}`; the answer is one line with the same id,
+//! `{"v":1,"id":7,"ok":true,"result":{…}}` or
+//! `{"v":1,"id":7,"ok":false,"error":{"code":"refused","message":"…"}}`. After a successful
+//! `events`, the server sends one line per event (`{"v":1,"event":{…}}`) until the client
+//! closes. A request longer than [`MAX_REQUEST`] bytes, or one that does not parse, gets an
+//! error and the connection is closed; every other connection is served on.
+//!
+//! The socket is created with mode 0600 (0660 with `control.group`), and every connection's
+//! peer credentials are checked: only the daemon's own user, root, and `control.allowed_uids`.
+
+use crate::actors::account::{AccountManager, GetAccount};
+use crate::actors::health::{ConnectionHealthMonitor, GetHealth};
+use crate::actors::order_manager::{GetOrderStats, OrderManager};
+use crate::actors::supervisor::{
+    AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, Supervisor,
+    mode_name,
+};
+use crate::messages::GetStreamStatus;
+use crate::stream_client::StreamClient;
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The longest request line accepted.
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// Where the socket is when nothing says otherwise: `$RUNTIME_DIRECTORY/traderd.sock` (systemd),
+/// `$XDG_RUNTIME_DIR/traderd.sock`, else `traderd.sock` in the state directory.
+pub fn default_socket(env: impl Fn(&str) -> Option<String>, state_dir: &Path) -> PathBuf {
+    if let Some(dir) = env("RUNTIME_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd may list several, separated by colons: the first is ours.
+        let first = dir.split(':').next().unwrap_or(&dir).to_string();
+        return Path::new(&first).join("traderd.sock");
+    }
+    if let Some(dir) = env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return Path::new(&dir).join("traderd.sock");
+    }
+    state_dir.join("traderd.sock")
+}
+
+/// A group given by name (looked up in /etc/group) or number.
+pub fn resolve_group(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group to find {group:?}: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| format!("no group {group:?} in /etc/group"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(default)]
+    pub id: serde_json::Value,
+    pub cmd: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub id: serde_json::Value,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    fn ok(id: serde_json::Value, result: serde_json::Value) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    fn err(id: serde_json::Value, code: &str, message: impl Into<String>) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code: code.into(),
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// The commands the server knows, with one line of help each (`traderd ctl --help` lists them).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("status", "mode, streams, positions, open orders, equity"),
+    (
+        "health",
+        "the health monitor's view: sources, windows, streams, pings",
+    ),
+    ("positions", "positions as the order side books them"),
+    ("orders", "order counters and what is open"),
+    (
+        "pause",
+        "active → reduce_only: only orders that shrink a position",
+    ),
+    ("resume", "reduce_only, preserved or halted → active"),
+    (
+        "flatten",
+        "capital preservation now: cancel everything, close everything",
+    ),
+    ("halt", "the kill switch: nothing is sent at all"),
+    ("events", "follow mode changes live"),
+    (
+        "shutdown",
+        "stop the daemon (the configured shutdown sequence)",
+    ),
+];
+
+/// What the server talks to.
+#[derive(Clone)]
+pub struct Handles {
+    pub supervisor: Addr<Supervisor>,
+    pub orders: Addr<OrderManager>,
+    pub account: Addr<AccountManager>,
+    pub health: Addr<ConnectionHealthMonitor>,
+    pub market_stream: Addr<StreamClient>,
+    pub trade_stream: Addr<StreamClient>,
+    /// Asks the process to run its shutdown sequence.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ControlSettings {
+    pub path: PathBuf,
+    /// Group allowed to connect (socket mode 0660); `None`: mode 0600.
+    pub group: Option<u32>,
+    /// Users allowed besides the daemon's own and root.
+    pub allowed_uids: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("another traderd is already serving {0}")]
+    InUse(String),
+    #[error("cannot create the control socket {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct ControlServer {
+    handles: Handles,
+    settings: ControlSettings,
+    listener: Option<UnixListener>,
+    own_uid: u32,
+    subscribers: Vec<mpsc::UnboundedSender<String>>,
+}
+
+impl ControlServer {
+    /// Binds the socket (removing a stale one nobody answers on) with its mode and group.
+    pub fn bind(settings: ControlSettings, handles: Handles) -> Result<Self, ControlError> {
+        let path = &settings.path;
+        let io = |source| ControlError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse(path.display().to_string()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        let mode = if settings.group.is_some() {
+            0o660
+        } else {
+            0o600
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        if let Some(gid) = settings.group {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(io)?;
+        }
+        let own_uid = std::fs::metadata(path).map(|m| m.uid()).map_err(io)?;
+        tracing::info!(socket = %path.display(), mode = format!("{mode:o}"), "control socket ready");
+        Ok(ControlServer {
+            handles,
+            settings,
+            listener: Some(listener),
+            own_uid,
+            subscribers: Vec::new(),
+        })
+    }
+
+    fn allowed(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.own_uid || self.settings.allowed_uids.contains(&uid)
+    }
+}
+
+impl Actor for ControlServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.handles
+            .supervisor
+            .do_send(AddModeListener(ctx.address().recipient()));
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let me = ctx.address();
+        actix::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        actix::spawn(serve(stream, me.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+                if !me.connected() {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let _ = std::fs::remove_file(&self.settings.path);
+    }
+}
+
+/// A request from a connection whose peer is `uid`.
+#[derive(Message)]
+#[rtype(result = "Response")]
+struct Incoming {
+    uid: Option<u32>,
+    request: Request,
+    /// For `events`: where the event lines go.
+    events: mpsc::UnboundedSender<String>,
+}
+
+async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
+    let uid = stream.peer_cred().ok().map(|c| c.uid());
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<String>();
+    let mut line = Vec::new();
+    loop {
+        // read_until keeps what it read when the event branch wins: the line goes on.
+        let budget = (MAX_REQUEST + 1).saturating_sub(line.len()) as u64;
+        let mut limited = (&mut reader).take(budget);
+        let read = tokio::select! {
+            r = limited.read_until(b'\n', &mut line) => r,
+            Some(event) = events_rx.recv() => {
+                if write.write_all(event.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (response, close) = if line.len() > MAX_REQUEST {
+            (
+                Response::err(
+                    serde_json::Value::Null,
+                    "too_large",
+                    format!("a request is one line of at most {MAX_REQUEST} bytes"),
+                ),
+                true,
+            )
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Err(e) => (
+                    Response::err(
+                        serde_json::Value::Null,
+                        "bad_request",
+                        format!(
+                            "not a request ({e}); send {{\"v\":1,\"id\":1,\"cmd\":\"status\"}}"
+                        ),
+                    ),
+                    true,
+                ),
+                Ok(request) => match server
+                    .send(Incoming {
+                        uid,
+                        request,
+                        events: events_tx.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => (r, false),
+                    Err(_) => return,
+                },
+            }
+        };
+        line.clear();
+        let mut out = serde_json::to_string(&response).unwrap_or_default();
+        out.push('\n');
+        if write.write_all(out.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn to_value(v: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl Handler<Incoming> for ControlServer {
+    type Result = ResponseFuture<Response>;
+
+    fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.request.id.clone();
+        let reply = |r: Response| -> Self::Result { Box::pin(async move { r }) };
+        if msg.request.v != PROTOCOL_VERSION {
+            return reply(Response::err(
+                id,
+                "unsupported_version",
+                format!(
+                    "protocol version {} is not spoken here; this daemon speaks {PROTOCOL_VERSION}",
+                    msg.request.v
+                ),
+            ));
+        }
+        match msg.uid {
+            Some(uid) if self.allowed(uid) => {}
+            other => {
+                tracing::warn!(uid = ?other, cmd = %msg.request.cmd, "control socket: refused a peer");
+                return reply(Response::err(
+                    id,
+                    "forbidden",
+                    "this user may not control the daemon",
+                ));
+            }
+        }
+        let cmd = msg.request.cmd.as_str();
+        if !COMMANDS.iter().any(|(c, _)| *c == cmd) {
+            let known: Vec<&str> = COMMANDS.iter().map(|(c, _)| *c).collect();
+            return reply(Response::err(
+                id,
+                "unknown_command",
+                format!("unknown command {cmd:?}; known: {}", known.join(", ")),
+            ));
+        }
+        tracing::info!(cmd, uid = ?msg.uid, "control command");
+        let h = self.handles.clone();
+        let operator = |c: OperatorCommand| {
+            let supervisor = h.supervisor.clone();
+            let id = id.clone();
+            Box::pin(async move {
+                match supervisor.send(Operator(c)).await {
+                    Ok(Ok(mode)) => {
+                        Response::ok(id, serde_json::json!({ "mode": mode_name(mode) }))
+                    }
+                    Ok(Err(why)) => Response::err(id, "refused", why),
+                    Err(e) => Response::err(id, "unavailable", e.to_string()),
+                }
+            }) as Self::Result
+        };
+        match cmd {
+            "pause" => operator(OperatorCommand::Pause),
+            "resume" => operator(OperatorCommand::Resume),
+            "flatten" => operator(OperatorCommand::Flatten),
+            "halt" => operator(OperatorCommand::Halt),
+            "events" => {
+                self.subscribers.push(msg.events);
+                reply(Response::ok(
+                    id,
+                    serde_json::json!({ "following": ["mode"] }),
+                ))
+            }
+            "shutdown" => {
+                let _ = h.shutdown.send(true);
+                reply(Response::ok(id, serde_json::json!({ "stopping": true })))
+            }
+            "health" => Box::pin(async move {
+                match h.health.send(GetHealth).await {
+                    Ok(s) => Response::ok(id, to_value(s)),
+                    Err(e) => Response::err(id, "unavailable", e.to_string()),
+                }
+            }),
+            "positions" | "orders" => {
+                let positions = cmd == "positions";
+                Box::pin(async move {
+                    match h.orders.send(GetOrderStats).await {
+                        Ok(s) if positions => Response::ok(id, to_value(&s.positions)),
+                        Ok(s) => Response::ok(id, to_value(s)),
+                        Err(e) => Response::err(id, "unavailable", e.to_string()),
+                    }
+                })
+            }
+            _ => Box::pin(async move { status(&h, id).await }),
+        }
+    }
+}
+
+async fn status(h: &Handles, id: serde_json::Value) -> Response {
+    let (sup, orders, account, market, trade) = tokio::join!(
+        h.supervisor.send(GetSupervisorStatus),
+        h.orders.send(GetOrderStats),
+        h.account.send(GetAccount),
+        h.market_stream.send(GetStreamStatus),
+        h.trade_stream.send(GetStreamStatus),
+    );
+    let (Ok(sup), Ok(orders), Ok(account), Ok(market), Ok(trade)) =
+        (sup, orders, account, market, trade)
+    else {
+        return Response::err(id, "unavailable", "an actor did not answer");
+    };
+    let account = account.unwrap_or_default();
+    Response::ok(
+        id,
+        serde_json::json!({
+            "mode": mode_name(sup.mode),
+            "mode_since": sup.since,
+            "mode_cause": sup.cause,
+            "stream": {
+                "state": market.state,
+                "reconnects": market.metrics.reconnects,
+                "messages": market.metrics.messages_received,
+                "last_message_at": market.metrics.last_message_at,
+            },
+            "trade_stream": { "state": trade.state, "reconnects": trade.metrics.reconnects },
+            "positions": orders.positions,
+            "open_orders": orders.open_orders,
+            "orders_sent": orders.submitted,
+            "fills": orders.fills,
+            "equity": account.equity,
+            "cash": account.cash,
+            "day_pnl": account.day_pnl,
+            "market_open": account.market_open,
+            "crossings": sup.crossings,
+        }),
+    )
+}
+
+impl Handler<ModeChanged> for ControlServer {
+    type Result = ();
+    fn handle(&mut self, msg: ModeChanged, _: &mut Context<Self>) {
+        let line = serde_json::json!({
+            "v": PROTOCOL_VERSION,
+            "event": {
+                "kind": "mode_changed",
+                "from": mode_name(msg.from),
+                "to": mode_name(msg.to),
+                "cause": msg.cause,
+                "at": msg.at,
+            }
+        });
+        let mut line = line.to_string();
+        line.push('\n');
+        self.subscribers.retain(|s| s.send(line.clone()).is_ok());
+    }
+}
+
+/// The client side: one request, one answer.
+pub async fn call(path: &Path, cmd: &str, args: &[String]) -> Result<Response, String> {
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        format!(
+            "cannot reach the daemon at {} ({e}): is `traderd run` running, and is this its socket? (--socket PATH)",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let request = Request {
+        v: PROTOCOL_VERSION,
+        id: serde_json::json!(1),
+        cmd: cmd.into(),
+        args: args.to_vec(),
+    };
+    let mut out = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+    out.push('\n');
+    write
+        .write_all(out.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(read).lines();
+    let line = lines
+        .next_line()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the daemon closed the connection without answering")?;
+    serde_json::from_str(&line).map_err(|_| {
+        format!(
+            "{} answered something that is not traderd's protocol: is it traderd's socket?",
+            path.display()
+        )
+    })
+}
+
+/// Follows events: calls `each` with `{"kind":"following"}` once subscribed, then with every
+/// event until the daemon closes.
+pub async fn follow(path: &Path, mut each: impl FnMut(serde_json::Value)) -> Result<(), String> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| format!("cannot reach the daemon at {} ({e})", path.display()))?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"v\":1,\"id\":1,\"cmd\":\"events\"}\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+        if v.get("ok") == Some(&serde_json::Value::Bool(false)) {
+            return Err(v["error"]["message"].as_str().unwrap_or("refused").into());
+        }
+        if let Some(event) = v.get("event") {
+            each(event.clone());
+        } else if v.get("ok") == Some(&serde_json::Value::Bool(true)) {
+            each(serde_json::json!({ "kind": "following" }));
+        }
+    }
+    Ok(())
+}
+
+/// The human-readable form of a command's answer.
+pub fn render(cmd: &str, result: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    match cmd {
+        "status" => {
+            let mut out = format!(
+                "mode          {}  (since {}: {})\nmarket data   {}  ({} reconnects, last message {})\ntrade updates {}  ({} reconnects)\nequity        {}  (day P&L {}, cash {})\nopen orders   {}\norders sent   {}  fills {}\n",
+                s(&result["mode"]),
+                s(&result["mode_since"]),
+                s(&result["mode_cause"]),
+                s(&result["stream"]["state"]),
+                s(&result["stream"]["reconnects"]),
+                s(&result["stream"]["last_message_at"]),
+                s(&result["trade_stream"]["state"]),
+                s(&result["trade_stream"]["reconnects"]),
+                s(&result["equity"]),
+                s(&result["day_pnl"]),
+                s(&result["cash"]),
+                s(&result["open_orders"]),
+                s(&result["orders_sent"]),
+                s(&result["fills"]),
+            );
+            out.push_str(&render_positions(&result["positions"]));
+            out
+        }
+        "positions" => render_positions(result),
+        _ => match result {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| format!("{k:<24}{}\n", s(v)))
+                .collect(),
+            other => format!("{}\n", s(other)),
+        },
+    }
+}
+
+fn render_positions(p: &serde_json::Value) -> String {
+    match p.as_object() {
+        Some(map) if !map.is_empty() => {
+            let mut out = String::from("positions\n");
+            for (sym, qty) in map {
+                out.push_str(&format!(
+                    "  {sym:<8}{:>12}\n",
+                    qty.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| qty.to_string())
+                ));
+            }
+            out
+        }
+        _ => "positions     none\n".into(),
+    }
+}
