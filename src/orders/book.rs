@@ -100,6 +100,13 @@ impl OrderBook {
         self.orders.values().filter(|t| t.is_open())
     }
 
+    /// The tracked order the broker knows by `broker_order_id`.
+    pub fn by_broker_id(&self, broker_order_id: &str) -> Option<&TrackedOrder> {
+        self.orders
+            .values()
+            .find(|t| t.broker_order_id.as_deref() == Some(broker_order_id))
+    }
+
     pub fn get(&self, client_order_id: &str) -> Option<&TrackedOrder> {
         self.orders.get(client_order_id)
     }
