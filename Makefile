@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench soak
+.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench soak install
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make release      optimised build in target/release/traderd"
 	@echo "make fuzz         fuzz the stream decoders (nightly; FUZZ_SECONDS per target, default 60)"
 	@echo "make bench        criterion micro-benchmarks of the hot path"
+	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 
 build:
@@ -77,6 +78,27 @@ fuzz:
 
 bench:
 	$(CARGO) bench --bench hot_path
+
+# make install [DESTDIR=…] [PREFIX=/usr/local]: the binary, both units (pointing at
+# $(PREFIX)/bin/traderd), the docs, and /etc/traderd/traderd.toml unless one is there already.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+INSTALL_BIN ?= target/release/traderd
+UNIT_DIR    := $(PREFIX)/lib/systemd/system
+DOC_DIR     := $(PREFIX)/share/doc/traderd
+install:
+	@test -x $(INSTALL_BIN) || $(CARGO) build --release
+	install -Dm755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/traderd
+	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(DOC_DIR) $(DESTDIR)/etc/traderd/credentials
+	chmod 700 $(DESTDIR)/etc/traderd/credentials
+	for u in traderd.service traderd@.service; do \
+		sed -e 's#/usr/local/bin/traderd#$(PREFIX)/bin/traderd#g' \
+		    -e 's#/usr/local/share/doc/traderd#$(DOC_DIR)#g' systemd/$$u > $(DESTDIR)$(UNIT_DIR)/$$u; \
+		chmod 644 $(DESTDIR)$(UNIT_DIR)/$$u; \
+	done
+	install -m644 docs/operations.md docs/configuration.md docs/supervision.md $(DESTDIR)$(DOC_DIR)/
+	install -Dm644 config/traderd.toml $(DESTDIR)$(DOC_DIR)/traderd.toml.example
+	test -e $(DESTDIR)/etc/traderd/traderd.toml || install -m640 config/traderd.toml $(DESTDIR)/etc/traderd/traderd.toml
 
 SOAK_MINUTES ?= 10
 soak:

@@ -14,6 +14,7 @@ pub mod risk;
 pub mod sim;
 pub mod soak;
 pub mod strategy;
+pub mod systemd;
 pub mod telemetry;
 
 pub use actors::{market_data, stream_client};

@@ -149,7 +149,16 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("running; Ctrl-C or SIGTERM stops it");
         let mut fatal = daemon.fatal.clone();
         let mut stop = daemon.stop_requested.clone();
+        // systemd: READY after reconciliation, then watchdog pings while the actors answer.
+        let service = async {
+            traderd::systemd::notify_ready(&daemon).await;
+            match traderd::systemd::watchdog_interval() {
+                Some(interval) => traderd::systemd::watchdog(&daemon, interval).await,
+                None => std::future::pending().await,
+            }
+        };
         let fatal_reason = tokio::select! {
+            _ = service => None,
             _ = wait_for_stop_signal() => None,
             _ = stop.wait_for(|s| *s) => {
                 tracing::warn!("shutdown asked for on the control socket");
@@ -158,6 +167,7 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
             r = fatal.wait_for(|f| f.is_some()) => r.ok().and_then(|f| f.clone()),
         };
         tracing::info!("stopping");
+        traderd::systemd::notify_stopping();
         // The sequence has its own deadline; this one is the last word.
         let limit = Duration::from_secs(shutdown.timeout_s + 5);
         let in_time = tokio::time::timeout(limit, daemon.shutdown(&shutdown))

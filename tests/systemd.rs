@@ -1,0 +1,199 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! systemd integration, for real: the notify protocol of the running binary against a datagram
+//! socket (READY after reconciliation, STATUS with the mode, WATCHDOG, STOPPING), the units
+//! through `systemd-analyze verify` and `security --offline=yes`, and `make install`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_traderd");
+
+/// The units as `make install` writes them, pointing at the test binary.
+fn render_units(dir: &Path) {
+    for unit in ["traderd.service", "traderd@.service"] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(unit),
+        )
+        .unwrap()
+        .replace("/usr/local/bin/traderd", BIN);
+        std::fs::write(dir.join(unit), &text).unwrap();
+        if unit == "traderd@.service" {
+            std::fs::write(dir.join("traderd@paper.service"), text).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_units_verify_and_their_exposure_is_low() {
+    let dir = tempfile::tempdir().unwrap();
+    render_units(dir.path());
+    for unit in ["traderd.service", "traderd@paper.service"] {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", dir.path().join(unit).to_str().unwrap()])
+            .output()
+            .expect("systemd-analyze (apt-get install systemd; .ci/run does)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{unit}: {stderr}"
+        );
+        let out = Command::new("systemd-analyze")
+            .args([
+                "security",
+                "--offline=yes",
+                dir.path().join(unit).to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("no score for {unit}: {text}"));
+        let score: f64 = line
+            .split(':')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read {line:?}"));
+        eprintln!("{unit}: {}", line.trim());
+        assert!(
+            score <= 2.0,
+            "{unit} exposure {score} (docs/operations.md records 1.2)"
+        );
+    }
+}
+
+#[test]
+fn make_install_honours_destdir_and_prefix() {
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new("make")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "-s",
+            "install",
+            &format!("DESTDIR={}", dest.path().display()),
+            "PREFIX=/usr",
+            &format!("INSTALL_BIN={BIN}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = dest.path();
+    for f in [
+        "usr/bin/traderd",
+        "usr/lib/systemd/system/traderd.service",
+        "usr/lib/systemd/system/traderd@.service",
+        "usr/share/doc/traderd/operations.md",
+        "etc/traderd/traderd.toml",
+    ] {
+        assert!(d.join(f).is_file(), "{f} installed");
+    }
+    let unit = std::fs::read_to_string(d.join("usr/lib/systemd/system/traderd.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/traderd run"), "{unit}");
+    assert!(
+        !unit.contains("/usr/local/"),
+        "PREFIX is honoured everywhere"
+    );
+    // The installed config is valid as it stands.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(d.join("etc/traderd/traderd.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_daemon_speaks_the_notify_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "600000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut messages: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    // READY, then at least two watchdog pings.
+    while Instant::now() < deadline
+        && messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() < 2
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    let ready = messages
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY=1 in {messages:?}"));
+    assert!(
+        messages[ready].contains("STATUS=mode active"),
+        "{messages:?}"
+    );
+    let dog = messages
+        .iter()
+        .position(|m| m.contains("WATCHDOG=1"))
+        .unwrap();
+    assert!(dog > ready, "watchdog pings follow READY: {messages:?}");
+    // READY came only after reconciliation.
+    let log_text = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let reconciled = log_text
+        .find("reconciled with the broker")
+        .expect("reconciled");
+    let ready_log = log_text.find("INFO ready status=").expect("ready logged");
+    assert!(reconciled < ready_log, "{log_text}");
+
+    // SIGTERM: STOPPING, then a clean exit.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stopping = false;
+    while Instant::now() < deadline && !stopping {
+        if let Ok(n) = sock.recv(&mut buf) {
+            stopping = String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+        }
+    }
+    assert!(stopping, "STOPPING=1 on SIGTERM");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    eprintln!("notify messages: {:?}", &messages[..messages.len().min(4)]);
+}
