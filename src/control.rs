@@ -13,8 +13,10 @@
 //! peer credentials are checked: only the daemon's own user, root, and `control.allowed_uids`.
 
 use crate::actors::account::{AccountManager, GetAccount};
-use crate::actors::health::{ConnectionHealthMonitor, GetHealth};
-use crate::actors::order_manager::{GetOrderStats, OrderManager};
+use crate::actors::health::{AddHealthListener, ConnectionHealthMonitor, GetHealth, HealthChanged};
+use crate::actors::order_manager::{
+    AddOrderEventListener, GetOrderStats, OrderEvent, OrderManager,
+};
 use crate::actors::supervisor::{
     AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, Supervisor,
     mode_name,
@@ -235,6 +237,12 @@ impl Actor for ControlServer {
         self.handles
             .supervisor
             .do_send(AddModeListener(ctx.address().recipient()));
+        self.handles
+            .orders
+            .do_send(AddOrderEventListener(ctx.address().recipient()));
+        self.handles
+            .health
+            .do_send(AddHealthListener(ctx.address().recipient()));
         let Some(listener) = self.listener.take() else {
             return;
         };
@@ -402,7 +410,7 @@ impl Handler<Incoming> for ControlServer {
                 self.subscribers.push(msg.events);
                 reply(Response::ok(
                     id,
-                    serde_json::json!({ "following": ["mode"] }),
+                    serde_json::json!({ "following": ["mode", "order", "fill", "health"] }),
                 ))
             }
             "shutdown" => {
@@ -470,22 +478,45 @@ async fn status(h: &Handles, id: serde_json::Value) -> Response {
     )
 }
 
+impl ControlServer {
+    fn broadcast(&mut self, event: serde_json::Value) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let mut line = serde_json::json!({ "v": PROTOCOL_VERSION, "event": event }).to_string();
+        line.push('\n');
+        self.subscribers.retain(|s| s.send(line.clone()).is_ok());
+    }
+}
+
 impl Handler<ModeChanged> for ControlServer {
     type Result = ();
     fn handle(&mut self, msg: ModeChanged, _: &mut Context<Self>) {
-        let line = serde_json::json!({
-            "v": PROTOCOL_VERSION,
-            "event": {
-                "kind": "mode_changed",
-                "from": mode_name(msg.from),
-                "to": mode_name(msg.to),
-                "cause": msg.cause,
-                "at": msg.at,
-            }
-        });
-        let mut line = line.to_string();
-        line.push('\n');
-        self.subscribers.retain(|s| s.send(line.clone()).is_ok());
+        self.broadcast(serde_json::json!({
+            "kind": "mode_changed",
+            "from": mode_name(msg.from),
+            "to": mode_name(msg.to),
+            "cause": msg.cause,
+            "at": msg.at,
+        }));
+    }
+}
+
+impl Handler<OrderEvent> for ControlServer {
+    type Result = ();
+    fn handle(&mut self, msg: OrderEvent, _: &mut Context<Self>) {
+        self.broadcast(to_value(msg));
+    }
+}
+
+impl Handler<HealthChanged> for ControlServer {
+    type Result = ();
+    fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
+        let mut v = to_value(msg);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("kind".into(), "health".into());
+        }
+        self.broadcast(v);
     }
 }
 
@@ -605,5 +636,83 @@ fn render_positions(p: &serde_json::Value) -> String {
             out
         }
         _ => "positions     none\n".into(),
+    }
+}
+
+/// One event as a line for people.
+pub fn render_event(e: &serde_json::Value) -> String {
+    let s = |k: &str| match &e[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match e["kind"].as_str() {
+        Some("mode_changed") => format!(
+            "{}  mode   {} -> {}  ({})",
+            s("at"),
+            s("from"),
+            s("to"),
+            s("cause")
+        ),
+        Some("fill") => format!(
+            "{}  fill   {} {} {} @ {}  {}",
+            s("at"),
+            s("symbol"),
+            s("side"),
+            s("qty"),
+            s("price"),
+            s("client_order_id")
+        ),
+        Some("order") => format!(
+            "{}  order  {} {} filled {}",
+            s("at"),
+            s("client_order_id"),
+            s("status"),
+            s("filled_qty")
+        ),
+        Some("health") => match e["change"].as_str() {
+            Some("crossed") => format!("health crossed: {}", s("cause")),
+            Some("rearmed") => "health re-armed".to_string(),
+            _ => format!("health {} stream {}", s("stream"), s("state")),
+        },
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_renders_as_one_line() {
+        let fill = serde_json::json!({"kind": "fill", "at": "T", "symbol": "AAPL", "side": "buy", "qty": "10", "price": "190.1", "client_order_id": "td-1-1-AAPL"});
+        assert_eq!(
+            render_event(&fill),
+            "T  fill   AAPL buy 10 @ 190.1  td-1-1-AAPL"
+        );
+        let mode = serde_json::json!({"kind": "mode_changed", "at": "T", "from": "active", "to": "preserving", "cause": "20 broker errors"});
+        assert_eq!(
+            render_event(&mode),
+            "T  mode   active -> preserving  (20 broker errors)"
+        );
+        let crossed = serde_json::json!({"kind": "health", "change": "crossed", "cause": "x"});
+        assert_eq!(render_event(&crossed), "health crossed: x");
+        let stream = serde_json::json!({"kind": "health", "change": "stream", "stream": "market_data", "state": "reconnecting"});
+        assert_eq!(
+            render_event(&stream),
+            "health market_data stream reconnecting"
+        );
+        let order = serde_json::json!({"kind": "order", "at": "T", "client_order_id": "c", "status": "filled", "filled_qty": "3"});
+        assert!(render_event(&order).contains("c filled filled 3"));
+        for e in [&fill, &mode, &crossed, &stream, &order] {
+            assert!(!render_event(e).contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_group_resolves_by_number_or_name() {
+        assert_eq!(resolve_group("1234"), Ok(1234));
+        assert_eq!(resolve_group("root"), Ok(0));
+        assert!(resolve_group("no-such-group-here").is_err());
     }
 }

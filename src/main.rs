@@ -228,13 +228,7 @@ fn run_ctl(args: cli::CtlArgs) -> anyhow::Result<ExitCode> {
             } else if json {
                 println!("{e}");
             } else {
-                println!(
-                    "{}  {} -> {}  {}",
-                    e["at"].as_str().unwrap_or(""),
-                    e["from"].as_str().unwrap_or(""),
-                    e["to"].as_str().unwrap_or(""),
-                    e["cause"].as_str().unwrap_or("")
-                );
+                println!("{}", traderd::control::render_event(&e));
             }
         }));
         return match r {

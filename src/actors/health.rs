@@ -174,6 +174,25 @@ impl std::fmt::Display for Cause {
 #[rtype(result = "()")]
 pub struct ThresholdCrossed(pub Cause);
 
+/// A change the operator may want to see: a crossing, a re-arm, a stream going up or down.
+#[derive(Message, Debug, Clone, serde::Serialize)]
+#[rtype(result = "()")]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum HealthChanged {
+    Crossed {
+        cause: String,
+    },
+    Rearmed,
+    Stream {
+        stream: String,
+        state: ConnectionState,
+    },
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddHealthListener(pub Recipient<HealthChanged>);
+
 /// Clears the latch and the windows (the system is trading again).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
@@ -252,9 +271,17 @@ pub struct ConnectionHealthMonitor {
     pinging: bool,
     tripped: Option<Cause>,
     crossings: u64,
+    listeners: Vec<Recipient<HealthChanged>>,
 }
 
 impl ConnectionHealthMonitor {
+    fn publish(&mut self, change: HealthChanged) {
+        self.listeners.retain(|l| l.connected());
+        for l in &self.listeners {
+            l.do_send(change.clone());
+        }
+    }
+
     /// `rest` is pinged; the Supervisor is told of crossings.
     pub fn new(
         settings: HealthSettings,
@@ -277,6 +304,7 @@ impl ConnectionHealthMonitor {
             pinging: false,
             tripped: None,
             crossings: 0,
+            listeners: Vec::new(),
         }
     }
 
@@ -289,6 +317,9 @@ impl ConnectionHealthMonitor {
         if let Some(s) = &self.supervisor {
             s.do_send(ThresholdCrossed(cause.clone()));
         }
+        self.publish(HealthChanged::Crossed {
+            cause: cause.to_string(),
+        });
         self.tripped = Some(cause);
     }
 
@@ -511,6 +542,7 @@ impl ConnectionHealthMonitor {
     fn rearm(&mut self) {
         if let Some(c) = self.tripped.take() {
             tracing::info!(was = %c, "health monitor re-armed");
+            self.publish(HealthChanged::Rearmed);
         }
         self.rest_errors.clear();
         self.rejects_in_a_row = 0;
@@ -602,7 +634,13 @@ impl Handler<StreamEvent> for ConnectionHealthMonitor {
     type Result = ();
     fn handle(&mut self, msg: StreamEvent, _: &mut Context<Self>) {
         match msg.kind {
-            StreamEventKind::StateChanged { to, .. } => self.on_stream_state(msg.stream, to),
+            StreamEventKind::StateChanged { to, .. } => {
+                self.on_stream_state(msg.stream, to);
+                self.publish(HealthChanged::Stream {
+                    stream: stream_name(msg.stream).into(),
+                    state: to,
+                });
+            }
             StreamEventKind::Stale { .. } => {
                 let w = self.streams.entry(msg.stream).or_default();
                 w.stale_events += 1;
@@ -638,6 +676,13 @@ impl Handler<Rearm> for ConnectionHealthMonitor {
     type Result = ();
     fn handle(&mut self, _: Rearm, _: &mut Context<Self>) {
         self.rearm();
+    }
+}
+
+impl Handler<AddHealthListener> for ConnectionHealthMonitor {
+    type Result = ();
+    fn handle(&mut self, msg: AddHealthListener, _: &mut Context<Self>) {
+        self.listeners.push(msg.0);
     }
 }
 

@@ -114,6 +114,19 @@ pub struct Connect {
 #[rtype(result = "()")]
 pub struct AddOrdersListener(pub Recipient<OrdersChanged>);
 
+/// One order's new state, or one fill, as it is booked (for `traderd ctl events`).
+#[derive(Message, Debug, Clone, serde::Serialize)]
+#[rtype(result = "()")]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OrderEvent {
+    Order(OrderState),
+    Fill(FillRecord),
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddOrderEventListener(pub Recipient<OrderEvent>);
+
 #[derive(Message)]
 #[rtype(result = "OrderStats")]
 pub struct GetOrderStats;
@@ -176,6 +189,7 @@ pub struct OrderManager {
     listeners: Vec<Recipient<OrdersChanged>>,
     stats: OrderStats,
     health: Reporter,
+    event_listeners: Vec<Recipient<OrderEvent>>,
     /// Journal writes failed in a row; past [`JOURNAL_FAILURES_TO_STOP`] the actor stops.
     journal_failures: u32,
     /// The books were loaded from the journal (the first reconciliation of the process).
@@ -241,6 +255,7 @@ impl OrderManager {
             listeners: Vec::new(),
             stats: OrderStats::default(),
             health: Reporter::default(),
+            event_listeners: Vec::new(),
             journal_failures: 0,
             loaded: false,
             known_mismatches: HashMap::new(),
@@ -327,10 +342,18 @@ impl OrderManager {
     }
 
     /// Books a fill once: journal, position, listeners.
+    fn emit(&mut self, event: OrderEvent) {
+        self.event_listeners.retain(|l| l.connected());
+        for l in &self.event_listeners {
+            l.do_send(event.clone());
+        }
+    }
+
     fn book_fill(&mut self, fill: FillRecord, ctx: &mut Context<Self>) {
         if !self.executions.insert(fill.execution_id.clone()) {
             return;
         }
+        self.emit(OrderEvent::Fill(fill.clone()));
         *self.positions.entry(fill.symbol.clone()).or_default() += fill.side.sign() * fill.qty;
         *self.booked.entry(fill.broker_order_id.clone()).or_default() += fill.qty;
         self.stats.fills += 1;
@@ -353,6 +376,7 @@ impl OrderManager {
                     }
                     let filled_entry = s.status == OrderStatus::Filled;
                     let coid = s.client_order_id.clone();
+                    self.emit(OrderEvent::Order(s.clone()));
                     self.journal_state(s, ctx);
                     if filled_entry {
                         self.protect(&coid, ctx);
@@ -1306,6 +1330,13 @@ impl Handler<Connect> for OrderManager {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         self.risk = Some(msg.risk);
         self.account = msg.account;
+    }
+}
+
+impl Handler<AddOrderEventListener> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: AddOrderEventListener, _: &mut Context<Self>) {
+        self.event_listeners.push(msg.0);
     }
 }
 
