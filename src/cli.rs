@@ -48,7 +48,10 @@ pub enum Command {
   resume      reduce_only, preserved or halted -> active
   flatten     capital preservation now: cancel every order, close every position
   halt        the kill switch: nothing is sent at all
-  events      follow mode changes live (Ctrl-C stops)
+  events      follow mode changes, orders, fills and health changes live (Ctrl-C stops)
+  subscribe SYM...    trade these symbols too (bars warmed up from REST first)
+  unsubscribe SYM...  stop trading them (refused while one holds a position)
+  reload      re-read the config file: risk limits and symbols (SIGHUP does the same)
   shutdown    stop the daemon (its configured shutdown sequence)
 
 Exit status: 0 done, 1 the daemon refused (the message says why), 3 no daemon on the socket.")]

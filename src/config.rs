@@ -1056,7 +1056,7 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     }
 }
 
-fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, String)) {
+pub fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, String)) {
     if symbols.is_empty() {
         bad(path, "must list at least one symbol".into());
     }

@@ -14,14 +14,17 @@
 
 use crate::actors::account::{AccountManager, GetAccount};
 use crate::actors::health::{AddHealthListener, ConnectionHealthMonitor, GetHealth, HealthChanged};
+use crate::actors::market_data::{AddSymbols, RemoveSymbols};
 use crate::actors::order_manager::{
     AddOrderEventListener, GetOrderStats, OrderEvent, OrderManager,
 };
+use crate::actors::risk_manager::SetLimits;
 use crate::actors::supervisor::{
     AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, Supervisor,
     mode_name,
 };
-use crate::messages::GetStreamStatus;
+use crate::alpaca::stream::ChannelLists;
+use crate::messages::{ChangeSubscriptions, GetStreamStatus};
 use crate::stream_client::StreamClient;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -139,7 +142,22 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "capital preservation now: cancel everything, close everything",
     ),
     ("halt", "the kill switch: nothing is sent at all"),
-    ("events", "follow mode changes live"),
+    (
+        "events",
+        "follow mode changes, orders, fills and health changes live",
+    ),
+    (
+        "subscribe",
+        "trade these symbols too (bars warmed up from REST first)",
+    ),
+    (
+        "unsubscribe",
+        "stop trading these symbols (refused while one holds a position)",
+    ),
+    (
+        "reload",
+        "re-read the config file: risk limits and symbols (SIGHUP does the same)",
+    ),
     (
         "shutdown",
         "stop the daemon (the configured shutdown sequence)",
@@ -155,8 +173,15 @@ pub struct Handles {
     pub health: Addr<ConnectionHealthMonitor>,
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
+    pub risk: Addr<crate::actors::risk_manager::RiskManager>,
+    pub feed: Addr<crate::actors::market_data::MarketDataFeed>,
     /// Asks the process to run its shutdown sequence.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The config the daemon runs (symbols and risk limits change with subscribe, reload).
+    pub config: crate::config::Config,
+    /// The file it came from, for `reload`; `None` when started on the built-in defaults.
+    pub config_path: Option<PathBuf>,
+    pub check: crate::config::CheckContext,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -353,7 +378,7 @@ fn to_value(v: impl Serialize) -> serde_json::Value {
 impl Handler<Incoming> for ControlServer {
     type Result = ResponseFuture<Response>;
 
-    fn handle(&mut self, msg: Incoming, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.request.id.clone();
         let reply = |r: Response| -> Self::Result { Box::pin(async move { r }) };
         if msg.request.v != PROTOCOL_VERSION {
@@ -433,8 +458,193 @@ impl Handler<Incoming> for ControlServer {
                     }
                 })
             }
+            "subscribe" | "unsubscribe" | "reload" => {
+                let change = match cmd {
+                    "reload" => Change::Reload,
+                    "subscribe" => Change::Subscribe(msg.request.args.clone()),
+                    _ => Change::Unsubscribe(msg.request.args.clone()),
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let answer_id = id.clone();
+                ctx.spawn(self.change(change).map(move |r, _, _| {
+                    let _ = tx.send(match r {
+                        Ok(v) => Response::ok(answer_id, v),
+                        Err((code, why)) => Response::err(answer_id, code, why),
+                    });
+                }));
+                Box::pin(async move {
+                    rx.await
+                        .unwrap_or_else(|_| Response::err(id, "unavailable", "no answer"))
+                })
+            }
             _ => Box::pin(async move { status(&h, id).await }),
         }
+    }
+}
+
+/// A change of what the daemon trades.
+enum Change {
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
+    Reload,
+}
+
+type ChangeResult = Result<serde_json::Value, (&'static str, String)>;
+
+impl ControlServer {
+    /// Subscribes, unsubscribes or reloads; the running config is updated with what was applied.
+    fn change(&mut self, change: Change) -> ResponseActFuture<Self, ChangeResult> {
+        let h = self.handles.clone();
+        let current = self.handles.config.clone();
+        let work = async move {
+            let (target_symbols, new_config) = match change {
+                Change::Subscribe(add) | Change::Unsubscribe(add) if add.is_empty() => {
+                    return Err(("bad_request", "name at least one symbol".to_string()));
+                }
+                Change::Subscribe(add) => {
+                    let mut s = current.trading.symbols.clone();
+                    s.extend(
+                        add.into_iter()
+                            .filter(|x| !current.trading.symbols.contains(x)),
+                    );
+                    (s, None)
+                }
+                Change::Unsubscribe(remove) => {
+                    let s = current
+                        .trading
+                        .symbols
+                        .iter()
+                        .filter(|x| !remove.contains(x))
+                        .cloned()
+                        .collect();
+                    (s, None)
+                }
+                Change::Reload => {
+                    let Some(path) = &h.config_path else {
+                        return Err((
+                            "refused",
+                            "started on the built-in defaults: there is no file to reload".into(),
+                        ));
+                    };
+                    let new = crate::config::Config::load(path, &h.check)
+                        .map_err(|e| ("refused", format!("the config was not reloaded: {e}")))?;
+                    (new.trading.symbols.clone(), Some(new))
+                }
+            };
+            let mut problems = Vec::new();
+            crate::config::check_symbols("symbols", &target_symbols, &mut |_, why| {
+                problems.push(why)
+            });
+            if !problems.is_empty() {
+                return Err(("bad_request", problems.join("; ")));
+            }
+            let added: Vec<String> = target_symbols
+                .iter()
+                .filter(|s| !current.trading.symbols.contains(s))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = current
+                .trading
+                .symbols
+                .iter()
+                .filter(|s| !target_symbols.contains(s))
+                .cloned()
+                .collect();
+            // A symbol with a position stays: its exits need its bars.
+            if !removed.is_empty() {
+                let stats = h
+                    .orders
+                    .send(GetOrderStats)
+                    .await
+                    .map_err(|e| ("unavailable", e.to_string()))?;
+                let held: Vec<String> = removed
+                    .iter()
+                    .filter_map(|s| stats.positions.get(s).map(|q| format!("{s} holds {q}")))
+                    .collect();
+                if !held.is_empty() {
+                    return Err((
+                        "refused",
+                        format!(
+                            "{}: close those positions first (or flatten); nothing was changed",
+                            held.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let mut report = serde_json::Map::new();
+            if let Some(new) = &new_config {
+                if new.risk != current.risk {
+                    h.risk.do_send(SetLimits(new.risk.limits()));
+                    report.insert("risk_limits".into(), "applied".into());
+                } else {
+                    report.insert("risk_limits".into(), "unchanged".into());
+                }
+                let restart: Vec<&str> = [
+                    ("connection", new.connection != current.connection),
+                    ("alpaca", new.alpaca != current.alpaca),
+                    ("sim", new.sim != current.sim),
+                    ("strategy", new.strategy != current.strategy),
+                    ("orders", new.orders != current.orders),
+                    ("account", new.account != current.account),
+                    ("stream", new.stream != current.stream),
+                    ("health", new.health != current.health),
+                    ("preservation", new.preservation != current.preservation),
+                    ("shutdown", new.shutdown != current.shutdown),
+                    ("control", new.control != current.control),
+                    ("log", new.log != current.log),
+                    ("state", new.state != current.state),
+                ]
+                .into_iter()
+                .filter_map(|(name, changed)| changed.then_some(name))
+                .collect();
+                report.insert("needs_restart".into(), to_value(restart));
+            }
+            let mut warm_bars = 0;
+            if !added.is_empty() {
+                warm_bars = h
+                    .feed
+                    .send(AddSymbols(added.clone()))
+                    .await
+                    .map_err(|e| ("unavailable", e.to_string()))?
+                    .map_err(|e| {
+                        (
+                            "unavailable",
+                            format!("warm-up failed, not subscribed: {e}"),
+                        )
+                    })?;
+            }
+            if !added.is_empty() || !removed.is_empty() {
+                let lists = |s: &Vec<String>| ChannelLists {
+                    trades: s.clone(),
+                    quotes: s.clone(),
+                    ..Default::default()
+                };
+                h.market_stream.do_send(ChangeSubscriptions {
+                    add: lists(&added),
+                    remove: lists(&removed),
+                });
+            }
+            if !removed.is_empty() {
+                h.feed.do_send(RemoveSymbols(removed.clone()));
+            }
+            report.insert("added".into(), to_value(&added));
+            report.insert("removed".into(), to_value(&removed));
+            report.insert("warm_bars".into(), warm_bars.into());
+            report.insert("symbols".into(), to_value(&target_symbols));
+            let mut applied = new_config.unwrap_or_else(|| current.clone());
+            // Only what was applied: risk limits and symbols; the rest waits for a restart.
+            let mut running = current;
+            running.trading.symbols = target_symbols;
+            running.risk = applied.risk.clone();
+            applied = running;
+            Ok((serde_json::Value::Object(report), applied))
+        };
+        Box::pin(work.into_actor(self).map(|r, act, _| {
+            let (report, applied) = r?;
+            tracing::warn!(report = %report, "trading changed by an operator");
+            act.handles.config = applied;
+            Ok(report)
+        }))
     }
 }
 
@@ -714,5 +924,36 @@ mod tests {
         assert_eq!(resolve_group("1234"), Ok(1234));
         assert_eq!(resolve_group("root"), Ok(0));
         assert!(resolve_group("no-such-group-here").is_err());
+    }
+}
+
+/// Where `reload` reads the config from, and how it is checked (`traderd run` sets it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub check: crate::config::CheckContext,
+}
+
+impl Handler<ConfigSource> for ControlServer {
+    type Result = ();
+    fn handle(&mut self, msg: ConfigSource, _: &mut Context<Self>) {
+        self.handles.config_path = Some(msg.path);
+        self.handles.check = msg.check;
+    }
+}
+
+/// `reload` from inside the process (SIGHUP): answers the report or why not.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, String>")]
+pub struct Reload;
+
+impl Handler<Reload> for ControlServer {
+    type Result = ResponseActFuture<Self, Result<serde_json::Value, String>>;
+    fn handle(&mut self, _: Reload, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(
+            self.change(Change::Reload)
+                .map(|r, _, _| r.map_err(|(_, why)| why)),
+        )
     }
 }

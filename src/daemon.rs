@@ -507,7 +507,12 @@ pub async fn start(
             health: health.clone(),
             market_stream: market_stream.clone(),
             trade_stream: trade_stream.clone(),
+            risk: risk.clone(),
+            feed: feed.clone(),
             shutdown: stop_tx,
+            config: config.clone(),
+            config_path: None,
+            check: crate::config::CheckContext::default(),
         },
     )
     .map_err(|e| StartError::Config(e.to_string()))?

@@ -118,9 +118,9 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     };
     // No file anywhere is fine for `run`: the built-in defaults trade on the simulator.
     let path = args.config.or_else(|| cli::default_config_path(env).ok());
-    let (config, source) = match path {
+    let (config, source) = match &path {
         Some(path) => (
-            Config::load(&path, &ctx).map_err(|e| anyhow!("{e}"))?,
+            Config::load(path, &ctx).map_err(|e| anyhow!("{e}"))?,
             path.display().to_string(),
         ),
         None => {
@@ -146,26 +146,41 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     let shutdown = config.shutdown.clone();
     system.block_on(async move {
         let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
-        tracing::info!("running; Ctrl-C or SIGTERM stops it");
+        if let Some(path) = path {
+            daemon.control.do_send(traderd::control::ConfigSource { path, check: ctx });
+        }
+        tracing::info!("running; Ctrl-C or SIGTERM stops it; SIGHUP reloads risk limits and symbols");
         let mut fatal = daemon.fatal.clone();
         let mut stop = daemon.stop_requested.clone();
         // systemd: READY after reconciliation, then watchdog pings while the actors answer.
-        let service = async {
+        let mut service = Box::pin(async {
             traderd::systemd::notify_ready(&daemon).await;
             match traderd::systemd::watchdog_interval() {
                 Some(interval) => traderd::systemd::watchdog(&daemon, interval).await,
                 None => std::future::pending().await,
             }
-        };
-        let fatal_reason = tokio::select! {
-            _ = service => None,
-            _ = wait_for_stop_signal() => None,
-            _ = stop.wait_for(|s| *s) => {
-                tracing::warn!("shutdown asked for on the control socket");
-                None
+        });
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
+        let fatal_reason = loop {
+            tokio::select! {
+                _ = &mut service => break None,
+                _ = wait_for_stop_signal() => break None,
+                _ = stop.wait_for(|s| *s) => {
+                    tracing::warn!("shutdown asked for on the control socket");
+                    break None;
+                }
+                r = fatal.wait_for(|f| f.is_some()) => break r.ok().and_then(|f| f.clone()),
+                _ = hangup.recv() => {
+                    match daemon.control.send(traderd::control::Reload).await {
+                        Ok(Ok(report)) => tracing::warn!(report = %report, "SIGHUP: config reloaded"),
+                        Ok(Err(why)) => tracing::error!(why = %why, "SIGHUP: config not reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: the control server is not running"),
+                    }
+                }
             }
-            r = fatal.wait_for(|f| f.is_some()) => r.ok().and_then(|f| f.clone()),
         };
+        drop(service);
         tracing::info!("stopping");
         traderd::systemd::notify_stopping();
         // The sequence has its own deadline; this one is the last word.

@@ -182,3 +182,87 @@ async fn the_socket_answers_status_and_steers_the_mode_and_bad_requests_get_erro
     d.stop().await;
     assert!(!path.exists(), "the socket is removed at shutdown");
 }
+
+#[actix_rt::test]
+async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restart() {
+    use traderd::actors::market_data::GetLatest;
+    use traderd::messages::GetStreamStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("traderd.toml");
+    let base = "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n";
+    std::fs::write(&file, base).unwrap();
+    let ctx = CheckContext::default();
+    let cfg = Config::load(&file, &ctx).unwrap();
+    let d = traderd::daemon::start(&cfg, dir.path(), |_| None)
+        .await
+        .unwrap();
+    d.control.do_send(traderd::control::ConfigSource {
+        path: file.clone(),
+        check: ctx,
+    });
+    let path = d.socket.clone();
+    let trades = || async {
+        d.market_stream
+            .send(GetStreamStatus)
+            .await
+            .unwrap()
+            .subscriptions
+            .trades
+    };
+    wait_for("three subscriptions", WAIT, || async {
+        (trades().await == 3).then_some(())
+    })
+    .await;
+
+    // subscribe: warmed up from REST, then streamed.
+    let r = call(&path, "subscribe", &["NVDA".into()]).await.unwrap();
+    assert!(r.ok, "{r:?}");
+    let report = r.result.unwrap();
+    assert_eq!(report["added"], serde_json::json!(["NVDA"]));
+    assert!(report["warm_bars"].as_u64().unwrap() > 0, "{report}");
+    wait_for("NVDA trades", WAIT, || async {
+        let latest = d.feed.send(GetLatest("NVDA".into())).await.unwrap();
+        latest.trade.map(|_| ())
+    })
+    .await;
+    assert_eq!(trades().await, 4);
+    let r = call(&path, "subscribe", &["not a symbol!".into()])
+        .await
+        .unwrap();
+    assert_eq!(r.error.unwrap().code, "bad_request");
+    let r = call(&path, "subscribe", &[]).await.unwrap();
+    assert_eq!(r.error.unwrap().code, "bad_request");
+
+    // unsubscribe.
+    let r = call(&path, "unsubscribe", &["NVDA".into()]).await.unwrap();
+    assert_eq!(r.result.unwrap()["removed"], serde_json::json!(["NVDA"]));
+    wait_for("three again", WAIT, || async {
+        (trades().await == 3).then_some(())
+    })
+    .await;
+
+    // reload: a broken file changes nothing; a good one applies risk limits and symbols and
+    // says what needs a restart.
+    std::fs::write(&file, "[risk]\nmax_open_orders = \"ten\"\n").unwrap();
+    let r = call(&path, "reload", &[]).await.unwrap();
+    let e = r.error.unwrap();
+    assert_eq!(e.code, "refused");
+    assert!(e.message.contains("max_open_orders"), "{}", e.message);
+    assert_eq!(trades().await, 3);
+    std::fs::write(
+        &file,
+        "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\"]\n[risk]\nmax_open_orders = 3\n[strategy]\nname = \"mean_reversion\"\n",
+    )
+    .unwrap();
+    let r = call(&path, "reload", &[]).await.unwrap();
+    assert!(r.ok, "{r:?}");
+    let report = r.result.unwrap();
+    assert_eq!(report["risk_limits"], "applied");
+    assert_eq!(report["removed"], serde_json::json!(["SPY"]));
+    assert_eq!(report["needs_restart"], serde_json::json!(["strategy"]));
+    wait_for("two subscriptions", WAIT, || async {
+        (trades().await == 2).then_some(())
+    })
+    .await;
+    d.stop().await;
+}

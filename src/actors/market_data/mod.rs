@@ -419,6 +419,82 @@ impl Handler<MarketBatch> for MarketDataFeed {
     }
 }
 
+/// Adds symbols at run time: their bars are warmed up from REST first (answered when done, so
+/// the caller subscribes the stream after, and no live trade comes before the history).
+#[derive(Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct AddSymbols(pub Vec<String>);
+
+/// Stops backfilling symbols (their bars stay; no more trades come once unsubscribed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveSymbols(pub Vec<String>);
+
+impl Handler<AddSymbols> for MarketDataFeed {
+    type Result = ResponseActFuture<Self, Result<usize, String>>;
+
+    fn handle(&mut self, msg: AddSymbols, _: &mut Context<Self>) -> Self::Result {
+        let new: Vec<String> = msg
+            .0
+            .into_iter()
+            .filter(|s| !self.settings.symbols.contains(s))
+            .collect();
+        let rest = self.rest.clone();
+        let mut settings = self.settings.clone();
+        settings.symbols = new.clone();
+        let nothing_new = new.is_empty();
+        Box::pin(
+            async move {
+                match (rest, nothing_new) {
+                    (Some(rest), false) => fetch_warmup(&rest, &settings)
+                        .await
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                    _ => Ok(None),
+                }
+            }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let mut n = 0;
+                if let Some(warm) = result? {
+                    for (symbol, interval, bars) in warm.history {
+                        let bars: Vec<OhlcBar> = bars.iter().map(OhlcBar::from_rest).collect();
+                        n += bars.len();
+                        for b in &bars {
+                            act.emit(
+                                vec![Closed {
+                                    symbol: symbol.clone(),
+                                    interval,
+                                    bar: b.clone(),
+                                }],
+                                true,
+                            );
+                        }
+                        act.book.seed_history(&symbol, interval, bars);
+                    }
+                    for (symbol, minutes) in warm.today {
+                        for b in &minutes {
+                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                            act.emit(closed, true);
+                        }
+                    }
+                }
+                tracing::info!(symbols = ?new, bars = n, "symbols added to the feed");
+                act.settings.symbols.extend(new);
+                Ok(n)
+            }),
+        )
+    }
+}
+
+impl Handler<RemoveSymbols> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: RemoveSymbols, _: &mut Context<Self>) {
+        self.settings.symbols.retain(|s| !msg.0.contains(s));
+        tracing::info!(symbols = ?msg.0, "symbols removed from the feed");
+    }
+}
+
 impl Handler<AddBarSubscriber> for MarketDataFeed {
     type Result = ();
 
