@@ -132,12 +132,12 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
             (c, "built-in defaults".to_string())
         }
     };
-    traderd::telemetry::init_stderr(&config.log.level);
+    let logging = traderd::telemetry::init(&config.log.level);
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), &config.state.dir, env)
         .map_err(|e| anyhow!(e))?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
-    tracing::info!(config = %source, mode = config.mode_name(), symbols = %config.trading.symbols.join(","), strategy = %config.strategy.name, "traderd starting");
+    tracing::info!(config = %source, logging, mode = config.mode_name(), symbols = %config.trading.symbols.join(","), strategy = %config.strategy.name, "traderd starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -122,7 +122,15 @@ fn the_daemon_speaks_the_notify_protocol() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let mut child = Command::new(BIN)
+    /// Kills the daemon if the test fails before it stops it.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(BIN)
         .args(["run", "--state-dir"])
         .arg(dir.path().join("state"))
         .env("NOTIFY_SOCKET", &sock_path)
@@ -135,6 +143,7 @@ fn the_daemon_speaks_the_notify_protocol() {
         .stderr(log)
         .spawn()
         .unwrap();
+    let mut child = Kill(child);
     let mut messages: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 4096];
@@ -168,7 +177,7 @@ fn the_daemon_speaks_the_notify_protocol() {
     assert!(reconciled < ready_log, "{log_text}");
 
     // SIGTERM: STOPPING, then a clean exit.
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -185,7 +194,7 @@ fn the_daemon_speaks_the_notify_protocol() {
     }
     assert!(stopping, "STOPPING=1 on SIGTERM");
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(
