@@ -54,6 +54,31 @@ pub struct Config {
     pub preservation: PreservationSection,
     pub shutdown: ShutdownSection,
     pub control: ControlSection,
+    pub telemetry: TelemetrySection,
+}
+
+/// OpenTelemetry export (OTLP over HTTP/protobuf). Off unless an endpoint is set here or in
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// The collector's base URL (`http://127.0.0.1:4318`); `/v1/traces` and `/v1/metrics` are
+    /// appended. Empty: `OTEL_EXPORTER_OTLP_ENDPOINT` when set, else no export.
+    pub otlp_endpoint: String,
+    /// The `service.name` resource attribute (`OTEL_SERVICE_NAME` wins when set).
+    pub service_name: String,
+    /// How often metrics are sampled and exported (`OTEL_METRIC_EXPORT_INTERVAL` wins for the export).
+    pub metrics_interval_ms: u64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            otlp_endpoint: String::new(),
+            service_name: "traderd".into(),
+            metrics_interval_ms: 10_000,
+        }
+    }
 }
 
 /// The control socket (`traderd ctl`).
@@ -964,10 +989,24 @@ impl Config {
                 7 * 86_400,
             ),
             ("shutdown.timeout_s", self.shutdown.timeout_s, 1, 3_600),
+            (
+                "telemetry.metrics_interval_ms",
+                self.telemetry.metrics_interval_ms,
+                100,
+                3_600_000,
+            ),
         ] {
             if !(min..=max).contains(&v) {
                 bad(path, format!("{v} is out of range: use {min} to {max}"));
             }
+        }
+        if !self.telemetry.otlp_endpoint.is_empty()
+            && let Err(e) = check_url(&self.telemetry.otlp_endpoint, &["http", "https"])
+        {
+            bad("telemetry.otlp_endpoint", e);
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            bad("telemetry.service_name", "must not be empty".into());
         }
         if self.preservation.retry_min_ms > self.preservation.retry_max_ms {
             bad(

@@ -132,19 +132,25 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
             (c, "built-in defaults".to_string())
         }
     };
-    let logging = traderd::telemetry::init(&config.log.level);
+    let (telemetry, logging) = traderd::telemetry::init(&config.log.level, &config.telemetry, env);
+    let exporting = telemetry
+        .exporting_to
+        .clone()
+        .unwrap_or_else(|| "off".into());
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), &config.state.dir, env)
         .map_err(|e| anyhow!(e))?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
-    tracing::info!(config = %source, logging, mode = config.mode_name(), symbols = %config.trading.symbols.join(","), strategy = %config.strategy.name, "traderd starting");
+    tracing::info!(config = %source, logging, otlp = %exporting, mode = config.mode_name(), symbols = %config.trading.symbols.join(","), strategy = %config.strategy.name, "traderd starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let system = actix::System::with_tokio_rt(move || runtime);
     let shutdown = config.shutdown.clone();
-    system.block_on(async move {
+    let meter = telemetry.meter();
+    let metrics_every = telemetry.metrics_interval;
+    let result = system.block_on(async move {
         let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
         if let Some(path) = path {
             daemon.control.do_send(traderd::control::ConfigSource { path, check: ctx });
@@ -155,10 +161,19 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         // systemd: READY after reconciliation, then watchdog pings while the actors answer.
         let mut service = Box::pin(async {
             traderd::systemd::notify_ready(&daemon).await;
-            match traderd::systemd::watchdog_interval() {
-                Some(interval) => traderd::systemd::watchdog(&daemon, interval).await,
-                None => std::future::pending().await,
-            }
+            let dog = async {
+                match traderd::systemd::watchdog_interval() {
+                    Some(interval) => traderd::systemd::watchdog(&daemon, interval).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let metrics = async {
+                match meter {
+                    Some(m) => traderd::telemetry::record_metrics(&daemon, m, metrics_every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::join!(dog, metrics);
         });
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot listen for SIGHUP")?;
@@ -197,7 +212,10 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    })
+    });
+    // Traces and metrics still buffered go out before the process ends.
+    telemetry.shutdown();
+    result
 }
 
 /// `traderd ctl`: exit 0 done, 1 the daemon refused (the message says why), 3 no daemon.

@@ -105,6 +105,8 @@ pub struct BarClosed {
     pub interval: Interval,
     pub bar: OhlcBar,
     pub historical: bool,
+    /// The `market.bar` span's context (live bars).
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// The account as the AccountManager last read it.

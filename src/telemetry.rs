@@ -28,24 +28,156 @@ pub fn init_stderr(default_level: &str) {
         .try_init();
 }
 
-/// Installs journald logging when stderr is the journal, else the stderr logger. Answers
-/// which one it chose (`"journald"` or `"stderr"`).
-pub fn init(default_level: &str) -> &'static str {
-    if systemd_journal_logger::connected_to_journal() {
-        match systemd_journal_logger::JournalLog::new() {
-            Ok(log) => {
-                let log = log.with_syslog_identifier("traderd".into());
-                let _ = tracing_subscriber::registry()
-                    .with(filter(default_level))
-                    .with(JournalLayer { log })
-                    .try_init();
-                return "journald";
-            }
-            Err(e) => eprintln!("traderd: cannot open the journal ({e}); logging to stderr"),
+/// The exporters, kept to flush them at exit.
+#[derive(Default)]
+pub struct Telemetry {
+    tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    meter: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    /// Where it exports (for the start-up log line), if anywhere.
+    pub exporting_to: Option<String>,
+    pub metrics_interval: std::time::Duration,
+}
+
+impl Telemetry {
+    /// The meter metrics are recorded with, when exporting.
+    pub fn meter(&self) -> Option<opentelemetry::metrics::Meter> {
+        use opentelemetry::metrics::MeterProvider;
+        self.meter.as_ref().map(|m| m.meter("traderd"))
+    }
+
+    /// Exports what is buffered and stops the exporters (at exit).
+    pub fn shutdown(self) {
+        if let Some(t) = self.tracer
+            && let Err(e) = t.shutdown()
+        {
+            eprintln!("traderd: flushing traces failed: {e}");
+        }
+        if let Some(m) = self.meter
+            && let Err(e) = m.shutdown()
+        {
+            eprintln!("traderd: flushing metrics failed: {e}");
         }
     }
-    init_stderr(default_level);
-    "stderr"
+}
+
+/// Builds the OTLP exporters when an endpoint is configured (here or in the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`). Must run outside any async runtime (the exporters use
+/// reqwest's blocking client on threads of their own, as opentelemetry-otlp requires).
+fn exporters(
+    t: &crate::config::TelemetrySection,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Telemetry, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let base = if !t.otlp_endpoint.is_empty() {
+        Some(t.otlp_endpoint.trim_end_matches('/').to_string())
+    } else {
+        None
+    };
+    let from_env = set("OTEL_EXPORTER_OTLP_ENDPOINT").or(set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+    if base.is_none() && from_env.is_none() {
+        return Ok(Telemetry::default());
+    }
+    // reqwest is built without a bundled crypto provider (https collectors need one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
+        opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    );
+    if set("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(t.service_name.clone());
+    }
+    let resource = resource.build();
+    let with_base = |path: &str| base.as_ref().map(|b| format!("{b}{path}"));
+    let mut spans = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    if let Some(url) = with_base("/v1/traces") {
+        spans = spans.with_endpoint(url);
+    }
+    let spans = spans
+        .build()
+        .map_err(|e| format!("the OTLP span exporter: {e}"))?;
+    let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    if let Some(url) = with_base("/v1/metrics") {
+        metrics = metrics.with_endpoint(url);
+    }
+    let metrics = metrics
+        .build()
+        .map_err(|e| format!("the OTLP metric exporter: {e}"))?;
+    let interval = std::time::Duration::from_millis(t.metrics_interval_ms);
+    let mut reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metrics);
+    if set("OTEL_METRIC_EXPORT_INTERVAL").is_none() {
+        reader = reader.with_interval(interval);
+    }
+    let tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(spans)
+        .with_resource(resource.clone())
+        .build();
+    let meter = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader.build())
+        .with_resource(resource)
+        .build();
+    Ok(Telemetry {
+        tracer: Some(tracer),
+        meter: Some(meter),
+        exporting_to: Some(base.or(from_env).unwrap_or_default()),
+        metrics_interval: interval,
+    })
+}
+
+/// Installs logging (journald when stderr is the journal, else stderr) and, when configured,
+/// OTLP export of traces and metrics. Answers the exporters (flush them with
+/// [`Telemetry::shutdown`]) and which log sink it chose (`"journald"` or `"stderr"`).
+pub fn init(
+    default_level: &str,
+    otlp: &crate::config::TelemetrySection,
+    env: impl Fn(&str) -> Option<String>,
+) -> (Telemetry, &'static str) {
+    use opentelemetry::trace::TracerProvider;
+    let (telemetry, problem) = match exporters(otlp, &env) {
+        Ok(t) => (t, None),
+        Err(e) => (Telemetry::default(), Some(e)),
+    };
+    let otel = telemetry
+        .tracer
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("traderd")));
+    let journal = if systemd_journal_logger::connected_to_journal() {
+        match systemd_journal_logger::JournalLog::new() {
+            Ok(log) => Some(JournalLayer {
+                log: log.with_syslog_identifier("traderd".into()),
+            }),
+            Err(e) => {
+                eprintln!("traderd: cannot open the journal ({e}); logging to stderr");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let sink = if journal.is_some() {
+        "journald"
+    } else {
+        "stderr"
+    };
+    let stderr = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter(default_level))
+        .with(journal)
+        .with(stderr)
+        .with(otel)
+        .try_init();
+    if let Some(p) = problem {
+        tracing::error!(problem = %p, "OpenTelemetry export is off");
+    }
+    (telemetry, sink)
 }
 
 /// Sends each event to journald as one structured entry.
@@ -136,5 +268,135 @@ mod tests {
             Some("stream_client")
         );
         assert_eq!(actor_of("traderd::daemon"), None);
+    }
+}
+
+/// The trace a message belongs to: the OpenTelemetry context of the span that sent it on.
+/// Messages carry it from the stream to the fill (stream message → bar → signal → risk check →
+/// submit → fill), so each stage's span is a child of the one before, in one trace. Empty when
+/// no exporter is configured. It never takes part in a message's equality.
+#[derive(Clone, Default)]
+pub struct TraceContext(Option<opentelemetry::Context>);
+
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceContext")
+    }
+}
+
+impl PartialEq for TraceContext {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl TraceContext {
+    /// The context of `span` (for the next stage).
+    pub fn of(span: &tracing::Span) -> Self {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        TraceContext(Some(span.context()))
+    }
+
+    /// Makes `span` (not yet entered) a child of this context.
+    pub fn adopt(&self, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if let Some(cx) = &self.0 {
+            let _ = span.set_parent(cx.clone());
+        }
+    }
+}
+
+/// Samples the daemon every `every` and records the metrics (exported by the periodic reader):
+/// `traderd.stream.messages` and `traderd.stream.reconnects` (counters, by `stream`),
+/// `traderd.stream.lag_ms` (gauge: how long ago the last market message came),
+/// `traderd.orders.submitted`, `traderd.orders.fills` (counters), `traderd.risk.refusals`
+/// (counter, by `code`), `traderd.account.equity_usd`, `traderd.exposure.net_usd` (equity −
+/// cash), `traderd.positions` (gauges) and `traderd.mode` (gauge: 0 active, 1 reduce_only,
+/// 2 preserving, 3 preserved, 4 halted). Money becomes a float only here, at the export.
+pub async fn record_metrics(
+    d: &crate::daemon::Daemon,
+    meter: opentelemetry::metrics::Meter,
+    every: std::time::Duration,
+) {
+    use crate::risk::TradingMode;
+    use opentelemetry::KeyValue;
+    use rust_decimal::prelude::ToPrimitive;
+    let messages = meter.u64_counter("traderd.stream.messages").build();
+    let reconnects = meter.u64_counter("traderd.stream.reconnects").build();
+    let lag = meter.f64_gauge("traderd.stream.lag_ms").build();
+    let submitted = meter.u64_counter("traderd.orders.submitted").build();
+    let fills = meter.u64_counter("traderd.orders.fills").build();
+    let refusals = meter.u64_counter("traderd.risk.refusals").build();
+    let equity = meter.f64_gauge("traderd.account.equity_usd").build();
+    let exposure = meter.f64_gauge("traderd.exposure.net_usd").build();
+    let positions = meter.u64_gauge("traderd.positions").build();
+    let mode = meter.i64_gauge("traderd.mode").build();
+    // Counters take what is new since the last sample.
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    let mut delta = |key: String, now: u64| {
+        let before = last.insert(key, now).unwrap_or(0);
+        now.saturating_sub(before)
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for (name, addr) in [
+            ("market_data", &d.market_stream),
+            ("trade_updates", &d.trade_stream),
+        ] {
+            let Ok(s) = addr.send(crate::messages::GetStreamStatus).await else {
+                continue;
+            };
+            let attrs = [KeyValue::new("stream", name)];
+            messages.add(
+                delta(format!("messages.{name}"), s.metrics.messages_received),
+                &attrs,
+            );
+            reconnects.add(
+                delta(format!("reconnects.{name}"), s.metrics.reconnects),
+                &attrs,
+            );
+            if name == "market_data"
+                && let Some(at) = s.metrics.last_message_at
+            {
+                let ms = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64;
+                lag.record(ms, &attrs);
+            }
+        }
+        if let Ok(o) = d
+            .orders
+            .send(crate::actors::order_manager::GetOrderStats)
+            .await
+        {
+            submitted.add(delta("submitted".into(), o.submitted), &[]);
+            fills.add(delta("fills".into(), o.fills), &[]);
+            positions.record(o.positions.len() as u64, &[]);
+        }
+        if let Ok(r) = d.risk.send(crate::actors::risk_manager::GetRiskStats).await {
+            for (code, n) in r.refused {
+                refusals.add(
+                    delta(format!("refused.{code}"), n),
+                    &[KeyValue::new("code", code)],
+                );
+            }
+        }
+        if let Ok(Some(a)) = d.account.send(crate::actors::account::GetAccount).await {
+            equity.record(a.equity.to_f64().unwrap_or(0.0), &[]);
+            exposure.record((a.equity - a.cash).to_f64().unwrap_or(0.0), &[]);
+        }
+        if let Ok(s) = d
+            .supervisor
+            .send(crate::actors::supervisor::GetSupervisorStatus)
+            .await
+        {
+            let m = match s.mode {
+                TradingMode::Active => 0,
+                TradingMode::ReduceOnly => 1,
+                TradingMode::Preserving => 2,
+                TradingMode::Preserved => 3,
+                TradingMode::Halted => 4,
+            };
+            mode.record(m, &[]);
+        }
     }
 }

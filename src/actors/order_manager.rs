@@ -190,6 +190,10 @@ pub struct OrderManager {
     stats: OrderStats,
     health: Reporter,
     event_listeners: Vec<Recipient<OrderEvent>>,
+    /// Each open order's `order.submit` span context (its fills are its children).
+    traces: HashMap<String, crate::telemetry::TraceContext>,
+    /// Submit spans until their request is sent (then they time the request).
+    submit_spans: HashMap<String, tracing::Span>,
     /// Journal writes failed in a row; past [`JOURNAL_FAILURES_TO_STOP`] the actor stops.
     journal_failures: u32,
     /// The books were loaded from the journal (the first reconciliation of the process).
@@ -256,6 +260,8 @@ impl OrderManager {
             stats: OrderStats::default(),
             health: Reporter::default(),
             event_listeners: Vec::new(),
+            traces: HashMap::new(),
+            submit_spans: HashMap::new(),
             journal_failures: 0,
             loaded: false,
             known_mismatches: HashMap::new(),
@@ -354,6 +360,21 @@ impl OrderManager {
             return;
         }
         self.emit(OrderEvent::Fill(fill.clone()));
+        let span = tracing::info_span!(
+            parent: None,
+            "order.fill",
+            client_order_id = %fill.client_order_id,
+            correlation_id = %self.correlation.get(&fill.client_order_id).map(String::as_str).unwrap_or(""),
+            symbol = %fill.symbol,
+            side = ?fill.side,
+            qty = %fill.qty,
+            price = %fill.price,
+        );
+        if let Some(t) = self.traces.get(&fill.client_order_id) {
+            t.adopt(&span);
+        }
+        // Not entered: log lines stay as they are; the span is exported when dropped.
+        drop(span);
         *self.positions.entry(fill.symbol.clone()).or_default() += fill.side.sign() * fill.qty;
         *self.booked.entry(fill.broker_order_id.clone()).or_default() += fill.qty;
         self.stats.fills += 1;
@@ -376,6 +397,9 @@ impl OrderManager {
                     }
                     let filled_entry = s.status == OrderStatus::Filled;
                     let coid = s.client_order_id.clone();
+                    if s.status.is_terminal() {
+                        self.traces.remove(&coid);
+                    }
                     self.emit(OrderEvent::Order(s.clone()));
                     self.journal_state(s, ctx);
                     if filled_entry {
@@ -534,6 +558,22 @@ impl OrderManager {
         self.correlation
             .insert(coid.clone(), intent.correlation_id.clone());
         self.stats.submitted += 1;
+        // The submit span (child of the risk check) lasts until the broker answers; its
+        // context is kept for the fills.
+        let span = tracing::info_span!(
+            parent: None,
+            "order.submit",
+            client_order_id = %coid,
+            correlation_id = %intent.correlation_id,
+            symbol = %intent.symbol,
+            side = ?intent.side,
+            qty = %intent.qty,
+            purpose = ?intent.purpose,
+        );
+        intent.trace.adopt(&span);
+        self.traces
+            .insert(coid.clone(), crate::telemetry::TraceContext::of(&span));
+        self.submit_spans.insert(coid.clone(), span);
         tracing::info!(client_order_id = %coid, symbol = %intent.symbol, side = ?intent.side, qty = %intent.qty, purpose = ?intent.purpose, correlation_id = %intent.correlation_id, "order approved");
         // Exits and closes first clear our other orders on the symbol (bracket legs, stops).
         let clear: Vec<Uuid> = if matches!(intent.purpose, Purpose::Exit | Purpose::Flatten) {
@@ -596,6 +636,10 @@ impl OrderManager {
     ) {
         record.request = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
         let coid = record.client_order_id.clone();
+        let span = self
+            .submit_spans
+            .remove(&coid)
+            .unwrap_or_else(tracing::Span::none);
         let journal = self.journal.clone();
         let rest = self.rest.clone();
         let work = async move {
@@ -606,6 +650,7 @@ impl OrderManager {
             }
             Ok(rest.submit_order(request).await)
         };
+        let work = tracing::Instrument::instrument(work, span);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.in_flight.remove(&coid);
             match result {
@@ -655,6 +700,8 @@ impl OrderManager {
         ctx: &mut Context<Self>,
     ) {
         self.in_flight.remove(coid);
+        self.submit_spans.remove(coid);
+        self.traces.remove(coid);
         self.book.close_unsent(coid, status);
         self.journal_state(
             OrderState {

@@ -90,8 +90,22 @@ impl RiskManager {
         self.state.pending_qty = o.pending_qty.clone();
     }
 
-    fn decide(&mut self, intent: Intent) -> Result<Approved, ProposeError> {
+    fn decide(&mut self, mut intent: Intent) -> Result<Approved, ProposeError> {
+        let span = tracing::info_span!(
+            parent: None,
+            "risk.check",
+            symbol = %intent.symbol,
+            side = ?intent.side,
+            qty = %intent.qty,
+            purpose = ?intent.purpose,
+            correlation_id = %intent.correlation_id,
+            mode = ?self.mode,
+            outcome = tracing::field::Empty,
+        );
+        intent.trace.adopt(&span);
+        intent.trace = crate::telemetry::TraceContext::of(&span);
         if !self.have_account && !matches!(intent.purpose, risk::Purpose::Flatten) {
+            span.record("outcome", "not_ready");
             return Err(ProposeError::NotSent(
                 "the account has not been read yet".into(),
             ));
@@ -99,6 +113,7 @@ impl RiskManager {
         let now = Utc::now();
         match risk::check(intent, &self.state, &self.limits, self.mode, now) {
             Ok(approved) => {
+                span.record("outcome", "approved");
                 self.stats.approved += 1;
                 self.state.recent_orders.push_back(now);
                 let window = now - chrono::Duration::minutes(1);
@@ -113,6 +128,7 @@ impl RiskManager {
                 Ok(approved)
             }
             Err(refusal) => {
+                span.record("outcome", refusal.code.as_str());
                 *self.stats.refused.entry(refusal.code.as_str()).or_default() += 1;
                 tracing::info!(code = refusal.code.as_str(), symbol = %refusal.symbol, side = ?refusal.side, qty = %refusal.qty, detail = %refusal.detail, "risk refused an order");
                 Err(refusal.into())

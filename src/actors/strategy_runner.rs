@@ -88,6 +88,7 @@ impl StrategyRunner {
                         stop_loss: plan.stop_loss,
                         trail_pct: plan.trail_pct,
                     },
+                    trace: Default::default(),
                 }
             }
             Signal::Exit { .. } if !position.is_zero() => {
@@ -153,9 +154,21 @@ impl Handler<BarClosed> for StrategyRunner {
             tracing::debug!(symbol = %msg.symbol, ?signal, "signal ignored: an order for this symbol is in progress");
             return;
         }
-        let Some(intent) = self.intent_for(&signal, &msg, position) else {
+        let Some(mut intent) = self.intent_for(&signal, &msg, position) else {
             return;
         };
+        let span = tracing::info_span!(
+            parent: None,
+            "strategy.signal",
+            strategy = self.strategy.name(),
+            symbol = %msg.symbol,
+            side = ?intent.side,
+            qty = %intent.qty,
+            reason = %reason,
+            correlation_id = %intent.correlation_id,
+        );
+        msg.trace.adopt(&span);
+        intent.trace = crate::telemetry::TraceContext::of(&span);
         tracing::info!(symbol = %msg.symbol, close = %msg.bar.close, side = ?intent.side, qty = %intent.qty, reason = %reason, correlation_id = %intent.correlation_id, "signal");
         self.stats.proposed += 1;
         self.pending.insert(msg.symbol.clone());

@@ -42,6 +42,8 @@ pub struct Intent {
     pub limit_price: Option<Decimal>,
     pub correlation_id: String,
     pub purpose: Purpose,
+    /// The span of the stage that made or last checked it (see [`crate::telemetry::TraceContext`]).
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// What an order is for. Strategies make entries and exits; the order side makes protective
@@ -74,6 +76,7 @@ impl Intent {
             limit_price: None,
             correlation_id: String::new(),
             purpose,
+            trace: Default::default(),
         }
     }
 }
@@ -450,6 +453,7 @@ mod tests {
 
     fn intent(symbol: &str, side: OrderSide, qty: Decimal, limit: Option<Decimal>) -> Intent {
         Intent {
+            trace: Default::default(),
             symbol: symbol.into(),
             side,
             qty,

@@ -133,11 +133,27 @@ impl MarketDataFeed {
         for c in closed {
             self.stats.bars_closed += 1;
             tracing::debug!(symbol = %c.symbol, interval = c.interval.name(), start = %c.bar.start, close = %c.bar.close, historical, "bar closed");
+            // A live bar is a span (child of the stream message that closed it): the first
+            // stage of the trace that may end in a fill.
+            let trace = if historical {
+                crate::telemetry::TraceContext::default()
+            } else {
+                let span = tracing::info_span!(
+                    "market.bar",
+                    symbol = %c.symbol,
+                    interval = c.interval.name(),
+                    start = %c.bar.start,
+                    close = %c.bar.close,
+                    correlation_id = %format!("{}-{}", c.symbol, c.bar.start.timestamp()),
+                );
+                crate::telemetry::TraceContext::of(&span)
+            };
             let msg = BarClosed {
                 symbol: c.symbol,
                 interval: c.interval,
                 bar: c.bar,
                 historical,
+                trace,
             };
             for s in &self.subscribers {
                 s.do_send(msg.clone());
@@ -151,7 +167,20 @@ impl MarketDataFeed {
                 DataMessage::Trade(t) => {
                     self.stats.trades += 1;
                     let closed = self.book.on_trade(&t.symbol, t.price, t.size, t.timestamp);
-                    self.emit(closed, false);
+                    if !closed.is_empty() {
+                        // The trade that closed bars: the root of their traces.
+                        let root = tracing::info_span!(
+                            parent: None,
+                            "stream.message",
+                            kind = "trade",
+                            symbol = %t.symbol,
+                            price = %t.price,
+                            size = %t.size,
+                            event_time = %t.timestamp,
+                        );
+                        let _in = root.enter();
+                        self.emit(closed, false);
+                    }
                     match self.latest.get_mut(&t.symbol) {
                         Some(l) => l.trade = Some(t),
                         None => {
@@ -168,7 +197,17 @@ impl MarketDataFeed {
                 DataMessage::Quote(q) => {
                     self.stats.quotes += 1;
                     let closed = self.book.advance_to(q.timestamp);
-                    self.emit(closed, false);
+                    if !closed.is_empty() {
+                        let root = tracing::info_span!(
+                            parent: None,
+                            "stream.message",
+                            kind = "quote",
+                            symbol = %q.symbol,
+                            event_time = %q.timestamp,
+                        );
+                        let _in = root.enter();
+                        self.emit(closed, false);
+                    }
                     match self.latest.get_mut(&q.symbol) {
                         Some(l) => l.quote = Some(q),
                         None => {
