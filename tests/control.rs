@@ -189,7 +189,8 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
     use traderd::messages::GetStreamStatus;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("traderd.toml");
-    let base = "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n";
+    // No entry passes risk here (a dollar per symbol), so no position holds a symbol back.
+    let base = "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n[risk]\nmax_notional_per_symbol_usd = \"1\"\n";
     std::fs::write(&file, base).unwrap();
     let ctx = CheckContext::default();
     let cfg = Config::load(&file, &ctx).unwrap();
@@ -251,7 +252,7 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
     assert_eq!(trades().await, 3);
     std::fs::write(
         &file,
-        "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\"]\n[risk]\nmax_open_orders = 3\n[strategy]\nname = \"mean_reversion\"\n",
+        "[sim]\nspeed = 120.0\n[trading]\nsymbols = [\"AAPL\", \"MSFT\"]\n[risk]\nmax_notional_per_symbol_usd = \"1\"\nmax_open_orders = 3\n[strategy]\nname = \"mean_reversion\"\n",
     )
     .unwrap();
     let r = call(&path, "reload", &[]).await.unwrap();
@@ -264,5 +265,108 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
         (trades().await == 2).then_some(())
     })
     .await;
+    d.stop().await;
+}
+
+/// Runs `traderd ctl --socket S status` as nobody:nogroup; `None` when this host cannot
+/// (not root, no setpriv).
+fn ctl_as_nobody(socket: &std::path::Path) -> Option<std::process::Output> {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_traderd"))
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .arg("status")
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    (!err.contains("setpriv:")).then_some(out)
+}
+
+#[actix_rt::test]
+async fn peer_credentials_decide_who_may_steer_the_daemon() {
+    for allowed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        // The group may reach the socket; the uid check decides.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cfg = config();
+        cfg.control.group = "nogroup".into();
+        if allowed {
+            cfg.control.allowed_uids = vec![65534];
+        }
+        let d = traderd::daemon::start(&cfg, dir.path(), |_| None)
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let socket = d.socket.clone();
+        let Some(out) = tokio::task::spawn_blocking(move || ctl_as_nobody(&socket))
+            .await
+            .unwrap()
+        else {
+            eprintln!("cannot run as nobody here (needs root and setpriv): skipped");
+            d.stop().await;
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if allowed {
+            assert!(out.status.success(), "allowed uid: {stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("forbidden"), "{stderr}");
+        }
+        // The daemon's own user is always served.
+        assert!(call(&d.socket, "status", &[]).await.unwrap().ok);
+        d.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn unsubscribing_a_symbol_that_holds_a_position_is_refused() {
+    use traderd::actors::order_manager::GetOrderStats;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(
+        "[sim]\nspeed = 120.0\n[strategy]\nsizing_usd = \"2000\"\n[strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n[account]\nrefresh_interval_ms = 300\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap();
+    let d = traderd::daemon::start(&cfg, dir.path(), |_| None)
+        .await
+        .unwrap();
+    // Halt while holding something, and let what is in flight settle: the position stays.
+    let held = wait_for("a position held while halted", WAIT, || async {
+        if d.orders
+            .send(GetOrderStats)
+            .await
+            .unwrap()
+            .positions
+            .is_empty()
+        {
+            return None;
+        }
+        assert!(call(&d.socket, "halt", &[]).await.unwrap().ok);
+        let settled = wait_for("settled", WAIT, || async {
+            let s = d.orders.send(GetOrderStats).await.unwrap();
+            (s.unsettled == 0).then_some(s)
+        })
+        .await;
+        let held = settled.positions.keys().next().cloned();
+        if held.is_none() {
+            assert!(call(&d.socket, "resume", &[]).await.unwrap().ok);
+        }
+        held
+    })
+    .await;
+    let r = call(&d.socket, "unsubscribe", std::slice::from_ref(&held))
+        .await
+        .unwrap();
+    let e = r.error.unwrap();
+    assert_eq!(e.code, "refused");
+    assert!(
+        e.message.contains(&format!("{held} holds")),
+        "{}",
+        e.message
+    );
     d.stop().await;
 }
