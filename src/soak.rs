@@ -214,29 +214,33 @@ impl Admin {
 
     /// (positions not zero, orders not final).
     async fn exposure(&self) -> Result<(usize, usize), String> {
-        let state = self.get("/_sim/state").await?;
-        let positions = state["positions"]
-            .as_array()
-            .map(|a| a.iter().filter(|p| !dec(&p["qty"]).is_zero()).count())
-            .unwrap_or(0);
-        let final_states = [
-            "filled",
-            "canceled",
-            "expired",
-            "rejected",
-            "replaced",
-            "done_for_day",
-        ];
-        let open = state["orders"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|o| !final_states.contains(&o["status"].as_str().unwrap_or("")))
-                    .count()
-            })
-            .unwrap_or(0);
-        Ok((positions, open))
+        Ok(exposure_of(&self.get("/_sim/state").await?))
     }
+}
+
+/// (positions not zero, orders not final) in a simulator's `GET /_sim/state`.
+pub fn exposure_of(state: &serde_json::Value) -> (usize, usize) {
+    let positions = state["positions"]
+        .as_array()
+        .map(|a| a.iter().filter(|p| !dec(&p["qty"]).is_zero()).count())
+        .unwrap_or(0);
+    let final_states = [
+        "filled",
+        "canceled",
+        "expired",
+        "rejected",
+        "replaced",
+        "done_for_day",
+    ];
+    let open = state["orders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|o| !final_states.contains(&o["status"].as_str().unwrap_or("")))
+                .count()
+        })
+        .unwrap_or(0);
+    (positions, open)
 }
 
 /// Runs the soak; prints progress to stderr. Must run inside an actix `System`.

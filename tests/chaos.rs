@@ -7,8 +7,6 @@
 mod common;
 
 use common::{KEY, SECRET, set_fault, sim_state, sim_stats, start_sim, wait_for};
-use rust_decimal::Decimal;
-use std::str::FromStr;
 use std::time::Duration;
 use traderd::actors::health::GetHealth;
 use traderd::actors::risk_manager::GetRiskStats;
@@ -76,37 +74,9 @@ async fn start(extra: &str, dir: &std::path::Path) -> Daemon {
         .unwrap()
 }
 
-fn dec(v: &serde_json::Value) -> Decimal {
-    match v {
-        serde_json::Value::String(s) => Decimal::from_str(s).unwrap(),
-        other => Decimal::from_str(&other.to_string()).unwrap(),
-    }
-}
-
 /// (positions not zero, orders not final) at the simulator.
 async fn exposure(sim: &SimHandle) -> (usize, usize) {
-    let state = sim_state(sim).await;
-    let positions = state["positions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| !dec(&p["qty"]).is_zero())
-        .count();
-    let final_states = [
-        "filled",
-        "canceled",
-        "expired",
-        "rejected",
-        "replaced",
-        "done_for_day",
-    ];
-    let open = state["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| !final_states.contains(&o["status"].as_str().unwrap()))
-        .count();
-    (positions, open)
+    traderd::soak::exposure_of(&sim_state(sim).await)
 }
 
 async fn status(d: &Daemon) -> SupervisorStatus {

@@ -98,14 +98,7 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
 
     // Read every entry in the background (journald is always read: a full socket would block
     // the daemon's logging), until a fill shows up.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
+    let mut child = common::Killed(child);
     type Seen = (Vec<HashMap<String, String>>, Vec<u8>);
     let seen: std::sync::Arc<std::sync::Mutex<Seen>> = Default::default();
     let sink = seen.clone();

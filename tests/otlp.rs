@@ -101,14 +101,7 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
     )
     .unwrap();
     let url = sim.base_url();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(
+    let mut child = common::Killed(
         Command::new(env!("CARGO_BIN_EXE_traderd"))
             .args(["run", "--config"])
             .arg(&config)

@@ -3,6 +3,8 @@
 //! socket (READY after reconciliation, STATUS with the mode, WATCHDOG, STOPPING), the units
 //! through `systemd-analyze verify` and `security --offline=yes`, and `make install`.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,14 +124,6 @@ fn the_daemon_speaks_the_notify_protocol() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    /// Kills the daemon if the test fails before it stops it.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let child = Command::new(BIN)
         .args(["run", "--state-dir"])
         .arg(dir.path().join("state"))
@@ -143,7 +137,7 @@ fn the_daemon_speaks_the_notify_protocol() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut child = Kill(child);
+    let mut child = common::Killed(child);
     let mut messages: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 4096];

@@ -104,3 +104,13 @@ pub async fn sim_state(sim: &SimHandle) -> serde_json::Value {
 pub async fn sim_stats(sim: &SimHandle) -> serde_json::Value {
     admin_get(sim, "stats").await
 }
+
+/// A spawned daemon, killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
