@@ -91,7 +91,8 @@ impl Daemon {
     ///    steps 2 and 3 are skipped (halted sends nothing);
     /// 2. with `cancel_open_orders`, cancel every open order;
     /// 3. with `flatten`, close every position and wait until the broker shows flat;
-    /// 4. wait for orders in flight to settle, so their outcome and fills are journaled;
+    /// 4. stop every order (halted, in memory), then wait for orders in flight to settle, so
+    ///    their outcome and fills are journaled;
     /// 5. close the streams; 6. close the journal (waits for queued writes); 7. the simulator.
     ///
     /// Steps 2–4 share `timeout_s`; what is left then is reconciled at the next start. Answers
@@ -125,6 +126,10 @@ impl Daemon {
         if s.flatten && !halted {
             in_time &= self.flatten_until_flat(deadline).await;
         }
+        // From here nothing new is sent at all (still in memory only): what is in flight
+        // settles, and no exit slips in after the wait. Awaited: a proposal the risk manager
+        // was checking has reached the order manager (and counts as in flight) once it answers.
+        let _ = self.risk.send(SetMode(TradingMode::Halted)).await;
         loop {
             match self.orders.send(GetOrderStats).await {
                 Ok(st) if st.unsettled > 0 && tokio::time::Instant::now() < deadline => {

@@ -198,6 +198,8 @@ pub struct OrderManager {
     journal_failures: u32,
     /// The books were loaded from the journal (the first reconciliation of the process).
     loaded: bool,
+    /// Set while a position differs from the broker's: the start of the fill window then.
+    fills_floor: Option<DateTime<Utc>>,
     /// Positions the first reconciliation of this process found unexplained (an account that
     /// held them before the journal began): reported to health only if they change.
     known_mismatches: HashMap<String, Decimal>,
@@ -264,6 +266,7 @@ impl OrderManager {
             submit_spans: HashMap::new(),
             journal_failures: 0,
             loaded: false,
+            fills_floor: None,
             known_mismatches: HashMap::new(),
         }
     }
@@ -798,6 +801,7 @@ impl OrderManager {
         let journal = self.journal.clone();
         let in_flight = self.in_flight.clone();
         let need_run = self.ids.is_none();
+        let floor = self.fills_floor;
         let work = async move {
             let run = if need_run {
                 Some(
@@ -810,7 +814,7 @@ impl OrderManager {
             } else {
                 None
             };
-            let gathered = gather(&rest, &journal, &in_flight).await?;
+            let gathered = gather(&rest, &journal, &in_flight, floor).await?;
             Ok::<_, String>((run, gathered))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -880,6 +884,8 @@ impl OrderManager {
             }
         };
         let findings = reconcile(&g.intents, &g.fills, &g.view);
+        let since = g.since;
+        let mut differs = false;
         let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
         for f in findings {
             match f {
@@ -1012,6 +1018,7 @@ impl OrderManager {
                             .iter()
                             .any(|c| self.book.get(c).is_some_and(|t| t.symbol == symbol));
                     if unsettled {
+                        differs = true;
                         tracing::info!(symbol = %symbol, journaled = %journaled, broker = %broker, "position differs while an order is unsettled; checked again at the next reconciliation");
                         continue;
                     }
@@ -1020,6 +1027,8 @@ impl OrderManager {
                     if first {
                         self.known_mismatches.insert(symbol.clone(), broker);
                     } else if self.known_mismatches.get(&symbol) != Some(&broker) {
+                        // (Positions held before the journal began do not hold the window open.)
+                        differs = true;
                         self.health.report(
                             "orders",
                             HealthEvent::Mismatch {
@@ -1038,6 +1047,7 @@ impl OrderManager {
                 }
             }
         }
+        self.fills_floor = differs.then(|| self.fills_floor.unwrap_or(since));
         self.stats.reconciliations += 1;
         self.reconciled = true;
         let summary_json = serde_json::to_value(&summary).unwrap_or_default();
@@ -1114,12 +1124,15 @@ struct Gathered {
     intents: Vec<StoredIntent>,
     fills: Vec<FillRecord>,
     view: BrokerView,
+    /// Where the broker's fills were read from.
+    since: DateTime<Utc>,
 }
 
 async fn gather(
     rest: &AlpacaClient,
     journal: &Addr<Journal>,
     in_flight: &HashSet<String>,
+    floor: Option<DateTime<Utc>>,
 ) -> Result<Gathered, String> {
     let intents = journal
         .send(LoadIntents(false))
@@ -1172,6 +1185,8 @@ async fn gather(
     // Fills since a little before the journal's last one (or the broker's last day: its clock,
     // not ours, which a simulator or a skewed host may not share); those already journaled are
     // matched by cumulative quantity and not booked again.
+    // While a mismatch stands, the window keeps the start it had when the mismatch was first
+    // seen (`floor`): a fill missed before later ones were journaled is still found.
     let since: DateTime<Utc> = match fills.last() {
         Some(f) => f.at - chrono::Duration::minutes(5),
         None => {
@@ -1179,6 +1194,7 @@ async fn gather(
             clock.timestamp.with_timezone(&Utc) - chrono::Duration::days(1)
         }
     };
+    let since = floor.map_or(since, |f| f.min(since));
     view.fills = rest
         .fills_since(Some(since))
         .await
@@ -1187,6 +1203,7 @@ async fn gather(
         intents,
         fills,
         view,
+        since,
     })
 }
 
