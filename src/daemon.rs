@@ -340,13 +340,18 @@ pub async fn start(
     .start();
     observe_rest(&rest, health.clone().recipient());
     let reporter = Reporter::new(health.clone().recipient());
+    let mut mode_cause = "the mode the journal recorded last";
     let mode = match journal.addr.send(CurrentMode).await {
         Ok(Ok(Some(m))) => serde_json::from_value(serde_json::Value::String(m.clone()))
             .unwrap_or_else(|_| {
                 tracing::error!(mode = %m, "unknown trading mode in the journal; starting halted");
+                mode_cause = "an unknown mode in the journal: halted to be safe";
                 TradingMode::Halted
             }),
-        Ok(Ok(None)) => TradingMode::Active,
+        Ok(Ok(None)) => {
+            mode_cause = "a new journal";
+            TradingMode::Active
+        }
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => {
             return Err(StartError::Config(format!(
@@ -480,6 +485,7 @@ pub async fn start(
     let supervisor = supervisor_ctx.run(Supervisor::new(
         SupervisorSettings::new(&config.preservation),
         mode,
+        mode_cause,
         journal.addr.clone(),
         risk.clone().recipient(),
         orders.clone(),

@@ -166,6 +166,7 @@ impl Supervisor {
     pub fn new(
         settings: SupervisorSettings,
         mode: TradingMode,
+        cause: &str,
         journal: Addr<Journal>,
         risk: Recipient<SetMode>,
         orders: Addr<OrderManager>,
@@ -177,7 +178,7 @@ impl Supervisor {
             settings,
             mode,
             since: Utc::now(),
-            cause: "journaled mode at start".into(),
+            cause: cause.into(),
             journal,
             risk,
             orders,
