@@ -1,5 +1,6 @@
-//! Criterion micro-benchmarks of the market-data hot path: frame decoding (JSON and msgpack,
-//! batched trades and quotes as the simulator and Alpaca send them) and bar aggregation.
+//! Criterion micro-benchmarks of the hot path: frame decoding (JSON and msgpack, batched
+//! trades and quotes as the simulator and Alpaca send them), bar aggregation, indicator
+//! updates, the risk check, and an actor hop (actix mailbox, one way and round trip).
 //! `make bench` runs them; figures and method are in docs/performance.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks fail loudly
@@ -100,5 +101,132 @@ fn aggregate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, aggregate);
+fn indicators(c: &mut Criterion) {
+    use traderd::strategy::indicators::{Bollinger, Macd, Rsi};
+    let closes: Vec<f64> = (0..10_000)
+        .map(|i| 100.0 + ((i as f64) * 0.37).sin() * 2.0 + (i as f64) * 0.001)
+        .collect();
+    let mut group = c.benchmark_group("indicators");
+    group.throughput(Throughput::Elements(closes.len() as u64));
+    group.bench_function("rsi14_macd_12_26_9_bollinger20", |b| {
+        b.iter(|| {
+            let (mut rsi, mut macd, mut bb) =
+                (Rsi::new(14), Macd::new(12, 26, 9), Bollinger::new(20, 2.0));
+            let mut last = 0.0;
+            for &x in &closes {
+                last += rsi.update(x).unwrap_or(0.0);
+                last += macd.update(x).1.map(|m| m.histogram).unwrap_or(0.0);
+                last += bb.update(x).map(|v| v.middle).unwrap_or(0.0);
+            }
+            black_box(last)
+        })
+    });
+    group.finish();
+}
+
+fn risk_check(c: &mut Criterion) {
+    use std::collections::{HashMap, VecDeque};
+    use traderd::alpaca::model::OrderSide;
+    use traderd::risk::{Intent, Purpose, RiskLimits, RiskState, TradingMode, check};
+    let symbols: Vec<String> = (0..100).map(|i| format!("S{i}")).collect();
+    let state = RiskState {
+        positions: symbols
+            .iter()
+            .take(4)
+            .map(|s| (s.clone(), Decimal::from(10)))
+            .collect(),
+        last_trade: symbols
+            .iter()
+            .map(|s| (s.clone(), Decimal::new(10_000, 2)))
+            .collect(),
+        open_orders: 2,
+        pending_qty: HashMap::new(),
+        buying_power: Decimal::from(100_000),
+        equity: Decimal::from(100_000),
+        start_of_day_equity: Decimal::from(100_000),
+        market_open: true,
+        recent_orders: VecDeque::new(),
+    };
+    let limits = RiskLimits::default();
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 15, 0, 0).unwrap();
+    let intent = Intent {
+        symbol: "S50".into(),
+        side: OrderSide::Buy,
+        qty: Decimal::from(10),
+        limit_price: None,
+        correlation_id: "S50-1".into(),
+        purpose: Purpose::Entry {
+            take_profit: None,
+            stop_loss: None,
+            trail_pct: None,
+        },
+        trace: Default::default(),
+    };
+    let mut group = c.benchmark_group("risk");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("check_an_entry_100_symbols", |b| {
+        b.iter(|| {
+            check(
+                black_box(intent.clone()),
+                &state,
+                &limits,
+                TradingMode::Active,
+                now,
+            )
+            .is_ok()
+        })
+    });
+    group.finish();
+}
+
+/// A counting actor: the hop of a message through an actix mailbox.
+struct Counter(u64);
+impl actix::Actor for Counter {
+    type Context = actix::Context<Self>;
+}
+#[derive(actix::Message)]
+#[rtype(result = "u64")]
+struct Bump;
+impl actix::Handler<Bump> for Counter {
+    type Result = u64;
+    fn handle(&mut self, _: Bump, _: &mut Self::Context) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+fn actor_hop(c: &mut Criterion) {
+    use actix::Actor;
+    let system = actix::System::new();
+    let addr = system.block_on(async { Counter(0).start() });
+    let n = 10_000u64;
+    let mut group = c.benchmark_group("actor_hop");
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("do_send_10k_then_sync", |b| {
+        b.iter(|| {
+            system.block_on(async {
+                for _ in 0..n - 1 {
+                    addr.do_send(Bump);
+                }
+                black_box(addr.send(Bump).await.unwrap())
+            })
+        })
+    });
+    group.bench_function("send_await_10k_round_trips", |b| {
+        b.iter(|| {
+            system.block_on(async {
+                let mut last = 0;
+                for _ in 0..n {
+                    last = addr.send(Bump).await.unwrap();
+                }
+                black_box(last)
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches, decode, aggregate, indicators, risk_check, actor_hop
+);
 criterion_main!(benches);
