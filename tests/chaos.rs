@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{KEY, SECRET, set_fault, sim_state, sim_stats, start_sim, wait_for};
+use common::{set_fault, sim_state, sim_stats, wait_for};
 use std::time::Duration;
 use traderd::actors::health::GetHealth;
 use traderd::actors::risk_manager::GetRiskStats;
@@ -79,6 +79,26 @@ async fn exposure(sim: &SimHandle) -> (usize, usize) {
     traderd::soak::exposure_of(&sim_state(sim).await)
 }
 
+/// The strategy keeps proposing and is refused (`mode_preserving`, `refusals` times), and not
+/// one order reaches the simulator meanwhile.
+async fn assert_nothing_sent_while_refused(d: &Daemon, sim: &SimHandle, refusals: u64) {
+    let posts = sim_stats(sim).await["order_posts"].as_u64().unwrap();
+    wait_for(
+        "the strategy to be refused while preserved",
+        WAIT,
+        || async {
+            let r = d.risk.send(GetRiskStats).await.unwrap();
+            (r.refused.get("mode_preserving").copied().unwrap_or(0) >= refusals).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        sim_stats(sim).await["order_posts"].as_u64().unwrap(),
+        posts,
+        "a preserved daemon sends nothing"
+    );
+}
+
 async fn status(d: &Daemon) -> SupervisorStatus {
     d.supervisor.send(GetSupervisorStatus).await.unwrap()
 }
@@ -141,17 +161,7 @@ async fn a_5xx_storm_trips_the_threshold_and_the_simulator_ends_flat() {
     assert_eq!(health.crossings, 1, "{health:?}");
     assert!(health.sources["rest"].errors >= 15, "{health:?}");
     // Preserved means blocked: the strategy's entries are refused, nothing reaches the broker.
-    let posts = sim_stats(sim).await["order_posts"].as_u64().unwrap();
-    wait_for(
-        "the strategy to be refused while preserved",
-        WAIT,
-        || async {
-            let r = d.risk.send(GetRiskStats).await.unwrap();
-            (r.refused.get("mode_preserving").copied().unwrap_or(0) >= 1).then_some(())
-        },
-    )
-    .await;
-    assert_eq!(sim_stats(sim).await["order_posts"].as_u64().unwrap(), posts);
+    assert_nothing_sent_while_refused(&d, sim, 1).await;
     assert_eq!(exposure(sim).await, (0, 0));
     d.stop().await;
 }
@@ -261,21 +271,8 @@ async fn a_restart_while_preserved_stays_preserved_and_sends_nothing() {
     let d = traderd::daemon::start(&cfg, dir.path(), env).await.unwrap();
     assert_eq!(d.mode, TradingMode::Preserved);
     assert_eq!(status(&d).await.mode, TradingMode::Preserved);
+    assert_nothing_sent_while_refused(&d, &sim, 2).await;
     let posts = sim_stats(&sim).await["order_posts"].as_u64().unwrap();
-    wait_for(
-        "the strategy to be refused while preserved",
-        WAIT,
-        || async {
-            let r = d.risk.send(GetRiskStats).await.unwrap();
-            (r.refused.get("mode_preserving").copied().unwrap_or(0) >= 2).then_some(())
-        },
-    )
-    .await;
-    assert_eq!(
-        sim_stats(&sim).await["order_posts"].as_u64().unwrap(),
-        posts,
-        "a preserved daemon sends nothing"
-    );
     // Only an operator leaves preserved; then it trades again.
     let mode = d
         .supervisor
@@ -300,18 +297,9 @@ async fn a_restart_while_preserved_stays_preserved_and_sends_nothing() {
 
 /// A simulator outliving the daemon, and the env that points a paper-mode daemon at it.
 async fn paper_sim() -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
-    let sim = start_sim(|s| {
-        s.credentials = Some((KEY.into(), SECRET.into()));
-        s.speed = 120.0;
-    })
-    .await;
-    let url = sim.base_url();
-    let env = move |k: &str| match k {
-        "APCA_API_KEY_ID" => Some(KEY.to_string()),
-        "APCA_API_SECRET_KEY" => Some(SECRET.to_string()),
-        "APCA_API_BASE_URL" | "APCA_API_DATA_URL" => Some(url.clone()),
-        _ => None,
-    };
+    let sim = common::paper_sim().await;
+    let vars = common::paper_env(&sim.base_url());
+    let env = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     (sim, env)
 }
 

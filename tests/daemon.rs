@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{KEY, SECRET, set_fault, sim_state, sim_stats, start_sim, wait_for};
+use common::{SECRET, set_fault, sim_state, sim_stats, wait_for};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::str::FromStr;
 use std::time::Duration;
 use traderd::actors::account::GetAccount;
@@ -255,18 +255,7 @@ async fn trailing_stops_guard_entries_and_flatten_leaves_the_broker_flat() {
 
 fn spawn_daemon(sim_url: &str, state: &Path, config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_traderd"))
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--state-dir")
-        .arg(state)
-        .env("APCA_API_KEY_ID", KEY)
-        .env("APCA_API_SECRET_KEY", SECRET)
-        .env("APCA_API_BASE_URL", sim_url)
-        .env("APCA_API_DATA_URL", sim_url)
-        .env("RUST_LOG", "info")
-        .env_remove("STATE_DIRECTORY")
-        .stdout(Stdio::null())
+    common::paper_daemon(sim_url, config, state)
         .stderr(log)
         .spawn()
         .unwrap()
@@ -289,11 +278,7 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_nothing_twice() {
-    let sim = start_sim(|s| {
-        s.speed = 120.0;
-        s.credentials = Some((KEY.into(), SECRET.into()));
-    })
-    .await;
+    let sim = common::paper_sim().await;
     let url = sim.base_url();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");

@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{KEY, SECRET, start_sim};
+use common::SECRET;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const JOURNAL: &str = "/run/systemd/journal/socket";
@@ -64,11 +64,7 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
     let socket = UnixDatagram::bind(JOURNAL).unwrap();
     socket.set_nonblocking(true).unwrap();
     let socket = tokio::net::UnixDatagram::from_std(socket).unwrap();
-    let sim = start_sim(|s| {
-        s.credentials = Some((KEY.into(), SECRET.into()));
-        s.speed = 120.0;
-    })
-    .await;
+    let sim = common::paper_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("paper.toml");
     std::fs::write(
@@ -80,18 +76,8 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let meta = stderr.metadata().unwrap();
     let url = sim.base_url();
-    let child = Command::new(env!("CARGO_BIN_EXE_traderd"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
+    let child = common::paper_daemon(&url, &config, &dir.path().join("state"))
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .env("APCA_API_KEY_ID", KEY)
-        .env("APCA_API_SECRET_KEY", SECRET)
-        .env("APCA_API_BASE_URL", &url)
-        .env("APCA_API_DATA_URL", &url)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
         .unwrap();

@@ -7,14 +7,14 @@
 mod common;
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
-use common::{KEY, SECRET, start_sim, wait_for};
+use common::{KEY, SECRET, wait_for};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,11 +88,7 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
     });
 
     // Paper mode against a simulator with a known secret, so the test can look for it.
-    let sim = start_sim(|s| {
-        s.credentials = Some((KEY.into(), SECRET.into()));
-        s.speed = 120.0;
-    })
-    .await;
+    let sim = common::paper_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("paper.toml");
     std::fs::write(
@@ -102,20 +98,10 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
     .unwrap();
     let url = sim.base_url();
     let mut child = common::Killed(
-        Command::new(env!("CARGO_BIN_EXE_traderd"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
+        common::paper_daemon(&url, &config, &dir.path().join("state"))
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver)
             .env("OTEL_SERVICE_NAME", "traderd-under-test")
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-            .env("APCA_API_KEY_ID", KEY)
-            .env("APCA_API_SECRET_KEY", SECRET)
-            .env("APCA_API_BASE_URL", &url)
-            .env("APCA_API_DATA_URL", &url)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
             .spawn()
             .unwrap(),

@@ -114,3 +114,42 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A simulator that takes only `KEY`/`SECRET`, at 120x: the broker a paper-mode daemon
+/// trades against (it outlives the daemon, as an Alpaca account does).
+pub async fn paper_sim() -> SimHandle {
+    start_sim(|s| {
+        s.credentials = Some((KEY.into(), SECRET.into()));
+        s.speed = 120.0;
+    })
+    .await
+}
+
+/// The variables that point a paper-mode daemon at `sim_url` with `KEY`/`SECRET`.
+pub fn paper_env(sim_url: &str) -> [(&'static str, String); 4] {
+    [
+        ("APCA_API_KEY_ID", KEY.to_string()),
+        ("APCA_API_SECRET_KEY", SECRET.to_string()),
+        ("APCA_API_BASE_URL", sim_url.to_string()),
+        ("APCA_API_DATA_URL", sim_url.to_string()),
+    ]
+}
+
+/// `traderd run --config C --state-dir S` in paper mode against `sim_url` (keys and URLs in
+/// its environment, `RUST_LOG=info`, stdout discarded); the caller adds stderr and the rest.
+pub fn paper_daemon(
+    sim_url: &str,
+    config: &std::path::Path,
+    state: &std::path::Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_traderd"));
+    c.args(["run", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .envs(paper_env(sim_url))
+        .env("RUST_LOG", "info")
+        .env_remove("STATE_DIRECTORY")
+        .stdout(std::process::Stdio::null());
+    c
+}
