@@ -579,24 +579,19 @@ impl ControlServer {
                 } else {
                     report.insert("risk_limits".into(), "unchanged".into());
                 }
-                let restart: Vec<&str> = [
-                    ("connection", new.connection != current.connection),
-                    ("alpaca", new.alpaca != current.alpaca),
-                    ("sim", new.sim != current.sim),
-                    ("strategy", new.strategy != current.strategy),
-                    ("orders", new.orders != current.orders),
-                    ("account", new.account != current.account),
-                    ("stream", new.stream != current.stream),
-                    ("health", new.health != current.health),
-                    ("preservation", new.preservation != current.preservation),
-                    ("shutdown", new.shutdown != current.shutdown),
-                    ("control", new.control != current.control),
-                    ("log", new.log != current.log),
-                    ("state", new.state != current.state),
-                ]
-                .into_iter()
-                .filter_map(|(name, changed)| changed.then_some(name))
-                .collect();
+                // Every section but the two applied here, compared as the config serializes.
+                let sections = |c: &crate::config::Config| match serde_json::to_value(c) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                };
+                let before = sections(&current);
+                let restart: Vec<String> = sections(new)
+                    .into_iter()
+                    .filter(|(name, v)| {
+                        !["risk", "trading"].contains(&name.as_str()) && before.get(name) != Some(v)
+                    })
+                    .map(|(name, _)| name)
+                    .collect();
                 report.insert("needs_restart".into(), to_value(restart));
             }
             let mut warm_bars = 0;
@@ -631,13 +626,13 @@ impl ControlServer {
             report.insert("removed".into(), to_value(&removed));
             report.insert("warm_bars".into(), warm_bars.into());
             report.insert("symbols".into(), to_value(&target_symbols));
-            let mut applied = new_config.unwrap_or_else(|| current.clone());
             // Only what was applied: risk limits and symbols; the rest waits for a restart.
             let mut running = current;
             running.trading.symbols = target_symbols;
-            running.risk = applied.risk.clone();
-            applied = running;
-            Ok((serde_json::Value::Object(report), applied))
+            if let Some(new) = new_config {
+                running.risk = new.risk;
+            }
+            Ok((serde_json::Value::Object(report), running))
         };
         Box::pin(work.into_actor(self).map(|r, act, _| {
             let (report, applied) = r?;

@@ -18,13 +18,22 @@ fn filter(default_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the stderr logger. `default_level` applies when `RUST_LOG` is unset.
-pub fn init_stderr(default_level: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(default_level))
+/// Readable lines on stderr (ANSI colour only on a terminal).
+fn stderr_layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+}
+
+/// Installs the stderr logger. `default_level` applies when `RUST_LOG` is unset.
+pub fn init_stderr(default_level: &str) {
+    let _ = tracing_subscriber::registry()
+        .with(filter(default_level))
+        .with(stderr_layer())
         .try_init();
 }
 
@@ -162,12 +171,7 @@ pub fn init(
     } else {
         "stderr"
     };
-    let stderr = journal.is_none().then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-    });
+    let stderr = journal.is_none().then(stderr_layer);
     let _ = tracing_subscriber::registry()
         .with(filter(default_level))
         .with(journal)
@@ -191,23 +195,23 @@ struct Fields {
     pairs: Vec<(String, String)>,
 }
 
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.message = value;
+        } else {
+            self.pairs.push((field.name().to_string(), value));
+        }
+    }
+}
+
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_string();
-        } else {
-            self.pairs
-                .push((field.name().to_string(), value.to_string()));
-        }
+        self.put(field, value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
-        } else {
-            self.pairs
-                .push((field.name().to_string(), format!("{value:?}")));
-        }
+        self.put(field, format!("{value:?}"));
     }
 }
 
