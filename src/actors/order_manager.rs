@@ -837,8 +837,11 @@ impl OrderManager {
         }));
     }
 
-    fn apply_reconciliation(&mut self, g: Gathered, first: bool, ctx: &mut Context<Self>) {
+    fn apply_reconciliation(&mut self, mut g: Gathered, first: bool, ctx: &mut Context<Self>) {
         let now = Utc::now();
+        // The journal read may predate answers this process has had since: the book knows
+        // those orders by broker id, and their fills are not foreign.
+        g.view.known_ids = self.book.broker_ids();
         let by_coid: HashMap<&str, &StoredIntent> = g
             .intents
             .iter()
@@ -956,16 +959,11 @@ impl OrderManager {
                     // answer has not come yet. Booked as foreign now, the book would book it
                     // again when the answer or the stream says it filled; so it waits for the
                     // next reconciliation, when that order's broker id is known.
-                    // (The journal read may also predate the answer this process has had since:
-                    // then the book knows the order by its broker id, and books it itself.)
                     let maybe_ours = client_order_id.is_none()
-                        && (self
+                        && self
                             .book
-                            .by_broker_id(&activity.order_id.to_string())
-                            .is_some()
-                            || self.book.open().any(|t| {
-                                t.symbol == activity.symbol && t.broker_order_id.is_none()
-                            }));
+                            .open()
+                            .any(|t| t.symbol == activity.symbol && t.broker_order_id.is_none());
                     if maybe_ours {
                         tracing::info!(symbol = %activity.symbol, order_id = %activity.order_id, "reconciliation: a fill of an unknown order while one of ours is unanswered; checked again next time");
                         continue;

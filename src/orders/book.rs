@@ -100,11 +100,12 @@ impl OrderBook {
         self.orders.values().filter(|t| t.is_open())
     }
 
-    /// The tracked order the broker knows by `broker_order_id`.
-    pub fn by_broker_id(&self, broker_order_id: &str) -> Option<&TrackedOrder> {
+    /// Broker order id → client order id of every tracked order the broker has answered for.
+    pub fn broker_ids(&self) -> HashMap<String, String> {
         self.orders
             .values()
-            .find(|t| t.broker_order_id.as_deref() == Some(broker_order_id))
+            .filter_map(|t| Some((t.broker_order_id.clone()?, t.client_order_id.clone())))
+            .collect()
     }
 
     pub fn get(&self, client_order_id: &str) -> Option<&TrackedOrder> {

@@ -29,6 +29,9 @@ pub struct BrokerView {
     pub positions: Vec<Position>,
     /// Fill activities since the journal's last fill (or all of today's).
     pub fills: Vec<TradeActivity>,
+    /// Broker order id → client order id of the orders the caller knows beyond the journal's
+    /// read (a POST answered since): their fills are theirs, not foreign.
+    pub known_ids: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +115,7 @@ pub fn reconcile(
                 .flatten()
                 .map(|o| (o.id.to_string(), o.client_order_id.clone())),
         )
+        .chain(broker.known_ids.clone())
         .collect();
     let mut missing: Vec<&TradeActivity> = broker
         .fills
