@@ -613,6 +613,7 @@ impl actix::Handler<MarketBatch> for SlowConsumer {
 
 #[actix_rt::test]
 async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
+    use traderd::sim::flood::FLOOD_ID_BASE;
     let sim = start_sim(|_| {}).await;
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let arbiter = actix::Arbiter::new();
@@ -665,7 +666,7 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
         .unwrap()
         .iter()
         .filter_map(|m| match m {
-            DataMessage::Trade(t) if t.id > 1_000_000_000 => Some(t.id - 1_000_000_000),
+            DataMessage::Trade(t) if t.id > FLOOD_ID_BASE => Some(t.id - FLOOD_ID_BASE),
             _ => None,
         })
         .collect();

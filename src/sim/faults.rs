@@ -29,8 +29,9 @@ pub enum FaultSpec {
     MuteTradeUpdates { seconds: f64 },
     /// Stream authentication fails (402 / unauthorized) while enabled.
     RejectAuth { enabled: bool },
-    /// Adds this many synthetic trades a second to every market-data connection; 0 stops it.
-    Flood { msgs_per_s: u32 },
+    /// Market data from pre-generated frames on every market-data connection, at a target
+    /// rate or as fast as the client reads (see [`crate::sim::flood`]); rate 0 stops it.
+    Flood(crate::sim::flood::FloodSpec),
     /// Clears every fault.
     Clear,
 }
@@ -53,7 +54,9 @@ pub struct Faults {
     #[serde(skip)]
     pub trade_updates_muted_until: Option<std::time::Instant>,
     pub reject_auth: bool,
-    pub flood_msgs_per_s: u32,
+    /// The flood in force, and how many times one was set (connections regenerate on a change).
+    pub flood: Option<crate::sim::flood::FloodSpec>,
+    pub flood_generation: u64,
     pub injected_garbage: u64,
     pub stream_drops: u64,
 }
@@ -102,11 +105,10 @@ impl Faults {
                 });
             }
             FaultSpec::RejectAuth { enabled } => self.reject_auth = enabled,
-            FaultSpec::Flood { msgs_per_s } => {
-                if msgs_per_s > 10_000_000 {
-                    return Err("flood msgs_per_s must be at most 10000000".into());
-                }
-                self.flood_msgs_per_s = msgs_per_s;
+            FaultSpec::Flood(spec) => {
+                spec.validate()?;
+                self.flood = spec.active().then_some(spec);
+                self.flood_generation += 1;
             }
             FaultSpec::Clear => {
                 self.http_error = None;
@@ -118,7 +120,8 @@ impl Faults {
                 self.frozen_until = None;
                 self.trade_updates_muted_until = None;
                 self.reject_auth = false;
-                self.flood_msgs_per_s = 0;
+                self.flood = None;
+                self.flood_generation += 1;
             }
         }
         Ok(())

@@ -14,6 +14,7 @@ pub mod calendar;
 pub mod clock;
 pub mod engine;
 pub mod faults;
+pub mod flood;
 pub mod market;
 pub mod server;
 pub mod stream;

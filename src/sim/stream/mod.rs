@@ -13,8 +13,9 @@
 pub mod session;
 
 use crate::alpaca::stream::trading::Outgoing;
-use crate::alpaca::stream::{Codec, DataMessage, StreamTrade, TradingAction};
+use crate::alpaca::stream::{Codec, DataMessage, TradingAction};
 use crate::sim::Sim;
+use crate::sim::flood::{Counts, Flood};
 use crate::sim::server::authorized;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -50,6 +51,12 @@ pub struct StreamStats {
     pub trading_connections: AtomicU64,
     pub data_frames: AtomicU64,
     pub data_messages: AtomicU64,
+    pub data_trades: AtomicU64,
+    pub data_quotes: AtomicU64,
+    pub data_bars: AtomicU64,
+    /// Flood frames sent, and marked trades among them.
+    pub flood_frames: AtomicU64,
+    pub flood_marks: AtomicU64,
     pub trade_updates: AtomicU64,
 }
 
@@ -61,6 +68,11 @@ impl StreamStats {
             "trading_connections": g(&self.trading_connections),
             "data_frames": g(&self.data_frames),
             "data_messages": g(&self.data_messages),
+            "data_trades": g(&self.data_trades),
+            "data_quotes": g(&self.data_quotes),
+            "data_bars": g(&self.data_bars),
+            "flood_frames": g(&self.flood_frames),
+            "flood_marks": g(&self.flood_marks),
             "trade_updates": g(&self.trade_updates),
         })
     }
@@ -170,7 +182,11 @@ fn payload(incoming: Option<Result<Message, axum::Error>>) -> Incoming {
 
 fn frame(codec: Codec, bytes: Vec<u8>) -> Message {
     match codec {
-        Codec::Json => Message::Text(String::from_utf8_lossy(&bytes).into_owned().into()),
+        Codec::Json => Message::Text(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                .into(),
+        ),
         Codec::Msgpack => Message::Binary(bytes.into()),
     }
 }
@@ -245,9 +261,11 @@ async fn data_connection(socket: WebSocket, sim: Arc<Sim>, feed: String, codec: 
     let mut slot: Option<Slot> = None;
     let auth_deadline = tokio::time::sleep(hub.auth_timeout);
     tokio::pin!(auth_deadline);
-    let mut flood = tokio::time::interval(Duration::from_millis(10));
-    flood.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut flood_seq: u64 = 0;
+    // The flood in force on this connection, the (flood generation, subscription change) it
+    // was made for, and when to look at it next.
+    let mut flood: Option<Flood> = None;
+    let mut flood_seen: (u64, u64) = (0, 0);
+    let mut flood_at = tokio::time::Instant::now();
     let listed: Vec<String> = sim.lock().settings.symbols.clone();
 
     if tx
@@ -305,35 +323,44 @@ async fn data_connection(socket: WebSocket, sim: Arc<Sim>, feed: String, codec: 
                 let _ = tx.send(encode_messages(codec, &[DataMessage::Error { code: 404, msg: "auth timeout".into() }])).await;
                 break;
             }
-            _ = flood.tick(), if session.is_authenticated() => {
-                let (rate, now) = {
+            _ = tokio::time::sleep_until(flood_at), if session.is_authenticated() => {
+                let (spec, generation, frozen, market_now) = {
                     let s = sim.lock();
-                    (s.faults.flood_msgs_per_s, s.clock.now())
+                    (s.faults.flood.clone(), s.faults.flood_generation, s.faults.frozen(), s.clock.now())
                 };
-                if rate == 0 {
+                let poll = tokio::time::Instant::now() + Duration::from_millis(50);
+                let Some(spec) = spec else {
+                    flood = None;
+                    flood_at = poll;
+                    continue;
+                };
+                // A new flood, or a changed subscription: generate the frames now, before any is sent.
+                let seen = (generation, session.changes());
+                if flood.is_none() || flood_seen != seen {
+                    flood_seen = seen;
+                    flood = Flood::new(spec, codec, &session.flood_channels(&listed));
+                }
+                let Some(running) = flood.as_mut() else {
+                    flood_at = poll;
+                    continue;
+                };
+                if frozen {
+                    flood_at = tokio::time::Instant::now() + Duration::from_millis(10);
                     continue;
                 }
-                let symbols = session.trade_symbols(&listed);
-                if symbols.is_empty() {
-                    continue;
+                let (frames, again) = running.due(std::time::Instant::now(), market_now);
+                flood_at = tokio::time::Instant::from_std(again);
+                let mut gone = false;
+                for f in frames {
+                    if tx.send(frame(codec, f.bytes)).await.is_err() {
+                        gone = true;
+                        break;
+                    }
+                    hub.stats.flood_frames.fetch_add(1, Ordering::Relaxed);
+                    hub.stats.flood_marks.fetch_add(f.counts.marks, Ordering::Relaxed);
+                    count_sent(&hub.stats, f.counts);
                 }
-                let count = (rate / 100).max(1) as usize;
-                let messages: Vec<DataMessage> = (0..count)
-                    .map(|k| {
-                        flood_seq += 1;
-                        DataMessage::Trade(StreamTrade {
-                            symbol: symbols[k % symbols.len()].clone(),
-                            id: 1_000_000_000 + flood_seq,
-                            exchange: crate::alpaca::stream::Code::new("V"),
-                            price: rust_decimal::Decimal::new(10_000 + (flood_seq % 100) as i64, 2),
-                            size: rust_decimal::Decimal::from(100),
-                            timestamp: now,
-                            conditions: Vec::new(),
-                            tape: crate::alpaca::stream::Code::new("C"),
-                        })
-                    })
-                    .collect();
-                if !send_data(&sim, &mut tx, codec, &messages).await {
+                if gone {
                     break;
                 }
             }
@@ -372,16 +399,38 @@ where
         if tx.send(message).await.is_err() {
             return false;
         }
-        sim.streams
-            .stats
-            .data_frames
-            .fetch_add(1, Ordering::Relaxed);
+        let mut counts = Counts::default();
+        for m in chunk {
+            match m {
+                DataMessage::Trade(_) => counts.trades += 1,
+                DataMessage::Quote(_) => counts.quotes += 1,
+                DataMessage::Bar(_) => counts.bars += 1,
+                _ => {}
+            }
+        }
+        count_sent(&sim.streams.stats, counts);
+        // Statuses and the rest count as messages too.
         sim.streams
             .stats
             .data_messages
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            .fetch_add(chunk.len() as u64 - counts.messages(), Ordering::Relaxed);
     }
     true
+}
+
+/// Counts one data frame sent and its messages by kind.
+fn count_sent(stats: &StreamStats, counts: Counts) {
+    stats.data_frames.fetch_add(1, Ordering::Relaxed);
+    stats
+        .data_messages
+        .fetch_add(counts.messages(), Ordering::Relaxed);
+    stats
+        .data_trades
+        .fetch_add(counts.trades, Ordering::Relaxed);
+    stats
+        .data_quotes
+        .fetch_add(counts.quotes, Ordering::Relaxed);
+    stats.data_bars.fetch_add(counts.bars, Ordering::Relaxed);
 }
 
 async fn trading_connection(socket: WebSocket, sim: Arc<Sim>, codec: Codec) {

@@ -73,6 +73,8 @@ pub struct DataSession {
     channels: [Channel; 7],
     /// Trades plus quotes symbols allowed (0 = unlimited), like the free plan's 30.
     symbol_limit: usize,
+    /// Subscription changes so far (the flood regenerates its frames on one).
+    changes: u64,
 }
 
 fn valid_symbol(s: &str) -> bool {
@@ -175,6 +177,7 @@ impl DataSession {
                     reply.messages.push(error(405, "symbol limit exceeded"));
                     return reply;
                 }
+                self.changes += 1;
                 reply
                     .messages
                     .push(DataMessage::Subscription(self.subscription()));
@@ -242,13 +245,26 @@ impl DataSession {
             .collect()
     }
 
-    /// Symbols subscribed for trades (for the flood).
-    pub fn trade_symbols(&self, listed: &[String]) -> Vec<String> {
-        listed
-            .iter()
-            .filter(|s| self.channels[0].wants(s))
-            .cloned()
-            .collect()
+    /// How many times the subscription changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The symbols subscribed for trades, quotes and bars (the listed ones for `*`), for the
+    /// flood.
+    pub fn flood_channels(&self, listed: &[String]) -> crate::sim::flood::Channels {
+        let of = |c: &Channel| -> Vec<String> {
+            if c.star {
+                listed.to_vec()
+            } else {
+                c.symbols.iter().cloned().collect()
+            }
+        };
+        crate::sim::flood::Channels {
+            trades: of(&self.channels[0]),
+            quotes: of(&self.channels[1]),
+            bars: of(&self.channels[2]),
+        }
     }
 }
 
