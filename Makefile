@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench soak install
+.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load soak install
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make release      optimised build in target/release/traderd"
 	@echo "make fuzz         fuzz the stream decoders (nightly; FUZZ_SECONDS per target, default 60)"
 	@echo "make bench        criterion micro-benchmarks of the hot path"
+	@echo "make bench-load   the release daemon against the simulator's flood: one JSON line per run"
 	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 
@@ -78,6 +79,13 @@ fuzz:
 
 bench:
 	$(CARGO) bench --bench hot_path
+
+# The whole daemon against the simulator's flood (docs/performance.md): one JSON line per run on
+# stdout, progress on stderr. BENCH_LOAD_ARGS adds options (traderd bench-load --help).
+BENCH_LOAD_ARGS ?=
+bench-load:
+	$(CARGO) build --release
+	target/release/traderd bench-load $(BENCH_LOAD_ARGS)
 
 # make install [DESTDIR=…] [PREFIX=/usr/local]: the binary, both units (pointing at
 # $(PREFIX)/bin/traderd), the docs, and /etc/traderd/traderd.toml unless one is there already.

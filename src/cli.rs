@@ -34,6 +34,10 @@ pub enum Command {
     /// Run the daemon on the embedded simulator with random faults for a while, then print the
     /// figures that say whether capital preservation held (exit 1 if one that must be 0 is not).
     Soak(SoakArgs),
+    /// The load bench: the release daemon against the simulator's flood, each in its own
+    /// process; one JSON line per run (ingest rate, drops, tick-to-order latency, peak RSS, CPU
+    /// per million messages, decode baseline). See docs/performance.md.
+    BenchLoad(BenchLoadArgs),
     /// Talk to a running daemon over its control socket (status, pause, resume, flatten, halt…).
     Ctl(CtlArgs),
 }
@@ -44,6 +48,7 @@ pub enum Command {
   health      the health monitor's view: sources, windows, streams, pings
   positions   positions as the order side books them
   orders      order counters and what is open
+  stats       market-data counters (stream, feed) and tick-to-order latency
   pause       active -> reduce_only: only orders that shrink a position
   resume      reduce_only, preserved or halted -> active
   flatten     capital preservation now: cancel every order, close every position
@@ -92,6 +97,34 @@ pub struct SoakArgs {
     /// Log filter for the daemon's own log lines (the soak prints its progress regardless).
     #[arg(long, default_value = "error")]
     pub log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLoadArgs {
+    /// Symbol counts to run, comma-separated (every symbol subscribed on trades, quotes, bars).
+    #[arg(long, value_delimiter = ',', default_values_t = [1000])]
+    pub symbols: Vec<usize>,
+    /// Codecs to run, comma-separated: json, msgpack.
+    #[arg(long, value_delimiter = ',', default_values_t = ["json".to_string(), "msgpack".to_string()])]
+    pub codec: Vec<String>,
+    /// Messages per flood frame.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u32,
+    /// Seconds of the flat-out flood the ingest rate is measured over.
+    #[arg(long, default_value_t = 10.0)]
+    pub ingest_seconds: f64,
+    /// Seconds of the paced flood with marked trades (tick-to-order latency).
+    #[arg(long, default_value_t = 20.0)]
+    pub latency_seconds: f64,
+    /// Messages a second of the flood while latency is measured.
+    #[arg(long, default_value_t = 100_000)]
+    pub latency_rate: u32,
+    /// A marked trade (a probe order) every this many milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub mark_every_ms: u32,
+    /// Where the configs, journals and daemon logs go (default: a new temp directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

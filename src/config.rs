@@ -15,7 +15,8 @@ use crate::alpaca::num::flex;
 use crate::alpaca::{ClientSettings, Credentials, Secret};
 use crate::risk::RiskLimits;
 use crate::strategy::{
-    MeanReversion, MeanReversionParams, Momentum, MomentumParams, Protection, Sizing, Strategy,
+    MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe, ProbeParams, Protection,
+    Sizing, Strategy,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -210,7 +211,8 @@ pub struct StateSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StrategySection {
-    /// `momentum` (RSI + MACD) or `mean_reversion` (Bollinger z-score).
+    /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), or `probe` (the load
+    /// bench's latency probe: orders on marked trades; not for trading).
     pub name: String,
     /// The bar interval it trades on: 1m, 5m, 15m, 1h or 1d.
     pub interval: Interval,
@@ -231,6 +233,7 @@ pub struct StrategySection {
     pub trail_pct: Decimal,
     pub momentum: MomentumParams,
     pub mean_reversion: MeanReversionParams,
+    pub probe: ProbeParams,
 }
 
 impl Default for StrategySection {
@@ -247,6 +250,7 @@ impl Default for StrategySection {
             trail_pct: Decimal::ONE,
             momentum: MomentumParams::default(),
             mean_reversion: MeanReversionParams::default(),
+            probe: ProbeParams::default(),
         }
     }
 }
@@ -294,6 +298,7 @@ impl StrategySection {
                 self.mean_reversion.clone(),
                 self.interval,
             ))),
+            "probe" => Some(Box::new(Probe::new(self.probe.clone(), self.interval))),
             _ => None,
         }
     }
@@ -497,6 +502,8 @@ pub struct StreamSection {
     /// Reconnect backoff: full jitter up to min(max, min·2^attempt).
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Also subscribe to the minute-bar channel (counted; our bars are built from the trades).
+    pub subscribe_bars: bool,
 }
 
 impl Default for StreamSection {
@@ -508,6 +515,7 @@ impl Default for StreamSection {
             stale_after_ms: 60_000,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+            subscribe_bars: false,
         }
     }
 }

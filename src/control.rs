@@ -14,7 +14,7 @@
 
 use crate::actors::account::{AccountManager, GetAccount};
 use crate::actors::health::{AddHealthListener, ConnectionHealthMonitor, GetHealth, HealthChanged};
-use crate::actors::market_data::{AddSymbols, RemoveSymbols};
+use crate::actors::market_data::{AddSymbols, GetFeedStats, RemoveSymbols};
 use crate::actors::order_manager::{
     AddOrderEventListener, GetOrderStats, OrderEvent, OrderManager,
 };
@@ -132,6 +132,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("positions", "positions as the order side books them"),
     ("orders", "order counters and what is open"),
+    (
+        "stats",
+        "market-data counters (stream, feed) and tick-to-order latency",
+    ),
     (
         "pause",
         "active → reduce_only: only orders that shrink a position",
@@ -448,6 +452,7 @@ impl Handler<Incoming> for ControlServer {
                     Err(e) => Response::err(id, "unavailable", e.to_string()),
                 }
             }),
+            "stats" => Box::pin(async move { stats(&h, id).await }),
             "positions" | "orders" => {
                 let positions = cmd == "positions";
                 Box::pin(async move {
@@ -641,6 +646,28 @@ impl ControlServer {
             Ok(report)
         }))
     }
+}
+
+/// The market-data path's counters and the tick-to-order latency, for `ctl stats` and the load
+/// bench.
+async fn stats(h: &Handles, id: serde_json::Value) -> Response {
+    let (market, feed, orders) = tokio::join!(
+        h.market_stream.send(GetStreamStatus),
+        h.feed.send(GetFeedStats),
+        h.orders.send(GetOrderStats),
+    );
+    let (Ok(market), Ok(feed), Ok(orders)) = (market, feed, orders) else {
+        return Response::err(id, "unavailable", "an actor did not answer");
+    };
+    Response::ok(
+        id,
+        serde_json::json!({
+            "stream": market.metrics,
+            "feed": feed,
+            "orders": { "submitted": orders.submitted, "accepted": orders.accepted, "fills": orders.fills },
+            "tick_to_order": orders.tick_to_order,
+        }),
+    )
 }
 
 async fn status(h: &Handles, id: serde_json::Value) -> Response {

@@ -26,7 +26,9 @@ use crate::actors::account::{AccountManager, AddAccountListener};
 use crate::actors::health::{
     ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
 };
-use crate::actors::market_data::{AddBarSubscriber, FeedSettings, Interval, MarketDataFeed};
+use crate::actors::market_data::{
+    AddBarSubscriber, AddTradeSubscriber, FeedSettings, Interval, MarketDataFeed,
+};
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
 };
@@ -42,6 +44,7 @@ use crate::journal::{self, CurrentMode, JournalHandle};
 use crate::messages::StreamKind;
 use crate::risk::TradingMode;
 use crate::sim::{self, SimHandle, SimSettings, clock::ClockMode, engine::AccountSettings};
+use crate::strategy::TradeInterest;
 use crate::stream_client::{Backoff, Sinks, StreamClient, StreamSettings, Subscriptions};
 use actix::prelude::*;
 use std::path::Path;
@@ -442,6 +445,7 @@ pub async fn start(
         orders.clone().recipient(),
     );
     let risk = actix::Supervisor::start(move |_| risk_manager);
+    let interest = strategy.trade_interest();
     let runner = StrategyRunner::new(strategy, sizing, protection, risk.clone().recipient());
     let strategy = actix::Supervisor::start(move |_| runner);
 
@@ -455,12 +459,28 @@ pub async fn start(
     account.do_send(AddAccountListener(strategy.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
     feed.do_send(AddBarSubscriber(strategy.clone().recipient()));
+    let condition = match interest {
+        TradeInterest::None => None,
+        TradeInterest::All => Some(None),
+        TradeInterest::WithCondition(c) => Some(Some(c)),
+    };
+    if let Some(condition) = condition {
+        feed.do_send(AddTradeSubscriber {
+            recipient: strategy.clone().recipient(),
+            condition,
+        });
+    }
 
     let market_client = StreamClient::new(
         stream_settings(StreamKind::MarketData, data_stream_url),
         Subscriptions {
             trades: symbols.iter().cloned().collect(),
             quotes: symbols.iter().cloned().collect(),
+            bars: if config.stream.subscribe_bars {
+                symbols.iter().cloned().collect()
+            } else {
+                Default::default()
+            },
             ..Default::default()
         },
         Sinks {

@@ -3,11 +3,13 @@
 
 pub mod actors;
 pub mod alpaca;
+pub mod bench_load;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod journal;
+pub mod latency;
 pub mod messages;
 pub mod orders;
 pub mod risk;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_daemon(args),
         Command::Sim(args) => run_sim(args),
         Command::Soak(args) => run_soak(args),
+        Command::BenchLoad(args) => run_bench_load(args),
         Command::Ctl(args) => run_ctl(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
@@ -335,6 +336,68 @@ fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
+    use traderd::alpaca::stream::Codec;
+    let codecs = args
+        .codec
+        .iter()
+        .map(|c| match c.as_str() {
+            "json" => Ok(Codec::Json),
+            "msgpack" => Ok(Codec::Msgpack),
+            other => Err(anyhow!("--codec: {other:?} is neither json nor msgpack")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.symbols.iter().any(|n| !(1..=10_000).contains(n)) {
+        return Err(anyhow!("--symbols: each count must be between 1 and 10000"));
+    }
+    for (name, s) in [
+        ("--ingest-seconds", args.ingest_seconds),
+        ("--latency-seconds", args.latency_seconds),
+    ] {
+        if !(s.is_finite() && (1.0..=600.0).contains(&s)) {
+            return Err(anyhow!("{name} must be between 1 and 600"));
+        }
+    }
+    let work_dir = args.work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "traderd-bench-load-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ))
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut failed = false;
+    for &symbols in &args.symbols {
+        for &codec in &codecs {
+            let opts = traderd::bench_load::RunOptions {
+                symbols,
+                codec,
+                batch: args.batch.clamp(1, 5000),
+                ingest_seconds: args.ingest_seconds,
+                latency_seconds: args.latency_seconds,
+                latency_rate: args.latency_rate,
+                mark_every_ms: args.mark_every_ms,
+                work_dir: work_dir.clone(),
+            };
+            match runtime.block_on(traderd::bench_load::run(opts)) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("bench-load: run with {symbols} symbols failed: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

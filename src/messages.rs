@@ -109,6 +109,15 @@ pub struct BarClosed {
     pub trace: crate::telemetry::TraceContext,
 }
 
+/// Trades as they came, for strategies that trade on ticks (sent after the feed applied them).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TradeTicks {
+    pub trades: Vec<crate::alpaca::stream::StreamTrade>,
+    /// When the first frame of the batch that held them arrived.
+    pub arrived: Instant,
+}
+
 /// The account as the AccountManager last read it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct AccountSnapshot {

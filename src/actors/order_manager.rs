@@ -155,10 +155,14 @@ pub struct OrderStats {
     pub polls: u64,
     pub lookups: u64,
     pub journal_errors: u64,
+    /// From the arrival of the market data behind a live signal to its order request going
+    /// to the HTTP client (after the intent is journaled).
+    pub tick_to_order: crate::latency::LatencySummary,
 }
 
 pub struct OrderManager {
     settings: OrderSettings,
+    tick_to_order: crate::latency::LatencyHistogram,
     rest: AlpacaClient,
     journal: Addr<Journal>,
     ids: Option<ClientOrderIds>,
@@ -260,6 +264,7 @@ impl OrderManager {
             account: None,
             listeners: Vec::new(),
             stats: OrderStats::default(),
+            tick_to_order: crate::latency::LatencyHistogram::new(),
             health: Reporter::default(),
             event_listeners: Vec::new(),
             traces: HashMap::new(),
@@ -574,6 +579,7 @@ impl OrderManager {
             purpose = ?intent.purpose,
         );
         intent.trace.adopt(&span);
+        let arrived = intent.trace.arrived();
         self.traces
             .insert(coid.clone(), crate::telemetry::TraceContext::of(&span));
         self.submit_spans.insert(coid.clone(), span);
@@ -593,7 +599,7 @@ impl OrderManager {
             Vec::new()
         };
         if clear.is_empty() {
-            self.send_order(record, request, ctx);
+            self.send_order(record, request, arrived, ctx);
         } else {
             let rest = self.rest.clone();
             let deadline = self.settings.ack_timeout;
@@ -615,7 +621,7 @@ impl OrderManager {
                                 request.qty = Some(left);
                                 act.book.set_qty(&record.client_order_id, left);
                             }
-                            act.send_order(record, request, ctx);
+                            act.send_order(record, request, arrived, ctx);
                         }
                         Err(e) => {
                             tracing::warn!(client_order_id = %record.client_order_id, error = %e, "exit not sent");
@@ -630,11 +636,13 @@ impl OrderManager {
         })
     }
 
-    /// Journals the intent, then sends the request.
+    /// Journals the intent, then sends the request. `arrived`: when the market data that led
+    /// to it arrived (live signals), for the tick-to-order histogram.
     fn send_order(
         &mut self,
         mut record: OrderIntent,
         request: OrderRequest,
+        arrived: Option<std::time::Instant>,
         ctx: &mut Context<Self>,
     ) {
         record.request = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
@@ -651,11 +659,20 @@ impl OrderManager {
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(e) => return Err(format!("the journal is not running: {e}")),
             }
-            Ok(rest.submit_order(request).await)
+            // Tick to order ends here: the intent is journaled and the request goes to the
+            // HTTP client.
+            let tick_to_order = arrived.map(|at| at.elapsed());
+            Ok((tick_to_order, rest.submit_order(request).await))
         };
         let work = tracing::Instrument::instrument(work, span);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.in_flight.remove(&coid);
+            let result = result.map(|(tick_to_order, answer)| {
+                if let Some(d) = tick_to_order {
+                    act.tick_to_order.record(d);
+                }
+                answer
+            });
             match result {
                 Err(journal_error) => {
                     tracing::error!(client_order_id = %coid, error = %journal_error, "intent not journaled: the order was not sent");
@@ -1418,6 +1435,7 @@ impl Handler<GetOrderStats> for OrderManager {
         s.reconciled = self.reconciled;
         s.stream_up = self.stream_up;
         s.open_orders = self.book.open_count();
+        s.tick_to_order = self.tick_to_order.summary();
         let view = self.view();
         s.unsettled = self.in_flight.len()
             + self.book.open().filter(|t| t.status.is_none()).count()

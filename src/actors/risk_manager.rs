@@ -102,8 +102,7 @@ impl RiskManager {
             mode = ?self.mode,
             outcome = tracing::field::Empty,
         );
-        intent.trace.adopt(&span);
-        intent.trace = crate::telemetry::TraceContext::of(&span);
+        intent.trace = intent.trace.child(&span);
         if !self.have_account && !matches!(intent.purpose, risk::Purpose::Flatten) {
             span.record("outcome", "not_ready");
             return Err(ProposeError::NotSent(

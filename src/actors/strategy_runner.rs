@@ -7,13 +7,17 @@
 //! broker-side protection; an exit closes the whole position. While an order of ours for a
 //! symbol is open or a proposal is pending, no other is made for it.
 //!
-//! Handles: [`BarClosed`], [`OrdersChanged`], [`AccountUpdated`], [`GetStrategyStats`].
+//! A strategy that asks for live trades (the latency probe) gets them as [`TradeTicks`] and is
+//! acted on the same way, priced at the trade.
+//!
+//! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
+//! [`GetStrategyStats`].
 
 use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::OrderSide;
-use crate::messages::{AccountUpdated, BarClosed, OrdersChanged};
+use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, TradeTicks};
 use crate::risk::{Intent, Purpose};
-use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, plan_entry};
+use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput, plan_entry};
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -38,6 +42,8 @@ pub struct GetStrategyStats;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StrategyStats {
     pub bars: u64,
+    /// Live trades it asked for and saw.
+    pub trades: u64,
     pub signals: u64,
     pub proposed: u64,
     pub sent: u64,
@@ -65,20 +71,20 @@ impl StrategyRunner {
         }
     }
 
-    fn intent_for(&self, signal: &Signal, bar: &BarClosed, position: Decimal) -> Option<Intent> {
-        let correlation_id = format!("{}-{}", bar.symbol, bar.bar.start.timestamp());
-        let mut intent = match signal {
+    /// The order a signal asks for, priced at `price` (the bar's close or the trade's price).
+    fn intent_for(
+        &self,
+        signal: &Signal,
+        symbol: &str,
+        price: Decimal,
+        position: Decimal,
+    ) -> Option<Intent> {
+        let intent = match signal {
             Signal::Hold => return None,
             Signal::Enter { side, .. } => {
-                let plan = plan_entry(
-                    *side,
-                    bar.bar.close,
-                    self.equity?,
-                    self.sizing,
-                    self.protection,
-                )?;
+                let plan = plan_entry(*side, price, self.equity?, self.sizing, self.protection)?;
                 Intent {
-                    symbol: bar.symbol.clone(),
+                    symbol: symbol.to_string(),
                     side: plan.side,
                     qty: plan.qty,
                     limit_price: None,
@@ -97,12 +103,75 @@ impl StrategyRunner {
                 } else {
                     OrderSide::Buy
                 };
-                Intent::market(&bar.symbol, side, position.abs(), Purpose::Exit)
+                Intent::market(symbol, side, position.abs(), Purpose::Exit)
             }
             Signal::Exit { .. } => return None,
         };
-        intent.correlation_id = correlation_id;
         Some(intent)
+    }
+
+    /// Turns a live signal into an intent and proposes it to risk (unless the order side is
+    /// not ready or an order for the symbol is in progress). `parent`: the stage before.
+    fn act(
+        &mut self,
+        signal: Signal,
+        symbol: &str,
+        price: Decimal,
+        correlation_id: String,
+        parent: &crate::telemetry::TraceContext,
+        ctx: &mut Context<Self>,
+    ) {
+        self.stats.signals += 1;
+        let reason = match &signal {
+            Signal::Enter { reason, .. } | Signal::Exit { reason } => reason.clone(),
+            Signal::Hold => return,
+        };
+        if !self.ready {
+            tracing::info!(symbol = %symbol, ?signal, "signal ignored: the order side is not ready");
+            return;
+        }
+        if self.busy.contains(symbol) || self.pending.contains(symbol) {
+            tracing::debug!(symbol = %symbol, ?signal, "signal ignored: an order for this symbol is in progress");
+            return;
+        }
+        let position = self.positions.get(symbol).copied().unwrap_or_default();
+        let Some(mut intent) = self.intent_for(&signal, symbol, price, position) else {
+            return;
+        };
+        intent.correlation_id = correlation_id;
+        let span = tracing::info_span!(
+            parent: None,
+            "strategy.signal",
+            strategy = self.strategy.name(),
+            symbol = %symbol,
+            side = ?intent.side,
+            qty = %intent.qty,
+            reason = %reason,
+            correlation_id = %intent.correlation_id,
+        );
+        intent.trace = parent.child(&span);
+        tracing::info!(symbol = %symbol, price = %price, side = ?intent.side, qty = %intent.qty, reason = %reason, correlation_id = %intent.correlation_id, "signal");
+        self.stats.proposed += 1;
+        self.pending.insert(symbol.to_string());
+        let symbol = symbol.to_string();
+        let risk = self.risk.clone();
+        ctx.spawn(
+            async move { risk.send(Propose(intent)).await }
+                .into_actor(self)
+                .map(move |r, act, _| {
+                    act.pending.remove(&symbol);
+                    match r {
+                        Ok(Ok(_)) => act.stats.sent += 1,
+                        Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
+                        Ok(Err(e)) => {
+                            tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
+                        }
+                        Err(e) => {
+                            tracing::warn!(symbol = %symbol, error = %e, "risk manager unreachable")
+                        }
+                    }
+                }),
+        );
     }
 }
 
@@ -141,56 +210,44 @@ impl Handler<BarClosed> for StrategyRunner {
         if msg.historical || signal == Signal::Hold {
             return;
         }
-        self.stats.signals += 1;
-        let reason = match &signal {
-            Signal::Enter { reason, .. } | Signal::Exit { reason } => reason.clone(),
-            Signal::Hold => String::new(),
-        };
-        if !self.ready {
-            tracing::info!(symbol = %msg.symbol, ?signal, "signal ignored: the order side is not ready");
-            return;
-        }
-        if self.busy.contains(&msg.symbol) || self.pending.contains(&msg.symbol) {
-            tracing::debug!(symbol = %msg.symbol, ?signal, "signal ignored: an order for this symbol is in progress");
-            return;
-        }
-        let Some(mut intent) = self.intent_for(&signal, &msg, position) else {
-            return;
-        };
-        let span = tracing::info_span!(
-            parent: None,
-            "strategy.signal",
-            strategy = self.strategy.name(),
-            symbol = %msg.symbol,
-            side = ?intent.side,
-            qty = %intent.qty,
-            reason = %reason,
-            correlation_id = %intent.correlation_id,
+        let correlation_id = format!("{}-{}", msg.symbol, msg.bar.start.timestamp());
+        self.act(
+            signal,
+            &msg.symbol,
+            msg.bar.close,
+            correlation_id,
+            &msg.trace,
+            ctx,
         );
-        msg.trace.adopt(&span);
-        intent.trace = crate::telemetry::TraceContext::of(&span);
-        tracing::info!(symbol = %msg.symbol, close = %msg.bar.close, side = ?intent.side, qty = %intent.qty, reason = %reason, correlation_id = %intent.correlation_id, "signal");
-        self.stats.proposed += 1;
-        self.pending.insert(msg.symbol.clone());
-        let symbol = msg.symbol.clone();
-        let risk = self.risk.clone();
-        ctx.spawn(
-            async move { risk.send(Propose(intent)).await }
-                .into_actor(self)
-                .map(move |r, act, _| {
-                    act.pending.remove(&symbol);
-                    match r {
-                        Ok(Ok(_)) => act.stats.sent += 1,
-                        Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
-                        Ok(Err(e)) => {
-                            tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
-                        }
-                        Err(e) => {
-                            tracing::warn!(symbol = %symbol, error = %e, "risk manager unreachable")
-                        }
-                    }
-                }),
-        );
+    }
+}
+
+impl Handler<TradeTicks> for StrategyRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: TradeTicks, ctx: &mut Context<Self>) {
+        for trade in &msg.trades {
+            self.stats.trades += 1;
+            let position = self
+                .positions
+                .get(&trade.symbol)
+                .copied()
+                .unwrap_or_default();
+            let signal = self.strategy.on_trade(&TradeInput { trade, position });
+            if signal == Signal::Hold {
+                continue;
+            }
+            let correlation_id = format!("{}-t{}", trade.symbol, trade.id);
+            let parent = crate::telemetry::TraceContext::default().arrived_at(Some(msg.arrived));
+            self.act(
+                signal,
+                &trade.symbol,
+                trade.price,
+                correlation_id,
+                &parent,
+                ctx,
+            );
+        }
     }
 }
 

@@ -199,11 +199,16 @@ struct Response {
     body: Vec<u8>,
 }
 
+/// reqwest is built without a bundled crypto provider; ring is ours. Call before building any
+/// reqwest client. Installing twice is harmless (the second call reports the first provider,
+/// which we ignore).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl AlpacaClient {
     pub fn new(settings: ClientSettings, credentials: &Credentials) -> Result<Self, BrokerError> {
-        // reqwest is built without a bundled crypto provider; ring is ours. Installing twice is
-        // harmless (the second call reports the first provider, which we ignore).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let mut headers = HeaderMap::new();
         let mut key = HeaderValue::from_str(&credentials.key_id).map_err(|_| {
             BrokerError::InvalidRequest(

@@ -46,6 +46,91 @@ pub trait Strategy: Send {
     /// The bar interval it trades on.
     fn interval(&self) -> Interval;
     fn on_bar(&mut self, input: &BarInput<'_>) -> Signal;
+    /// Which live trades it wants as they come (most strategies: none; they trade on bars).
+    fn trade_interest(&self) -> TradeInterest {
+        TradeInterest::None
+    }
+    /// One live trade it asked for with [`Strategy::trade_interest`].
+    fn on_trade(&mut self, _input: &TradeInput<'_>) -> Signal {
+        Signal::Hold
+    }
+}
+
+/// Which live trades a strategy wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeInterest {
+    None,
+    All,
+    /// Only trades carrying this condition code.
+    WithCondition(String),
+}
+
+/// What a strategy sees of a live trade.
+#[derive(Debug, Clone)]
+pub struct TradeInput<'a> {
+    pub trade: &'a crate::alpaca::stream::StreamTrade,
+    /// The signed position held now.
+    pub position: Decimal,
+}
+
+/// The latency probe, for `make bench-load` (not a trading strategy): on a live trade that
+/// carries the condition `mark` it enters long, or exits if it holds the symbol already. The
+/// simulator's flood sends such trades (`mark_every_ms`); the order side measures the time
+/// from the trade's frame arriving to the order request leaving.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeParams {
+    /// The trade condition that marks a probe.
+    pub mark: String,
+}
+
+impl Default for ProbeParams {
+    fn default() -> Self {
+        ProbeParams {
+            mark: crate::sim::flood::MARK.into(),
+        }
+    }
+}
+
+pub struct Probe {
+    params: ProbeParams,
+    interval: Interval,
+}
+
+impl Probe {
+    pub fn new(params: ProbeParams, interval: Interval) -> Self {
+        Probe { params, interval }
+    }
+}
+
+impl Strategy for Probe {
+    fn name(&self) -> &str {
+        "probe"
+    }
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+    fn on_bar(&mut self, _: &BarInput<'_>) -> Signal {
+        Signal::Hold
+    }
+    fn trade_interest(&self) -> TradeInterest {
+        TradeInterest::WithCondition(self.params.mark.clone())
+    }
+    fn on_trade(&mut self, input: &TradeInput<'_>) -> Signal {
+        if !input.trade.conditions.contains(&self.params.mark) {
+            return Signal::Hold;
+        }
+        if input.position.is_zero() {
+            Signal::Enter {
+                side: OrderSide::Buy,
+                reason: "probe".into(),
+            }
+        } else {
+            Signal::Exit {
+                reason: "probe".into(),
+            }
+        }
+    }
 }
 
 /// Momentum: enter long while the MACD histogram is positive and RSI is in the entry range;

@@ -6,6 +6,6 @@ pub mod builtin;
 pub mod indicators;
 
 pub use builtin::{
-    BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Protection,
-    Signal, Sizing, Strategy, plan_entry,
+    BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe,
+    ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest, plan_entry,
 };

@@ -23,7 +23,7 @@ use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
-use crate::messages::{BarClosed, MarketBatch};
+use crate::messages::{BarClosed, MarketBatch, TradeTicks};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -68,6 +68,15 @@ enum Phase {
 #[rtype(result = "()")]
 pub struct AddBarSubscriber(pub Recipient<BarClosed>);
 
+/// Registers a receiver of live trades as they come ([`TradeTicks`], one per batch): all of
+/// them, or only those carrying `condition`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddTradeSubscriber {
+    pub recipient: Recipient<TradeTicks>,
+    pub condition: Option<String>,
+}
+
 /// The last `n` closed bars of a symbol and interval, oldest first.
 #[derive(Message)]
 #[rtype(result = "Vec<OhlcBar>")]
@@ -97,6 +106,8 @@ pub struct GetFeedStats;
 pub struct FeedStats {
     pub trades: u64,
     pub quotes: u64,
+    /// Bars from the stream's bar channels (counted; ours are built from the trades).
+    pub bars: u64,
     pub bars_closed: u64,
     pub late_trades: u64,
     pub backfills: u64,
@@ -109,6 +120,7 @@ pub struct MarketDataFeed {
     book: BarBook,
     latest: HashMap<String, Latest>,
     subscribers: Vec<Recipient<BarClosed>>,
+    tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<AlpacaClient>,
     phase: Phase,
     held: std::collections::VecDeque<MarketBatch>,
@@ -122,6 +134,7 @@ impl MarketDataFeed {
             settings,
             latest: HashMap::new(),
             subscribers: Vec::new(),
+            tick_subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
             held: std::collections::VecDeque::new(),
@@ -129,7 +142,10 @@ impl MarketDataFeed {
         }
     }
 
-    fn emit(&mut self, closed: Vec<Closed>, historical: bool) {
+    /// Sends closed bars to the subscribers: live ones (`arrived`: when the market data that
+    /// closed them arrived) as spans, historical ones (`None`: warm-up, backfill) flagged.
+    fn emit(&mut self, closed: Vec<Closed>, arrived: Option<std::time::Instant>) {
+        let historical = arrived.is_none();
         for c in closed {
             self.stats.bars_closed += 1;
             tracing::debug!(symbol = %c.symbol, interval = c.interval.name(), start = %c.bar.start, close = %c.bar.close, historical, "bar closed");
@@ -146,7 +162,7 @@ impl MarketDataFeed {
                     close = %c.bar.close,
                     correlation_id = %format!("{}-{}", c.symbol, c.bar.start.timestamp()),
                 );
-                crate::telemetry::TraceContext::of(&span)
+                crate::telemetry::TraceContext::of(&span).arrived_at(arrived)
             };
             let msg = BarClosed {
                 symbol: c.symbol,
@@ -162,10 +178,20 @@ impl MarketDataFeed {
     }
 
     fn apply(&mut self, batch: MarketBatch) {
+        let arrived = Some(batch.received_at);
+        let mut ticks: Vec<Vec<StreamTrade>> = vec![Vec::new(); self.tick_subscribers.len()];
         for m in batch.data {
             match m {
                 DataMessage::Trade(t) => {
                     self.stats.trades += 1;
+                    for ((_, condition), out) in self.tick_subscribers.iter().zip(&mut ticks) {
+                        if condition
+                            .as_ref()
+                            .is_none_or(|c| t.conditions.iter().any(|x| x == c))
+                        {
+                            out.push(t.clone());
+                        }
+                    }
                     let closed = self.book.on_trade(&t.symbol, t.price, t.size, t.timestamp);
                     if !closed.is_empty() {
                         // The trade that closed bars: the root of their traces.
@@ -179,7 +205,7 @@ impl MarketDataFeed {
                             event_time = %t.timestamp,
                         );
                         let _in = root.enter();
-                        self.emit(closed, false);
+                        self.emit(closed, arrived);
                     }
                     match self.latest.get_mut(&t.symbol) {
                         Some(l) => l.trade = Some(t),
@@ -206,7 +232,7 @@ impl MarketDataFeed {
                             event_time = %q.timestamp,
                         );
                         let _in = root.enter();
-                        self.emit(closed, false);
+                        self.emit(closed, arrived);
                     }
                     match self.latest.get_mut(&q.symbol) {
                         Some(l) => l.quote = Some(q),
@@ -222,8 +248,16 @@ impl MarketDataFeed {
                     }
                 }
                 // Minute bars from the server are not needed: ours come from the same trades.
-                DataMessage::Bar(_) | DataMessage::Status(_) => {}
+                DataMessage::Bar(_) => self.stats.bars += 1,
                 _ => {}
+            }
+        }
+        for ((subscriber, _), trades) in self.tick_subscribers.iter().zip(ticks) {
+            if !trades.is_empty() {
+                subscriber.do_send(TradeTicks {
+                    trades,
+                    arrived: batch.received_at,
+                });
             }
         }
         self.stats.late_trades = self.book.late_trades;
@@ -285,14 +319,14 @@ impl MarketDataFeed {
                     for (symbol, interval, bars) in warm.history {
                         let bars: Vec<OhlcBar> = bars.iter().map(OhlcBar::from_rest).collect();
                         for b in &bars {
-                            act.emit(vec![Closed { symbol: symbol.clone(), interval, bar: b.clone() }], true);
+                            act.emit(vec![Closed { symbol: symbol.clone(), interval, bar: b.clone() }], None);
                         }
                         act.book.seed_history(&symbol, interval, bars);
                     }
                     for (symbol, minutes) in warm.today {
                         for b in &minutes {
                             let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            act.emit(closed, true);
+                            act.emit(closed, None);
                         }
                     }
                     tracing::info!(bars = n, symbols = act.settings.symbols.len(), "market data warmed up from REST");
@@ -348,7 +382,7 @@ impl MarketDataFeed {
                         for b in bars.iter().filter(|b| b.t < until) {
                             let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
                             n += closed.iter().filter(|c| c.interval == Interval::M1).count();
-                            act.emit(closed, true);
+                            act.emit(closed, None);
                         }
                     }
                     act.stats.backfilled_minutes += n as u64;
@@ -506,7 +540,7 @@ impl Handler<AddSymbols> for MarketDataFeed {
                                     interval,
                                     bar: b.clone(),
                                 }],
-                                true,
+                                None,
                             );
                         }
                         act.book.seed_history(&symbol, interval, bars);
@@ -514,7 +548,7 @@ impl Handler<AddSymbols> for MarketDataFeed {
                     for (symbol, minutes) in warm.today {
                         for b in &minutes {
                             let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            act.emit(closed, true);
+                            act.emit(closed, None);
                         }
                     }
                 }
@@ -531,6 +565,14 @@ impl Handler<RemoveSymbols> for MarketDataFeed {
     fn handle(&mut self, msg: RemoveSymbols, _: &mut Context<Self>) {
         self.settings.symbols.retain(|s| !msg.0.contains(s));
         tracing::info!(symbols = ?msg.0, "symbols removed from the feed");
+    }
+}
+
+impl Handler<AddTradeSubscriber> for MarketDataFeed {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddTradeSubscriber, _: &mut Context<Self>) {
+        self.tick_subscribers.push((msg.recipient, msg.condition));
     }
 }
 

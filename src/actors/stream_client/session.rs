@@ -348,7 +348,7 @@ impl Session {
                     DataMessage::Trade(_)
                     | DataMessage::Quote(_)
                     | DataMessage::Bar(_)
-                    | DataMessage::Status(_) => forwarder.push(m, &self.metrics),
+                    | DataMessage::Status(_) => forwarder.push(m, Instant::now(), &self.metrics),
                     _ => {}
                 }
             }
@@ -515,7 +515,9 @@ impl Session {
                     Some(Command::Stop) | None => return End::Stop,
                 },
                 frame = ws.next() => {
-                    last_alive = Instant::now();
+                    // The arrival time travels with the data (tick-to-order is measured from it).
+                    let arrived = Instant::now();
+                    last_alive = arrived;
                     let bytes = match payload(frame) {
                         Ok(Some(bytes)) => bytes,
                         Ok(None) => continue,
@@ -537,7 +539,7 @@ impl Session {
                                 if let Some(t) = data_time(&m) {
                                     self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
                                 }
-                                forwarder.push(m, &self.metrics);
+                                forwarder.push(m, arrived, &self.metrics);
                                 saw_data = true;
                             }
                             DataMessage::Subscription(set) => {
@@ -881,9 +883,10 @@ impl Forwarder {
         }
     }
 
-    fn push(&mut self, m: DataMessage, metrics: &StreamMetrics) {
+    /// Holds one message; `arrived`: when its frame arrived.
+    fn push(&mut self, m: DataMessage, arrived: Instant, metrics: &StreamMetrics) {
         metrics.messages_received.fetch_add(1, Ordering::Relaxed);
-        self.first_at.get_or_insert_with(Instant::now);
+        self.first_at.get_or_insert(arrived);
         match m {
             DataMessage::Quote(q) => {
                 if self.quotes.insert(q.symbol.clone(), q).is_some() {

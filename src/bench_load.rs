@@ -1,0 +1,467 @@
+//! `traderd bench-load` (`make bench-load`): the whole daemon, as its own process, against the
+//! simulator's flood, also its own process, over loopback. One JSON line per run on stdout;
+//! progress on stderr. See docs/performance.md.
+//!
+//! A run (one symbol count and codec):
+//! 1. starts `traderd sim` listing the symbols, and `traderd run` in paper mode against it,
+//!    subscribed to trades, quotes and bars of every symbol, with the `probe` strategy;
+//! 2. **ingest**: the flood flat out (`max`) for `--ingest-seconds`; the rate is what the
+//!    daemon took in (decoded by the StreamClient and applied by the MarketDataFeed, or
+//!    conflated: a newer quote of the same symbol replaced it), with the daemon's CPU time;
+//! 3. **latency**: the flood at `--latency-rate` messages a second with a marked trade every
+//!    `--mark-every-ms`, for `--latency-seconds`; the probe orders on each, and the daemon
+//!    measures from the arrival of the frame to the order request going to the HTTP client;
+//! 4. drops: what the simulator sent of each kind minus what the feed applied;
+//! 5. the decode baseline: the same frames decoded in a tight loop in this process;
+//! 6. peak resident memory (VmHWM) of the daemon, then a clean shutdown.
+
+use crate::alpaca::stream::{Codec, decode_data_frame};
+use crate::sim::flood::{Channels, Flood, FloodSpec};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "BENCHKEY";
+const SECRET: &str = "BENCHSECRET";
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub symbols: usize,
+    pub codec: Codec,
+    pub batch: u32,
+    pub ingest_seconds: f64,
+    pub latency_seconds: f64,
+    pub latency_rate: u32,
+    pub mark_every_ms: u32,
+    pub work_dir: PathBuf,
+}
+
+fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::Json => "json",
+        Codec::Msgpack => "msgpack",
+    }
+}
+
+/// A child process killed when dropped (a failed run leaves nothing behind).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn symbols(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("S{i:04}")).collect()
+}
+
+fn config(o: &RunOptions, socket: &Path) -> String {
+    let list: Vec<String> = symbols(o.symbols)
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    format!(
+        r#"[connection]
+mode = "paper"
+[alpaca]
+requests_per_minute = 10000
+[trading]
+symbols = [{list}]
+[strategy]
+name = "probe"
+sizing = "fixed_notional"
+sizing_usd = "500"
+protection = "none"
+[risk]
+max_qty_per_symbol = "1000000"
+max_notional_per_symbol_usd = "10000000"
+max_gross_exposure_usd = "1000000000"
+max_positions = 100000
+max_open_orders = 10000
+max_orders_per_minute = 100000
+daily_loss_limit_usd = "10000000"
+[stream]
+codec = "{codec}"
+subscribe_bars = true
+[control]
+socket = "{socket}"
+[log]
+level = "warn"
+"#,
+        list = list.join(", "),
+        codec = codec_name(o.codec),
+        socket = socket.display(),
+    )
+}
+
+fn progress(msg: &str) {
+    eprintln!("bench-load: {msg}");
+}
+
+/// CPU seconds (user + system, all threads) of a process, from /proc (USER_HZ is 100 on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Peak resident set (VmHWM) of a process, in MiB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+struct Run {
+    opts: RunOptions,
+    http: reqwest::Client,
+    sim_url: String,
+    socket: PathBuf,
+    daemon_pid: u32,
+}
+
+impl Run {
+    async fn ctl(&self, cmd: &str) -> Result<Value, String> {
+        let r = crate::control::call(&self.socket, cmd, &[]).await?;
+        match (r.ok, r.result) {
+            (true, Some(v)) => Ok(v),
+            _ => Err(format!("ctl {cmd} failed: {:?}", r.error)),
+        }
+    }
+
+    async fn sim_get(&self, path: &str) -> Result<Value, String> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.sim_url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    async fn flood(&self, spec: Value) -> Result<(), String> {
+        let mut body = spec;
+        body["kind"] = json!("flood");
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim_url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the simulator refused the flood: {}",
+                r.text().await.unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Waits until `f` returns `Some`, polling every 100 ms, for at most `within`.
+    async fn until<T, F, Fut>(&self, what: &str, within: Duration, mut f: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = f().await {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out after {within:?} waiting for {what}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Messages the daemon has taken in: applied by the feed, or conflated in the stream client.
+    async fn ingested(&self) -> Result<u64, String> {
+        let s = self.ctl("stats").await?;
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        Ok(n(&s["feed"]["trades"])
+            + n(&s["feed"]["quotes"])
+            + n(&s["feed"]["bars"])
+            + n(&s["stream"]["quotes_conflated"]))
+    }
+
+    /// Waits until the daemon has taken in everything the simulator sent (the flood stopped).
+    async fn drained(&self) -> Result<(), String> {
+        let last = std::cell::Cell::new(0);
+        self.until(
+            "the daemon to drain the flood",
+            Duration::from_secs(60),
+            || async {
+                let s = self.sim_get("/_sim/stats").await.ok()?;
+                let n = |k: &str| s["streams"][k].as_u64().unwrap_or(0);
+                let sent = n("data_trades") + n("data_quotes") + n("data_bars");
+                let got = self.ingested().await.ok()?;
+                // Everything arrived, or nothing more comes (what is missing was dropped).
+                let done = got >= sent || (got == last.get() && got > 0);
+                last.set(got);
+                done.then_some(())
+            },
+        )
+        .await
+    }
+
+    fn flood_spec(&self) -> Value {
+        json!({ "batch": self.opts.batch, "seed": 7 })
+    }
+
+    async fn ingest(&self) -> Result<(f64, f64), String> {
+        let mut spec = self.flood_spec();
+        spec["max"] = json!(true);
+        self.flood(spec).await?;
+        // Let the connection generate its frames and the pipeline fill before measuring.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (m0, c0, t0) = (
+            self.ingested().await?,
+            cpu_seconds(self.daemon_pid).unwrap_or(0.0),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs_f64(self.opts.ingest_seconds)).await;
+        let (m1, c1, t1) = (
+            self.ingested().await?,
+            cpu_seconds(self.daemon_pid).unwrap_or(0.0),
+            Instant::now(),
+        );
+        self.flood(json!({ "msgs_per_s": 0 })).await?;
+        let messages = (m1 - m0) as f64;
+        let rate = messages / (t1 - t0).as_secs_f64();
+        let cpu_per_million = if messages > 0.0 {
+            (c1 - c0) / messages * 1e6
+        } else {
+            0.0
+        };
+        self.drained().await?;
+        Ok((rate, cpu_per_million))
+    }
+
+    async fn latency(&self) -> Result<Value, String> {
+        let mut spec = self.flood_spec();
+        spec["msgs_per_s"] = json!(self.opts.latency_rate);
+        spec["mark_every_ms"] = json!(self.opts.mark_every_ms);
+        self.flood(spec).await?;
+        tokio::time::sleep(Duration::from_secs_f64(self.opts.latency_seconds)).await;
+        self.flood(json!({ "msgs_per_s": 0 })).await?;
+        self.drained().await?;
+        // Orders still on their way are measured when they leave.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let s = self.ctl("stats").await?;
+        Ok(s["tick_to_order"].clone())
+    }
+
+    async fn dropped(&self) -> Result<Value, String> {
+        let sent = self.sim_get("/_sim/stats").await?;
+        let s = self.ctl("stats").await?;
+        let n = |v: &Value| v.as_u64().unwrap_or(0) as i64;
+        let d = |sent_key: &str, got_key: &str| {
+            (n(&sent["streams"][sent_key]) - n(&s["feed"][got_key])).max(0)
+        };
+        Ok(json!({
+            "quotes": d("data_quotes", "quotes"),
+            "trades": d("data_trades", "trades"),
+            "bars": d("data_bars", "bars"),
+        }))
+    }
+}
+
+/// Decodes the flood's own frames in a tight loop for about `seconds`: messages a second.
+pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
+    let list = symbols(o.symbols);
+    let spec = FloodSpec {
+        msgs_per_s: 0,
+        max: true,
+        batch: o.batch,
+        frames: 256,
+        quotes_pct: 60,
+        bars_pct: 1,
+        mark_every_ms: 0,
+        seed: 7,
+    };
+    let channels = Channels {
+        trades: list.clone(),
+        quotes: list.clone(),
+        bars: list,
+    };
+    let Some(mut flood) = Flood::new(spec, o.codec, &channels) else {
+        return 0.0;
+    };
+    let (frames, _) = flood.due(Instant::now(), chrono::Utc::now());
+    let mut ring: Vec<Vec<u8>> = frames.into_iter().map(|f| f.bytes).collect();
+    while ring.len() < 256 {
+        let (more, _) = flood.due(Instant::now(), chrono::Utc::now());
+        ring.extend(more.into_iter().map(|f| f.bytes));
+    }
+    let (start, mut messages) = (Instant::now(), 0u64);
+    while start.elapsed().as_secs_f64() < seconds {
+        for f in &ring {
+            if let Ok(m) = decode_data_frame(o.codec, f) {
+                messages += m.len() as u64;
+            }
+        }
+    }
+    messages as f64 / start.elapsed().as_secs_f64()
+}
+
+fn start_sim(exe: &Path, o: &RunOptions) -> Result<(Proc, String), String> {
+    let mut child = Command::new(exe)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            "7",
+            "--speed",
+            "1",
+        ])
+        .args([
+            "--clock",
+            "sim",
+            "--rate-limit",
+            "0",
+            "--history-sessions",
+            "1",
+        ])
+        .args(["--cash-usd", "100000000"])
+        .arg("--symbols")
+        .arg(symbols(o.symbols).join(","))
+        .env("TRADERD_SIM_KEY", KEY)
+        .env("TRADERD_SIM_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the simulator has no stdout")?;
+    let sim = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the simulator's address: {e}"))?;
+    let url = line
+        .split_once("listening on ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .ok_or_else(|| format!("the simulator said {line:?}, not its address"))?
+        .to_string();
+    Ok((sim, url))
+}
+
+/// One run; its JSON line.
+pub async fn run(o: RunOptions) -> Result<Value, String> {
+    crate::alpaca::rest::install_crypto_provider();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = o
+        .work_dir
+        .join(format!("{}-{}", o.symbols, codec_name(o.codec)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let socket = dir.join("traderd.sock");
+    let config_path = dir.join("traderd.toml");
+    std::fs::write(&config_path, config(&o, &socket)).map_err(|e| e.to_string())?;
+
+    progress(&format!(
+        "{} symbols, {}: starting the simulator and the daemon",
+        o.symbols,
+        codec_name(o.codec)
+    ));
+    let (_sim, sim_url) = start_sim(&exe, &o)?;
+    let log = std::fs::File::create(dir.join("daemon.log")).map_err(|e| e.to_string())?;
+    let daemon = Proc(
+        Command::new(&exe)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("APCA_API_KEY_ID", KEY)
+            .env("APCA_API_SECRET_KEY", SECRET)
+            .env("APCA_API_BASE_URL", &sim_url)
+            .env("APCA_API_DATA_URL", &sim_url)
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon: {e}"))?,
+    );
+    let run = Run {
+        daemon_pid: daemon.0.id(),
+        opts: o.clone(),
+        http: reqwest::Client::new(),
+        sim_url,
+        socket,
+    };
+    let started = Instant::now();
+    run.until(
+        "the daemon to be ready",
+        Duration::from_secs(120),
+        || async {
+            let status = run.ctl("status").await.ok()?;
+            let stats = run.ctl("stats").await.ok()?;
+            (status["stream"]["state"] == "streaming"
+                && status["trade_stream"]["state"] == "streaming"
+                && stats["feed"]["live"] == true)
+                .then_some(())
+        },
+    )
+    .await
+    .map_err(|e| format!("{e} (see {})", dir.join("daemon.log").display()))?;
+    progress(&format!(
+        "daemon ready in {:.1} s (warm-up of {} symbols); ingest, flat out, {} s",
+        started.elapsed().as_secs_f64(),
+        o.symbols,
+        o.ingest_seconds
+    ));
+    let (ingest, cpu_per_million) = run.ingest().await?;
+    progress(&format!(
+        "ingest {ingest:.0} msgs/s; latency at {} msgs/s, a mark every {} ms, {} s",
+        o.latency_rate, o.mark_every_ms, o.latency_seconds
+    ));
+    let latency = run.latency().await?;
+    let dropped = run.dropped().await?;
+    let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
+    progress("decode baseline");
+    let baseline = decode_baseline(&o, 3.0);
+    let _ = run.ctl("shutdown").await;
+    let mut daemon = daemon;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = daemon.0.try_wait() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Ok(json!({
+        "symbols": o.symbols,
+        "codec": codec_name(o.codec),
+        "ingest_msgs_per_s": ingest.round(),
+        "dropped": dropped,
+        "tick_to_order_us": {
+            "p50": latency["p50_us"],
+            "p99": latency["p99_us"],
+            "p999": latency["p999_us"],
+            "max": latency["max_us"],
+            "samples": latency["count"],
+        },
+        "peak_rss_mb": round(rss),
+        "cpu_s_per_million": round(cpu_per_million),
+        "decode_baseline_msgs_per_s": baseline.round(),
+        "ingest_vs_decode": round(if baseline > 0.0 { ingest / baseline } else { 0.0 }),
+        "batch": o.batch,
+        "latency_feed_msgs_per_s": o.latency_rate,
+    }))
+}
