@@ -261,7 +261,7 @@ impl Run {
         // Orders still on their way are measured when they leave.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let s = self.ctl("stats").await?;
-        Ok(s["tick_to_order"].clone())
+        Ok(s)
     }
 
     async fn dropped(&self) -> Result<Value, String> {
@@ -430,7 +430,9 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "ingest {ingest:.0} msgs/s; latency at {} msgs/s, a mark every {} ms, {} s",
         o.latency_rate, o.mark_every_ms, o.latency_seconds
     ));
-    let latency = run.latency().await?;
+    let stats = run.latency().await?;
+    let latency = &stats["tick_to_order"];
+    let before_journal = &stats["tick_to_intent"];
     let dropped = run.dropped().await?;
     let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
     progress("decode baseline");
@@ -456,6 +458,11 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
             "p999": latency["p999_us"],
             "max": latency["max_us"],
             "samples": latency["count"],
+        },
+        "tick_to_intent_us": {
+            "p50": before_journal["p50_us"],
+            "p99": before_journal["p99_us"],
+            "p999": before_journal["p999_us"],
         },
         "peak_rss_mb": round(rss),
         "cpu_s_per_million": round(cpu_per_million),

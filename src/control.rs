@@ -666,6 +666,7 @@ async fn stats(h: &Handles, id: serde_json::Value) -> Response {
             "feed": feed,
             "orders": { "submitted": orders.submitted, "accepted": orders.accepted, "fills": orders.fills },
             "tick_to_order": orders.tick_to_order,
+            "tick_to_intent": orders.tick_to_intent,
         }),
     )
 }

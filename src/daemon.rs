@@ -4,7 +4,8 @@
 //! is wired in):
 //! 1. the embedded simulator (`sim` mode only), on a loopback port;
 //! 2. the journal (its own thread), which gives the run counter and the last trading mode;
-//! 3. MarketDataFeed (warm-up from REST), OrderManager (reconciles with the broker before
+//! 3. MarketDataFeed (warm-up from REST; on a thread of its own, so aggregating a flood does
+//!    not delay the order path), OrderManager (reconciles with the broker before
 //!    accepting any order), the `trade_updates` StreamClient feeding it;
 //! 4. AccountManager, RiskManager (with the journaled mode), StrategyRunner;
 //! 5. the wiring (listeners), then the market-data StreamClient, so no data is delivered
@@ -56,6 +57,8 @@ pub struct Daemon {
     pub journal: JournalHandle,
     pub rest: AlpacaClient,
     pub feed: Addr<MarketDataFeed>,
+    /// The feed's own thread: bar aggregation under a flood does not delay the order path.
+    pub feed_arbiter: actix::Arbiter,
     pub orders: Addr<OrderManager>,
     pub account: Addr<AccountManager>,
     pub risk: Addr<RiskManager>,
@@ -154,6 +157,7 @@ impl Daemon {
         }
         // Let the streams close their sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        self.feed_arbiter.stop();
         let _ = std::fs::remove_file(&self.socket);
         self.journal.close().await;
         if let Some(sim) = self.sim {
@@ -387,8 +391,10 @@ pub async fn start(
         ..FeedSettings::default()
     };
     let feed_rest = rest.clone();
-    let feed =
-        actix::Supervisor::start(move |_| MarketDataFeed::new(feed_settings, Some(feed_rest)));
+    let feed_arbiter = actix::Arbiter::new();
+    let feed = actix::Supervisor::start_in_arbiter(&feed_arbiter.handle(), move |_| {
+        MarketDataFeed::new(feed_settings, Some(feed_rest))
+    });
 
     let order_settings = OrderSettings {
         ack_timeout: Duration::from_millis(config.orders.ack_timeout_ms),
@@ -554,6 +560,7 @@ pub async fn start(
         journal,
         rest,
         feed,
+        feed_arbiter,
         orders,
         account,
         risk,

@@ -77,6 +77,7 @@ mod tests {
         assert!((998..=1000).contains(&s.p999_us), "{s:?}");
         assert_eq!(s.max_us, 1000);
         h.record(Duration::from_secs(3600));
-        assert_eq!(h.summary().max_us, 60_000_000);
+        // HDR reports the highest value equivalent to the largest at 3 significant digits.
+        assert!((60_000_000..60_100_000).contains(&h.summary().max_us));
     }
 }

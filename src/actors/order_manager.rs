@@ -158,11 +158,14 @@ pub struct OrderStats {
     /// From the arrival of the market data behind a live signal to its order request going
     /// to the HTTP client (after the intent is journaled).
     pub tick_to_order: crate::latency::LatencySummary,
+    /// The part of it before the journal: until the order manager approved the intent.
+    pub tick_to_intent: crate::latency::LatencySummary,
 }
 
 pub struct OrderManager {
     settings: OrderSettings,
     tick_to_order: crate::latency::LatencyHistogram,
+    tick_to_intent: crate::latency::LatencyHistogram,
     rest: AlpacaClient,
     journal: Addr<Journal>,
     ids: Option<ClientOrderIds>,
@@ -265,6 +268,7 @@ impl OrderManager {
             listeners: Vec::new(),
             stats: OrderStats::default(),
             tick_to_order: crate::latency::LatencyHistogram::new(),
+            tick_to_intent: crate::latency::LatencyHistogram::new(),
             health: Reporter::default(),
             event_listeners: Vec::new(),
             traces: HashMap::new(),
@@ -580,6 +584,9 @@ impl OrderManager {
         );
         intent.trace.adopt(&span);
         let arrived = intent.trace.arrived();
+        if let Some(at) = arrived {
+            self.tick_to_intent.record(at.elapsed());
+        }
         self.traces
             .insert(coid.clone(), crate::telemetry::TraceContext::of(&span));
         self.submit_spans.insert(coid.clone(), span);
@@ -1436,6 +1443,7 @@ impl Handler<GetOrderStats> for OrderManager {
         s.stream_up = self.stream_up;
         s.open_orders = self.book.open_count();
         s.tick_to_order = self.tick_to_order.summary();
+        s.tick_to_intent = self.tick_to_intent.summary();
         let view = self.view();
         s.unsettled = self.in_flight.len()
             + self.book.open().filter(|t| t.status.is_none()).count()

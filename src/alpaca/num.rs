@@ -22,12 +22,36 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, rust_decimal::Error> {
     Decimal::from_str(text).or_else(|_| Decimal::from_scientific(text))
 }
 
-/// Converts an `f64` seen on the wire into a `Decimal` through its shortest round-trip text.
+/// Converts an `f64` seen on the wire into the `Decimal` of its shortest round-trip text
+/// (`187.23_f64` is `187.23`, never `187.2299999…`).
+///
+/// Prices and sizes take the arithmetic path ([`short_decimal`]); anything it cannot do
+/// exactly goes through the text.
 pub fn decimal_from_wire_f64(value: f64) -> Option<Decimal> {
     if !value.is_finite() {
         return None;
     }
-    parse_decimal(&format!("{value}")).ok()
+    short_decimal(value).or_else(|| parse_decimal(&format!("{value}")).ok())
+}
+
+/// The decimal with the fewest fractional digits (at most 9) that reads back as `value`,
+/// found without text: for each scale s, n = round(value × 10^s) is the only candidate, and
+/// `n / 10^s == value` in f64 is exact arithmetic's verdict (n and 10^s are exact doubles
+/// and IEEE division rounds correctly), so the first s that passes gives the shortest text's
+/// digits. `None` when |n| would leave the range where doubles are exact integers.
+fn short_decimal(value: f64) -> Option<Decimal> {
+    const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    for (scale, p) in POW10.iter().enumerate() {
+        let n = (value * p).round();
+        if n.abs() >= EXACT {
+            return None;
+        }
+        if n / p == value {
+            return Some(Decimal::new(n as i64, scale as u32));
+        }
+    }
+    None
 }
 
 struct DecimalVisitor;
@@ -177,8 +201,47 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use rust_decimal_macros::dec;
     use serde::{Deserialize, Serialize};
+
+    fn through_text(v: f64) -> Option<Decimal> {
+        parse_decimal(&format!("{v}")).ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// The arithmetic path gives exactly the shortest text's decimal, digits and scale.
+        #[test]
+        fn short_decimal_is_the_shortest_text(v in prop_oneof![
+            any::<f64>(),
+            (0i64..100_000_000_000, 0u32..10).prop_map(|(m, s)| m as f64 / 10f64.powi(s as i32)),
+            (-1e7..1e7f64),
+        ]) {
+            if let Some(d) = short_decimal(v) {
+                let text = through_text(v).unwrap();
+                prop_assert_eq!(d, text);
+                prop_assert_eq!(d.scale(), text.scale(), "{} vs {}", d, text);
+            }
+            prop_assert_eq!(decimal_from_wire_f64(v), if v.is_finite() { through_text(v) } else { None });
+        }
+    }
+
+    #[test]
+    fn short_decimals_of_prices() {
+        for (v, d) in [
+            (187.23, dec!(187.23)),
+            (0.1, dec!(0.1)),
+            (126.55, dec!(126.55)),
+            (1.0, dec!(1)),
+            (-3.5, dec!(-3.5)),
+            (1e-12, dec!(0.000000000001)),
+        ] {
+            assert_eq!(decimal_from_wire_f64(v), Some(d), "{v}");
+        }
+        assert_eq!(short_decimal(1e-12), None);
+        assert_eq!(short_decimal(1e300), None);
+    }
 
     #[derive(Deserialize, Serialize)]
     struct T {

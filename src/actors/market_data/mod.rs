@@ -26,7 +26,7 @@ use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
 use crate::messages::{BarClosed, MarketBatch, TradeTicks};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How the feed aggregates.
 #[derive(Debug, Clone)]
@@ -304,6 +304,30 @@ impl MarketDataFeed {
         }
     }
 
+    /// Seeds the book with fetched history (sent on to the subscribers, flagged historical)
+    /// and today's minutes; returns the number of history bars.
+    fn apply_warmup(&mut self, warm: Warmup) -> usize {
+        let n = warm.history.iter().map(|(_, _, b)| b.len()).sum();
+        for (symbol, interval, bars) in warm.history {
+            for b in &bars {
+                let closed = Closed {
+                    symbol: symbol.clone(),
+                    interval,
+                    bar: b.clone(),
+                };
+                self.emit(vec![closed], None);
+            }
+            self.book.seed_history(&symbol, interval, bars);
+        }
+        for (symbol, minutes) in warm.today {
+            for b in minutes {
+                let closed = self.book.on_minute_bar(&symbol, b);
+                self.emit(closed, None);
+            }
+        }
+        n
+    }
+
     fn warm_up(&mut self, ctx: &mut Context<Self>) {
         let Some(rest) = self.rest.clone() else {
             tracing::info!("market data feed has no REST client: no warm-up");
@@ -315,20 +339,7 @@ impl MarketDataFeed {
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(warm) => {
-                    let n: usize = warm.history.iter().map(|(_, _, b)| b.len()).sum();
-                    for (symbol, interval, bars) in warm.history {
-                        let bars: Vec<OhlcBar> = bars.iter().map(OhlcBar::from_rest).collect();
-                        for b in &bars {
-                            act.emit(vec![Closed { symbol: symbol.clone(), interval, bar: b.clone() }], None);
-                        }
-                        act.book.seed_history(&symbol, interval, bars);
-                    }
-                    for (symbol, minutes) in warm.today {
-                        for b in &minutes {
-                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            act.emit(closed, None);
-                        }
-                    }
+                    let n = act.apply_warmup(warm);
                     tracing::info!(bars = n, symbols = act.settings.symbols.len(), "market data warmed up from REST");
                 }
                 Err(e) => tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades"),
@@ -372,6 +383,7 @@ impl MarketDataFeed {
             );
             q.start = Some(from);
             q.end = Some(until - Duration::seconds(1));
+            q.limit = Some(MAX_BARS_PER_PAGE);
             rest.get_bars(&q).await
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -404,9 +416,34 @@ fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Alpaca's largest bars page: a tenth of the requests of the default 1,000 (the request
+/// budget is 200 a minute).
+const MAX_BARS_PER_PAGE: u32 = 10_000;
+
 struct Warmup {
-    history: Vec<(String, Interval, Vec<Bar>)>,
-    today: Vec<(String, Vec<Bar>)>,
+    history: Vec<(String, Interval, Vec<OhlcBar>)>,
+    today: Vec<(String, Vec<OhlcBar>)>,
+}
+
+/// Reads every page of a bars query, handing each page's bars to `each` as they come, so no
+/// more than a page of the broker's answer is held at once (1,000 symbols × 200 bars would be
+/// tens of MB).
+async fn for_each_bars_page(
+    rest: &AlpacaClient,
+    query: &BarsQuery,
+    mut each: impl FnMut(String, Vec<Bar>),
+) -> Result<(), crate::alpaca::BrokerError> {
+    let mut query = query.clone();
+    loop {
+        let page = rest.get_bars_page(&query).await?;
+        for (symbol, bars) in page.bars {
+            each(symbol, bars);
+        }
+        match page.next_page_token {
+            Some(token) if !token.is_empty() => query.page_token = Some(token),
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// Each interval's last bars (complete ones only), then today's minutes.
@@ -416,7 +453,7 @@ async fn fetch_warmup(
 ) -> Result<Warmup, crate::alpaca::BrokerError> {
     let now = rest.get_clock().await?.timestamp.with_timezone(&Utc);
     let symbols: Vec<&str> = settings.symbols.iter().map(String::as_str).collect();
-    let mut history = Vec::new();
+    let mut history: Vec<(String, Interval, Vec<OhlcBar>)> = Vec::new();
     let today_start = Interval::D1.start_of(now);
     for interval in settings.intervals.iter().copied() {
         let lookback = match interval {
@@ -430,28 +467,45 @@ async fn fetch_warmup(
         let mut q = BarsQuery::new(&symbols, interval.timeframe());
         q.start = Some(now - lookback);
         q.end = Some(now);
-        let page = rest.get_bars(&q).await?;
-        for (symbol, bars) in page.bars {
-            // Only complete bars, and for days only those before today (today is built live).
-            let cutoff = if interval == Interval::D1 {
-                today_start
-            } else {
-                Interval::M1.start_of(now)
-            };
-            let mut bars: Vec<Bar> = bars
-                .into_iter()
-                .filter(|b| interval.end_of(b.t) <= cutoff)
-                .collect();
-            let keep = bars.len().saturating_sub(settings.warmup_bars);
-            bars.drain(..keep);
-            history.push((symbol, interval, bars));
-        }
+        q.limit = Some(MAX_BARS_PER_PAGE);
+        // Only complete bars, and for days only those before today (today is built live).
+        let cutoff = if interval == Interval::D1 {
+            today_start
+        } else {
+            Interval::M1.start_of(now)
+        };
+        let mut kept: BTreeMap<String, std::collections::VecDeque<OhlcBar>> = BTreeMap::new();
+        for_each_bars_page(rest, &q, |symbol, bars| {
+            let h = kept.entry(symbol).or_default();
+            for b in bars.iter().filter(|b| interval.end_of(b.t) <= cutoff) {
+                if h.len() == settings.warmup_bars {
+                    h.pop_front();
+                }
+                h.push_back(OhlcBar::from_rest(b));
+            }
+        })
+        .await?;
+        history.extend(
+            kept.into_iter()
+                .map(|(symbol, bars)| (symbol, interval, Vec::from(bars))),
+        );
     }
     let mut q = BarsQuery::new(&symbols, TimeFrame::MINUTE);
     q.start = Some(today_start);
     q.end = Some(now);
-    let today = rest.get_bars(&q).await?.bars.into_iter().collect();
-    Ok(Warmup { history, today })
+    q.limit = Some(MAX_BARS_PER_PAGE);
+    let mut today: BTreeMap<String, Vec<OhlcBar>> = BTreeMap::new();
+    for_each_bars_page(rest, &q, |symbol, bars| {
+        today
+            .entry(symbol)
+            .or_default()
+            .extend(bars.iter().map(OhlcBar::from_rest));
+    })
+    .await?;
+    Ok(Warmup {
+        history,
+        today: today.into_iter().collect(),
+    })
 }
 
 /// Under the daemon's supervision: it keeps its state across a restart (it holds no
@@ -530,27 +584,7 @@ impl Handler<AddSymbols> for MarketDataFeed {
             .map(move |result, act, _| {
                 let mut n = 0;
                 if let Some(warm) = result? {
-                    for (symbol, interval, bars) in warm.history {
-                        let bars: Vec<OhlcBar> = bars.iter().map(OhlcBar::from_rest).collect();
-                        n += bars.len();
-                        for b in &bars {
-                            act.emit(
-                                vec![Closed {
-                                    symbol: symbol.clone(),
-                                    interval,
-                                    bar: b.clone(),
-                                }],
-                                None,
-                            );
-                        }
-                        act.book.seed_history(&symbol, interval, bars);
-                    }
-                    for (symbol, minutes) in warm.today {
-                        for b in &minutes {
-                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            act.emit(closed, None);
-                        }
-                    }
+                    n = act.apply_warmup(warm);
                 }
                 tracing::info!(symbols = ?new, bars = n, "symbols added to the feed");
                 act.settings.symbols.extend(new);

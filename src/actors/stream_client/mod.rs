@@ -114,7 +114,7 @@ impl StreamClient {
             self.rest.clone(),
         );
         self.commands = Some(tx);
-        actix::spawn(session.run());
+        tokio::spawn(session.run());
     }
 }
 

@@ -145,23 +145,40 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
     let mut symbols = r.symbols.clone();
     symbols.sort();
     symbols.dedup();
+    // The bars in (symbol, time) order from the token on, and one more than the page holds
+    // (it names the next page): symbols before the token's and after the page are not built.
     let mut flat: Vec<(String, Bar)> = Vec::new();
+    let mut found_token = r.token.is_none();
     for sym in &symbols {
+        if flat.len() > r.limit {
+            break;
+        }
+        match &r.token {
+            Some((token, _)) if sym < token => continue,
+            // The token names a symbol not asked for: nothing follows it.
+            Some((token, _)) if sym > token && !found_token => break,
+            _ => {}
+        }
         let mut bars = s.market.bars(sym, r.timeframe, r.start, r.end);
         if r.descending {
             bars.reverse();
         }
+        if let Some((token, t)) = &r.token {
+            if sym == token {
+                // The page starts at the token's bar; a token naming no bar ends the listing.
+                match bars.iter().position(|b| b.t == *t) {
+                    Some(at) => {
+                        bars.drain(..at);
+                        found_token = true;
+                    }
+                    None => break,
+                }
+            }
+        }
         flat.extend(bars.into_iter().map(|b| (sym.clone(), b)));
     }
-    let from = match &r.token {
-        Some((sym, t)) => flat
-            .iter()
-            .position(|(s, b)| s == sym && b.t == *t)
-            .unwrap_or(flat.len()),
-        None => 0,
-    };
     let mut page: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
-    let rest = &flat[from.min(flat.len())..];
+    let rest = &flat[..];
     for (sym, bar) in rest.iter().take(r.limit) {
         page.entry(sym.clone()).or_default().push(bar.clone());
     }
