@@ -30,7 +30,7 @@ fn trades(n: usize) -> Vec<DataMessage> {
                 price: Decimal::new(19_000 + (i as i64 * 7) % 500, 2),
                 size: Decimal::from(1 + (i as i64 * 13) % 500),
                 timestamp: t0 + Duration::nanoseconds(i as i64 * 1_234_567),
-                conditions: vec!["@".into()],
+                conditions: ["@"].into_iter().collect(),
                 tape: Code::new("C"),
             })
         })
@@ -51,7 +51,7 @@ fn quotes(n: usize) -> Vec<DataMessage> {
                 ask_price: bid + Decimal::new(2, 2),
                 ask_size: Decimal::from(200),
                 timestamp: t0 + Duration::nanoseconds(i as i64 * 987_654),
-                conditions: vec!["R".into()],
+                conditions: ["R"].into_iter().collect(),
                 tape: Code::new("C"),
             })
         })

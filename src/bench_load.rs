@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub latency_seconds: f64,
     pub latency_rate: u32,
     pub mark_every_ms: u32,
+    /// The journal's `state.sync`: `full` (the default) or `normal`.
+    pub journal_sync: String,
     pub work_dir: PathBuf,
 }
 
@@ -92,7 +94,10 @@ subscribe_bars = true
 socket = "{socket}"
 [log]
 level = "warn"
+[state]
+sync = "{sync}"
 "#,
+        sync = o.journal_sync,
         list = list.join(", "),
         codec = codec_name(o.codec),
         socket = socket.display(),
@@ -470,5 +475,6 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "ingest_vs_decode": round(if baseline > 0.0 { ingest / baseline } else { 0.0 }),
         "batch": o.batch,
         "latency_feed_msgs_per_s": o.latency_rate,
+        "journal_sync": o.journal_sync,
     }))
 }

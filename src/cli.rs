@@ -122,6 +122,9 @@ pub struct BenchLoadArgs {
     /// A marked trade (a probe order) every this many milliseconds.
     #[arg(long, default_value_t = 10)]
     pub mark_every_ms: u32,
+    /// The daemon's journal durability (`state.sync`): full (the default) or normal.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    pub journal_sync: String,
     /// Where the configs, journals and daemon logs go (default: a new temp directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,

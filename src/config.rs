@@ -205,6 +205,9 @@ impl Default for LogSection {
 pub struct StateSection {
     /// Where the journal lives; see [`resolve_state_dir`] for what wins when several are set.
     pub dir: String,
+    /// `full`: a record is on the disk before the call returns (survives a power loss);
+    /// `normal`: handed to the OS (survives a crash of the process, not of the machine).
+    pub sync: crate::journal::Durability,
 }
 
 /// The strategy, its sizing and the protection attached to entries.

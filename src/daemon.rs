@@ -336,7 +336,7 @@ pub async fn start(
     } else {
         state_dir.to_path_buf()
     };
-    let journal = journal::start(&state_dir)?;
+    let journal = journal::start(&state_dir, config.state.sync)?;
     // The Supervisor's address first: the monitor reports crossings to it.
     let supervisor_ctx = Context::<Supervisor>::new();
     let health = ConnectionHealthMonitor::new(

@@ -383,6 +383,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
                 latency_seconds: args.latency_seconds,
                 latency_rate: args.latency_rate,
                 mark_every_ms: args.mark_every_ms,
+                journal_sync: args.journal_sync.clone(),
                 work_dir: work_dir.clone(),
             };
             match runtime.block_on(traderd::bench_load::run(opts)) {

@@ -208,7 +208,7 @@ fn a_removed_record_breaks_the_chain_at_its_place() {
 #[actix_rt::test]
 async fn the_actor_journals_on_its_own_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = start(dir.path()).unwrap();
+    let journal = start(dir.path(), traderd::journal::Durability::Full).unwrap();
     journal
         .addr
         .send(RecordIntent(intent(7)))

@@ -12,7 +12,8 @@ pub mod store;
 
 pub use audit::{AuditRecord, Broken};
 pub use store::{
-    FillRecord, JournalError, ModeTransition, OrderIntent, OrderState, Store, StoredIntent,
+    Durability, FillRecord, JournalError, ModeTransition, OrderIntent, OrderState, Store,
+    StoredIntent,
 };
 
 use actix::prelude::*;
@@ -54,8 +55,9 @@ impl JournalHandle {
 }
 
 /// Opens the journal in `dir` and starts its actor on a thread of its own.
-pub fn start(dir: &Path) -> Result<JournalHandle, JournalError> {
-    let store = Store::open(dir)?;
+pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, JournalError> {
+    let mut store = Store::open(dir)?;
+    store.set_durability(durability)?;
     let arbiter = Arbiter::new();
     let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal { store });
     Ok(JournalHandle { addr, arbiter })

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Flood trade ids are `FLOOD_ID_BASE + n`, n counting from 1 per connection.
 pub const FLOOD_ID_BASE: u64 = 1_000_000_000_000;
-/// The trade condition of a marked trade.
-pub const MARK: &str = "probe";
+/// The trade condition of a marked trade (no tape has it: theirs are one character).
+pub const MARK: &str = "MARK";
 /// Written in place of every id at generation (13 digits, like every patched id).
 const ID_PLACEHOLDER: u64 = 9_999_999_999_999;
 /// Written in place of every timestamp at generation: 2001-02-03T04:05:06.123456789Z.
@@ -215,7 +215,7 @@ impl Flood {
                             ask_price: price + half,
                             ask_size: Decimal::from(rng.random_range(1..40) * 100),
                             timestamp: placeholder_time(),
-                            conditions: vec!["R".into()],
+                            conditions: ["R"].into_iter().collect(),
                             tape: Code::new("C"),
                         })
                     }
@@ -342,9 +342,9 @@ fn trade(symbol: &str, price: Decimal, size: i64, marked: bool) -> StreamTrade {
         size: Decimal::from(size),
         timestamp: placeholder_time(),
         conditions: if marked {
-            vec!["@".into(), MARK.into()]
+            ["@", MARK].into_iter().collect()
         } else {
-            vec!["@".into()]
+            ["@"].into_iter().collect()
         },
         tape: Code::new("C"),
     }
@@ -479,7 +479,7 @@ mod tests {
                             DataMessage::Trade(t) => {
                                 ids.push(t.id);
                                 kinds.trades += 1;
-                                if t.conditions.iter().any(|c| c == MARK) {
+                                if t.conditions.contains(MARK) {
                                     marks_seen += 1;
                                 }
                                 t.timestamp

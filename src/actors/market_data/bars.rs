@@ -210,7 +210,7 @@ pub struct BarBook {
     intervals: Vec<Interval>,
     symbols: BTreeMap<String, SymbolBars>,
     watermark: Option<DateTime<Utc>>,
-    history: HashMap<(String, Interval), VecDeque<OhlcBar>>,
+    history: foldhash::HashMap<(String, Interval), VecDeque<OhlcBar>>,
     history_len: usize,
     /// The earliest end of any open bar: the watermark closes nothing before it.
     next_due: Option<DateTime<Utc>>,
@@ -227,7 +227,7 @@ impl BarBook {
             intervals,
             symbols: BTreeMap::new(),
             watermark: None,
-            history: HashMap::new(),
+            history: foldhash::HashMap::default(),
             history_len: history_len.max(1),
             next_due: None,
             late_trades: 0,
@@ -370,13 +370,23 @@ impl BarBook {
         if interval == Interval::D1 || interval == Interval::M1 {
             s.open.remove(&interval);
         }
+        self.keep(symbol, interval, bars);
+    }
+
+    /// Adds closed bars to a symbol's history, which keeps the last `history_len` in a ring
+    /// allocated once at that size (a deque that grew on a push would double its memory:
+    /// tens of MB with 1,000 symbols).
+    fn keep(&mut self, symbol: &str, interval: Interval, bars: impl IntoIterator<Item = OhlcBar>) {
+        let len = self.history_len;
         let h = self
             .history
             .entry((symbol.to_string(), interval))
-            .or_default();
-        h.extend(bars);
-        while h.len() > self.history_len {
-            h.pop_front();
+            .or_insert_with(|| VecDeque::with_capacity(len));
+        for b in bars {
+            if h.len() >= len {
+                h.pop_front();
+            }
+            h.push_back(b);
         }
     }
 
@@ -450,14 +460,7 @@ impl BarBook {
         }
         out.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
         for c in &out {
-            let h = self
-                .history
-                .entry((c.symbol.clone(), c.interval))
-                .or_default();
-            h.push_back(c.bar.clone());
-            while h.len() > self.history_len {
-                h.pop_front();
-            }
+            self.keep(&c.symbol, c.interval, [c.bar.clone()]);
         }
         out
     }

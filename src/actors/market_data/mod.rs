@@ -26,7 +26,7 @@ use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
 use crate::messages::{BarClosed, MarketBatch, TradeTicks};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// How the feed aggregates.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ pub struct FeedStats {
 pub struct MarketDataFeed {
     settings: FeedSettings,
     book: BarBook,
-    latest: HashMap<String, Latest>,
+    latest: foldhash::HashMap<String, Latest>,
     subscribers: Vec<Recipient<BarClosed>>,
     tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<AlpacaClient>,
@@ -132,7 +132,7 @@ impl MarketDataFeed {
         MarketDataFeed {
             book: BarBook::new(&settings.intervals, settings.warmup_bars),
             settings,
-            latest: HashMap::new(),
+            latest: foldhash::HashMap::default(),
             subscribers: Vec::new(),
             tick_subscribers: Vec::new(),
             rest,
@@ -185,10 +185,7 @@ impl MarketDataFeed {
                 DataMessage::Trade(t) => {
                     self.stats.trades += 1;
                     for ((_, condition), out) in self.tick_subscribers.iter().zip(&mut ticks) {
-                        if condition
-                            .as_ref()
-                            .is_none_or(|c| t.conditions.iter().any(|x| x == c))
-                        {
+                        if condition.as_ref().is_none_or(|c| t.conditions.contains(c)) {
                             out.push(t.clone());
                         }
                     }
@@ -306,26 +303,62 @@ impl MarketDataFeed {
 
     /// Seeds the book with fetched history (sent on to the subscribers, flagged historical)
     /// and today's minutes; returns the number of history bars.
-    fn apply_warmup(&mut self, warm: Warmup) -> usize {
+    /// and today's minutes; returns the number of history bars. `then_live`: go live when done.
+    ///
+    /// One symbol at a time: its bars go to the subscribers and the feed waits until they took
+    /// the last one before the next symbol (200,000 bars queued at once would cost tens of MB);
+    /// meanwhile the feed handles no other message, so live data stays behind the history.
+    fn apply_warmup(&mut self, warm: Warmup, then_live: bool, ctx: &mut Context<Self>) -> usize {
         let n = warm.history.iter().map(|(_, _, b)| b.len()).sum();
-        for (symbol, interval, bars) in warm.history {
-            for b in &bars {
-                let closed = Closed {
-                    symbol: symbol.clone(),
-                    interval,
-                    bar: b.clone(),
-                };
-                self.emit(vec![closed], None);
-            }
-            self.book.seed_history(&symbol, interval, bars);
-        }
-        for (symbol, minutes) in warm.today {
-            for b in minutes {
-                let closed = self.book.on_minute_bar(&symbol, b);
-                self.emit(closed, None);
-            }
-        }
+        self.deliver_history(warm.history.into(), warm.today, then_live, ctx);
         n
+    }
+
+    fn deliver_history(
+        &mut self,
+        mut rest: std::collections::VecDeque<(String, Interval, Vec<OhlcBar>)>,
+        today: Vec<(String, Vec<OhlcBar>)>,
+        then_live: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some((symbol, interval, bars)) = rest.pop_front() else {
+            for (symbol, minutes) in today {
+                for b in minutes {
+                    let closed = self.book.on_minute_bar(&symbol, b);
+                    self.emit(closed, None);
+                }
+            }
+            if then_live {
+                self.go_live(ctx);
+            }
+            return;
+        };
+        self.stats.bars_closed += bars.len() as u64;
+        let mut taken = Vec::new();
+        for (i, bar) in bars.iter().enumerate() {
+            let msg = BarClosed {
+                symbol: symbol.clone(),
+                interval,
+                bar: bar.clone(),
+                historical: true,
+                trace: Default::default(),
+            };
+            for s in &self.subscribers {
+                if i + 1 == bars.len() {
+                    taken.push(s.send(msg.clone()));
+                } else {
+                    s.do_send(msg.clone());
+                }
+            }
+        }
+        ctx.wait(
+            actix::fut::wrap_future(futures_util::future::join_all(taken)).map(
+                move |_, act: &mut Self, ctx| {
+                    act.book.seed_history(&symbol, interval, bars);
+                    act.deliver_history(rest, today, then_live, ctx);
+                },
+            ),
+        );
     }
 
     fn warm_up(&mut self, ctx: &mut Context<Self>) {
@@ -336,15 +369,19 @@ impl MarketDataFeed {
         };
         let settings = self.settings.clone();
         let work = async move { fetch_warmup(&rest, &settings).await };
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
-            match result {
-                Ok(warm) => {
-                    let n = act.apply_warmup(warm);
-                    tracing::info!(bars = n, symbols = act.settings.symbols.len(), "market data warmed up from REST");
-                }
-                Err(e) => tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades"),
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(warm) => {
+                let n = act.apply_warmup(warm, true, ctx);
+                tracing::info!(
+                    bars = n,
+                    symbols = act.settings.symbols.len(),
+                    "market data warmed up from REST"
+                );
             }
-            act.go_live(ctx);
+            Err(e) => {
+                tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades");
+                act.go_live(ctx);
+            }
         }));
     }
 
@@ -581,10 +618,10 @@ impl Handler<AddSymbols> for MarketDataFeed {
                 }
             }
             .into_actor(self)
-            .map(move |result, act, _| {
+            .map(move |result, act, ctx| {
                 let mut n = 0;
                 if let Some(warm) = result? {
-                    n = act.apply_warmup(warm);
+                    n = act.apply_warmup(warm, false, ctx);
                 }
                 tracing::info!(symbols = ?new, bars = n, "symbols added to the feed");
                 act.settings.symbols.extend(new);

@@ -867,7 +867,7 @@ struct Forwarder {
     /// Trades, bars and statuses, in arrival order: never dropped.
     ordered: Vec<DataMessage>,
     /// The latest quote per symbol while the consumer is busy.
-    quotes: HashMap<String, StreamQuote>,
+    quotes: foldhash::HashMap<String, StreamQuote>,
     first_at: Option<Instant>,
     max_pending: usize,
 }
@@ -877,7 +877,7 @@ impl Forwarder {
         Forwarder {
             sink,
             ordered: Vec::new(),
-            quotes: HashMap::new(),
+            quotes: foldhash::HashMap::default(),
             first_at: None,
             max_pending,
         }
@@ -888,11 +888,15 @@ impl Forwarder {
         metrics.messages_received.fetch_add(1, Ordering::Relaxed);
         self.first_at.get_or_insert(arrived);
         match m {
-            DataMessage::Quote(q) => {
-                if self.quotes.insert(q.symbol.clone(), q).is_some() {
+            DataMessage::Quote(q) => match self.quotes.get_mut(&q.symbol) {
+                Some(older) => {
+                    *older = q;
                     metrics.quotes_conflated.fetch_add(1, Ordering::Relaxed);
                 }
-            }
+                None => {
+                    self.quotes.insert(q.symbol.clone(), q);
+                }
+            },
             other => self.ordered.push(other),
         }
     }

@@ -64,6 +64,102 @@ impl<'de> Deserialize<'de> for Code {
     }
 }
 
+/// The condition codes of a trade or quote, held inline: the tapes allow at most four codes of
+/// one character (Alpaca sends them as strings), so decoding one never allocates. A code is
+/// kept to its first four bytes, like exchange codes; codes past the fourth are ignored.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Conditions {
+    codes: [Code; 4],
+    len: u8,
+}
+
+impl Conditions {
+    pub const MAX: usize = 4;
+
+    /// Adds a code; `false` (and nothing changes) when four are held already.
+    pub fn push(&mut self, code: &str) -> bool {
+        match self.codes.get_mut(self.len as usize) {
+            Some(slot) => {
+                *slot = Code::new(code);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.codes[..self.len as usize].iter().map(Code::as_str)
+    }
+
+    /// Whether `code` (compared on its first four bytes) is among them.
+    pub fn contains(&self, code: &str) -> bool {
+        let code = Code::new(code);
+        self.codes[..self.len as usize].contains(&code)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Conditions {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut c = Conditions::default();
+        for s in iter {
+            if !c.push(s.as_ref()) {
+                break;
+            }
+        }
+        c
+    }
+}
+
+impl fmt::Debug for Conditions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Conditions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Conditions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Conditions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of condition codes")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Conditions, A::Error> {
+                let mut c = Conditions::default();
+                while let Some(code) = seq.next_element::<Key>()? {
+                    c.push(code.as_str());
+                }
+                Ok(c)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Conditions, E> {
+                Ok(Conditions::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Conditions, E> {
+                Ok(Conditions::default())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Conditions, D::Error> {
+                d.deserialize_seq(V)
+            }
+        }
+        d.deserialize_option(V)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamTrade {
     pub symbol: String,
@@ -72,7 +168,7 @@ pub struct StreamTrade {
     pub price: Decimal,
     pub size: Decimal,
     pub timestamp: DateTime<Utc>,
-    pub conditions: Vec<String>,
+    pub conditions: Conditions,
     pub tape: Code,
 }
 
@@ -86,7 +182,7 @@ pub struct StreamQuote {
     pub ask_price: Decimal,
     pub ask_size: Decimal,
     pub timestamp: DateTime<Utc>,
-    pub conditions: Vec<String>,
+    pub conditions: Conditions,
     pub tape: Code,
 }
 
@@ -273,7 +369,7 @@ fn trade<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamTrade, A::Error> {
         None,
         None,
         None,
-        Vec::new(),
+        Conditions::default(),
         Code::default(),
     );
     while let Some(key) = map.next_key::<Key>()? {
@@ -284,7 +380,7 @@ fn trade<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamTrade, A::Error> {
             "p" => price = Some(map.next_value::<WireDecimal>()?.0),
             "s" => size = Some(map.next_value::<WireDecimal>()?.0),
             "t" => ts = Some(map.next_value::<Ts>()?.0),
-            "c" => conditions = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default(),
+            "c" => conditions = map.next_value()?,
             "z" => tape = map.next_value()?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -313,7 +409,7 @@ fn quote<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamQuote, A::Error> {
         None,
         Decimal::ZERO,
         None,
-        Vec::new(),
+        Conditions::default(),
         Code::default(),
     );
     while let Some(key) = map.next_key::<Key>()? {
@@ -326,7 +422,7 @@ fn quote<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamQuote, A::Error> {
             "ap" => q.5 = Some(map.next_value::<WireDecimal>()?.0),
             "as" => q.6 = map.next_value::<WireDecimal>()?.0,
             "t" => q.7 = Some(map.next_value::<Ts>()?.0),
-            "c" => q.8 = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default(),
+            "c" => q.8 = map.next_value()?,
             "z" => q.9 = map.next_value()?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -581,7 +677,7 @@ impl DataMessage {
             price: t.p,
             size: t.s,
             timestamp: t.t,
-            conditions: t.c.clone(),
+            conditions: t.c.iter().collect(),
             tape: Code::new(&t.z),
         })
     }
@@ -596,7 +692,7 @@ impl DataMessage {
             ask_price: q.ap,
             ask_size: q.as_,
             timestamp: q.t,
-            conditions: q.c.clone(),
+            conditions: q.c.iter().collect(),
             tape: Code::new(&q.z),
         })
     }
@@ -759,7 +855,7 @@ mod tests {
             ),
             ("AAPL", dec!(126.55), dec!(1), 96921, "D")
         );
-        assert_eq!(t.conditions, vec!["@", "I"]);
+        assert_eq!(t.conditions.iter().collect::<Vec<_>>(), vec!["@", "I"]);
         let DataMessage::Quote(q) = &v[1] else {
             panic!()
         };

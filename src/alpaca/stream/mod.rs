@@ -7,8 +7,8 @@ pub mod time;
 pub mod trading;
 
 pub use data::{
-    BarKind, ChannelLists, ClientAction, Code, DataMessage, StreamBar, StreamQuote, StreamTrade,
-    SubscriptionSet,
+    BarKind, ChannelLists, ClientAction, Code, Conditions, DataMessage, StreamBar, StreamQuote,
+    StreamTrade, SubscriptionSet,
 };
 pub use trading::{TradingAction, TradingMessage};
 
