@@ -38,6 +38,7 @@ pub struct RunOptions {
     pub mark_every_ms: u32,
     /// The journal's `state.sync`: `full` (the default) or `normal`.
     pub journal_sync: String,
+    pub decode_seconds: f64,
     pub work_dir: PathBuf,
 }
 
@@ -441,7 +442,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let dropped = run.dropped().await?;
     let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
     progress("decode baseline");
-    let baseline = decode_baseline(&o, 3.0);
+    let baseline = decode_baseline(&o, o.decode_seconds);
     let _ = run.ctl("shutdown").await;
     let mut daemon = daemon;
     let deadline = Instant::now() + Duration::from_secs(30);

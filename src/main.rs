@@ -384,6 +384,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
                 latency_rate: args.latency_rate,
                 mark_every_ms: args.mark_every_ms,
                 journal_sync: args.journal_sync.clone(),
+                decode_seconds: args.decode_seconds.clamp(0.1, 60.0),
                 work_dir: work_dir.clone(),
             };
             match runtime.block_on(traderd::bench_load::run(opts)) {
