@@ -226,7 +226,50 @@ fn actor_hop(c: &mut Criterion) {
     group.finish();
 }
 
+/// One order intent journaled (the write that precedes every order request), with a disk
+/// flush (`state.sync = full`) and without (`normal`), in a temp directory on this disk.
+fn journal_intent(c: &mut Criterion) {
+    use traderd::alpaca::model::OrderSide;
+    use traderd::journal::{Durability, OrderIntent, Store};
+    let mut group = c.benchmark_group("journal");
+    for (name, durability) in [
+        ("intent_full", Durability::Full),
+        ("intent_normal", Durability::Normal),
+    ] {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let Ok(mut store) = Store::open(dir.path()) else {
+            return;
+        };
+        if store.set_durability(durability).is_err() {
+            return;
+        }
+        let mut n = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let intent = OrderIntent {
+                    client_order_id: format!("bench-{n}"),
+                    symbol: "AAPL".into(),
+                    side: OrderSide::Buy,
+                    qty: Decimal::from(10),
+                    request: serde_json::json!({"symbol": "AAPL", "qty": "10", "side": "buy", "type": "market"}),
+                    correlation_id: format!("AAPL-t{n}"),
+                    created_at: Utc::now(),
+                };
+                black_box(store.record_intent(&intent).is_ok())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
-    benches, decode, aggregate, indicators, risk_check, actor_hop
+    benches,
+    decode,
+    aggregate,
+    indicators,
+    risk_check,
+    actor_hop,
+    journal_intent
 );
 criterion_main!(benches);
