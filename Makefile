@@ -84,8 +84,8 @@ bench:
 # stdout, progress on stderr. BENCH_LOAD_ARGS adds options (traderd bench-load --help).
 BENCH_LOAD_ARGS ?=
 bench-load:
-	$(CARGO) build --release
-	target/release/traderd bench-load $(BENCH_LOAD_ARGS)
+	@$(CARGO) build --release
+	@target/release/traderd bench-load $(BENCH_LOAD_ARGS)
 
 # make install [DESTDIR=…] [PREFIX=/usr/local]: the binary, both units (pointing at
 # $(PREFIX)/bin/traderd), the docs, and /etc/traderd/traderd.toml unless one is there already.
