@@ -16,6 +16,7 @@
 //! 6. peak resident memory (VmHWM) of the daemon, then a clean shutdown.
 
 use crate::alpaca::stream::{Codec, decode_data_frame};
+use crate::sim::AdminClient;
 use crate::sim::flood::{Channels, Flood, FloodSpec};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -130,8 +131,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 
 struct Run {
     opts: RunOptions,
-    http: reqwest::Client,
-    sim_url: String,
+    sim: AdminClient,
     socket: PathBuf,
     daemon_pid: u32,
 }
@@ -145,34 +145,10 @@ impl Run {
         }
     }
 
-    async fn sim_get(&self, path: &str) -> Result<Value, String> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.sim_url))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        r.json().await.map_err(|e| e.to_string())
-    }
-
     async fn flood(&self, spec: Value) -> Result<(), String> {
         let mut body = spec;
         body["kind"] = json!("flood");
-        let r = self
-            .http
-            .post(format!("{}/_sim/faults", self.sim_url))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if r.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the simulator refused the flood: {}",
-                r.text().await.unwrap_or_default()
-            ))
-        }
+        self.sim.post_fault(&body).await
     }
 
     /// Waits until `f` returns `Some`, polling every 100 ms, for at most `within`.
@@ -210,7 +186,7 @@ impl Run {
             "the daemon to drain the flood",
             Duration::from_secs(60),
             || async {
-                let s = self.sim_get("/_sim/stats").await.ok()?;
+                let s = self.sim.get("/_sim/stats").await.ok()?;
                 let n = |k: &str| s["streams"][k].as_u64().unwrap_or(0);
                 let sent = n("data_trades") + n("data_quotes") + n("data_bars");
                 let got = self.ingested().await.ok()?;
@@ -271,7 +247,7 @@ impl Run {
     }
 
     async fn dropped(&self) -> Result<Value, String> {
-        let sent = self.sim_get("/_sim/stats").await?;
+        let sent = self.sim.get("/_sim/stats").await?;
         let s = self.ctl("stats").await?;
         let n = |v: &Value| v.as_u64().unwrap_or(0) as i64;
         let d = |sent_key: &str, got_key: &str| {
@@ -368,7 +344,6 @@ fn start_sim(exe: &Path, o: &RunOptions) -> Result<(Proc, String), String> {
 
 /// One run; its JSON line.
 pub async fn run(o: RunOptions) -> Result<Value, String> {
-    crate::alpaca::rest::install_crypto_provider();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = o
         .work_dir
@@ -406,8 +381,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let run = Run {
         daemon_pid: daemon.0.id(),
         opts: o.clone(),
-        http: reqwest::Client::new(),
-        sim_url,
+        sim: AdminClient::new(&sim_url),
         socket,
     };
     let started = Instant::now();

@@ -13,6 +13,7 @@ use crate::actors::risk_manager::SetMode;
 use crate::actors::supervisor::{GetSupervisorStatus, Operator, OperatorCommand, mode_name};
 use crate::config::{CheckContext, Config};
 use crate::risk::TradingMode;
+use crate::sim::AdminClient;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -180,42 +181,9 @@ fn dec(v: &serde_json::Value) -> Decimal {
     }
 }
 
-struct Admin {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Admin {
-    async fn post_fault(&self, fault: &serde_json::Value) -> Result<(), String> {
-        let resp = self
-            .http
-            .post(format!("{}/_sim/faults", self.base))
-            .json(fault)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("{} for {fault}", resp.status()))
-        }
-    }
-
-    async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// (positions not zero, orders not final).
-    async fn exposure(&self) -> Result<(usize, usize), String> {
-        Ok(exposure_of(&self.get("/_sim/state").await?))
-    }
+/// (positions not zero, orders not final) at the simulator.
+async fn exposure(admin: &AdminClient) -> Result<(usize, usize), String> {
+    Ok(exposure_of(&admin.get("/_sim/state").await?))
 }
 
 /// (positions not zero, orders not final) in a simulator's `GET /_sim/state`.
@@ -259,14 +227,13 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
     let daemon = crate::daemon::start(&config, &opts.state_dir, |_| None)
         .await
         .map_err(|e| e.to_string())?;
-    let admin = Admin {
-        http: reqwest::Client::new(),
-        base: daemon
+    let admin = AdminClient::new(
+        daemon
             .sim
             .as_ref()
             .map(|s| s.base_url())
             .ok_or("the soak needs the embedded simulator")?,
-    };
+    );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
     let mut report = SoakReport {
         seed: opts.seed,
@@ -285,7 +252,7 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
         "soak: {} s, seed {}, simulator at {} ({}x); progress every 30 s",
         opts.duration.as_secs(),
         opts.seed,
-        admin.base,
+        admin.base(),
         opts.speed
     );
     loop {
@@ -333,7 +300,7 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
                 mode_name(status.mode)
             );
             if status.mode == TradingMode::Preserved {
-                match admin.exposure().await {
+                match exposure(&admin).await {
                     Ok((0, 0)) => {}
                     Ok((p, o)) => {
                         report.preserved_but_not_flat += 1;

@@ -266,3 +266,55 @@ async fn tick(sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+/// A client of a simulator's admin API (`/_sim/…`), for the soak and the load bench.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl AdminClient {
+    pub fn new(base: impl Into<String>) -> Self {
+        crate::alpaca::rest::install_crypto_provider();
+        AdminClient {
+            http: reqwest::Client::new(),
+            base: base.into(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /_sim/faults`.
+    pub async fn post_fault(&self, fault: &serde_json::Value) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(format!("{}/_sim/faults", self.base))
+            .json(fault)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            let status = resp.status();
+            Err(format!(
+                "{status} for {fault}: {}",
+                resp.text().await.unwrap_or_default()
+            ))
+        }
+    }
+
+    /// A GET of the admin API (`/_sim/state`, `/_sim/stats`), as JSON.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
