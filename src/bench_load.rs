@@ -272,6 +272,7 @@ pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
         quotes_pct: 60,
         bars_pct: 1,
         mark_every_ms: 0,
+        mark_symbols: 10,
         seed: 7,
     };
     let channels = Channels {

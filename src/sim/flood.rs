@@ -45,6 +45,9 @@ fn default_quotes_pct() -> u8 {
 fn default_bars_pct() -> u8 {
     1
 }
+fn default_mark_symbols() -> u32 {
+    10
+}
 
 /// What a flood sends; `msgs_per_s: 0` (and not `max`) stops it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,10 @@ pub struct FloodSpec {
     /// A marked trade every this many milliseconds; 0: none.
     #[serde(default)]
     pub mark_every_ms: u32,
+    /// Marked trades go round the first this many trade symbols (a strategy trades a few
+    /// symbols while it watches all of them).
+    #[serde(default = "default_mark_symbols")]
+    pub mark_symbols: u32,
     /// Seed of the generated prices.
     #[serde(default)]
     pub seed: u64,
@@ -86,6 +93,9 @@ impl FloodSpec {
         }
         if !(1..=4096).contains(&self.frames) {
             return Err("flood frames must be between 1 and 4096".into());
+        }
+        if !(1..=4096).contains(&self.mark_symbols) {
+            return Err("flood mark_symbols must be between 1 and 4096".into());
         }
         if u16::from(self.quotes_pct) + u16::from(self.bars_pct) > 100 {
             return Err("flood quotes_pct + bars_pct must be at most 100".into());
@@ -256,7 +266,7 @@ impl Flood {
             .map(|_| gen_frame(&mut rng, None))
             .collect();
         let marked: Vec<Template> = if spec.mark_every_ms > 0 && !channels.trades.is_empty() {
-            (0..channels.trades.len().min(4096))
+            (0..channels.trades.len().min(spec.mark_symbols as usize))
                 .map(|m| gen_frame(&mut rng, Some(m)))
                 .collect()
         } else {
