@@ -920,6 +920,30 @@ mod tests {
     }
 
     #[test]
+    fn conditions_are_held_inline_up_to_four() {
+        let frame = r#"[{"T":"t","S":"A","p":1,"t":"2021-02-22T15:51:44Z","c":["@","F","T","I","Z"]},
+            {"T":"t","S":"B","p":1,"t":"2021-02-22T15:51:44Z","c":null},
+            {"T":"t","S":"C","p":1,"t":"2021-02-22T15:51:44Z","c":["LONGER"]}]"#;
+        let v: Vec<DataMessage> = serde_json::from_str(frame).unwrap();
+        let codes = |m: &DataMessage| match m {
+            DataMessage::Trade(t) => t.conditions,
+            other => panic!("{other:?}"),
+        };
+        // The tapes allow four; a fifth is ignored, not an error.
+        assert_eq!(
+            codes(&v[0]).iter().collect::<Vec<_>>(),
+            ["@", "F", "T", "I"]
+        );
+        assert!(codes(&v[1]).is_empty());
+        // Kept to four bytes, like exchange codes, and compared the same way.
+        assert!(codes(&v[2]).contains("LONG") && codes(&v[2]).contains("LONGER"));
+        let again: Vec<DataMessage> =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&v).unwrap()).unwrap();
+        assert_eq!(again, v);
+        assert_eq!(format!("{:?}", codes(&v[0])), r#"["@", "F", "T", "I"]"#);
+    }
+
+    #[test]
     fn bad_messages_fail_cleanly() {
         for bad in [
             r#"[{"S":"AAPL","T":"t"}]"#,
