@@ -35,18 +35,24 @@ pub fn decimal_from_wire_f64(value: f64) -> Option<Decimal> {
 }
 
 /// The decimal with the fewest fractional digits (at most 9) that reads back as `value`,
-/// found without text: for each scale s, n = round(value × 10^s) is the only candidate, and
-/// `n / 10^s == value` in f64 is exact arithmetic's verdict (n and 10^s are exact doubles
-/// and IEEE division rounds correctly), so the first s that passes gives the shortest text's
-/// digits. `None` when |n| would leave the range where doubles are exact integers.
+/// found without text. At scale s the candidates are n / 10^s; while ulp(value) × 10^s ≤ ¼
+/// at most one of them reads back as `value`, and round(value × 10^s) finds it despite the
+/// product's rounding (both errors together stay under ½). `n / 10^s == value` in f64 is then
+/// exact arithmetic's verdict (n < 2^50 and 10^s are exact doubles, and IEEE division rounds
+/// correctly), so the first scale that passes gives the shortest text's digits. Past that
+/// bound (large magnitudes, many digits) it answers `None` and the caller uses the text.
 fn short_decimal(value: f64) -> Option<Decimal> {
     const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if value == 0.0 {
+        return Some(Decimal::ZERO);
+    }
+    let magnitude = value.abs();
+    let ulp = f64::from_bits(magnitude.to_bits() + 1) - magnitude;
     for (scale, p) in POW10.iter().enumerate() {
-        let n = (value * p).round();
-        if n.abs() >= EXACT {
+        if ulp * p > 0.25 {
             return None;
         }
+        let n = (value * p).round();
         if n / p == value {
             return Some(Decimal::new(n as i64, scale as u32));
         }
@@ -217,6 +223,7 @@ mod tests {
             any::<f64>(),
             (0i64..100_000_000_000, 0u32..10).prop_map(|(m, s)| m as f64 / 10f64.powi(s as i32)),
             (-1e7..1e7f64),
+            (1e12..1e16f64),
         ]) {
             if let Some(d) = short_decimal(v) {
                 let text = through_text(v).unwrap();
@@ -240,6 +247,11 @@ mod tests {
             assert_eq!(decimal_from_wire_f64(v), Some(d), "{v}");
         }
         assert_eq!(short_decimal(1e-12), None);
+        // Found by proptest: .2 and .3 both read back as this double; the text (and now the
+        // arithmetic, which gives up at this magnitude) says .3.
+        let v = 566638637520297.3;
+        assert_eq!(decimal_from_wire_f64(v), through_text(v));
+        assert_eq!(short_decimal(v), None);
         assert_eq!(short_decimal(1e300), None);
     }
 
