@@ -870,7 +870,15 @@ struct Forwarder {
     quotes: foldhash::HashMap<String, StreamQuote>,
     first_at: Option<Instant>,
     max_pending: usize,
+    /// After the consumer's mailbox was found full: try again once this much is pending or
+    /// at this time, not on every frame (each try takes out and puts back all that is
+    /// pending: retried per frame, an overload made the session's work grow with its backlog).
+    retry_at_len: usize,
+    retry_at: Option<Instant>,
 }
+
+/// How long a full mailbox is left alone before the next try (unless the backlog doubled).
+const RETRY_FULL_AFTER: Duration = Duration::from_millis(1);
 
 impl Forwarder {
     fn new(sink: Option<Recipient<MarketBatch>>, max_pending: usize) -> Self {
@@ -880,7 +888,13 @@ impl Forwarder {
             quotes: foldhash::HashMap::default(),
             first_at: None,
             max_pending,
+            retry_at_len: 0,
+            retry_at: None,
         }
+    }
+
+    fn pending(&self) -> usize {
+        self.ordered.len() + self.quotes.len()
     }
 
     /// Holds one message; `arrived`: when its frame arrived.
@@ -938,16 +952,25 @@ impl Forwarder {
         if self.ordered.is_empty() && self.quotes.is_empty() {
             return;
         }
+        let backing_off = self.retry_at.is_some_and(|at| Instant::now() < at)
+            && self.pending() < self.retry_at_len;
+        if backing_off && self.ordered.len() < self.max_pending {
+            return;
+        }
         let batch = self.take();
         let n = batch.data.len() as u64;
         match sink.try_send(batch) {
             Ok(()) => {
                 metrics.messages_processed.fetch_add(n, Ordering::Relaxed);
+                self.retry_at = None;
             }
             Err(SendError::Full(batch)) => {
                 self.restore(batch);
                 if self.ordered.len() >= self.max_pending {
                     self.flush_all(metrics).await;
+                } else {
+                    self.retry_at_len = self.pending() * 2;
+                    self.retry_at = Some(Instant::now() + RETRY_FULL_AFTER);
                 }
             }
             Err(SendError::Closed(_)) => {
