@@ -45,7 +45,7 @@ impl Default for FeedSettings {
             symbols: Vec::new(),
             intervals: Interval::ALL.to_vec(),
             warmup_bars: 200,
-            mailbox: 256,
+            mailbox: 64,
         }
     }
 }
