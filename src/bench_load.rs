@@ -25,6 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "BENCHKEY";
+/// Seed of the simulator's market and of the flood's prices.
+const SEED: u64 = 7;
 const SECRET: &str = "BENCHSECRET";
 
 /// One run's settings.
@@ -145,8 +147,8 @@ impl Run {
         }
     }
 
-    async fn flood(&self, spec: Value) -> Result<(), String> {
-        let mut body = spec;
+    async fn flood(&self, spec: &FloodSpec) -> Result<(), String> {
+        let mut body = serde_json::to_value(spec).map_err(|e| e.to_string())?;
         body["kind"] = json!("flood");
         self.sim.post_fault(&body).await
     }
@@ -199,14 +201,12 @@ impl Run {
         .await
     }
 
-    fn flood_spec(&self) -> Value {
-        json!({ "batch": self.opts.batch, "seed": 7 })
-    }
-
     async fn ingest(&self) -> Result<(f64, f64), String> {
-        let mut spec = self.flood_spec();
-        spec["max"] = json!(true);
-        self.flood(spec).await?;
+        self.flood(&FloodSpec {
+            max: true,
+            ..flood_spec(&self.opts)
+        })
+        .await?;
         // Let the connection generate its frames and the pipeline fill before measuring.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (m0, c0, t0) = (
@@ -220,7 +220,7 @@ impl Run {
             cpu_seconds(self.daemon_pid).unwrap_or(0.0),
             Instant::now(),
         );
-        self.flood(json!({ "msgs_per_s": 0 })).await?;
+        self.flood(&FloodSpec::default()).await?;
         let messages = (m1 - m0) as f64;
         let rate = messages / (t1 - t0).as_secs_f64();
         let cpu_per_million = if messages > 0.0 {
@@ -233,12 +233,14 @@ impl Run {
     }
 
     async fn latency(&self) -> Result<Value, String> {
-        let mut spec = self.flood_spec();
-        spec["msgs_per_s"] = json!(self.opts.latency_rate);
-        spec["mark_every_ms"] = json!(self.opts.mark_every_ms);
-        self.flood(spec).await?;
+        self.flood(&FloodSpec {
+            msgs_per_s: self.opts.latency_rate,
+            mark_every_ms: self.opts.mark_every_ms,
+            ..flood_spec(&self.opts)
+        })
+        .await?;
         tokio::time::sleep(Duration::from_secs_f64(self.opts.latency_seconds)).await;
-        self.flood(json!({ "msgs_per_s": 0 })).await?;
+        self.flood(&FloodSpec::default()).await?;
         self.drained().await?;
         // Orders still on their way are measured when they leave.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -261,20 +263,23 @@ impl Run {
     }
 }
 
+/// The flood of a run (the simulator's defaults, the run's batch), before its rate is set.
+fn flood_spec(o: &RunOptions) -> FloodSpec {
+    FloodSpec {
+        batch: o.batch,
+        seed: SEED,
+        ..FloodSpec::default()
+    }
+}
+
 /// Decodes the flood's own frames in a tight loop for about `seconds`: messages a second.
 pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
     let list = symbols(o.symbols);
     let spec = FloodSpec {
-        msgs_per_s: 0,
         max: true,
-        batch: o.batch,
-        frames: 256,
-        quotes_pct: 60,
-        bars_pct: 1,
-        mark_every_ms: 0,
-        mark_symbols: 10,
-        seed: 7,
+        ..flood_spec(o)
     };
+    let ring_len = spec.frames as usize;
     let channels = Channels {
         trades: list.clone(),
         quotes: list.clone(),
@@ -285,7 +290,7 @@ pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
     };
     let (frames, _) = flood.due(Instant::now(), chrono::Utc::now());
     let mut ring: Vec<Vec<u8>> = frames.into_iter().map(|f| f.bytes).collect();
-    while ring.len() < 256 {
+    while ring.len() < ring_len {
         let (more, _) = flood.due(Instant::now(), chrono::Utc::now());
         ring.extend(more.into_iter().map(|f| f.bytes));
     }
@@ -302,15 +307,8 @@ pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
 
 fn start_sim(exe: &Path, o: &RunOptions) -> Result<(Proc, String), String> {
     let mut child = Command::new(exe)
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--seed",
-            "7",
-            "--speed",
-            "1",
-        ])
+        .args(["sim", "--listen", "127.0.0.1:0", "--speed", "1"])
+        .args(["--seed", &SEED.to_string()])
         .args([
             "--clock",
             "sim",

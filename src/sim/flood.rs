@@ -83,6 +83,23 @@ pub struct FloodSpec {
     pub seed: u64,
 }
 
+/// What `{}` means on the wire: every field at its default (and so no flood: rate 0).
+impl Default for FloodSpec {
+    fn default() -> Self {
+        FloodSpec {
+            msgs_per_s: 0,
+            max: false,
+            batch: default_batch(),
+            frames: default_frames(),
+            quotes_pct: default_quotes_pct(),
+            bars_pct: default_bars_pct(),
+            mark_every_ms: 0,
+            mark_symbols: default_mark_symbols(),
+            seed: 0,
+        }
+    }
+}
+
 impl FloodSpec {
     pub fn validate(&self) -> Result<(), String> {
         if self.msgs_per_s > 10_000_000 {
