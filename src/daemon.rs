@@ -440,7 +440,7 @@ pub async fn start(
     let trade_stream = actix::Supervisor::start(move |_| trade_client);
 
     let (account_rest, refresh) = (
-        rest.clone(),
+        rest.background(),
         Duration::from_millis(config.account.refresh_interval_ms),
     );
     let account = actix::Supervisor::start(move |_| AccountManager::new(account_rest, refresh));

@@ -29,6 +29,7 @@ use crate::alpaca::model::{
 use crate::alpaca::rest::ListOrders;
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
+    self,
     FillRecord, Journal, JournalError, LoadFills, LoadIntents, NextCounter, OrderIntent,
     OrderState, RecordEvent, RecordFill, RecordIntent, RecordOrderState, StoredIntent,
 };
@@ -38,6 +39,7 @@ use crate::messages::{
 };
 use crate::orders::ClientOrderIds;
 use crate::orders::book::{Effect, OrderBook};
+use crate::orders::positions::{PositionCheck, ReadToken, Verdict};
 use crate::orders::reconcile::{BrokerView, Finding, reconcile};
 use crate::risk::{Approved, Intent, Purpose};
 use crate::stream_client::ConnectionState;
@@ -185,7 +187,8 @@ pub struct OrderManager {
     /// Quantity booked per broker order, in this process (the journal's view may lag by the
     /// writes still queued): what a missing fill from reconciliation is measured against.
     booked: HashMap<String, Decimal>,
-    positions: BTreeMap<String, Decimal>,
+    /// Our positions from the fills booked, and their comparison with the broker's.
+    positions: PositionCheck,
     reconciled: bool,
     reconciling: bool,
     stream_ready: bool,
@@ -207,14 +210,16 @@ pub struct OrderManager {
     loaded: bool,
     /// Set while a position differs from the broker's: the start of the fill window then.
     fills_floor: Option<DateTime<Utc>>,
-    /// Positions the first reconciliation of this process found unexplained (an account that
-    /// held them before the journal began): reported to health only if they change.
-    known_mismatches: HashMap<String, Decimal>,
+    /// Open orders of others already reported (broker ids).
+    foreign_seen: HashSet<String>,
 }
 
 /// Journal writes failing this many times in a row mean the order side cannot keep its
 /// write-ahead promise: it stops (and is restarted) rather than trade on.
 const JOURNAL_FAILURES_TO_STOP: u32 = 3;
+
+/// A position that differs from the broker's is read again this soon, to confirm it.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
 impl OrderManager {
     /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
@@ -257,7 +262,7 @@ impl OrderManager {
             protected: HashSet::new(),
             executions: HashSet::new(),
             booked: HashMap::new(),
-            positions: BTreeMap::new(),
+            positions: PositionCheck::default(),
             reconciled: false,
             reconciling: false,
             stream_ready: false,
@@ -276,7 +281,7 @@ impl OrderManager {
             journal_failures: 0,
             loaded: false,
             fills_floor: None,
-            known_mismatches: HashMap::new(),
+            foreign_seen: HashSet::new(),
         }
     }
 
@@ -302,12 +307,7 @@ impl OrderManager {
             }
         }
         OrdersChanged {
-            positions: self
-                .positions
-                .iter()
-                .filter(|(_, q)| !q.is_zero())
-                .map(|(s, q)| (s.clone(), *q))
-                .collect(),
+            positions: self.positions.non_zero(),
             open_orders: self.book.open_count(),
             pending_qty: self.book.pending_qty(),
             busy_symbols: busy,
@@ -323,32 +323,29 @@ impl OrderManager {
         }
     }
 
-    /// Journals one record without waiting. The journal's mailbox keeps the records in order;
-    /// failures are logged and counted (the journal is on disk: a failure there is an
-    /// operator's problem, reported loudly).
+    /// Journals one record without waiting, in the order written (the record is queued before
+    /// this returns: [`journal::Ordered`]). Failures are logged and counted (the journal is on
+    /// disk: a failure there is an operator's problem, reported loudly).
     fn journal<M, T>(&mut self, msg: M, ctx: &mut Context<Self>)
     where
         M: Message<Result = Result<T, JournalError>> + Send + 'static,
         T: Send + 'static,
-        Journal: Handler<M>,
+        Journal: Handler<journal::Ordered<M>>,
     {
-        let journal = self.journal.clone();
-        ctx.spawn(
-            async move { journal.send(msg).await }
-                .into_actor(self)
-                .map(|r, act, ctx| {
-                    let err = match r {
-                        Ok(Ok(_)) => return act.journal_outcome(false, ctx),
-                        // Only learned bracket legs are journaled through here without a check
-                        // first; one learned again after a restart is already there.
-                        Ok(Err(JournalError::DuplicateIntent(_))) => return,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => format!("the journal is not running: {e}"),
-                    };
-                    tracing::error!(error = %err, "cannot write the journal");
-                    act.journal_outcome(true, ctx);
-                }),
-        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.journal.do_send(journal::Ordered(msg, tx));
+        ctx.spawn(async move { rx.await }.into_actor(self).map(|r, act, ctx| {
+            let err = match r {
+                Ok(Ok(_)) => return act.journal_outcome(false, ctx),
+                // Only learned bracket legs are journaled through here without a check
+                // first; one learned again after a restart is already there.
+                Ok(Err(JournalError::DuplicateIntent(_))) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the journal is not running".to_string(),
+            };
+            tracing::error!(error = %err, "cannot write the journal");
+            act.journal_outcome(true, ctx);
+        }));
     }
 
     fn journal_state(&mut self, state: OrderState, ctx: &mut Context<Self>) {
@@ -387,10 +384,13 @@ impl OrderManager {
         }
         // Not entered: log lines stay as they are; the span is exported when dropped.
         drop(span);
-        *self.positions.entry(fill.symbol.clone()).or_default() += fill.side.sign() * fill.qty;
-        *self.booked.entry(fill.broker_order_id.clone()).or_default() += fill.qty;
+        let position = self
+            .positions
+            .book(&fill.symbol, fill.side.sign() * fill.qty);
+        let booked = self.booked.entry(fill.broker_order_id.clone()).or_default();
+        *booked = booked.saturating_add(fill.qty);
         self.stats.fills += 1;
-        tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %self.positions.get(&fill.symbol).copied().unwrap_or_default(), "fill");
+        tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %position, "fill");
         self.journal(RecordFill(fill), ctx);
         if let Some(a) = &self.account {
             a.do_send(RefreshAccount);
@@ -618,7 +618,7 @@ impl OrderManager {
                     .map(move |left, act, ctx| match left {
                         Ok(left) if left <= Decimal::ZERO => {
                             tracing::info!(client_order_id = %record.client_order_id, symbol = %record.symbol, "nothing left to close after canceling the protective orders");
-                            act.finish_unsent(&record.client_order_id, OrderStatus::Canceled, "nothing left to close", ctx);
+                            act.drop_unjournaled(&record.client_order_id, "nothing left to close", ctx);
                         }
                         Ok(left) => {
                             let mut record = record;
@@ -632,7 +632,7 @@ impl OrderManager {
                         }
                         Err(e) => {
                             tracing::warn!(client_order_id = %record.client_order_id, error = %e, "exit not sent");
-                            act.finish_unsent(&record.client_order_id, OrderStatus::Canceled, &e, ctx);
+                            act.drop_unjournaled(&record.client_order_id, &e, ctx);
                         }
                     }),
             );
@@ -661,10 +661,10 @@ impl OrderManager {
         let journal = self.journal.clone();
         let rest = self.rest.clone();
         let work = async move {
-            match journal.send(RecordIntent(record)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(e) => return Err(format!("the journal is not running: {e}")),
+            match journal::write_ordered(&journal, RecordIntent(record)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the journal is not running".to_string()),
             }
             // Tick to order ends here: the intent is journaled and the request goes to the
             // HTTP client.
@@ -726,21 +726,40 @@ impl OrderManager {
         why: &str,
         ctx: &mut Context<Self>,
     ) {
+        self.close_unsent(coid, status, why, true, ctx);
+    }
+
+    /// Closes an intent dropped before it was journaled (an exit with nothing left to close):
+    /// the journal gets the event, not a state for an intent it never had.
+    fn drop_unjournaled(&mut self, coid: &str, why: &str, ctx: &mut Context<Self>) {
+        self.close_unsent(coid, OrderStatus::Canceled, why, false, ctx);
+    }
+
+    fn close_unsent(
+        &mut self,
+        coid: &str,
+        status: OrderStatus,
+        why: &str,
+        journaled: bool,
+        ctx: &mut Context<Self>,
+    ) {
         self.in_flight.remove(coid);
         self.submit_spans.remove(coid);
         self.traces.remove(coid);
         self.book.close_unsent(coid, status);
-        self.journal_state(
-            OrderState {
-                client_order_id: coid.to_string(),
-                broker_order_id: None,
-                status,
-                filled_qty: Decimal::ZERO,
-                filled_avg_price: None,
-                at: Utc::now(),
-            },
-            ctx,
-        );
+        if journaled {
+            self.journal_state(
+                OrderState {
+                    client_order_id: coid.to_string(),
+                    broker_order_id: None,
+                    status,
+                    filled_qty: Decimal::ZERO,
+                    filled_avg_price: None,
+                    at: Utc::now(),
+                },
+                ctx,
+            );
+        }
         self.journal_event(
             "order_not_sent",
             serde_json::json!({ "client_order_id": coid, "reason": why }),
@@ -821,11 +840,14 @@ impl OrderManager {
         }
         self.reconciling = true;
         let first = !self.reconciled;
-        let rest = self.rest.clone();
+        // Reconciliation waits its turn behind orders and cancels.
+        let rest = self.rest.background();
         let journal = self.journal.clone();
         let in_flight = self.in_flight.clone();
         let need_run = self.ids.is_none();
         let floor = self.fills_floor;
+        // Before anything is read: fills booked after this make a comparison inconclusive.
+        let token = self.positions.begin_read();
         let work = async move {
             let run = if need_run {
                 Some(
@@ -849,7 +871,7 @@ impl OrderManager {
                         act.ids = Some(ClientOrderIds::new(run));
                         act.stats.run = run;
                     }
-                    act.apply_reconciliation(gathered, first, ctx);
+                    act.apply_reconciliation(gathered, token, first, ctx);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciliation with the broker failed; retrying");
@@ -861,7 +883,13 @@ impl OrderManager {
         }));
     }
 
-    fn apply_reconciliation(&mut self, mut g: Gathered, first: bool, ctx: &mut Context<Self>) {
+    fn apply_reconciliation(
+        &mut self,
+        mut g: Gathered,
+        token: ReadToken,
+        first: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Utc::now();
         // The journal read may predate answers this process has had since: the book knows
         // those orders by broker id, and their fills are not foreign.
@@ -876,12 +904,15 @@ impl OrderManager {
         if first && !self.loaded {
             self.loaded = true;
             self.executions = g.fills.iter().map(|f| f.execution_id.clone()).collect();
-            self.positions.clear();
             self.booked.clear();
+            let mut positions: BTreeMap<String, Decimal> = BTreeMap::new();
             for f in &g.fills {
-                *self.positions.entry(f.symbol.clone()).or_default() += f.side.sign() * f.qty;
-                *self.booked.entry(f.broker_order_id.clone()).or_default() += f.qty;
+                let p = positions.entry(f.symbol.clone()).or_default();
+                *p = p.saturating_add(f.side.sign() * f.qty);
+                let b = self.booked.entry(f.broker_order_id.clone()).or_default();
+                *b = b.saturating_add(f.qty);
             }
+            self.positions.load(positions);
             for i in &g.intents {
                 if i.intent.request.get("leg_of").is_some() {
                     self.legs.insert(i.intent.client_order_id.clone());
@@ -911,6 +942,7 @@ impl OrderManager {
             }
         };
         let findings = reconcile(&g.intents, &g.fills, &g.view);
+        let mut open_foreign: HashSet<String> = HashSet::new();
         let since = g.since;
         let mut differs = false;
         let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
@@ -964,6 +996,27 @@ impl OrderManager {
                         }
                         self.on_broker_order(&order, ctx);
                         continue;
+                    }
+                    // Ours since the journal was read: a leg learned from its parent's answer.
+                    if self.book.get(&order.client_order_id).is_some()
+                        || self.legs.contains(&order.client_order_id)
+                    {
+                        self.on_broker_order(&order, ctx);
+                        continue;
+                    }
+                    // A leg of a parent of ours whose answer has not come yet: its legs are
+                    // learned from that answer, so it is not called foreign now.
+                    let parent_unanswered = self.book.open().any(|t| {
+                        t.symbol == order.symbol
+                            && (t.broker_order_id.is_none()
+                                || self.in_flight.contains(&t.client_order_id))
+                    });
+                    if parent_unanswered {
+                        continue;
+                    }
+                    open_foreign.insert(order.id.to_string());
+                    if self.foreign_seen.contains(&order.id.to_string()) {
+                        continue; // reported when first seen
                     }
                     *summary.entry("foreign_orders").or_default() += 1;
                     self.stats.foreign_orders += 1;
@@ -1020,55 +1073,75 @@ impl OrderManager {
                         ctx,
                     );
                 }
-                Finding::PositionMismatch {
-                    symbol,
-                    journaled: _,
-                    broker,
-                } => {
-                    // The journal read may lag this process by writes still queued: what this
-                    // process has booked (missing fills included, above) is the real comparison.
-                    let journaled = self.positions.get(&symbol).copied().unwrap_or_default();
-                    if journaled == broker {
-                        continue;
-                    }
-                    // An order of ours on the symbol whose outcome is not known yet (in
-                    // flight, or open in the book) explains a difference for now: the next
-                    // reconciliation looks again.
-                    let unsettled = self.book.open().any(|t| t.symbol == symbol)
-                        || self
-                            .in_flight
-                            .iter()
-                            .any(|c| self.book.get(c).is_some_and(|t| t.symbol == symbol));
-                    if unsettled {
-                        differs = true;
-                        tracing::info!(symbol = %symbol, journaled = %journaled, broker = %broker, "position differs while an order is unsettled; checked again at the next reconciliation");
-                        continue;
-                    }
-                    *summary.entry("position_mismatches").or_default() += 1;
-                    self.stats.position_mismatches += 1;
+                // Compared below with what this process has booked (the journal read may lag
+                // it by writes still queued), and with the read's own timing.
+                Finding::PositionMismatch { .. } => {}
+            }
+        }
+        let mut broker: BTreeMap<String, Decimal> = BTreeMap::new();
+        for p in &g.view.positions {
+            let q = broker.entry(p.symbol.clone()).or_default();
+            *q = q.saturating_add(p.qty);
+        }
+        let (book, in_flight) = (&self.book, &self.in_flight);
+        // An order of ours on the symbol whose outcome is not known yet (open in the book, or
+        // in flight) explains a difference for now.
+        let unsettled = |symbol: &str| {
+            book.open().any(|t| t.symbol == symbol)
+                || in_flight
+                    .iter()
+                    .any(|c| book.get(c).is_some_and(|t| t.symbol == symbol))
+        };
+        let mut confirm = false;
+        for (symbol, verdict) in self.positions.judge(token, &broker, unsettled, first) {
+            differs |= verdict.differs();
+            match verdict {
+                Verdict::Agrees => {}
+                Verdict::Inconclusive | Verdict::Unsettled => {
+                    tracing::debug!(symbol = %symbol, why = ?verdict, "position compared again at the next reconciliation");
+                }
+                Verdict::Suspected { ours, broker } => {
+                    confirm = true;
+                    tracing::info!(symbol = %symbol, journaled = %ours, broker = %broker, "position differs from the broker's; confirming with a fresh read");
+                }
+                Verdict::Known { ours, broker } => {
                     if first {
-                        self.known_mismatches.insert(symbol.clone(), broker);
-                    } else if self.known_mismatches.get(&symbol) != Some(&broker) {
-                        // (Positions held before the journal began do not hold the window open.)
-                        differs = true;
-                        self.health.report(
-                            "orders",
-                            HealthEvent::Mismatch {
-                                detail: format!(
-                                    "{symbol}: the broker holds {broker}, the journal's fills {journaled}"
-                                ),
-                            },
+                        // Positions held before the journal began: reported once, not to health.
+                        *summary.entry("position_mismatches").or_default() += 1;
+                        self.stats.position_mismatches += 1;
+                        tracing::error!(symbol = %symbol, journaled = %ours, broker = %broker, "reconciliation: the broker's position differs from the journal's fills (held before this journal began?)");
+                        self.journal_event(
+                            "position_mismatch",
+                            serde_json::json!({ "symbol": symbol, "journaled": ours, "broker": broker, "known": true }),
+                            ctx,
                         );
                     }
-                    tracing::error!(symbol = %symbol, journaled = %journaled, broker = %broker, "reconciliation: the broker's position differs from the journal's fills");
+                }
+                Verdict::Confirmed { ours, broker } => {
+                    *summary.entry("position_mismatches").or_default() += 1;
+                    self.stats.position_mismatches += 1;
+                    self.health.report(
+                        "orders",
+                        HealthEvent::Mismatch {
+                            detail: format!(
+                                "{symbol}: the broker holds {broker}, the journal's fills {ours}"
+                            ),
+                        },
+                    );
+                    tracing::error!(symbol = %symbol, journaled = %ours, broker = %broker, "reconciliation: the broker's position differs from the journal's fills (confirmed by a second read)");
                     self.journal_event(
                         "position_mismatch",
-                        serde_json::json!({ "symbol": symbol, "journaled": journaled, "broker": broker }),
+                        serde_json::json!({ "symbol": symbol, "journaled": ours, "broker": broker }),
                         ctx,
                     );
                 }
             }
         }
+        if confirm {
+            ctx.run_later(CONFIRM_AFTER, |act, ctx| act.reconcile(ctx));
+        }
+        // Foreign orders are reported once each, while they stay open.
+        self.foreign_seen = open_foreign;
         self.fills_floor = differs.then(|| self.fills_floor.unwrap_or(since));
         self.stats.reconciliations += 1;
         self.reconciled = true;
@@ -1371,12 +1444,29 @@ impl Handler<StreamEvent> for OrderManager {
         if msg.stream != StreamKind::TradeUpdates {
             return;
         }
-        if let StreamEventKind::StateChanged { to, .. } = msg.kind {
-            let up = to == ConnectionState::Streaming;
-            if up != self.stream_up && !up {
-                tracing::warn!(state = ?to, "trade_updates stream down: polling open orders over REST");
+        // State changes come through the stream client's actor, OrderStreamReady straight from
+        // the session: a "subscribing" may arrive after the stream is ready. Only a state that
+        // means the stream went away takes it down.
+        let StreamEventKind::StateChanged { to, .. } = msg.kind else {
+            return;
+        };
+        match to {
+            ConnectionState::Streaming => self.stream_up = true,
+            ConnectionState::Reconnecting | ConnectionState::Failed => {
+                if self.stream_up {
+                    tracing::warn!(state = ?to, "trade_updates stream down: polling open orders over REST");
+                }
+                self.stream_up = false;
             }
-            self.stream_up = up;
+            ConnectionState::Disconnected => {
+                if self.stream_up {
+                    tracing::info!("trade_updates stream stopped");
+                }
+                self.stream_up = false;
+            }
+            ConnectionState::Connecting
+            | ConnectionState::Authenticating
+            | ConnectionState::Subscribing => {}
         }
     }
 }

@@ -157,12 +157,34 @@ pub enum CloseAmount {
     Percentage(Decimal),
 }
 
+/// The share of the request budget background reads may use, in percent.
+pub const BACKGROUND_SHARE_PCT: u32 = 60;
+
+/// A budget of `per_minute` requests that holds in **every** 60-second window, as a broker
+/// counting per window sees it. A plain `Quota::per_minute(n)` allows a burst of `n` on top of
+/// `n` a minute (up to `2n` in one window, and 429s from Alpaca); here the burst is small and
+/// the rate is what is left: burst + rate x 60 s = `per_minute`.
+pub fn window_quota(per_minute: u32) -> Quota {
+    let per_minute = per_minute.max(1);
+    let burst = (per_minute / 20).clamp(1, 10);
+    let rate = (per_minute - burst).max(1);
+    let period = Duration::from_secs(60) / rate;
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
 /// The Alpaca REST client. Cheap to clone; clones share the rate limiter and counters.
 #[derive(Clone)]
 pub struct AlpacaClient {
     http: reqwest::Client,
     settings: Arc<ClientSettings>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// The share of the budget that background reads (account refreshes, reconciliation) may
+    /// take, so orders and cancels always find room: shared by all clones.
+    background_limiter: Arc<DefaultDirectRateLimiter>,
+    /// This clone's requests are background reads: they pass `background_limiter` first.
+    background: bool,
     /// Set when the broker said `X-Ratelimit-Remaining: 0`: no request before this instant.
     blocked_until: Arc<Mutex<Option<Instant>>>,
     stats: Arc<ClientStats>,
@@ -236,16 +258,28 @@ impl AlpacaClient {
                     super::error::error_chain(&e)
                 ))
             })?;
-        let per_minute =
-            NonZeroU32::new(settings.requests_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_minute = settings.requests_per_minute.max(1);
         Ok(AlpacaClient {
             http,
-            limiter: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
+            limiter: Arc::new(RateLimiter::direct(window_quota(per_minute))),
+            background_limiter: Arc::new(RateLimiter::direct(window_quota(
+                (per_minute * BACKGROUND_SHARE_PCT / 100).max(1),
+            ))),
+            background: false,
             settings: Arc::new(settings),
             blocked_until: Arc::new(Mutex::new(None)),
             stats: Arc::new(ClientStats::default()),
             observer: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// A clone whose requests are background reads: they take at most
+    /// [`BACKGROUND_SHARE_PCT`] % of the budget, leaving the rest to orders and cancels.
+    pub fn background(&self) -> AlpacaClient {
+        AlpacaClient {
+            background: true,
+            ..self.clone()
+        }
     }
 
     /// Sets who is told the outcome of every request attempt (once; later calls are ignored
@@ -289,6 +323,9 @@ impl AlpacaClient {
                 );
                 tokio::time::sleep_until(until.into()).await;
             }
+        }
+        if self.background {
+            self.background_limiter.until_ready().await;
         }
         self.limiter.until_ready().await;
     }
@@ -871,6 +908,30 @@ fn decode_or_empty<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_holds_in_every_sixty_second_window() {
+        use governor::clock::FakeRelativeClock;
+        for per_minute in [200u32, 60, 10, 1000] {
+            let clock = FakeRelativeClock::default();
+            let limiter = RateLimiter::direct_with_clock(window_quota(per_minute), clock.clone());
+            // A client that asks every 10 ms for five minutes: when was it let through?
+            let mut passed: Vec<u64> = Vec::new();
+            for ms in (0..300_000u64).step_by(10) {
+                if limiter.check().is_ok() {
+                    passed.push(ms);
+                }
+                clock.advance(Duration::from_millis(10));
+            }
+            let most = passed
+                .iter()
+                .map(|start| passed.iter().filter(|t| **t >= *start && **t < start + 60_000).count())
+                .max()
+                .unwrap_or(0);
+            assert!(most as u32 <= per_minute, "{per_minute}/min: {most} in one window");
+            assert!(most as u32 >= per_minute * 9 / 10, "{per_minute}/min: only {most} used");
+        }
+    }
 
     #[test]
     fn symbols_cannot_escape_the_path() {

@@ -63,6 +63,33 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
     Ok(JournalHandle { addr, arbiter })
 }
 
+/// A record sent in order: [`Addr::send`] may hold a message back while the journal's mailbox
+/// is full and let a later one from another sender pass it, so a leg's state could arrive
+/// before the leg's intent. `Ordered` goes in with `do_send` (queued at once, in the order
+/// written, whatever the mailbox holds) and the answer comes back on a channel.
+pub struct Ordered<M: Message>(pub M, pub tokio::sync::oneshot::Sender<M::Result>);
+
+impl<M> Message for Ordered<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    type Result = ();
+}
+
+/// Writes `msg` in order (see [`Ordered`]) and waits for the answer; `None` when the journal
+/// is not running.
+pub async fn write_ordered<M, T>(journal: &Addr<Journal>, msg: M) -> Option<Result<T, JournalError>>
+where
+    M: Message<Result = Result<T, JournalError>> + Send + 'static,
+    T: Send + 'static,
+    Journal: Handler<Ordered<M>>,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    journal.do_send(Ordered(msg, tx));
+    rx.await.ok()
+}
+
 macro_rules! journal_message {
     ($(#[$doc:meta])* $name:ident $(($($field:ty),*))? => $result:ty, |$store:ident, $msg:ident| $body:expr) => {
         $(#[$doc])*
@@ -78,6 +105,14 @@ macro_rules! journal_message {
             fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
                 let $store = &mut self.store;
                 MessageResult($body)
+            }
+        }
+
+        impl Handler<Ordered<$name>> for Journal {
+            type Result = ();
+            fn handle(&mut self, msg: Ordered<$name>, ctx: &mut Context<Self>) {
+                let MessageResult(r) = <Journal as Handler<$name>>::handle(self, msg.0, ctx);
+                let _ = msg.1.send(r);
             }
         }
     };

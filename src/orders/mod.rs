@@ -1,9 +1,10 @@
 //! The order side's decisions, without I/O: client order ids ([`ClientOrderIds`]), the lifecycle
-//! of our orders from every source ([`book`]), and reconciliation of the journal with the broker
-//! ([`reconcile`]). The OrderManager actor that
-//! uses them arrives with the rest of the trading core.
+//! of our orders from every source ([`book`]), our positions and their comparison with the
+//! broker's ([`positions`]), and reconciliation of the journal with the broker ([`reconcile`]).
+//! The OrderManager actor drives them.
 
 pub mod book;
+pub mod positions;
 pub mod reconcile;
 
 use crate::alpaca::rest::MAX_CLIENT_ORDER_ID_LEN;
