@@ -1106,16 +1106,34 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Alpaca's symbol syntax for US equities: an upper-case letter, then upper-case letters and
+/// digits, with at most two share-class suffixes after a dot (`BRK.B`, `ABR.PR.D`); at most 16
+/// characters. `.`, `..`, `A.`, `.A`, `a`, `A B` are not symbols.
+pub fn is_symbol(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let head_ok = parts.next().is_some_and(|head| {
+        head.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && head
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    });
+    let rest: Vec<&str> = parts.collect();
+    head_ok
+        && s.len() <= 16
+        && rest.len() <= 2
+        && rest.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+}
+
 pub fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, String)) {
     if symbols.is_empty() {
         bad(path, "must list at least one symbol".into());
     }
     for s in symbols {
-        let ok = !s.is_empty()
-            && s.len() <= 16
-            && s.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '.');
-        if !ok {
+        if !is_symbol(s) {
             bad(
                 path,
                 format!("{s:?} is not a symbol: use upper-case tickers such as AAPL or BRK.B"),
@@ -1336,6 +1354,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", &CheckContext::default())
+    }
+
+    #[test]
+    fn symbols_follow_alpacas_syntax() {
+        for good in ["AAPL", "BRK.B", "ABR.PR.D", "SPY", "X", "QQQ3"] {
+            assert!(is_symbol(good), "{good}");
+        }
+        for bad in [
+            "", ".", "..", "...", "A.", ".A", "A..B", "a", "A B", "3M", "AAPL/", "A.B.C.D",
+            "ABCDEFGHIJKLMNOPQ",
+        ] {
+            assert!(!is_symbol(bad), "{bad:?}");
+        }
     }
 
     #[test]

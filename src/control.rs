@@ -30,6 +30,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -214,6 +215,9 @@ pub struct ControlServer {
     listener: Option<UnixListener>,
     own_uid: u32,
     subscribers: Vec<mpsc::UnboundedSender<String>>,
+    /// The config in force. Its one owner: a change holds the lock from reading it to writing
+    /// what it applied, so concurrent changes run one after the other and none is lost.
+    running: Arc<tokio::sync::Mutex<crate::config::Config>>,
 }
 
 impl ControlServer {
@@ -246,11 +250,12 @@ impl ControlServer {
         let own_uid = std::fs::metadata(path).map(|m| m.uid()).map_err(io)?;
         tracing::info!(socket = %path.display(), mode = format!("{mode:o}"), "control socket ready");
         Ok(ControlServer {
-            handles,
             settings,
             listener: Some(listener),
             own_uid,
             subscribers: Vec::new(),
+            running: Arc::new(tokio::sync::Mutex::new(handles.config.clone())),
+            handles,
         })
     }
 
@@ -500,8 +505,11 @@ impl ControlServer {
     /// Subscribes, unsubscribes or reloads; the running config is updated with what was applied.
     fn change(&mut self, change: Change) -> ResponseActFuture<Self, ChangeResult> {
         let h = self.handles.clone();
-        let current = self.handles.config.clone();
+        let running = self.running.clone();
         let work = async move {
+            // Held until what was applied is written back: the next change reads it.
+            let mut in_force = running.lock().await;
+            let current = in_force.clone();
             let (target_symbols, new_config) = match change {
                 Change::Subscribe(add) | Change::Unsubscribe(add) if add.is_empty() => {
                     return Err(("bad_request", "name at least one symbol".to_string()));
@@ -637,12 +645,12 @@ impl ControlServer {
             if let Some(new) = new_config {
                 running.risk = new.risk;
             }
-            Ok((serde_json::Value::Object(report), running))
+            *in_force = running;
+            Ok(serde_json::Value::Object(report))
         };
-        Box::pin(work.into_actor(self).map(|r, act, _| {
-            let (report, applied) = r?;
+        Box::pin(work.into_actor(self).map(|r, _, _| {
+            let report = r?;
             tracing::warn!(report = %report, "trading changed by an operator");
-            act.handles.config = applied;
             Ok(report)
         }))
     }

@@ -242,6 +242,44 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
     })
     .await;
 
+    // Five subscribes at once: each one is applied on what the one before applied, none lost.
+    let five = ["NVDA", "AMD", "TSLA", "META", "AMZN"];
+    let args: Vec<Vec<String>> = five.iter().map(|s| vec![s.to_string()]).collect();
+    let answers =
+        futures_util::future::join_all(args.iter().map(|a| call(&path, "subscribe", a))).await;
+    let mut last_symbols = 0;
+    for (s, r) in five.iter().zip(answers) {
+        let r = r.unwrap();
+        assert!(r.ok, "{s}: {r:?}");
+        let report = r.result.unwrap();
+        assert_eq!(report["added"], serde_json::json!([s]), "{report}");
+        let symbols = report["symbols"].as_array().unwrap();
+        assert!(symbols.iter().any(|x| x == s), "the answer shows what is in force: {report}");
+        last_symbols = last_symbols.max(symbols.len());
+    }
+    assert_eq!(last_symbols, 8, "the last answer holds all eight");
+    wait_for("eight subscriptions", WAIT, || async {
+        (trades().await == 8).then_some(())
+    })
+    .await;
+    let all: Vec<String> = five.iter().map(|s| s.to_string()).collect();
+    let r = call(&path, "unsubscribe", &all).await.unwrap();
+    let report = r.result.unwrap();
+    let mut removed: Vec<String> = serde_json::from_value(report["removed"].clone()).unwrap();
+    removed.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(removed, want, "every symbol subscribed is in force, so it can be removed");
+    wait_for("three once more", WAIT, || async {
+        (trades().await == 3).then_some(())
+    })
+    .await;
+    // Not symbols in Alpaca's syntax.
+    for bad in [".", "...", "A..B", "brk.b"] {
+        let r = call(&path, "subscribe", &[bad.to_string()]).await.unwrap();
+        assert_eq!(r.error.unwrap().code, "bad_request", "{bad}");
+    }
+
     // reload: a broken file changes nothing; a good one applies risk limits and symbols and
     // says what needs a restart.
     std::fs::write(&file, "[risk]\nmax_open_orders = \"ten\"\n").unwrap();
