@@ -768,8 +768,14 @@ impl Config {
                 ),
             );
         }
-        if s.initial_cash_usd <= Decimal::ZERO {
-            bad("sim.initial_cash_usd", "must be above 0".into());
+        if s.initial_cash_usd <= Decimal::ZERO || s.initial_cash_usd > MAX_MONEY {
+            bad(
+                "sim.initial_cash_usd",
+                format!(
+                    "{} is out of range: above 0 and at most {MAX_MONEY}",
+                    s.initial_cash_usd
+                ),
+            );
         }
         check_symbols("sim.symbols", &s.symbols, &mut bad);
         check_symbols("trading.symbols", &self.trading.symbols, &mut bad);
@@ -881,18 +887,29 @@ impl Config {
             );
         }
         let r = &self.risk;
-        for (path, v) in [
-            ("risk.max_qty_per_symbol", r.max_qty_per_symbol),
+        for (path, v, max) in [
+            ("risk.max_qty_per_symbol", r.max_qty_per_symbol, MAX_MONEY),
             (
                 "risk.max_notional_per_symbol_usd",
                 r.max_notional_per_symbol_usd,
+                MAX_MONEY,
             ),
-            ("risk.max_gross_exposure_usd", r.max_gross_exposure_usd),
-            ("risk.price_band_pct", r.price_band_pct),
-            ("risk.daily_loss_limit_usd", r.daily_loss_limit_usd),
+            (
+                "risk.max_gross_exposure_usd",
+                r.max_gross_exposure_usd,
+                MAX_MONEY,
+            ),
+            ("risk.price_band_pct", r.price_band_pct, Decimal::ONE_HUNDRED),
+            (
+                "risk.daily_loss_limit_usd",
+                r.daily_loss_limit_usd,
+                MAX_MONEY,
+            ),
         ] {
             if v <= Decimal::ZERO {
                 bad(path, format!("{v} must be above 0"));
+            } else if v > max {
+                bad(path, format!("{v} is out of range: at most {max}"));
             }
         }
         for (path, v) in [
@@ -1128,6 +1145,11 @@ pub fn is_symbol(s: &str) -> bool {
         })
 }
 
+/// The largest amount (dollars or shares) a config may name: a trillion. Far above any real
+/// account, and small enough that every product the daemon and the simulator form with it
+/// (an amount times a price from the wire, at most 10^14) stays inside `Decimal`'s range.
+pub const MAX_MONEY: Decimal = Decimal::from_parts(0xd4a5_1000, 0xe8, 0, false, 0);
+
 pub fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, String)) {
     if symbols.is_empty() {
         bad(path, "must list at least one symbol".into());
@@ -1354,6 +1376,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", &CheckContext::default())
+    }
+
+    #[test]
+    fn amounts_have_sane_upper_bounds() {
+        let e = parse("[sim]\ninitial_cash_usd = \"40000000000000000000000000000\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sim.initial_cash_usd") && e.contains("out of range"), "{e}");
+        let e = parse("[risk]\nmax_gross_exposure_usd = \"1e20\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("risk.max_gross_exposure_usd"), "{e}");
+        assert!(parse("[sim]\ninitial_cash_usd = \"1000000000000\"\n").is_ok());
     }
 
     #[test]

@@ -407,10 +407,11 @@ fn run_sim(args: cli::SimArgs) -> anyhow::Result<ExitCode> {
     traderd::telemetry::init_stderr("info");
     let initial_cash = traderd::alpaca::num::parse_decimal(&args.cash_usd)
         .ok()
-        .filter(|c| c.is_sign_positive() && !c.is_zero())
+        .filter(|c| c.is_sign_positive() && !c.is_zero() && *c <= traderd::config::MAX_MONEY)
         .ok_or_else(|| {
             anyhow!(
-                "--cash-usd must be a positive amount, got {:?}",
+                "--cash-usd must be a positive amount of at most {}, got {:?}",
+                traderd::config::MAX_MONEY,
                 args.cash_usd
             )
         })?;

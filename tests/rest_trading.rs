@@ -651,3 +651,39 @@ async fn wrong_keys_get_401_and_the_secret_never_appears_in_errors() {
     assert!(!err.is_retryable());
     sim.stop().await;
 }
+
+/// Absurd amounts, as any client might send them: a clear 422 each, the connection and the
+/// simulator unharmed, nothing booked.
+#[tokio::test]
+async fn absurd_amounts_get_a_clear_refusal_and_break_nothing() {
+    let sim = start_sim(|_| {}).await;
+    let http = admin();
+    let url = format!("{}/v2/orders", sim.base_url());
+    let max = "79228162514264337593543950335";
+    let bodies = [
+        serde_json::json!({"symbol":"AAPL","qty":max,"side":"buy","type":"market","time_in_force":"day"}),
+        serde_json::json!({"symbol":"AAPL","qty":"1","side":"sell","type":"trailing_stop","trail_price":max,"time_in_force":"day"}),
+        serde_json::json!({"symbol":"AAPL","notional":max,"side":"buy","type":"market","time_in_force":"day"}),
+        serde_json::json!({"symbol":"AAPL","qty":"1","side":"buy","type":"limit","limit_price":max,"time_in_force":"day"}),
+        serde_json::json!({"symbol":"AAPL","qty":"0.000000000000000000000000001","side":"buy","type":"market","time_in_force":"day"}),
+    ];
+    for body in bodies {
+        let resp = http
+            .post(&url)
+            .header("APCA-API-KEY-ID", "k")
+            .header("APCA-API-SECRET-KEY", "s")
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{body}: the connection broke: {e}"));
+        assert_eq!(resp.status().as_u16(), 422, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains("out of range") || text.contains("decimal places"),
+            "{body}: {text}"
+        );
+    }
+    let c = client(&sim);
+    assert!(c.list_orders(&ListOrders::default()).await.unwrap().is_empty());
+    assert_eq!(c.get_account().await.unwrap().cash, dec!(100000));
+}

@@ -60,6 +60,22 @@ fn short_decimal(value: f64) -> Option<Decimal> {
     None
 }
 
+/// The largest magnitude accepted from the wire: 10^14 (a hundred trillion). Any price,
+/// quantity or amount Alpaca sends is far below it, and the product of two such values
+/// (10^28) stays inside `Decimal`'s range (7.9 x 10^28), so the arithmetic that follows
+/// cannot overflow on one absurd value from a broker, a client or a file.
+pub const MAX_WIRE: Decimal = Decimal::from_parts(0x107a_4000, 0x5af3, 0, false, 0);
+
+fn bounded<E: de::Error>(v: Decimal) -> Result<Option<Decimal>, E> {
+    if v.abs() > MAX_WIRE {
+        return Err(E::custom(format!(
+            "{} is out of range (at most 1e14 in magnitude)",
+            truncate(&v.to_string())
+        )));
+    }
+    Ok(Some(v))
+}
+
 struct DecimalVisitor;
 
 impl<'de> Visitor<'de> for DecimalVisitor {
@@ -72,20 +88,20 @@ impl<'de> Visitor<'de> for DecimalVisitor {
         if v.trim().is_empty() {
             return Ok(None);
         }
-        parse_decimal(v)
-            .map(Some)
-            .map_err(|_| E::custom(format!("invalid decimal {:?}", truncate(v))))
+        let d = parse_decimal(v)
+            .map_err(|_| E::custom(format!("invalid decimal {:?}", truncate(v))))?;
+        bounded(d)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Decimal::from(v)))
+        bounded(Decimal::from(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Decimal::from(v)))
+        bounded(Decimal::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        decimal_from_wire_f64(v)
-            .map(Some)
-            .ok_or_else(|| E::custom("number is not a finite decimal"))
+        let d = decimal_from_wire_f64(v)
+            .ok_or_else(|| E::custom("number is not a finite decimal"))?;
+        bounded(d)
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -232,6 +248,29 @@ mod tests {
             }
             prop_assert_eq!(decimal_from_wire_f64(v), if v.is_finite() { through_text(v) } else { None });
         }
+    }
+
+    #[test]
+    fn absurd_magnitudes_are_refused_with_a_clear_error() {
+        #[derive(Deserialize, Debug)]
+        struct Q {
+            #[serde(with = "flex")]
+            qty: Decimal,
+        }
+        assert_eq!(MAX_WIRE, dec!(100000000000000));
+        for bad in [
+            r#"{"qty":"79228162514264337593543950335"}"#,
+            r#"{"qty":"-100000000000001"}"#,
+            r#"{"qty":1e20}"#,
+            r#"{"qty":18446744073709551615}"#,
+        ] {
+            let e = serde_json::from_str::<Q>(bad).unwrap_err().to_string();
+            assert!(e.contains("out of range"), "{bad}: {e}");
+        }
+        let q: Q = serde_json::from_str(r#"{"qty":"100000000000000"}"#).unwrap();
+        assert_eq!(q.qty, MAX_WIRE);
+        // The product of two values at the bound still fits.
+        assert!(MAX_WIRE.checked_mul(MAX_WIRE).is_some());
     }
 
     #[test]

@@ -149,6 +149,8 @@ pub enum RefusalCode {
     MaxPositions,
     GrossExposure,
     BuyingPower,
+    /// A quantity, price or sum too large to compute with: refused, never overflowed.
+    OutOfRange,
 }
 
 impl RefusalCode {
@@ -169,6 +171,7 @@ impl RefusalCode {
             RefusalCode::MaxPositions => "max_positions",
             RefusalCode::GrossExposure => "gross_exposure",
             RefusalCode::BuyingPower => "buying_power",
+            RefusalCode::OutOfRange => "out_of_range",
         }
     }
 }
@@ -306,8 +309,21 @@ pub fn check(
         ));
     };
     let price = intent.limit_price.unwrap_or(last);
-    let band = last * limits.price_band_pct / Decimal::ONE_HUNDRED;
-    if (price - last).abs() > band {
+    // Every product and sum below is checked: absurd values are refused, never overflowed.
+    let out_of_range = || {
+        refuse(
+            RefusalCode::OutOfRange,
+            format!(
+                "quantity {} or price {price} is too large to check",
+                intent.qty
+            ),
+        )
+    };
+    let band = last
+        .checked_mul(limits.price_band_pct)
+        .map(|b| b / Decimal::ONE_HUNDRED)
+        .ok_or_else(out_of_range)?;
+    if price.checked_sub(last).ok_or_else(out_of_range)?.abs() > band {
         return Err(refuse(
             RefusalCode::PriceBand,
             format!(
@@ -341,7 +357,10 @@ pub fn check(
         ));
     }
     if !reduces {
-        let day_pnl = state.equity - state.start_of_day_equity;
+        let day_pnl = state
+            .equity
+            .checked_sub(state.start_of_day_equity)
+            .ok_or_else(out_of_range)?;
         if day_pnl <= -limits.daily_loss_limit_usd {
             return Err(refuse(
                 RefusalCode::DailyLoss,
@@ -356,7 +375,11 @@ pub fn check(
             .get(&intent.symbol)
             .copied()
             .unwrap_or_default();
-        let after = position + pending + intent.side.sign() * intent.qty;
+        let signed_qty = intent.side.sign() * intent.qty;
+        let after = position
+            .checked_add(pending)
+            .and_then(|p| p.checked_add(signed_qty))
+            .ok_or_else(out_of_range)?;
         // The resulting position is valued at the higher of the order's price and the last
         // trade, so neither the new shares nor the old ones are counted cheap.
         let value_price = price.max(last);
@@ -369,7 +392,10 @@ pub fn check(
                 ),
             ));
         }
-        let notional = after.abs() * value_price;
+        let notional = after
+            .abs()
+            .checked_mul(value_price)
+            .ok_or_else(out_of_range)?;
         if notional > limits.max_notional_per_symbol_usd {
             return Err(refuse(
                 RefusalCode::SymbolNotional,
@@ -388,13 +414,18 @@ pub fn check(
                 format!("{held} positions held (limit {})", limits.max_positions),
             ));
         }
-        let others: Decimal = state
-            .positions
-            .iter()
-            .filter(|(s, _)| **s != intent.symbol)
-            .map(|(s, q)| q.abs() * state.last_trade.get(s).copied().unwrap_or_default())
-            .sum();
-        let gross = others + (position + intent.side.sign() * intent.qty).abs() * value_price;
+        let mut gross = position
+            .checked_add(signed_qty)
+            .and_then(|q| q.abs().checked_mul(value_price))
+            .ok_or_else(out_of_range)?;
+        for (s, q) in state.positions.iter().filter(|(s, _)| **s != intent.symbol) {
+            let p = state.last_trade.get(s).copied().unwrap_or_default();
+            gross = q
+                .abs()
+                .checked_mul(p)
+                .and_then(|v| gross.checked_add(v))
+                .ok_or_else(out_of_range)?;
+        }
         if gross > limits.max_gross_exposure_usd {
             return Err(refuse(
                 RefusalCode::GrossExposure,
@@ -405,7 +436,7 @@ pub fn check(
                 ),
             ));
         }
-        let added = intent.qty * price;
+        let added = intent.qty.checked_mul(price).ok_or_else(out_of_range)?;
         if added > state.buying_power {
             return Err(refuse(
                 RefusalCode::BuyingPower,
@@ -660,6 +691,32 @@ mod tests {
             tweak(&mut s, &mut l);
             let got = check(i, &s, &l, mode, now());
             assert_eq!(got.as_ref().err().map(|r| r.code), want, "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_values_are_refused_not_overflowed() {
+        let mut limits = RiskLimits::default();
+        limits.max_qty_per_symbol = Decimal::MAX;
+        limits.max_notional_per_symbol_usd = Decimal::MAX;
+        limits.max_gross_exposure_usd = Decimal::MAX;
+        let mut st = state();
+        st.buying_power = Decimal::MAX;
+        st.last_trade.insert("AAPL".into(), Decimal::MAX / dec!(2));
+        st.positions.insert("MSFT".into(), Decimal::MAX);
+        for (qty, symbol) in [
+            (Decimal::MAX, "AAPL"),
+            (dec!(79228162514264337593543950335), "MSFT"),
+            (dec!(3), "AAPL"),
+        ] {
+            let r = check(
+                intent(symbol, OrderSide::Buy, qty, None),
+                &st,
+                &limits,
+                TradingMode::Active,
+                now(),
+            );
+            assert_eq!(r.unwrap_err().code, RefusalCode::OutOfRange, "{qty} {symbol}");
         }
     }
 

@@ -97,6 +97,11 @@ impl Engine {
             (Some(q), None) if q <= Decimal::ZERO => {
                 return Err(SimError::validation("qty must be > 0"));
             }
+            (Some(q), None) if q.normalize().scale() > 9 => {
+                return Err(SimError::validation(
+                    "qty must have at most 9 decimal places",
+                ));
+            }
             (None, Some(n)) if n <= Decimal::ZERO => {
                 return Err(SimError::validation("notional must be > 0"));
             }
