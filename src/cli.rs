@@ -80,8 +80,21 @@ pub struct CtlArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SoakProfile {
+    /// Random faults from the simulator; capital preservation must hold.
+    Faults,
+    /// No faults: a busy strategy on ten symbols under the 200/min rate limit; no mode change,
+    /// no mismatch, no ERROR line, positions agree, memory flat.
+    Busy,
+}
+
 #[derive(Debug, Args)]
 pub struct SoakArgs {
+    /// What to run: `faults` (random faults, capital preservation must hold) or `busy`
+    /// (ordinary trading under the rate limit, nothing may go wrong).
+    #[arg(long, value_enum, default_value = "faults")]
+    pub profile: SoakProfile,
     /// How long to run, in minutes.
     #[arg(long, default_value_t = 10.0)]
     pub minutes: f64,

@@ -39,6 +39,20 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest request line accepted.
 pub const MAX_REQUEST: usize = 16 * 1024;
 
+/// Control connections served at once; past it a connection gets a `busy` error line and is
+/// closed, so held connections cannot use up the daemon's file descriptors.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Event lines buffered for one `events` follower; a follower that falls this far behind is
+/// dropped (its connection closed) rather than let memory grow.
+pub const EVENTS_BUFFER: usize = 1024;
+
+/// The longest answer `ctl` reads (a status with thousands of positions fits many times).
+pub const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// How long `ctl` waits to connect, and then for the answer.
+pub const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where the socket is when nothing says otherwise: `$RUNTIME_DIRECTORY/traderd.sock` (systemd),
 /// `$XDG_RUNTIME_DIR/traderd.sock`, else `traderd.sock` in the state directory.
 pub fn default_socket(env: impl Fn(&str) -> Option<String>, state_dir: &Path) -> PathBuf {
@@ -72,11 +86,46 @@ pub fn resolve_group(group: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("no group {group:?} in /etc/group"))
 }
 
+/// A request's id, echoed in the answer exactly as it was sent: a large integer is not
+/// rounded through a float on the way back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(Box<serde_json::value::RawValue>);
+
+impl RequestId {
+    pub fn null() -> Self {
+        RequestId(serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    pub fn number(n: u64) -> Self {
+        serde_json::value::to_raw_value(&n)
+            .map(RequestId)
+            .unwrap_or_else(|_| Self::null())
+    }
+
+    /// The id as JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     pub v: u32,
     #[serde(default)]
-    pub id: serde_json::Value,
+    pub id: RequestId,
     pub cmd: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -91,7 +140,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
-    pub id: serde_json::Value,
+    pub id: RequestId,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
@@ -100,7 +149,7 @@ pub struct Response {
 }
 
 impl Response {
-    fn ok(id: serde_json::Value, result: serde_json::Value) -> Self {
+    fn ok(id: RequestId, result: serde_json::Value) -> Self {
         Response {
             v: PROTOCOL_VERSION,
             id,
@@ -110,7 +159,7 @@ impl Response {
         }
     }
 
-    fn err(id: serde_json::Value, code: &str, message: impl Into<String>) -> Self {
+    fn err(id: RequestId, code: &str, message: impl Into<String>) -> Self {
         Response {
             v: PROTOCOL_VERSION,
             id,
@@ -214,7 +263,7 @@ pub struct ControlServer {
     settings: ControlSettings,
     listener: Option<UnixListener>,
     own_uid: u32,
-    subscribers: Vec<mpsc::UnboundedSender<String>>,
+    subscribers: Vec<mpsc::Sender<String>>,
     /// The config in force. Its one owner: a change holds the lock from reading it to writing
     /// what it applied, so concurrent changes run one after the other and none is lost.
     running: Arc<tokio::sync::Mutex<crate::config::Config>>,
@@ -282,13 +331,30 @@ impl Actor for ControlServer {
         };
         let me = ctx.address();
         actix::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            // Accept failures (out of file descriptors) are logged once a minute, not per try.
+            let mut failures = 0u64;
+            let mut warned_at: Option<std::time::Instant> = None;
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        actix::spawn(serve(stream, me.clone()));
-                    }
+                    Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let me = me.clone();
+                            actix::spawn(async move {
+                                serve(stream, me).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            actix::spawn(refuse_busy(stream));
+                        }
+                    },
                     Err(e) => {
-                        tracing::warn!(error = %e, "control socket: accept failed");
+                        failures += 1;
+                        if warned_at.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                            tracing::warn!(error = %e, failures, "control socket: accept failed; retrying (raise LimitNOFILE if this is EMFILE)");
+                            warned_at = Some(std::time::Instant::now());
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     }
                 }
@@ -311,14 +377,30 @@ struct Incoming {
     uid: Option<u32>,
     request: Request,
     /// For `events`: where the event lines go.
-    events: mpsc::UnboundedSender<String>,
+    events: mpsc::Sender<String>,
+}
+
+/// Past [`MAX_CONNECTIONS`]: one error line, then the connection is closed.
+async fn refuse_busy(mut stream: UnixStream) {
+    let mut line = serde_json::to_string(&Response::err(
+        RequestId::null(),
+        "busy",
+        format!("{MAX_CONNECTIONS} control connections are open already; try again"),
+    ))
+    .unwrap_or_default();
+    line.push('\n');
+    let write = stream.write_all(line.as_bytes());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
 }
 
 async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
     let uid = stream.peer_cred().ok().map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<String>();
+    // Once the connection follows events: where they come from. The server holds the only
+    // sender; when it drops a follower that fell behind, the channel closes and so does the
+    // connection.
+    let mut following: Option<mpsc::Receiver<String>> = None;
     let mut line = Vec::new();
     loop {
         // read_until keeps what it read when the event branch wins: the line goes on.
@@ -326,7 +408,8 @@ async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
         let mut limited = (&mut reader).take(budget);
         let read = tokio::select! {
             r = limited.read_until(b'\n', &mut line) => r,
-            Some(event) = events_rx.recv() => {
+            event = async { following.as_mut()?.recv().await }, if following.is_some() => {
+                let Some(event) = event else { return };
                 if write.write_all(event.as_bytes()).await.is_err() {
                     return;
                 }
@@ -340,7 +423,7 @@ async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
         let (response, close) = if line.len() > MAX_REQUEST {
             (
                 Response::err(
-                    serde_json::Value::Null,
+                    RequestId::null(),
                     "too_large",
                     format!("a request is one line of at most {MAX_REQUEST} bytes"),
                 ),
@@ -350,7 +433,7 @@ async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
             match serde_json::from_slice::<Request>(&line) {
                 Err(e) => (
                     Response::err(
-                        serde_json::Value::Null,
+                        RequestId::null(),
                         "bad_request",
                         format!(
                             "not a request ({e}); send {{\"v\":1,\"id\":1,\"cmd\":\"status\"}}"
@@ -358,17 +441,26 @@ async fn serve(stream: UnixStream, server: Addr<ControlServer>) {
                     ),
                     true,
                 ),
-                Ok(request) => match server
-                    .send(Incoming {
-                        uid,
-                        request,
-                        events: events_tx.clone(),
-                    })
-                    .await
-                {
-                    Ok(r) => (r, false),
-                    Err(_) => return,
-                },
+                Ok(request) => {
+                    let (events, rx) = mpsc::channel::<String>(EVENTS_BUFFER);
+                    let follows = request.cmd == "events";
+                    match server
+                        .send(Incoming {
+                            uid,
+                            request,
+                            events,
+                        })
+                        .await
+                    {
+                        Ok(r) => {
+                            if follows && r.ok {
+                                following = Some(rx);
+                            }
+                            (r, false)
+                        }
+                        Err(_) => return,
+                    }
+                }
             }
         };
         line.clear();
@@ -658,7 +750,7 @@ impl ControlServer {
 
 /// The market-data path's counters and the tick-to-order latency, for `ctl stats` and the load
 /// bench.
-async fn stats(h: &Handles, id: serde_json::Value) -> Response {
+async fn stats(h: &Handles, id: RequestId) -> Response {
     let (market, feed, orders) = tokio::join!(
         h.market_stream.send(GetStreamStatus),
         h.feed.send(GetFeedStats),
@@ -679,7 +771,7 @@ async fn stats(h: &Handles, id: serde_json::Value) -> Response {
     )
 }
 
-async fn status(h: &Handles, id: serde_json::Value) -> Response {
+async fn status(h: &Handles, id: RequestId) -> Response {
     let (sup, orders, account, market, trade) = tokio::join!(
         h.supervisor.send(GetSupervisorStatus),
         h.orders.send(GetOrderStats),
@@ -726,7 +818,19 @@ impl ControlServer {
         }
         let mut line = serde_json::json!({ "v": PROTOCOL_VERSION, "event": event }).to_string();
         line.push('\n');
-        self.subscribers.retain(|s| s.send(line.clone()).is_ok());
+        // A follower whose buffer is full is dropped (its connection closes): a slow reader
+        // costs it its events, never the daemon its memory.
+        self.subscribers.retain(|s| match s.try_send(line.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    buffered = EVENTS_BUFFER,
+                    "control socket: an events follower fell behind; dropped"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
     }
 }
 
@@ -763,32 +867,44 @@ impl Handler<HealthChanged> for ControlServer {
 
 /// The client side: one request, one answer.
 pub async fn call(path: &Path, cmd: &str, args: &[String]) -> Result<Response, String> {
-    let stream = UnixStream::connect(path).await.map_err(|e| {
-        format!(
-            "cannot reach the daemon at {} ({e}): is `traderd run` running, and is this its socket? (--socket PATH)",
-            path.display()
-        )
-    })?;
+    call_within(path, cmd, args, CLIENT_TIMEOUT).await
+}
+
+/// [`call`], waiting at most `timeout` for the connection and then for the answer.
+pub async fn call_within(
+    path: &Path,
+    cmd: &str,
+    args: &[String],
+    timeout: std::time::Duration,
+) -> Result<Response, String> {
+    let stream = connect(path, timeout).await?;
     let (read, mut write) = stream.into_split();
     let request = Request {
         v: PROTOCOL_VERSION,
-        id: serde_json::json!(1),
+        id: RequestId::number(1),
         cmd: cmd.into(),
         args: args.to_vec(),
     };
     let mut out = serde_json::to_string(&request).map_err(|e| e.to_string())?;
     out.push('\n');
-    write
-        .write_all(out.as_bytes())
+    let exchange = async {
+        write
+            .write_all(out.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        read_reply(&mut BufReader::new(read)).await
+    };
+    let line = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|e| e.to_string())?;
-    let mut lines = BufReader::new(read).lines();
-    let line = lines
-        .next_line()
-        .await
-        .map_err(|e| e.to_string())?
+        .map_err(|_| {
+            format!(
+                "the daemon at {} did not answer within {:.1} s: it may be overloaded or stuck (see its log)",
+                path.display(),
+                timeout.as_secs_f64()
+            )
+        })??
         .ok_or("the daemon closed the connection without answering")?;
-    serde_json::from_str(&line).map_err(|_| {
+    serde_json::from_slice(&line).map_err(|_| {
         format!(
             "{} answered something that is not traderd's protocol: is it traderd's socket?",
             path.display()
@@ -796,20 +912,55 @@ pub async fn call(path: &Path, cmd: &str, args: &[String]) -> Result<Response, S
     })
 }
 
+/// Connects within `timeout`.
+async fn connect(path: &Path, timeout: std::time::Duration) -> Result<UnixStream, String> {
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach the daemon at {} ({e}): is `traderd run` running, and is this its socket? (--socket PATH)",
+            path.display()
+        )),
+        Err(_) => Err(format!(
+            "the daemon at {} did not take the connection within {:.1} s",
+            path.display(),
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// One answer line of at most [`MAX_REPLY`] bytes; `None` at the end of the stream.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut line = Vec::new();
+    let n = reader
+        .take(MAX_REPLY as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_REPLY {
+        return Err(format!(
+            "the daemon's answer is longer than {MAX_REPLY} bytes: not read"
+        ));
+    }
+    Ok(Some(line))
+}
+
 /// Follows events: calls `each` with `{"kind":"following"}` once subscribed, then with every
 /// event until the daemon closes.
 pub async fn follow(path: &Path, mut each: impl FnMut(serde_json::Value)) -> Result<(), String> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| format!("cannot reach the daemon at {} ({e})", path.display()))?;
+    let stream = connect(path, CLIENT_TIMEOUT).await?;
     let (read, mut write) = stream.into_split();
     write
         .write_all(b"{\"v\":1,\"id\":1,\"cmd\":\"events\"}\n")
         .await
         .map_err(|e| e.to_string())?;
-    let mut lines = BufReader::new(read).lines();
-    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(read);
+    while let Some(line) = read_reply(&mut reader).await? {
+        let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
         if v.get("ok") == Some(&serde_json::Value::Bool(false)) {
             return Err(v["error"]["message"].as_str().unwrap_or("refused").into());
         }

@@ -317,6 +317,10 @@ fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
         ))
     });
     let opts = traderd::soak::SoakOptions {
+        profile: match args.profile {
+            cli::SoakProfile::Faults => traderd::soak::Profile::Faults,
+            cli::SoakProfile::Busy => traderd::soak::Profile::Busy,
+        },
         duration: Duration::from_secs_f64(args.minutes * 60.0),
         seed: args.seed,
         speed: args.speed,

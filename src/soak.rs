@@ -1,7 +1,13 @@
-//! `traderd soak`: the whole daemon on the embedded simulator for a given time, with random
-//! faults injected through the simulator's admin API, and the figures that say whether capital
-//! preservation held: faults injected, threshold crossings, time from crossing to flat (median
-//! and max), duplicate client order ids, fills lost, panics. See docs/supervision.md.
+//! `traderd soak`: the whole daemon on the embedded simulator for a given time, in one of two
+//! profiles (see docs/supervision.md):
+//!
+//! - `faults` (the default): random faults injected through the simulator's admin API, and the
+//!   figures that say whether capital preservation held: faults injected, threshold crossings,
+//!   time from crossing to flat (median and max), duplicate client order ids, fills lost, panics.
+//! - `busy`: no fault at all, a busy strategy on every listed symbol under Alpaca's 200/min rate
+//!   limit, and invariants checked continuously: no mode change (nothing really happened), the
+//!   broker's positions and the daemon's agree whenever both are settled, no ERROR line, no
+//!   duplicate client order id, no mismatch reported, memory flat after warm-up.
 //!
 //! The faults are drawn from a seeded generator: the same seed gives the same schedule (the
 //! market and the daemon's timing still vary with the machine). After each preservation the
@@ -58,8 +64,44 @@ retry_max_ms = 4000
 verify_timeout_ms = 5000
 "#;
 
+/// A busy strategy on every symbol the simulator lists, under its Alpaca rate limit (200 a
+/// minute), with nothing injected: ordinary trading.
+pub const BUSY_CONFIG: &str = r#"
+[sim]
+listen = "127.0.0.1:0"
+rate_limit_per_minute = 200
+[trading]
+symbols = ["AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "META", "TSLA", "AMD", "SPY", "QQQ"]
+[strategy]
+sizing_usd = "2000"
+[strategy.momentum]
+rsi_entry_min = 0.0
+rsi_entry_max = 100.0
+rsi_exit = 100.0
+[orders]
+reconcile_interval_s = 5
+[account]
+refresh_interval_ms = 1000
+[risk]
+max_orders_per_minute = 1000
+max_positions = 10
+max_open_orders = 40
+daily_loss_limit_usd = "50000"
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Random faults; capital preservation must hold.
+    #[default]
+    Faults,
+    /// No faults, a busy strategy under the rate limit; nothing may go wrong.
+    Busy,
+}
+
 #[derive(Debug, Clone)]
 pub struct SoakOptions {
+    pub profile: Profile,
     pub duration: Duration,
     pub seed: u64,
     pub speed: f64,
@@ -74,6 +116,7 @@ pub struct Percentiles {
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SoakReport {
+    pub profile: Profile,
     pub seconds: u64,
     pub seed: u64,
     pub faults_injected: u64,
@@ -92,17 +135,73 @@ pub struct SoakReport {
     /// Broker orders the journal holds more fills for than the broker made (must be 0).
     pub fills_booked_twice: u64,
     pub panics: u64,
+    /// The busy profile's invariants (absent from a fault soak's report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy: Option<BusyFigures>,
 }
+
+/// What the busy profile checks continuously.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BusyFigures {
+    pub reconciliations: u64,
+    /// Mismatches the daemon reported (confirmed; must be 0).
+    pub mismatches: u64,
+    /// Mode changes, each with its cause (must be none: nothing happened).
+    pub mode_changes: Vec<String>,
+    /// Samples where broker and daemon were both settled and still disagreed, three in a row
+    /// (must be 0).
+    pub positions_disagreed: u64,
+    /// Position comparisons made while both sides were settled.
+    pub positions_compared: u64,
+    pub error_lines: u64,
+    pub first_errors: Vec<String>,
+    /// The broker answered 429 (the client's budget should keep it from happening).
+    pub rate_limited: u64,
+    pub rss_after_warmup_mb: f64,
+    pub rss_end_mb: f64,
+    pub rss_peak_mb: f64,
+}
+
+/// RSS may grow this much after warm-up.
+pub const RSS_GROWTH_LIMIT_MB: f64 = 5.0;
 
 impl SoakReport {
     /// True when every must-be-zero figure is zero.
     pub fn passed(&self) -> bool {
-        self.preserved_but_not_flat == 0
+        let busy_ok = self.busy.as_ref().is_none_or(|b| {
+            b.mismatches == 0
+                && b.mode_changes.is_empty()
+                && b.positions_disagreed == 0
+                && b.error_lines == 0
+                && b.rss_end_mb - b.rss_after_warmup_mb <= RSS_GROWTH_LIMIT_MB
+        });
+        busy_ok
+            && self.preserved_but_not_flat == 0
             && self.duplicate_client_order_ids == 0
             && self.fills_lost == 0
             && self.fills_booked_twice == 0
             && self.panics == 0
     }
+}
+
+/// This process's resident set, in MB (0 where /proc is not there).
+pub fn rss_mb() -> f64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / 1_048_576.0
+}
+
+/// The simulator's positions, signed, without zeros.
+fn positions_of(state: &serde_json::Value) -> BTreeMap<String, Decimal> {
+    state["positions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["symbol"].as_str()?.to_string(), dec(&p["qty"]))))
+        .filter(|(_, q)| !q.is_zero())
+        .collect()
 }
 
 /// One fault: its name, what to post, and what to post later to undo it (after how long).
@@ -218,6 +317,13 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
         PANICS.fetch_add(1, Ordering::SeqCst);
         previous(info);
     }));
+    match opts.profile {
+        Profile::Faults => run_faults(opts).await,
+        Profile::Busy => run_busy(opts).await,
+    }
+}
+
+async fn run_faults(opts: SoakOptions) -> Result<SoakReport, String> {
     let mut config = Config::parse(SOAK_CONFIG, "soak settings", &CheckContext::default())
         .map_err(|e| e.to_string())?;
     config.sim.seed = opts.seed;
@@ -363,6 +469,27 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
         .send(GetHealth)
         .await
         .map_err(|e| e.to_string())?;
+    report.seconds = started.elapsed().as_secs();
+    report.threshold_crossings = status.crossings.max(health.crossings);
+    report.preservations = status.times_to_flat_ms.len();
+    let mut times = status.times_to_flat_ms.clone();
+    times.sort_unstable();
+    report.time_to_flat_ms = Percentiles {
+        median: times.get(times.len() / 2).copied(),
+        max: times.last().copied(),
+    };
+    report.flatten_attempts = status.flatten_attempts;
+    settle_and_count(daemon, &admin, &mut report).await?;
+    Ok(report)
+}
+
+/// Halts the daemon, lets orders in flight settle, stops it, and counts against the broker:
+/// orders sent, duplicate client order ids, fills lost or booked twice, panics.
+async fn settle_and_count(
+    daemon: crate::daemon::Daemon,
+    admin: &AdminClient,
+    report: &mut SoakReport,
+) -> Result<(), String> {
     // Nothing new from here: then let orders in flight settle before reading the broker.
     daemon.risk.do_send(SetMode(TradingMode::Halted));
     let settle_by = Instant::now() + Duration::from_secs(30);
@@ -377,18 +504,11 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
     let state_dir = daemon.state_dir.clone();
     daemon.stop().await;
 
-    report.seconds = started.elapsed().as_secs();
-    report.threshold_crossings = status.crossings.max(health.crossings);
-    report.preservations = status.times_to_flat_ms.len();
-    let mut times = status.times_to_flat_ms.clone();
-    times.sort_unstable();
-    report.time_to_flat_ms = Percentiles {
-        median: times.get(times.len() / 2).copied(),
-        max: times.last().copied(),
-    };
-    report.flatten_attempts = status.flatten_attempts;
     report.orders_sent = sim_stats["order_posts"].as_u64().unwrap_or(0);
     report.duplicate_client_order_ids = sim_stats["client_order_id_reuses"].as_u64().unwrap_or(0);
+    if let Some(b) = report.busy.as_mut() {
+        b.rate_limited = sim_stats["rate_limited"].as_u64().unwrap_or(0);
+    }
     let store = crate::journal::Store::open(&state_dir).map_err(|e| e.to_string())?;
     let fills = store.fills().map_err(|e| e.to_string())?;
     report.fills = fills.len();
@@ -413,11 +533,154 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
         }
     }
     report.panics = PANICS.load(Ordering::SeqCst);
+    Ok(())
+}
+
+async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
+    let mut config = Config::parse(BUSY_CONFIG, "busy soak settings", &CheckContext::default())
+        .map_err(|e| e.to_string())?;
+    config.sim.seed = opts.seed;
+    config.sim.speed = opts.speed;
+    std::fs::create_dir_all(&opts.state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", opts.state_dir.display()))?;
+    let daemon = crate::daemon::start(&config, &opts.state_dir, |_| None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = AdminClient::new(
+        daemon
+            .sim
+            .as_ref()
+            .map(|s| s.base_url())
+            .ok_or("the soak needs the embedded simulator")?,
+    );
+    let mut report = SoakReport {
+        profile: Profile::Busy,
+        seed: opts.seed,
+        ..SoakReport::default()
+    };
+    let mut busy = BusyFigures::default();
+    let started = Instant::now();
+    let deadline = started + opts.duration;
+    // Warm-up: the first tenth of the run, at least 30 s and at most 3 minutes.
+    let warmup = (opts.duration / 10).clamp(Duration::from_secs(30), Duration::from_secs(180));
+    let mut warmed = false;
+    let mut next_progress = started + Duration::from_secs(30);
+    let mut streak = 0u32;
+    eprintln!(
+        "soak (busy): {} s, seed {}, {} symbols, simulator at {} ({}x, {} requests/min); progress every 30 s",
+        opts.duration.as_secs(),
+        opts.seed,
+        config.trading.symbols.len(),
+        admin.base(),
+        opts.speed,
+        config.sim.rate_limit_per_minute
+    );
+    while Instant::now() < deadline {
+        let status = daemon
+            .supervisor
+            .send(GetSupervisorStatus)
+            .await
+            .map_err(|e| format!("the supervisor is not running: {e}"))?;
+        for t in status.history.iter().skip(busy.mode_changes.len()) {
+            let line = format!(
+                "{} s: {} -> {} ({})",
+                started.elapsed().as_secs(),
+                mode_name(t.from),
+                mode_name(t.to),
+                t.cause
+            );
+            eprintln!("soak: MODE CHANGED: {line}");
+            busy.mode_changes.push(line);
+        }
+        // Positions: compared only when both sides are settled (the daemon has nothing open
+        // or in flight, and no fill arrived while we read); a difference counts when it
+        // persists over three such samples.
+        let before = daemon.orders.send(GetOrderStats).await.map_err(|e| e.to_string())?;
+        let broker = positions_of(&admin.get("/_sim/state").await?);
+        let after = daemon.orders.send(GetOrderStats).await.map_err(|e| e.to_string())?;
+        if before.unsettled == 0 && after.unsettled == 0 && before.fills == after.fills {
+            busy.positions_compared += 1;
+            if after.positions != broker {
+                streak += 1;
+                if streak == 3 {
+                    busy.positions_disagreed += 1;
+                    eprintln!(
+                        "soak: POSITIONS DISAGREE: daemon {:?}, broker {broker:?}",
+                        after.positions
+                    );
+                }
+            } else {
+                streak = 0;
+            }
+        }
+        busy.reconciliations = after.reconciliations;
+        busy.mismatches = after.position_mismatches;
+        let rss = rss_mb();
+        busy.rss_peak_mb = busy.rss_peak_mb.max(rss);
+        if !warmed && started.elapsed() >= warmup {
+            warmed = true;
+            busy.rss_after_warmup_mb = rss;
+        }
+        if Instant::now() >= next_progress {
+            next_progress = Instant::now() + Duration::from_secs(30);
+            let (errors, _) = crate::telemetry::errors_logged();
+            eprintln!(
+                "soak: {:>5} s  mode {}  fills {}  reconciliations {}  mismatches {}  errors {}  rss {:.1} MB",
+                started.elapsed().as_secs(),
+                mode_name(status.mode),
+                after.fills,
+                after.reconciliations,
+                after.position_mismatches,
+                errors,
+                rss
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    busy.rss_end_mb = rss_mb();
+    let (errors, first) = crate::telemetry::errors_logged();
+    busy.error_lines = errors;
+    busy.first_errors = first;
+    report.seconds = started.elapsed().as_secs();
+    report.busy = Some(busy);
+    settle_and_count(daemon, &admin, &mut report).await?;
     Ok(report)
 }
 
 /// The human-readable summary.
 pub fn summary(r: &SoakReport) -> String {
+    if let Some(b) = &r.busy {
+        return format!(
+            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
+            r.seconds,
+            r.seed,
+            r.orders_sent,
+            r.fills,
+            b.reconciliations,
+            b.mismatches,
+            b.mode_changes.len(),
+            b.mode_changes
+                .iter()
+                .map(|m| format!("\n    {m}"))
+                .collect::<String>(),
+            b.positions_compared,
+            b.positions_disagreed,
+            b.error_lines,
+            b.first_errors
+                .iter()
+                .map(|e| format!("\n    {e}"))
+                .collect::<String>(),
+            b.rate_limited,
+            b.rss_after_warmup_mb,
+            b.rss_end_mb,
+            b.rss_peak_mb,
+            r.duplicate_client_order_ids,
+            r.fills_lost,
+            r.fills_booked_twice,
+            r.panics,
+            if r.passed() { "PASS" } else { "FAIL" }
+        );
+    }
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(

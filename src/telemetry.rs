@@ -34,7 +34,50 @@ pub fn init_stderr(default_level: &str) {
     let _ = tracing_subscriber::registry()
         .with(filter(default_level))
         .with(stderr_layer())
+        .with(ErrorCounter)
         .try_init();
+}
+
+static ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FIRST_ERRORS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts ERROR events and keeps the first ten as text: the soak's "no ERROR line" check.
+pub struct ErrorCounter;
+
+struct Text(String);
+
+impl Visit for Text {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?} ");
+        } else {
+            let _ = write!(self.0, "{}={value:?} ", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ErrorCounter {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if *event.metadata().level() != Level::ERROR {
+            return;
+        }
+        ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut first) = FIRST_ERRORS.lock() {
+            if first.len() < 10 {
+                let mut text = Text(String::new());
+                event.record(&mut text);
+                first.push(text.0.trim_end().to_string());
+            }
+        }
+    }
+}
+
+/// ERROR events logged since the start of the process (with [`init_stderr`]), and the first
+/// ten of them.
+pub fn errors_logged() -> (u64, Vec<String>) {
+    let first = FIRST_ERRORS.lock().map(|f| f.clone()).unwrap_or_default();
+    (ERRORS.load(std::sync::atomic::Ordering::Relaxed), first)
 }
 
 /// The exporters, kept to flush them at exit.

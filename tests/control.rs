@@ -408,3 +408,114 @@ async fn unsubscribing_a_symbol_that_holds_a_position_is_refused() {
     );
     d.stop().await;
 }
+
+/// Held connections, a follower that never reads, a large request id: the socket stays
+/// bounded and answers.
+#[actix_rt::test]
+async fn the_socket_is_bounded_connections_followers_and_ids() {
+    use traderd::control::{EVENTS_BUFFER, MAX_CONNECTIONS};
+    let dir = tempfile::tempdir().unwrap();
+    let d = traderd::daemon::start(&config(), dir.path(), |_| None)
+        .await
+        .unwrap();
+    let path = d.socket.clone();
+
+    // A large id comes back as it was sent, not rounded through a float.
+    let r = raw(
+        &path,
+        b"{\"v\":1,\"id\":123456789012345678901234567890,\"cmd\":\"health\"}\n",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let stream = UnixStream::connect(&path).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"v\":1,\"id\":123456789012345678901234567890,\"cmd\":\"health\"}\n")
+        .await
+        .unwrap();
+    let line = BufReader::new(read).lines().next_line().await.unwrap().unwrap();
+    assert!(
+        line.contains("\"id\":123456789012345678901234567890,"),
+        "{}",
+        &line[..80.min(line.len())]
+    );
+
+    // Connections held open past the cap: the next one is told so and closed.
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        held.push(UnixStream::connect(&path).await.unwrap());
+    }
+    let busy = wait_for("the cap to be reached", WAIT, || async {
+        let r = call(&path, "status", &[]).await.unwrap();
+        r.error.filter(|e| e.code == "busy")
+    })
+    .await;
+    assert!(busy.message.contains("try again"), "{}", busy.message);
+    drop(held);
+    wait_for("status once the held connections are gone", WAIT, || async {
+        call(&path, "status", &[]).await.unwrap().ok.then_some(())
+    })
+    .await;
+
+    // A follower that never reads: once its buffer is full it is dropped, and its connection
+    // closes; the daemon's memory does not hold its backlog.
+    let stream = UnixStream::connect(&path).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"v\":1,\"id\":1,\"cmd\":\"events\"}\n")
+        .await
+        .unwrap();
+    let mut events = 0usize;
+    for _ in 0..20 * EVENTS_BUFFER {
+        call(&path, "pause", &[]).await.unwrap();
+        call(&path, "resume", &[]).await.unwrap();
+        events += 2;
+        if events > 10 * EVENTS_BUFFER {
+            break;
+        }
+    }
+    let mut lines = BufReader::new(read).lines();
+    let mut read_back = 0usize;
+    let closed = tokio::time::timeout(WAIT, async {
+        while lines.next_line().await.unwrap().is_some() {
+            read_back += 1;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the slow follower's connection was not closed");
+    assert!(read_back < events, "{read_back} of {events} lines: it was dropped");
+    assert!(call(&path, "status", &[]).await.unwrap().ok);
+    d.stop().await;
+}
+
+/// `ctl` gives up on a socket that does not answer, and on an answer too long to be ours.
+#[tokio::test]
+async fn ctl_times_out_and_caps_the_answer() {
+    use traderd::control::{MAX_REPLY, call_within};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mute.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let server = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        // The first connection never gets an answer; the second gets a line too long.
+        let (mute, _) = listener.accept().await.unwrap();
+        kept.push(mute);
+        let (mut loud, _) = listener.accept().await.unwrap();
+        let big = vec![b'x'; MAX_REPLY + 10];
+        let _ = loud.write_all(&big).await;
+        kept.push(loud);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(kept);
+    });
+    let started = std::time::Instant::now();
+    let e = call_within(&path, "status", &[], Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(e.contains("did not answer"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let e = call_within(&path, "status", &[], Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert!(e.contains("longer than"), "{e}");
+    server.abort();
+}
