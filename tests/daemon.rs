@@ -152,6 +152,17 @@ async fn the_daemon_trades_on_its_own_and_its_books_agree_with_the_broker() {
         .unwrap()
         .unwrap();
     assert!(audited.unwrap() > fills.len() as u64);
+    // What the order side keeps per order is forgotten once the order is final and a later
+    // reconciliation has read the journal: bounded by the open orders, not by all orders sent.
+    let kept = wait_for("final orders forgotten", WAIT, || async {
+        let om = daemon.orders.send(GetOrderStats).await.unwrap();
+        (om.tracked_entries <= 6 * om.open_orders + 6).then_some(om)
+    })
+    .await;
+    eprintln!(
+        "{} entries kept for {} open orders after {} orders",
+        kept.tracked_entries, kept.open_orders, intents.len()
+    );
     daemon.stop().await;
 }
 

@@ -30,7 +30,8 @@ use crate::alpaca::rest::ListOrders;
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
     self,
-    FillRecord, Journal, JournalError, LoadFills, LoadIntents, NextCounter, OrderIntent,
+    FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
+    LoadPositions, NextCounter, OrderIntent,
     OrderState, RecordEvent, RecordFill, RecordIntent, RecordOrderState, StoredIntent,
 };
 use crate::messages::{
@@ -157,6 +158,9 @@ pub struct OrderStats {
     pub polls: u64,
     pub lookups: u64,
     pub journal_errors: u64,
+    /// Entries the order side keeps per order (ids, purposes, fills booked): bounded by the
+    /// orders not yet final and reconciled, not by the orders ever sent.
+    pub tracked_entries: usize,
     /// From the arrival of the market data behind a live signal to its order request going
     /// to the HTTP client (after the intent is journaled).
     pub tick_to_order: crate::latency::LatencySummary,
@@ -183,7 +187,15 @@ pub struct OrderManager {
     /// Entries whose trailing stop has been asked for.
     protected: HashSet<String>,
     /// Execution ids booked (from the journal at start, then as booked).
-    executions: HashSet<String>,
+    /// Per broker order: the execution ids booked.
+    executions: HashMap<String, HashSet<String>>,
+    /// Orders final and gone from the book (client order id, broker order id), with the
+    /// reconciliation count when they went: once a reconciliation that began later has read
+    /// the journal (behind their writes), what is kept per order for them is forgotten, so
+    /// memory does not grow with the number of orders.
+    retired: Vec<(u64, Option<String>, Option<String>)>,
+    /// Reconciliations begun.
+    epoch: u64,
     /// Quantity booked per broker order, in this process (the journal's view may lag by the
     /// writes still queued): what a missing fill from reconciliation is measured against.
     booked: HashMap<String, Decimal>,
@@ -260,7 +272,9 @@ impl OrderManager {
             in_flight: HashSet::new(),
             legs: HashSet::new(),
             protected: HashSet::new(),
-            executions: HashSet::new(),
+            executions: HashMap::new(),
+            retired: Vec::new(),
+            epoch: 0,
             booked: HashMap::new(),
             positions: PositionCheck::default(),
             reconciled: false,
@@ -365,7 +379,12 @@ impl OrderManager {
     }
 
     fn book_fill(&mut self, fill: FillRecord, ctx: &mut Context<Self>) {
-        if !self.executions.insert(fill.execution_id.clone()) {
+        if !self
+            .executions
+            .entry(fill.broker_order_id.clone())
+            .or_default()
+            .insert(fill.execution_id.clone())
+        {
             return;
         }
         self.emit(OrderEvent::Fill(fill.clone()));
@@ -774,7 +793,11 @@ impl OrderManager {
         if self.polling || !self.reconciled {
             return;
         }
-        self.book.prune_final();
+        let epoch = self.epoch;
+        for t in self.book.prune_final() {
+            self.retired
+                .push((epoch, Some(t.client_order_id), t.broker_order_id));
+        }
         let now = Utc::now();
         let timeout = chrono::Duration::from_std(self.settings.ack_timeout)
             .unwrap_or(chrono::Duration::seconds(5));
@@ -839,6 +862,8 @@ impl OrderManager {
             return;
         }
         self.reconciling = true;
+        self.epoch += 1;
+        let epoch = self.epoch;
         let first = !self.reconciled;
         // Reconciliation waits its turn behind orders and cancels.
         let rest = self.rest.background();
@@ -846,6 +871,7 @@ impl OrderManager {
         let in_flight = self.in_flight.clone();
         let need_run = self.ids.is_none();
         let floor = self.fills_floor;
+        let load_positions = first && !self.loaded;
         // Before anything is read: fills booked after this make a comparison inconclusive.
         let token = self.positions.begin_read();
         let work = async move {
@@ -860,7 +886,7 @@ impl OrderManager {
             } else {
                 None
             };
-            let gathered = gather(&rest, &journal, &in_flight, floor).await?;
+            let gathered = gather(&rest, &journal, &in_flight, floor, load_positions).await?;
             Ok::<_, String>((run, gathered))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -872,6 +898,7 @@ impl OrderManager {
                         act.stats.run = run;
                     }
                     act.apply_reconciliation(gathered, token, first, ctx);
+                    act.forget_retired(epoch);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconciliation with the broker failed; retrying");
@@ -901,14 +928,17 @@ impl OrderManager {
             .collect();
         // The books are loaded from the journal once per process: after a restart of this
         // actor, what it booked itself is newer than a journal read may be.
-        if first && !self.loaded {
+        if let Some(positions) = g.positions.take().filter(|_| first && !self.loaded) {
             self.loaded = true;
-            self.executions = g.fills.iter().map(|f| f.execution_id.clone()).collect();
-            self.booked.clear();
-            let mut positions: BTreeMap<String, Decimal> = BTreeMap::new();
+            self.executions.clear();
             for f in &g.fills {
-                let p = positions.entry(f.symbol.clone()).or_default();
-                *p = p.saturating_add(f.side.sign() * f.qty);
+                self.executions
+                    .entry(f.broker_order_id.clone())
+                    .or_default()
+                    .insert(f.execution_id.clone());
+            }
+            self.booked.clear();
+            for f in &g.fills {
                 let b = self.booked.entry(f.broker_order_id.clone()).or_default();
                 *b = b.saturating_add(f.qty);
             }
@@ -1072,10 +1102,9 @@ impl OrderManager {
                         },
                         ctx,
                     );
+                    // Not an order of the book: nothing retires it but this.
+                    self.retired.push((self.epoch, None, Some(order_id)));
                 }
-                // Compared below with what this process has booked (the journal read may lag
-                // it by writes still queued), and with the read's own timing.
-                Finding::PositionMismatch { .. } => {}
             }
         }
         let mut broker: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -1159,6 +1188,46 @@ impl OrderManager {
         self.publish();
     }
 
+    /// Forgets what is kept per order for orders retired before reconciliation `epoch`
+    /// began: its journal read came after their writes, so nothing of them is needed here.
+    fn forget_retired(&mut self, epoch: u64) {
+        let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|(e, _, _)| *e < epoch);
+        self.retired = keep;
+        for (_, coid, broker) in old {
+            if let Some(c) = coid {
+                if self.book.get(&c).is_some() {
+                    continue; // tracked again (found open by a reconciliation)
+                }
+                self.purposes.remove(&c);
+                self.correlation.remove(&c);
+                self.legs.remove(&c);
+                self.protected.remove(&c);
+                self.traces.remove(&c);
+                self.submit_spans.remove(&c);
+            }
+            if let Some(b) = broker {
+                self.booked.remove(&b);
+                self.executions.remove(&b);
+            }
+        }
+    }
+
+    /// How many entries the per-order maps hold (for the memory test: it must not grow with
+    /// the number of orders once they are final and reconciled).
+    pub fn tracked_entries(&self) -> usize {
+        self.purposes.len()
+            + self.correlation.len()
+            + self.legs.len()
+            + self.protected.len()
+            + self.traces.len()
+            + self.submit_spans.len()
+            + self.booked.len()
+            + self.executions.len()
+            + self.retired.len()
+    }
+
     fn flatten(&mut self) -> ResponseActFuture<Self, Result<FlattenReport, String>> {
         let rest = self.rest.clone();
         let risk = self.risk.clone();
@@ -1216,8 +1285,12 @@ impl OrderManager {
 
 /// What reconciliation reads.
 struct Gathered {
+    /// Open intents, and those of the fill window.
     intents: Vec<StoredIntent>,
+    /// Every fill of the orders filled in the window.
     fills: Vec<FillRecord>,
+    /// The journal's positions from every fill, when asked for (the first reconciliation).
+    positions: Option<BTreeMap<String, Decimal>>,
     view: BrokerView,
     /// Where the broker's fills were read from.
     since: DateTime<Utc>,
@@ -1228,17 +1301,42 @@ async fn gather(
     journal: &Addr<Journal>,
     in_flight: &HashSet<String>,
     floor: Option<DateTime<Utc>>,
+    load_positions: bool,
 ) -> Result<Gathered, String> {
-    let intents = journal
-        .send(LoadIntents(false))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let fills = journal
-        .send(LoadFills)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    // Journal reads go in order behind the writes already queued.
+    async fn read<M, T>(journal: &Addr<Journal>, msg: M) -> Result<T, String>
+    where
+        M: Message<Result = Result<T, JournalError>> + Send + 'static,
+        T: Send + 'static,
+        Journal: Handler<journal::Ordered<M>>,
+    {
+        match journal::write_ordered(journal, msg).await {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err("the journal is not running".to_string()),
+        }
+    }
+    // Fills since a little before the journal's last one (or the broker's last day: its clock,
+    // not ours, which a simulator or a skewed host may not share); those already journaled are
+    // matched by cumulative quantity and not booked again.
+    // While a mismatch stands, the window keeps the start it had when the mismatch was first
+    // seen (`floor`): a fill missed before later ones were journaled is still found.
+    let since: DateTime<Utc> = match read(journal, LastFillAt).await? {
+        Some(at) => at - chrono::Duration::minutes(5),
+        None => {
+            let clock = rest.get_clock().await.map_err(|e| e.to_string())?;
+            clock.timestamp.with_timezone(&Utc) - chrono::Duration::days(1)
+        }
+    };
+    let since = floor.map_or(since, |f| f.min(since));
+    // Only what the window needs: open intents and those of the window, the fills of orders
+    // filled in it. The journal can grow for years; a reconciliation does not.
+    let intents = read(journal, LoadIntentsSince(since)).await?;
+    let fills = read(journal, LoadFillsSince(since)).await?;
+    let positions = if load_positions {
+        Some(read(journal, LoadPositions).await?)
+    } else {
+        None
+    };
     let mut view = BrokerView {
         open_orders: rest
             .list_orders(&ListOrders {
@@ -1277,19 +1375,6 @@ async fn gather(
     }
     view.by_client_id = by_client_id;
     view.positions = rest.list_positions().await.map_err(|e| e.to_string())?;
-    // Fills since a little before the journal's last one (or the broker's last day: its clock,
-    // not ours, which a simulator or a skewed host may not share); those already journaled are
-    // matched by cumulative quantity and not booked again.
-    // While a mismatch stands, the window keeps the start it had when the mismatch was first
-    // seen (`floor`): a fill missed before later ones were journaled is still found.
-    let since: DateTime<Utc> = match fills.last() {
-        Some(f) => f.at - chrono::Duration::minutes(5),
-        None => {
-            let clock = rest.get_clock().await.map_err(|e| e.to_string())?;
-            clock.timestamp.with_timezone(&Utc) - chrono::Duration::days(1)
-        }
-    };
-    let since = floor.map_or(since, |f| f.min(since));
     view.fills = rest
         .fills_since(Some(since))
         .await
@@ -1297,6 +1382,7 @@ async fn gather(
     Ok(Gathered {
         intents,
         fills,
+        positions,
         view,
         since,
     })
@@ -1532,6 +1618,7 @@ impl Handler<GetOrderStats> for OrderManager {
         s.reconciled = self.reconciled;
         s.stream_up = self.stream_up;
         s.open_orders = self.book.open_count();
+        s.tracked_entries = self.tracked_entries() + self.book.len();
         s.tick_to_order = self.tick_to_order.summary();
         s.tick_to_intent = self.tick_to_intent.summary();
         let view = self.view();

@@ -147,6 +147,23 @@ journal_message!(
     LoadFills => Result<Vec<FillRecord>, JournalError>, |store, _msg| store.fills()
 );
 journal_message!(
+    /// What reconciliation needs of the intents: those not final, and those created or
+    /// changed since the given time.
+    LoadIntentsSince(DateTime<Utc>) => Result<Vec<StoredIntent>, JournalError>, |store, msg| store.intents_since(&msg.0)
+);
+journal_message!(
+    /// Every fill of the broker orders with a fill since the given time.
+    LoadFillsSince(DateTime<Utc>) => Result<Vec<FillRecord>, JournalError>, |store, msg| store.fills_of_orders_since(&msg.0)
+);
+journal_message!(
+    /// When the last fill was made.
+    LastFillAt => Result<Option<DateTime<Utc>>, JournalError>, |store, _msg| store.last_fill_at()
+);
+journal_message!(
+    /// The position per symbol from every fill.
+    LoadPositions => Result<std::collections::BTreeMap<String, rust_decimal::Decimal>, JournalError>, |store, _msg| store.positions()
+);
+journal_message!(
     /// The last journaled TradingMode.
     CurrentMode => Result<Option<String>, JournalError>, |store, _msg| store.current_mode()
 );

@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -208,6 +209,9 @@ impl Store {
                      price TEXT NOT NULL,
                      at TEXT NOT NULL);
                  CREATE INDEX IF NOT EXISTS fills_by_order ON fills (client_order_id);
+                 CREATE INDEX IF NOT EXISTS fills_by_time ON fills (at);
+                 CREATE INDEX IF NOT EXISTS fills_by_broker_order ON fills (broker_order_id);
+                 CREATE INDEX IF NOT EXISTS intents_by_status ON order_intents (status);
                  CREATE TABLE IF NOT EXISTS mode_transitions (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      at TEXT NOT NULL, from_mode TEXT NOT NULL, to_mode TEXT NOT NULL, cause TEXT NOT NULL);
@@ -407,12 +411,34 @@ impl Store {
 
     /// Every intent, oldest first; with `open_only`, those not known to be final.
     pub fn intents(&self, open_only: bool) -> Result<Vec<StoredIntent>, JournalError> {
+        let mut out = self.intents_where("1", &[])?;
+        if open_only {
+            out.retain(|i| i.status.is_none_or(|s| !s.is_terminal()));
+        }
+        Ok(out)
+    }
+
+    /// What reconciliation needs of the intents, however long the journal: those not known
+    /// to be final, and those created or changed at or after `since` (the fill window).
+    pub fn intents_since(&self, since: &DateTime<Utc>) -> Result<Vec<StoredIntent>, JournalError> {
+        let since = ts(since);
+        self.intents_where(
+            "status IS NULL OR status NOT IN ('filled', 'canceled', 'expired', 'replaced', 'rejected', 'done_for_day') OR created_at >= ?1 OR updated_at >= ?1",
+            &[&since],
+        )
+    }
+
+    fn intents_where(
+        &self,
+        condition: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredIntent>, JournalError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT client_order_id, created_at, symbol, side, qty, request, correlation_id, broker_order_id, status, filled_qty FROM order_intents ORDER BY created_at, client_order_id")
+            .prepare_cached(&format!("SELECT client_order_id, created_at, symbol, side, qty, request, correlation_id, broker_order_id, status, filled_qty FROM order_intents WHERE {condition} ORDER BY created_at, client_order_id"))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -435,9 +461,6 @@ impl Store {
             let status: Option<OrderStatus> = status.map(|s| {
                 serde_json::from_value(serde_json::Value::String(s)).unwrap_or(OrderStatus::Unknown)
             });
-            if open_only && status.is_some_and(|s| s.is_terminal()) {
-                continue;
-            }
             out.push(StoredIntent {
                 intent: OrderIntent {
                     client_order_id: coid.clone(),
@@ -464,12 +487,69 @@ impl Store {
 
     /// Every fill, oldest first.
     pub fn fills(&self) -> Result<Vec<FillRecord>, JournalError> {
+        self.fills_where("1", &[])
+    }
+
+    /// Every fill of the broker orders that have one at or after `since`, oldest first: what
+    /// reconciliation matches the broker's recent fills against, however long the journal.
+    pub fn fills_of_orders_since(
+        &self,
+        since: &DateTime<Utc>,
+    ) -> Result<Vec<FillRecord>, JournalError> {
+        let since = ts(since);
+        self.fills_where(
+            "broker_order_id IN (SELECT broker_order_id FROM fills WHERE at >= ?1)",
+            &[&since],
+        )
+    }
+
+    /// When the last fill was made.
+    pub fn last_fill_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
+        let at: Option<String> = self
+            .conn
+            .query_row("SELECT MAX(at) FROM fills", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        at.map(|at| {
+            DateTime::parse_from_rfc3339(&at)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| JournalError::Corrupt(format!("fill time {at:?}")))
+        })
+        .transpose()
+    }
+
+    /// The position per symbol from every fill (signed), summed row by row: memory does not
+    /// grow with the number of fills.
+    pub fn positions(&self) -> Result<BTreeMap<String, Decimal>, JournalError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT execution_id, client_order_id, broker_order_id, symbol, side, qty, price, at FROM fills ORDER BY at, execution_id")
+            .prepare_cached("SELECT symbol, side, qty FROM fills")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let symbol: String = r.get(0).map_err(|e| self.err(e))?;
+            let side: String = r.get(1).map_err(|e| self.err(e))?;
+            let qty: String = r.get(2).map_err(|e| self.err(e))?;
+            let qty = Decimal::from_str(&qty)
+                .map_err(|_| JournalError::Corrupt(format!("fill of {symbol}: qty {qty:?}")))?;
+            let signed = if side == "buy" { qty } else { -qty };
+            let p = out.entry(symbol).or_default();
+            *p = p.saturating_add(signed);
+        }
+        Ok(out)
+    }
+
+    fn fills_where(
+        &self,
+        condition: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<FillRecord>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT execution_id, client_order_id, broker_order_id, symbol, side, qty, price, at FROM fills WHERE {condition} ORDER BY at, execution_id"))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,

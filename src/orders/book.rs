@@ -200,6 +200,15 @@ impl OrderBook {
         }
     }
 
+    /// Orders tracked, final ones not yet pruned included.
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
     /// Open orders.
     pub fn open_count(&self) -> usize {
         self.orders.values().filter(|t| t.is_open()).count()
@@ -228,9 +237,15 @@ impl OrderBook {
         v
     }
 
-    /// Forgets final orders (after they are journaled) to keep the book small.
-    pub fn prune_final(&mut self) {
-        self.orders.retain(|_, t| t.is_open());
+    /// Forgets final orders (after they are journaled) to keep the book small; answers them.
+    pub fn prune_final(&mut self) -> Vec<TrackedOrder> {
+        let done: Vec<String> = self
+            .orders
+            .iter()
+            .filter(|(_, t)| !t.is_open())
+            .map(|(c, _)| c.clone())
+            .collect();
+        done.iter().filter_map(|c| self.orders.remove(c)).collect()
     }
 }
 

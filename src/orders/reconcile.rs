@@ -11,13 +11,14 @@
 //!   activities carry different ids for the same execution): broker fills beyond what the
 //!   journal holds for that order are missing and get journaled.
 //! - An open order at the broker that the journal never sent is foreign: reported, left alone.
-//! - After the missing fills, each symbol's position from the journal's fills is compared with
-//!   the broker's; a difference is a mismatch for the health monitor.
+//!
+//! Positions are compared apart, with the timing of the read taken into account
+//! ([`super::positions`]): the journal's fills here are only those of the fill window.
 
 use crate::alpaca::model::{Order, Position, TradeActivity};
 use crate::journal::{FillRecord, StoredIntent};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// What the broker says.
 #[derive(Debug, Clone, Default)]
@@ -50,19 +51,10 @@ pub enum Finding {
         client_order_id: Option<String>,
         activity: TradeActivity,
     },
-    PositionMismatch {
-        symbol: String,
-        journaled: Decimal,
-        broker: Decimal,
-    },
-}
-
-fn signed(side: &str, qty: Decimal) -> Decimal {
-    if side == "buy" { qty } else { -qty }
 }
 
 /// Compares the journal with the broker. Findings come in a stable order: intents, foreign
-/// orders, missing fills (oldest first), then position mismatches by symbol.
+/// orders, then missing fills (oldest first).
 pub fn reconcile(
     intents: &[StoredIntent],
     journal_fills: &[FillRecord],
@@ -99,7 +91,8 @@ pub fn reconcile(
     // Fills per broker order: what the journal holds, and the client order id behind it.
     let mut journaled_cum: HashMap<String, Decimal> = HashMap::new();
     for f in journal_fills {
-        *journaled_cum.entry(f.broker_order_id.clone()).or_default() += f.qty;
+        let c = journaled_cum.entry(f.broker_order_id.clone()).or_default();
+        *c = c.saturating_add(f.qty);
     }
     let coid_of: HashMap<String, String> = intents
         .iter()
@@ -129,34 +122,11 @@ pub fn reconcile(
         })
         .collect();
     missing.sort_by_key(|a| (a.transaction_time, a.cum_qty));
-    let mut positions: BTreeMap<String, Decimal> = BTreeMap::new();
-    for f in journal_fills {
-        *positions.entry(f.symbol.clone()).or_default() += signed(f.side.as_str(), f.qty);
-    }
-    for a in &missing {
-        *positions.entry(a.symbol.clone()).or_default() += signed(&a.side, a.qty);
+    for a in missing {
         out.push(Finding::MissingFill {
             client_order_id: coid_of.get(&a.order_id.to_string()).cloned(),
-            activity: (*a).clone(),
+            activity: a.clone(),
         });
-    }
-    for p in &broker.positions {
-        positions.entry(p.symbol.clone()).or_default();
-    }
-    for (symbol, journaled) in positions {
-        let at_broker = broker
-            .positions
-            .iter()
-            .find(|p| p.symbol == symbol)
-            .map(|p| p.qty)
-            .unwrap_or_default();
-        if journaled != at_broker {
-            out.push(Finding::PositionMismatch {
-                symbol,
-                journaled,
-                broker: at_broker,
-            });
-        }
     }
     out
 }
@@ -350,20 +320,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_position_the_journal_cannot_explain_is_a_mismatch() {
-        let broker = BrokerView {
-            positions: vec![position(dec!(25))],
-            ..Default::default()
-        };
-        let journal = [fill(3, dec!(10))];
-        assert_eq!(
-            reconcile(&[], &journal, &broker),
-            vec![Finding::PositionMismatch {
-                symbol: "AAPL".into(),
-                journaled: dec!(10),
-                broker: dec!(25)
-            }]
-        );
-    }
 }
