@@ -356,7 +356,10 @@ pub async fn start(
                 TradingMode::Halted
             }),
         Ok(Ok(None)) => {
-            mode_cause = "a new journal";
+            mode_cause = match journal.addr.send(crate::journal::IsNew).await {
+                Ok(Ok(false)) => "the journal recorded no mode change: active",
+                _ => "a new journal",
+            };
             TradingMode::Active
         }
         Ok(Err(e)) => return Err(e.into()),
@@ -366,7 +369,7 @@ pub async fn start(
             )));
         }
     };
-    tracing::info!(dir = %state_dir.display(), mode = ?mode, "journal open");
+    tracing::info!(dir = %state_dir.display(), mode = ?mode, why = mode_cause, "journal open");
 
     let symbols = config.trading.symbols.clone();
     let strategy = config.strategy.build().ok_or_else(|| {

@@ -239,9 +239,19 @@ fn run_ctl(args: cli::CtlArgs) -> anyhow::Result<ExitCode> {
                     args.state_dir.as_deref(),
                     &configured.state.dir,
                     env,
-                )
-                .map_err(|e| anyhow!(e))?;
-                traderd::control::default_socket(env, &dir)
+                );
+                // Under systemd (RUNTIME_DIRECTORY) or a login session (XDG_RUNTIME_DIR) the
+                // socket is there, whether or not a state directory can be named.
+                let runtime_dir = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
+                    .iter()
+                    .any(|k| env(k).is_some_and(|v| !v.is_empty()));
+                match dir {
+                    Ok(dir) => traderd::control::default_socket(env, &dir),
+                    Err(_) if runtime_dir && args.state_dir.is_none() => {
+                        traderd::control::default_socket(env, std::path::Path::new(""))
+                    }
+                    Err(e) => return Err(anyhow!(e)),
+                }
             } else {
                 configured.control.socket.into()
             }

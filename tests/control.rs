@@ -153,6 +153,24 @@ async fn the_socket_answers_status_and_steers_the_mode_and_bad_requests_get_erro
     .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["mode"], "active");
+    // With only RUNTIME_DIRECTORY set (as systemd sets it, no HOME, no state directory), ctl
+    // finds the socket there.
+    let runtime_dir = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .env_clear()
+            .env("RUNTIME_DIRECTORY", &runtime_dir)
+            .args(["ctl", "--json", "status"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let missing = dir.path().join("nobody.sock");
     let out = std::process::Command::new(bin)
         .args(["ctl", "--socket", missing.to_str().unwrap(), "status"])

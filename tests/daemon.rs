@@ -379,6 +379,12 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
     );
     assert!(!log2.contains(SECRET), "the secret never reaches a log");
     assert!(
+        !log2.contains("a new journal") && log2.contains("journal recorded no mode change"),
+        "a restart on the same journal is not a new journal"
+    );
+    let log1 = std::fs::read_to_string(dir.path().join("run1.log")).unwrap();
+    assert!(log1.contains("a new journal"), "the first run's is");
+    assert!(
         !log2.contains("position differs"),
         "no mismatch once the fills are booked:\n{log2}"
     );

@@ -156,6 +156,10 @@ journal_message!(
     LoadFillsSince(DateTime<Utc>) => Result<Vec<FillRecord>, JournalError>, |store, msg| store.fills_of_orders_since(&msg.0)
 );
 journal_message!(
+    /// Whether nothing was ever recorded in this journal.
+    IsNew => Result<bool, JournalError>, |store, _msg| store.is_new()
+);
+journal_message!(
     /// When the last fill was made.
     LastFillAt => Result<Option<DateTime<Utc>>, JournalError>, |store, _msg| store.last_fill_at()
 );

@@ -503,6 +503,19 @@ impl Store {
         )
     }
 
+    /// Whether nothing was ever recorded here (no run, no audited event).
+    pub fn is_new(&self) -> Result<bool, JournalError> {
+        let used: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM audit) OR EXISTS(SELECT 1 FROM meta WHERE key = 'run')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(!used)
+    }
+
     /// When the last fill was made.
     pub fn last_fill_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
         let at: Option<String> = self
