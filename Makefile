@@ -21,6 +21,7 @@ help:
 	@echo "make bench-load   the release daemon against the simulator's flood: one JSON line per run"
 	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
+	@echo "                  SOAK_PROFILE=busy: ordinary trading under the rate limit, nothing may go wrong"
 
 build:
 	$(CARGO) build --all-targets
@@ -104,13 +105,14 @@ install:
 		    -e 's#/usr/local/share/doc/traderd#$(DOC_DIR)#g' systemd/$$u > $(DESTDIR)$(UNIT_DIR)/$$u; \
 		chmod 644 $(DESTDIR)$(UNIT_DIR)/$$u; \
 	done
-	install -m644 docs/operations.md docs/configuration.md docs/supervision.md $(DESTDIR)$(DOC_DIR)/
+	install -m644 docs/operations.md docs/configuration.md docs/supervision.md docs/troubleshooting.md $(DESTDIR)$(DOC_DIR)/
 	install -Dm644 config/traderd.toml $(DESTDIR)$(DOC_DIR)/traderd.toml.example
 	test -e $(DESTDIR)/etc/traderd/traderd.toml || install -m640 config/traderd.toml $(DESTDIR)/etc/traderd/traderd.toml
 
 SOAK_MINUTES ?= 10
+SOAK_PROFILE ?= faults
 soak:
-	$(CARGO) run --release -- soak --minutes $(SOAK_MINUTES)
+	$(CARGO) run --release -- soak --profile $(SOAK_PROFILE) --minutes $(SOAK_MINUTES)
 
 clean:
 	$(CARGO) clean
