@@ -443,7 +443,7 @@ pub async fn start(
     let trade_stream = actix::Supervisor::start(move |_| trade_client);
 
     let (account_rest, refresh) = (
-        rest.background(),
+        rest.lane(crate::alpaca::rest::Lane::Account),
         Duration::from_millis(config.account.refresh_interval_ms),
     );
     let account = actix::Supervisor::start(move |_| AccountManager::new(account_rest, refresh));

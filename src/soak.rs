@@ -160,6 +160,8 @@ pub struct BusyFigures {
     pub rss_after_warmup_mb: f64,
     pub rss_end_mb: f64,
     pub rss_peak_mb: f64,
+    /// The simulator's, in its own process (it keeps every order, as Alpaca does).
+    pub sim_rss_mb: f64,
 }
 
 /// RSS may grow this much after warm-up.
@@ -536,23 +538,94 @@ async fn settle_and_count(
     Ok(())
 }
 
+/// A `traderd sim` child process, killed (and reaped) when dropped.
+struct SimProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts this binary's simulator in a process of its own, with a key pair for this run.
+fn spawn_sim(config: &Config, key: &str, secret: &str) -> Result<SimProcess, String> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["sim", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(config.sim.seed.to_string())
+        .arg("--speed")
+        .arg(config.sim.speed.to_string())
+        .arg("--rate-limit")
+        .arg(config.sim.rate_limit_per_minute.to_string())
+        .arg("--symbols")
+        .arg(config.sim.symbols.join(","))
+        .env("TRADERD_SIM_KEY", key)
+        .env("TRADERD_SIM_SECRET", secret)
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the simulator has no stdout")?;
+    let mut line = String::new();
+    let read = std::io::BufReader::new(stdout).read_line(&mut line);
+    let mut sim = SimProcess {
+        child,
+        url: String::new(),
+    };
+    read.map_err(|e| format!("cannot read the simulator's address: {e}"))?;
+    sim.url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| format!("the simulator did not say where it listens: {line:?}"))?
+        .to_string();
+    Ok(sim)
+}
+
+/// The resident set of another process, in MB.
+fn rss_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        * 4096.0
+        / 1_048_576.0
+}
+
 async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
-    let mut config = Config::parse(BUSY_CONFIG, "busy soak settings", &CheckContext::default())
+    let check = CheckContext {
+        have_keys: true,
+        ..CheckContext::default()
+    };
+    let mut config = Config::parse(BUSY_CONFIG, "busy soak settings", &check)
         .map_err(|e| e.to_string())?;
     config.sim.seed = opts.seed;
     config.sim.speed = opts.speed;
     std::fs::create_dir_all(&opts.state_dir)
         .map_err(|e| format!("cannot create {}: {e}", opts.state_dir.display()))?;
-    let daemon = crate::daemon::start(&config, &opts.state_dir, |_| None)
+    // The broker in a process of its own (as Alpaca is): this process's RSS is the daemon's,
+    // not the simulated account's, which keeps every order as Alpaca does.
+    let key = format!("SOAK{}", uuid::Uuid::new_v4().simple()).to_uppercase();
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    let sim = spawn_sim(&config, &key, &secret)?;
+    config.connection.mode = crate::config::ConnectionMode::Paper;
+    let url = sim.url.clone();
+    let env = move |name: &str| match name {
+        "APCA_API_KEY_ID" => Some(key.clone()),
+        "APCA_API_SECRET_KEY" => Some(secret.clone()),
+        "APCA_API_BASE_URL" | "APCA_API_DATA_URL" => Some(url.clone()),
+        _ => None,
+    };
+    let daemon = crate::daemon::start(&config, &opts.state_dir, env)
         .await
         .map_err(|e| e.to_string())?;
-    let admin = AdminClient::new(
-        daemon
-            .sim
-            .as_ref()
-            .map(|s| s.base_url())
-            .ok_or("the soak needs the embedded simulator")?,
-    );
+    let admin = AdminClient::new(sim.url.clone());
     let mut report = SoakReport {
         profile: Profile::Busy,
         seed: opts.seed,
@@ -617,6 +690,7 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         busy.mismatches = after.position_mismatches;
         let rss = rss_mb();
         busy.rss_peak_mb = busy.rss_peak_mb.max(rss);
+        busy.sim_rss_mb = rss_of(sim.child.id());
         if !warmed && started.elapsed() >= warmup {
             warmed = true;
             busy.rss_after_warmup_mb = rss;
@@ -644,6 +718,7 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
     report.seconds = started.elapsed().as_secs();
     report.busy = Some(busy);
     settle_and_count(daemon, &admin, &mut report).await?;
+    drop(sim);
     Ok(report)
 }
 
@@ -651,7 +726,7 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
 pub fn summary(r: &SoakReport) -> String {
     if let Some(b) = &r.busy {
         return format!(
-            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
+            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB; the simulator, apart: {:.1} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
             r.seconds,
             r.seed,
             r.orders_sent,
@@ -674,6 +749,7 @@ pub fn summary(r: &SoakReport) -> String {
             b.rss_after_warmup_mb,
             b.rss_end_mb,
             b.rss_peak_mb,
+            b.sim_rss_mb,
             r.duplicate_client_order_ids,
             r.fills_lost,
             r.fills_booked_twice,

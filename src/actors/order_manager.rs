@@ -866,7 +866,7 @@ impl OrderManager {
         let epoch = self.epoch;
         let first = !self.reconciled;
         // Reconciliation waits its turn behind orders and cancels.
-        let rest = self.rest.background();
+        let rest = self.rest.lane(crate::alpaca::rest::Lane::Reconcile);
         let journal = self.journal.clone();
         let in_flight = self.in_flight.clone();
         let need_run = self.ids.is_none();
@@ -982,8 +982,9 @@ impl OrderManager {
                     client_order_id,
                     order,
                 } => {
-                    *summary.entry("found_at_broker").or_default() += 1;
                     if self.book.get(&client_order_id).is_none() {
+                        // Only an order the book did not know is news (after a restart).
+                        *summary.entry("found_at_broker").or_default() += 1;
                         if let Some(stored) = by_coid.get(client_order_id.as_str()) {
                             let booked = self.booked.get(&order.id.to_string()).copied();
                             resume(&mut self.book, stored, booked);

@@ -157,8 +157,18 @@ pub enum CloseAmount {
     Percentage(Decimal),
 }
 
-/// The share of the request budget background reads may use, in percent.
-pub const BACKGROUND_SHARE_PCT: u32 = 60;
+/// Background readers, each with a share of the request budget of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The account manager's refreshes.
+    Account = 0,
+    /// Reconciliation with the broker.
+    Reconcile = 1,
+}
+
+/// The share of the request budget each background lane may use, in percent (two lanes:
+/// at least 40 % is always left to orders and cancels).
+pub const LANE_SHARE_PCT: u32 = 30;
 
 /// A budget of `per_minute` requests that holds in **every** 60-second window, as a broker
 /// counting per window sees it. A plain `Quota::per_minute(n)` allows a burst of `n` on top of
@@ -180,11 +190,11 @@ pub struct AlpacaClient {
     http: reqwest::Client,
     settings: Arc<ClientSettings>,
     limiter: Arc<DefaultDirectRateLimiter>,
-    /// The share of the budget that background reads (account refreshes, reconciliation) may
-    /// take, so orders and cancels always find room: shared by all clones.
-    background_limiter: Arc<DefaultDirectRateLimiter>,
-    /// This clone's requests are background reads: they pass `background_limiter` first.
-    background: bool,
+    /// The share of the budget each background lane may take, so that orders and cancels
+    /// always find room and one background reader cannot starve another: shared by all clones.
+    lanes: Arc<[DefaultDirectRateLimiter; 2]>,
+    /// This clone's lane: `None` for orders and everything else (the whole budget).
+    lane: Option<Lane>,
     /// Set when the broker said `X-Ratelimit-Remaining: 0`: no request before this instant.
     blocked_until: Arc<Mutex<Option<Instant>>>,
     stats: Arc<ClientStats>,
@@ -262,10 +272,10 @@ impl AlpacaClient {
         Ok(AlpacaClient {
             http,
             limiter: Arc::new(RateLimiter::direct(window_quota(per_minute))),
-            background_limiter: Arc::new(RateLimiter::direct(window_quota(
-                (per_minute * BACKGROUND_SHARE_PCT / 100).max(1),
-            ))),
-            background: false,
+            lanes: Arc::new(std::array::from_fn(|_| {
+                RateLimiter::direct(window_quota((per_minute * LANE_SHARE_PCT / 100).max(1)))
+            })),
+            lane: None,
             settings: Arc::new(settings),
             blocked_until: Arc::new(Mutex::new(None)),
             stats: Arc::new(ClientStats::default()),
@@ -273,11 +283,11 @@ impl AlpacaClient {
         })
     }
 
-    /// A clone whose requests are background reads: they take at most
-    /// [`BACKGROUND_SHARE_PCT`] % of the budget, leaving the rest to orders and cancels.
-    pub fn background(&self) -> AlpacaClient {
+    /// A clone whose requests are background reads in `lane`: each lane takes at most
+    /// [`LANE_SHARE_PCT`] % of the budget, leaving the rest to orders and cancels.
+    pub fn lane(&self, lane: Lane) -> AlpacaClient {
         AlpacaClient {
-            background: true,
+            lane: Some(lane),
             ..self.clone()
         }
     }
@@ -324,8 +334,8 @@ impl AlpacaClient {
                 tokio::time::sleep_until(until.into()).await;
             }
         }
-        if self.background {
-            self.background_limiter.until_ready().await;
+        if let Some(lane) = self.lane {
+            self.lanes[lane as usize].until_ready().await;
         }
         self.limiter.until_ready().await;
     }
