@@ -899,7 +899,11 @@ impl Config {
                 r.max_gross_exposure_usd,
                 MAX_MONEY,
             ),
-            ("risk.price_band_pct", r.price_band_pct, Decimal::ONE_HUNDRED),
+            (
+                "risk.price_band_pct",
+                r.price_band_pct,
+                Decimal::ONE_HUNDRED,
+            ),
             (
                 "risk.daily_loss_limit_usd",
                 r.daily_loss_limit_usd,
@@ -1383,7 +1387,10 @@ mod tests {
         let e = parse("[sim]\ninitial_cash_usd = \"40000000000000000000000000000\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("sim.initial_cash_usd") && e.contains("out of range"), "{e}");
+        assert!(
+            e.contains("sim.initial_cash_usd") && e.contains("out of range"),
+            "{e}"
+        );
         let e = parse("[risk]\nmax_gross_exposure_usd = \"1e20\"\n")
             .unwrap_err()
             .to_string();
@@ -1397,7 +1404,18 @@ mod tests {
             assert!(is_symbol(good), "{good}");
         }
         for bad in [
-            "", ".", "..", "...", "A.", ".A", "A..B", "a", "A B", "3M", "AAPL/", "A.B.C.D",
+            "",
+            ".",
+            "..",
+            "...",
+            "A.",
+            ".A",
+            "A..B",
+            "a",
+            "A B",
+            "3M",
+            "AAPL/",
+            "A.B.C.D",
             "ABCDEFGHIJKLMNOPQ",
         ] {
             assert!(!is_symbol(bad), "{bad:?}");

@@ -603,8 +603,8 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         have_keys: true,
         ..CheckContext::default()
     };
-    let mut config = Config::parse(BUSY_CONFIG, "busy soak settings", &check)
-        .map_err(|e| e.to_string())?;
+    let mut config =
+        Config::parse(BUSY_CONFIG, "busy soak settings", &check).map_err(|e| e.to_string())?;
     config.sim.seed = opts.seed;
     config.sim.speed = opts.speed;
     std::fs::create_dir_all(&opts.state_dir)
@@ -668,9 +668,17 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         // Positions: compared only when both sides are settled (the daemon has nothing open
         // or in flight, and no fill arrived while we read); a difference counts when it
         // persists over three such samples.
-        let before = daemon.orders.send(GetOrderStats).await.map_err(|e| e.to_string())?;
+        let before = daemon
+            .orders
+            .send(GetOrderStats)
+            .await
+            .map_err(|e| e.to_string())?;
         let broker = positions_of(&admin.get("/_sim/state").await?);
-        let after = daemon.orders.send(GetOrderStats).await.map_err(|e| e.to_string())?;
+        let after = daemon
+            .orders
+            .send(GetOrderStats)
+            .await
+            .map_err(|e| e.to_string())?;
         if before.unsettled == 0 && after.unsettled == 0 && before.fills == after.fills {
             busy.positions_compared += 1;
             if after.positions != broker {
@@ -722,6 +730,11 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
     Ok(report)
 }
 
+/// Each line on a line of its own, indented under its figure.
+fn indented(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n    {l}")).collect()
+}
+
 /// The human-readable summary.
 pub fn summary(r: &SoakReport) -> String {
     if let Some(b) = &r.busy {
@@ -734,17 +747,11 @@ pub fn summary(r: &SoakReport) -> String {
             b.reconciliations,
             b.mismatches,
             b.mode_changes.len(),
-            b.mode_changes
-                .iter()
-                .map(|m| format!("\n    {m}"))
-                .collect::<String>(),
+            indented(&b.mode_changes),
             b.positions_compared,
             b.positions_disagreed,
             b.error_lines,
-            b.first_errors
-                .iter()
-                .map(|e| format!("\n    {e}"))
-                .collect::<String>(),
+            indented(&b.first_errors),
             b.rate_limited,
             b.rss_after_warmup_mb,
             b.rss_end_mb,

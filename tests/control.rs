@@ -272,7 +272,10 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
         let report = r.result.unwrap();
         assert_eq!(report["added"], serde_json::json!([s]), "{report}");
         let symbols = report["symbols"].as_array().unwrap();
-        assert!(symbols.iter().any(|x| x == s), "the answer shows what is in force: {report}");
+        assert!(
+            symbols.iter().any(|x| x == s),
+            "the answer shows what is in force: {report}"
+        );
         last_symbols = last_symbols.max(symbols.len());
     }
     assert_eq!(last_symbols, 8, "the last answer holds all eight");
@@ -287,7 +290,10 @@ async fn subscribe_unsubscribe_and_reload_change_what_is_traded_without_a_restar
     removed.sort();
     let mut want = all.clone();
     want.sort();
-    assert_eq!(removed, want, "every symbol subscribed is in force, so it can be removed");
+    assert_eq!(
+        removed, want,
+        "every symbol subscribed is in force, so it can be removed"
+    );
     wait_for("three once more", WAIT, || async {
         (trades().await == 3).then_some(())
     })
@@ -451,7 +457,12 @@ async fn the_socket_is_bounded_connections_followers_and_ids() {
         .write_all(b"{\"v\":1,\"id\":123456789012345678901234567890,\"cmd\":\"health\"}\n")
         .await
         .unwrap();
-    let line = BufReader::new(read).lines().next_line().await.unwrap().unwrap();
+    let line = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         line.contains("\"id\":123456789012345678901234567890,"),
         "{}",
@@ -470,9 +481,11 @@ async fn the_socket_is_bounded_connections_followers_and_ids() {
     .await;
     assert!(busy.message.contains("try again"), "{}", busy.message);
     drop(held);
-    wait_for("status once the held connections are gone", WAIT, || async {
-        call(&path, "status", &[]).await.unwrap().ok.then_some(())
-    })
+    wait_for(
+        "status once the held connections are gone",
+        WAIT,
+        || async { call(&path, "status", &[]).await.unwrap().ok.then_some(()) },
+    )
     .await;
 
     // A follower that never reads: once its buffer is full it is dropped, and its connection
@@ -500,8 +513,14 @@ async fn the_socket_is_bounded_connections_followers_and_ids() {
         }
     })
     .await;
-    assert!(closed.is_ok(), "the slow follower's connection was not closed");
-    assert!(read_back < events, "{read_back} of {events} lines: it was dropped");
+    assert!(
+        closed.is_ok(),
+        "the slow follower's connection was not closed"
+    );
+    assert!(
+        read_back < events,
+        "{read_back} of {events} lines: it was dropped"
+    );
     assert!(call(&path, "status", &[]).await.unwrap().ok);
     d.stop().await;
 }

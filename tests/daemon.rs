@@ -161,7 +161,9 @@ async fn the_daemon_trades_on_its_own_and_its_books_agree_with_the_broker() {
     .await;
     eprintln!(
         "{} entries kept for {} open orders after {} orders",
-        kept.tracked_entries, kept.open_orders, intents.len()
+        kept.tracked_entries,
+        kept.open_orders,
+        intents.len()
     );
     daemon.stop().await;
 }

@@ -297,3 +297,67 @@ fn state_directory_precedence() {
     );
     assert!(resolve_state_dir(None, "", env(&[])).is_err());
 }
+
+/// Records written one after the other reach the journal in that order, whatever else the
+/// writing actor is doing: a bracket leg's intent, then its state. Actix polls the futures an
+/// actor spawns in an order of its own (an item that completes is replaced by the last one), so
+/// a `journal.send` made on a spawned future's first poll can overtake the one spawned before
+/// it: the state then names an intent the journal does not have yet, as the order manager once
+/// logged at ERROR. `write_ordered` queues the record when it is called.
+#[actix_rt::test]
+async fn records_keep_their_order_whatever_the_writer_spawns() {
+    use actix::prelude::*;
+
+    struct Writer(Addr<Journal>);
+    impl Actor for Writer {
+        type Context = Context<Self>;
+    }
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Write(u32, tokio::sync::mpsc::UnboundedSender<Option<Result<(), JournalError>>>);
+    impl Handler<Write> for Writer {
+        type Result = ();
+        fn handle(&mut self, Write(n, answers): Write, ctx: &mut Context<Self>) {
+            let mut i = intent(n % 60);
+            i.client_order_id = format!("leg-{n}");
+            let state = OrderState {
+                client_order_id: i.client_order_id.clone(),
+                broker_order_id: Some(format!("b-{n}")),
+                status: OrderStatus::New,
+                filled_qty: dec!(0),
+                filled_avg_price: None,
+                at: Utc::now(),
+            };
+            // Something else the actor had spawned, done at its first poll.
+            ctx.spawn(async {}.into_actor(self));
+            let first = write_ordered(&self.0, RecordIntent(i));
+            let second = write_ordered(&self.0, RecordOrderState(state));
+            let tx = answers.clone();
+            ctx.spawn(
+                async move {
+                    tx.send(first.await).ok();
+                }
+                .into_actor(self),
+            );
+            ctx.spawn(
+                async move {
+                    answers.send(second.await).ok();
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = traderd::journal::start(dir.path(), Durability::Normal).unwrap();
+    let writer = Writer(journal.addr.clone()).start();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for n in 0..200u32 {
+        writer.do_send(Write(n, tx.clone()));
+    }
+    for _ in 0..400 {
+        let r = rx.recv().await.unwrap();
+        assert!(matches!(r, Some(Ok(()))), "{r:?}");
+    }
+    journal.stop();
+}

@@ -161,7 +161,11 @@ impl World {
         match step {
             Step::Place { symbol, buy, qty } => {
                 let n = self.orders.len();
-                let side = if *buy { OrderSide::Buy } else { OrderSide::Sell };
+                let side = if *buy {
+                    OrderSide::Buy
+                } else {
+                    OrderSide::Sell
+                };
                 let o = BrokerOrder {
                     id: Uuid::from_u128(n as u128 + 1),
                     coid: format!("td-1-{n:x}-{}", SYMBOLS[*symbol]),

@@ -684,6 +684,11 @@ async fn absurd_amounts_get_a_clear_refusal_and_break_nothing() {
         );
     }
     let c = client(&sim);
-    assert!(c.list_orders(&ListOrders::default()).await.unwrap().is_empty());
+    assert!(
+        c.list_orders(&ListOrders::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(c.get_account().await.unwrap().cash, dec!(100000));
 }

@@ -29,10 +29,9 @@ use crate::alpaca::model::{
 use crate::alpaca::rest::ListOrders;
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
-    self,
-    FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
-    LoadPositions, NextCounter, OrderIntent,
-    OrderState, RecordEvent, RecordFill, RecordIntent, RecordOrderState, StoredIntent,
+    self, FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
+    LoadPositions, NextCounter, OrderIntent, OrderState, RecordEvent, RecordFill, RecordIntent,
+    RecordOrderState, StoredIntent,
 };
 use crate::messages::{
     OrderStreamReady, OrdersChanged, RefreshAccount, StreamEvent, StreamEventKind, StreamKind,
@@ -346,16 +345,15 @@ impl OrderManager {
         T: Send + 'static,
         Journal: Handler<journal::Ordered<M>>,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.journal.do_send(journal::Ordered(msg, tx));
-        ctx.spawn(async move { rx.await }.into_actor(self).map(|r, act, ctx| {
+        let answer = journal::write_ordered(&self.journal, msg);
+        ctx.spawn(answer.into_actor(self).map(|r, act, ctx| {
             let err = match r {
-                Ok(Ok(_)) => return act.journal_outcome(false, ctx),
+                Some(Ok(_)) => return act.journal_outcome(false, ctx),
                 // Only learned bracket legs are journaled through here without a check
                 // first; one learned again after a restart is already there.
-                Ok(Err(JournalError::DuplicateIntent(_))) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "the journal is not running".to_string(),
+                Some(Err(JournalError::DuplicateIntent(_))) => return,
+                Some(Err(e)) => e.to_string(),
+                None => "the journal is not running".to_string(),
             };
             tracing::error!(error = %err, "cannot write the journal");
             act.journal_outcome(true, ctx);

@@ -99,8 +99,8 @@ impl<'de> Visitor<'de> for DecimalVisitor {
         bounded(Decimal::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        let d = decimal_from_wire_f64(v)
-            .ok_or_else(|| E::custom("number is not a finite decimal"))?;
+        let d =
+            decimal_from_wire_f64(v).ok_or_else(|| E::custom("number is not a finite decimal"))?;
         bounded(d)
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {

@@ -935,11 +935,22 @@ mod tests {
             }
             let most = passed
                 .iter()
-                .map(|start| passed.iter().filter(|t| **t >= *start && **t < start + 60_000).count())
+                .map(|start| {
+                    passed
+                        .iter()
+                        .filter(|t| **t >= *start && **t < start + 60_000)
+                        .count()
+                })
                 .max()
                 .unwrap_or(0);
-            assert!(most as u32 <= per_minute, "{per_minute}/min: {most} in one window");
-            assert!(most as u32 >= per_minute * 9 / 10, "{per_minute}/min: only {most} used");
+            assert!(
+                most as u32 <= per_minute,
+                "{per_minute}/min: {most} in one window"
+            );
+            assert!(
+                most as u32 >= per_minute * 9 / 10,
+                "{per_minute}/min: only {most} used"
+            );
         }
     }
 

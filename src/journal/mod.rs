@@ -63,10 +63,12 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
     Ok(JournalHandle { addr, arbiter })
 }
 
-/// A record sent in order: [`Addr::send`] may hold a message back while the journal's mailbox
-/// is full and let a later one from another sender pass it, so a leg's state could arrive
-/// before the leg's intent. `Ordered` goes in with `do_send` (queued at once, in the order
-/// written, whatever the mailbox holds) and the answer comes back on a channel.
+/// A record sent in order. The order manager writes from futures it spawns; actix polls an
+/// actor's spawned futures in an order of its own (one that completes is replaced by the last
+/// spawned), so an `Addr::send` made on a future's first poll can overtake one spawned before
+/// it, and a leg's state reached the journal before the leg's intent. `Ordered` goes in with
+/// `do_send` when the write is made (see [`write_ordered`]) and the answer comes back on a
+/// channel.
 pub struct Ordered<M: Message>(pub M, pub tokio::sync::oneshot::Sender<M::Result>);
 
 impl<M> Message for Ordered<M>
@@ -77,9 +79,13 @@ where
     type Result = ();
 }
 
-/// Writes `msg` in order (see [`Ordered`]) and waits for the answer; `None` when the journal
-/// is not running.
-pub async fn write_ordered<M, T>(journal: &Addr<Journal>, msg: M) -> Option<Result<T, JournalError>>
+/// Queues `msg` now, in order (see [`Ordered`]), and answers a future of the journal's answer;
+/// `None` when the journal is not running. The record is queued when this is called, not when
+/// the future is first polled.
+pub fn write_ordered<M, T>(
+    journal: &Addr<Journal>,
+    msg: M,
+) -> impl std::future::Future<Output = Option<Result<T, JournalError>>> + use<M, T>
 where
     M: Message<Result = Result<T, JournalError>> + Send + 'static,
     T: Send + 'static,
@@ -87,7 +93,7 @@ where
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     journal.do_send(Ordered(msg, tx));
-    rx.await.ok()
+    async move { rx.await.ok() }
 }
 
 macro_rules! journal_message {

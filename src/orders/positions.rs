@@ -35,12 +35,21 @@ pub enum Verdict {
     /// One of our orders on the symbol is open or in flight: compare again next time.
     Unsettled,
     /// A difference seen once: confirmed or cleared by the next read.
-    Suspected { ours: Decimal, broker: Decimal },
+    Suspected {
+        ours: Decimal,
+        broker: Decimal,
+    },
     /// The same difference in two reads with no fill in between: a real mismatch.
-    Confirmed { ours: Decimal, broker: Decimal },
+    Confirmed {
+        ours: Decimal,
+        broker: Decimal,
+    },
     /// A difference the first reconciliation of the process found (a position held before
     /// the journal began), unchanged since: known, not reported again.
-    Known { ours: Decimal, broker: Decimal },
+    Known {
+        ours: Decimal,
+        broker: Decimal,
+    },
 }
 
 impl Verdict {
@@ -235,7 +244,10 @@ mod tests {
         let v = c.judge(t, &broker(&[("MSFT", dec!(7))]), |_| false, false);
         assert!(matches!(v[0].1, Verdict::Known { .. }), "still known");
         let v = c.judge(t, &broker(&[("MSFT", dec!(8))]), |_| false, false);
-        assert!(matches!(v[0].1, Verdict::Suspected { .. }), "changed: {v:?}");
+        assert!(
+            matches!(v[0].1, Verdict::Suspected { .. }),
+            "changed: {v:?}"
+        );
     }
 
     #[test]

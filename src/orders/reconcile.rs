@@ -49,7 +49,7 @@ pub enum Finding {
     },
     MissingFill {
         client_order_id: Option<String>,
-        activity: TradeActivity,
+        activity: Box<TradeActivity>,
     },
 }
 
@@ -125,7 +125,7 @@ pub fn reconcile(
     for a in missing {
         out.push(Finding::MissingFill {
             client_order_id: coid_of.get(&a.order_id.to_string()).cloned(),
-            activity: a.clone(),
+            activity: Box::new(a.clone()),
         });
     }
     out
@@ -319,5 +319,4 @@ mod tests {
             }]
         );
     }
-
 }

@@ -696,10 +696,12 @@ mod tests {
 
     #[test]
     fn absurd_values_are_refused_not_overflowed() {
-        let mut limits = RiskLimits::default();
-        limits.max_qty_per_symbol = Decimal::MAX;
-        limits.max_notional_per_symbol_usd = Decimal::MAX;
-        limits.max_gross_exposure_usd = Decimal::MAX;
+        let limits = RiskLimits {
+            max_qty_per_symbol: Decimal::MAX,
+            max_notional_per_symbol_usd: Decimal::MAX,
+            max_gross_exposure_usd: Decimal::MAX,
+            ..RiskLimits::default()
+        };
         let mut st = state();
         st.buying_power = Decimal::MAX;
         st.last_trade.insert("AAPL".into(), Decimal::MAX / dec!(2));
@@ -716,7 +718,11 @@ mod tests {
                 TradingMode::Active,
                 now(),
             );
-            assert_eq!(r.unwrap_err().code, RefusalCode::OutOfRange, "{qty} {symbol}");
+            assert_eq!(
+                r.unwrap_err().code,
+                RefusalCode::OutOfRange,
+                "{qty} {symbol}"
+            );
         }
     }
 
