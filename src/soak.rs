@@ -160,6 +160,9 @@ pub struct BusyFigures {
     pub rss_after_warmup_mb: f64,
     pub rss_end_mb: f64,
     pub rss_peak_mb: f64,
+    /// Anonymous memory (heap) after warm-up and at the end.
+    pub anon_after_warmup_mb: f64,
+    pub anon_end_mb: f64,
     /// The simulator's, in its own process (it keeps every order, as Alpaca does).
     pub sim_rss_mb: f64,
 }
@@ -193,6 +196,19 @@ pub fn rss_mb() -> f64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
         .unwrap_or(0.0);
     pages * 4096.0 / 1_048_576.0
+}
+
+/// This process's anonymous resident memory (heap and other private memory, not the pages
+/// of the program's own file), in MB: what grows when memory leaks.
+pub fn rss_anon_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("RssAnon:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 /// The simulator's positions, signed, without zeros.
@@ -673,7 +689,9 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
             .send(GetOrderStats)
             .await
             .map_err(|e| e.to_string())?;
-        let broker = positions_of(&admin.get("/_sim/state").await?);
+        let broker = positions_of(&serde_json::json!({
+            "positions": admin.get("/_sim/positions").await?
+        }));
         let after = daemon
             .orders
             .send(GetOrderStats)
@@ -702,24 +720,28 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         if !warmed && started.elapsed() >= warmup {
             warmed = true;
             busy.rss_after_warmup_mb = rss;
+            busy.anon_after_warmup_mb = rss_anon_mb();
         }
         if Instant::now() >= next_progress {
             next_progress = Instant::now() + Duration::from_secs(30);
             let (errors, _) = crate::telemetry::errors_logged();
             eprintln!(
-                "soak: {:>5} s  mode {}  fills {}  reconciliations {}  mismatches {}  errors {}  rss {:.1} MB",
+                "soak: {:>5} s  mode {}  fills {}  reconciliations {}  mismatches {}  errors {}  rss {:.1} MB (anon {:.1})  kept per order {}",
                 started.elapsed().as_secs(),
                 mode_name(status.mode),
                 after.fills,
                 after.reconciliations,
                 after.position_mismatches,
                 errors,
-                rss
+                rss,
+                rss_anon_mb(),
+                after.tracked_entries
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     busy.rss_end_mb = rss_mb();
+    busy.anon_end_mb = rss_anon_mb();
     let (errors, first) = crate::telemetry::errors_logged();
     busy.error_lines = errors;
     busy.first_errors = first;
@@ -739,7 +761,7 @@ fn indented(lines: &[String]) -> String {
 pub fn summary(r: &SoakReport) -> String {
     if let Some(b) = &r.busy {
         return format!(
-            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB; the simulator, apart: {:.1} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
+            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB; heap and other anonymous {:.1} / {:.1} MB; the simulator, apart: {:.1} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
             r.seconds,
             r.seed,
             r.orders_sent,
@@ -756,6 +778,8 @@ pub fn summary(r: &SoakReport) -> String {
             b.rss_after_warmup_mb,
             b.rss_end_mb,
             b.rss_peak_mb,
+            b.anon_after_warmup_mb,
+            b.anon_end_mb,
             b.sim_rss_mb,
             r.duplicate_client_order_ids,
             r.fills_lost,

@@ -380,6 +380,12 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
         "reconciliation reports the order:\n{log2}"
     );
     assert!(!log2.contains(SECRET), "the secret never reaches a log");
+    // A run without faults says nothing alarming: no ERROR, the stream not called down at
+    // start or at shutdown, its own bracket legs not called foreign.
+    for alarm in [" ERROR ", "trade_updates stream down", "did not send"] {
+        let hits: Vec<&str> = log2.lines().filter(|l| l.contains(alarm)).collect();
+        assert!(hits.is_empty(), "{alarm:?} in a fault-free run: {hits:#?}");
+    }
     assert!(
         !log2.contains("a new journal") && log2.contains("journal recorded no mode change"),
         "a restart on the same journal is not a new journal"
@@ -425,16 +431,29 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
     }
     assert!(broker_filled >= 3);
     assert_eq!(fill_positions(&fills), sim_positions(&state_now));
-    let ours = store
-        .intents(false)
-        .unwrap()
+    // Every intent of ours was either sent once, or closed as never sent (journaled, then
+    // killed before its request left: reconciliation closes it and never resends it).
+    let intents = store.intents(false).unwrap();
+    let (sent, never_sent): (Vec<_>, Vec<_>) = intents
         .iter()
         .filter(|i| i.intent.request.get("leg_of").is_none())
-        .count() as u64;
+        .partition(|i| i.broker_order_id.is_some());
+    let at_broker: std::collections::HashSet<&str> = state_now["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["client_order_id"].as_str())
+        .collect();
+    for i in &never_sent {
+        assert_eq!(i.status, Some(traderd::alpaca::model::OrderStatus::Rejected), "{i:?}");
+        assert!(!at_broker.contains(i.intent.client_order_id.as_str()), "{i:?}");
+    }
+    let ours = sent.len() as u64;
     assert_eq!(
         stats["order_posts"].as_u64().unwrap(),
         ours,
-        "one POST per intent"
+        "one POST per intent; run 2 ended:\n{}",
+        log2.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     // Two runs: two run ids, so no client order id could repeat across the restart.
     assert!(

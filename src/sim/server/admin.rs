@@ -1,5 +1,5 @@
 //! The admin API under `/_sim/` for tests and demos (no auth; the simulator listens on
-//! loopback): `GET state`, `GET stats`, `POST faults`, `POST reset`. Documented in
+//! loopback): `GET state`, `GET positions`, `GET stats`, `POST faults`, `POST reset`. Documented in
 //! `docs/simulator.md`; tests outside the crate rely on this contract.
 
 use super::{error_response, ok_json};
@@ -18,6 +18,7 @@ use std::sync::Arc;
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/state", get(state))
+        .route("/positions", get(positions))
         .route("/stats", get(stats))
         .route("/faults", post(faults))
         .route("/reset", post(reset))
@@ -44,6 +45,11 @@ async fn state(State(sim): State<Arc<Sim>>) -> Response {
         market_time: s.clock.now(),
         market_open: s.clock.clock_view().is_open,
     }))
+}
+
+/// The positions alone: what a watcher polling often needs, without every order ever made.
+async fn positions(State(sim): State<Arc<Sim>>) -> Response {
+    ok_json(&sim.with_state(|s| s.engine.positions()))
 }
 
 #[derive(Serialize)]
