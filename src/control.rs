@@ -888,11 +888,14 @@ pub async fn call_within(
     let mut out = serde_json::to_string(&request).map_err(|e| e.to_string())?;
     out.push('\n');
     let exchange = async {
-        write
-            .write_all(out.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        read_reply(&mut BufReader::new(read)).await
+        // A daemon at its connection cap answers `busy` and closes without reading: the
+        // write may fail while that answer waits to be read.
+        let written = write.write_all(out.as_bytes()).await;
+        match (read_reply(&mut BufReader::new(read)).await, written) {
+            (Ok(Some(line)), _) => Ok(Some(line)),
+            (_, Err(e)) => Err(e.to_string()),
+            (other, Ok(())) => other,
+        }
     };
     let line = tokio::time::timeout(timeout, exchange)
         .await

@@ -556,3 +556,64 @@ async fn ctl_times_out_and_caps_the_answer() {
     assert!(e.contains("longer than"), "{e}");
     server.abort();
 }
+
+/// The daemon as a process with 256 file descriptors, and 300 control connections held open
+/// against it: past the cap each is told `busy` and closed, so the daemon never runs out of
+/// descriptors, `status` still answers at once, and the log does not fill with accept errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_cannot_exhaust_a_daemon_with_few_file_descriptors() {
+    let sim = common::paper_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let cfg = dir.path().join("traderd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[connection]\nmode = \"paper\"\n[control]\nsocket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let daemon = common::paper_daemon(&sim.base_url(), &cfg, &dir.path().join("state"));
+    // The same command under `ulimit -n 256`.
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(daemon.get_program())
+        .args(daemon.get_args())
+        .envs(
+            daemon
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .env_remove("STATE_DIRECTORY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let _child = common::Killed(limited.spawn().unwrap());
+    wait_for("the daemon's status", WAIT, || async {
+        call(&socket, "status", &[]).await.ok()?.ok.then_some(())
+    })
+    .await;
+
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = UnixStream::connect(&socket).await {
+            held.push(s);
+        }
+    }
+    let started = std::time::Instant::now();
+    let r = call(&socket, "status", &[]).await.unwrap();
+    assert_eq!(r.error.map(|e| e.code).as_deref(), Some("busy"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(held);
+    wait_for("status again", WAIT, || async {
+        call(&socket, "status", &[]).await.ok()?.ok.then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let accept_errors = text.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(accept_errors <= 1, "{accept_errors} accept errors:\n{text}");
+    assert!(!text.contains(" ERROR "), "{text}");
+}

@@ -445,15 +445,29 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
         .filter_map(|o| o["client_order_id"].as_str())
         .collect();
     for i in &never_sent {
-        assert_eq!(i.status, Some(traderd::alpaca::model::OrderStatus::Rejected), "{i:?}");
-        assert!(!at_broker.contains(i.intent.client_order_id.as_str()), "{i:?}");
+        assert_eq!(
+            i.status,
+            Some(traderd::alpaca::model::OrderStatus::Rejected),
+            "{i:?}"
+        );
+        assert!(
+            !at_broker.contains(i.intent.client_order_id.as_str()),
+            "{i:?}"
+        );
     }
     let ours = sent.len() as u64;
     assert_eq!(
         stats["order_posts"].as_u64().unwrap(),
         ours,
         "one POST per intent; run 2 ended:\n{}",
-        log2.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        log2.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // Two runs: two run ids, so no client order id could repeat across the restart.
     assert!(

@@ -314,7 +314,10 @@ async fn records_keep_their_order_whatever_the_writer_spawns() {
     }
     #[derive(Message)]
     #[rtype(result = "()")]
-    struct Write(u32, tokio::sync::mpsc::UnboundedSender<Option<Result<(), JournalError>>>);
+    struct Write(
+        u32,
+        tokio::sync::mpsc::UnboundedSender<Option<Result<(), JournalError>>>,
+    );
     impl Handler<Write> for Writer {
         type Result = ();
         fn handle(&mut self, Write(n, answers): Write, ctx: &mut Context<Self>) {
