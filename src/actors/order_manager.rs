@@ -472,8 +472,15 @@ impl OrderManager {
     }
 
     /// Learns an order's bracket legs: tracked and journaled as intents of their own.
+    ///
+    /// Only from a parent the book tracks: a parent final and forgotten had its legs learned
+    /// while it was tracked, and learning them again from a late report (a gap repair that
+    /// nests them) would book their fills a second time.
     fn learn_legs(&mut self, order: &Order, ctx: &mut Context<Self>) {
         let Some(legs) = &order.legs else { return };
+        if self.book.get(&order.client_order_id).is_none() {
+            return;
+        }
         for leg in legs {
             if self.book.get(&leg.client_order_id).is_some()
                 || !self.legs.insert(leg.client_order_id.clone())
@@ -1330,7 +1337,9 @@ async fn gather(
     // Only what the window needs: open intents and those of the window, the fills of orders
     // filled in it. The journal can grow for years; a reconciliation does not.
     let intents = read(journal, LoadIntentsSince(since)).await?;
-    let fills = read(journal, LoadFillsSince(since)).await?;
+    // (A margin before the window: the journal's time of a fill and the broker's activity
+    // time of it may differ a little.)
+    let fills = read(journal, LoadFillsSince(since - chrono::Duration::minutes(10))).await?;
     let positions = if load_positions {
         Some(read(journal, LoadPositions).await?)
     } else {

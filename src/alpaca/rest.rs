@@ -172,11 +172,12 @@ pub const LANE_SHARE_PCT: u32 = 30;
 
 /// A budget of `per_minute` requests that holds in **every** 60-second window, as a broker
 /// counting per window sees it. A plain `Quota::per_minute(n)` allows a burst of `n` on top of
-/// `n` a minute (up to `2n` in one window, and 429s from Alpaca); here the burst is small and
-/// the rate is what is left: burst + rate x 60 s = `per_minute`.
+/// `n` a minute (up to `2n` in one window, and 429s from Alpaca); here a quarter is the burst
+/// (what a start needs at once: warm-up, reconciliation, the account, the first orders) and the
+/// rate is what is left: burst + rate x 60 s = `per_minute`.
 pub fn window_quota(per_minute: u32) -> Quota {
     let per_minute = per_minute.max(1);
-    let burst = (per_minute / 20).clamp(1, 10);
+    let burst = (per_minute / 4).max(1);
     let rate = (per_minute - burst).max(1);
     let period = Duration::from_secs(60) / rate;
     Quota::with_period(period)
