@@ -166,6 +166,15 @@ pub enum Lane {
     Reconcile = 1,
 }
 
+/// Counts a waiting request down when it stops waiting (or its future is dropped).
+struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The share of the request budget each background lane may use, in percent (two lanes:
 /// at least 40 % is always left to orders and cancels).
 pub const LANE_SHARE_PCT: u32 = 30;
@@ -196,6 +205,8 @@ pub struct AlpacaClient {
     lanes: Arc<[DefaultDirectRateLimiter; 2]>,
     /// This clone's lane: `None` for orders and everything else (the whole budget).
     lane: Option<Lane>,
+    /// Requests of the main lane waiting for a permit: background reads wait until none is.
+    main_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Set when the broker said `X-Ratelimit-Remaining: 0`: no request before this instant.
     blocked_until: Arc<Mutex<Option<Instant>>>,
     stats: Arc<ClientStats>,
@@ -279,6 +290,7 @@ impl AlpacaClient {
             lane: None,
             settings: Arc::new(settings),
             blocked_until: Arc::new(Mutex::new(None)),
+            main_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             stats: Arc::new(ClientStats::default()),
             observer: Arc::new(OnceLock::new()),
         })
@@ -335,10 +347,23 @@ impl AlpacaClient {
                 tokio::time::sleep_until(until.into()).await;
             }
         }
-        if let Some(lane) = self.lane {
-            self.lanes[lane as usize].until_ready().await;
+        match self.lane {
+            // Background reads go after every request of the main lane that is waiting (an
+            // order, a cancel, the flatten procedure's reads): they only take what is left.
+            Some(lane) => {
+                self.lanes[lane as usize].until_ready().await;
+                while self.main_waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                self.limiter.until_ready().await;
+            }
+            None => {
+                self.main_waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let _done = WaitingGuard(&self.main_waiting);
+                self.limiter.until_ready().await;
+            }
         }
-        self.limiter.until_ready().await;
     }
 
     /// Remembers the broker's own view of our remaining budget.
