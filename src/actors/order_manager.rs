@@ -1339,7 +1339,11 @@ async fn gather(
     let intents = read(journal, LoadIntentsSince(since)).await?;
     // (A margin before the window: the journal's time of a fill and the broker's activity
     // time of it may differ a little.)
-    let fills = read(journal, LoadFillsSince(since - chrono::Duration::minutes(10))).await?;
+    let fills = read(
+        journal,
+        LoadFillsSince(since - chrono::Duration::minutes(10)),
+    )
+    .await?;
     let positions = if load_positions {
         Some(read(journal, LoadPositions).await?)
     } else {
