@@ -30,16 +30,25 @@ use std::time::{Duration, Instant};
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
-/// The soak's own settings: a busy strategy, tight thresholds, quick retries.
-pub const SOAK_CONFIG: &str = r#"
-[sim]
-listen = "127.0.0.1:0"
+/// The busy strategy: momentum entering on any RSI, 2,000 USD an entry. Shared by both soak
+/// profiles and the tests that need a daemon trading often.
+pub const BUSY_STRATEGY: &str = r#"
 [strategy]
 sizing_usd = "2000"
 [strategy.momentum]
 rsi_entry_min = 0.0
 rsi_entry_max = 100.0
 rsi_exit = 100.0
+"#;
+
+/// The fault soak's own settings (with [`BUSY_STRATEGY`]): tight thresholds, quick retries.
+pub fn soak_config() -> String {
+    format!("{SOAK_SETTINGS}{BUSY_STRATEGY}")
+}
+
+const SOAK_SETTINGS: &str = r#"
+[sim]
+listen = "127.0.0.1:0"
 [alpaca]
 max_retries = 2
 retry_min_delay_ms = 50
@@ -66,18 +75,16 @@ verify_timeout_ms = 5000
 
 /// A busy strategy on every symbol the simulator lists, under its Alpaca rate limit (200 a
 /// minute), with nothing injected: ordinary trading.
-pub const BUSY_CONFIG: &str = r#"
+pub fn busy_config() -> String {
+    format!("{BUSY_SETTINGS}{BUSY_STRATEGY}")
+}
+
+const BUSY_SETTINGS: &str = r#"
 [sim]
 listen = "127.0.0.1:0"
 rate_limit_per_minute = 200
 [trading]
 symbols = ["AAPL", "MSFT", "AMZN", "GOOGL", "NVDA", "META", "TSLA", "AMD", "SPY", "QQQ"]
-[strategy]
-sizing_usd = "2000"
-[strategy.momentum]
-rsi_entry_min = 0.0
-rsi_entry_max = 100.0
-rsi_exit = 100.0
 [orders]
 reconcile_interval_s = 5
 [account]
@@ -342,7 +349,7 @@ pub async fn run(opts: SoakOptions) -> Result<SoakReport, String> {
 }
 
 async fn run_faults(opts: SoakOptions) -> Result<SoakReport, String> {
-    let mut config = Config::parse(SOAK_CONFIG, "soak settings", &CheckContext::default())
+    let mut config = Config::parse(&soak_config(), "soak settings", &CheckContext::default())
         .map_err(|e| e.to_string())?;
     config.sim.seed = opts.seed;
     config.sim.speed = opts.speed;
@@ -620,7 +627,7 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         ..CheckContext::default()
     };
     let mut config =
-        Config::parse(BUSY_CONFIG, "busy soak settings", &check).map_err(|e| e.to_string())?;
+        Config::parse(&busy_config(), "busy soak settings", &check).map_err(|e| e.to_string())?;
     config.sim.seed = opts.seed;
     config.sim.speed = opts.speed;
     std::fs::create_dir_all(&opts.state_dir)

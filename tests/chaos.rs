@@ -31,12 +31,6 @@ requests_per_minute = 3000
 max_retries = 2
 retry_min_delay_ms = 20
 retry_max_delay_ms = 100
-[strategy]
-sizing_usd = "2000"
-[strategy.momentum]
-rsi_entry_min = 0.0
-rsi_entry_max = 100.0
-rsi_exit = 100.0
 [orders]
 reconcile_interval_s = 2
 [account]
@@ -55,7 +49,8 @@ verify_timeout_ms = 3000
 
 /// `BASE` with `extra` merged in (a table in `extra` replaces the same table in `BASE`).
 fn config(extra: &str, ctx: &CheckContext) -> Config {
-    let mut base: toml::Table = toml::from_str(BASE).unwrap();
+    let base = format!("{BASE}{}", traderd::soak::BUSY_STRATEGY);
+    let mut base: toml::Table = toml::from_str(&base).unwrap();
     let extra: toml::Table = toml::from_str(extra).unwrap();
     for (section, table) in extra {
         match (base.get_mut(&section), table) {

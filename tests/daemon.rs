@@ -26,12 +26,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const BUSY: &str = r#"
 [sim]
 speed = 120.0
-[strategy]
-sizing_usd = "2000"
-[strategy.momentum]
-rsi_entry_min = 0.0
-rsi_entry_max = 100.0
-rsi_exit = 100.0
 [orders]
 reconcile_interval_s = 2
 [account]
@@ -42,7 +36,7 @@ max_orders_per_minute = 1000
 
 fn config(extra: &str) -> Config {
     Config::parse(
-        &format!("{BUSY}\n{extra}"),
+        &format!("{BUSY}{}\n{extra}", traderd::soak::BUSY_STRATEGY),
         "test",
         &CheckContext::default(),
     )
@@ -297,12 +291,15 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
     let state = dir.path().join("state");
     let cfg = dir.path().join("traderd.toml");
     // Market orders only (no resting legs), so the broker's books are still when we compare.
-    let text = format!("[connection]\nmode = \"paper\"\n{BUSY}")
-        .replace(
-            "sizing_usd = \"2000\"",
-            "sizing_usd = \"2000\"\nprotection = \"none\"",
-        )
-        .replace("[orders]\n", "[orders]\nack_timeout_ms = 1000\n");
+    let text = format!(
+        "[connection]\nmode = \"paper\"\n{BUSY}{}",
+        traderd::soak::BUSY_STRATEGY
+    )
+    .replace(
+        "sizing_usd = \"2000\"",
+        "sizing_usd = \"2000\"\nprotection = \"none\"",
+    )
+    .replace("[orders]\n", "[orders]\nack_timeout_ms = 1000\n");
     std::fs::write(&cfg, text).unwrap();
     // The first order is taken by the broker, whose answer is then held back: the daemon is
     // killed while it waits.
