@@ -503,6 +503,17 @@ impl AlpacaClient {
         decode(&format!("GET {path}"), &resp)
     }
 
+    /// A list endpoint: `null` where the list is expected reads as empty.
+    async fn get_list<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        api: Api,
+        path: &str,
+        query: Option<&Q>,
+    ) -> Result<Vec<T>, BrokerError> {
+        let list: Option<Vec<T>> = self.get(api, path, query).await?;
+        Ok(list.unwrap_or_default())
+    }
+
     // ----- account, clock, calendar, assets -------------------------------------------------
 
     pub async fn get_account(&self) -> Result<Account, BrokerError> {
@@ -519,11 +530,11 @@ impl AlpacaClient {
         end: NaiveDate,
     ) -> Result<Vec<CalendarDay>, BrokerError> {
         let q = [("start", start.to_string()), ("end", end.to_string())];
-        self.get(Api::Trading, "/v2/calendar", Some(&q)).await
+        self.get_list(Api::Trading, "/v2/calendar", Some(&q)).await
     }
 
     pub async fn list_assets(&self) -> Result<Vec<Asset>, BrokerError> {
-        self.get(Api::Trading, "/v2/assets", Some(&[("status", "active")]))
+        self.get_list(Api::Trading, "/v2/assets", Some(&[("status", "active")]))
             .await
     }
 
@@ -558,7 +569,7 @@ impl AlpacaClient {
         &self,
         query: &ListActivities,
     ) -> Result<Vec<Activity>, BrokerError> {
-        self.get(Api::Trading, "/v2/account/activities", Some(query))
+        self.get_list(Api::Trading, "/v2/account/activities", Some(query))
             .await
     }
 
@@ -709,7 +720,7 @@ impl AlpacaClient {
     }
 
     pub async fn list_orders(&self, query: &ListOrders) -> Result<Vec<Order>, BrokerError> {
-        self.get(Api::Trading, "/v2/orders", Some(query)).await
+        self.get_list(Api::Trading, "/v2/orders", Some(query)).await
     }
 
     pub async fn get_order(&self, id: Uuid) -> Result<Order, BrokerError> {
@@ -757,7 +768,8 @@ impl AlpacaClient {
     // ----- positions -----------------------------------------------------------------------
 
     pub async fn list_positions(&self) -> Result<Vec<Position>, BrokerError> {
-        self.get::<_, ()>(Api::Trading, "/v2/positions", None).await
+        self.get_list::<_, ()>(Api::Trading, "/v2/positions", None)
+            .await
     }
 
     /// The open position in `symbol`, or `None` if there is none.
@@ -944,6 +956,16 @@ fn decode_or_empty<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_where_a_list_is_expected_reads_as_empty() {
+        let resp = Response {
+            status: StatusCode::OK,
+            body: b"null".to_vec(),
+        };
+        let list: Option<Vec<Position>> = decode("GET /v2/positions", &resp).unwrap();
+        assert_eq!(list.unwrap_or_default(), Vec::new());
+    }
 
     #[test]
     fn the_budget_holds_in_every_sixty_second_window() {

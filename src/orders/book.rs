@@ -125,7 +125,7 @@ impl OrderBook {
             (Some(p), "fill" | "partial_fill") => Some(p),
             _ => None,
         };
-        self.apply(&u.order, u.timestamp, execution, price)
+        self.apply(&u.order, u.at(), execution, price)
     }
 
     fn apply(
@@ -294,7 +294,7 @@ mod tests {
         TradeUpdate {
             event: event.into(),
             execution_id: Some(Uuid::from_u128(exec)),
-            timestamp: o.updated_at,
+            timestamp: Some(o.updated_at),
             order: o,
             price,
             qty,

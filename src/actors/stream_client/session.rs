@@ -752,7 +752,7 @@ impl Session {
                         Ok(TradingMessage::TradeUpdate(update)) => {
                             self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
                             self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
-                            self.last_event_at = Some(self.last_event_at.map_or(update.timestamp, |l| l.max(update.timestamp)));
+                            self.last_event_at = Some(self.last_event_at.map_or(update.at(), |l| l.max(update.at())));
                             if let Some(sink) = &self.sinks.trade_updates {
                                 // Never dropped: wait for the order side rather than lose an event.
                                 if sink.send(TradeUpdatesReceived { updates: vec![*update] }).await.is_err() {

@@ -600,13 +600,23 @@ impl Activity {
 /// `GET/PATCH /v2/account/configurations`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountConfigurations {
-    pub dtbp_check: String,
-    pub trade_confirm_email: String,
+    /// Removed from Alpaca's answer on 2026-07-06: optional, like every field the daemon does
+    /// not need (it needs `suspend_trade`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtbp_check: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_confirm_email: Option<String>,
+    #[serde(default)]
     pub suspend_trade: bool,
+    #[serde(default)]
     pub no_shorting: bool,
+    #[serde(default)]
     pub fractional_trading: bool,
-    pub max_margin_multiplier: String,
-    pub pdt_check: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_margin_multiplier: Option<String>,
+    /// Removed from Alpaca's answer on 2026-07-06.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdt_check: Option<String>,
     #[serde(default)]
     pub ptp_no_exception_entry: bool,
     #[serde(default)]
@@ -676,13 +686,23 @@ pub struct TradeUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<Uuid>,
     pub order: Order,
-    pub timestamp: DateTime<Utc>,
+    /// When the event happened; an event without one is still applied, at the order's
+    /// `updated_at` ([`TradeUpdate::at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
     #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
     pub price: Option<Decimal>,
     #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
     pub qty: Option<Decimal>,
     #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
     pub position_qty: Option<Decimal>,
+}
+
+impl TradeUpdate {
+    /// When the event happened: its `timestamp`, else the order's `updated_at`.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.timestamp.unwrap_or(self.order.updated_at)
+    }
 }
 
 #[cfg(test)]
@@ -706,6 +726,33 @@ mod tests {
         assert_eq!(o.order_class, OrderClass::Simple);
         assert_eq!(o.status, OrderStatus::Accepted);
         assert!(o.status.is_open());
+    }
+
+    #[test]
+    fn the_2026_account_configuration_decodes_without_the_removed_pdt_fields() {
+        // The answer after 2026-07-06: no dtbp_check, no pdt_check, and fields we do not know.
+        let body = r#"{"trade_confirm_email":"all","suspend_trade":true,"no_shorting":false,
+            "fractional_trading":true,"max_margin_multiplier":"4","max_options_trading_level":2,
+            "ptp_no_exception_entry":false,"disable_overnight_trading":false}"#;
+        let c: AccountConfigurations = serde_json::from_str(body).unwrap();
+        assert!(c.suspend_trade);
+        assert_eq!((c.dtbp_check, c.pdt_check), (None, None));
+        // The older answer still decodes.
+        let old = r#"{"dtbp_check":"entry","trade_confirm_email":"all","suspend_trade":false,
+            "no_shorting":false,"fractional_trading":true,"max_margin_multiplier":"4","pdt_check":"entry"}"#;
+        let c: AccountConfigurations = serde_json::from_str(old).unwrap();
+        assert_eq!(c.pdt_check.as_deref(), Some("entry"));
+    }
+
+    #[test]
+    fn a_trade_update_without_a_timestamp_is_applied_at_the_orders_time() {
+        let body = format!(r#"{{"event":"new","order":{DOC_ORDER}}}"#);
+        let u: TradeUpdate = serde_json::from_str(&body).unwrap();
+        assert_eq!(u.timestamp, None);
+        assert_eq!(u.at(), u.order.updated_at);
+        let body = format!(r#"{{"event":"new","order":{DOC_ORDER},"timestamp":null}}"#);
+        let u: TradeUpdate = serde_json::from_str(&body).unwrap();
+        assert_eq!(u.at(), u.order.updated_at);
     }
 
     #[test]

@@ -182,13 +182,13 @@ impl Engine {
             by_client_id: HashMap::new(),
             activities: Vec::new(),
             configurations: AccountConfigurations {
-                dtbp_check: "entry".into(),
-                trade_confirm_email: "none".into(),
+                dtbp_check: Some("entry".into()),
+                trade_confirm_email: Some("none".into()),
                 suspend_trade: false,
                 no_shorting: false,
                 fractional_trading: true,
-                max_margin_multiplier: "4".into(),
-                pdt_check: "entry".into(),
+                max_margin_multiplier: Some("4".into()),
+                pdt_check: Some("entry".into()),
                 ptp_no_exception_entry: false,
                 max_options_trading_level: None,
             },
@@ -438,10 +438,10 @@ impl Engine {
     ) -> Result<AccountConfigurations, SimError> {
         let c = &mut self.configurations;
         if let Some(v) = patch.dtbp_check {
-            c.dtbp_check = v
+            c.dtbp_check = Some(v)
         }
         if let Some(v) = patch.trade_confirm_email {
-            c.trade_confirm_email = v
+            c.trade_confirm_email = Some(v)
         }
         if let Some(v) = patch.suspend_trade {
             c.suspend_trade = v
@@ -458,10 +458,10 @@ impl Engine {
                     "max_margin_multiplier must be 1, 2 or 4",
                 ));
             }
-            c.max_margin_multiplier = v;
+            c.max_margin_multiplier = Some(v);
         }
         if let Some(v) = patch.pdt_check {
-            c.pdt_check = v
+            c.pdt_check = Some(v)
         }
         Ok(c.clone())
     }
@@ -510,7 +510,7 @@ impl Engine {
         self.outbox.push(TradeUpdate {
             event: event.to_string(),
             execution_id,
-            timestamp: self.now,
+            timestamp: Some(self.now),
             price: fill.map(|f| f.0),
             qty: fill.map(|f| f.1),
             position_qty,
