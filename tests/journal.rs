@@ -303,7 +303,7 @@ fn state_directory_precedence() {
 /// actor spawns in an order of its own (an item that completes is replaced by the last one), so
 /// a `journal.send` made on a spawned future's first poll can overtake the one spawned before
 /// it: the state then names an intent the journal does not have yet, as the order manager once
-/// logged at ERROR. `write_ordered` queues the record when it is called.
+/// logged at ERROR. `ordered` queues the record when it is called.
 #[actix_rt::test]
 async fn records_keep_their_order_whatever_the_writer_spawns() {
     use actix::prelude::*;
@@ -333,8 +333,8 @@ async fn records_keep_their_order_whatever_the_writer_spawns() {
             };
             // Something else the actor had spawned, done at its first poll.
             ctx.spawn(async {}.into_actor(self));
-            let first = write_ordered(&self.0, RecordIntent(i));
-            let second = write_ordered(&self.0, RecordOrderState(state));
+            let first = ordered(&self.0, RecordIntent(i));
+            let second = ordered(&self.0, RecordOrderState(state));
             let tx = answers.clone();
             ctx.spawn(
                 async move {

@@ -345,7 +345,7 @@ impl OrderManager {
         T: Send + 'static,
         Journal: Handler<journal::Ordered<M>>,
     {
-        let answer = journal::write_ordered(&self.journal, msg);
+        let answer = journal::ordered(&self.journal, msg);
         ctx.spawn(answer.into_actor(self).map(|r, act, ctx| {
             let err = match r {
                 Some(Ok(_)) => return act.journal_outcome(false, ctx),
@@ -685,15 +685,11 @@ impl OrderManager {
         let journal = self.journal.clone();
         let rest = self.rest.clone();
         let work = async move {
-            match journal::write_ordered(&journal, RecordIntent(record)).await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the journal is not running".to_string()),
-            }
+            journal_call(&journal, RecordIntent(record)).await?;
             // Tick to order ends here: the intent is journaled and the request goes to the
             // HTTP client.
             let tick_to_order = arrived.map(|at| at.elapsed());
-            Ok((tick_to_order, rest.submit_order(request).await))
+            Ok::<_, String>((tick_to_order, rest.submit_order(request).await))
         };
         let work = tracing::Instrument::instrument(work, span);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
@@ -933,17 +929,16 @@ impl OrderManager {
             .collect();
         // The books are loaded from the journal once per process: after a restart of this
         // actor, what it booked itself is newer than a journal read may be.
-        if let Some(positions) = g.positions.take().filter(|_| first && !self.loaded) {
+        // (The positions are asked for only then: `load_positions` in `reconcile`.)
+        if let Some(positions) = g.positions.take() {
             self.loaded = true;
             self.executions.clear();
+            self.booked.clear();
             for f in &g.fills {
                 self.executions
                     .entry(f.broker_order_id.clone())
                     .or_default()
                     .insert(f.execution_id.clone());
-            }
-            self.booked.clear();
-            for f in &g.fills {
                 let b = self.booked.entry(f.broker_order_id.clone()).or_default();
                 *b = b.saturating_add(f.qty);
             }
@@ -1042,11 +1037,11 @@ impl OrderManager {
                     }
                     // A leg of a parent of ours whose answer has not come yet: its legs are
                     // learned from that answer, so it is not called foreign now.
-                    let parent_unanswered = self.book.open().any(|t| {
-                        t.symbol == order.symbol
-                            && (t.broker_order_id.is_none()
-                                || self.in_flight.contains(&t.client_order_id))
-                    });
+                    // (Orders in flight are open in the book, with no broker id yet.)
+                    let parent_unanswered = self
+                        .book
+                        .open()
+                        .any(|t| t.symbol == order.symbol && t.broker_order_id.is_none());
                     if parent_unanswered {
                         continue;
                     }
@@ -1118,15 +1113,10 @@ impl OrderManager {
             let q = broker.entry(p.symbol.clone()).or_default();
             *q = q.saturating_add(p.qty);
         }
-        let (book, in_flight) = (&self.book, &self.in_flight);
-        // An order of ours on the symbol whose outcome is not known yet (open in the book, or
-        // in flight) explains a difference for now.
-        let unsettled = |symbol: &str| {
-            book.open().any(|t| t.symbol == symbol)
-                || in_flight
-                    .iter()
-                    .any(|c| book.get(c).is_some_and(|t| t.symbol == symbol))
-        };
+        let book = &self.book;
+        // An order of ours on the symbol whose outcome is not known yet (open in the book, in
+        // flight included: it is tracked before its request leaves) explains a difference.
+        let unsettled = |symbol: &str| book.open().any(|t| t.symbol == symbol);
         let mut confirm = false;
         for (symbol, verdict) in self.positions.judge(token, &broker, unsettled, first) {
             differs |= verdict.differs();
@@ -1289,6 +1279,19 @@ impl OrderManager {
     }
 }
 
+/// Asks the journal in order behind what is queued; the answer, or why there is none.
+async fn journal_call<M, T>(journal: &Addr<Journal>, msg: M) -> Result<T, String>
+where
+    M: Message<Result = Result<T, JournalError>> + Send + 'static,
+    T: Send + 'static,
+    Journal: Handler<journal::Ordered<M>>,
+{
+    match journal::ordered(journal, msg).await {
+        Some(r) => r.map_err(|e| e.to_string()),
+        None => Err("the journal is not running".to_string()),
+    }
+}
+
 /// What reconciliation reads.
 struct Gathered {
     /// Open intents, and those of the fill window.
@@ -1309,24 +1312,13 @@ async fn gather(
     floor: Option<DateTime<Utc>>,
     load_positions: bool,
 ) -> Result<Gathered, String> {
-    // Journal reads go in order behind the writes already queued.
-    async fn read<M, T>(journal: &Addr<Journal>, msg: M) -> Result<T, String>
-    where
-        M: Message<Result = Result<T, JournalError>> + Send + 'static,
-        T: Send + 'static,
-        Journal: Handler<journal::Ordered<M>>,
-    {
-        match journal::write_ordered(journal, msg).await {
-            Some(r) => r.map_err(|e| e.to_string()),
-            None => Err("the journal is not running".to_string()),
-        }
-    }
+    // Journal reads go in order behind the writes already queued (`journal_call`).
     // Fills since a little before the journal's last one (or the broker's last day: its clock,
     // not ours, which a simulator or a skewed host may not share); those already journaled are
     // matched by cumulative quantity and not booked again.
     // While a mismatch stands, the window keeps the start it had when the mismatch was first
     // seen (`floor`): a fill missed before later ones were journaled is still found.
-    let since: DateTime<Utc> = match read(journal, LastFillAt).await? {
+    let since: DateTime<Utc> = match journal_call(journal, LastFillAt).await? {
         Some(at) => at - chrono::Duration::minutes(5),
         None => {
             let clock = rest.get_clock().await.map_err(|e| e.to_string())?;
@@ -1336,16 +1328,16 @@ async fn gather(
     let since = floor.map_or(since, |f| f.min(since));
     // Only what the window needs: open intents and those of the window, the fills of orders
     // filled in it. The journal can grow for years; a reconciliation does not.
-    let intents = read(journal, LoadIntentsSince(since)).await?;
+    let intents = journal_call(journal, LoadIntentsSince(since)).await?;
     // (A margin before the window: the journal's time of a fill and the broker's activity
     // time of it may differ a little.)
-    let fills = read(
+    let fills = journal_call(
         journal,
         LoadFillsSince(since - chrono::Duration::minutes(10)),
     )
     .await?;
     let positions = if load_positions {
-        Some(read(journal, LoadPositions).await?)
+        Some(journal_call(journal, LoadPositions).await?)
     } else {
         None
     };

@@ -67,7 +67,7 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
 /// actor's spawned futures in an order of its own (one that completes is replaced by the last
 /// spawned), so an `Addr::send` made on a future's first poll can overtake one spawned before
 /// it, and a leg's state reached the journal before the leg's intent. `Ordered` goes in with
-/// `do_send` when the write is made (see [`write_ordered`]) and the answer comes back on a
+/// `do_send` when the write is made (see [`ordered`]) and the answer comes back on a
 /// channel.
 pub struct Ordered<M: Message>(pub M, pub tokio::sync::oneshot::Sender<M::Result>);
 
@@ -82,7 +82,7 @@ where
 /// Queues `msg` now, in order (see [`Ordered`]), and answers a future of the journal's answer;
 /// `None` when the journal is not running. The record is queued when this is called, not when
 /// the future is first polled.
-pub fn write_ordered<M, T>(
+pub fn ordered<M, T>(
     journal: &Addr<Journal>,
     msg: M,
 ) -> impl std::future::Future<Output = Option<Result<T, JournalError>>> + use<M, T>
