@@ -123,12 +123,20 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Peak resident set (VmHWM) of a process, in MiB.
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// A memory figure of a process (`"self"` or a pid) from `/proc/<proc>/status`, in MiB:
+/// `VmHWM` (peak resident set), `VmRSS`, `RssAnon` (heap and other private memory).
+pub fn proc_status_mb(proc: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Peak resident set (VmHWM) of a process, in MiB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    proc_status_mb(&pid.to_string(), "VmHWM")
 }
 
 struct Run {

@@ -198,24 +198,13 @@ impl SoakReport {
 
 /// This process's resident set, in MB (0 where /proc is not there).
 pub fn rss_mb() -> f64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / 1_048_576.0
+    crate::bench_load::proc_status_mb("self", "VmRSS").unwrap_or(0.0)
 }
 
 /// This process's anonymous resident memory (heap and other private memory, not the pages
 /// of the program's own file), in MB: what grows when memory leaks.
 pub fn rss_anon_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("RssAnon:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    crate::bench_load::proc_status_mb("self", "RssAnon").unwrap_or(0.0)
 }
 
 /// The simulator's positions, signed, without zeros.
@@ -611,16 +600,6 @@ fn spawn_sim(config: &Config, key: &str, secret: &str) -> Result<SimProcess, Str
     Ok(sim)
 }
 
-/// The resident set of another process, in MB.
-fn rss_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        * 4096.0
-        / 1_048_576.0
-}
-
 async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
     let check = CheckContext {
         have_keys: true,
@@ -723,7 +702,8 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         busy.mismatches = after.position_mismatches;
         let rss = rss_mb();
         busy.rss_peak_mb = busy.rss_peak_mb.max(rss);
-        busy.sim_rss_mb = rss_of(sim.child.id());
+        busy.sim_rss_mb =
+            crate::bench_load::proc_status_mb(&sim.child.id().to_string(), "VmRSS").unwrap_or(0.0);
         if !warmed && started.elapsed() >= warmup {
             warmed = true;
             busy.rss_after_warmup_mb = rss;
