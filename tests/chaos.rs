@@ -384,3 +384,85 @@ async fn shutdown_with_flatten_leaves_the_broker_flat_and_the_mode_unchanged() {
     assert_eq!(store.current_mode().unwrap(), None);
     sim.stop().await;
 }
+
+/// A fixture of `tests/fixtures/alpaca/`.
+fn fixture(path: &str) -> serde_json::Value {
+    let file = format!(
+        "{}/tests/fixtures/alpaca/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap()
+}
+
+async fn order_stats(d: &Daemon) -> traderd::actors::order_manager::OrderStats {
+    d.orders
+        .send(traderd::actors::order_manager::GetOrderStats)
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn entries_the_daemon_cannot_model_are_reported_and_flattened_never_fatal() {
+    // Someone else's multi-leg options order (asset_id "", side "", legs of type ""), an
+    // options position and a position the daemon cannot read, in the account before it starts.
+    let (sim, env) = paper_sim().await;
+    let added = common::admin()
+        .post(format!("{}/_sim/foreign", sim.base_url()))
+        .json(&serde_json::json!({
+            "orders": [fixture("constructed/mleg_order.json")],
+            "positions": [
+                fixture("constructed/option_position.json"),
+                fixture("constructed/unreadable_position.json"),
+            ],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let d = traderd::daemon::start(&paper_config(""), dir.path(), env)
+        .await
+        .unwrap();
+    // Reconciled and ready despite them: the order and the unreadable position are reported.
+    wait_for("the first reconciliation", WAIT, || async {
+        let s = order_stats(&d).await;
+        (s.ready && s.reconciliations >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(order_stats(&d).await.unmodelled, 2);
+    // It trades as usual.
+    wait_for("fills of its own", WAIT, || async {
+        (order_stats(&d).await.fills >= 1).then_some(())
+    })
+    .await;
+    // The gap repair after a stream drop reads the same lists.
+    let before = order_stats(&d).await.reconciliations;
+    set_fault(&sim, serde_json::json!({"kind": "drop_streams"})).await;
+    wait_for("reconciliations after the drop", WAIT, || async {
+        let s = order_stats(&d).await;
+        (s.stream_up && s.reconciliations >= before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(status(&d).await.mode, TradingMode::Active, "never fatal");
+    // Reported once each, not at every reconciliation.
+    assert_eq!(order_stats(&d).await.unmodelled, 2);
+    // Flatten cancels the foreign order and closes every position, those it cannot model too.
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Flatten))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Preserving));
+    wait_for_mode(&d, TradingMode::Preserved).await;
+    let state = sim_state(&sim).await;
+    assert_eq!(traderd::soak::exposure_of(&state), (0, 0), "{state}");
+    let mleg = state["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["order_class"] == "mleg")
+        .unwrap();
+    assert_eq!(mleg["status"], "canceled");
+    d.stop().await;
+    sim.stop().await;
+}

@@ -162,7 +162,8 @@ async fn accept_then_drop_ends_with_exactly_one_order() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(all.len(), 2);
     assert!(all.iter().any(|o| o.id == second.id));
     sim.stop().await;

@@ -127,7 +127,7 @@ async fn market_order_fills_and_books_agree() {
             .is_none()
     );
 
-    let fills = c.fills_since(None).await.unwrap();
+    let fills = c.fills_since(None).await.unwrap().items;
     assert_eq!(fills.len(), 1);
     assert_eq!(
         (fills[0].order_id, fills[0].qty, fills[0].price),
@@ -150,7 +150,7 @@ async fn resting_limit_order_lists_replaces_and_cancels() {
         .await
         .unwrap();
 
-    let open = c.list_orders(&ListOrders::default()).await.unwrap();
+    let open = c.list_orders(&ListOrders::default()).await.unwrap().items;
     assert_eq!(
         open.iter().map(|o| o.id).collect::<Vec<_>>(),
         vec![order.id]
@@ -212,7 +212,8 @@ async fn resting_limit_order_lists_replaces_and_cancels() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].id, order.id);
     sim.stop().await;
@@ -425,6 +426,7 @@ async fn ioc_fok_partial_fills_and_notional() {
         .fills_since(None)
         .await
         .unwrap()
+        .items
         .into_iter()
         .filter(|f| f.order_id == big.id)
         .collect::<Vec<_>>();

@@ -59,7 +59,8 @@ impl AccountManager {
         let rest = self.rest.clone();
         let work = async move {
             let account = rest.get_account().await?;
-            let positions = rest.list_positions().await?;
+            // Entries the daemon cannot model are reported by reconciliation, not here.
+            let positions = rest.list_positions().await?.items;
             let clock = rest.get_clock().await?;
             Ok::<_, crate::alpaca::BrokerError>((account, positions, clock))
         };

@@ -23,10 +23,10 @@
 use crate::actors::health::{HealthEvent, Reporter};
 use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::{
-    Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss, TakeProfit,
-    TimeInForce,
+    AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss,
+    TakeProfit, TimeInForce,
 };
-use crate::alpaca::rest::ListOrders;
+use crate::alpaca::rest::{CloseAmount, ListOrders};
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
     self, FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
@@ -40,7 +40,7 @@ use crate::messages::{
 use crate::orders::ClientOrderIds;
 use crate::orders::book::{Effect, OrderBook};
 use crate::orders::positions::{PositionCheck, ReadToken, Verdict};
-use crate::orders::reconcile::{BrokerView, Finding, reconcile};
+use crate::orders::reconcile::{BrokerView, Finding, Listed, reconcile};
 use crate::risk::{Approved, Intent, Purpose};
 use crate::stream_client::ConnectionState;
 use actix::prelude::*;
@@ -153,6 +153,9 @@ pub struct OrderStats {
     pub intents_never_sent: u64,
     pub missing_fills: u64,
     pub foreign_orders: u64,
+    /// Broker entries the daemon cannot model (a multi-leg options order, a position or
+    /// activity of an unknown shape), each counted once.
+    pub unmodelled: u64,
     pub position_mismatches: u64,
     pub polls: u64,
     pub lookups: u64,
@@ -1106,6 +1109,32 @@ impl OrderManager {
                     // Not an order of the book: nothing retires it but this.
                     self.retired.push((self.epoch, None, Some(order_id)));
                 }
+                Finding::Unmodelled { list, entry } => {
+                    let key = format!(
+                        "{}:{}",
+                        list.as_str(),
+                        entry.id.as_deref().unwrap_or(&entry.why)
+                    );
+                    let shown = self.foreign_seen.contains(&key);
+                    open_foreign.insert(key);
+                    if shown {
+                        continue; // reported when first seen
+                    }
+                    *summary.entry("unmodelled").or_default() += 1;
+                    self.stats.unmodelled += 1;
+                    if list == Listed::Activity {
+                        // A fill the daemon cannot read: its position will differ, and the
+                        // comparison of positions says so if it does.
+                        tracing::error!(list = list.as_str(), entry = %entry.describe(), "reconciliation: a fill the daemon cannot read; left alone");
+                    } else {
+                        tracing::warn!(list = list.as_str(), entry = %entry.describe(), "reconciliation: an entry the daemon cannot model (placed by hand or by another app?); left alone");
+                    }
+                    self.journal_event(
+                        "unmodelled",
+                        serde_json::json!({ "list": list, "entry": entry }),
+                        ctx,
+                    );
+                }
             }
         }
         let mut broker: BTreeMap<String, Decimal> = BTreeMap::new();
@@ -1236,21 +1265,52 @@ impl OrderManager {
                 let canceled = rest.cancel_all_orders().await.map_err(|e| e.to_string())?.len();
                 let deadline = tokio::time::Instant::now() + wait;
                 loop {
-                    let open = rest
+                    let listed = rest
                         .list_orders(&ListOrders { status: Some("open"), limit: Some(500), ..Default::default() })
                         .await
                         .map_err(|e| e.to_string())?;
-                    if open.is_empty() {
+                    // An order the daemon cannot model is open all the same (cancel-all cancels it).
+                    let open = listed.items.len() + listed.foreign.iter().filter(|f| f.is_open_order()).count();
+                    if open == 0 {
                         break;
                     }
                     if tokio::time::Instant::now() > deadline {
-                        return Err(format!("{} orders still open after cancel-all", open.len()));
+                        return Err(format!("{open} orders still open after cancel-all"));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
                 let mut report = FlattenReport { canceled, ..Default::default() };
-                for p in positions.into_iter().filter(|p| !p.qty.is_zero()) {
+                // A position the daemon does not trade (an option, a crypto pair) or cannot
+                // even read is closed by the broker's own liquidation of the symbol.
+                let (equities, others): (Vec<_>, Vec<_>) = positions
+                    .items
+                    .into_iter()
+                    .filter(|p| !p.qty.is_zero())
+                    .partition(|p| p.asset_class == AssetClass::UsEquity);
+                let foreign = positions.foreign.iter().filter(|f| f.is_held());
+                let liquidate: Vec<(Option<String>, String)> = others
+                    .iter()
+                    .map(|p| (Some(p.symbol.clone()), p.symbol.clone()))
+                    .chain(foreign.map(|f| (f.symbol.clone(), f.describe())))
+                    .collect();
+                for (symbol, what) in liquidate {
+                    let Some(symbol) = symbol else {
+                        tracing::error!(entry = %what, "flatten: a position without a readable symbol; close it by hand");
+                        report.closing.insert(
+                            format!("unreadable:{what}"),
+                            Err("a position the daemon cannot read: close it by hand".into()),
+                        );
+                        continue;
+                    };
+                    let r = rest
+                        .close_position(&symbol, CloseAmount::All)
+                        .await
+                        .map(|o| o.client_order_id)
+                        .map_err(|e| e.to_string());
+                    report.closing.insert(symbol, r);
+                }
+                for p in equities {
                     let side = if p.qty > Decimal::ZERO { OrderSide::Sell } else { OrderSide::Buy };
                     let mut intent = Intent::market(&p.symbol, side, p.qty.abs(), Purpose::Flatten);
                     intent.correlation_id = format!("flatten-{}", Utc::now().timestamp_millis());
@@ -1342,17 +1402,20 @@ async fn gather(
         None
     };
     let mut view = BrokerView {
-        open_orders: rest
-            .list_orders(&ListOrders {
-                status: Some("open"),
-                limit: Some(500),
-                nested: Some(false),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
         ..BrokerView::default()
     };
+    let open = rest
+        .list_orders(&ListOrders {
+            status: Some("open"),
+            limit: Some(500),
+            nested: Some(false),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    view.open_orders = open.items;
+    view.foreign
+        .extend(open.foreign.into_iter().map(|f| (Listed::Order, f)));
     // Open intents the open list already shows need no request of their own; only the others
     // (final since, or never received) are looked up one by one, and so are bracket parents:
     // the lookup nests their legs, which a parent that died before learning them needs.
@@ -1378,11 +1441,21 @@ async fn gather(
         by_client_id.insert(coid.clone(), found);
     }
     view.by_client_id = by_client_id;
-    view.positions = rest.list_positions().await.map_err(|e| e.to_string())?;
-    view.fills = rest
+    let held = rest.list_positions().await.map_err(|e| e.to_string())?;
+    view.positions = held.items;
+    view.foreign
+        .extend(held.foreign.into_iter().map(|f| (Listed::Position, f)));
+    let activities = rest
         .fills_since(Some(since))
         .await
         .map_err(|e| e.to_string())?;
+    view.fills = activities.items;
+    view.foreign.extend(
+        activities
+            .foreign
+            .into_iter()
+            .map(|f| (Listed::Activity, f)),
+    );
     Ok(Gathered {
         intents,
         fills,

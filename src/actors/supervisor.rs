@@ -41,7 +41,6 @@ use crate::journal::{Journal, ModeTransition, RecordMode};
 use crate::risk::TradingMode;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -471,25 +470,22 @@ impl Supervisor {
     }
 }
 
-/// (positions not zero, open orders) at the broker.
+/// (positions not zero, open orders) at the broker, entries the daemon cannot model included:
+/// the account is flat only when nothing at all is held or open.
 pub async fn broker_exposure(rest: &AlpacaClient) -> Result<(usize, usize), String> {
-    let positions = rest
-        .list_positions()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|p| p.qty != Decimal::ZERO)
-        .count();
-    let open = rest
+    let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
+    let held = positions.items.iter().filter(|p| !p.qty.is_zero()).count()
+        + positions.foreign.iter().filter(|f| f.is_held()).count();
+    let orders = rest
         .list_orders(&ListOrders {
             status: Some("open"),
             limit: Some(500),
             ..Default::default()
         })
         .await
-        .map_err(|e| e.to_string())?
-        .len();
-    Ok((positions, open))
+        .map_err(|e| e.to_string())?;
+    let open = orders.items.len() + orders.foreign.iter().filter(|f| f.is_open_order()).count();
+    Ok((held, open))
 }
 
 impl Actor for Supervisor {

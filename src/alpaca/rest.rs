@@ -503,6 +503,27 @@ impl AlpacaClient {
         decode(&format!("GET {path}"), &resp)
     }
 
+    /// A list the daemon reads whole whatever is in the account: decoded element by element,
+    /// an entry it cannot model becomes [`Foreign`] (see [`Listing`]); `null` reads as empty.
+    async fn get_listing<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        api: Api,
+        path: &str,
+        query: Option<&Q>,
+    ) -> Result<Listing<T>, BrokerError> {
+        let resp = self
+            .execute::<(), Q>(Method::GET, api, path, query, None, true)
+            .await?;
+        let listing = Listing::decode(&resp.body).map_err(|e| BrokerError::Decode {
+            endpoint: format!("GET {path}"),
+            detail: format!("HTTP {}: {e}", resp.status.as_u16()),
+        })?;
+        if !listing.foreign.is_empty() {
+            tracing::debug!(path = %path, foreign = listing.foreign.len(), "entries the daemon cannot model");
+        }
+        Ok(listing)
+    }
+
     /// A list endpoint: `null` where the list is expected reads as empty.
     async fn get_list<T: DeserializeOwned, Q: Serialize + ?Sized>(
         &self,
@@ -533,8 +554,8 @@ impl AlpacaClient {
         self.get_list(Api::Trading, "/v2/calendar", Some(&q)).await
     }
 
-    pub async fn list_assets(&self) -> Result<Vec<Asset>, BrokerError> {
-        self.get_list(Api::Trading, "/v2/assets", Some(&[("status", "active")]))
+    pub async fn list_assets(&self) -> Result<Listing<Asset>, BrokerError> {
+        self.get_listing(Api::Trading, "/v2/assets", Some(&[("status", "active")]))
             .await
     }
 
@@ -568,8 +589,8 @@ impl AlpacaClient {
     pub async fn list_activities(
         &self,
         query: &ListActivities,
-    ) -> Result<Vec<Activity>, BrokerError> {
-        self.get_list(Api::Trading, "/v2/account/activities", Some(query))
+    ) -> Result<Listing<Activity>, BrokerError> {
+        self.get_listing(Api::Trading, "/v2/account/activities", Some(query))
             .await
     }
 
@@ -577,7 +598,7 @@ impl AlpacaClient {
     pub async fn fills_since(
         &self,
         after: Option<DateTime<Utc>>,
-    ) -> Result<Vec<TradeActivity>, BrokerError> {
+    ) -> Result<Listing<TradeActivity>, BrokerError> {
         let mut query = ListActivities {
             activity_types: Some("FILL".into()),
             after,
@@ -585,20 +606,21 @@ impl AlpacaClient {
             page_size: Some(100),
             ..Default::default()
         };
-        let mut fills = Vec::new();
+        let mut fills = Listing::default();
         loop {
             let page = self.list_activities(&query).await?;
-            let Some(last) = page.last() else { break };
-            let last_id = last.id().to_string();
             let full = page.len() >= 100;
-            fills.extend(page.into_iter().filter_map(|a| match a {
+            let last_id = page.last_id.clone();
+            let page = page.filter_map(|a| match a {
                 Activity::Trade(t) => Some(t),
                 Activity::NonTrade(_) => None,
-            }));
-            if !full {
-                break;
+            });
+            fills.items.extend(page.items);
+            fills.foreign.extend(page.foreign);
+            match last_id {
+                Some(id) if full => query.page_token = Some(id),
+                _ => break,
             }
-            query.page_token = Some(last_id);
         }
         Ok(fills)
     }
@@ -719,8 +741,9 @@ impl AlpacaClient {
         }
     }
 
-    pub async fn list_orders(&self, query: &ListOrders) -> Result<Vec<Order>, BrokerError> {
-        self.get_list(Api::Trading, "/v2/orders", Some(query)).await
+    pub async fn list_orders(&self, query: &ListOrders) -> Result<Listing<Order>, BrokerError> {
+        self.get_listing(Api::Trading, "/v2/orders", Some(query))
+            .await
     }
 
     pub async fn get_order(&self, id: Uuid) -> Result<Order, BrokerError> {
@@ -767,8 +790,8 @@ impl AlpacaClient {
 
     // ----- positions -----------------------------------------------------------------------
 
-    pub async fn list_positions(&self) -> Result<Vec<Position>, BrokerError> {
-        self.get_list::<_, ()>(Api::Trading, "/v2/positions", None)
+    pub async fn list_positions(&self) -> Result<Listing<Position>, BrokerError> {
+        self.get_listing::<_, ()>(Api::Trading, "/v2/positions", None)
             .await
     }
 

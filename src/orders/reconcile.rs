@@ -15,7 +15,7 @@
 //! Positions are compared apart, with the timing of the read taken into account
 //! ([`super::positions`]): the journal's fills here are only those of the fill window.
 
-use crate::alpaca::model::{Order, Position, TradeActivity};
+use crate::alpaca::model::{Foreign, Order, Position, TradeActivity};
 use crate::journal::{FillRecord, StoredIntent};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
@@ -33,6 +33,28 @@ pub struct BrokerView {
     /// Broker order id → client order id of the orders the caller knows beyond the journal's
     /// read (a POST answered since): their fills are theirs, not foreign.
     pub known_ids: HashMap<String, String>,
+    /// Entries of those lists the daemon cannot model (a multi-leg options order, a position
+    /// or activity of a shape it does not know): reported, never fatal.
+    pub foreign: Vec<(Listed, Foreign)>,
+}
+
+/// Which broker list an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Listed {
+    Order,
+    Position,
+    Activity,
+}
+
+impl Listed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listed::Order => "order",
+            Listed::Position => "position",
+            Listed::Activity => "activity",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,10 +73,15 @@ pub enum Finding {
         client_order_id: Option<String>,
         activity: Box<TradeActivity>,
     },
+    /// An entry the daemon cannot model: reported, left alone.
+    Unmodelled {
+        list: Listed,
+        entry: Box<Foreign>,
+    },
 }
 
 /// Compares the journal with the broker. Findings come in a stable order: intents, foreign
-/// orders, then missing fills (oldest first).
+/// orders, missing fills (oldest first), then entries the daemon cannot model.
 pub fn reconcile(
     intents: &[StoredIntent],
     journal_fills: &[FillRecord],
@@ -126,6 +153,12 @@ pub fn reconcile(
         out.push(Finding::MissingFill {
             client_order_id: coid_of.get(&a.order_id.to_string()).cloned(),
             activity: Box::new(a.clone()),
+        });
+    }
+    for (list, entry) in &broker.foreign {
+        out.push(Finding::Unmodelled {
+            list: *list,
+            entry: Box::new(entry.clone()),
         });
     }
     out

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod engine;
 pub mod faults;
 pub mod flood;
+pub mod foreign;
 pub mod market;
 pub mod server;
 pub mod stream;
@@ -93,6 +94,8 @@ pub struct SimState {
     pub faults: Faults,
     pub rate: RateWindow,
     pub stats: SimStats,
+    /// Entries placed by someone else in shapes the simulator does not model.
+    pub foreign: foreign::ForeignEntries,
 }
 
 impl SimState {
@@ -114,6 +117,7 @@ impl SimState {
             faults: Faults::default(),
             rate,
             stats: SimStats::default(),
+            foreign: foreign::ForeignEntries::default(),
         }
     }
 
@@ -134,6 +138,7 @@ impl SimState {
         self.faults = Faults::default();
         self.rate = RateWindow::new(self.settings.rate_limit, self.settings.rate_window_s);
         self.stats = SimStats::default();
+        self.foreign = foreign::ForeignEntries::default();
     }
 }
 

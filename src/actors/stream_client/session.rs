@@ -797,14 +797,15 @@ async fn repair(
             ..Default::default()
         })
         .await?;
-    for o in open.into_iter().chain(closed) {
+    // Entries the daemon cannot model are not its own orders: reconciliation reports them.
+    for o in open.items.into_iter().chain(closed.items) {
         if o.updated_at >= since || o.status == OrderStatus::PartiallyFilled {
             orders.insert(o.id, o);
         }
     }
     let mut orders: Vec<Order> = orders.into_values().collect();
     orders.sort_by_key(|o| o.updated_at);
-    let fills = rest.fills_since(Some(since)).await?;
+    let fills = rest.fills_since(Some(since)).await?.items;
     Ok((orders, fills))
 }
 

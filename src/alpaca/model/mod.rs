@@ -3,7 +3,9 @@
 //! shows up on both sides of every test.
 
 pub mod data;
+pub mod listing;
 pub mod trading;
 
 pub use data::*;
+pub use listing::{Foreign, Listing};
 pub use trading::*;

@@ -581,11 +581,34 @@ pub struct NonTradeActivity {
     pub status: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An account activity, told apart by its `activity_type`: a FILL (or PARTIAL_FILL) must
+/// decode as a fill. (Told apart by shape, a fill with one field we cannot read would pass as
+/// a non-trade activity and the fill would be lost without a word.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Activity {
     Trade(TradeActivity),
     NonTrade(NonTradeActivity),
+}
+
+impl<'de> Deserialize<'de> for Activity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        let fill = matches!(
+            value.get("activity_type").and_then(|t| t.as_str()),
+            Some("FILL" | "PARTIAL_FILL")
+        );
+        if fill {
+            serde_json::from_value(value)
+                .map(Activity::Trade)
+                .map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(value)
+                .map(Activity::NonTrade)
+                .map_err(D::Error::custom)
+        }
+    }
 }
 
 impl Activity {

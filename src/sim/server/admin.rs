@@ -1,11 +1,12 @@
 //! The admin API under `/_sim/` for tests and demos (no auth; the simulator listens on
-//! loopback): `GET state`, `GET positions`, `GET stats`, `POST faults`, `POST reset`. Documented in
+//! loopback): `GET state`, `GET positions`, `GET stats`, `POST faults`, `POST reset`,
+//! `POST foreign`. Documented in
 //! `docs/simulator.md`; tests outside the crate rely on this contract.
 
 use super::{error_response, ok_json};
-use crate::alpaca::model::{Order, Position};
 use crate::sim::engine::SimError;
 use crate::sim::faults::FaultSpec;
+use crate::sim::foreign::merged;
 use crate::sim::{Sim, SimStats};
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +23,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/stats", get(stats))
         .route("/faults", post(faults))
         .route("/reset", post(reset))
+        .route("/foreign", post(foreign))
 }
 
 #[derive(Serialize)]
@@ -30,8 +32,9 @@ struct StateView {
     cash: rust_decimal::Decimal,
     #[serde(with = "crate::alpaca::num::flex")]
     equity: rust_decimal::Decimal,
-    positions: Vec<Position>,
-    orders: Vec<Order>,
+    /// The simulator's positions and orders, then the foreign entries (`POST /_sim/foreign`).
+    positions: serde_json::Value,
+    orders: serde_json::Value,
     market_time: chrono::DateTime<chrono::Utc>,
     market_open: bool,
 }
@@ -40,8 +43,8 @@ async fn state(State(sim): State<Arc<Sim>>) -> Response {
     ok_json(&sim.with_state(|s| StateView {
         cash: s.engine.cash(),
         equity: s.engine.equity(),
-        positions: s.engine.positions(),
-        orders: s.engine.all_orders(),
+        positions: merged(&s.engine.positions(), s.foreign.positions.clone()),
+        orders: merged(&s.engine.all_orders(), s.foreign.orders.clone()),
         market_time: s.clock.now(),
         market_open: s.clock.clock_view().is_open,
     }))
@@ -49,7 +52,7 @@ async fn state(State(sim): State<Arc<Sim>>) -> Response {
 
 /// The positions alone: what a watcher polling often needs, without every order ever made.
 async fn positions(State(sim): State<Arc<Sim>>) -> Response {
-    ok_json(&sim.with_state(|s| s.engine.positions()))
+    ok_json(&sim.with_state(|s| merged(&s.engine.positions(), s.foreign.positions.clone())))
 }
 
 #[derive(Serialize)]
@@ -102,4 +105,34 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
     sim.with_state(|s| s.reset());
     tracing::info!("simulator reset");
     ok_json(&serde_json::json!({"reset": true}))
+}
+
+/// Puts entries the simulator does not model into the account, as raw JSON:
+/// `{"orders":[…],"positions":[…],"activities":[…]}` (each list optional).
+async fn foreign(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let entries: crate::sim::foreign::ForeignEntries = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return error_response(&SimError::new(
+                400,
+                40010000,
+                format!(
+                    "invalid foreign entries: {e}; expected {{\"orders\":[…],\"positions\":[…],\"activities\":[…]}}"
+                ),
+            ));
+        }
+    };
+    let counts = (
+        entries.orders.len(),
+        entries.positions.len(),
+        entries.activities.len(),
+    );
+    sim.with_state(|s| s.foreign.add(entries));
+    tracing::info!(
+        orders = counts.0,
+        positions = counts.1,
+        activities = counts.2,
+        "simulator: foreign entries added"
+    );
+    ok_json(&serde_json::json!({"orders": counts.0, "positions": counts.1, "activities": counts.2}))
 }

@@ -8,7 +8,7 @@ use crate::alpaca::model::*;
 use crate::alpaca::num::{parse_bool, parse_decimal};
 use crate::sim::calendar::{self, Session};
 use crate::sim::engine::{CloseQty, ListOrdersFilter, SimError};
-use crate::sim::{Sim, asset_id};
+use crate::sim::{Sim, asset_id, foreign};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -255,7 +255,13 @@ async fn list_orders(State(sim): S, Query(p): Query<Params>) -> Response {
         })
     })();
     match filter {
-        Ok(f) => result_response(sim.with_state(|s| s.engine.list_orders(&f))),
+        Ok(f) => result_response(sim.with_state(|s| {
+            let own = s.engine.list_orders(&f)?;
+            Ok(foreign::merged(
+                &own,
+                s.foreign.orders_with(f.status.as_deref()),
+            ))
+        })),
         Err(e) => error_response(&e),
     }
 }
@@ -296,12 +302,18 @@ async fn cancel_order(State(sim): S, Path(id): Path<String>) -> Response {
 async fn cancel_all(State(sim): S) -> Response {
     json_response(
         StatusCode::MULTI_STATUS,
-        &sim.with_state(|s| s.engine.cancel_all()),
+        &sim.with_state(|s| {
+            let mut out = s.engine.cancel_all();
+            out.extend(s.foreign.cancel_open_orders());
+            out
+        }),
     )
 }
 
 async fn positions(State(sim): S) -> Response {
-    ok_json(&sim.with_state(|s| s.engine.positions()))
+    ok_json(
+        &sim.with_state(|s| foreign::merged(&s.engine.positions(), s.foreign.positions.clone())),
+    )
 }
 
 /// A position is addressed by symbol or by asset id.
@@ -348,7 +360,11 @@ async fn close_position(
     match amount {
         Ok(amount) => result_response(sim.with_state(|s| {
             let symbol = position_symbol(s, &key);
-            s.engine.close_position(&symbol, amount)
+            let now = s.clock.now();
+            match s.foreign.close_position(&symbol, now) {
+                Some(order) => Ok(order),
+                None => s.engine.close_position(&symbol, amount),
+            }
         })),
         Err(e) => error_response(&e),
     }
@@ -360,7 +376,24 @@ async fn close_all(State(sim): S, Query(p): Query<Params>) -> Response {
         .unwrap_or(false);
     json_response(
         StatusCode::MULTI_STATUS,
-        &sim.with_state(|s| s.engine.close_all(cancel)),
+        &sim.with_state(|s| {
+            if cancel {
+                s.foreign.cancel_open_orders();
+            }
+            let mut out = s.engine.close_all(cancel);
+            let now = s.clock.now();
+            for symbol in s.foreign.position_symbols() {
+                if let Some(order) = s.foreign.close_position(&symbol, now) {
+                    out.push(ClosePositionStatus {
+                        symbol,
+                        status: 200,
+                        order_id: Some(order.id),
+                        body: ClosePositionBody::Order(Box::new(order)),
+                    });
+                }
+            }
+            out
+        }),
     )
 }
 
@@ -416,7 +449,8 @@ fn list_activities(State(sim): S, p: Params, types: Option<String>) -> Response 
     let wants_fills = types
         .as_deref()
         .is_none_or(|t| t.split(',').any(|x| x.trim().eq_ignore_ascii_case("FILL")));
-    let list: Vec<TradeActivity> = sim.with_state(|s| {
+    let first_page = token.is_none();
+    let list = sim.with_state(|s| {
         let mut v: Vec<TradeActivity> = s
             .engine
             .activities()
@@ -436,7 +470,13 @@ fn list_activities(State(sim): S, p: Params, types: Option<String>) -> Response 
             }
         }
         v.truncate(page_size);
-        v
+        // Foreign activities come on the first page only (they carry no time we model).
+        let foreign = if first_page {
+            s.foreign.activities_with(types.as_deref())
+        } else {
+            Vec::new()
+        };
+        foreign::merged(&v, foreign)
     });
     ok_json(&list)
 }
