@@ -110,6 +110,9 @@ pub struct AlpacaSection {
     pub data_stream_url: String,
     /// `iex` (free) or `sip` (paid).
     pub feed: String,
+    /// How warm-up bars are adjusted for corporate actions: `split` (default: indicators see
+    /// one price scale across a split), `raw`, `dividend` or `all`.
+    pub adjustment: String,
     pub requests_per_minute: u32,
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
@@ -126,6 +129,7 @@ impl Default for AlpacaSection {
             data_url: "https://data.alpaca.markets".into(),
             data_stream_url: "wss://stream.data.alpaca.markets".into(),
             feed: "iex".into(),
+            adjustment: "split".into(),
             requests_per_minute: 200,
             request_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
@@ -691,6 +695,15 @@ impl Config {
                 format!(
                     "unknown feed {:?}: use iex (free), sip (paid), delayed_sip or test",
                     a.feed
+                ),
+            );
+        }
+        if !["raw", "split", "dividend", "all"].contains(&a.adjustment.as_str()) {
+            bad(
+                "alpaca.adjustment",
+                format!(
+                    "unknown adjustment {:?}: use split (the default: one price scale across a split), raw, dividend or all",
+                    a.adjustment
                 ),
             );
         }

@@ -28,7 +28,7 @@ use crate::actors::health::{
     ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
 };
 use crate::actors::market_data::{
-    AddBarSubscriber, AddTradeSubscriber, FeedSettings, Interval, MarketDataFeed,
+    AddBarSubscriber, AddSplitListener, AddTradeSubscriber, FeedSettings, Interval, MarketDataFeed,
 };
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
@@ -391,6 +391,7 @@ pub async fn start(
     let feed_settings = FeedSettings {
         symbols: symbols.clone(),
         intervals,
+        adjustment: config.alpaca.adjustment.clone(),
         ..FeedSettings::default()
     };
     let feed_rest = rest.clone();
@@ -461,6 +462,7 @@ pub async fn start(
     orders.do_send(Connect {
         risk: risk.clone().recipient(),
         account: Some(account.clone().recipient()),
+        splits: Some(feed.clone().recipient()),
     });
     orders.do_send(AddOrdersListener(risk.clone().recipient()));
     orders.do_send(AddOrdersListener(strategy.clone().recipient()));
@@ -468,6 +470,7 @@ pub async fn start(
     account.do_send(AddAccountListener(strategy.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
     feed.do_send(AddBarSubscriber(strategy.clone().recipient()));
+    feed.do_send(AddSplitListener(strategy.clone().recipient()));
     let condition = match interest {
         TradeInterest::None => None,
         TradeInterest::All => Some(None),

@@ -162,3 +162,13 @@ pub struct OrdersChanged {
     /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.
     pub ready: bool,
 }
+
+/// A position was adjusted for a split of `symbol` (`ratio`: shares after per share before,
+/// when known): bars and indicators before it are in the old shares, so the feed fetches the
+/// symbol's history again, split-adjusted, and its subscribers start the symbol over.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct SplitApplied {
+    pub symbol: String,
+    pub ratio: Option<rust_decimal::Decimal>,
+}

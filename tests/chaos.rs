@@ -466,3 +466,82 @@ async fn entries_the_daemon_cannot_model_are_reported_and_flattened_never_fatal(
     d.stop().await;
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_split_while_holding_is_explained_not_a_mismatch() {
+    use rust_decimal::Decimal;
+    use std::collections::BTreeMap;
+    use traderd::journal::{LoadFills, VerifyAudit};
+    let dir = tempfile::tempdir().unwrap();
+    let d = start("", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    let held = |state: &serde_json::Value| -> BTreeMap<String, Decimal> {
+        state["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["symbol"].as_str().unwrap().to_string(),
+                    p["qty"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .filter(|(_, q): &(String, Decimal)| !q.is_zero())
+            .collect()
+    };
+    let symbol = held(&sim_state(sim).await).keys().next().unwrap().clone();
+    // 4-for-1 on a symbol the daemon holds, while it trades.
+    let answer: serde_json::Value = common::admin()
+        .post(format!("{}/_sim/corporate_actions", sim.base_url()))
+        .json(&serde_json::json!({"type": "split", "symbol": symbol, "old_rate": 1, "new_rate": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    eprintln!("split: {answer}");
+    let adjusted = wait_for("the split to be explained", WAIT, || async {
+        let s = order_stats(&d).await;
+        (s.split_adjustments >= 1).then_some(s)
+    })
+    .await;
+    assert_eq!(adjusted.split_adjustments, 1, "{adjusted:?}");
+    // Trading goes on; reconciliations keep agreeing.
+    let r = adjusted.reconciliations;
+    wait_for("three more reconciliations", WAIT, || async {
+        (order_stats(&d).await.reconciliations >= r + 3).then_some(())
+    })
+    .await;
+    let s = status(&d).await;
+    assert_eq!(s.mode, TradingMode::Active, "no preservation: {s:?}");
+    assert_eq!(s.transitions, 0, "{s:?}");
+    let stats = order_stats(&d).await;
+    assert_eq!(stats.position_mismatches, 0, "{stats:?}");
+    assert_eq!(stats.split_adjustments, 1, "applied once: {stats:?}");
+    // Stopped, the books meet: the order side, the journal's fills (the adjustment
+    // included) and the simulator.
+    d.risk
+        .send(traderd::actors::risk_manager::SetMode(TradingMode::Halted))
+        .await
+        .unwrap();
+    wait_for("the books to agree", WAIT, || async {
+        let om = order_stats(&d).await;
+        if om.unsettled > 0 {
+            return None;
+        }
+        let fills = d.journal.addr.send(LoadFills).await.unwrap().unwrap();
+        let mut journaled: BTreeMap<String, Decimal> = BTreeMap::new();
+        for f in &fills {
+            *journaled.entry(f.symbol.clone()).or_default() += f.side.sign() * f.qty;
+        }
+        journaled.retain(|_, q| !q.is_zero());
+        let at_sim = held(&sim_state(sim).await);
+        (om.positions == journaled && journaled == at_sim).then_some(())
+    })
+    .await;
+    let audited = d.journal.addr.send(VerifyAudit).await.unwrap().unwrap();
+    assert!(audited.is_ok(), "{audited:?}");
+    d.stop().await;
+}

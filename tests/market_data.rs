@@ -24,7 +24,7 @@ fn feed_settings() -> FeedSettings {
         symbols: vec!["AAPL".into(), "MSFT".into()],
         intervals: Interval::ALL.to_vec(),
         warmup_bars: 30,
-        mailbox: 64,
+        ..FeedSettings::default()
     }
 }
 

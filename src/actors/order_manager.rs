@@ -23,10 +23,10 @@
 use crate::actors::health::{HealthEvent, Reporter};
 use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::{
-    AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss,
-    TakeProfit, TimeInForce,
+    Activity, AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType,
+    StopLoss, TakeProfit, TimeInForce,
 };
-use crate::alpaca::rest::{CloseAmount, ListOrders};
+use crate::alpaca::rest::{CloseAmount, ListActivities, ListOrders};
 use crate::alpaca::{AlpacaClient, BrokerError};
 use crate::journal::{
     self, FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
@@ -34,13 +34,14 @@ use crate::journal::{
     RecordOrderState, StoredIntent,
 };
 use crate::messages::{
-    OrderStreamReady, OrdersChanged, RefreshAccount, StreamEvent, StreamEventKind, StreamKind,
-    TradeUpdatesReceived,
+    OrderStreamReady, OrdersChanged, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind,
+    StreamKind, TradeUpdatesReceived,
 };
 use crate::orders::ClientOrderIds;
 use crate::orders::book::{Effect, OrderBook};
 use crate::orders::positions::{PositionCheck, ReadToken, Verdict};
 use crate::orders::reconcile::{BrokerView, Finding, Listed, reconcile};
+use crate::orders::splits::explain;
 use crate::risk::{Approved, Intent, Purpose};
 use crate::stream_client::ConnectionState;
 use actix::prelude::*;
@@ -110,6 +111,8 @@ pub struct FlattenReport {
 pub struct Connect {
     pub risk: Recipient<Propose>,
     pub account: Option<Recipient<RefreshAccount>>,
+    /// Told when a position was adjusted for a split (the feed restarts the symbol's bars).
+    pub splits: Option<Recipient<SplitApplied>>,
 }
 
 #[derive(Message)]
@@ -156,6 +159,8 @@ pub struct OrderStats {
     /// Broker entries the daemon cannot model (a multi-leg options order, a position or
     /// activity of an unknown shape), each counted once.
     pub unmodelled: u64,
+    /// Positions adjusted for a split (the broker's quantity changed with no fill).
+    pub split_adjustments: u64,
     pub position_mismatches: u64,
     pub polls: u64,
     pub lookups: u64,
@@ -172,6 +177,9 @@ pub struct OrderStats {
 
 pub struct OrderManager {
     settings: OrderSettings,
+    splits: Option<Recipient<SplitApplied>>,
+    /// A lookup of splits is under way (a difference waits for it before it is confirmed).
+    explaining: bool,
     tick_to_order: crate::latency::LatencyHistogram,
     tick_to_intent: crate::latency::LatencyHistogram,
     rest: AlpacaClient,
@@ -234,6 +242,10 @@ const JOURNAL_FAILURES_TO_STOP: u32 = 3;
 
 /// A position that differs from the broker's is read again this soon, to confirm it.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
+
+/// How far back splits are looked up to explain a position difference: a daemon stopped over
+/// a long weekend still finds the split that happened meanwhile.
+const SPLIT_LOOKBACK_DAYS: i64 = 30;
 
 impl OrderManager {
     /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
@@ -298,6 +310,8 @@ impl OrderManager {
             loaded: false,
             fills_floor: None,
             foreign_seen: HashSet::new(),
+            splits: None,
+            explaining: false,
         }
     }
 
@@ -1147,6 +1161,8 @@ impl OrderManager {
         // flight included: it is tracked before its request leaves) explains a difference.
         let unsettled = |symbol: &str| book.open().any(|t| t.symbol == symbol);
         let mut confirm = false;
+        // Differences a split may account for: looked up before they can be confirmed.
+        let mut candidates: Vec<(String, Decimal, Decimal)> = Vec::new();
         for (symbol, verdict) in self.positions.judge(token, &broker, unsettled, first) {
             differs |= verdict.differs();
             match verdict {
@@ -1156,10 +1172,12 @@ impl OrderManager {
                 }
                 Verdict::Suspected { ours, broker } => {
                     confirm = true;
+                    candidates.push((symbol.clone(), ours, broker));
                     tracing::info!(symbol = %symbol, journaled = %ours, broker = %broker, "position differs from the broker's; confirming with a fresh read");
                 }
                 Verdict::Known { ours, broker } => {
                     if first {
+                        candidates.push((symbol.clone(), ours, broker));
                         // Positions held before the journal began: reported once, not to health.
                         *summary.entry("position_mismatches").or_default() += 1;
                         self.stats.position_mismatches += 1;
@@ -1191,7 +1209,11 @@ impl OrderManager {
                 }
             }
         }
-        if confirm {
+        if !candidates.is_empty() && !self.explaining {
+            // The confirming read waits for the lookup: a split must not be confirmed as a
+            // mismatch while its explanation is on the way.
+            self.explain_by_splits(candidates, confirm, ctx);
+        } else if confirm {
             ctx.run_later(CONFIRM_AFTER, |act, ctx| act.reconcile(ctx));
         }
         // Foreign orders are reported once each, while they stay open.
@@ -1251,6 +1273,127 @@ impl OrderManager {
             + self.booked.len()
             + self.executions.len()
             + self.retired.len()
+    }
+
+    /// Looks up the splits of symbols whose position differs from the broker's; one that
+    /// accounts for a difference exactly is journaled as an adjustment and booked, so the
+    /// confirming read agrees (docs/supervision.md, "Corporate actions").
+    fn explain_by_splits(
+        &mut self,
+        candidates: Vec<(String, Decimal, Decimal)>,
+        confirm: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        self.explaining = true;
+        let rest = self.rest.lane(crate::alpaca::rest::Lane::Reconcile);
+        let journal = self.journal.clone();
+        let work = async move {
+            let today = Utc::now().date_naive();
+            let from = today - chrono::Duration::days(SPLIT_LOOKBACK_DAYS);
+            let symbols: Vec<&str> = candidates.iter().map(|(s, ..)| s.as_str()).collect();
+            // Either source may fail (a data subscription without corporate actions): the
+            // other may still explain it.
+            let splits = rest.splits(&symbols, from, today).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read corporate actions; differences are judged without them");
+                Vec::new()
+            });
+            let activities = rest
+                .list_activities(&ListActivities {
+                    activity_types: Some("SPLIT".into()),
+                    after: Some(from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()),
+                    page_size: Some(100),
+                    ..Default::default()
+                })
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .filter_map(|a| match a {
+                            Activity::NonTrade(n) => Some(n),
+                            Activity::Trade(_) => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            // Fills since the earliest ex-date began (those after a split are in the new count).
+            let earliest = splits.iter().map(|s| s.ex_date).min().unwrap_or(today);
+            let fills = journal_call(
+                &journal,
+                LoadFillsSince(
+                    earliest.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+                        - chrono::Duration::hours(12),
+                ),
+            )
+            .await
+            .unwrap_or_default();
+            let mut applied = Vec::new();
+            for (symbol, ours, held) in &candidates {
+                let signed: Vec<Decimal> = fills
+                    .iter()
+                    .filter(|f| {
+                        &f.symbol == symbol && f.client_order_id != journal::CORPORATE_ACTION
+                    })
+                    .map(|f| f.side.sign() * f.qty)
+                    .collect();
+                let Some(adj) = explain(symbol, *ours, *held, &splits, &activities, &signed) else {
+                    continue;
+                };
+                let delta = adj.to - adj.from;
+                let at = splits
+                    .iter()
+                    .filter(|s| &s.symbol == symbol)
+                    .map(|s| s.ex_date)
+                    .max()
+                    .unwrap_or(today)
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc();
+                let record = FillRecord {
+                    execution_id: adj.key.clone(),
+                    client_order_id: journal::CORPORATE_ACTION.to_string(),
+                    broker_order_id: adj.key.clone(),
+                    symbol: symbol.clone(),
+                    side: if delta > Decimal::ZERO {
+                        OrderSide::Buy
+                    } else {
+                        OrderSide::Sell
+                    },
+                    qty: delta.abs(),
+                    price: Decimal::ZERO,
+                    at,
+                };
+                // Journaled first, booked only if new: the same split is never applied twice
+                // (a restart finds it journaled, and the journal's positions include it).
+                match journal_call(&journal, RecordFill(record)).await {
+                    Ok(true) => applied.push(adj),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, symbol = %symbol, "cannot journal a split adjustment")
+                    }
+                }
+            }
+            applied
+        };
+        ctx.spawn(work.into_actor(self).map(move |applied, act, ctx| {
+            act.explaining = false;
+            for adj in applied {
+                let position = act.positions.adjust(&adj.symbol, adj.to - adj.from);
+                act.stats.split_adjustments += 1;
+                tracing::warn!(symbol = %adj.symbol, from = %adj.from, to = %adj.to, ratio = ?adj.ratio, detail = %adj.detail, position = %position, "position adjusted for a split");
+                act.journal_event(
+                    "split_applied",
+                    serde_json::json!({ "symbol": adj.symbol, "from": adj.from, "to": adj.to, "ratio": adj.ratio, "key": adj.key, "detail": adj.detail }),
+                    ctx,
+                );
+                if let Some(s) = &act.splits {
+                    s.do_send(SplitApplied { symbol: adj.symbol.clone(), ratio: adj.ratio });
+                }
+            }
+            act.publish();
+            if confirm {
+                ctx.run_later(CONFIRM_AFTER, |act, ctx| act.reconcile(ctx));
+            }
+        }));
     }
 
     fn flatten(&mut self) -> ResponseActFuture<Self, Result<FlattenReport, String>> {
@@ -1669,6 +1812,7 @@ impl Handler<Connect> for OrderManager {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         self.risk = Some(msg.risk);
         self.account = msg.account;
+        self.splits = msg.splits;
     }
 }
 

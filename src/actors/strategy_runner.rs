@@ -15,7 +15,7 @@
 
 use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::OrderSide;
-use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, TradeTicks};
+use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
 use crate::risk::{Intent, Purpose};
 use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput, plan_entry};
 use actix::prelude::*;
@@ -219,6 +219,14 @@ impl Handler<BarClosed> for StrategyRunner {
             &msg.trace,
             ctx,
         );
+    }
+}
+
+impl Handler<SplitApplied> for StrategyRunner {
+    type Result = ();
+    fn handle(&mut self, msg: SplitApplied, _: &mut Context<Self>) {
+        tracing::info!(symbol = %msg.symbol, ratio = ?msg.ratio, "strategy: symbol started over after a split");
+        self.strategy.reset(&msg.symbol);
     }
 }
 

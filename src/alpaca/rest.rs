@@ -133,6 +133,9 @@ pub struct BarsQuery {
     pub page_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feed: Option<String>,
+    /// `raw` (Alpaca's default), `split`, `dividend` or `all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjustment: Option<String>,
 }
 
 impl BarsQuery {
@@ -145,6 +148,7 @@ impl BarsQuery {
             limit: None,
             page_token: None,
             feed: None,
+            adjustment: None,
         }
     }
 }
@@ -878,6 +882,38 @@ impl AlpacaClient {
             }
         }
         Ok(all)
+    }
+
+    /// The forward and reverse splits of `symbols` with an ex-date in `[start, end]`, every
+    /// page.
+    pub async fn splits(
+        &self,
+        symbols: &[&str],
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Vec<Split>, BrokerError> {
+        let mut query = vec![
+            ("symbols", symbols.join(",")),
+            ("types", "forward_split,reverse_split".to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("limit", "1000".to_string()),
+        ];
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let page: CorporateActionsPage = self
+                .get(Api::Data, "/v1/corporate-actions", Some(&query))
+                .await?;
+            out.extend(page.corporate_actions.splits().cloned());
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => {
+                    query.retain(|(k, _)| *k != "page_token");
+                    query.push(("page_token", token));
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// A market-data GET whose only parameter is the comma-separated symbol list.

@@ -124,6 +124,10 @@ macro_rules! journal_message {
     };
 }
 
+/// The client order id of the journal's adjustments for corporate actions (a split): a row
+/// of `fills` with price 0 that changes a position with no trade.
+pub const CORPORATE_ACTION: &str = "corporate-action";
+
 journal_message!(
     /// Journals an order intent before its request is sent.
     RecordIntent(OrderIntent) => Result<(), JournalError>, |store, msg| store.record_intent(&msg.0)

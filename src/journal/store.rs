@@ -7,6 +7,7 @@
 //!
 //! Money is stored as decimal text, never as a float.
 
+use super::CORPORATE_ACTION;
 use super::audit::{self, AuditRecord, Broken, GENESIS};
 use crate::alpaca::model::{OrderSide, OrderStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -516,11 +517,15 @@ impl Store {
         Ok(!used)
     }
 
-    /// When the last fill was made.
+    /// When the last fill was made (an adjustment for a corporate action is not a fill).
     pub fn last_fill_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
         let at: Option<String> = self
             .conn
-            .query_row("SELECT MAX(at) FROM fills", [], |r| r.get(0))
+            .query_row(
+                "SELECT MAX(at) FROM fills WHERE client_order_id != ?1",
+                [CORPORATE_ACTION],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
         at.map(|at| {
             DateTime::parse_from_rfc3339(&at)

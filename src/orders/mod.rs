@@ -6,6 +6,7 @@
 pub mod book;
 pub mod positions;
 pub mod reconcile;
+pub mod splits;
 
 use crate::alpaca::rest::MAX_CLIENT_ORDER_ID_LEN;
 

@@ -95,6 +95,14 @@ impl PositionCheck {
         *p
     }
 
+    /// Books a change no fill made (a split): like a fill, and what was known or suspected
+    /// of the symbol is forgotten.
+    pub fn adjust(&mut self, symbol: &str, signed_qty: Decimal) -> Decimal {
+        self.known.remove(symbol);
+        self.suspects.remove(symbol);
+        self.book(symbol, signed_qty)
+    }
+
     pub fn get(&self, symbol: &str) -> Decimal {
         self.positions.get(symbol).copied().unwrap_or_default()
     }

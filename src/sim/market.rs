@@ -156,6 +156,9 @@ struct SymbolState {
     minutes: VecDeque<Bar>,
     /// Completed sessions, oldest first.
     daily: Vec<Bar>,
+    /// Splits applied, oldest first: (when, shares after per share before). History stays
+    /// raw; [`Market::adjusted`] divides what came before each.
+    splits: Vec<(DateTime<Utc>, Decimal)>,
 }
 
 /// The market: every listed symbol's state, advanced to a point on the timeline.
@@ -276,6 +279,61 @@ impl Market {
         aggregate(&bars, calendar::et_midnight(session.date))
     }
 
+    /// A split of `symbol` at `at`: prices from now on are divided by `ratio` (shares after
+    /// per share before). Answers whether the symbol is listed.
+    pub fn apply_split(&mut self, symbol: &str, ratio: Decimal, at: DateTime<Utc>) -> bool {
+        let Some(s) = self.symbols.get_mut(symbol) else {
+            return false;
+        };
+        if ratio <= Decimal::ZERO {
+            return false;
+        }
+        let scale = |p: Decimal| (p / ratio).round_dp(2);
+        let r: f64 = ratio.try_into().unwrap_or(1.0);
+        s.mid /= r;
+        if let Some(t) = &mut s.last_trade {
+            t.p = scale(t.p);
+        }
+        if let Some(q) = &mut s.last_quote {
+            q.bp = scale(q.bp);
+            q.ap = scale(q.ap);
+        }
+        if let Some(m) = &mut s.minute {
+            (m.o, m.h, m.l, m.c) = (scale(m.o), scale(m.h), scale(m.l), scale(m.c));
+            m.pv /= ratio;
+        }
+        s.splits.push((at, ratio));
+        true
+    }
+
+    /// `bars` as Alpaca's `adjustment=split` gives them: a bar before a split has its prices
+    /// divided, and its volume multiplied, by the ratio of every split after it.
+    pub fn adjusted(&self, symbol: &str, bars: Vec<Bar>) -> Vec<Bar> {
+        let Some(s) = self.symbols.get(symbol) else {
+            return bars;
+        };
+        if s.splits.is_empty() {
+            return bars;
+        }
+        bars.into_iter()
+            .map(|mut b| {
+                let ratio: Decimal = s
+                    .splits
+                    .iter()
+                    .filter(|(at, _)| b.t < *at)
+                    .map(|(_, r)| *r)
+                    .product();
+                if ratio != Decimal::ONE {
+                    let px = |p: Decimal| (p / ratio).round_dp(4);
+                    (b.o, b.h, b.l, b.c) = (px(b.o), px(b.h), px(b.l), px(b.c));
+                    b.vw = b.vw.map(px);
+                    b.v *= ratio;
+                }
+                b
+            })
+            .collect()
+    }
+
     /// Bars of `symbol` for a timeframe, with start times in `[start, end]`, oldest first.
     /// Intraday frames come from minute bars (completed minutes only); days from daily bars
     /// plus the session in progress; weeks and months from days.
@@ -392,6 +450,7 @@ impl SymbolState {
             minute: None,
             minutes,
             daily,
+            splits: Vec::new(),
         }
     }
 

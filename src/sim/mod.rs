@@ -96,6 +96,8 @@ pub struct SimState {
     pub stats: SimStats,
     /// Entries placed by someone else in shapes the simulator does not model.
     pub foreign: foreign::ForeignEntries,
+    /// Splits applied (`POST /_sim/corporate_actions`), for `GET /v1/corporate-actions`.
+    pub splits: Vec<crate::alpaca::model::Split>,
 }
 
 impl SimState {
@@ -118,6 +120,7 @@ impl SimState {
             rate,
             stats: SimStats::default(),
             foreign: foreign::ForeignEntries::default(),
+            splits: Vec::new(),
         }
     }
 
@@ -139,6 +142,41 @@ impl SimState {
         self.rate = RateWindow::new(self.settings.rate_limit, self.settings.rate_window_s);
         self.stats = SimStats::default();
         self.foreign = foreign::ForeignEntries::default();
+    }
+
+    /// A split of `symbol` now, as Alpaca applies one: the account (position, open orders, a
+    /// SPLIT activity), the market (prices from now on, split-adjusted history) and the
+    /// corporate-actions listing. Answers (quantity held before, after).
+    pub fn apply_split(
+        &mut self,
+        symbol: &str,
+        old_rate: rust_decimal::Decimal,
+        new_rate: rust_decimal::Decimal,
+    ) -> Result<(rust_decimal::Decimal, rust_decimal::Decimal), engine::SimError> {
+        let held = self.engine.apply_split(symbol, old_rate, new_rate)?;
+        let now = self.clock.now();
+        let ratio = new_rate / old_rate;
+        self.market.apply_split(symbol, ratio, now);
+        let ex_date = calendar::to_et(now).date_naive();
+        let n = self.splits.len();
+        self.splits.push(crate::alpaca::model::Split {
+            id: Some(
+                uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("traderd-sim/split/{symbol}/{ex_date}/{n}").as_bytes(),
+                )
+                .to_string(),
+            ),
+            symbol: symbol.to_string(),
+            new_rate,
+            old_rate,
+            ex_date,
+            process_date: Some(ex_date),
+            record_date: Some(ex_date),
+            payable_date: Some(ex_date),
+            cusip: None,
+        });
+        Ok(held)
     }
 }
 

@@ -54,6 +54,9 @@ pub trait Strategy: Send {
     fn on_trade(&mut self, _input: &TradeInput<'_>) -> Signal {
         Signal::Hold
     }
+    /// Starts `symbol` over: what was learned of it is in old prices (a split). Its history
+    /// comes again next, flagged historical.
+    fn reset(&mut self, _symbol: &str) {}
 }
 
 /// Which live trades a strategy wants.
@@ -189,6 +192,9 @@ impl Strategy for Momentum {
     fn name(&self) -> &str {
         "momentum"
     }
+    fn reset(&mut self, symbol: &str) {
+        self.symbols.remove(symbol);
+    }
     fn interval(&self) -> Interval {
         self.interval
     }
@@ -281,6 +287,9 @@ impl MeanReversion {
 impl Strategy for MeanReversion {
     fn name(&self) -> &str {
         "mean_reversion"
+    }
+    fn reset(&mut self, symbol: &str) {
+        self.symbols.remove(symbol);
     }
     fn interval(&self) -> Interval {
         self.interval

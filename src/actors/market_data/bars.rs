@@ -361,6 +361,13 @@ impl BarBook {
     }
 
     /// Records bars already known (e.g. REST daily bars) so they are not built again.
+    /// Forgets everything about `symbol` (its open bars and its history): after a split, what
+    /// was built is in the old shares.
+    pub fn forget(&mut self, symbol: &str) {
+        self.symbols.remove(symbol);
+        self.history.retain(|(s, _), _| s != symbol);
+    }
+
     pub fn seed_history(&mut self, symbol: &str, interval: Interval, bars: Vec<OhlcBar>) {
         let Some(last) = bars.last().map(|b| b.start) else {
             return;

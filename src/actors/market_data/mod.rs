@@ -23,7 +23,7 @@ use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
-use crate::messages::{BarClosed, MarketBatch, TradeTicks};
+use crate::messages::{BarClosed, MarketBatch, SplitApplied, TradeTicks};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
@@ -37,6 +37,8 @@ pub struct FeedSettings {
     pub warmup_bars: usize,
     /// Bound of the feed's mailbox; the stream client conflates quotes when it is full.
     pub mailbox: usize,
+    /// The `adjustment` of warm-up bars (`split` by default).
+    pub adjustment: String,
 }
 
 impl Default for FeedSettings {
@@ -46,6 +48,7 @@ impl Default for FeedSettings {
             intervals: Interval::ALL.to_vec(),
             warmup_bars: 200,
             mailbox: 64,
+            adjustment: "split".into(),
         }
     }
 }
@@ -120,6 +123,7 @@ pub struct MarketDataFeed {
     book: BarBook,
     latest: foldhash::HashMap<String, Latest>,
     subscribers: Vec<Recipient<BarClosed>>,
+    split_listeners: Vec<Recipient<SplitApplied>>,
     tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<AlpacaClient>,
     phase: Phase,
@@ -134,6 +138,7 @@ impl MarketDataFeed {
             settings,
             latest: foldhash::HashMap::default(),
             subscribers: Vec::new(),
+            split_listeners: Vec::new(),
             tick_subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
@@ -505,6 +510,7 @@ async fn fetch_warmup(
         q.start = Some(now - lookback);
         q.end = Some(now);
         q.limit = Some(MAX_BARS_PER_PAGE);
+        q.adjustment = Some(settings.adjustment.clone());
         // Only complete bars, and for days only those before today (today is built live).
         let cutoff = if interval == Interval::D1 {
             today_start
@@ -531,6 +537,7 @@ async fn fetch_warmup(
     q.start = Some(today_start);
     q.end = Some(now);
     q.limit = Some(MAX_BARS_PER_PAGE);
+    q.adjustment = Some(settings.adjustment.clone());
     let mut today: BTreeMap<String, Vec<OhlcBar>> = BTreeMap::new();
     for_each_bars_page(rest, &q, |symbol, bars| {
         today
@@ -628,6 +635,53 @@ impl Handler<AddSymbols> for MarketDataFeed {
                 Ok(n)
             }),
         )
+    }
+}
+
+/// Tells `0` when a symbol's history starts over after a split (before its new history).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSplitListener(pub Recipient<SplitApplied>);
+
+impl Handler<AddSplitListener> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: AddSplitListener, _: &mut Context<Self>) {
+        self.split_listeners.push(msg.0);
+    }
+}
+
+/// A split of a symbol: its bars so far are in the old shares. The feed forgets them, tells
+/// its listeners (the strategy starts the symbol's indicators over), and fetches the
+/// symbol's history again, adjusted, before it handles anything else.
+impl Handler<SplitApplied> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: SplitApplied, ctx: &mut Context<Self>) {
+        if !self.settings.symbols.contains(&msg.symbol) {
+            return;
+        }
+        self.book.forget(&msg.symbol);
+        for l in &self.split_listeners {
+            l.do_send(msg.clone());
+        }
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let mut settings = self.settings.clone();
+        settings.symbols = vec![msg.symbol.clone()];
+        let symbol = msg.symbol;
+        ctx.wait(
+            async move { fetch_warmup(&rest, &settings).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(warm) => {
+                        let n = act.apply_warmup(warm, false, ctx);
+                        tracing::info!(symbol = %symbol, bars = n, "history fetched again after a split");
+                    }
+                    Err(e) => {
+                        tracing::warn!(symbol = %symbol, error = %e, "cannot fetch history after a split; bars start again from live trades")
+                    }
+                }),
+        );
     }
 }
 

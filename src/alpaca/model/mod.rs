@@ -2,10 +2,12 @@
 //! ([`data`]). These types are used by both our client and the simulator, so a change here
 //! shows up on both sides of every test.
 
+pub mod corporate;
 pub mod data;
 pub mod listing;
 pub mod trading;
 
+pub use corporate::*;
 pub use data::*;
 pub use listing::{Foreign, Listing};
 pub use trading::*;

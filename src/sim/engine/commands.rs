@@ -739,6 +739,73 @@ impl Engine {
         Ok(())
     }
 
+    /// A split of `symbol` taking effect now, as Alpaca applies one: `old_rate` shares become
+    /// `new_rate`; the position's quantity is multiplied by the ratio and its average entry
+    /// divided by it (the cost basis is unchanged), open orders on the symbol are canceled,
+    /// and a SPLIT activity records the change. Answers (quantity before, after).
+    pub fn apply_split(
+        &mut self,
+        symbol: &str,
+        old_rate: Decimal,
+        new_rate: Decimal,
+    ) -> Result<(Decimal, Decimal), SimError> {
+        if !self.assets.contains_key(symbol) {
+            return Err(SimError::not_found(format!("asset {symbol} not found")));
+        }
+        let ratio = (old_rate > Decimal::ZERO && new_rate > Decimal::ZERO)
+            .then(|| new_rate.checked_div(old_rate))
+            .flatten()
+            .filter(|r| !r.is_zero())
+            .ok_or_else(|| SimError::validation("old_rate and new_rate must be positive"))?;
+        let open: Vec<Uuid> = self
+            .orders
+            .iter()
+            .filter(|o| o.order.symbol == symbol && o.order.status.is_open())
+            .map(|o| o.order.id)
+            .collect();
+        for id in open {
+            if self.get(id).is_some_and(|o| o.order.status.is_open()) {
+                self.finish(id, OrderStatus::Canceled, "canceled");
+            }
+        }
+        let scale = |p: Decimal| (p / ratio).round_dp(4);
+        if let Some(m) = self.marks.get_mut(symbol) {
+            *m = scale(*m);
+        }
+        if let Some(b) = self.books.get_mut(symbol) {
+            b.bid = scale(b.bid);
+            b.ask = scale(b.ask);
+            b.bid_left *= ratio;
+            b.ask_left *= ratio;
+        }
+        if let Some(a) = self.assets.get_mut(symbol) {
+            a.prev_close = scale(a.prev_close);
+        }
+        let Some(book) = self.positions.get_mut(symbol) else {
+            return Ok((Decimal::ZERO, Decimal::ZERO));
+        };
+        let before = book.qty;
+        book.qty =
+            (before * ratio).round_dp_with_strategy(9, rust_decimal::RoundingStrategy::ToZero);
+        book.avg_entry_price = (book.avg_entry_price / ratio).round_dp(9);
+        book.intraday_basis = (book.intraday_basis / ratio).round_dp(9);
+        let after = book.qty;
+        let now = self.now;
+        let id = format!("{}::{}", now.format("%Y%m%d%H%M%S%3f"), self.new_id());
+        self.other_activities.push(NonTradeActivity {
+            id,
+            activity_type: "SPLIT".into(),
+            date: Some(crate::sim::calendar::to_et(now).date_naive()),
+            net_amount: Some(Decimal::ZERO),
+            symbol: Some(symbol.to_string()),
+            qty: Some(after - before),
+            per_share_amount: None,
+            description: Some(format!("{new_rate}-for-{old_rate} split of {symbol}")),
+            status: Some("executed".into()),
+        });
+        Ok((before, after))
+    }
+
     /// `DELETE /v2/orders`: cancel every open order; one entry per order.
     pub fn cancel_all(&mut self) -> Vec<CancelOrderStatus> {
         let open: Vec<Uuid> = self

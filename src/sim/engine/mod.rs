@@ -145,6 +145,8 @@ pub struct Engine {
     index: HashMap<Uuid, usize>,
     by_client_id: HashMap<String, Uuid>,
     activities: Vec<TradeActivity>,
+    /// Non-trade activities: SPLIT so far.
+    other_activities: Vec<NonTradeActivity>,
     configurations: AccountConfigurations,
     outbox: Vec<TradeUpdate>,
 }
@@ -181,6 +183,7 @@ impl Engine {
             index: HashMap::new(),
             by_client_id: HashMap::new(),
             activities: Vec::new(),
+            other_activities: Vec::new(),
             configurations: AccountConfigurations {
                 dtbp_check: Some("entry".into()),
                 trade_confirm_email: Some("none".into()),
@@ -422,6 +425,10 @@ impl Engine {
             .filter(|o| o.is_active() && o.order.symbol == symbol && o.order.side == closing)
             .map(SimOrder::remaining)
             .sum()
+    }
+
+    pub fn other_activities(&self) -> &[NonTradeActivity] {
+        &self.other_activities
     }
 
     pub fn activities(&self) -> &[TradeActivity] {

@@ -1,6 +1,6 @@
 //! The admin API under `/_sim/` for tests and demos (no auth; the simulator listens on
 //! loopback): `GET state`, `GET positions`, `GET stats`, `POST faults`, `POST reset`,
-//! `POST foreign`. Documented in
+//! `POST foreign`, `POST corporate_actions`. Documented in
 //! `docs/simulator.md`; tests outside the crate rely on this contract.
 
 use super::{error_response, ok_json};
@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/faults", post(faults))
         .route("/reset", post(reset))
         .route("/foreign", post(foreign))
+        .route("/corporate_actions", post(corporate_action))
 }
 
 #[derive(Serialize)]
@@ -135,4 +136,55 @@ async fn foreign(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         "simulator: foreign entries added"
     );
     ok_json(&serde_json::json!({"orders": counts.0, "positions": counts.1, "activities": counts.2}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorporateAction {
+    #[serde(rename = "type")]
+    kind: String,
+    symbol: String,
+    #[serde(with = "crate::alpaca::num::flex")]
+    old_rate: rust_decimal::Decimal,
+    #[serde(with = "crate::alpaca::num::flex")]
+    new_rate: rust_decimal::Decimal,
+}
+
+/// A corporate action taking effect now: `{"type":"split","symbol":"AAPL","old_rate":1,"new_rate":4}`.
+async fn corporate_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let action: CorporateAction = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return error_response(&SimError::new(
+                400,
+                40010000,
+                format!(
+                    "invalid corporate action: {e}; expected {{\"type\":\"split\",\"symbol\":\"AAPL\",\"old_rate\":1,\"new_rate\":4}}"
+                ),
+            ));
+        }
+    };
+    if action.kind != "split" {
+        return error_response(&SimError::new(
+            400,
+            40010000,
+            format!(
+                "unsupported corporate action {:?}: only \"split\"",
+                action.kind
+            ),
+        ));
+    }
+    let result =
+        sim.with_state(|s| s.apply_split(&action.symbol, action.old_rate, action.new_rate));
+    match result {
+        Ok((before, after)) => {
+            tracing::info!(symbol = %action.symbol, old_rate = %action.old_rate, new_rate = %action.new_rate, %before, %after, "simulator: split applied");
+            ok_json(&serde_json::json!({
+                "symbol": action.symbol,
+                "qty_before": before.to_string(),
+                "qty_after": after.to_string(),
+            }))
+        }
+        Err(e) => error_response(&e),
+    }
 }

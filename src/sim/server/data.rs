@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/v2/stocks/{symbol}/quotes/latest", get(latest_quote_one))
         .route("/v2/stocks/{symbol}/bars/latest", get(latest_bar_one))
         .route("/v2/stocks/snapshots", get(snapshots))
+        .route("/v1/corporate-actions", get(corporate_actions))
         .route("/v2/stocks/{symbol}/snapshot", get(snapshot_one))
 }
 
@@ -90,6 +91,8 @@ struct BarsRequest {
     limit: usize,
     descending: bool,
     token: Option<(String, DateTime<Utc>)>,
+    /// `adjustment=split` or `all`: bars before a split are adjusted for it.
+    split_adjusted: bool,
 }
 
 fn bars_request(
@@ -129,7 +132,19 @@ fn bars_request(
         Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
     };
     let token = param(p, "page_token").map(decode_token).transpose()?;
+    let split_adjusted = match param(p, "adjustment") {
+        None | Some("raw") | Some("dividend") => false,
+        Some("split") | Some("all") => true,
+        Some(other) => {
+            return Err(SimError::new(
+                400,
+                40010001,
+                format!("invalid adjustment {other:?}: expected raw, split, dividend or all"),
+            ));
+        }
+    };
     Ok(BarsRequest {
+        split_adjusted,
         symbols,
         timeframe,
         start,
@@ -160,6 +175,9 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
             _ => {}
         }
         let mut bars = s.market.bars(sym, r.timeframe, r.start, r.end);
+        if r.split_adjusted {
+            bars = s.market.adjusted(sym, bars);
+        }
         if r.descending {
             bars.reverse();
         }
@@ -342,4 +360,44 @@ async fn snapshot_one(State(sim): S, Path(symbol): Path<String>) -> Response {
             format!("unknown symbol {symbol}"),
         )),
     }
+}
+
+/// `GET /v1/corporate-actions`: the splits applied (`POST /_sim/corporate_actions`), filtered by
+/// `symbols`, `types` (forward_split, reverse_split), `start` and `end` (ex-date), one page.
+async fn corporate_actions(State(sim): S, Query(p): Query<Params>) -> Response {
+    let date = |name: &str| -> Result<Option<chrono::NaiveDate>, SimError> {
+        param(&p, name)
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| SimError::new(400, 40010001, format!("{name} must be YYYY-MM-DD")))
+            })
+            .transpose()
+    };
+    let (start, end) = match (date("start"), date("end")) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => return error_response(&e),
+    };
+    let symbols: Option<Vec<String>> =
+        param(&p, "symbols").map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    let types = param(&p, "types")
+        .unwrap_or("forward_split,reverse_split")
+        .to_string();
+    let wants = |t: &str| types.split(',').any(|x| x.trim() == t);
+    let splits = sim.with_state(|s| s.splits.clone());
+    let mut actions = crate::alpaca::model::CorporateActions::default();
+    for split in splits
+        .into_iter()
+        .filter(|x| symbols.as_ref().is_none_or(|s| s.contains(&x.symbol)))
+        .filter(|x| start.is_none_or(|d| x.ex_date >= d) && end.is_none_or(|d| x.ex_date <= d))
+    {
+        if split.new_rate >= split.old_rate && wants("forward_split") {
+            actions.forward_splits.push(split);
+        } else if split.new_rate < split.old_rate && wants("reverse_split") {
+            actions.reverse_splits.push(split);
+        }
+    }
+    ok_json(&crate::alpaca::model::CorporateActionsPage {
+        corporate_actions: actions,
+        next_page_token: None,
+    })
 }

@@ -470,13 +470,30 @@ fn list_activities(State(sim): S, p: Params, types: Option<String>) -> Response 
             }
         }
         v.truncate(page_size);
-        // Foreign activities come on the first page only (they carry no time we model).
-        let foreign = if first_page {
-            s.foreign.activities_with(types.as_deref())
-        } else {
-            Vec::new()
-        };
-        foreign::merged(&v, foreign)
+        // Non-trade activities (SPLIT) and foreign ones come on the first page only.
+        let mut others = Vec::new();
+        if first_page {
+            let wants = |kind: &str| {
+                types
+                    .as_deref()
+                    .is_none_or(|t| t.split(',').any(|x| x.trim().eq_ignore_ascii_case(kind)))
+            };
+            others.extend(
+                s.engine
+                    .other_activities()
+                    .iter()
+                    .filter(|a| wants(&a.activity_type))
+                    .filter(|a| {
+                        date.is_none_or(|d| a.date == Some(d))
+                            && after.is_none_or(|t| {
+                                a.date.is_none_or(|d| d >= calendar::to_et(t).date_naive())
+                            })
+                    })
+                    .filter_map(|a| serde_json::to_value(a).ok()),
+            );
+            others.extend(s.foreign.activities_with(types.as_deref()));
+        }
+        foreign::merged(&v, others)
     });
     ok_json(&list)
 }
