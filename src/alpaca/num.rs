@@ -11,6 +11,7 @@
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use std::fmt;
@@ -158,6 +159,20 @@ pub mod flex_opt {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
         d.deserialize_option(DecimalVisitor)
+    }
+}
+
+/// Optional decimal the daemon does not need (an order's `hwm`, an account's informational
+/// figures): like [`flex_opt`], but a value that is not a decimal reads as `None` instead of
+/// failing the whole object (Alpaca's own OpenAPI examples carry `"hwm": "string"`).
+pub mod lenient_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        flex_opt::serialize(v, s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(flex_opt::deserialize(value).ok().flatten())
     }
 }
 

@@ -79,6 +79,30 @@ pub struct BarsPage {
     pub next_page_token: Option<String>,
 }
 
+/// `GET /v2/stocks/trades`: historical trades per symbol, one page.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TradesPage {
+    #[serde(default, deserialize_with = "null_as_empty_map")]
+    pub trades: BTreeMap<String, Vec<Trade>>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// `GET /v2/stocks/quotes`: historical quotes per symbol, one page.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct QuotesPage {
+    #[serde(default, deserialize_with = "null_as_empty_map")]
+    pub quotes: BTreeMap<String, Vec<Quote>>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+fn null_as_empty_map<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, T>, D::Error> {
+    Ok(Option::<BTreeMap<String, T>>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `GET /v2/stocks/trades/latest`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LatestTrades {

@@ -229,7 +229,8 @@ pub struct Order {
     pub trail_price: Option<Decimal>,
     #[serde(default, with = "flex_opt")]
     pub trail_percent: Option<Decimal>,
-    #[serde(default, with = "flex_opt")]
+    /// Not needed by the daemon: an unreadable value reads as none.
+    #[serde(default, with = "crate::alpaca::num::lenient_opt")]
     pub hwm: Option<Decimal>,
     pub status: OrderStatus,
     #[serde(default)]
