@@ -113,6 +113,8 @@ impl BrokerOrder {
             extended_hours: false,
             legs: None,
             ratio_qty: None,
+            subtag: None,
+            source: None,
         }
     }
 }

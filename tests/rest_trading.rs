@@ -290,6 +290,12 @@ async fn bracket_legs_wake_on_entry_fill_and_one_exit_cancels_the_other() {
         held.to_string().contains("insufficient qty available"),
         "{held}"
     );
+    // Both exits claim the same 5 shares: available 0, not -5 (one exit can fill, not both).
+    let position = c.get_position("SPY").await.unwrap().unwrap();
+    assert_eq!(
+        (position.qty, position.qty_available),
+        (dec!(5), Some(dec!(0)))
+    );
 
     // Move the take-profit to a marketable price: it fills, and the stop is canceled.
     let bid = c.latest_quotes(&["SPY"]).await.unwrap().quotes["SPY"].bp;
@@ -693,4 +699,106 @@ async fn absurd_amounts_get_a_clear_refusal_and_break_nothing() {
             .is_empty()
     );
     assert_eq!(c.get_account().await.unwrap().cash, dec!(100000));
+}
+
+/// The raw JSON of a GET against the simulator.
+async fn raw(sim: &traderd::sim::SimHandle, path: &str) -> serde_json::Value {
+    admin()
+        .get(format!("{}{path}", sim.base_url()))
+        .header("APCA-API-KEY-ID", KEY)
+        .header("APCA-API-SECRET-KEY", SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn payloads_carry_what_alpaca_sends_in_2026() {
+    let sim = start_sim(|_| {}).await;
+    let c = client(&sim);
+    let mut updates = sim.sim.trade_updates.subscribe();
+    // The account: the new informational fields, not the PDT ones removed on 2026-07-06.
+    let account = raw(&sim, "/v2/account").await;
+    for key in [
+        "options_approved_level",
+        "options_trading_level",
+        "balance_asof",
+        "crypto_tier",
+        "intraday_adjustments",
+        "pending_reg_taf_fees",
+        "admin_configurations",
+        "user_configurations",
+    ] {
+        assert!(account.get(key).is_some(), "account lacks {key}: {account}");
+    }
+    for key in [
+        "daytrading_buying_power",
+        "pattern_day_trader",
+        "daytrade_count",
+    ] {
+        assert!(account.get(key).is_none(), "account still has {key}");
+    }
+    let conf = raw(&sim, "/v2/account/configurations").await;
+    assert!(
+        conf.get("pdt_check").is_none() && conf.get("dtbp_check").is_none(),
+        "{conf}"
+    );
+    let asset = raw(&sim, "/v2/assets/AAPL").await;
+    for key in [
+        "margin_requirement_long",
+        "margin_requirement_short",
+        "maintenance_margin_requirement",
+    ] {
+        assert!(asset.get(key).is_some(), "asset lacks {key}: {asset}");
+    }
+    let today = c.get_clock().await.unwrap().timestamp.date_naive();
+    let days = c
+        .get_calendar(today - chrono::Duration::days(7), today)
+        .await
+        .unwrap();
+    assert!(
+        days.iter()
+            .all(|d| d.settlement_date.is_some_and(|s| s > d.date))
+    );
+    // An order without a position intent gets one; a day order its expiry; subtag and source
+    // are there, null.
+    let order = c
+        .submit_order(OrderRequest::market("SPY", OrderSide::Buy, dec!(1)))
+        .await
+        .unwrap();
+    assert_eq!(order.position_intent, Some(PositionIntent::BuyToOpen));
+    assert!(order.expires_at.is_some_and(|e| e > order.created_at));
+    let wire = raw(&sim, &format!("/v2/orders/{}", order.id)).await;
+    assert!(
+        wire["subtag"].is_null() && wire.get("subtag").is_some(),
+        "{wire}"
+    );
+    assert!(wire.get("source").is_some(), "{wire}");
+    let sell = c
+        .submit_order(OrderRequest::market("SPY", OrderSide::Sell, dec!(1)))
+        .await
+        .unwrap();
+    assert_eq!(sell.position_intent, Some(PositionIntent::SellToClose));
+    // Every trade update carries an execution id, not only fills.
+    let mut events = Vec::new();
+    while events.len() < 4 {
+        let u = tokio::time::timeout(WAIT, updates.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            u.execution_id.is_some(),
+            "{} without an execution id",
+            u.event
+        );
+        events.push(u.event);
+    }
+    assert!(
+        events.iter().any(|e| e == "new") && events.iter().any(|e| e == "fill"),
+        "{events:?}"
+    );
+    sim.stop().await;
 }

@@ -211,6 +211,8 @@ mod tests {
             extended_hours: false,
             legs: None,
             ratio_qty: None,
+            subtag: None,
+            source: None,
         }
     }
 

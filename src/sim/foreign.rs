@@ -178,5 +178,7 @@ fn closing_order(symbol: &str, held: Decimal, now: DateTime<Utc>, n: u64) -> Ord
         extended_hours: false,
         legs: None,
         ratio_qty: None,
+        subtag: None,
+        source: None,
     }
 }

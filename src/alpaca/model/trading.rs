@@ -239,6 +239,11 @@ pub struct Order {
     pub legs: Option<Vec<Order>>,
     #[serde(default, with = "flex_opt")]
     pub ratio_qty: Option<Decimal>,
+    /// Sent by Alpaca as `null` unless a broker partner sets them.
+    #[serde(default)]
+    pub subtag: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// `take_profit` of a bracket, OCO or OTO request.
@@ -436,6 +441,32 @@ pub struct Account {
     pub sma: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daytrade_count: Option<i64>,
+    // Informational fields the daemon does not use; read leniently (an int is sometimes sent
+    // as a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options_approved_level: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options_trading_level: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto_tier: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_asof: Option<String>,
+    #[serde(
+        default,
+        with = "crate::alpaca::num::lenient_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub intraday_adjustments: Option<Decimal>,
+    #[serde(
+        default,
+        with = "crate::alpaca::num::lenient_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pending_reg_taf_fees: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_configurations: Option<serde_json::Value>,
+    #[serde(default)]
+    pub user_configurations: Option<serde_json::Value>,
 }
 
 /// `GET /v2/positions[/{symbol}]`. `qty` is negative for a short.
@@ -497,8 +528,30 @@ pub struct Asset {
     pub min_trade_increment: Option<Decimal>,
     #[serde(default, with = "flex_opt", skip_serializing_if = "Option::is_none")]
     pub price_increment: Option<Decimal>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty_vec")]
     pub attributes: Vec<String>,
+    #[serde(
+        default,
+        with = "crate::alpaca::num::lenient_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub margin_requirement_long: Option<Decimal>,
+    #[serde(
+        default,
+        with = "crate::alpaca::num::lenient_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub margin_requirement_short: Option<Decimal>,
+    #[serde(
+        default,
+        with = "crate::alpaca::num::lenient_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub maintenance_margin_requirement: Option<Decimal>,
+}
+
+fn null_as_empty_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `GET /v2/clock`. Times carry the exchange's offset on the wire (`-04:00`).
@@ -522,6 +575,9 @@ pub struct CalendarDay {
     pub session_open: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_close: Option<String>,
+    /// When trades made that day settle (T+1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_date: Option<NaiveDate>,
 }
 
 mod hhmm_colon {

@@ -385,7 +385,8 @@ impl Engine {
             submitted_at: self.now,
             filled_at: None,
             expired_at: None,
-            expires_at: None,
+            // Day orders expire at the session's close.
+            expires_at: (req.time_in_force == TimeInForce::Day).then_some(self.session_close),
             canceled_at: None,
             failed_at: None,
             replaced_at: None,
@@ -402,7 +403,20 @@ impl Engine {
             order_type: kind,
             kind,
             side,
-            position_intent: None,
+            // Alpaca fills it in when the request has none.
+            position_intent: Some(req.position_intent.unwrap_or_else(|| {
+                let held = self
+                    .positions
+                    .get(&req.symbol)
+                    .map(|p| p.qty)
+                    .unwrap_or_default();
+                match side {
+                    OrderSide::Buy if held < Decimal::ZERO => PositionIntent::BuyToClose,
+                    OrderSide::Buy => PositionIntent::BuyToOpen,
+                    OrderSide::Sell if held > Decimal::ZERO => PositionIntent::SellToClose,
+                    OrderSide::Sell => PositionIntent::SellToOpen,
+                }
+            })),
             time_in_force: req.time_in_force,
             limit_price: None,
             stop_price: None,
@@ -417,6 +431,8 @@ impl Engine {
             extended_hours: req.extended_hours.unwrap_or(false),
             legs: None,
             ratio_qty: None,
+            subtag: None,
+            source: None,
         }
     }
 
@@ -446,7 +462,9 @@ impl Engine {
         main.stop_price = req.stop_price;
         main.trail_price = req.trail_price;
         main.trail_percent = req.trail_percent;
-        main.position_intent = req.position_intent;
+        if req.position_intent.is_some() {
+            main.position_intent = req.position_intent;
+        }
         if req.kind == OrderType::TrailingStop {
             let mark = self.mark(&req.symbol);
             main.hwm = Some(mark);

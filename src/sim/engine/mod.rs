@@ -145,6 +145,10 @@ pub struct Engine {
     index: HashMap<Uuid, usize>,
     by_client_id: HashMap<String, Uuid>,
     activities: Vec<TradeActivity>,
+    /// The close of the session `now` is in (or the last one): when day orders expire.
+    session_close: DateTime<Utc>,
+    /// The last session whose balances are settled (the one before today's).
+    balance_asof: chrono::NaiveDate,
     /// Non-trade activities: SPLIT so far.
     other_activities: Vec<NonTradeActivity>,
     configurations: AccountConfigurations,
@@ -184,16 +188,21 @@ impl Engine {
             by_client_id: HashMap::new(),
             activities: Vec::new(),
             other_activities: Vec::new(),
+            session_close: crate::sim::calendar::latest_session_at_or_before(now).close,
+            balance_asof: crate::sim::calendar::latest_session_at_or_before(now)
+                .prev()
+                .date,
             configurations: AccountConfigurations {
-                dtbp_check: Some("entry".into()),
+                // Removed from Alpaca's answer on 2026-07-06.
+                dtbp_check: None,
                 trade_confirm_email: Some("none".into()),
                 suspend_trade: false,
                 no_shorting: false,
                 fractional_trading: true,
                 max_margin_multiplier: Some("4".into()),
-                pdt_check: Some("entry".into()),
+                pdt_check: None,
                 ptp_no_exception_entry: false,
-                max_options_trading_level: None,
+                max_options_trading_level: Some(0),
             },
             outbox: Vec::new(),
         }
@@ -203,6 +212,9 @@ impl Engine {
     pub fn set_time(&mut self, now: DateTime<Utc>, market_open: bool) {
         self.now = self.now.max(now);
         self.market_open = market_open;
+        let session = crate::sim::calendar::latest_session_at_or_before(self.now);
+        self.session_close = session.close;
+        self.balance_asof = session.prev().date;
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -350,6 +362,14 @@ impl Engine {
             last_maintenance_margin: Some(Decimal::ZERO),
             sma: Some(equity.round_dp(2)),
             daytrade_count: None,
+            options_approved_level: Some(0.into()),
+            options_trading_level: Some(0.into()),
+            crypto_tier: Some(0.into()),
+            balance_asof: Some(self.balance_asof.to_string()),
+            intraday_adjustments: Some(Decimal::ZERO),
+            pending_reg_taf_fees: Some(Decimal::ZERO),
+            admin_configurations: Some(serde_json::json!({})),
+            user_configurations: None,
         }
     }
 
@@ -420,11 +440,18 @@ impl Engine {
         } else {
             OrderSide::Buy
         };
-        self.orders
+        // The exits of one bracket or OCO (one takes profit, one stops the loss; only one
+        // can fill) claim the shares once: the largest of the group.
+        let mut groups: HashMap<Uuid, Decimal> = HashMap::new();
+        for o in self
+            .orders
             .iter()
             .filter(|o| o.is_active() && o.order.symbol == symbol && o.order.side == closing)
-            .map(SimOrder::remaining)
-            .sum()
+        {
+            let g = groups.entry(o.parent.unwrap_or(o.order.id)).or_default();
+            *g = (*g).max(o.remaining());
+        }
+        groups.values().copied().sum::<Decimal>().min(qty.abs())
     }
 
     pub fn other_activities(&self) -> &[NonTradeActivity] {
@@ -513,7 +540,8 @@ impl Engine {
                 .map(|p| p.qty)
                 .unwrap_or_default()
         });
-        let execution_id = fill.map(|_| self.new_id());
+        // Alpaca gives every event an execution id, not only fills.
+        let execution_id = Some(self.new_id());
         self.outbox.push(TradeUpdate {
             event: event.to_string(),
             execution_id,

@@ -129,6 +129,7 @@ async fn calendar_days(State(sim): S, Query(p): Query<Params>) -> Response {
                 close: calendar::to_et(s.close).time(),
                 session_open: Some("0400".into()),
                 session_close: Some("2000".into()),
+                settlement_date: Some(s.next().date),
             });
         }
         d = match d.succ_opt() {
@@ -157,6 +158,9 @@ fn asset_view(sim: &crate::sim::SimState, symbol: &str) -> Option<Asset> {
         min_trade_increment: None,
         price_increment: None,
         attributes: vec![],
+        margin_requirement_long: Some(rust_decimal::Decimal::from(30)),
+        margin_requirement_short: Some(rust_decimal::Decimal::from(100)),
+        maintenance_margin_requirement: Some(rust_decimal::Decimal::from(30)),
     })
 }
 
