@@ -43,10 +43,13 @@ async fn account_clock_calendar_assets_and_configurations() {
         "{} trading days in two weeks",
         days.len()
     );
-    assert!(
-        days.iter()
-            .all(|d| d.open.to_string() == "09:30:00" && d.close.to_string() == "16:00:00")
-    );
+    assert!(days.iter().all(|d| d.open.to_string() == "09:30:00"
+        && d.close.to_string()
+            == if traderd::sim::calendar::is_early_close(d.date) {
+                "13:00:00"
+            } else {
+                "16:00:00"
+            }));
 
     let assets = c.list_assets().await.unwrap();
     assert_eq!(assets.len(), 10);

@@ -4,7 +4,10 @@
 //! timeline, so it produces the same events whether the clock runs at 1×, at 60×, or skips
 //! nights and weekends.
 //!
-//! Early closes (13:00 on some half days) are not modelled; those days run to 16:00.
+//! Early closes (13:00 on the half days around Independence Day, Thanksgiving and Christmas)
+//! end their session at 13:00. The timeline keeps one slot of [`SESSION_SECONDS`] per session
+//! whatever its length; the part of a short session's slot after its close is never lived
+//! (no market event falls in it, and the `sim` clock skips it).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::America::New_York;
@@ -58,6 +61,24 @@ const HOLIDAYS: &[(i32, u32, u32)] = &[
     (2027, 12, 24),
 ];
 
+/// NYSE early closes (13:00 ET), 2024–2027.
+const EARLY_CLOSES: &[(i32, u32, u32)] = &[
+    (2024, 7, 3),
+    (2024, 11, 29),
+    (2024, 12, 24),
+    (2025, 7, 3),
+    (2025, 11, 28),
+    (2025, 12, 24),
+    (2026, 11, 27),
+    (2026, 12, 24),
+    (2027, 11, 26),
+];
+
+/// Whether `date`'s session closes early, at 13:00 ET.
+pub fn is_early_close(date: NaiveDate) -> bool {
+    EARLY_CLOSES.contains(&(date.year(), date.month(), date.day()))
+}
+
 pub fn is_trading_day(date: NaiveDate) -> bool {
     !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
         && !HOLIDAYS.contains(&(date.year(), date.month(), date.day()))
@@ -67,8 +88,9 @@ fn open_time() -> NaiveTime {
     NaiveTime::from_hms_opt(9, 30, 0).unwrap_or(NaiveTime::MIN)
 }
 
-fn close_time() -> NaiveTime {
-    NaiveTime::from_hms_opt(16, 0, 0).unwrap_or(NaiveTime::MIN)
+fn close_time(date: NaiveDate) -> NaiveTime {
+    let hour = if is_early_close(date) { 13 } else { 16 };
+    NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN)
 }
 
 /// `date` at `time` in New York, as UTC.
@@ -105,8 +127,12 @@ impl Session {
         Session {
             date,
             open: et_to_utc(date, open_time()),
-            close: et_to_utc(date, close_time()),
+            close: et_to_utc(date, close_time(date)),
         }
+    }
+    /// Open seconds in the session: 23,400, or 12,600 on an early close.
+    pub fn seconds(&self) -> f64 {
+        (self.close - self.open).num_milliseconds() as f64 / 1e3
     }
     pub fn next(self) -> Session {
         let mut d = self.date;
@@ -183,17 +209,51 @@ impl Timeline {
         s
     }
 
-    /// UTC instant of a timeline instant. The end of a session maps to its close.
+    /// UTC instant of a timeline instant. The end of a session maps to its close, and so does
+    /// the unlived rest of a short session's slot.
     pub fn to_utc(&self, open_seconds: f64) -> DateTime<Utc> {
         let (day, within) = Self::split(open_seconds);
         let s = self.session(day);
-        s.open + Duration::nanoseconds((within * 1e9) as i64)
+        s.open + Duration::nanoseconds((within.min(s.seconds()) * 1e9) as i64)
     }
 
-    /// Timeline instant of a UTC instant; closed time maps to the preceding close.
+    /// UTC instant of a timeline instant while its session is open; `None` in the unlived
+    /// rest of a short session's slot.
+    pub fn to_utc_open(&self, open_seconds: f64) -> Option<DateTime<Utc>> {
+        let (day, within) = Self::split(open_seconds);
+        let s = self.session(day);
+        (within < s.seconds()).then(|| s.open + Duration::nanoseconds((within * 1e9) as i64))
+    }
+
+    /// The timeline instant `open` seconds of open market after the anchor's open, skipping
+    /// the unlived rest of short sessions (the `sim` clock: it runs through open hours only).
+    pub fn after_open_seconds(&self, open: f64) -> f64 {
+        if open <= 0.0 {
+            return open;
+        }
+        let mut s = self.anchor;
+        let mut index = 0i64;
+        let mut left = open;
+        loop {
+            let len = s.seconds();
+            if left < len || len <= 0.0 {
+                return (index * SESSION_SECONDS) as f64 + left;
+            }
+            left -= len;
+            index += 1;
+            s = s.next();
+        }
+    }
+
+    /// Timeline instant of a UTC instant; closed time maps to the end of the preceding
+    /// session's slot.
     pub fn from_utc(&self, t: DateTime<Utc>) -> f64 {
         let s = latest_session_at_or_before(t);
-        let within = (t.min(s.close) - s.open).num_nanoseconds().unwrap_or(0) as f64 / 1e9;
+        let within = if t >= s.close {
+            SESSION_SECONDS as f64
+        } else {
+            (t - s.open).num_nanoseconds().unwrap_or(0) as f64 / 1e9
+        };
         let mut index = 0i64;
         let mut cursor = self.anchor;
         if s.date >= cursor.date {
@@ -231,6 +291,30 @@ mod tests {
             Session::on(d(2026, 7, 1)).open.to_rfc3339(),
             "2026-07-01T13:30:00+00:00"
         );
+    }
+
+    #[test]
+    fn early_closes_end_at_one_and_the_sim_clock_skips_the_rest() {
+        // The day after Thanksgiving 2026 and Christmas Eve close at 13:00 ET (18:00 UTC).
+        let half = Session::on(d(2026, 11, 27));
+        assert_eq!(half.close.to_rfc3339(), "2026-11-27T18:00:00+00:00");
+        assert_eq!(half.seconds(), 12_600.0);
+        assert!(is_early_close(d(2026, 12, 24)) && !is_early_close(d(2026, 12, 23)));
+        assert_eq!(
+            Session::on(d(2026, 11, 25)).seconds(),
+            SESSION_SECONDS as f64
+        );
+        let tl = Timeline::new(half);
+        // 12,600 s of open market after the open is the next session's open.
+        let slot = tl.after_open_seconds(12_605.0);
+        assert_eq!(slot, SESSION_SECONDS as f64 + 5.0);
+        assert_eq!(tl.to_utc(slot).to_rfc3339(), "2026-11-30T14:30:05+00:00");
+        // The unlived rest of the slot has no open time, and maps to the close.
+        assert_eq!(tl.to_utc_open(13_000.0), None);
+        assert_eq!(tl.to_utc(13_000.0), half.close);
+        // Closed time after an early close is the end of the session's slot.
+        let after = Utc.with_ymd_and_hms(2026, 11, 27, 19, 0, 0).unwrap();
+        assert_eq!(tl.from_utc(after), SESSION_SECONDS as f64);
     }
 
     #[test]

@@ -67,7 +67,9 @@ impl SimClock {
     /// Where the market timeline stands now.
     pub fn now_open_seconds(&self) -> f64 {
         match self.mode {
-            ClockMode::Sim => self.start_offset + self.started.elapsed().as_secs_f64() * self.speed,
+            ClockMode::Sim => self.timeline.after_open_seconds(
+                self.start_offset + self.started.elapsed().as_secs_f64() * self.speed,
+            ),
             ClockMode::Wall => self.timeline.from_utc(Utc::now()),
         }
     }
@@ -123,6 +125,17 @@ mod tests {
         assert_eq!(view.timestamp.date_naive().to_string(), "2026-11-20");
         assert_eq!(view.next_close.to_rfc3339(), "2026-11-20T16:00:00-05:00");
         assert_eq!(view.next_open.to_rfc3339(), "2026-11-23T09:30:00-05:00");
+    }
+
+    #[test]
+    fn on_a_half_day_the_clock_closes_at_one() {
+        // The /v2/clock the daemon reads its market hours from.
+        let friday = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let clock = SimClock::new(ClockMode::Sim, 60.0, friday);
+        let view = clock.clock_view();
+        assert!(view.is_open, "{view:?}");
+        assert_eq!(view.next_close.to_rfc3339(), "2026-11-27T13:00:00-05:00");
+        assert_eq!(view.next_open.to_rfc3339(), "2026-11-30T09:30:00-05:00");
     }
 
     #[test]

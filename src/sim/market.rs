@@ -466,7 +466,10 @@ impl SymbolState {
             let at = self.next_event;
             let gap = -MEAN_EVENT_GAP_S * self.rng.random::<f64>().max(1e-12).ln();
             self.next_event += gap.max(0.001);
-            let t = timeline.to_utc(at);
+            // The unlived rest of a short session (an early close): no market.
+            let Some(t) = timeline.to_utc_open(at) else {
+                continue;
+            };
             self.roll_minute(at, timeline, rank, out);
             let step = sigma_per_sqrt_s * gap.sqrt() * normal(&mut self.rng);
             self.mid = (self.mid * step.exp()).max(1.0);
@@ -666,7 +669,7 @@ fn history(
     let mut raw_minutes: Vec<Raw> = Vec::new();
     for back in (1..=sessions).rev() {
         let s = timeline.session(-back);
-        for m in 0..390 {
+        for m in 0..(s.close - s.open).num_minutes() {
             let o = level;
             let mut path = [o; 4];
             for k in 1..4 {
@@ -729,6 +732,37 @@ mod tests {
     fn market(seed: u64) -> Market {
         let tl = Timeline::new(Session::on(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()));
         Market::new(seed, &["AAPL".into(), "MSFT".into()], tl, 2)
+    }
+
+    #[test]
+    fn an_early_close_ends_the_market_at_one() {
+        let half = Session::on(NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
+        let mut m = Market::new(7, &["AAPL".into()], Timeline::new(half), 1);
+        let events = m.advance_to(SESSION_SECONDS as f64 + 120.0);
+        let on_the_day = |t: DateTime<Utc>| t.date_naive() == half.date;
+        for e in &events {
+            let at = match e {
+                MarketEvent::Trade { trade, .. } => trade.t,
+                MarketEvent::Quote { quote, .. } => quote.t,
+                MarketEvent::BarClosed { bar, .. } => bar.t,
+                _ => continue,
+            };
+            assert!(
+                !on_the_day(at) || at < half.close,
+                "an event at {at} after the 13:00 close"
+            );
+        }
+        let closed = events.iter().find_map(|e| match e {
+            MarketEvent::SessionClosed { date, at } => Some((*date, *at)),
+            _ => None,
+        });
+        assert_eq!(closed, Some((half.date, half.close)));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, MarketEvent::Trade { trade, .. } if trade.t > half.close)),
+            "the next session trades"
+        );
     }
 
     #[test]
