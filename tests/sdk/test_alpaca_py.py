@@ -4,7 +4,7 @@ Everything goes through alpaca-py's pydantic models (not raw_data), so a field t
 gets wrong fails validation here exactly as it would for a user of the SDK.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from alpaca.common.exceptions import APIError
@@ -53,7 +53,17 @@ def test_account_clock_calendar_asset(trading):
     # exchange holidays (Thanksgiving week has one; Christmas to New Year two).
     assert 5 <= len(days) <= 9, [d.date for d in days]
     assert all(d.date.weekday() < 5 for d in days), [d.date for d in days]
-    assert all(d.open.hour == 9 and d.open.minute == 30 and d.close.hour == 16 for d in days)
+    # Sessions close at 16:00, or at 13:00 on the half days (the day after Thanksgiving,
+    # Christmas Eve, the day before Independence Day).
+    half_days = {
+        date(2024, 7, 3), date(2024, 11, 29), date(2024, 12, 24),
+        date(2025, 7, 3), date(2025, 11, 28), date(2025, 12, 24),
+        date(2026, 11, 27), date(2026, 12, 24), date(2027, 11, 26),
+    }
+    assert all(d.open.hour == 9 and d.open.minute == 30 for d in days)
+    assert all(d.close.hour == (13 if d.date in half_days else 16) for d in days), [
+        (d.date, d.close) for d in days
+    ]
 
     aapl = trading.get_asset("AAPL")
     assert aapl.symbol == "AAPL" and aapl.exchange == AssetExchange.NASDAQ and aapl.tradable
