@@ -511,6 +511,9 @@ pub struct StreamSection {
     pub reconnect_max_ms: u64,
     /// Also subscribe to the minute-bar channel (counted; our bars are built from the trades).
     pub subscribe_bars: bool,
+    /// While the market-data stream is down, poll closed minute bars over REST this often so
+    /// strategies keep getting bars (marked degraded); 0 never polls.
+    pub rest_bars_poll_ms: u64,
 }
 
 impl Default for StreamSection {
@@ -523,6 +526,7 @@ impl Default for StreamSection {
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
             subscribe_bars: false,
+            rest_bars_poll_ms: 60_000,
         }
     }
 }

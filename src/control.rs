@@ -772,15 +772,17 @@ async fn stats(h: &Handles, id: RequestId) -> Response {
 }
 
 async fn status(h: &Handles, id: RequestId) -> Response {
-    let (sup, orders, account, market, trade) = tokio::join!(
+    let (sup, orders, account, market, trade, feed, health) = tokio::join!(
         h.supervisor.send(GetSupervisorStatus),
         h.orders.send(GetOrderStats),
         h.account.send(GetAccount),
         h.market_stream.send(GetStreamStatus),
         h.trade_stream.send(GetStreamStatus),
+        h.feed.send(GetFeedStats),
+        h.health.send(GetHealth),
     );
-    let (Ok(sup), Ok(orders), Ok(account), Ok(market), Ok(trade)) =
-        (sup, orders, account, market, trade)
+    let (Ok(sup), Ok(orders), Ok(account), Ok(market), Ok(trade), Ok(feed), Ok(health)) =
+        (sup, orders, account, market, trade, feed, health)
     else {
         return Response::err(id, "unavailable", "an actor did not answer");
     };
@@ -793,6 +795,9 @@ async fn status(h: &Handles, id: RequestId) -> Response {
             "mode_cause": sup.cause,
             "stream": {
                 "state": market.state,
+                "feed": market.feed,
+                "degraded": feed.degraded,
+                "rest_minutes": feed.rest_minutes,
                 "reconnects": market.metrics.reconnects,
                 "messages": market.metrics.messages_received,
                 "last_message_at": market.metrics.last_message_at,
@@ -807,6 +812,7 @@ async fn status(h: &Handles, id: RequestId) -> Response {
             "day_pnl": account.day_pnl,
             "market_open": account.market_open,
             "crossings": sup.crossings,
+            "notes": health.notes,
         }),
     )
 }
@@ -986,11 +992,17 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
     match cmd {
         "status" => {
             let mut out = format!(
-                "mode          {}  (since {}: {})\nmarket data   {}  ({} reconnects, last message {})\ntrade updates {}  ({} reconnects)\nequity        {}  (day P&L {}, cash {})\nopen orders   {}\norders sent   {}  fills {}\n",
+                "mode          {}  (since {}: {})\nmarket data   {}{}  (feed {}, {} reconnects, last message {})\ntrade updates {}  ({} reconnects)\nequity        {}  (day P&L {}, cash {})\nopen orders   {}\norders sent   {}  fills {}\n",
                 s(&result["mode"]),
                 s(&result["mode_since"]),
                 s(&result["mode_cause"]),
                 s(&result["stream"]["state"]),
+                if result["stream"]["degraded"] == true {
+                    ", degraded: bars by REST"
+                } else {
+                    ""
+                },
+                s(&result["stream"]["feed"]),
                 s(&result["stream"]["reconnects"]),
                 s(&result["stream"]["last_message_at"]),
                 s(&result["trade_stream"]["state"]),
@@ -1003,6 +1015,9 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                 s(&result["fills"]),
             );
             out.push_str(&render_positions(&result["positions"]));
+            for note in result["notes"].as_array().into_iter().flatten() {
+                out.push_str(&format!("note          {}\n", s(note)));
+            }
             out
         }
         "positions" => render_positions(result),

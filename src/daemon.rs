@@ -29,6 +29,7 @@ use crate::actors::health::{
 };
 use crate::actors::market_data::{
     AddBarSubscriber, AddSplitListener, AddTradeSubscriber, FeedSettings, Interval, MarketDataFeed,
+    SetCoverListener,
 };
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
@@ -392,6 +393,7 @@ pub async fn start(
         symbols: symbols.clone(),
         intervals,
         adjustment: config.alpaca.adjustment.clone(),
+        rest_poll: Duration::from_millis(config.stream.rest_bars_poll_ms),
         ..FeedSettings::default()
     };
     let feed_rest = rest.clone();
@@ -483,8 +485,18 @@ pub async fn start(
         });
     }
 
+    // A plan that does not cover SIP (409) falls back to IEX instead of failing.
+    let fallback_url = match config.alpaca.feed.as_str() {
+        "sip" | "delayed_sip" => data_stream_url
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/iex")),
+        _ => None,
+    };
     let market_client = StreamClient::new(
-        stream_settings(StreamKind::MarketData, data_stream_url),
+        StreamSettings {
+            fallback_url,
+            ..stream_settings(StreamKind::MarketData, data_stream_url)
+        },
         Subscriptions {
             trades: symbols.iter().cloned().collect(),
             quotes: symbols.iter().cloned().collect(),
@@ -502,8 +514,10 @@ pub async fn start(
         Some(rest.clone()),
     )
     .with_listener(health.clone().recipient())
+    .with_listener(feed.clone().recipient())
     .with_health(reporter.clone());
     let market_stream = actix::Supervisor::start(move |_| market_client);
+    feed.do_send(SetCoverListener(health.clone().recipient()));
     health.do_send(WatchStream(
         StreamKind::MarketData,
         market_stream.clone().recipient(),

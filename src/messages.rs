@@ -75,6 +75,13 @@ pub enum StreamEventKind {
     Stale { silent_ms: u64 },
     /// Authentication or the subscription was refused: the client stops; its supervisor restarts it.
     Fatal { reason: String },
+    /// The account's plan does not cover the configured feed (409): the stream went on with
+    /// `to` (IEX) instead. Not an error; a note for the operator.
+    FeedFallback {
+        from: String,
+        to: String,
+        reason: String,
+    },
     /// Streaming again after a reconnect; data between `gap_from` and now came by REST or not at all.
     Resumed { gap_from: Option<DateTime<Utc>> },
 }
@@ -105,6 +112,9 @@ pub struct BarClosed {
     pub interval: Interval,
     pub bar: OhlcBar,
     pub historical: bool,
+    /// Built from REST bars while the market-data stream was down (the feed polls them so
+    /// strategies keep getting closed bars): live, but late by up to the poll interval.
+    pub degraded: bool,
     /// The `market.bar` span's context (live bars).
     pub trace: crate::telemetry::TraceContext,
 }
@@ -171,4 +181,13 @@ pub struct OrdersChanged {
 pub struct SplitApplied {
     pub symbol: String,
     pub ratio: Option<rust_decimal::Decimal>,
+}
+
+/// The feed is delivering bars from REST while the market-data stream is down: the stream's
+/// silence is covered (the health monitor does not count it as down while these keep coming).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct StreamCovered {
+    pub stream: StreamKind,
+    pub bars: usize,
 }

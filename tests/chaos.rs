@@ -190,9 +190,14 @@ async fn the_broker_failing_during_the_flatten_does_not_stop_it() {
 }
 
 #[actix_rt::test]
-async fn a_frozen_stream_during_market_hours_trips_it() {
+async fn a_frozen_stream_during_market_hours_trips_it_without_rest_bars() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start("[health]\nstream_down_limit_s = 3", dir.path()).await;
+    // REST bars off: nothing covers the silence (with them on, see the next test).
+    let d = start(
+        "[health]\nstream_down_limit_s = 3\n[stream]\nrest_bars_poll_ms = 0",
+        dir.path(),
+    )
+    .await;
     wait_for_positions(&d).await;
     let sim = d.sim.as_ref().unwrap();
     assert_eq!(sim_state(sim).await["market_open"], true);
@@ -544,4 +549,83 @@ async fn a_split_while_holding_is_explained_not_a_mismatch() {
     let audited = d.journal.addr.send(VerifyAudit).await.unwrap().unwrap();
     assert!(audited.is_ok(), "{audited:?}");
     d.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_frozen_stream_with_rest_working_is_degraded_not_preserved() {
+    use traderd::actors::market_data::GetFeedStats;
+    use traderd::actors::strategy_runner::GetStrategyStats;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(
+        "[health]\nstream_down_limit_s = 3\n[stream]\nrest_bars_poll_ms = 300",
+        dir.path(),
+    )
+    .await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    set_fault(sim, serde_json::json!({"kind": "freeze", "seconds": 60.0})).await;
+    let bars_before = d.strategy.send(GetStrategyStats).await.unwrap().bars;
+    // Silent stream, REST bars: the strategy keeps getting closed bars, marked degraded.
+    let feed = wait_for("bars from REST", WAIT, || async {
+        let f = d.feed.send(GetFeedStats).await.unwrap();
+        (f.degraded && f.rest_minutes >= 20).then_some(f)
+    })
+    .await;
+    let bars_after = d.strategy.send(GetStrategyStats).await.unwrap().bars;
+    assert!(bars_after > bars_before, "{bars_before} -> {bars_after}");
+    // Well past the 3 s limit: covered, not down.
+    let health = d.health.send(GetHealth).await.unwrap();
+    assert!(health.streams["market_data"].covered, "{health:?}");
+    assert_eq!(health.crossings, 0, "{health:?}");
+    assert_eq!(status(&d).await.mode, TradingMode::Active);
+    eprintln!("degraded: {} minutes by REST", feed.rest_minutes);
+    // The stream back: no longer degraded.
+    set_fault(sim, serde_json::json!({"kind": "clear"})).await;
+    wait_for("streaming again", WAIT, || async {
+        (!d.feed.send(GetFeedStats).await.unwrap().degraded).then_some(())
+    })
+    .await;
+    assert_eq!(status(&d).await.mode, TradingMode::Active);
+    d.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_plan_without_sip_falls_back_to_iex_instead_of_failing() {
+    use traderd::messages::GetStreamStatus;
+    let (sim, env) = paper_sim().await;
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "refuse_sip", "enabled": true}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = traderd::daemon::start(&paper_config("[alpaca]\nfeed = \"sip\""), dir.path(), env)
+        .await
+        .unwrap();
+    let stream = wait_for("market data streaming", WAIT, || async {
+        let s = d.market_stream.send(GetStreamStatus).await.unwrap();
+        (s.state == traderd::stream_client::ConnectionState::Streaming).then_some(s)
+    })
+    .await;
+    assert_eq!(stream.feed.as_deref(), Some("iex"));
+    wait_for_positions_at(&sim).await;
+    let health = d.health.send(GetHealth).await.unwrap();
+    assert_eq!(health.restarts_in_window, 0, "no restart loop: {health:?}");
+    assert!(
+        health
+            .notes
+            .iter()
+            .any(|n| n.contains("sip") && n.contains("iex")),
+        "{health:?}"
+    );
+    assert_eq!(status(&d).await.mode, TradingMode::Active);
+    d.stop().await;
+    sim.stop().await;
+}
+
+async fn wait_for_positions_at(sim: &SimHandle) {
+    wait_for("positions", WAIT, || async {
+        (exposure(sim).await.0 >= 1).then_some(())
+    })
+    .await;
 }

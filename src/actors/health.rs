@@ -24,7 +24,9 @@
 use crate::alpaca::AlpacaClient;
 use crate::alpaca::rest::RestOutcome;
 use crate::config::HealthSection;
-use crate::messages::{AccountUpdated, GetStreamStatus, StreamEvent, StreamEventKind, StreamKind};
+use crate::messages::{
+    AccountUpdated, GetStreamStatus, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
+};
 use crate::stream_client::ConnectionState;
 use actix::prelude::*;
 use rust_decimal::Decimal;
@@ -219,6 +221,8 @@ pub struct StreamHealth {
     /// How long it has been down or silent (0 when healthy).
     pub unhealthy_for_ms: u64,
     pub stale_events: u64,
+    /// Down, but its data comes another way (REST bars for market data): not counted as down.
+    pub covered: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -243,6 +247,8 @@ pub struct HealthStatus {
     /// The crossing in force (latched), if any.
     pub tripped: Option<String>,
     pub crossings: u64,
+    /// Things an operator should know that are not errors (a feed fallback), newest last.
+    pub notes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -252,6 +258,8 @@ struct StreamWatch {
     /// Since when it has been down or silent.
     unhealthy_since: Option<Instant>,
     stale_events: u64,
+    /// When its data last came another way (REST bars while it is down).
+    covered_at: Option<Instant>,
 }
 
 pub struct ConnectionHealthMonitor {
@@ -272,6 +280,7 @@ pub struct ConnectionHealthMonitor {
     tripped: Option<Cause>,
     crossings: u64,
     listeners: Vec<Recipient<HealthChanged>>,
+    notes: VecDeque<String>,
 }
 
 impl ConnectionHealthMonitor {
@@ -305,6 +314,7 @@ impl ConnectionHealthMonitor {
             tripped: None,
             crossings: 0,
             listeners: Vec::new(),
+            notes: VecDeque::new(),
         }
     }
 
@@ -409,6 +419,7 @@ impl ConnectionHealthMonitor {
         let w = self.streams.entry(kind).or_default();
         w.state = Some(to);
         if to == ConnectionState::Streaming {
+            w.covered_at = None;
             // Data silence (market data) is measured from the metrics on the next tick.
             if kind != StreamKind::MarketData {
                 w.unhealthy_since = None;
@@ -457,6 +468,9 @@ impl ConnectionHealthMonitor {
         let open_since = self.open_since.unwrap_or(now);
         let mut down = None;
         for (kind, w) in &self.streams {
+            if self.is_covered(w) {
+                continue;
+            }
             if let Some(since) = w.unhealthy_since {
                 let since = since.max(open_since);
                 let for_ = now.duration_since(since);
@@ -584,6 +598,7 @@ impl ConnectionHealthMonitor {
                                 .map(|s| now.duration_since(s).as_millis() as u64)
                                 .unwrap_or(0),
                             stale_events: w.stale_events,
+                            covered: self.is_covered(w),
                         },
                     )
                 })
@@ -591,7 +606,22 @@ impl ConnectionHealthMonitor {
             ping: self.ping.clone(),
             tripped: self.tripped.as_ref().map(|c| c.to_string()),
             crossings: self.crossings,
+            notes: self.notes.iter().cloned().collect(),
         }
+    }
+
+    /// A stream whose data came another way within the limit is not down: only both failing
+    /// past the limit trips the threshold.
+    fn is_covered(&self, w: &StreamWatch) -> bool {
+        w.covered_at
+            .is_some_and(|t| t.elapsed() <= self.settings.stream_down_limit)
+    }
+
+    fn note(&mut self, text: String) {
+        if self.notes.len() == 16 {
+            self.notes.pop_front();
+        }
+        self.notes.push_back(text);
     }
 }
 
@@ -648,9 +678,29 @@ impl Handler<StreamEvent> for ConnectionHealthMonitor {
                     w.unhealthy_since = Some(Instant::now());
                 }
             }
+            StreamEventKind::FeedFallback { from, to, reason } => {
+                self.note(format!(
+                    "{}: the {from} feed was refused ({reason}); streaming {to} instead",
+                    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+                ));
+            }
             _ => {}
         }
         self.check_streams();
+    }
+}
+
+impl Handler<StreamCovered> for ConnectionHealthMonitor {
+    type Result = ();
+    fn handle(&mut self, msg: StreamCovered, _: &mut Context<Self>) {
+        let w = self.streams.entry(msg.stream).or_default();
+        if w.covered_at.is_none() {
+            tracing::warn!(
+                stream = stream_name(msg.stream),
+                "stream down, its data coming by REST: degraded, not counted as down while that lasts"
+            );
+        }
+        w.covered_at = Some(Instant::now());
     }
 }
 
@@ -802,6 +852,35 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         m.check_streams();
         assert!(matches!(m.tripped, Some(Cause::StreamDown { .. })));
+    }
+
+    #[test]
+    fn a_stream_covered_by_rest_bars_trips_only_when_the_cover_fails_too() {
+        let mut s = settings();
+        s.stream_down_limit = Duration::from_secs(60);
+        let mut m = ConnectionHealthMonitor::new(s, None, None);
+        m.set_market_open(true);
+        m.on_stream_state(StreamKind::MarketData, ConnectionState::Reconnecting);
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(600))
+            .unwrap();
+        let w = m.streams.entry(StreamKind::MarketData).or_default();
+        w.unhealthy_since = Some(long_ago);
+        m.open_since = Some(long_ago);
+        // Bars came by REST a moment ago: down, but covered.
+        w.covered_at = Some(Instant::now());
+        m.check_streams();
+        assert!(m.tripped.is_none(), "covered");
+        assert!(m.status().streams["market_data"].covered);
+        // The REST bars stopped coming too, longer ago than the limit: both failed.
+        let w = m.streams.entry(StreamKind::MarketData).or_default();
+        w.covered_at = Instant::now().checked_sub(Duration::from_secs(61));
+        m.check_streams();
+        assert!(
+            matches!(m.tripped, Some(Cause::StreamDown { .. })),
+            "{:?}",
+            m.tripped
+        );
     }
 
     #[test]

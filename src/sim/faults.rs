@@ -29,6 +29,9 @@ pub enum FaultSpec {
     MuteTradeUpdates { seconds: f64 },
     /// Stream authentication fails (402 / unauthorized) while enabled.
     RejectAuth { enabled: bool },
+    /// The SIP feed (`/v2/sip`) refuses every key with `409 insufficient subscription`, as for
+    /// an account whose market-data plan is the free one, while enabled.
+    RefuseSip { enabled: bool },
     /// Market data from pre-generated frames on every market-data connection, at a target
     /// rate or as fast as the client reads (see [`crate::sim::flood`]); rate 0 stops it.
     Flood(crate::sim::flood::FloodSpec),
@@ -54,6 +57,7 @@ pub struct Faults {
     #[serde(skip)]
     pub trade_updates_muted_until: Option<std::time::Instant>,
     pub reject_auth: bool,
+    pub refuse_sip: bool,
     /// The flood in force, and how many times one was set (connections regenerate on a change).
     pub flood: Option<crate::sim::flood::FloodSpec>,
     pub flood_generation: u64,
@@ -105,6 +109,7 @@ impl Faults {
                 });
             }
             FaultSpec::RejectAuth { enabled } => self.reject_auth = enabled,
+            FaultSpec::RefuseSip { enabled } => self.refuse_sip = enabled,
             FaultSpec::Flood(spec) => {
                 spec.validate()?;
                 self.flood = spec.active().then_some(spec);
@@ -120,6 +125,7 @@ impl Faults {
                 self.frozen_until = None;
                 self.trade_updates_muted_until = None;
                 self.reject_auth = false;
+                self.refuse_sip = false;
                 self.flood = None;
                 self.flood_generation += 1;
             }

@@ -19,11 +19,15 @@ pub mod bars;
 
 pub use bars::{BarBook, Closed, Interval, OhlcBar};
 
+use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
-use crate::messages::{BarClosed, MarketBatch, SplitApplied, TradeTicks};
+use crate::messages::{
+    BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
+    TradeTicks,
+};
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
@@ -39,6 +43,9 @@ pub struct FeedSettings {
     pub mailbox: usize,
     /// The `adjustment` of warm-up bars (`split` by default).
     pub adjustment: String,
+    /// While the market-data stream is down, closed minute bars are polled over REST this
+    /// often (zero: never), so strategies keep getting bars, marked degraded.
+    pub rest_poll: std::time::Duration,
 }
 
 impl Default for FeedSettings {
@@ -49,6 +56,7 @@ impl Default for FeedSettings {
             warmup_bars: 200,
             mailbox: 64,
             adjustment: "split".into(),
+            rest_poll: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -116,6 +124,11 @@ pub struct FeedStats {
     pub backfills: u64,
     pub backfilled_minutes: u64,
     pub live: bool,
+    /// The market-data stream is down and bars come from REST polls.
+    pub degraded: bool,
+    /// Minute bars taken from REST polls while degraded.
+    pub rest_minutes: u64,
+    pub rest_poll_failures: u64,
 }
 
 pub struct MarketDataFeed {
@@ -129,6 +142,12 @@ pub struct MarketDataFeed {
     phase: Phase,
     held: std::collections::VecDeque<MarketBatch>,
     stats: FeedStats,
+    /// Told when REST polls cover the stream's silence.
+    health: Option<Recipient<StreamCovered>>,
+    polling: bool,
+    stream_down: bool,
+    /// When market data last came from the stream.
+    last_data: std::time::Instant,
 }
 
 impl MarketDataFeed {
@@ -144,12 +163,25 @@ impl MarketDataFeed {
             phase: Phase::WarmingUp,
             held: std::collections::VecDeque::new(),
             stats: FeedStats::default(),
+            health: None,
+            polling: false,
+            stream_down: false,
+            last_data: std::time::Instant::now(),
         }
     }
 
     /// Sends closed bars to the subscribers: live ones (`arrived`: when the market data that
     /// closed them arrived) as spans, historical ones (`None`: warm-up, backfill) flagged.
     fn emit(&mut self, closed: Vec<Closed>, arrived: Option<std::time::Instant>) {
+        self.emit_as(closed, arrived, false);
+    }
+
+    fn emit_as(
+        &mut self,
+        closed: Vec<Closed>,
+        arrived: Option<std::time::Instant>,
+        degraded: bool,
+    ) {
         let historical = arrived.is_none();
         for c in closed {
             self.stats.bars_closed += 1;
@@ -174,6 +206,7 @@ impl MarketDataFeed {
                 interval: c.interval,
                 bar: c.bar,
                 historical,
+                degraded,
                 trace,
             };
             for s in &self.subscribers {
@@ -346,6 +379,7 @@ impl MarketDataFeed {
                 interval,
                 bar: bar.clone(),
                 historical: true,
+                degraded: false,
                 trace: Default::default(),
             };
             for s in &self.subscribers {
@@ -446,6 +480,107 @@ impl MarketDataFeed {
             }
             act.go_live(ctx);
         }));
+    }
+}
+
+impl MarketDataFeed {
+    /// Every `rest_poll`: when the market-data stream is down, or has sent nothing for a
+    /// whole poll interval, closed minute bars since the last one known come from REST, into
+    /// the book and on to the strategy as live bars marked degraded. (When the market is
+    /// closed the answer holds nothing new and nothing happens.)
+    fn rest_tick(&mut self, ctx: &mut Context<Self>) {
+        let quiet = self.last_data.elapsed() >= self.settings.rest_poll;
+        let phase_ok = matches!(self.phase, Phase::Live | Phase::AwaitingData { .. });
+        if !self.stats.live || !phase_ok || self.polling || !(self.stream_down || quiet) {
+            return;
+        }
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let from = self
+            .settings
+            .symbols
+            .iter()
+            .filter_map(|s| self.book.last_closed_minute(s))
+            .min()
+            .or(self.book.watermark());
+        let Some(from) = from else {
+            return;
+        };
+        self.polling = true;
+        let symbols = self.settings.symbols.clone();
+        let work = async move {
+            let mut q = BarsQuery::new(
+                &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
+                TimeFrame::MINUTE,
+            );
+            q.start = Some(from);
+            q.limit = Some(MAX_BARS_PER_PAGE);
+            rest.get_bars(&q).await
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.polling = false;
+            match result {
+                Ok(page) => {
+                    let now = Utc::now();
+                    let mut n = 0;
+                    for (symbol, bars) in page.bars {
+                        // Only complete minutes (Alpaca may list the one in progress).
+                        for b in bars.iter().filter(|b| Interval::M1.end_of(b.t) <= now) {
+                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                            n += closed.iter().filter(|c| c.interval == Interval::M1).count();
+                            act.emit_as(closed, Some(std::time::Instant::now()), true);
+                        }
+                    }
+                    if n == 0 {
+                        tracing::debug!("market data quiet and REST has no newer bar");
+                        return;
+                    }
+                    if !act.stats.degraded {
+                        tracing::warn!(every_ms = act.settings.rest_poll.as_millis() as u64, "market data stream down or silent: bars come from REST meanwhile (degraded)");
+                    }
+                    act.stats.degraded = true;
+                    act.stats.rest_minutes += n as u64;
+                    tracing::info!(minutes = n, "bars taken from REST (degraded)");
+                    if let Some(h) = &act.health {
+                        h.do_send(StreamCovered {
+                            stream: StreamKind::MarketData,
+                            bars: n,
+                        });
+                    }
+                }
+                Err(e) => {
+                    act.stats.rest_poll_failures += 1;
+                    tracing::warn!(error = %e, "market data stream down or silent, and REST bars failed too");
+                }
+            }
+        }));
+    }
+}
+
+/// The market-data stream's state: down, the feed polls REST bars at its next tick.
+impl Handler<StreamEvent> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: StreamEvent, _: &mut Context<Self>) {
+        if msg.stream != StreamKind::MarketData {
+            return;
+        }
+        if let StreamEventKind::StateChanged { to, .. } = msg.kind {
+            self.stream_down =
+                matches!(to, ConnectionState::Reconnecting | ConnectionState::Failed);
+        }
+    }
+}
+
+/// Where to say that REST bars cover the stream's silence.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCoverListener(pub Recipient<StreamCovered>);
+
+impl Handler<SetCoverListener> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: SetCoverListener, _: &mut Context<Self>) {
+        self.health = Some(msg.0);
     }
 }
 
@@ -566,6 +701,9 @@ impl Actor for MarketDataFeed {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.settings.mailbox);
         self.warm_up(ctx);
+        if !self.settings.rest_poll.is_zero() {
+            ctx.run_interval(self.settings.rest_poll, |act, ctx| act.rest_tick(ctx));
+        }
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -586,6 +724,16 @@ impl Handler<MarketBatch> for MarketDataFeed {
     type Result = ();
 
     fn handle(&mut self, batch: MarketBatch, ctx: &mut Context<Self>) {
+        if !batch.data.is_empty() {
+            self.last_data = std::time::Instant::now();
+            if self.stats.degraded {
+                tracing::info!(
+                    rest_minutes = self.stats.rest_minutes,
+                    "market data streaming again: no longer degraded"
+                );
+                self.stats.degraded = false;
+            }
+        }
         self.process(batch, ctx);
     }
 }

@@ -194,6 +194,8 @@ pub struct StreamMetrics {
     pub last_message_unix_ns: AtomicI64,
     /// Unix time in ns the current connection started streaming (0: not streaming).
     pub connected_since_unix_ns: AtomicI64,
+    /// The feed was refused (409) and the stream fell back to IEX.
+    pub fell_back: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -241,6 +243,9 @@ impl StreamMetrics {
 pub struct StreamStatus {
     pub stream: crate::messages::StreamKind,
     pub state: ConnectionState,
+    /// The market-data feed in use (`iex`, `sip`, …): the configured one, or `iex` after the
+    /// plan refused it. `None` for the trading stream.
+    pub feed: Option<String>,
     pub metrics: MetricsSnapshot,
     pub subscriptions: SubscriptionCounts,
 }

@@ -241,9 +241,20 @@ impl Handler<GetStreamStatus> for StreamClient {
     type Result = MessageResult<GetStreamStatus>;
 
     fn handle(&mut self, _: GetStreamStatus, _: &mut Context<Self>) -> Self::Result {
+        let feed = (self.settings.kind == crate::messages::StreamKind::MarketData).then(|| {
+            let fell_back = self
+                .metrics
+                .fell_back
+                .load(std::sync::atomic::Ordering::Relaxed);
+            match (&self.settings.fallback_url, fell_back) {
+                (Some(to), true) => session::feed_of(to),
+                _ => session::feed_of(&self.settings.url),
+            }
+        });
         MessageResult(StreamStatus {
             stream: self.settings.kind,
             state: self.state,
+            feed,
             metrics: self.metrics.snapshot(),
             subscriptions: self.desired.counts(),
         })

@@ -61,6 +61,9 @@ pub struct StreamSettings {
     pub connection_limit_wait: Duration,
     /// Trades and bars held back for a busy consumer before the session waits for it.
     pub max_pending: usize,
+    /// Where to go when the account's plan does not cover the feed of `url` (409 insufficient
+    /// subscription): the IEX feed, for a daemon configured with SIP.
+    pub fallback_url: Option<String>,
 }
 
 impl StreamSettings {
@@ -82,6 +85,7 @@ impl StreamSettings {
             },
             connection_limit_wait: Duration::from_secs(10),
             max_pending: 10_000,
+            fallback_url: None,
         }
     }
 }
@@ -115,7 +119,12 @@ pub struct Sinks {
 enum End {
     Stop,
     Fatal(String),
-    Retry { reason: String, at_least: Duration },
+    /// The plan does not cover this feed (409): fall back if there is somewhere to go.
+    Unsubscribed(String),
+    Retry {
+        reason: String,
+        at_least: Duration,
+    },
 }
 
 fn retry(reason: impl Into<String>) -> End {
@@ -139,6 +148,9 @@ pub struct Session {
     connected_at: Option<DateTime<Utc>>,
     had_session: bool,
     clock_cache: Option<(Instant, bool)>,
+    /// The URL connected to: the configured one, or the fallback after a 409.
+    url: String,
+    fallback_url: Option<String>,
 }
 
 impl Session {
@@ -151,6 +163,8 @@ impl Session {
         sinks: Sinks,
         rest: Option<AlpacaClient>,
     ) -> Self {
+        let url = settings.url.clone();
+        let fallback_url = settings.fallback_url.clone();
         Session {
             settings,
             metrics,
@@ -164,6 +178,8 @@ impl Session {
             connected_at: None,
             had_session: false,
             clock_cache: None,
+            url,
+            fallback_url,
         }
     }
 
@@ -200,9 +216,27 @@ impl Session {
                 StreamKind::MarketData => self.market_session(&mut attempt).await,
                 StreamKind::TradeUpdates => self.trading_session(&mut attempt).await,
             };
+            if let End::Unsubscribed(reason) = &end
+                && let Some(to) = self.fallback_url.take()
+            {
+                let from = std::mem::replace(&mut self.url, to.clone());
+                tracing::warn!(stream = ?self.settings.kind, from = %from, to = %to, reason = %reason, "the market-data plan does not cover this feed: falling back to IEX");
+                self.metrics.fell_back.store(true, Ordering::Relaxed);
+                self.event(StreamEventKind::FeedFallback {
+                    from: feed_of(&from),
+                    to: feed_of(&to),
+                    reason: reason.clone(),
+                });
+                self.set_state(
+                    ConnectionState::Reconnecting,
+                    "falling back to the IEX feed",
+                );
+                attempt = 0;
+                continue;
+            }
             match end {
                 End::Stop => break,
-                End::Fatal(reason) => {
+                End::Fatal(reason) | End::Unsubscribed(reason) => {
                     tracing::error!(stream = ?self.settings.kind, reason = %reason, "stream refused: the client stops and its supervisor restarts it; check the API keys and the data subscription");
                     self.set_state(ConnectionState::Failed, &reason);
                     self.event(StreamEventKind::Fatal { reason });
@@ -246,17 +280,16 @@ impl Session {
 
     async fn connect(&self) -> Result<Ws, End> {
         let mut request = self
-            .settings
             .url
             .as_str()
             .into_client_request()
-            .map_err(|e| End::Fatal(format!("invalid stream URL {}: {e}", self.settings.url)))?;
+            .map_err(|e| End::Fatal(format!("invalid stream URL {}: {e}", self.url)))?;
         if self.settings.codec == Codec::Msgpack {
             request
                 .headers_mut()
                 .insert("Content-Type", http_value(Codec::Msgpack.content_type()));
         }
-        let connector = if self.settings.url.starts_with("wss:") {
+        let connector = if self.url.starts_with("wss:") {
             Some(tokio_tungstenite::Connector::Rustls(
                 tls_config().map_err(End::Fatal)?,
             ))
@@ -276,13 +309,10 @@ impl Session {
             Ok(Ok((ws, _))) => Ok(ws),
             Ok(Err(e)) => Err(retry(format!(
                 "cannot connect to {}: {}",
-                self.settings.url,
+                self.url,
                 error_chain(&e)
             ))),
-            Err(_) => Err(retry(format!(
-                "connecting to {} timed out",
-                self.settings.url
-            ))),
+            Err(_) => Err(retry(format!("connecting to {} timed out", self.url))),
         }
     }
 
@@ -372,7 +402,7 @@ impl Session {
             402 => End::Fatal(format!(
                 "authentication refused (402 {msg}): check the API keys"
             )),
-            409 => End::Fatal(format!(
+            409 => End::Unsubscribed(format!(
                 "the account's market-data plan does not cover this feed (409 {msg}): use feed = \"iex\" or upgrade the plan"
             )),
             406 => End::Retry {
@@ -994,4 +1024,13 @@ impl Forwarder {
             metrics.messages_processed.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// The feed of a market-data URL (`…/v2/sip` → `sip`).
+pub fn feed_of(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }

@@ -290,6 +290,9 @@ async fn data_connection(socket: WebSocket, sim: Arc<Sim>, feed: String, codec: 
                     if sim.lock().faults.reject_auth || !authorized(&sim, key, secret) {
                         return AuthVerdict::Failed;
                     }
+                    if feed == "sip" && sim.lock().faults.refuse_sip {
+                        return AuthVerdict::InsufficientSubscription;
+                    }
                     match hub.claim(&endpoint, key) {
                         Some(s) => { slot = Some(s); AuthVerdict::Ok }
                         None => AuthVerdict::ConnectionLimit,
