@@ -146,6 +146,7 @@ fn risk_check(c: &mut Criterion) {
         start_of_day_equity: Decimal::from(100_000),
         market_open: true,
         recent_orders: VecDeque::new(),
+        halted: Default::default(),
     };
     let limits = RiskLimits::default();
     let now = Utc.with_ymd_and_hms(2026, 11, 20, 15, 0, 0).unwrap();

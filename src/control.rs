@@ -717,6 +717,7 @@ impl ControlServer {
                 let lists = |s: &Vec<String>| ChannelLists {
                     trades: s.clone(),
                     quotes: s.clone(),
+                    statuses: s.clone(),
                     ..Default::default()
                 };
                 h.market_stream.do_send(ChangeSubscriptions {

@@ -500,6 +500,8 @@ pub async fn start(
         Subscriptions {
             trades: symbols.iter().cloned().collect(),
             quotes: symbols.iter().cloned().collect(),
+            // Trading halts and resumptions: no new entries on a halted symbol.
+            statuses: symbols.iter().cloned().collect(),
             bars: if config.stream.subscribe_bars {
                 symbols.iter().cloned().collect()
             } else {

@@ -629,3 +629,61 @@ async fn wait_for_positions_at(sim: &SimHandle) {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
+    use traderd::actors::risk_manager::{Propose, ProposeError};
+    use traderd::alpaca::model::OrderSide;
+    use traderd::risk::{Intent, Purpose};
+    let dir = tempfile::tempdir().unwrap();
+    let d = start("", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    let halt = |halted: bool| {
+        let url = format!("{}/_sim/halt", sim.base_url());
+        async move {
+            let r = common::admin()
+                .post(url)
+                .json(&serde_json::json!({"symbol": "MSFT", "halted": halted}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    let entry = || {
+        let mut i = Intent::market(
+            "MSFT",
+            OrderSide::Buy,
+            rust_decimal::Decimal::ONE,
+            Purpose::Entry {
+                take_profit: None,
+                stop_loss: None,
+                trail_pct: None,
+            },
+        );
+        i.correlation_id = "halt-test".into();
+        i
+    };
+    halt(true).await;
+    // The halt comes on the statuses channel; entries on MSFT are refused from then on.
+    let refused = wait_for("an entry refused for the halt", WAIT, || async {
+        match d.risk.send(Propose(entry())).await.unwrap() {
+            Err(ProposeError::Refused(r)) if r.code.as_str() == "symbol_halted" => Some(r),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(refused.detail.contains("halt"), "{refused:?}");
+    // Resumed: the next entry passes the halt check.
+    halt(false).await;
+    wait_for("entries after the resumption", WAIT, || async {
+        match d.risk.send(Propose(entry())).await.unwrap() {
+            Err(ProposeError::Refused(r)) if r.code.as_str() == "symbol_halted" => None,
+            _ => Some(()),
+        }
+    })
+    .await;
+    assert_eq!(status(&d).await.mode, TradingMode::Active);
+    d.stop().await;
+}

@@ -154,3 +154,77 @@ async fn the_same_seed_gives_the_same_history() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn historical_trades_and_quotes_page_and_the_reference_data_is_there() {
+    // 600x: a second gives ten market minutes, thousands of ticks.
+    let sim = start_sim(|s| s.speed = 600.0).await;
+    let c = client(&sim);
+    let start = c
+        .get_clock()
+        .await
+        .unwrap()
+        .timestamp
+        .with_timezone(&chrono::Utc);
+    let end = wait_for("ticks to accumulate", Duration::from_secs(30), || async {
+        let now = c
+            .get_clock()
+            .await
+            .unwrap()
+            .timestamp
+            .with_timezone(&chrono::Utc);
+        (now - start > chrono::Duration::minutes(10)).then_some(now)
+    })
+    .await;
+    let trades = c.get_trades(&["AAPL", "MSFT"], start, end).await.unwrap();
+    let aapl = &trades.trades["AAPL"];
+    assert!(aapl.len() > 100, "{} AAPL trades", aapl.len());
+    assert!(aapl.windows(2).all(|w| w[0].t < w[1].t), "in time order");
+    assert!(
+        aapl.iter()
+            .all(|t| t.t >= start && t.t <= end && t.p > Decimal::ZERO)
+    );
+    // The same listing read a page of 7 at a time through the raw endpoint is the same ticks.
+    let mut paged: Vec<Trade> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = vec![
+            ("symbols", "AAPL".to_string()),
+            ("start", start.to_rfc3339()),
+            ("end", end.to_rfc3339()),
+            ("limit", "7".to_string()),
+        ];
+        if let Some(t) = &token {
+            q.push(("page_token", t.clone()));
+        }
+        let page: TradesPage = admin()
+            .get(format!("{}/v2/stocks/trades", sim.base_url()))
+            .header("APCA-API-KEY-ID", KEY)
+            .header("APCA-API-SECRET-KEY", SECRET)
+            .query(&q)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        paged.extend(page.trades.get("AAPL").cloned().unwrap_or_default());
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(&paged, aapl);
+    let quotes = c.get_quotes(&["SPY"], start, end).await.unwrap();
+    assert!(quotes.quotes["SPY"].iter().all(|q| q.bp <= q.ap));
+    let exchanges = c.exchanges().await.unwrap();
+    assert_eq!(exchanges.get("V").map(String::as_str), Some("IEX"));
+    let conditions = c.conditions("trade", "A").await.unwrap();
+    assert_eq!(
+        conditions.get("@").map(String::as_str),
+        Some("Regular Sale")
+    );
+    let refused = c.conditions("option", "A").await.unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    sim.stop().await;
+}

@@ -686,3 +686,62 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
     arbiter.stop();
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn the_simulator_streams_updated_bars_statuses_and_lulds() {
+    // 600x: a market minute every 0.1 s, so bars, their corrections and bands come quickly.
+    let sim = start_sim(|s| s.speed = 600.0).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&sim, "/v2/iex"))
+        .await
+        .unwrap();
+    ws.next_text().await;
+    let send = |v: serde_json::Value| Message::Text(v.to_string().into());
+    futures_util::SinkExt::send(
+        &mut ws,
+        send(serde_json::json!({"action": "auth", "key": KEY, "secret": SECRET})),
+    )
+    .await
+    .unwrap();
+    assert!(ws.next_text().await.contains("authenticated"));
+    futures_util::SinkExt::send(
+        &mut ws,
+        send(serde_json::json!({"action": "subscribe", "updatedBars": ["*"], "statuses": ["AAPL"], "lulds": ["*"]})),
+    )
+    .await
+    .unwrap();
+    assert!(ws.next_text().await.contains("subscription"));
+    admin()
+        .post(format!("{}/_sim/halt", sim.base_url()))
+        .json(&serde_json::json!({"symbol": "AAPL", "halted": true}))
+        .send()
+        .await
+        .unwrap();
+    let (mut updated, mut luld, mut halt) = (0, 0, None);
+    let deadline = Instant::now() + WAIT;
+    while (updated == 0 || luld == 0 || halt.is_none()) && Instant::now() < deadline {
+        let text = tokio::time::timeout(WAIT, ws.next_text()).await.unwrap();
+        for m in traderd::alpaca::stream::decode_data_frame(Codec::Json, text.as_bytes()).unwrap() {
+            match m {
+                DataMessage::Bar(b) if b.kind == traderd::alpaca::stream::BarKind::Updated => {
+                    updated += 1
+                }
+                DataMessage::Luld(l) => {
+                    assert!(l.limit_down < l.limit_up, "{l:?}");
+                    luld += 1;
+                }
+                DataMessage::Status(s) => halt = Some(s),
+                _ => {}
+            }
+        }
+    }
+    let halt = halt.expect("a status message for the halt");
+    assert_eq!(
+        (halt.symbol.as_str(), halt.status_code.as_str()),
+        ("AAPL", "H")
+    );
+    assert!(
+        updated > 0 && luld > 0,
+        "updated bars {updated}, lulds {luld}"
+    );
+    sim.stop().await;
+}

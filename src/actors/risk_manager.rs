@@ -165,8 +165,15 @@ impl Handler<Propose> for RiskManager {
             latest
                 .into_actor(self)
                 .map(move |latest, act, _| {
-                    if let Some(t) = latest.and_then(|l| l.trade) {
-                        act.state.last_trade.insert(t.symbol.clone(), t.price);
+                    if let Some(l) = latest {
+                        if let Some(t) = l.trade {
+                            act.state.last_trade.insert(t.symbol.clone(), t.price);
+                        }
+                        if l.halted.is_some() {
+                            act.state.halted.insert(intent.symbol.clone());
+                        } else {
+                            act.state.halted.remove(&intent.symbol);
+                        }
                     }
                     act.decide(intent)
                 })

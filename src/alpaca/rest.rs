@@ -18,6 +18,7 @@ use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -914,6 +915,100 @@ impl AlpacaClient {
             }
         }
         Ok(out)
+    }
+
+    /// Historical trades of `symbols` in `[start, end]`, every page, merged per symbol.
+    pub async fn get_trades(
+        &self,
+        symbols: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<TradesPage, BrokerError> {
+        let mut all = TradesPage::default();
+        self.ticks_pages(
+            "/v2/stocks/trades",
+            symbols,
+            start,
+            end,
+            |page: TradesPage| {
+                for (symbol, trades) in page.trades {
+                    all.trades.entry(symbol).or_default().extend(trades);
+                }
+                page.next_page_token
+            },
+        )
+        .await?;
+        Ok(all)
+    }
+
+    /// Historical quotes of `symbols` in `[start, end]`, every page, merged per symbol.
+    pub async fn get_quotes(
+        &self,
+        symbols: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<QuotesPage, BrokerError> {
+        let mut all = QuotesPage::default();
+        self.ticks_pages(
+            "/v2/stocks/quotes",
+            symbols,
+            start,
+            end,
+            |page: QuotesPage| {
+                for (symbol, quotes) in page.quotes {
+                    all.quotes.entry(symbol).or_default().extend(quotes);
+                }
+                page.next_page_token
+            },
+        )
+        .await?;
+        Ok(all)
+    }
+
+    /// Follows `next_page_token` through a ticks endpoint; `each` takes a page and answers its
+    /// token. At most 1,000 pages (10 million ticks): a broker that never ends a listing
+    /// cannot keep the client in it.
+    async fn ticks_pages<P: DeserializeOwned>(
+        &self,
+        path: &str,
+        symbols: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        mut each: impl FnMut(P) -> Option<String>,
+    ) -> Result<(), BrokerError> {
+        let mut query = vec![
+            ("symbols", symbols.join(",")),
+            ("start", start.to_rfc3339()),
+            ("end", end.to_rfc3339()),
+            ("limit", "10000".to_string()),
+        ];
+        for _ in 0..1000 {
+            let page: P = self.get(Api::Data, path, Some(&query)).await?;
+            match each(page) {
+                Some(token) if !token.is_empty() => {
+                    query.retain(|(k, _)| *k != "page_token");
+                    query.push(("page_token", token));
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /v2/stocks/meta/exchanges`: exchange code → name.
+    pub async fn exchanges(&self) -> Result<BTreeMap<String, String>, BrokerError> {
+        self.get::<_, ()>(Api::Data, "/v2/stocks/meta/exchanges", None)
+            .await
+    }
+
+    /// `GET /v2/stocks/meta/conditions/{trade|quote}`: condition code → meaning, for a tape.
+    pub async fn conditions(
+        &self,
+        tick_type: &str,
+        tape: &str,
+    ) -> Result<BTreeMap<String, String>, BrokerError> {
+        let path = format!("/v2/stocks/meta/conditions/{}", path_segment(tick_type)?);
+        self.get(Api::Data, &path, Some(&[("tape", tape)])).await
     }
 
     /// A market-data GET whose only parameter is the comma-separated symbol list.

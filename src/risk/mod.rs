@@ -128,6 +128,8 @@ pub struct RiskState {
     pub market_open: bool,
     /// Event times of recent submissions (for the rate limit).
     pub recent_orders: VecDeque<DateTime<Utc>>,
+    /// Symbols under a trading halt (the market-data `statuses` channel): no new entries.
+    pub halted: std::collections::HashSet<String>,
 }
 
 /// Why an intent was refused. Codes are stable: they are counted and exported.
@@ -151,12 +153,16 @@ pub enum RefusalCode {
     BuyingPower,
     /// A quantity, price or sum too large to compute with: refused, never overflowed.
     OutOfRange,
+    /// The symbol is under a trading halt: orders that do not only reduce wait for the
+    /// resumption.
+    SymbolHalted,
 }
 
 impl RefusalCode {
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalCode::ModeHalted => "mode_halted",
+            RefusalCode::SymbolHalted => "symbol_halted",
             RefusalCode::ModePreserving => "mode_preserving",
             RefusalCode::ModeReduceOnly => "mode_reduce_only",
             RefusalCode::InvalidQty => "invalid_qty",
@@ -289,6 +295,12 @@ pub fn check(
         return Err(refuse(
             RefusalCode::InvalidQty,
             "quantity must be above 0".into(),
+        ));
+    }
+    if state.halted.contains(&intent.symbol) && !reduces {
+        return Err(refuse(
+            RefusalCode::SymbolHalted,
+            "the symbol is under a trading halt: no new entries until it resumes".into(),
         ));
     }
     if limits.require_market_open && !state.market_open {
@@ -479,6 +491,7 @@ mod tests {
             start_of_day_equity: dec!(100000),
             market_open: true,
             recent_orders: VecDeque::new(),
+            halted: Default::default(),
         }
     }
 
@@ -529,6 +542,24 @@ mod tests {
                 intent("MSFT", Buy, dec!(1), None),
                 none,
                 Some(ModePreserving),
+            ),
+            (
+                "a trading halt refuses an entry",
+                TradingMode::Active,
+                intent("MSFT", Buy, dec!(5), None),
+                |s, _| {
+                    s.halted.insert("MSFT".into());
+                },
+                Some(SymbolHalted),
+            ),
+            (
+                "a trading halt lets a position be reduced",
+                TradingMode::Active,
+                intent("AAPL", Sell, dec!(4), None),
+                |s, _| {
+                    s.halted.insert("AAPL".into());
+                },
+                None,
             ),
             (
                 "reduce-only allows a partial close",

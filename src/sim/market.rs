@@ -74,11 +74,46 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 /// What the market did, in market-time order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MarketEvent {
-    Quote { symbol: String, quote: Quote },
-    Trade { symbol: String, trade: Trade },
-    BarClosed { symbol: String, bar: Bar },
-    DailyBarClosed { symbol: String, bar: Bar },
-    SessionClosed { date: NaiveDate, at: DateTime<Utc> },
+    Quote {
+        symbol: String,
+        quote: Quote,
+    },
+    Trade {
+        symbol: String,
+        trade: Trade,
+    },
+    BarClosed {
+        symbol: String,
+        bar: Bar,
+    },
+    DailyBarClosed {
+        symbol: String,
+        bar: Bar,
+    },
+    /// A minute bar corrected after it closed (a late trade): Alpaca's `updatedBars`.
+    BarUpdated {
+        symbol: String,
+        bar: Bar,
+    },
+    /// A trading status change (`statuses`): `H` halt, `T` resumption.
+    Status {
+        symbol: String,
+        code: String,
+        message: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The limit-up/limit-down band (`lulds`), restated at each minute.
+    Luld {
+        symbol: String,
+        up: Decimal,
+        down: Decimal,
+        at: DateTime<Utc>,
+    },
+    SessionClosed {
+        date: NaiveDate,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Static facts about a listed symbol.
@@ -159,6 +194,13 @@ struct SymbolState {
     /// Splits applied, oldest first: (when, shares after per share before). History stays
     /// raw; [`Market::adjusted`] divides what came before each.
     splits: Vec<(DateTime<Utc>, Decimal)>,
+    /// Under a trading halt: no quote, no trade until it resumes.
+    halted: bool,
+    /// The latest trades and quotes, for `GET /v2/stocks/trades` and `/quotes`: a ring of
+    /// [`Market::tick_history`] each.
+    recent_trades: VecDeque<Trade>,
+    recent_quotes: VecDeque<Quote>,
+    ticks_kept: usize,
 }
 
 /// The market: every listed symbol's state, advanced to a point on the timeline.
@@ -167,15 +209,19 @@ pub struct Market {
     symbols: BTreeMap<String, SymbolState>,
     /// Timeline position the market has been advanced to.
     position: f64,
+    /// Events made outside the walk (a halt), handed out with the next advance.
+    pending: Vec<MarketEvent>,
 }
 
 impl Market {
     pub fn new(seed: u64, symbols: &[String], timeline: Timeline, history_sessions: i64) -> Market {
+        let kept = tick_history(symbols.len());
         let symbols = symbols
             .iter()
             .map(|s| {
                 let listing = Listing::for_symbol(s);
-                let state = SymbolState::new(seed, listing, &timeline, history_sessions);
+                let mut state = SymbolState::new(seed, listing, &timeline, history_sessions);
+                state.ticks_kept = kept;
                 (s.clone(), state)
             })
             .collect();
@@ -183,6 +229,7 @@ impl Market {
             timeline,
             symbols,
             position: 0.0,
+            pending: Vec::new(),
         }
     }
 
@@ -204,7 +251,7 @@ impl Market {
 
     /// Runs the market forward to `target` (timeline seconds) and returns what happened.
     pub fn advance_to(&mut self, target: f64) -> Vec<MarketEvent> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.pending);
         while self.position < target {
             let next_close =
                 ((self.position / SESSION_SECONDS as f64).floor() + 1.0) * SESSION_SECONDS as f64;
@@ -303,6 +350,47 @@ impl Market {
             m.pv /= ratio;
         }
         s.splits.push((at, ratio));
+        true
+    }
+
+    /// The trades of `symbol` the simulator still holds (the latest [`tick_history`]), oldest
+    /// first.
+    pub fn recent_trades(&self, symbol: &str) -> impl Iterator<Item = &Trade> {
+        self.symbols
+            .get(symbol)
+            .into_iter()
+            .flat_map(|s| s.recent_trades.iter())
+    }
+
+    pub fn recent_quotes(&self, symbol: &str) -> impl Iterator<Item = &Quote> {
+        self.symbols
+            .get(symbol)
+            .into_iter()
+            .flat_map(|s| s.recent_quotes.iter())
+    }
+
+    /// Halts trading in `symbol` (no quote, no trade, so no fill) or resumes it, with the
+    /// status message Alpaca's `statuses` channel carries. Answers whether anything changed.
+    pub fn set_halt(&mut self, symbol: &str, halted: bool, at: DateTime<Utc>) -> bool {
+        let Some(s) = self.symbols.get_mut(symbol) else {
+            return false;
+        };
+        if s.halted == halted {
+            return false;
+        }
+        s.halted = halted;
+        let (code, message, reason) = if halted {
+            ("H", "Trading Halt", "T12")
+        } else {
+            ("T", "Trading Resumption", "")
+        };
+        self.pending.push(MarketEvent::Status {
+            symbol: symbol.to_string(),
+            code: code.into(),
+            message: message.into(),
+            reason: reason.into(),
+            at,
+        });
         true
     }
 
@@ -406,6 +494,13 @@ impl Market {
     }
 }
 
+/// Trades (and as many quotes) kept per symbol for the historical endpoints: 10,000 with a few
+/// symbols, fewer with many, about 400,000 ticks in all at most (tens of MB at 1,000 symbols
+/// would be spent on history nobody asked for).
+pub fn tick_history(symbols: usize) -> usize {
+    (200_000 / symbols.max(1)).clamp(100, 10_000)
+}
+
 fn month_bucket(date: NaiveDate, months: u32) -> NaiveDate {
     let m0 = date.month0() - date.month0() % months.max(1);
     NaiveDate::from_ymd_opt(date.year(), m0 + 1, 1).unwrap_or(date)
@@ -451,6 +546,10 @@ impl SymbolState {
             minutes,
             daily,
             splits: Vec::new(),
+            halted: false,
+            recent_trades: VecDeque::new(),
+            recent_quotes: VecDeque::new(),
+            ticks_kept: 0,
         }
     }
 
@@ -466,8 +565,8 @@ impl SymbolState {
             let at = self.next_event;
             let gap = -MEAN_EVENT_GAP_S * self.rng.random::<f64>().max(1e-12).ln();
             self.next_event += gap.max(0.001);
-            // The unlived rest of a short session (an early close): no market.
-            let Some(t) = timeline.to_utc_open(at) else {
+            // The unlived rest of a short session (an early close), or a halt: no market.
+            let Some(t) = timeline.to_utc_open(at).filter(|_| !self.halted) else {
                 continue;
             };
             self.roll_minute(at, timeline, rank, out);
@@ -481,6 +580,12 @@ impl SymbolState {
                 .is_none_or(|q| q.bp != quote.bp || q.ap != quote.ap);
             if quote_changed || !is_trade {
                 self.last_quote = Some(quote.clone());
+                if self.recent_quotes.len() == self.ticks_kept {
+                    self.recent_quotes.pop_front();
+                }
+                if self.ticks_kept > 0 {
+                    self.recent_quotes.push_back(quote.clone());
+                }
                 out.push((
                     at,
                     rank,
@@ -504,6 +609,12 @@ impl SymbolState {
                 });
                 acc.add(trade.p, trade.s);
                 self.last_trade = Some(trade.clone());
+                if self.recent_trades.len() == self.ticks_kept {
+                    self.recent_trades.pop_front();
+                }
+                if self.ticks_kept > 0 {
+                    self.recent_trades.push_back(trade.clone());
+                }
                 out.push((
                     at,
                     rank,
@@ -530,14 +641,46 @@ impl SymbolState {
             if let Some(acc) = self.minute.take() {
                 let bar = acc.bar(timeline);
                 self.minutes.push_back(bar.clone());
+                let end = (acc.index + 1) as f64 * 60.0;
+                let symbol = &self.listing.symbol;
+                // The band: 5 % either side of the close.
+                let band = (bar.c * Decimal::new(5, 2)).round_dp(2);
                 out.push((
-                    (acc.index + 1) as f64 * 60.0,
+                    end,
+                    rank,
+                    MarketEvent::Luld {
+                        symbol: symbol.clone(),
+                        up: bar.c + band,
+                        down: (bar.c - band).max(Decimal::new(1, 2)),
+                        at: bar.t + Duration::minutes(1),
+                    },
+                ));
+                // One bar in twenty gets a late trade: restated on `updatedBars` (decided by
+                // a hash, not the walk's generator, so prices stay what the seed gives).
+                let late = stable_hash(&[symbol.as_bytes(), &acc.index.to_le_bytes()]);
+                let updated = (late % 20 == 0).then(|| Bar {
+                    v: bar.v + Decimal::from(late % 100 + 1),
+                    n: bar.n.map(|n| n + 1),
+                    ..bar.clone()
+                });
+                out.push((
+                    end,
                     rank,
                     MarketEvent::BarClosed {
-                        symbol: self.listing.symbol.clone(),
+                        symbol: symbol.clone(),
                         bar,
                     },
                 ));
+                if let Some(bar) = updated {
+                    out.push((
+                        end,
+                        rank,
+                        MarketEvent::BarUpdated {
+                            symbol: symbol.clone(),
+                            bar,
+                        },
+                    ));
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ pub mod faults;
 pub mod flood;
 pub mod foreign;
 pub mod market;
+pub mod meta;
 pub mod server;
 pub mod stream;
 

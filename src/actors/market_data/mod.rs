@@ -106,6 +106,11 @@ pub struct GetLatest(pub String);
 pub struct Latest {
     pub trade: Option<StreamTrade>,
     pub quote: Option<StreamQuote>,
+    /// The trading status the `statuses` channel last gave: halted (`H`, a trading halt; `Q`,
+    /// quotation only; `P`, paused for volatility) until a resumption (`T`).
+    pub halted: Option<crate::alpaca::stream::data::TradingStatus>,
+    /// The last limit-up/limit-down band.
+    pub luld: Option<crate::alpaca::stream::data::Luld>,
 }
 
 /// Counters of the feed.
@@ -129,6 +134,10 @@ pub struct FeedStats {
     /// Minute bars taken from REST polls while degraded.
     pub rest_minutes: u64,
     pub rest_poll_failures: u64,
+    /// Trading status messages (halts and resumptions).
+    pub statuses: u64,
+    /// Limit-up/limit-down bands.
+    pub lulds: u64,
 }
 
 pub struct MarketDataFeed {
@@ -249,7 +258,7 @@ impl MarketDataFeed {
                                 t.symbol.clone(),
                                 Latest {
                                     trade: Some(t),
-                                    quote: None,
+                                    ..Latest::default()
                                 },
                             );
                         }
@@ -275,8 +284,8 @@ impl MarketDataFeed {
                             self.latest.insert(
                                 q.symbol.clone(),
                                 Latest {
-                                    trade: None,
                                     quote: Some(q),
+                                    ..Latest::default()
                                 },
                             );
                         }
@@ -284,6 +293,22 @@ impl MarketDataFeed {
                 }
                 // Minute bars from the server are not needed: ours come from the same trades.
                 DataMessage::Bar(_) => self.stats.bars += 1,
+                DataMessage::Status(st) => {
+                    let halted = is_halt(&st.status_code);
+                    if halted {
+                        tracing::warn!(symbol = %st.symbol, code = %st.status_code, message = %st.status_message, reason = %st.reason_code, "trading halt: no new entries on the symbol until it resumes");
+                    } else {
+                        tracing::info!(symbol = %st.symbol, code = %st.status_code, message = %st.status_message, "trading status");
+                    }
+                    self.stats.statuses += 1;
+                    let l = self.latest.entry(st.symbol.clone()).or_default();
+                    l.halted = halted.then_some(st);
+                }
+                DataMessage::Luld(band) => {
+                    self.stats.lulds += 1;
+                    let symbol = band.symbol.clone();
+                    self.latest.entry(symbol).or_default().luld = Some(band);
+                }
                 _ => {}
             }
         }
@@ -582,6 +607,13 @@ impl Handler<SetCoverListener> for MarketDataFeed {
     fn handle(&mut self, msg: SetCoverListener, _: &mut Context<Self>) {
         self.health = Some(msg.0);
     }
+}
+
+/// Whether a `statuses` code stops trading: `H` (trading halt), `Q` (quotation only, before a
+/// resumption), `P` (volatility trading pause), `M` (volatility pause, quotation only).
+/// `T` (trading resumption) and anything else do not.
+pub fn is_halt(code: &str) -> bool {
+    matches!(code, "H" | "Q" | "P" | "M")
 }
 
 fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {

@@ -378,7 +378,8 @@ impl Session {
                     DataMessage::Trade(_)
                     | DataMessage::Quote(_)
                     | DataMessage::Bar(_)
-                    | DataMessage::Status(_) => forwarder.push(m, Instant::now(), &self.metrics),
+                    | DataMessage::Status(_)
+                    | DataMessage::Luld(_) => forwarder.push(m, Instant::now(), &self.metrics),
                     _ => {}
                 }
             }
@@ -565,7 +566,7 @@ impl Session {
                     let mut saw_data = false;
                     for m in messages {
                         match m {
-                            DataMessage::Trade(_) | DataMessage::Quote(_) | DataMessage::Bar(_) | DataMessage::Status(_) => {
+                            DataMessage::Trade(_) | DataMessage::Quote(_) | DataMessage::Bar(_) | DataMessage::Status(_) | DataMessage::Luld(_) => {
                                 if let Some(t) = data_time(&m) {
                                     self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
                                 }
@@ -845,6 +846,7 @@ fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
         DataMessage::Quote(q) => Some(q.timestamp),
         DataMessage::Bar(b) => Some(b.timestamp),
         DataMessage::Status(s) => Some(s.timestamp),
+        DataMessage::Luld(l) => Some(l.timestamp),
         _ => None,
     }
 }

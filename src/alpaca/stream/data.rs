@@ -232,6 +232,17 @@ pub struct TradingStatus {
     pub timestamp: DateTime<Utc>,
 }
 
+/// A limit-up/limit-down band (`l`): trades outside `[down, up]` are not allowed now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Luld {
+    pub symbol: String,
+    pub limit_up: Decimal,
+    pub limit_down: Decimal,
+    /// `B` (both bands in force), `C` (closing), …
+    pub indicator: String,
+    pub timestamp: DateTime<Utc>,
+}
+
 /// The subscription set the server confirms (the whole set, after every change).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -254,6 +265,7 @@ pub enum DataMessage {
     Quote(StreamQuote),
     Bar(StreamBar),
     Status(TradingStatus),
+    Luld(Luld),
     Success {
         msg: String,
     },
@@ -350,6 +362,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             "u" => bar(map, BarKind::Updated).map(DataMessage::Bar),
             "d" => bar(map, BarKind::Daily).map(DataMessage::Bar),
             "s" => status(map).map(DataMessage::Status),
+            "l" => luld(map).map(DataMessage::Luld),
             "success" | "error" => control(map, kind.as_str() == "error"),
             "subscription" => subscription(map).map(DataMessage::Subscription),
             other => {
@@ -359,6 +372,30 @@ impl<'de> Visitor<'de> for MessageVisitor {
             }
         }
     }
+}
+
+fn luld<'de, A: MapAccess<'de>>(mut map: A) -> Result<Luld, A::Error> {
+    let (mut symbol, mut up, mut down, mut indicator, mut ts) =
+        (None, None, None, String::new(), None);
+    while let Some(key) = map.next_key::<Key>()? {
+        match key.as_str() {
+            "S" => symbol = Some(map.next_value::<String>()?),
+            "u" => up = Some(map.next_value::<WireDecimal>()?.0),
+            "d" => down = Some(map.next_value::<WireDecimal>()?.0),
+            "i" => indicator = map.next_value()?,
+            "t" => ts = Some(map.next_value::<Ts>()?.0),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(Luld {
+        symbol: symbol.ok_or_else(|| missing("luld", "S"))?,
+        limit_up: up.ok_or_else(|| missing("luld", "u"))?,
+        limit_down: down.ok_or_else(|| missing("luld", "d"))?,
+        indicator,
+        timestamp: ts.ok_or_else(|| missing("luld", "t"))?,
+    })
 }
 
 fn trade<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamTrade, A::Error> {
@@ -629,6 +666,17 @@ impl Serialize for DataMessage {
                 m.serialize_entry("rc", &st.reason_code)?;
                 m.serialize_entry("rm", &st.reason_message)?;
                 m.serialize_entry("t", &Time(&st.timestamp))?;
+                m.serialize_entry("z", "C")?;
+                m.end()
+            }
+            DataMessage::Luld(l) => {
+                let mut m = s.serialize_map(Some(7))?;
+                m.serialize_entry("T", "l")?;
+                m.serialize_entry("S", &l.symbol)?;
+                m.serialize_entry("u", &Num(&l.limit_up))?;
+                m.serialize_entry("d", &Num(&l.limit_down))?;
+                m.serialize_entry("i", &l.indicator)?;
+                m.serialize_entry("t", &Time(&l.timestamp))?;
                 m.serialize_entry("z", "C")?;
                 m.end()
             }

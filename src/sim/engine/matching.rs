@@ -37,7 +37,16 @@ impl Engine {
                     self.trigger_stops(symbol, trade.p);
                     self.match_symbol(symbol);
                 }
-                MarketEvent::BarClosed { .. } | MarketEvent::DailyBarClosed { .. } => {}
+                MarketEvent::Status { symbol, code, .. } => {
+                    // A halt: no book to fill against until quotes come again.
+                    if code == "H" {
+                        self.books.remove(symbol);
+                    }
+                }
+                MarketEvent::BarClosed { .. }
+                | MarketEvent::DailyBarClosed { .. }
+                | MarketEvent::BarUpdated { .. }
+                | MarketEvent::Luld { .. } => {}
                 MarketEvent::SessionClosed { at, .. } => {
                     self.set_time(*at, false);
                     self.close_session();

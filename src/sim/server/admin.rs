@@ -1,6 +1,6 @@
 //! The admin API under `/_sim/` for tests and demos (no auth; the simulator listens on
 //! loopback): `GET state`, `GET positions`, `GET stats`, `POST faults`, `POST reset`,
-//! `POST foreign`, `POST corporate_actions`. Documented in
+//! `POST foreign`, `POST corporate_actions`, `POST halt`. Documented in
 //! `docs/simulator.md`; tests outside the crate rely on this contract.
 
 use super::{error_response, ok_json};
@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/reset", post(reset))
         .route("/foreign", post(foreign))
         .route("/corporate_actions", post(corporate_action))
+        .route("/halt", post(halt))
 }
 
 #[derive(Serialize)]
@@ -186,5 +187,46 @@ async fn corporate_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response 
             }))
         }
         Err(e) => error_response(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Halt {
+    symbol: String,
+    halted: bool,
+}
+
+/// A trading halt (`{"symbol":"AAPL","halted":true}`) or its resumption (`"halted":false`):
+/// no quote, no trade and no fill on the symbol meanwhile; a `statuses` message either way.
+async fn halt(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let h: Halt = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => {
+            return error_response(&SimError::new(
+                400,
+                40010000,
+                format!("invalid halt: {e}; expected {{\"symbol\":\"AAPL\",\"halted\":true}}"),
+            ));
+        }
+    };
+    let changed = sim.with_state(|s| {
+        let now = s.clock.now();
+        s.market
+            .listing(&h.symbol)
+            .is_some()
+            .then(|| s.market.set_halt(&h.symbol, h.halted, now))
+    });
+    match changed {
+        None => error_response(&SimError::not_found(format!(
+            "asset {} not found",
+            h.symbol
+        ))),
+        Some(changed) => {
+            tracing::info!(symbol = %h.symbol, halted = h.halted, changed, "simulator: trading status");
+            ok_json(
+                &serde_json::json!({"symbol": h.symbol, "halted": h.halted, "changed": changed}),
+            )
+        }
     }
 }

@@ -31,6 +31,10 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/v2/stocks/{symbol}/bars/latest", get(latest_bar_one))
         .route("/v2/stocks/snapshots", get(snapshots))
         .route("/v1/corporate-actions", get(corporate_actions))
+        .route("/v2/stocks/trades", get(trades))
+        .route("/v2/stocks/quotes", get(quotes))
+        .route("/v2/stocks/meta/exchanges", get(exchanges))
+        .route("/v2/stocks/meta/conditions/{tick_type}", get(conditions))
         .route("/v2/stocks/{symbol}/snapshot", get(snapshot_one))
 }
 
@@ -400,4 +404,138 @@ async fn corporate_actions(State(sim): S, Query(p): Query<Params>) -> Response {
         corporate_actions: actions,
         next_page_token: None,
     })
+}
+
+/// Ticks per symbol, and the token of the next page.
+type TicksPage<T> = (BTreeMap<String, Vec<T>>, Option<String>);
+
+/// One page of ticks (`GET /v2/stocks/trades` or `/quotes`): the symbols' ticks the simulator
+/// still holds with times in `[start, end]`, `limit` across symbols, in symbol then time order;
+/// the page token names where the next page starts.
+fn ticks_page<T: Clone>(
+    p: &Params,
+    now: DateTime<Utc>,
+    ticks_of: impl Fn(&str) -> Vec<T>,
+    time_of: impl Fn(&T) -> DateTime<Utc>,
+) -> Result<TicksPage<T>, SimError> {
+    check_feed(p)?;
+    let symbols = symbols(p)?;
+    let time = |name: &str, default: DateTime<Utc>| match param(p, name) {
+        Some(t) => parse_time(name, t),
+        None => Ok(default),
+    };
+    let start = time(
+        "start",
+        calendar::et_midnight(calendar::to_et(now).date_naive()),
+    )?;
+    let end = time("end", now)?;
+    let limit: usize = match param(p, "limit") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| SimError::new(400, 40010001, "limit must be a number"))?,
+        None => 1000,
+    };
+    if !(1..=10_000).contains(&limit) {
+        return Err(SimError::new(
+            400,
+            40010001,
+            "limit must be between 1 and 10000",
+        ));
+    }
+    let descending = match param(p, "sort") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
+    };
+    let token = param(p, "page_token").map(decode_token).transpose()?;
+    let mut flat: Vec<(String, T)> = Vec::new();
+    let mut sorted = symbols.clone();
+    sorted.sort();
+    sorted.dedup();
+    for sym in &sorted {
+        if let Some((token_sym, _)) = &token {
+            if sym < token_sym {
+                continue;
+            }
+        }
+        let mut mine: Vec<T> = ticks_of(sym)
+            .into_iter()
+            .filter(|t| (start..=end).contains(&time_of(t)))
+            .collect();
+        if descending {
+            mine.reverse();
+        }
+        if let Some((token_sym, at)) = &token {
+            if sym == token_sym {
+                let from = mine
+                    .iter()
+                    .position(|t| time_of(t) == *at)
+                    .unwrap_or(mine.len());
+                mine.drain(..from);
+            }
+        }
+        flat.extend(mine.into_iter().map(|t| (sym.clone(), t)));
+        if flat.len() > limit {
+            break;
+        }
+    }
+    let next = flat
+        .get(limit)
+        .map(|(sym, t)| encode_token(sym, TimeFrame::MINUTE, time_of(t)));
+    let mut page: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for (sym, t) in flat.into_iter().take(limit) {
+        page.entry(sym).or_default().push(t);
+    }
+    Ok((page, next))
+}
+
+async fn trades(State(sim): S, Query(p): Query<Params>) -> Response {
+    respond(sim.with_state(|s| {
+        let (trades, next_page_token) = ticks_page(
+            &p,
+            s.clock.now(),
+            |sym| s.market.recent_trades(sym).cloned().collect(),
+            |t: &crate::alpaca::model::Trade| t.t,
+        )?;
+        Ok(crate::alpaca::model::TradesPage {
+            trades,
+            next_page_token,
+        })
+    }))
+}
+
+async fn quotes(State(sim): S, Query(p): Query<Params>) -> Response {
+    respond(sim.with_state(|s| {
+        let (quotes, next_page_token) = ticks_page(
+            &p,
+            s.clock.now(),
+            |sym| s.market.recent_quotes(sym).cloned().collect(),
+            |q: &crate::alpaca::model::Quote| q.t,
+        )?;
+        Ok(crate::alpaca::model::QuotesPage {
+            quotes,
+            next_page_token,
+        })
+    }))
+}
+
+/// `GET /v2/stocks/meta/exchanges`: exchange code → name.
+async fn exchanges() -> Response {
+    ok_json(&crate::sim::meta::exchanges())
+}
+
+/// `GET /v2/stocks/meta/conditions/{trade|quote}?tape=A|B|C`: condition code → meaning.
+async fn conditions(Path(tick_type): Path<String>, Query(p): Query<Params>) -> Response {
+    let tape = param(&p, "tape").unwrap_or("A");
+    if !["A", "B", "C"].contains(&tape) {
+        return error_response(&SimError::new(400, 40010001, "tape must be A, B or C"));
+    }
+    match crate::sim::meta::conditions(&tick_type) {
+        Some(map) => ok_json(&map),
+        None => error_response(&SimError::new(
+            400,
+            40010001,
+            format!("invalid tick type {tick_type:?}: expected trade or quote"),
+        )),
+    }
 }

@@ -2,6 +2,7 @@
 //! subscriptions (additive, with `*`), the replies Alpaca gives, and which market events this
 //! connection should see.
 
+use crate::alpaca::stream::data::{Luld, TradingStatus};
 use crate::alpaca::stream::{BarKind, ChannelLists, ClientAction, DataMessage, SubscriptionSet};
 use crate::sim::market::MarketEvent;
 use std::collections::BTreeSet;
@@ -224,7 +225,7 @@ impl DataSession {
         if !self.authenticated {
             return Vec::new();
         }
-        let [trades, quotes, bars, _, daily, _, _] = &self.channels;
+        let [trades, quotes, bars, updated, daily, statuses, lulds] = &self.channels;
         events
             .iter()
             .filter_map(|e| match e {
@@ -240,6 +241,35 @@ impl DataSession {
                 MarketEvent::DailyBarClosed { symbol, bar } if daily.wants(symbol) => {
                     Some(DataMessage::bar(symbol, BarKind::Daily, bar))
                 }
+                MarketEvent::BarUpdated { symbol, bar } if updated.wants(symbol) => {
+                    Some(DataMessage::bar(symbol, BarKind::Updated, bar))
+                }
+                MarketEvent::Status {
+                    symbol,
+                    code,
+                    message,
+                    reason,
+                    at,
+                } if statuses.wants(symbol) => Some(DataMessage::Status(TradingStatus {
+                    symbol: symbol.clone(),
+                    status_code: code.clone(),
+                    status_message: message.clone(),
+                    reason_code: reason.clone(),
+                    reason_message: String::new(),
+                    timestamp: *at,
+                })),
+                MarketEvent::Luld {
+                    symbol,
+                    up,
+                    down,
+                    at,
+                } if lulds.wants(symbol) => Some(DataMessage::Luld(Luld {
+                    symbol: symbol.clone(),
+                    limit_up: *up,
+                    limit_down: *down,
+                    indicator: "B".into(),
+                    timestamp: *at,
+                })),
                 _ => None,
             })
             .collect()
