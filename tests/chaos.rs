@@ -411,19 +411,18 @@ async fn entries_the_daemon_cannot_model_are_reported_and_flattened_never_fatal(
     // Someone else's multi-leg options order (asset_id "", side "", legs of type ""), an
     // options position and a position the daemon cannot read, in the account before it starts.
     let (sim, env) = paper_sim().await;
-    let added = common::admin()
-        .post(format!("{}/_sim/foreign", sim.base_url()))
-        .json(&serde_json::json!({
+    common::admin_post(
+        &sim,
+        "foreign",
+        serde_json::json!({
             "orders": [fixture("constructed/mleg_order.json")],
             "positions": [
                 fixture("constructed/option_position.json"),
                 fixture("constructed/unreadable_position.json"),
             ],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(added.status().is_success());
+        }),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let d = traderd::daemon::start(&paper_config(""), dir.path(), env)
         .await
@@ -497,15 +496,12 @@ async fn a_split_while_holding_is_explained_not_a_mismatch() {
     };
     let symbol = held(&sim_state(sim).await).keys().next().unwrap().clone();
     // 4-for-1 on a symbol the daemon holds, while it trades.
-    let answer: serde_json::Value = common::admin()
-        .post(format!("{}/_sim/corporate_actions", sim.base_url()))
-        .json(&serde_json::json!({"type": "split", "symbol": symbol, "old_rate": 1, "new_rate": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = common::admin_post(
+        sim,
+        "corporate_actions",
+        serde_json::json!({"type": "split", "symbol": symbol, "old_rate": 1, "new_rate": 4}),
+    )
+    .await;
     eprintln!("split: {answer}");
     let adjusted = wait_for("the split to be explained", WAIT, || async {
         let s = order_stats(&d).await;
@@ -640,16 +636,11 @@ async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
     wait_for_positions(&d).await;
     let sim = d.sim.as_ref().unwrap();
     let halt = |halted: bool| {
-        let url = format!("{}/_sim/halt", sim.base_url());
-        async move {
-            let r = common::admin()
-                .post(url)
-                .json(&serde_json::json!({"symbol": "MSFT", "halted": halted}))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-        }
+        common::admin_post(
+            sim,
+            "halt",
+            serde_json::json!({"symbol": "MSFT", "halted": halted}),
+        )
     };
     let entry = || {
         let mut i = Intent::market(

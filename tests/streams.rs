@@ -710,12 +710,12 @@ async fn the_simulator_streams_updated_bars_statuses_and_lulds() {
     .await
     .unwrap();
     assert!(ws.next_text().await.contains("subscription"));
-    admin()
-        .post(format!("{}/_sim/halt", sim.base_url()))
-        .json(&serde_json::json!({"symbol": "AAPL", "halted": true}))
-        .send()
-        .await
-        .unwrap();
+    admin_post(
+        &sim,
+        "halt",
+        serde_json::json!({"symbol": "AAPL", "halted": true}),
+    )
+    .await;
     let (mut updated, mut luld, mut halt) = (0, 0, None);
     let deadline = Instant::now() + WAIT;
     while (updated == 0 || luld == 0 || halt.is_none()) && Instant::now() < deadline {

@@ -88,6 +88,23 @@ pub async fn set_fault(sim: &SimHandle, fault: serde_json::Value) {
     );
 }
 
+/// `POST /_sim/{path}` with a JSON body; the answer, which must be a success.
+pub async fn admin_post(sim: &SimHandle, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let resp = admin()
+        .post(format!("{}/_sim/{path}", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "POST /_sim/{path} {body}: {status} {answer}"
+    );
+    answer
+}
+
 async fn admin_get(sim: &SimHandle, path: &str) -> serde_json::Value {
     let resp = admin()
         .get(format!("{}/_sim/{path}", sim.base_url()))

@@ -17,6 +17,7 @@
 
 pub mod bars;
 
+use crate::alpaca::model::BarsPage;
 pub use bars::{BarBook, Closed, Interval, OhlcBar};
 
 use crate::actors::stream_client::ConnectionState;
@@ -476,28 +477,11 @@ impl MarketDataFeed {
         let until = Interval::M1.start_of(until);
         self.phase = Phase::Backfilling;
         self.stats.backfills += 1;
-        let symbols = self.settings.symbols.clone();
-        let work = async move {
-            let mut q = BarsQuery::new(
-                &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
-                TimeFrame::MINUTE,
-            );
-            q.start = Some(from);
-            q.end = Some(until - Duration::seconds(1));
-            q.limit = Some(MAX_BARS_PER_PAGE);
-            rest.get_bars(&q).await
-        };
+        let work = minutes_since(rest, self.settings.symbols.clone(), from, Some(until));
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             match result {
                 Ok(page) => {
-                    let mut n = 0;
-                    for (symbol, bars) in page.bars {
-                        for b in bars.iter().filter(|b| b.t < until) {
-                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            n += closed.iter().filter(|c| c.interval == Interval::M1).count();
-                            act.emit(closed, None);
-                        }
-                    }
+                    let n = act.book_minutes(page, |b| b.t < until, None);
                     act.stats.backfilled_minutes += n as u64;
                     tracing::info!(from = %from, until = %until, minutes = n, "market data gap backfilled from REST");
                 }
@@ -533,30 +517,18 @@ impl MarketDataFeed {
             return;
         };
         self.polling = true;
-        let symbols = self.settings.symbols.clone();
-        let work = async move {
-            let mut q = BarsQuery::new(
-                &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
-                TimeFrame::MINUTE,
-            );
-            q.start = Some(from);
-            q.limit = Some(MAX_BARS_PER_PAGE);
-            rest.get_bars(&q).await
-        };
+        let work = minutes_since(rest, self.settings.symbols.clone(), from, None);
         ctx.spawn(work.into_actor(self).map(|result, act, _| {
             act.polling = false;
             match result {
                 Ok(page) => {
+                    // Only complete minutes (Alpaca may list the one in progress).
                     let now = Utc::now();
-                    let mut n = 0;
-                    for (symbol, bars) in page.bars {
-                        // Only complete minutes (Alpaca may list the one in progress).
-                        for b in bars.iter().filter(|b| Interval::M1.end_of(b.t) <= now) {
-                            let closed = act.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
-                            n += closed.iter().filter(|c| c.interval == Interval::M1).count();
-                            act.emit_as(closed, Some(std::time::Instant::now()), true);
-                        }
-                    }
+                    let n = act.book_minutes(
+                        page,
+                        |b| Interval::M1.end_of(b.t) <= now,
+                        Some(std::time::Instant::now()),
+                    );
                     if n == 0 {
                         tracing::debug!("market data quiet and REST has no newer bar");
                         return;
@@ -581,6 +553,45 @@ impl MarketDataFeed {
             }
         }));
     }
+}
+
+impl MarketDataFeed {
+    /// Books REST minute bars that pass `keep` and hands on what they close: historical for
+    /// a backfill (`arrived: None`), live but degraded for the polls that stand in for a
+    /// stream that is down. Answers the minutes booked.
+    fn book_minutes(
+        &mut self,
+        page: BarsPage,
+        keep: impl Fn(&Bar) -> bool,
+        arrived: Option<std::time::Instant>,
+    ) -> usize {
+        let mut n = 0;
+        for (symbol, bars) in page.bars {
+            for b in bars.iter().filter(|b| keep(b)) {
+                let closed = self.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                n += closed.iter().filter(|c| c.interval == Interval::M1).count();
+                self.emit_as(closed, arrived, arrived.is_some());
+            }
+        }
+        n
+    }
+}
+
+/// Every minute bar of `symbols` from `from` (to before `until`), all pages.
+async fn minutes_since(
+    rest: AlpacaClient,
+    symbols: Vec<String>,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<BarsPage, crate::alpaca::BrokerError> {
+    let mut q = BarsQuery::new(
+        &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
+        TimeFrame::MINUTE,
+    );
+    q.start = Some(from);
+    q.end = until.map(|u| u - Duration::seconds(1));
+    q.limit = Some(MAX_BARS_PER_PAGE);
+    rest.get_bars(&q).await
 }
 
 /// The market-data stream's state: down, the feed polls REST bars at its next tick.

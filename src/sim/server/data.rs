@@ -87,28 +87,18 @@ fn decode_token(token: &str) -> Result<(String, DateTime<Utc>), SimError> {
     Ok((sym.to_string(), t))
 }
 
-struct BarsRequest {
-    symbols: Vec<String>,
-    timeframe: TimeFrame,
+/// The parameters every historical listing shares: `start` (default: today's midnight in New
+/// York), `end` (default and at most: now), `limit` (1 to 10,000, default 1,000) counted across
+/// symbols, `sort` and `page_token`.
+struct Window {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     limit: usize,
     descending: bool,
     token: Option<(String, DateTime<Utc>)>,
-    /// `adjustment=split` or `all`: bars before a split are adjusted for it.
-    split_adjusted: bool,
 }
 
-fn bars_request(
-    p: &Params,
-    symbols: Vec<String>,
-    now: DateTime<Utc>,
-) -> Result<BarsRequest, SimError> {
-    check_feed(p)?;
-    let timeframe: TimeFrame = param(p, "timeframe")
-        .ok_or_else(|| SimError::new(400, 40010001, "timeframe is required"))?
-        .parse()
-        .map_err(|e: String| SimError::new(400, 40010001, e))?;
+fn window(p: &Params, now: DateTime<Utc>) -> Result<Window, SimError> {
     let start = match param(p, "start") {
         Some(t) => parse_time("start", t)?,
         None => calendar::et_midnight(calendar::to_et(now).date_naive()),
@@ -136,6 +126,44 @@ fn bars_request(
         Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
     };
     let token = param(p, "page_token").map(decode_token).transpose()?;
+    Ok(Window {
+        start,
+        end,
+        limit,
+        descending,
+        token,
+    })
+}
+
+struct BarsRequest {
+    symbols: Vec<String>,
+    timeframe: TimeFrame,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: usize,
+    descending: bool,
+    token: Option<(String, DateTime<Utc>)>,
+    /// `adjustment=split` or `all`: bars before a split are adjusted for it.
+    split_adjusted: bool,
+}
+
+fn bars_request(
+    p: &Params,
+    symbols: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<BarsRequest, SimError> {
+    check_feed(p)?;
+    let timeframe: TimeFrame = param(p, "timeframe")
+        .ok_or_else(|| SimError::new(400, 40010001, "timeframe is required"))?
+        .parse()
+        .map_err(|e: String| SimError::new(400, 40010001, e))?;
+    let Window {
+        start,
+        end,
+        limit,
+        descending,
+        token,
+    } = window(p, now)?;
     let split_adjusted = match param(p, "adjustment") {
         None | Some("raw") | Some("dividend") => false,
         Some("split") | Some("all") => true,
@@ -420,34 +448,13 @@ fn ticks_page<T: Clone>(
 ) -> Result<TicksPage<T>, SimError> {
     check_feed(p)?;
     let symbols = symbols(p)?;
-    let time = |name: &str, default: DateTime<Utc>| match param(p, name) {
-        Some(t) => parse_time(name, t),
-        None => Ok(default),
-    };
-    let start = time(
-        "start",
-        calendar::et_midnight(calendar::to_et(now).date_naive()),
-    )?;
-    let end = time("end", now)?;
-    let limit: usize = match param(p, "limit") {
-        Some(l) => l
-            .parse()
-            .map_err(|_| SimError::new(400, 40010001, "limit must be a number"))?,
-        None => 1000,
-    };
-    if !(1..=10_000).contains(&limit) {
-        return Err(SimError::new(
-            400,
-            40010001,
-            "limit must be between 1 and 10000",
-        ));
-    }
-    let descending = match param(p, "sort") {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(_) => return Err(SimError::new(400, 40010001, "sort must be asc or desc")),
-    };
-    let token = param(p, "page_token").map(decode_token).transpose()?;
+    let Window {
+        start,
+        end,
+        limit,
+        descending,
+        token,
+    } = window(p, now)?;
     let mut flat: Vec<(String, T)> = Vec::new();
     let mut sorted = symbols.clone();
     sorted.sort();
