@@ -463,11 +463,7 @@ impl MarketDataFeed {
             return;
         };
         let from = self
-            .settings
-            .symbols
-            .iter()
-            .filter_map(|s| self.book.last_closed_minute(s))
-            .min()
+            .earliest_last_minute()
             .or(gap_from)
             .or(self.book.watermark());
         let Some(from) = from else {
@@ -506,13 +502,7 @@ impl MarketDataFeed {
         let Some(rest) = self.rest.clone() else {
             return;
         };
-        let from = self
-            .settings
-            .symbols
-            .iter()
-            .filter_map(|s| self.book.last_closed_minute(s))
-            .min()
-            .or(self.book.watermark());
+        let from = self.earliest_last_minute().or(self.book.watermark());
         let Some(from) = from else {
             return;
         };
@@ -559,6 +549,15 @@ impl MarketDataFeed {
     /// Books REST minute bars that pass `keep` and hands on what they close: historical for
     /// a backfill (`arrived: None`), live but degraded for the polls that stand in for a
     /// stream that is down. Answers the minutes booked.
+    /// The oldest of the symbols' last closed minutes: where a REST read of minutes starts.
+    fn earliest_last_minute(&self) -> Option<DateTime<Utc>> {
+        self.settings
+            .symbols
+            .iter()
+            .filter_map(|s| self.book.last_closed_minute(s))
+            .min()
+    }
+
     fn book_minutes(
         &mut self,
         page: BarsPage,
