@@ -494,11 +494,12 @@ impl Market {
     }
 }
 
-/// Trades (and as many quotes) kept per symbol for the historical endpoints: 10,000 with a few
-/// symbols, fewer with many, about 400,000 ticks in all at most (tens of MB at 1,000 symbols
-/// would be spent on history nobody asked for).
+/// Trades (and as many quotes) kept per symbol for the historical endpoints: 2,000 (about a
+/// quarter of an hour of market) with up to 25 symbols, fewer with more, about 100,000 ticks
+/// (some 20 MB) in all at most: the simulator is embedded in the daemon a newcomer runs, and
+/// memory spent on history nobody asked for is the daemon's.
 pub fn tick_history(symbols: usize) -> usize {
-    (200_000 / symbols.max(1)).clamp(100, 10_000)
+    (50_000 / symbols.max(1)).clamp(50, 2_000)
 }
 
 fn month_bucket(date: NaiveDate, months: u32) -> NaiveDate {
