@@ -148,72 +148,19 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let system = actix::System::with_tokio_rt(move || runtime);
-    let shutdown = config.shutdown.clone();
-    let meter = telemetry.meter();
-    let metrics_every = telemetry.metrics_interval;
-    let result = system.block_on(async move {
-        let daemon = traderd::daemon::start(&config, &state_dir, env).await?;
-        if let Some(path) = path {
-            daemon.control.do_send(traderd::control::ConfigSource { path, check: ctx });
-        }
-        tracing::info!("running; Ctrl-C or SIGTERM stops it; SIGHUP reloads risk limits and symbols");
-        let mut fatal = daemon.fatal.clone();
-        let mut stop = daemon.stop_requested.clone();
-        // systemd: READY after reconciliation, then watchdog pings while the actors answer.
-        let mut service = Box::pin(async {
-            traderd::systemd::notify_ready(&daemon).await;
-            let dog = async {
-                match traderd::systemd::watchdog_interval() {
-                    Some(interval) => traderd::systemd::watchdog(&daemon, interval).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let metrics = async {
-                match meter {
-                    Some(m) => traderd::telemetry::record_metrics(&daemon, m, metrics_every).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::join!(dog, metrics);
-        });
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("cannot listen for SIGHUP")?;
-        let fatal_reason = loop {
-            tokio::select! {
-                _ = &mut service => break None,
-                _ = wait_for_stop_signal() => break None,
-                _ = stop.wait_for(|s| *s) => {
-                    tracing::warn!("shutdown asked for on the control socket");
-                    break None;
-                }
-                r = fatal.wait_for(|f| f.is_some()) => break r.ok().and_then(|f| f.clone()),
-                _ = hangup.recv() => {
-                    match daemon.control.send(traderd::control::Reload).await {
-                        Ok(Ok(report)) => tracing::warn!(report = %report, "SIGHUP: config reloaded"),
-                        Ok(Err(why)) => tracing::error!(why = %why, "SIGHUP: config not reloaded"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: the control server is not running"),
-                    }
-                }
-            }
-        };
-        drop(service);
-        tracing::info!("stopping");
-        traderd::systemd::notify_stopping();
-        // The sequence has its own deadline; this one is the last word.
-        let limit = Duration::from_secs(shutdown.timeout_s + 5);
-        let in_time = tokio::time::timeout(limit, daemon.shutdown(&shutdown))
-            .await
-            .unwrap_or(false);
-        if let Some(reason) = fatal_reason {
-            tracing::error!(reason = %reason, "exiting with status 70 so that the service manager restarts the daemon");
-            return Ok(ExitCode::from(70));
-        }
-        if !in_time {
-            tracing::error!(timeout_s = shutdown.timeout_s, "the shutdown did not finish in time; the next start reconciles what is left");
-            return Ok(ExitCode::FAILURE);
-        }
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    });
+    let metrics = telemetry.meter().map(|m| (m, telemetry.metrics_interval));
+    let options = traderd::daemon::RunOptions {
+        config,
+        state_dir,
+        config_path: path,
+        check: ctx,
+        reload_on_sighup: true,
+        metrics,
+    };
+    let result = system
+        .block_on(traderd::daemon::run(options, env, wait_for_stop_signal()))
+        .map(|exit| ExitCode::from(exit.code()))
+        .map_err(anyhow::Error::from);
     // Traces and metrics still buffered go out before the process ends.
     telemetry.shutdown();
     result

@@ -23,6 +23,9 @@
 //! its `/stream`. Market data is `alpaca.data_url` and `alpaca.data_stream_url`;
 //! `APCA_API_DATA_URL` overrides both (the stream at its `/v2/<feed>`), as in Alpaca's SDKs.
 
+mod run;
+pub use run::{Exit, RunOptions, run};
+
 use crate::actors::account::{AccountManager, AddAccountListener};
 use crate::actors::health::{
     ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
