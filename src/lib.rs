@@ -3,7 +3,6 @@
 
 pub mod actors;
 pub mod alpaca;
-pub mod bench_load;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -14,9 +13,9 @@ pub mod messages;
 pub mod orders;
 pub mod risk;
 pub mod sim;
-pub mod soak;
 pub mod strategy;
 pub mod systemd;
 pub mod telemetry;
+pub mod tools;
 
 pub use actors::{market_data, stream_client};

@@ -273,10 +273,10 @@ fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
             chrono::Utc::now().format("%Y%m%dT%H%M%S")
         ))
     });
-    let opts = traderd::soak::SoakOptions {
+    let opts = traderd::tools::soak::SoakOptions {
         profile: match args.profile {
-            cli::SoakProfile::Faults => traderd::soak::Profile::Faults,
-            cli::SoakProfile::Busy => traderd::soak::Profile::Busy,
+            cli::SoakProfile::Faults => traderd::tools::soak::Profile::Faults,
+            cli::SoakProfile::Busy => traderd::tools::soak::Profile::Busy,
         },
         duration: Duration::from_secs_f64(args.minutes * 60.0),
         seed: args.seed,
@@ -289,9 +289,9 @@ fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let system = actix::System::with_tokio_rt(move || runtime);
     let report = system
-        .block_on(traderd::soak::run(opts))
+        .block_on(traderd::tools::soak::run(opts))
         .map_err(|e| anyhow!("soak: {e}"))?;
-    eprintln!("{}", traderd::soak::summary(&report));
+    eprintln!("{}", traderd::tools::soak::summary(&report));
     println!("{}", serde_json::to_string(&report)?);
     Ok(if report.passed() {
         ExitCode::SUCCESS
@@ -336,7 +336,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for &symbols in &args.symbols {
         for &codec in &codecs {
-            let opts = traderd::bench_load::RunOptions {
+            let opts = traderd::tools::bench_load::RunOptions {
                 symbols,
                 codec,
                 batch: args.batch.clamp(1, 5000),
@@ -348,7 +348,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
                 decode_seconds: args.decode_seconds.clamp(0.1, 60.0),
                 work_dir: work_dir.clone(),
             };
-            match runtime.block_on(traderd::bench_load::run(opts)) {
+            match runtime.block_on(traderd::tools::bench_load::run(opts)) {
                 Ok(line) => println!("{line}"),
                 Err(e) => {
                     eprintln!("bench-load: run with {symbols} symbols failed: {e}");

@@ -49,7 +49,7 @@ verify_timeout_ms = 3000
 
 /// `BASE` with `extra` merged in (a table in `extra` replaces the same table in `BASE`).
 fn config(extra: &str, ctx: &CheckContext) -> Config {
-    let base = format!("{BASE}{}", traderd::soak::BUSY_STRATEGY);
+    let base = format!("{BASE}{}", traderd::tools::soak::BUSY_STRATEGY);
     let mut base: toml::Table = toml::from_str(&base).unwrap();
     let extra: toml::Table = toml::from_str(extra).unwrap();
     for (section, table) in extra {
@@ -71,7 +71,7 @@ async fn start(extra: &str, dir: &std::path::Path) -> Daemon {
 
 /// (positions not zero, orders not final) at the simulator.
 async fn exposure(sim: &SimHandle) -> (usize, usize) {
-    traderd::soak::exposure_of(&sim_state(sim).await)
+    traderd::tools::soak::exposure_of(&sim_state(sim).await)
 }
 
 /// The strategy keeps proposing and is refused (`mode_preserving`, `refusals` times), and not
@@ -459,7 +459,7 @@ async fn entries_the_daemon_cannot_model_are_reported_and_flattened_never_fatal(
     assert_eq!(mode, Ok(TradingMode::Preserving));
     wait_for_mode(&d, TradingMode::Preserved).await;
     let state = sim_state(&sim).await;
-    assert_eq!(traderd::soak::exposure_of(&state), (0, 0), "{state}");
+    assert_eq!(traderd::tools::soak::exposure_of(&state), (0, 0), "{state}");
     let mleg = state["orders"]
         .as_array()
         .unwrap()

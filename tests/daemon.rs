@@ -36,7 +36,7 @@ max_orders_per_minute = 1000
 
 fn config(extra: &str) -> Config {
     Config::parse(
-        &format!("{BUSY}{}\n{extra}", traderd::soak::BUSY_STRATEGY),
+        &format!("{BUSY}{}\n{extra}", traderd::tools::soak::BUSY_STRATEGY),
         "test",
         &CheckContext::default(),
     )
@@ -293,7 +293,7 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
     // Market orders only (no resting legs), so the broker's books are still when we compare.
     let text = format!(
         "[connection]\nmode = \"paper\"\n{BUSY}{}",
-        traderd::soak::BUSY_STRATEGY
+        traderd::tools::soak::BUSY_STRATEGY
     )
     .replace(
         "sizing_usd = \"2000\"",

@@ -198,13 +198,13 @@ impl SoakReport {
 
 /// This process's resident set, in MB (0 where /proc is not there).
 pub fn rss_mb() -> f64 {
-    crate::bench_load::proc_status_mb("self", "VmRSS").unwrap_or(0.0)
+    crate::tools::bench_load::proc_status_mb("self", "VmRSS").unwrap_or(0.0)
 }
 
 /// This process's anonymous resident memory (heap and other private memory, not the pages
 /// of the program's own file), in MB: what grows when memory leaks.
 pub fn rss_anon_mb() -> f64 {
-    crate::bench_load::proc_status_mb("self", "RssAnon").unwrap_or(0.0)
+    crate::tools::bench_load::proc_status_mb("self", "RssAnon").unwrap_or(0.0)
 }
 
 /// The simulator's positions, signed, without zeros.
@@ -703,7 +703,7 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         let rss = rss_mb();
         busy.rss_peak_mb = busy.rss_peak_mb.max(rss);
         busy.sim_rss_mb =
-            crate::bench_load::proc_status_mb(&sim.child.id().to_string(), "VmRSS").unwrap_or(0.0);
+            crate::tools::bench_load::proc_status_mb(&sim.child.id().to_string(), "VmRSS").unwrap_or(0.0);
         if !warmed && started.elapsed() >= warmup {
             warmed = true;
             busy.rss_after_warmup_mb = rss;
