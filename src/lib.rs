@@ -2,11 +2,13 @@
 //! built and tested against. See `docs/architecture.md` for the shape of the whole.
 
 pub mod actors;
+pub mod aggregation;
 pub mod alpaca;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod domain;
 pub mod journal;
 pub mod latency;
 pub mod messages;
@@ -17,5 +19,6 @@ pub mod strategy;
 pub mod systemd;
 pub mod telemetry;
 pub mod tools;
+pub mod trace;
 
 pub use actors::{market_data, stream_client};

@@ -3,19 +3,12 @@
 
 use crate::alpaca::model::{Order, TradeActivity, TradeUpdate};
 use crate::alpaca::stream::{ChannelLists, DataMessage};
+pub use crate::domain::StreamKind;
 use crate::market_data::{Interval, OhlcBar};
 use crate::stream_client::{ConnectionState, StreamStatus};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::time::Instant;
-
-/// Which of the two streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamKind {
-    MarketData,
-    TradeUpdates,
-}
 
 /// Market data decoded from one or more frames: trades, quotes, bars, statuses (never control
 /// messages). Quotes may have been conflated per symbol under pressure; trades and bars never.

@@ -6,6 +6,7 @@
 //!   `journalctl -u traderd SYMBOL=AAPL` works;
 //! - otherwise readable lines on stderr (ANSI colour only on a terminal).
 
+pub use crate::trace::TraceContext;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -300,90 +301,6 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_actor_is_the_module_under_actors() {
-        assert_eq!(
-            actor_of("traderd::actors::order_manager"),
-            Some("order_manager")
-        );
-        assert_eq!(
-            actor_of("traderd::actors::stream_client::session"),
-            Some("stream_client")
-        );
-        assert_eq!(actor_of("traderd::daemon"), None);
-    }
-}
-
-/// The trace a message belongs to: the OpenTelemetry context of the span that sent it on.
-/// Messages carry it from the stream to the fill (stream message → bar → signal → risk check →
-/// submit → fill), so each stage's span is a child of the one before, in one trace. Empty when
-/// no exporter is configured. It also carries when the market data that started the chain
-/// arrived, so the order side can measure tick to order. It never takes part in a message's
-/// equality.
-#[derive(Clone, Default)]
-pub struct TraceContext {
-    cx: Option<opentelemetry::Context>,
-    arrived: Option<std::time::Instant>,
-}
-
-impl std::fmt::Debug for TraceContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TraceContext")
-    }
-}
-
-impl PartialEq for TraceContext {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl TraceContext {
-    /// The context of `span` (for the next stage).
-    pub fn of(span: &tracing::Span) -> Self {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        TraceContext {
-            cx: Some(span.context()),
-            arrived: None,
-        }
-    }
-
-    /// Makes `span` (not yet entered) a child of this context.
-    pub fn adopt(&self, span: &tracing::Span) {
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        if let Some(cx) = &self.cx {
-            let _ = span.set_parent(cx.clone());
-        }
-    }
-
-    /// Makes `span` a child of this context and returns the context of the next stage (the
-    /// span's, with the same arrival time).
-    pub fn child(&self, span: &tracing::Span) -> Self {
-        self.adopt(span);
-        TraceContext {
-            arrived: self.arrived,
-            ..TraceContext::of(span)
-        }
-    }
-
-    /// The same context, started by market data that arrived at `at`.
-    pub fn arrived_at(self, at: Option<std::time::Instant>) -> Self {
-        TraceContext {
-            arrived: at,
-            ..self
-        }
-    }
-
-    /// When the market data that started this chain arrived (live data only).
-    pub fn arrived(&self) -> Option<std::time::Instant> {
-        self.arrived
-    }
-}
-
 /// Samples the daemon every `every` and records the metrics (exported by the periodic reader):
 /// `traderd.stream.messages` and `traderd.stream.reconnects` (counters, by `stream`),
 /// `traderd.stream.lag_ms` (gauge: how long ago the last market message came),
@@ -476,5 +393,23 @@ pub async fn record_metrics(
             };
             mode.record(m, &[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_is_the_module_under_actors() {
+        assert_eq!(
+            actor_of("traderd::actors::order_manager"),
+            Some("order_manager")
+        );
+        assert_eq!(
+            actor_of("traderd::actors::stream_client::session"),
+            Some("stream_client")
+        );
+        assert_eq!(actor_of("traderd::daemon"), None);
     }
 }

@@ -82,7 +82,10 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     })
     .await;
     let ours = &live[2].bar;
-    let mut q = BarsQuery::new(&["AAPL"], Interval::M1.timeframe());
+    let mut q = BarsQuery::new(
+        &["AAPL"],
+        traderd::alpaca::model::TimeFrame::from(Interval::M1),
+    );
     q.start = Some(ours.start);
     q.end = Some(ours.start);
     let theirs = rest
@@ -113,7 +116,10 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
         (five.len() >= 2).then(|| five[1].bar.clone())
     })
     .await;
-    let mut q = BarsQuery::new(&["MSFT"], Interval::M5.timeframe());
+    let mut q = BarsQuery::new(
+        &["MSFT"],
+        traderd::alpaca::model::TimeFrame::from(Interval::M5),
+    );
     q.start = Some(five.start);
     q.end = Some(five.start);
     let theirs = rest

@@ -10,6 +10,8 @@
 pub mod audit;
 pub mod store;
 
+pub use store::CORPORATE_ACTION;
+
 pub use audit::{AuditRecord, Broken};
 pub use store::{
     Durability, FillRecord, JournalError, ModeTransition, OrderIntent, OrderState, Store,
@@ -123,10 +125,6 @@ macro_rules! journal_message {
         }
     };
 }
-
-/// The client order id of the journal's adjustments for corporate actions (a split): a row
-/// of `fills` with price 0 that changes a position with no trade.
-pub const CORPORATE_ACTION: &str = "corporate-action";
 
 journal_message!(
     /// Journals an order intent before its request is sent.

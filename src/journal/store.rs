@@ -7,7 +7,6 @@
 //!
 //! Money is stored as decimal text, never as a float.
 
-use super::CORPORATE_ACTION;
 use super::audit::{self, AuditRecord, Broken, GENESIS};
 use crate::alpaca::model::{OrderSide, OrderStatus};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// The client order id of the journal's adjustments for corporate actions (a split): a row
+/// of `fills` with price 0 that changes a position with no trade.
+pub const CORPORATE_ACTION: &str = "corporate-action";
 
 pub const FILE_NAME: &str = "traderd.sqlite";
 

@@ -11,7 +11,7 @@
 //! - Orders we did not send (other client order ids) are ignored here; reconciliation reports them.
 
 use crate::alpaca::model::{Order, OrderSide, OrderStatus, TradeUpdate};
-use crate::journal::{FillRecord, OrderIntent, OrderState};
+use crate::journal::store::{FillRecord, OrderIntent, OrderState};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;

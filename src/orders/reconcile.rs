@@ -16,7 +16,7 @@
 //! ([`super::positions`]): the journal's fills here are only those of the fill window.
 
 use crate::alpaca::model::{Foreign, Order, Position, TradeActivity};
-use crate::journal::{FillRecord, StoredIntent};
+use crate::journal::store::{FillRecord, StoredIntent};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 
@@ -168,7 +168,7 @@ pub fn reconcile(
 mod tests {
     use super::*;
     use crate::alpaca::model::*;
-    use crate::journal::OrderIntent;
+    use crate::journal::store::OrderIntent;
     use chrono::{TimeZone, Utc};
     use rust_decimal_macros::dec;
     use uuid::Uuid;

@@ -11,26 +11,11 @@
 //! allowed while the mode allows any order at all.
 
 use crate::alpaca::model::OrderSide;
+pub use crate::domain::TradingMode;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-
-/// What the daemon may do. See docs/architecture.md for the transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TradingMode {
-    /// Strategies may open and close positions.
-    Active,
-    /// Only orders that shrink a position.
-    ReduceOnly,
-    /// Capital preservation in progress: only the flatten procedure's own orders.
-    Preserving,
-    /// Flat and blocked until an operator resumes.
-    Preserved,
-    /// The kill switch: nothing is sent at all.
-    Halted,
-}
 
 /// An order the strategy wants, before risk.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +27,8 @@ pub struct Intent {
     pub limit_price: Option<Decimal>,
     pub correlation_id: String,
     pub purpose: Purpose,
-    /// The span of the stage that made or last checked it (see [`crate::telemetry::TraceContext`]).
-    pub trace: crate::telemetry::TraceContext,
+    /// The span of the stage that made or last checked it (see [`crate::trace::TraceContext`]).
+    pub trace: crate::trace::TraceContext,
 }
 
 /// What an order is for. Strategies make entries and exits; the order side makes protective

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Flood trade ids are `FLOOD_ID_BASE + n`, n counting from 1 per connection.
 pub const FLOOD_ID_BASE: u64 = 1_000_000_000_000;
-/// The trade condition of a marked trade (no tape has it: theirs are one character).
-pub const MARK: &str = "MARK";
+/// The trade condition of a marked trade.
+pub use crate::domain::MARK;
 /// Written in place of every id at generation (13 digits, like every patched id).
 const ID_PLACEHOLDER: u64 = 9_999_999_999_999;
 /// Written in place of every timestamp at generation: 2001-02-03T04:05:06.123456789Z.

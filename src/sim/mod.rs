@@ -10,7 +10,8 @@
 //! does the same every 50 ms so resting orders fill without requests. No lock is held across
 //! an `.await`.
 
-pub mod calendar;
+/// The exchange calendar is domain knowledge; the simulator uses it too.
+pub use crate::domain::calendar;
 pub mod clock;
 pub mod engine;
 pub mod faults;

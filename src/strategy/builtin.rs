@@ -6,8 +6,8 @@
 //! that plan still has to pass the risk checks.
 
 use super::indicators::{Bollinger, Macd, Rsi};
-use crate::actors::market_data::{Interval, OhlcBar};
 use crate::alpaca::model::OrderSide;
+use crate::domain::{Interval, OhlcBar};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,7 @@ pub struct ProbeParams {
 impl Default for ProbeParams {
     fn default() -> Self {
         ProbeParams {
-            mark: crate::sim::flood::MARK.into(),
+            mark: crate::domain::MARK.into(),
         }
     }
 }

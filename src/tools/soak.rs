@@ -703,7 +703,8 @@ async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
         let rss = rss_mb();
         busy.rss_peak_mb = busy.rss_peak_mb.max(rss);
         busy.sim_rss_mb =
-            crate::tools::bench_load::proc_status_mb(&sim.child.id().to_string(), "VmRSS").unwrap_or(0.0);
+            crate::tools::bench_load::proc_status_mb(&sim.child.id().to_string(), "VmRSS")
+                .unwrap_or(0.0);
         if !warmed && started.elapsed() >= warmup {
             warmed = true;
             busy.rss_after_warmup_mb = rss;

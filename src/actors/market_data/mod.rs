@@ -15,10 +15,9 @@
 //! Shutdown policy: bars still open are not emitted (they are incomplete); they are logged.
 //! Restart behaviour: state is rebuilt by a new warm-up.
 
-pub mod bars;
-
+pub use crate::aggregation::{BarBook, Closed};
 use crate::alpaca::model::BarsPage;
-pub use bars::{BarBook, Closed, Interval, OhlcBar};
+pub use crate::domain::{Interval, OhlcBar};
 
 use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::AlpacaClient;
@@ -567,7 +566,7 @@ impl MarketDataFeed {
         let mut n = 0;
         for (symbol, bars) in page.bars {
             for b in bars.iter().filter(|b| keep(b)) {
-                let closed = self.book.on_minute_bar(&symbol, OhlcBar::from_rest(b));
+                let closed = self.book.on_minute_bar(&symbol, OhlcBar::from(b));
                 n += closed.iter().filter(|c| c.interval == Interval::M1).count();
                 self.emit_as(closed, arrived, arrived.is_some());
             }
@@ -683,7 +682,7 @@ async fn fetch_warmup(
                 minutes * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3)
             }
         };
-        let mut q = BarsQuery::new(&symbols, interval.timeframe());
+        let mut q = BarsQuery::new(&symbols, TimeFrame::from(interval));
         q.start = Some(now - lookback);
         q.end = Some(now);
         q.limit = Some(MAX_BARS_PER_PAGE);
@@ -701,7 +700,7 @@ async fn fetch_warmup(
                 if h.len() == settings.warmup_bars {
                     h.pop_front();
                 }
-                h.push_back(OhlcBar::from_rest(b));
+                h.push_back(OhlcBar::from(b));
             }
         })
         .await?;
@@ -720,7 +719,7 @@ async fn fetch_warmup(
         today
             .entry(symbol)
             .or_default()
-            .extend(bars.iter().map(OhlcBar::from_rest));
+            .extend(bars.iter().map(OhlcBar::from));
     })
     .await?;
     Ok(Warmup {

@@ -3,41 +3,12 @@
 //! metrics other actors read.
 
 use crate::alpaca::stream::{ChannelLists, SubscriptionSet};
+pub use crate::domain::ConnectionState;
 use rand::Rng;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Where a stream connection stands. Every change is published as a `StreamEvent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionState {
-    Disconnected,
-    Connecting,
-    Authenticating,
-    Subscribing,
-    Streaming,
-    Reconnecting,
-    /// Stopped for good (authentication refused): an operator must act.
-    Failed,
-}
-
-impl ConnectionState {
-    /// Whether the machine may go from `self` to `to`.
-    pub fn can_go_to(self, to: ConnectionState) -> bool {
-        use ConnectionState::*;
-        matches!(
-            (self, to),
-            (_, Disconnected)
-                | (Disconnected | Reconnecting | Failed, Connecting)
-                | (Connecting, Authenticating | Reconnecting | Failed)
-                | (Authenticating, Subscribing | Reconnecting | Failed)
-                | (Subscribing, Streaming | Reconnecting | Failed)
-                | (Streaming, Reconnecting | Failed)
-        )
-    }
-}
 
 /// Reconnect delays: `random(0, min(cap, base × 2^attempt))` ("full jitter"), never below
 /// a small floor so a flapping server is not hammered.

@@ -246,6 +246,42 @@ impl FromStr for TimeFrame {
     }
 }
 
+/// A REST bar as the daemon's bar (its VWAP stands in for the notional).
+impl From<&Bar> for crate::domain::OhlcBar {
+    fn from(b: &Bar) -> Self {
+        crate::domain::OhlcBar {
+            start: b.t,
+            open: b.o,
+            high: b.h,
+            low: b.l,
+            close: b.c,
+            volume: b.v,
+            trades: b.n.unwrap_or(0),
+            notional: b.vw.unwrap_or(b.c) * b.v,
+        }
+    }
+}
+
+/// The REST timeframe of an interval's length.
+impl From<crate::domain::Interval> for TimeFrame {
+    fn from(i: crate::domain::Interval) -> Self {
+        use crate::domain::Interval;
+        match i {
+            Interval::M1 => TimeFrame::MINUTE,
+            Interval::M5 => TimeFrame {
+                amount: 5,
+                unit: TimeFrameUnit::Minute,
+            },
+            Interval::M15 => TimeFrame {
+                amount: 15,
+                unit: TimeFrameUnit::Minute,
+            },
+            Interval::H1 => TimeFrame::HOUR,
+            Interval::D1 => TimeFrame::DAY,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,19 @@
+//! The trading mode the whole system is in.
+
+use serde::{Deserialize, Serialize};
+
+/// What the daemon may do. See docs/architecture.md for the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingMode {
+    /// Strategies may open and close positions.
+    Active,
+    /// Only orders that shrink a position.
+    ReduceOnly,
+    /// Capital preservation in progress: only the flatten procedure's own orders.
+    Preserving,
+    /// Flat and blocked until an operator resumes.
+    Preserved,
+    /// The kill switch: nothing is sent at all.
+    Halted,
+}
