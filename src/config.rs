@@ -10,9 +10,9 @@
 //! Units are in key names (`_ms`, `_usd`). API keys never live in the config: they come from
 //! `APCA_API_KEY_ID` / `APCA_API_SECRET_KEY` or from systemd credentials (see [`load_credentials`]).
 
-use crate::actors::market_data::Interval;
 use crate::alpaca::num::flex;
 use crate::alpaca::{ClientSettings, Credentials, Secret};
+use crate::domain::Interval;
 use crate::risk::RiskLimits;
 use crate::strategy::{
     MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe, ProbeParams, Protection,

@@ -6,6 +6,7 @@ pub mod aggregation;
 pub mod alpaca;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod daemon;
 pub mod domain;

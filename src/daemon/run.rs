@@ -110,9 +110,7 @@ async fn serve(
         };
         let record = async {
             match metrics {
-                Some((meter, every)) => {
-                    crate::telemetry::record_metrics(daemon, meter, every).await
-                }
+                Some((meter, every)) => super::metrics::record_metrics(daemon, meter, every).await,
                 None => std::future::pending().await,
             }
         };

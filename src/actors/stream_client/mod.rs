@@ -18,10 +18,9 @@
 //! each restart (0.5 s up to 30 s), keeping the desired subscriptions. [`StopStream`] retires
 //! it for good (shutdown), without a restart.
 
-pub mod core;
 pub mod session;
 
-pub use self::core::{
+pub use crate::connection::{
     Backoff, ConnectionState, MetricsSnapshot, StreamMetrics, StreamStatus, Subscriptions,
 };
 pub use session::{Sinks, StreamSettings};

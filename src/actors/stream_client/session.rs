@@ -16,7 +16,6 @@
 //!   consumer when too many are pending); quotes are conflated per symbol while the
 //!   consumer's mailbox is full.
 
-use super::core::{Backoff, ConnectionState, StreamMetrics, Subscriptions, unix_ns_now};
 use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Order, OrderStatus};
 use crate::alpaca::rest::ListOrders;
@@ -25,6 +24,7 @@ use crate::alpaca::stream::{
     TradingMessage,
 };
 use crate::alpaca::{Credentials, error::error_chain};
+use crate::connection::{Backoff, ConnectionState, StreamMetrics, Subscriptions, unix_ns_now};
 use crate::messages::{
     MarketBatch, OrderStreamReady, StreamEventKind, StreamKind, TradeUpdatesReceived,
 };

@@ -212,7 +212,7 @@ impl StreamMetrics {
 /// Everything a stream client reports about itself.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamStatus {
-    pub stream: crate::messages::StreamKind,
+    pub stream: crate::domain::StreamKind,
     pub state: ConnectionState,
     /// The market-data feed in use (`iex`, `sip`, …): the configured one, or `iex` after the
     /// plan refused it. `None` for the trading stream.
