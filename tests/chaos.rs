@@ -628,8 +628,8 @@ async fn wait_for_positions_at(sim: &SimHandle) {
 
 #[actix_rt::test]
 async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
-    use traderd::actors::risk_manager::{Propose, ProposeError};
     use traderd::alpaca::model::OrderSide;
+    use traderd::messages::orders::{Propose, ProposeError};
     use traderd::risk::{Intent, Purpose};
     let dir = tempfile::tempdir().unwrap();
     let d = start("", dir.path()).await;

@@ -21,7 +21,6 @@
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
 use crate::actors::health::{HealthEvent, Reporter};
-use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::{
     Activity, AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType,
     StopLoss, TakeProfit, TimeInForce,
@@ -33,6 +32,7 @@ use crate::journal::{
     LoadPositions, NextCounter, OrderIntent, OrderState, RecordEvent, RecordFill, RecordIntent,
     RecordOrderState, StoredIntent,
 };
+use crate::messages::orders::{OrderError, Propose, ProposeError, SubmitApproved, Submitted};
 use crate::messages::{
     OrderStreamReady, OrdersChanged, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind,
     StreamKind, TradeUpdatesReceived,
@@ -66,25 +66,6 @@ impl Default for OrderSettings {
             reconcile_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// An approved order to send. Only the risk module can make an [`Approved`].
-#[derive(Message, Debug)]
-#[rtype(result = "Result<Submitted, OrderError>")]
-pub struct SubmitApproved(pub Approved);
-
-/// The order was taken: its client order id and the book as it is now (with the new order's
-/// quantity pending). The request itself is sent after the intent is journaled.
-#[derive(Debug, Clone)]
-pub struct Submitted {
-    pub client_order_id: String,
-    pub view: OrdersChanged,
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OrderError {
-    #[error("not ready: {0}")]
-    NotReady(String),
 }
 
 /// Cancels every open order at the broker. Answers how many the broker reported.

@@ -12,9 +12,9 @@
 //! [`GetRiskStats`]. Every refusal is logged with its reason code and counted per code.
 
 use crate::actors::market_data::GetLatest;
-use crate::actors::order_manager::SubmitApproved;
+use crate::messages::orders::{Propose, ProposeError, SubmitApproved};
 use crate::messages::{AccountUpdated, OrdersChanged};
-use crate::risk::{self, Approved, Intent, Refusal, RiskLimits, RiskState, TradingMode};
+use crate::risk::{self, Approved, Intent, RiskLimits, RiskState, TradingMode};
 use actix::prelude::*;
 use chrono::Utc;
 use std::collections::BTreeMap;
@@ -28,22 +28,6 @@ pub struct RiskManager {
     orders: Recipient<SubmitApproved>,
     stats: RiskStats,
 }
-
-/// Why a proposal did not become an order.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ProposeError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// Approved, but the order side could not take it (not reconciled yet, journal failure).
-    #[error("not sent: {0}")]
-    NotSent(String),
-}
-
-/// An order intent for the risk checks. Answers the client order id of the order that was
-/// sent on, or why not.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<String, ProposeError>")]
-pub struct Propose(pub Intent);
 
 /// Sets the trading mode the checks apply.
 #[derive(Message, Debug, Clone, Copy)]

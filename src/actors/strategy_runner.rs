@@ -13,8 +13,8 @@
 //! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`GetStrategyStats`].
 
-use crate::actors::risk_manager::{Propose, ProposeError};
 use crate::alpaca::model::OrderSide;
+use crate::messages::orders::{Propose, ProposeError};
 use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
 use crate::risk::{Intent, Purpose};
 use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput, plan_entry};

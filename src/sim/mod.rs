@@ -17,6 +17,7 @@ pub mod engine;
 pub mod faults;
 pub mod flood;
 pub mod foreign;
+mod http;
 pub mod market;
 pub mod meta;
 pub mod server;

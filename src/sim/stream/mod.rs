@@ -16,7 +16,7 @@ use crate::alpaca::stream::trading::Outgoing;
 use crate::alpaca::stream::{Codec, DataMessage, TradingAction};
 use crate::sim::Sim;
 use crate::sim::flood::{Counts, Flood};
-use crate::sim::server::authorized;
+use crate::sim::http::authorized;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -143,7 +143,7 @@ async fn data_upgrade(
 ) -> Response {
     let known = ["iex", "sip", "delayed_sip", "test"].contains(&feed.as_str());
     let Some(ws) = ws.ok().filter(|_| known) else {
-        return super::server::error_response(&crate::sim::engine::SimError::not_found(
+        return crate::sim::http::error_response(&crate::sim::engine::SimError::not_found(
             "endpoint not found",
         ));
     };

@@ -1,6 +1,8 @@
 //! The typed cross-actor contract. Commands are imperative (`ChangeSubscriptions`), events
 //! past tense (`BarClosed`); actors address each other by message type (`Recipient<M>`).
 
+pub mod orders;
+
 use crate::alpaca::model::{Order, TradeActivity, TradeUpdate};
 use crate::alpaca::stream::{ChannelLists, DataMessage};
 pub use crate::domain::StreamKind;
