@@ -125,3 +125,21 @@ fn the_simulator_stands_beside_the_daemon() {
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn the_messages_are_a_contract_no_actor_defines() {
+    let found = offenders(
+        &["messages"],
+        &[
+            "crate::actors",
+            "crate::daemon",
+            "crate::control",
+            "crate::sim",
+            "crate::tools",
+            "crate::telemetry",
+            "crate::stream_client",
+            "crate::market_data",
+        ],
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

@@ -11,6 +11,7 @@
 
 use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Account, Clock, Position};
+pub use crate::messages::account::{AddAccountListener, GetAccount};
 use crate::messages::{AccountSnapshot, AccountUpdated, RefreshAccount};
 use actix::prelude::*;
 use rust_decimal::Decimal;
@@ -26,16 +27,6 @@ pub struct AccountManager {
     again: bool,
     failures: u64,
 }
-
-/// The last snapshot, `None` before the first successful read.
-#[derive(Message)]
-#[rtype(result = "Option<AccountSnapshot>")]
-pub struct GetAccount;
-
-/// Registers a receiver of [`AccountUpdated`]; it gets the last snapshot at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddAccountListener(pub Recipient<AccountUpdated>);
 
 impl AccountManager {
     pub fn new(rest: AlpacaClient, interval: Duration) -> Self {

@@ -13,11 +13,11 @@
 
 use crate::actors::market_data::GetLatest;
 use crate::messages::orders::{Propose, ProposeError, SubmitApproved};
+pub use crate::messages::risk::{GetRiskStats, RiskStats, SetLimits, SetMode};
 use crate::messages::{AccountUpdated, OrdersChanged};
 use crate::risk::{self, Approved, Intent, RiskLimits, RiskState, TradingMode};
 use actix::prelude::*;
 use chrono::Utc;
-use std::collections::BTreeMap;
 
 pub struct RiskManager {
     limits: RiskLimits,
@@ -27,27 +27,6 @@ pub struct RiskManager {
     feed: Option<Recipient<GetLatest>>,
     orders: Recipient<SubmitApproved>,
     stats: RiskStats,
-}
-
-/// Sets the trading mode the checks apply.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct SetMode(pub TradingMode);
-
-/// Replaces the limits (reload).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct SetLimits(pub RiskLimits);
-
-#[derive(Message)]
-#[rtype(result = "RiskStats")]
-pub struct GetRiskStats;
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct RiskStats {
-    pub mode: Option<TradingMode>,
-    pub approved: u64,
-    pub refused: BTreeMap<&'static str, u64>,
 }
 
 impl RiskManager {

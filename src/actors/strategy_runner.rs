@@ -15,6 +15,7 @@
 
 use crate::alpaca::model::OrderSide;
 use crate::messages::orders::{Propose, ProposeError};
+pub use crate::messages::strategy::{GetStrategyStats, StrategyStats};
 use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
 use crate::risk::{Intent, Purpose};
 use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput, plan_entry};
@@ -33,21 +34,6 @@ pub struct StrategyRunner {
     equity: Option<Decimal>,
     pending: HashSet<String>,
     stats: StrategyStats,
-}
-
-#[derive(Message)]
-#[rtype(result = "StrategyStats")]
-pub struct GetStrategyStats;
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct StrategyStats {
-    pub bars: u64,
-    /// Live trades it asked for and saw.
-    pub trades: u64,
-    pub signals: u64,
-    pub proposed: u64,
-    pub sent: u64,
-    pub refused: u64,
 }
 
 impl StrategyRunner {

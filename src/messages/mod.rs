@@ -1,13 +1,20 @@
 //! The typed cross-actor contract. Commands are imperative (`ChangeSubscriptions`), events
 //! past tense (`BarClosed`); actors address each other by message type (`Recipient<M>`).
 
+pub mod account;
+pub mod health;
+pub mod market;
+pub mod mode;
 pub mod orders;
+pub mod risk;
+pub mod strategy;
+pub mod stream;
 
 use crate::alpaca::model::{Order, TradeActivity, TradeUpdate};
 use crate::alpaca::stream::{ChannelLists, DataMessage};
+use crate::connection::{ConnectionState, StreamStatus};
 pub use crate::domain::StreamKind;
-use crate::market_data::{Interval, OhlcBar};
-use crate::stream_client::{ConnectionState, StreamStatus};
+use crate::domain::{Interval, OhlcBar};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::time::Instant;
@@ -111,7 +118,7 @@ pub struct BarClosed {
     /// strategies keep getting closed bars): live, but late by up to the poll interval.
     pub degraded: bool,
     /// The `market.bar` span's context (live bars).
-    pub trace: crate::telemetry::TraceContext,
+    pub trace: crate::trace::TraceContext,
 }
 
 /// Trades as they came, for strategies that trade on ticks (sent after the feed applied them).

@@ -23,7 +23,11 @@ use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
-use crate::alpaca::stream::{DataMessage, StreamQuote, StreamTrade};
+use crate::alpaca::stream::{DataMessage, StreamTrade};
+pub use crate::messages::market::{
+    AddBarSubscriber, AddSplitListener, AddSymbols, AddTradeSubscriber, FeedStats, GetBars,
+    GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,
+};
 use crate::messages::{
     BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
     TradeTicks,
@@ -72,72 +76,6 @@ enum Phase {
         gap_from: Option<DateTime<Utc>>,
     },
     Backfilling,
-}
-
-/// Registers a receiver of [`BarClosed`].
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddBarSubscriber(pub Recipient<BarClosed>);
-
-/// Registers a receiver of live trades as they come ([`TradeTicks`], one per batch): all of
-/// them, or only those carrying `condition`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddTradeSubscriber {
-    pub recipient: Recipient<TradeTicks>,
-    pub condition: Option<String>,
-}
-
-/// The last `n` closed bars of a symbol and interval, oldest first.
-#[derive(Message)]
-#[rtype(result = "Vec<OhlcBar>")]
-pub struct GetBars {
-    pub symbol: String,
-    pub interval: Interval,
-    pub n: usize,
-}
-
-/// The latest trade and quote of a symbol.
-#[derive(Message)]
-#[rtype(result = "Latest")]
-pub struct GetLatest(pub String);
-
-#[derive(Debug, Clone, Default)]
-pub struct Latest {
-    pub trade: Option<StreamTrade>,
-    pub quote: Option<StreamQuote>,
-    /// The trading status the `statuses` channel last gave: halted (`H`, a trading halt; `Q`,
-    /// quotation only; `P`, paused for volatility) until a resumption (`T`).
-    pub halted: Option<crate::alpaca::stream::data::TradingStatus>,
-    /// The last limit-up/limit-down band.
-    pub luld: Option<crate::alpaca::stream::data::Luld>,
-}
-
-/// Counters of the feed.
-#[derive(Message)]
-#[rtype(result = "FeedStats")]
-pub struct GetFeedStats;
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct FeedStats {
-    pub trades: u64,
-    pub quotes: u64,
-    /// Bars from the stream's bar channels (counted; ours are built from the trades).
-    pub bars: u64,
-    pub bars_closed: u64,
-    pub late_trades: u64,
-    pub backfills: u64,
-    pub backfilled_minutes: u64,
-    pub live: bool,
-    /// The market-data stream is down and bars come from REST polls.
-    pub degraded: bool,
-    /// Minute bars taken from REST polls while degraded.
-    pub rest_minutes: u64,
-    pub rest_poll_failures: u64,
-    /// Trading status messages (halts and resumptions).
-    pub statuses: u64,
-    /// Limit-up/limit-down bands.
-    pub lulds: u64,
 }
 
 pub struct MarketDataFeed {
@@ -606,11 +544,6 @@ impl Handler<StreamEvent> for MarketDataFeed {
     }
 }
 
-/// Where to say that REST bars cover the stream's silence.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetCoverListener(pub Recipient<StreamCovered>);
-
 impl Handler<SetCoverListener> for MarketDataFeed {
     type Result = ();
     fn handle(&mut self, msg: SetCoverListener, _: &mut Context<Self>) {
@@ -779,17 +712,6 @@ impl Handler<MarketBatch> for MarketDataFeed {
     }
 }
 
-/// Adds symbols at run time: their bars are warmed up from REST first (answered when done, so
-/// the caller subscribes the stream after, and no live trade comes before the history).
-#[derive(Message)]
-#[rtype(result = "Result<usize, String>")]
-pub struct AddSymbols(pub Vec<String>);
-
-/// Stops backfilling symbols (their bars stay; no more trades come once unsubscribed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemoveSymbols(pub Vec<String>);
-
 impl Handler<AddSymbols> for MarketDataFeed {
     type Result = ResponseActFuture<Self, Result<usize, String>>;
 
@@ -826,11 +748,6 @@ impl Handler<AddSymbols> for MarketDataFeed {
         )
     }
 }
-
-/// Tells `0` when a symbol's history starts over after a split (before its new history).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddSplitListener(pub Recipient<SplitApplied>);
 
 impl Handler<AddSplitListener> for MarketDataFeed {
     type Result = ();

@@ -27,6 +27,7 @@ pub use session::{Sinks, StreamSettings};
 
 use crate::actors::health::{HealthEvent, Reporter};
 use crate::alpaca::AlpacaClient;
+pub use crate::messages::stream::{RestartStream, StopStream};
 use crate::messages::{
     AddStreamListener, ChangeSubscriptions, GetStreamStatus, StreamEvent, StreamEventKind,
 };
@@ -205,11 +206,6 @@ impl Handler<ChangeSubscriptions> for StreamClient {
     }
 }
 
-/// Leaves `Failed` (after an operator fixed the keys, say) or forces a reconnect.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RestartStream;
-
 impl Handler<RestartStream> for StreamClient {
     type Result = ();
 
@@ -219,11 +215,6 @@ impl Handler<RestartStream> for StreamClient {
         }
     }
 }
-
-/// Closes the connection for good (shutdown): the actor stays, idle, and is not restarted.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopStream;
 
 impl Handler<StopStream> for StreamClient {
     type Result = ();
