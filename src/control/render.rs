@@ -1,0 +1,108 @@
+//! Answers and events as text for a terminal.
+
+/// The human-readable form of a command's answer.
+pub fn render(cmd: &str, result: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    match cmd {
+        "status" => {
+            let mut out = format!(
+                "mode          {}  (since {}: {})\nmarket data   {}{}  (feed {}, {} reconnects, last message {})\ntrade updates {}  ({} reconnects)\nequity        {}  (day P&L {}, cash {})\nopen orders   {}\norders sent   {}  fills {}\n",
+                s(&result["mode"]),
+                s(&result["mode_since"]),
+                s(&result["mode_cause"]),
+                s(&result["stream"]["state"]),
+                if result["stream"]["degraded"] == true {
+                    ", degraded: bars by REST"
+                } else {
+                    ""
+                },
+                s(&result["stream"]["feed"]),
+                s(&result["stream"]["reconnects"]),
+                s(&result["stream"]["last_message_at"]),
+                s(&result["trade_stream"]["state"]),
+                s(&result["trade_stream"]["reconnects"]),
+                s(&result["equity"]),
+                s(&result["day_pnl"]),
+                s(&result["cash"]),
+                s(&result["open_orders"]),
+                s(&result["orders_sent"]),
+                s(&result["fills"]),
+            );
+            out.push_str(&render_positions(&result["positions"]));
+            for note in result["notes"].as_array().into_iter().flatten() {
+                out.push_str(&format!("note          {}\n", s(note)));
+            }
+            out
+        }
+        "positions" => render_positions(result),
+        _ => match result {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| format!("{k:<24}{}\n", s(v)))
+                .collect(),
+            other => format!("{}\n", s(other)),
+        },
+    }
+}
+
+pub(super) fn render_positions(p: &serde_json::Value) -> String {
+    match p.as_object() {
+        Some(map) if !map.is_empty() => {
+            let mut out = String::from("positions\n");
+            for (sym, qty) in map {
+                out.push_str(&format!(
+                    "  {sym:<8}{:>12}\n",
+                    qty.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| qty.to_string())
+                ));
+            }
+            out
+        }
+        _ => "positions     none\n".into(),
+    }
+}
+
+/// One event as a line for people.
+pub fn render_event(e: &serde_json::Value) -> String {
+    let s = |k: &str| match &e[k] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match e["kind"].as_str() {
+        Some("mode_changed") => format!(
+            "{}  mode   {} -> {}  ({})",
+            s("at"),
+            s("from"),
+            s("to"),
+            s("cause")
+        ),
+        Some("fill") => format!(
+            "{}  fill   {} {} {} @ {}  {}",
+            s("at"),
+            s("symbol"),
+            s("side"),
+            s("qty"),
+            s("price"),
+            s("client_order_id")
+        ),
+        Some("order") => format!(
+            "{}  order  {} {} filled {}",
+            s("at"),
+            s("client_order_id"),
+            s("status"),
+            s("filled_qty")
+        ),
+        Some("health") => match e["change"].as_str() {
+            Some("crossed") => format!("health crossed: {}", s("cause")),
+            Some("rearmed") => "health re-armed".to_string(),
+            _ => format!("health {} stream {}", s("stream"), s("state")),
+        },
+        _ => e.to_string(),
+    }
+}
