@@ -143,3 +143,13 @@ fn the_messages_are_a_contract_no_actor_defines() {
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn the_actors_hold_the_broker_trait_not_the_alpaca_client() {
+    let found: Vec<String> = offenders(&["actors"], &["AlpacaClient"])
+        .into_iter()
+        // The REST observer is the Alpaca client's own hook, wired by the daemon.
+        .filter(|l| !l.contains("fn observe_rest") && !l.contains("set_observer"))
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

@@ -33,7 +33,7 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     let sim = start_sim(|s| s.history_sessions = 2).await;
     let rest = client(&sim);
     let (collector, seen) = collector();
-    let feed = MarketDataFeed::new(feed_settings(), Some(rest.clone())).start();
+    let feed = MarketDataFeed::new(feed_settings(), Some(rest.clone().into())).start();
     feed.send(AddBarSubscriber(collector.clone().recipient()))
         .await
         .unwrap();
@@ -152,7 +152,7 @@ async fn a_silent_gap_is_backfilled_from_rest() {
             intervals: vec![Interval::M1, Interval::M5],
             ..feed_settings()
         },
-        Some(rest.clone()),
+        Some(rest.clone().into()),
     )
     .start();
     feed.send(AddBarSubscriber(collector.clone().recipient()))
@@ -167,7 +167,7 @@ async fn a_silent_gap_is_backfilled_from_rest() {
         settings,
         trades_of(&["AAPL", "MSFT"]),
         sinks,
-        Some(rest.clone()),
+        Some(rest.clone().into()),
     )
     .start();
     wait_for("a live minute", WAIT, || async {

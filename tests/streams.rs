@@ -486,7 +486,7 @@ async fn trade_updates_stream_and_gap_repair_after_a_reconnect() {
         settings,
         Subscriptions::default(),
         sinks,
-        Some(rest.clone()),
+        Some(rest.clone().into()),
     )
     .with_listener(collector.clone().recipient())
     .start();

@@ -9,8 +9,8 @@
 //! Handles: [`RefreshAccount`], [`GetAccount`], [`AddAccountListener`]. Emits
 //! [`AccountUpdated`]. A failed read keeps the last snapshot and is retried at the next tick.
 
-use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Account, Clock, Position};
+use crate::broker::BrokerRef;
 pub use crate::messages::account::{AddAccountListener, GetAccount};
 use crate::messages::{AccountSnapshot, AccountUpdated, RefreshAccount};
 use actix::prelude::*;
@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use std::time::Duration;
 
 pub struct AccountManager {
-    rest: AlpacaClient,
+    rest: BrokerRef,
     interval: Duration,
     snapshot: Option<AccountSnapshot>,
     listeners: Vec<Recipient<AccountUpdated>>,
@@ -29,7 +29,7 @@ pub struct AccountManager {
 }
 
 impl AccountManager {
-    pub fn new(rest: AlpacaClient, interval: Duration) -> Self {
+    pub fn new(rest: BrokerRef, interval: Duration) -> Self {
         AccountManager {
             rest,
             interval,

@@ -21,7 +21,7 @@
 //! crossing. Handles: [`HealthReport`], [`StreamEvent`], [`AccountUpdated`], [`Rearm`],
 //! [`GetHealth`], [`WatchStream`].
 
-use crate::alpaca::AlpacaClient;
+use crate::broker::BrokerRef;
 use crate::config::HealthSection;
 pub use crate::messages::health::{
     AddHealthListener, Cause, GetHealth, HealthChanged, HealthEvent, HealthReport, HealthStatus,
@@ -81,7 +81,7 @@ struct StreamWatch {
 
 pub struct ConnectionHealthMonitor {
     settings: HealthSettings,
-    rest: Option<AlpacaClient>,
+    rest: Option<BrokerRef>,
     supervisor: Option<Recipient<ThresholdCrossed>>,
     sources: BTreeMap<&'static str, SourceCounts>,
     rest_errors: VecDeque<Instant>,
@@ -111,7 +111,7 @@ impl ConnectionHealthMonitor {
     /// `rest` is pinged; the Supervisor is told of crossings.
     pub fn new(
         settings: HealthSettings,
-        rest: Option<AlpacaClient>,
+        rest: Option<BrokerRef>,
         supervisor: Option<Recipient<ThresholdCrossed>>,
     ) -> Self {
         ConnectionHealthMonitor {
@@ -450,7 +450,7 @@ fn stream_name(kind: StreamKind) -> &'static str {
 }
 
 /// Reports every REST attempt of `rest` (and its clones) to `monitor`.
-pub fn observe_rest(rest: &AlpacaClient, monitor: Recipient<HealthReport>) {
+pub fn observe_rest(rest: &crate::alpaca::AlpacaClient, monitor: Recipient<HealthReport>) {
     rest.set_observer(Box::new(move |outcome| {
         monitor.do_send(HealthReport {
             source: "rest",

@@ -21,12 +21,13 @@
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
 use crate::actors::health::{HealthEvent, Reporter};
+use crate::alpaca::BrokerError;
 use crate::alpaca::model::{
     Activity, AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType,
     StopLoss, TakeProfit, TimeInForce,
 };
 use crate::alpaca::rest::{CloseAmount, ListActivities, ListOrders};
-use crate::alpaca::{AlpacaClient, BrokerError};
+use crate::broker::BrokerRef;
 use crate::journal::{
     self, FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
     LoadPositions, NextCounter, OrderIntent, OrderState, RecordEvent, RecordFill, RecordIntent,
@@ -79,7 +80,7 @@ pub struct OrderManager {
     explaining: bool,
     tick_to_order: crate::latency::LatencyHistogram,
     tick_to_intent: crate::latency::LatencyHistogram,
-    rest: AlpacaClient,
+    rest: BrokerRef,
     journal: Addr<Journal>,
     ids: Option<ClientOrderIds>,
     book: OrderBook,
@@ -171,7 +172,7 @@ impl OrderManager {
         }
     }
 
-    pub fn new(settings: OrderSettings, rest: AlpacaClient, journal: Addr<Journal>) -> Self {
+    pub fn new(settings: OrderSettings, rest: BrokerRef, journal: Addr<Journal>) -> Self {
         OrderManager {
             settings,
             rest,
@@ -1406,7 +1407,7 @@ struct Gathered {
 }
 
 async fn gather(
-    rest: &AlpacaClient,
+    rest: &BrokerRef,
     journal: &Addr<Journal>,
     in_flight: &HashSet<String>,
     floor: Option<DateTime<Utc>>,
@@ -1508,7 +1509,7 @@ async fn gather(
 /// Cancels our open orders on a symbol, waits until the broker shows them final, and answers
 /// how much of the position is left to close on `side`.
 async fn clear_symbol(
-    rest: &AlpacaClient,
+    rest: &BrokerRef,
     ids: &[Uuid],
     symbol: &str,
     side: OrderSide,

@@ -33,9 +33,9 @@
 use crate::actors::health::{Rearm, ThresholdCrossed};
 use crate::actors::order_manager::{Flatten, OrderManager};
 use crate::actors::risk_manager::SetMode;
-use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::AccountConfigurationsPatch;
 use crate::alpaca::rest::{CloseAmount, ListOrders};
+use crate::broker::BrokerRef;
 use crate::config::PreservationSection;
 use crate::journal::{Journal, ModeTransition, RecordMode};
 pub use crate::messages::mode::{
@@ -99,7 +99,7 @@ pub struct Supervisor {
     journal: Addr<Journal>,
     risk: Recipient<SetMode>,
     orders: Addr<OrderManager>,
-    rest: AlpacaClient,
+    rest: BrokerRef,
     health: Option<Recipient<Rearm>>,
     listeners: Vec<Recipient<ModeChanged>>,
     /// Bumped on every transition; a flatten loop of an older one stops.
@@ -122,7 +122,7 @@ impl Supervisor {
         journal: Addr<Journal>,
         risk: Recipient<SetMode>,
         orders: Addr<OrderManager>,
-        rest: AlpacaClient,
+        rest: BrokerRef,
         health: Option<Recipient<Rearm>>,
         fatal: Option<tokio::sync::watch::Sender<Option<String>>>,
     ) -> Self {
@@ -425,7 +425,7 @@ impl Supervisor {
 
 /// (positions not zero, open orders) at the broker, entries the daemon cannot model included:
 /// the account is flat only when nothing at all is held or open.
-pub async fn broker_exposure(rest: &AlpacaClient) -> Result<(usize, usize), String> {
+pub async fn broker_exposure(rest: &BrokerRef) -> Result<(usize, usize), String> {
     let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
     let held = positions.items.iter().filter(|p| !p.qty.is_zero()).count()
         + positions.foreign.iter().filter(|f| f.is_held()).count();

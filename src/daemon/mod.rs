@@ -193,7 +193,11 @@ impl Daemon {
             }
             let retry_at = (tokio::time::Instant::now() + Duration::from_secs(2)).min(deadline);
             while tokio::time::Instant::now() < retry_at {
-                if let Ok((0, 0)) = crate::actors::supervisor::broker_exposure(&self.rest).await {
+                if let Ok((0, 0)) = crate::actors::supervisor::broker_exposure(
+                    &crate::broker::BrokerRef::from(self.rest.clone()),
+                )
+                .await
+                {
                     tracing::warn!("shutdown: the broker shows no position and no open order");
                     return true;
                 }
@@ -346,7 +350,7 @@ pub async fn start(
     let supervisor_ctx = Context::<Supervisor>::new();
     let health = ConnectionHealthMonitor::new(
         HealthSettings::new(&config.health, config.risk.daily_loss_limit_usd),
-        Some(rest.clone()),
+        Some(rest.clone().into()),
         Some(supervisor_ctx.address().recipient()),
     )
     .start();
@@ -403,7 +407,7 @@ pub async fn start(
     let feed_rest = rest.clone();
     let feed_arbiter = actix::Arbiter::new();
     let feed = actix::Supervisor::start_in_arbiter(&feed_arbiter.handle(), move |_| {
-        MarketDataFeed::new(feed_settings, Some(feed_rest))
+        MarketDataFeed::new(feed_settings, Some(feed_rest.into()))
     });
 
     let order_settings = OrderSettings {
@@ -413,7 +417,7 @@ pub async fn start(
     };
     let (om_rest, om_journal, om_health) = (rest.clone(), journal.addr.clone(), reporter.clone());
     let orders = actix::Supervisor::start(move |_| {
-        OrderManager::new(order_settings, om_rest, om_journal).with_health(om_health)
+        OrderManager::new(order_settings, om_rest.into(), om_journal).with_health(om_health)
     });
     let stream_settings = |kind: StreamKind, url: String| {
         let s = &config.stream;
@@ -442,7 +446,7 @@ pub async fn start(
             order_stream_ready: Some(orders.clone().recipient()),
             ..Default::default()
         },
-        Some(rest.clone()),
+        Some(rest.clone().into()),
     )
     .with_listener(orders.clone().recipient())
     .with_listener(health.clone().recipient())
@@ -453,7 +457,8 @@ pub async fn start(
         rest.lane(crate::alpaca::rest::Lane::Account),
         Duration::from_millis(config.account.refresh_interval_ms),
     );
-    let account = actix::Supervisor::start(move |_| AccountManager::new(account_rest, refresh));
+    let account =
+        actix::Supervisor::start(move |_| AccountManager::new(account_rest.into(), refresh));
     let risk_manager = RiskManager::new(
         config.risk.limits(),
         mode,
@@ -517,7 +522,7 @@ pub async fn start(
             market: Some(feed.clone().recipient()),
             ..Default::default()
         },
-        Some(rest.clone()),
+        Some(rest.clone().into()),
     )
     .with_listener(health.clone().recipient())
     .with_listener(feed.clone().recipient())
@@ -541,7 +546,7 @@ pub async fn start(
         journal.addr.clone(),
         risk.clone().recipient(),
         orders.clone(),
-        rest.clone(),
+        rest.clone().into(),
         Some(health.clone().recipient()),
         Some(fatal_tx),
     ));

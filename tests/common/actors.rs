@@ -142,7 +142,7 @@ pub fn market_client(
         market: Some(collector.clone().recipient()),
         ..Default::default()
     };
-    StreamClient::new(settings, subs, sinks, rest)
+    StreamClient::new(settings, subs, sinks, rest.map(Into::into))
         .with_listener(collector.clone().recipient())
         .start()
 }

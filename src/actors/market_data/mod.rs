@@ -20,10 +20,10 @@ use crate::alpaca::model::BarsPage;
 pub use crate::domain::{Interval, OhlcBar};
 
 use crate::actors::stream_client::ConnectionState;
-use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamTrade};
+use crate::broker::BrokerRef;
 pub use crate::messages::market::{
     AddBarSubscriber, AddSplitListener, AddSymbols, AddTradeSubscriber, FeedStats, GetBars,
     GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,
@@ -85,7 +85,7 @@ pub struct MarketDataFeed {
     subscribers: Vec<Recipient<BarClosed>>,
     split_listeners: Vec<Recipient<SplitApplied>>,
     tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
-    rest: Option<AlpacaClient>,
+    rest: Option<BrokerRef>,
     phase: Phase,
     held: std::collections::VecDeque<MarketBatch>,
     stats: FeedStats,
@@ -98,7 +98,7 @@ pub struct MarketDataFeed {
 }
 
 impl MarketDataFeed {
-    pub fn new(settings: FeedSettings, rest: Option<AlpacaClient>) -> Self {
+    pub fn new(settings: FeedSettings, rest: Option<BrokerRef>) -> Self {
         MarketDataFeed {
             book: BarBook::new(&settings.intervals, settings.warmup_bars),
             settings,
@@ -515,7 +515,7 @@ impl MarketDataFeed {
 
 /// Every minute bar of `symbols` from `from` (to before `until`), all pages.
 async fn minutes_since(
-    rest: AlpacaClient,
+    rest: BrokerRef,
     symbols: Vec<String>,
     from: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
@@ -580,7 +580,7 @@ struct Warmup {
 /// more than a page of the broker's answer is held at once (1,000 symbols × 200 bars would be
 /// tens of MB).
 async fn for_each_bars_page(
-    rest: &AlpacaClient,
+    rest: &BrokerRef,
     query: &BarsQuery,
     mut each: impl FnMut(String, Vec<Bar>),
 ) -> Result<(), crate::alpaca::BrokerError> {
@@ -599,7 +599,7 @@ async fn for_each_bars_page(
 
 /// Each interval's last bars (complete ones only), then today's minutes.
 async fn fetch_warmup(
-    rest: &AlpacaClient,
+    rest: &BrokerRef,
     settings: &FeedSettings,
 ) -> Result<Warmup, crate::alpaca::BrokerError> {
     let now = rest.get_clock().await?.timestamp.with_timezone(&Utc);

@@ -26,7 +26,7 @@ pub use crate::connection::{
 pub use session::{Sinks, StreamSettings};
 
 use crate::actors::health::{HealthEvent, Reporter};
-use crate::alpaca::AlpacaClient;
+use crate::broker::BrokerRef;
 pub use crate::messages::stream::{RestartStream, StopStream};
 use crate::messages::{
     AddStreamListener, ChangeSubscriptions, GetStreamStatus, StreamEvent, StreamEventKind,
@@ -42,7 +42,7 @@ pub struct StreamClient {
     desired: Subscriptions,
     state: ConnectionState,
     sinks: Sinks,
-    rest: Option<AlpacaClient>,
+    rest: Option<BrokerRef>,
     listeners: Vec<Recipient<StreamEvent>>,
     commands: Option<mpsc::UnboundedSender<Command>>,
     health: Reporter,
@@ -55,7 +55,7 @@ impl StreamClient {
         settings: StreamSettings,
         initial: Subscriptions,
         sinks: Sinks,
-        rest: Option<AlpacaClient>,
+        rest: Option<BrokerRef>,
     ) -> Self {
         StreamClient {
             settings: Arc::new(settings),

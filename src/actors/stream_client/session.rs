@@ -16,7 +16,6 @@
 //!   consumer when too many are pending); quotes are conflated per symbol while the
 //!   consumer's mailbox is full.
 
-use crate::alpaca::AlpacaClient;
 use crate::alpaca::model::{Order, OrderStatus};
 use crate::alpaca::rest::ListOrders;
 use crate::alpaca::stream::{
@@ -24,6 +23,7 @@ use crate::alpaca::stream::{
     TradingMessage,
 };
 use crate::alpaca::{Credentials, error::error_chain};
+use crate::broker::BrokerRef;
 use crate::connection::{Backoff, ConnectionState, StreamMetrics, Subscriptions, unix_ns_now};
 use crate::messages::{
     MarketBatch, OrderStreamReady, StreamEventKind, StreamKind, TradeUpdatesReceived,
@@ -141,7 +141,7 @@ pub struct Session {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub report: Recipient<Report>,
     pub sinks: Sinks,
-    pub rest: Option<AlpacaClient>,
+    pub rest: Option<BrokerRef>,
     state: ConnectionState,
     last_event_at: Option<DateTime<Utc>>,
     /// The broker's clock when the trading stream last connected.
@@ -161,7 +161,7 @@ impl Session {
         commands: mpsc::UnboundedReceiver<Command>,
         report: Recipient<Report>,
         sinks: Sinks,
-        rest: Option<AlpacaClient>,
+        rest: Option<BrokerRef>,
     ) -> Self {
         let url = settings.url.clone();
         let fallback_url = settings.fallback_url.clone();
@@ -808,7 +808,7 @@ impl Session {
 
 /// Orders that changed since `since` and the fills since then, from REST.
 async fn repair(
-    rest: &AlpacaClient,
+    rest: &BrokerRef,
     since: DateTime<Utc>,
 ) -> Result<(Vec<Order>, Vec<crate::alpaca::model::TradeActivity>), crate::alpaca::BrokerError> {
     let since = since - chrono::Duration::seconds(1);
