@@ -14,6 +14,7 @@ pub mod domain;
 pub mod journal;
 pub mod latency;
 pub mod messages;
+pub mod mode;
 pub mod orders;
 pub mod risk;
 pub mod sim;

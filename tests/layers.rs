@@ -101,6 +101,8 @@ fn the_cores_import_only_the_domain_and_each_other() {
         "strategy",
         "journal/store.rs",
         "journal/audit.rs",
+        "mode.rs",
+        "connection.rs",
         "trace.rs",
         "latency.rs",
     ];

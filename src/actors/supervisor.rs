@@ -41,6 +41,7 @@ use crate::journal::{Journal, ModeTransition, RecordMode};
 pub use crate::messages::mode::{
     AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, SupervisorStatus,
 };
+use crate::mode::{ModeDecision, ModeInput, decide};
 use crate::risk::TradingMode;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -156,6 +157,17 @@ impl Supervisor {
                 let _ = tx.send(Some(reason));
             }
             None => System::current().stop_with_code(70),
+        }
+    }
+
+    /// Applies what the mode machine decides for `input`; answers whether the mode moved.
+    fn apply(&mut self, input: ModeInput, ctx: &mut Context<Self>) -> bool {
+        match decide(self.mode, &input) {
+            ModeDecision::Move { to, cause } => {
+                self.transition(to, cause, ctx);
+                true
+            }
+            ModeDecision::Stay | ModeDecision::Refuse(_) => false,
         }
     }
 
@@ -350,14 +362,11 @@ impl Supervisor {
             work.into_actor(self)
                 .map(move |end, act, ctx| match end {
                     FlattenEnd::Flat { attempts } => {
-                        if act.mode == TradingMode::Preserving
-                            && act.generation.load(Ordering::SeqCst) == mine
-                        {
-                            act.transition(
-                                TradingMode::Preserved,
-                                format!(
+                        if act.generation.load(Ordering::SeqCst) == mine {
+                            act.apply(
+                                ModeInput::Flat(format!(
                                     "flat after {attempts} attempt(s): the broker shows no position and no open order"
-                                ),
+                                )),
                                 ctx,
                             );
                         }
@@ -375,14 +384,10 @@ impl Supervisor {
         cause: String,
         _: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<TradingMode, String>> {
-        match self.mode {
-            TradingMode::Preserving => {
-                return Box::pin(fut::ready(Err(
-                    "the flatten procedure is running: wait for preserved, or halt".to_string(),
-                )));
-            }
-            TradingMode::Active => return Box::pin(fut::ready(Ok(TradingMode::Active))),
-            _ => {}
+        match decide(self.mode, &ModeInput::Resume) {
+            ModeDecision::Refuse(why) => return Box::pin(fut::ready(Err(why))),
+            ModeDecision::Stay => return Box::pin(fut::ready(Ok(self.mode))),
+            ModeDecision::Move { .. } => {}
         }
         let lift = self.settings.suspend_trade && self.mode == TradingMode::Preserved;
         let rest = self.rest.clone();
@@ -473,13 +478,8 @@ impl Handler<ThresholdCrossed> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: ThresholdCrossed, ctx: &mut Context<Self>) {
         self.crossings += 1;
-        match self.mode {
-            TradingMode::Active | TradingMode::ReduceOnly => {
-                self.transition(TradingMode::Preserving, msg.0.to_string(), ctx)
-            }
-            mode => {
-                tracing::warn!(cause = %msg.0, mode = mode_name(mode), "threshold crossed; the mode already blocks new entries")
-            }
+        if !self.apply(ModeInput::Crossed(msg.0.to_string()), ctx) {
+            tracing::warn!(cause = %msg.0, mode = mode_name(self.mode), "threshold crossed; the mode already blocks new entries");
         }
     }
 }
@@ -487,29 +487,18 @@ impl Handler<ThresholdCrossed> for Supervisor {
 impl Handler<Operator> for Supervisor {
     type Result = ResponseActFuture<Self, Result<TradingMode, String>>;
     fn handle(&mut self, msg: Operator, ctx: &mut Context<Self>) -> Self::Result {
-        let mode = self.mode;
         let done = |r: Result<TradingMode, String>| -> Self::Result { Box::pin(fut::ready(r)) };
-        match msg.0 {
-            OperatorCommand::Pause => match mode {
-                TradingMode::Active => {
-                    self.transition(TradingMode::ReduceOnly, "operator: pause".into(), ctx);
-                    done(Ok(self.mode))
-                }
-                TradingMode::ReduceOnly => done(Ok(mode)),
-                _ => done(Err(format!(
-                    "cannot pause while {}: pause only narrows active to reduce_only",
-                    mode_name(mode)
-                ))),
-            },
-            OperatorCommand::Resume => self.resume("operator: resume".into(), ctx),
-            OperatorCommand::Flatten => {
-                if mode != TradingMode::Preserving {
-                    self.transition(TradingMode::Preserving, "operator: flatten".into(), ctx);
-                }
-                done(Ok(self.mode))
-            }
-            OperatorCommand::Halt => {
-                self.transition(TradingMode::Halted, "operator: halt".into(), ctx);
+        let input = match msg.0 {
+            // Resuming may first clear `suspend_trade` at the broker.
+            OperatorCommand::Resume => return self.resume("operator: resume".into(), ctx),
+            OperatorCommand::Pause => ModeInput::Pause,
+            OperatorCommand::Flatten => ModeInput::Flatten,
+            OperatorCommand::Halt => ModeInput::Halt,
+        };
+        match decide(self.mode, &input) {
+            ModeDecision::Refuse(why) => done(Err(why)),
+            _ => {
+                self.apply(input, ctx);
                 done(Ok(self.mode))
             }
         }
