@@ -53,24 +53,6 @@ impl Config {
                 bad(path, m);
             }
         }
-        if !["iex", "sip", "delayed_sip", "test"].contains(&a.feed.as_str()) {
-            bad(
-                "alpaca.feed",
-                format!(
-                    "unknown feed {:?}: use iex (free), sip (paid), delayed_sip or test",
-                    a.feed
-                ),
-            );
-        }
-        if !["raw", "split", "dividend", "all"].contains(&a.adjustment.as_str()) {
-            bad(
-                "alpaca.adjustment",
-                format!(
-                    "unknown adjustment {:?}: use split (the default: one price scale across a split), raw, dividend or all",
-                    a.adjustment
-                ),
-            );
-        }
         if !(1..=10_000).contains(&a.requests_per_minute) {
             bad(
                 "alpaca.requests_per_minute",
@@ -133,15 +115,6 @@ impl Config {
                 format!(
                     "{} is out of range: use a number above 0 and at most 100000",
                     s.speed
-                ),
-            );
-        }
-        if !["sim", "wall"].contains(&s.clock.as_str()) {
-            bad(
-                "sim.clock",
-                format!(
-                    "unknown clock {:?}: use sim (always open, accelerated) or wall (real time)",
-                    s.clock
                 ),
             );
         }
@@ -433,12 +406,6 @@ impl Config {
             bad(
                 "stream.pong_timeout_ms",
                 "must be longer than stream.ping_interval_ms".into(),
-            );
-        }
-        if !["json", "msgpack"].contains(&self.stream.codec.as_str()) {
-            bad(
-                "stream.codec",
-                format!("unknown codec {:?}: use json or msgpack", self.stream.codec),
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -53,10 +53,10 @@ pub struct AlpacaSection {
     pub data_url: String,
     pub data_stream_url: String,
     /// `iex` (free) or `sip` (paid).
-    pub feed: String,
+    pub feed: Feed,
     /// How warm-up bars are adjusted for corporate actions: `split` (default: indicators see
     /// one price scale across a split), `raw`, `dividend` or `all`.
-    pub adjustment: String,
+    pub adjustment: Adjustment,
     pub requests_per_minute: u32,
     pub request_timeout_ms: u64,
     pub connect_timeout_ms: u64,
@@ -72,8 +72,8 @@ impl Default for AlpacaSection {
             live_trading_url: "https://api.alpaca.markets".into(),
             data_url: "https://data.alpaca.markets".into(),
             data_stream_url: "wss://stream.data.alpaca.markets".into(),
-            feed: "iex".into(),
-            adjustment: "split".into(),
+            feed: Feed::Iex,
+            adjustment: Adjustment::Split,
             requests_per_minute: 200,
             request_timeout_ms: 10_000,
             connect_timeout_ms: 5_000,
@@ -93,7 +93,7 @@ pub struct SimSection {
     /// Market seconds per wall second (60 = a minute of market in a second).
     pub speed: f64,
     /// `sim` (skips closed hours, always open) or `wall` (real time, real calendar).
-    pub clock: String,
+    pub clock: ClockChoice,
     pub symbols: Vec<String>,
     #[serde(with = "flex")]
     pub initial_cash_usd: Decimal,
@@ -107,7 +107,7 @@ impl Default for SimSection {
             listen: "127.0.0.1:0".into(),
             seed: 1,
             speed: 60.0,
-            clock: "sim".into(),
+            clock: ClockChoice::Sim,
             symbols: crate::sim::market::DEFAULT_SYMBOLS
                 .iter()
                 .map(|(s, ..)| s.to_string())
@@ -444,7 +444,7 @@ impl Default for ShutdownSection {
 #[serde(default, deny_unknown_fields)]
 pub struct StreamSection {
     /// `json` or `msgpack` for market data (trade_updates is always JSON).
-    pub codec: String,
+    pub codec: CodecChoice,
     pub ping_interval_ms: u64,
     /// No frame (not even a pong) for this long: the connection is dead.
     pub pong_timeout_ms: u64,
@@ -463,7 +463,7 @@ pub struct StreamSection {
 impl Default for StreamSection {
     fn default() -> Self {
         StreamSection {
-            codec: "json".into(),
+            codec: CodecChoice::Json,
             ping_interval_ms: 10_000,
             pong_timeout_ms: 30_000,
             stale_after_ms: 60_000,
@@ -473,4 +473,68 @@ impl Default for StreamSection {
             rest_bars_poll_ms: 60_000,
         }
     }
+}
+
+/// The market-data feed: `iex` (the free plan), `sip` (paid), `delayed_sip`, `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    #[default]
+    Iex,
+    Sip,
+    DelayedSip,
+    Test,
+}
+
+impl Feed {
+    /// As in the stream's URL (`…/v2/iex`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Iex => "iex",
+            Feed::Sip => "sip",
+            Feed::DelayedSip => "delayed_sip",
+            Feed::Test => "test",
+        }
+    }
+}
+
+/// How bars are adjusted for corporate actions: `raw`, `split`, `dividend`, `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Adjustment {
+    Raw,
+    #[default]
+    Split,
+    Dividend,
+    All,
+}
+
+impl Adjustment {
+    /// As Alpaca's `adjustment` parameter takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Adjustment::Raw => "raw",
+            Adjustment::Split => "split",
+            Adjustment::Dividend => "dividend",
+            Adjustment::All => "all",
+        }
+    }
+}
+
+/// The embedded simulator's clock: `sim` (always open, accelerated) or `wall` (real time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockChoice {
+    #[default]
+    Sim,
+    Wall,
+}
+
+/// The market-data stream's codec: `json` or `msgpack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CodecChoice {
+    #[default]
+    Json,
+    Msgpack,
 }

@@ -242,7 +242,10 @@ pub fn stream_urls(
             .trim_end_matches('/')
             .to_string()
     };
-    (trading, format!("{data_base}/v2/{}", config.alpaca.feed))
+    (
+        trading,
+        format!("{data_base}/v2/{}", config.alpaca.feed.as_str()),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +284,7 @@ pub async fn start(
                 seed: config.sim.seed,
                 symbols: config.sim.symbols.clone(),
                 speed: config.sim.speed,
-                clock: if config.sim.clock == "wall" {
+                clock: if config.sim.clock == crate::config::ClockChoice::Wall {
                     ClockMode::Wall
                 } else {
                     ClockMode::Sim
@@ -400,7 +403,7 @@ pub async fn start(
     let feed_settings = FeedSettings {
         symbols: symbols.clone(),
         intervals,
-        adjustment: config.alpaca.adjustment.clone(),
+        adjustment: config.alpaca.adjustment.as_str().to_string(),
         rest_poll: Duration::from_millis(config.stream.rest_bars_poll_ms),
         ..FeedSettings::default()
     };
@@ -422,7 +425,9 @@ pub async fn start(
     let stream_settings = |kind: StreamKind, url: String| {
         let s = &config.stream;
         StreamSettings {
-            codec: if s.codec == "msgpack" && kind == StreamKind::MarketData {
+            codec: if s.codec == crate::config::CodecChoice::Msgpack
+                && kind == StreamKind::MarketData
+            {
                 Codec::Msgpack
             } else {
                 Codec::Json
@@ -495,8 +500,8 @@ pub async fn start(
     }
 
     // A plan that does not cover SIP (409) falls back to IEX instead of failing.
-    let fallback_url = match config.alpaca.feed.as_str() {
-        "sip" | "delayed_sip" => data_stream_url
+    let fallback_url = match config.alpaca.feed {
+        crate::config::Feed::Sip | crate::config::Feed::DelayedSip => data_stream_url
             .rsplit_once('/')
             .map(|(base, _)| format!("{base}/iex")),
         _ => None,
