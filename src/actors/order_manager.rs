@@ -44,6 +44,7 @@ use crate::messages::{
 };
 use crate::orders::ClientOrderIds;
 use crate::orders::book::{Effect, OrderBook};
+use crate::orders::lifecycle::Lifecycle;
 use crate::orders::positions::{PositionCheck, ReadToken, Verdict};
 use crate::orders::reconcile::{BrokerView, Finding, Listed, reconcile};
 use crate::orders::splits::explain;
@@ -109,9 +110,8 @@ pub struct OrderManager {
     booked: HashMap<String, Decimal>,
     /// Our positions from the fills booked, and their comparison with the broker's.
     positions: PositionCheck,
-    reconciled: bool,
+    lifecycle: Lifecycle,
     reconciling: bool,
-    stream_ready: bool,
     stream_up: bool,
     polling: bool,
     risk: Option<Recipient<Propose>>,
@@ -189,9 +189,8 @@ impl OrderManager {
             epoch: 0,
             booked: HashMap::new(),
             positions: PositionCheck::default(),
-            reconciled: false,
+            lifecycle: Lifecycle::Starting,
             reconciling: false,
-            stream_ready: false,
             stream_up: false,
             polling: false,
             risk: None,
@@ -214,7 +213,7 @@ impl OrderManager {
     }
 
     fn ready(&self) -> bool {
-        self.reconciled && self.stream_ready && self.ids.is_some()
+        self.lifecycle == Lifecycle::Ready && self.ids.is_some()
     }
 
     fn view(&self) -> OrdersChanged {
@@ -479,12 +478,7 @@ impl OrderManager {
         // The flatten procedure's closes need no trade_updates stream (open orders are polled
         // over REST while it is down): capital preservation must not wait for the stream.
         let closing = matches!(approved.intent().purpose, Purpose::Flatten);
-        if !(self.ready() || closing && self.reconciled) {
-            let why = if !self.reconciled {
-                "reconciling with the broker"
-            } else {
-                "waiting for the trade_updates stream"
-            };
+        if let Err(why) = self.lifecycle.admits(closing) {
             return Err(OrderError::NotReady(why.into()));
         }
         let Some(ids) = self.ids.as_mut() else {
@@ -706,7 +700,7 @@ impl OrderManager {
     // ----- polling and lookups ------------------------------------------------------------
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling || !self.reconciled {
+        if self.polling || !self.lifecycle.reconciled() {
             return;
         }
         let epoch = self.epoch;
@@ -780,7 +774,7 @@ impl OrderManager {
         self.reconciling = true;
         self.epoch += 1;
         let epoch = self.epoch;
-        let first = !self.reconciled;
+        let first = !self.lifecycle.reconciled();
         // Reconciliation waits its turn behind orders and cancels.
         let rest = self.rest.lane(crate::alpaca::rest::Lane::Reconcile);
         let journal = self.journal.clone();
@@ -1118,7 +1112,7 @@ impl OrderManager {
         self.foreign_seen = open_foreign;
         self.fills_floor = differs.then(|| self.fills_floor.unwrap_or(since));
         self.stats.reconciliations += 1;
-        self.reconciled = true;
+        self.lifecycle = self.lifecycle.reconciled_now();
         let summary_json = serde_json::to_value(&summary).unwrap_or_default();
         if first {
             tracing::info!(run = self.stats.run, open_orders = self.book.open_count(), positions = ?self.view().positions, findings = %summary_json, "reconciled with the broker");
@@ -1573,7 +1567,7 @@ impl Actor for OrderManager {
         self.reconcile(ctx);
         ctx.run_interval(self.settings.poll_interval, |act, ctx| act.poll(ctx));
         ctx.run_interval(self.settings.reconcile_interval, |act, ctx| {
-            if act.reconciled {
+            if act.lifecycle.reconciled() {
                 act.reconcile(ctx);
             }
         });
@@ -1585,7 +1579,7 @@ impl actix::Supervised for OrderManager {
     /// and the book is reconciled with the broker again before the next order (the run id
     /// and the sequence go on, so no client order id is used twice).
     fn restarting(&mut self, _: &mut Context<Self>) {
-        self.reconciled = false;
+        self.lifecycle = self.lifecycle.restarted();
         self.reconciling = false;
         self.polling = false;
         self.in_flight.clear();
@@ -1628,14 +1622,14 @@ impl Handler<OrderStreamReady> for OrderManager {
         for o in &msg.orders {
             self.on_broker_order(o, ctx);
         }
-        let first = !self.stream_ready;
-        self.stream_ready = true;
+        let first = !self.lifecycle.stream_ready();
+        self.lifecycle = self.lifecycle.stream_ready_now();
         self.stream_up = true;
         if first {
             tracing::info!("trade_updates stream ready");
         }
         // After a gap, fills of orders we do not track are found by reconciliation.
-        if msg.gap_from.is_some() && self.reconciled {
+        if msg.gap_from.is_some() && self.lifecycle.reconciled() {
             self.reconcile(ctx);
         }
         self.publish();
@@ -1734,7 +1728,7 @@ impl Handler<GetOrderStats> for OrderManager {
     fn handle(&mut self, _: GetOrderStats, _: &mut Context<Self>) -> Self::Result {
         let mut s = self.stats.clone();
         s.ready = self.ready();
-        s.reconciled = self.reconciled;
+        s.reconciled = self.lifecycle.reconciled();
         s.stream_up = self.stream_up;
         s.open_orders = self.book.open_count();
         s.tracked_entries = self.tracked_entries() + self.book.len();
