@@ -9,10 +9,10 @@ use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rust_decimal::Decimal;
 use std::hint::black_box;
+use traderd::actors::market_data::{BarBook, Interval};
 use traderd::alpaca::stream::{
     Code, Codec, DataMessage, StreamQuote, StreamTrade, decode_data_frame,
 };
-use traderd::market_data::{BarBook, Interval};
 
 const BATCH: usize = 400;
 const SYMBOLS: [&str; 8] = [

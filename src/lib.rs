@@ -23,5 +23,3 @@ pub mod systemd;
 pub mod telemetry;
 pub mod tools;
 pub mod trace;
-
-pub use actors::{market_data, stream_client};

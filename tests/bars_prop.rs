@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use traderd::market_data::{BarBook, Interval};
+use traderd::actors::market_data::{BarBook, Interval};
 
 #[derive(Debug, Clone)]
 struct T {

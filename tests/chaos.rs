@@ -600,7 +600,7 @@ async fn a_plan_without_sip_falls_back_to_iex_instead_of_failing() {
         .unwrap();
     let stream = wait_for("market data streaming", WAIT, || async {
         let s = d.market_stream.send(GetStreamStatus).await.unwrap();
-        (s.state == traderd::stream_client::ConnectionState::Streaming).then_some(s)
+        (s.state == traderd::actors::stream_client::ConnectionState::Streaming).then_some(s)
     })
     .await;
     assert_eq!(stream.feed.as_deref(), Some("iex"));

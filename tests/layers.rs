@@ -66,8 +66,6 @@ const ABOVE_THE_CORES: &[&str] = &[
     "crate::config",
     "crate::systemd",
     "crate::cli",
-    "crate::stream_client",
-    "crate::market_data",
     "actix",
 ];
 
@@ -121,8 +119,6 @@ fn the_simulator_stands_beside_the_daemon() {
             "crate::tools",
             "crate::telemetry",
             "crate::messages",
-            "crate::stream_client",
-            "crate::market_data",
         ],
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
@@ -139,8 +135,6 @@ fn the_messages_are_a_contract_no_actor_defines() {
             "crate::sim",
             "crate::tools",
             "crate::telemetry",
-            "crate::stream_client",
-            "crate::market_data",
         ],
     );
     assert!(found.is_empty(), "{}", found.join("\n"));

@@ -10,12 +10,12 @@ use actix::Actor;
 use common::actors::*;
 use common::*;
 use std::time::Duration;
-use traderd::alpaca::rest::BarsQuery;
-use traderd::market_data::{
+use traderd::actors::market_data::{
     AddBarSubscriber, FeedSettings, GetBars, GetFeedStats, Interval, MarketDataFeed,
 };
+use traderd::actors::stream_client::{Sinks, StreamClient};
+use traderd::alpaca::rest::BarsQuery;
 use traderd::messages::*;
-use traderd::stream_client::{Sinks, StreamClient};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -12,10 +12,10 @@ use common::*;
 use rust_decimal_macros::dec;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use traderd::actors::stream_client::{ConnectionState, Sinks, StreamClient, Subscriptions};
 use traderd::alpaca::model::{OrderRequest, OrderSide};
 use traderd::alpaca::stream::{ChannelLists, Codec, DataMessage};
 use traderd::messages::*;
-use traderd::stream_client::{ConnectionState, Sinks, StreamClient, Subscriptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -21,6 +21,7 @@
 //! crossing. Handles: [`HealthReport`], [`StreamEvent`], [`AccountUpdated`], [`Rearm`],
 //! [`GetHealth`], [`WatchStream`].
 
+use crate::actors::stream_client::ConnectionState;
 use crate::broker::BrokerRef;
 use crate::config::HealthSection;
 pub use crate::messages::health::{
@@ -30,7 +31,6 @@ pub use crate::messages::health::{
 use crate::messages::{
     AccountUpdated, GetStreamStatus, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
 };
-use crate::stream_client::ConnectionState;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, VecDeque};
@@ -248,7 +248,11 @@ impl ConnectionHealthMonitor {
 
     /// Market-data silence from a status read: the last message, the market opening, or the
     /// monitor's start, whichever is latest, counts as "heard from".
-    fn on_stream_status(&mut self, kind: StreamKind, status: crate::stream_client::StreamStatus) {
+    fn on_stream_status(
+        &mut self,
+        kind: StreamKind,
+        status: crate::actors::stream_client::StreamStatus,
+    ) {
         let open_since = self.open_since;
         let w = self.streams.entry(kind).or_default();
         w.state = Some(status.state);

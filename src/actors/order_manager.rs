@@ -21,6 +21,7 @@
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
 use crate::actors::health::{HealthEvent, Reporter};
+use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::BrokerError;
 use crate::alpaca::model::{
     Activity, AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType,
@@ -49,7 +50,6 @@ use crate::orders::positions::{PositionCheck, ReadToken, Verdict};
 use crate::orders::reconcile::{BrokerView, Finding, Listed, reconcile};
 use crate::orders::splits::explain;
 use crate::risk::{Approved, Intent, Purpose};
-use crate::stream_client::ConnectionState;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;

@@ -19,13 +19,13 @@ use crate::actors::order_manager::{
     AddOrderEventListener, GetOrderStats, OrderEvent, OrderManager,
 };
 use crate::actors::risk_manager::SetLimits;
+use crate::actors::stream_client::StreamClient;
 use crate::actors::supervisor::{
     AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, Supervisor,
     mode_name,
 };
 use crate::alpaca::stream::ChannelLists;
 use crate::messages::{ChangeSubscriptions, GetStreamStatus};
-use crate::stream_client::StreamClient;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -41,6 +41,7 @@ use crate::actors::order_manager::{
 use crate::actors::order_manager::{CancelAll, Flatten};
 use crate::actors::risk_manager::{RiskManager, SetMode};
 use crate::actors::strategy_runner::StrategyRunner;
+use crate::actors::stream_client::{Backoff, Sinks, StreamClient, StreamSettings, Subscriptions};
 use crate::actors::supervisor::{Supervisor, SupervisorSettings};
 use crate::alpaca::stream::Codec;
 use crate::alpaca::{AlpacaClient, Credentials, Secret};
@@ -51,7 +52,6 @@ use crate::messages::StreamKind;
 use crate::risk::TradingMode;
 use crate::sim::{self, SimHandle, SimSettings, clock::ClockMode, engine::AccountSettings};
 use crate::strategy::TradeInterest;
-use crate::stream_client::{Backoff, Sinks, StreamClient, StreamSettings, Subscriptions};
 use actix::prelude::*;
 use std::path::Path;
 use std::time::Duration;
@@ -158,7 +158,7 @@ impl Daemon {
             }
         }
         for a in [&self.market_stream, &self.trade_stream] {
-            a.do_send(crate::stream_client::StopStream);
+            a.do_send(crate::actors::stream_client::StopStream);
         }
         // Let the streams close their sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,10 +3,10 @@
 use actix::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use traderd::actors::stream_client::{Backoff, Sinks, StreamClient, StreamSettings, Subscriptions};
 use traderd::alpaca::stream::DataMessage;
 use traderd::alpaca::{Credentials, Secret};
 use traderd::messages::*;
-use traderd::stream_client::{Backoff, Sinks, StreamClient, StreamSettings, Subscriptions};
 
 #[derive(Default)]
 pub struct Seen {
@@ -39,7 +39,7 @@ impl Seen {
                 matches!(
                     &e.kind,
                     StreamEventKind::StateChanged {
-                        to: traderd::stream_client::ConnectionState::Streaming,
+                        to: traderd::actors::stream_client::ConnectionState::Streaming,
                         ..
                     }
                 )
