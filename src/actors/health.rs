@@ -21,9 +21,9 @@
 //! crossing. Handles: [`HealthReport`], [`StreamEvent`], [`AccountUpdated`], [`Rearm`],
 //! [`GetHealth`], [`WatchStream`].
 
-use crate::actors::stream_client::ConnectionState;
 use crate::broker::BrokerRef;
 use crate::config::HealthSection;
+use crate::domain::ConnectionState;
 pub use crate::messages::health::{
     AddHealthListener, Cause, GetHealth, HealthChanged, HealthEvent, HealthReport, HealthStatus,
     PingStats, Rearm, Reporter, SourceCounts, StreamHealth, ThresholdCrossed, WatchStream,
@@ -248,11 +248,7 @@ impl ConnectionHealthMonitor {
 
     /// Market-data silence from a status read: the last message, the market opening, or the
     /// monitor's start, whichever is latest, counts as "heard from".
-    fn on_stream_status(
-        &mut self,
-        kind: StreamKind,
-        status: crate::actors::stream_client::StreamStatus,
-    ) {
+    fn on_stream_status(&mut self, kind: StreamKind, status: crate::connection::StreamStatus) {
         let open_since = self.open_since;
         let w = self.streams.entry(kind).or_default();
         w.state = Some(status.state);

@@ -20,8 +20,6 @@
 //! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
-use crate::actors::health::{HealthEvent, Reporter};
-use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::BrokerError;
 use crate::alpaca::model::{
     Activity, AssetClass, Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType,
@@ -29,11 +27,13 @@ use crate::alpaca::model::{
 };
 use crate::alpaca::rest::{CloseAmount, ListActivities, ListOrders};
 use crate::broker::BrokerRef;
+use crate::domain::ConnectionState;
 use crate::journal::{
     self, FillRecord, Journal, JournalError, LastFillAt, LoadFillsSince, LoadIntentsSince,
     LoadPositions, NextCounter, OrderIntent, OrderState, RecordEvent, RecordFill, RecordIntent,
     RecordOrderState, StoredIntent,
 };
+use crate::messages::health::{HealthEvent, Reporter};
 pub use crate::messages::orders::{
     AddOrderEventListener, AddOrdersListener, CancelAll, Connect, Flatten, FlattenReport,
     GetOrderStats, OrderEvent, OrderStats,

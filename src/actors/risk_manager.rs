@@ -11,7 +11,7 @@
 //! Handles: [`Propose`], [`OrdersChanged`], [`AccountUpdated`], [`SetMode`], [`SetLimits`],
 //! [`GetRiskStats`]. Every refusal is logged with its reason code and counted per code.
 
-use crate::actors::market_data::GetLatest;
+use crate::messages::market::GetLatest;
 use crate::messages::orders::{Propose, ProposeError, SubmitApproved};
 pub use crate::messages::risk::{GetRiskStats, RiskStats, SetLimits, SetMode};
 use crate::messages::{AccountUpdated, OrdersChanged};

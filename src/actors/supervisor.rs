@@ -30,17 +30,18 @@
 //! Handles: [`crate::actors::health::ThresholdCrossed`], [`Operator`], [`GetSupervisorStatus`],
 //! [`AddModeListener`].
 
-use crate::actors::health::{Rearm, ThresholdCrossed};
-use crate::actors::order_manager::{Flatten, OrderManager};
-use crate::actors::risk_manager::SetMode;
+use crate::actors::order_manager::OrderManager;
 use crate::alpaca::model::AccountConfigurationsPatch;
 use crate::alpaca::rest::{CloseAmount, ListOrders};
 use crate::broker::BrokerRef;
 use crate::config::PreservationSection;
 use crate::journal::{Journal, ModeTransition, RecordMode};
+use crate::messages::health::{Rearm, ThresholdCrossed};
 pub use crate::messages::mode::{
     AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, SupervisorStatus,
 };
+use crate::messages::orders::Flatten;
+use crate::messages::risk::SetMode;
 use crate::mode::{ModeDecision, ModeInput, decide};
 use crate::risk::TradingMode;
 use actix::prelude::*;

@@ -19,11 +19,11 @@ pub use crate::aggregation::{BarBook, Closed};
 use crate::alpaca::model::BarsPage;
 pub use crate::domain::{Interval, OhlcBar};
 
-use crate::actors::stream_client::ConnectionState;
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
 use crate::alpaca::stream::{DataMessage, StreamTrade};
 use crate::broker::BrokerRef;
+use crate::domain::ConnectionState;
 pub use crate::messages::market::{
     AddBarSubscriber, AddSplitListener, AddSymbols, AddTradeSubscriber, FeedStats, GetBars,
     GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,

@@ -25,8 +25,8 @@ pub use crate::connection::{
 };
 pub use session::{Sinks, StreamSettings};
 
-use crate::actors::health::{HealthEvent, Reporter};
 use crate::broker::BrokerRef;
+use crate::messages::health::{HealthEvent, Reporter};
 pub use crate::messages::stream::{RestartStream, StopStream};
 use crate::messages::{
     AddStreamListener, ChangeSubscriptions, GetStreamStatus, StreamEvent, StreamEventKind,
