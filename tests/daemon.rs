@@ -200,7 +200,7 @@ async fn a_risk_refusal_never_reaches_the_simulator() {
 async fn trailing_stops_guard_entries_and_flatten_leaves_the_broker_flat() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config("");
-    cfg.strategy.protection = "trailing_stop".into();
+    cfg.strategy.protection = traderd::config::ProtectionChoice::TrailingStop;
     let daemon = traderd::daemon::start(&cfg, dir.path(), |_| None)
         .await
         .unwrap();

@@ -157,25 +157,7 @@ impl Config {
                 ),
             );
         }
-        if st.sizing_rule().is_none() {
-            bad(
-                "strategy.sizing",
-                format!(
-                    "unknown sizing {:?}: use fixed_notional, percent_of_equity or risk_per_trade",
-                    st.sizing
-                ),
-            );
-        }
-        if st.protection_rule().is_none() {
-            bad(
-                "strategy.protection",
-                format!(
-                    "unknown protection {:?}: use bracket, trailing_stop or none",
-                    st.protection
-                ),
-            );
-        }
-        if st.sizing == "risk_per_trade" && st.protection == "none" {
+        if st.sizing == SizingChoice::RiskPerTrade && st.protection == ProtectionChoice::None {
             bad(
                 "strategy.sizing",
                 "risk_per_trade sizes from the stop distance: choose protection bracket or trailing_stop".into(),

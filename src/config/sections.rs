@@ -169,13 +169,13 @@ pub struct StrategySection {
     pub interval: Interval,
     /// `fixed_notional` (sizing_usd per entry), `percent_of_equity` (sizing_pct of equity) or
     /// `risk_per_trade` (lose at most sizing_pct of equity at the stop).
-    pub sizing: String,
+    pub sizing: SizingChoice,
     #[serde(with = "flex")]
     pub sizing_usd: Decimal,
     #[serde(with = "flex")]
     pub sizing_pct: Decimal,
     /// `bracket` (take-profit and stop-loss legs), `trailing_stop` or `none`.
-    pub protection: String,
+    pub protection: ProtectionChoice,
     #[serde(with = "flex")]
     pub take_profit_pct: Decimal,
     #[serde(with = "flex")]
@@ -192,10 +192,10 @@ impl Default for StrategySection {
         StrategySection {
             name: "momentum".into(),
             interval: Interval::M1,
-            sizing: "fixed_notional".into(),
+            sizing: SizingChoice::FixedNotional,
             sizing_usd: Decimal::from(5_000),
             sizing_pct: Decimal::from(2),
-            protection: "bracket".into(),
+            protection: ProtectionChoice::Bracket,
             take_profit_pct: Decimal::from(2),
             stop_loss_pct: Decimal::ONE,
             trail_pct: Decimal::ONE,
@@ -208,34 +208,32 @@ impl Default for StrategySection {
 
 impl StrategySection {
     /// The sizing rule; `None` for an unknown name (reported by [`Config::check`]).
-    pub fn sizing_rule(&self) -> Option<Sizing> {
-        Some(match self.sizing.as_str() {
-            "fixed_notional" => Sizing::FixedNotional {
+    pub fn sizing_rule(&self) -> Sizing {
+        match self.sizing {
+            SizingChoice::FixedNotional => Sizing::FixedNotional {
                 usd: self.sizing_usd,
             },
-            "percent_of_equity" => Sizing::PercentOfEquity {
+            SizingChoice::PercentOfEquity => Sizing::PercentOfEquity {
                 pct: self.sizing_pct,
             },
-            "risk_per_trade" => Sizing::RiskPerTrade {
+            SizingChoice::RiskPerTrade => Sizing::RiskPerTrade {
                 pct: self.sizing_pct,
             },
-            _ => return None,
-        })
+        }
     }
 
-    /// The protection rule; `None` for an unknown name.
-    pub fn protection_rule(&self) -> Option<Protection> {
-        Some(match self.protection.as_str() {
-            "bracket" => Protection::Bracket {
+    /// The protection rule.
+    pub fn protection_rule(&self) -> Protection {
+        match self.protection {
+            ProtectionChoice::Bracket => Protection::Bracket {
                 take_profit_pct: self.take_profit_pct,
                 stop_loss_pct: self.stop_loss_pct,
             },
-            "trailing_stop" => Protection::TrailingStop {
+            ProtectionChoice::TrailingStop => Protection::TrailingStop {
                 trail_pct: self.trail_pct,
             },
-            "none" => Protection::None,
-            _ => return None,
-        })
+            ProtectionChoice::None => Protection::None,
+        }
     }
 
     /// The configured strategy, or `None` for an unknown name.
@@ -537,4 +535,26 @@ pub enum CodecChoice {
     #[default]
     Json,
     Msgpack,
+}
+
+/// How an entry is sized: `fixed_notional` (sizing_usd per entry), `percent_of_equity`
+/// (sizing_pct of equity) or `risk_per_trade` (lose at most sizing_pct of equity at the stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SizingChoice {
+    #[default]
+    FixedNotional,
+    PercentOfEquity,
+    RiskPerTrade,
+}
+
+/// The protection attached to entries: `bracket` (take-profit and stop-loss legs),
+/// `trailing_stop` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionChoice {
+    #[default]
+    Bracket,
+    TrailingStop,
+    None,
 }

@@ -387,15 +387,8 @@ pub async fn start(
     let strategy = config.strategy.build().ok_or_else(|| {
         StartError::Config(format!("unknown strategy {:?}", config.strategy.name))
     })?;
-    let sizing = config.strategy.sizing_rule().ok_or_else(|| {
-        StartError::Config(format!("unknown sizing {:?}", config.strategy.sizing))
-    })?;
-    let protection = config.strategy.protection_rule().ok_or_else(|| {
-        StartError::Config(format!(
-            "unknown protection {:?}",
-            config.strategy.protection
-        ))
-    })?;
+    let sizing = config.strategy.sizing_rule();
+    let protection = config.strategy.protection_rule();
     let mut intervals = vec![Interval::M1];
     if strategy.interval() != Interval::M1 {
         intervals.push(strategy.interval());
