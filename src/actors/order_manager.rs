@@ -1305,7 +1305,7 @@ impl OrderManager {
                         .await
                         .map_err(|e| e.to_string())?;
                     // An order the daemon cannot model is open all the same (cancel-all cancels it).
-                    let open = listed.items.len() + listed.foreign.iter().filter(|f| f.is_open_order()).count();
+                    let open = listed.open_count();
                     if open == 0 {
                         break;
                     }
@@ -1436,9 +1436,7 @@ async fn gather(
     } else {
         None
     };
-    let mut view = BrokerView {
-        ..BrokerView::default()
-    };
+    let mut view = BrokerView::default();
     let open = rest
         .list_orders(&ListOrders {
             status: Some("open"),

@@ -432,9 +432,11 @@ impl Supervisor {
 /// (positions not zero, open orders) at the broker, entries the daemon cannot model included:
 /// the account is flat only when nothing at all is held or open.
 pub async fn broker_exposure(rest: &BrokerRef) -> Result<(usize, usize), String> {
-    let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
-    let held = positions.items.iter().filter(|p| !p.qty.is_zero()).count()
-        + positions.foreign.iter().filter(|f| f.is_held()).count();
+    let held = rest
+        .list_positions()
+        .await
+        .map_err(|e| e.to_string())?
+        .held_count();
     let orders = rest
         .list_orders(&ListOrders {
             status: Some("open"),
@@ -443,7 +445,7 @@ pub async fn broker_exposure(rest: &BrokerRef) -> Result<(usize, usize), String>
         })
         .await
         .map_err(|e| e.to_string())?;
-    let open = orders.items.len() + orders.foreign.iter().filter(|f| f.is_open_order()).count();
+    let open = orders.open_count();
     Ok((held, open))
 }
 

@@ -893,7 +893,7 @@ impl AlpacaClient {
         start: NaiveDate,
         end: NaiveDate,
     ) -> Result<Vec<Split>, BrokerError> {
-        let mut query = vec![
+        let query = vec![
             ("symbols", symbols.join(",")),
             ("types", "forward_split,reverse_split".to_string()),
             ("start", start.to_string()),
@@ -901,19 +901,15 @@ impl AlpacaClient {
             ("limit", "1000".to_string()),
         ];
         let mut out = Vec::new();
-        for _ in 0..100 {
-            let page: CorporateActionsPage = self
-                .get(Api::Data, "/v1/corporate-actions", Some(&query))
-                .await?;
-            out.extend(page.corporate_actions.splits().cloned());
-            match page.next_page_token {
-                Some(token) if !token.is_empty() => {
-                    query.retain(|(k, _)| *k != "page_token");
-                    query.push(("page_token", token));
-                }
-                _ => break,
-            }
-        }
+        self.data_pages(
+            "/v1/corporate-actions",
+            query,
+            |page: CorporateActionsPage| {
+                out.extend(page.corporate_actions.splits().cloned());
+                page.next_page_token
+            },
+        )
+        .await?;
         Ok(out)
     }
 
@@ -925,11 +921,9 @@ impl AlpacaClient {
         end: DateTime<Utc>,
     ) -> Result<TradesPage, BrokerError> {
         let mut all = TradesPage::default();
-        self.ticks_pages(
+        self.data_pages(
             "/v2/stocks/trades",
-            symbols,
-            start,
-            end,
+            ticks_query(symbols, start, end),
             |page: TradesPage| {
                 for (symbol, trades) in page.trades {
                     all.trades.entry(symbol).or_default().extend(trades);
@@ -949,11 +943,9 @@ impl AlpacaClient {
         end: DateTime<Utc>,
     ) -> Result<QuotesPage, BrokerError> {
         let mut all = QuotesPage::default();
-        self.ticks_pages(
+        self.data_pages(
             "/v2/stocks/quotes",
-            symbols,
-            start,
-            end,
+            ticks_query(symbols, start, end),
             |page: QuotesPage| {
                 for (symbol, quotes) in page.quotes {
                     all.quotes.entry(symbol).or_default().extend(quotes);
@@ -965,23 +957,15 @@ impl AlpacaClient {
         Ok(all)
     }
 
-    /// Follows `next_page_token` through a ticks endpoint; `each` takes a page and answers its
-    /// token. At most 1,000 pages (10 million ticks): a broker that never ends a listing
-    /// cannot keep the client in it.
-    async fn ticks_pages<P: DeserializeOwned>(
+    /// Follows `next_page_token` through a market-data listing; `each` takes a page and answers
+    /// its token. At most 1,000 pages: a broker that never ends a listing cannot keep the
+    /// client in it.
+    async fn data_pages<P: DeserializeOwned>(
         &self,
         path: &str,
-        symbols: &[&str],
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
+        mut query: Vec<(&str, String)>,
         mut each: impl FnMut(P) -> Option<String>,
     ) -> Result<(), BrokerError> {
-        let mut query = vec![
-            ("symbols", symbols.join(",")),
-            ("start", start.to_rfc3339()),
-            ("end", end.to_rfc3339()),
-            ("limit", "10000".to_string()),
-        ];
         for _ in 0..1000 {
             let page: P = self.get(Api::Data, path, Some(&query)).await?;
             match each(page) {
@@ -1088,6 +1072,20 @@ fn api_error(endpoint: &str, status: StatusCode, body: &[u8]) -> BrokerError {
         message,
         body: parsed.map(Box::new),
     }
+}
+
+/// The query of a ticks listing: symbols, window, the largest page.
+fn ticks_query(
+    symbols: &[&str],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("symbols", symbols.join(",")),
+        ("start", start.to_rfc3339()),
+        ("end", end.to_rfc3339()),
+        ("limit", "10000".to_string()),
+    ]
 }
 
 fn decode<T: DeserializeOwned>(endpoint: &str, resp: &Response) -> Result<T, BrokerError> {

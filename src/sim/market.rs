@@ -405,17 +405,22 @@ impl Market {
         }
         bars.into_iter()
             .map(|mut b| {
-                let ratio: Decimal = s
+                // Checked: many extreme splits could take the product out of range; such a
+                // bar stays as it was rather than the simulator panicking.
+                let ratio = s
                     .splits
                     .iter()
                     .filter(|(at, _)| b.t < *at)
-                    .map(|(_, r)| *r)
-                    .product();
-                if ratio != Decimal::ONE {
-                    let px = |p: Decimal| (p / ratio).round_dp(4);
-                    (b.o, b.h, b.l, b.c) = (px(b.o), px(b.h), px(b.l), px(b.c));
-                    b.vw = b.vw.map(px);
-                    b.v *= ratio;
+                    .try_fold(Decimal::ONE, |acc, (_, r)| acc.checked_mul(*r));
+                let Some(ratio) = ratio.filter(|r| *r != Decimal::ONE) else {
+                    return b;
+                };
+                let px = |p: Decimal| p.checked_div(ratio).map(|q| q.round_dp(4));
+                if let (Some(o), Some(h), Some(l), Some(c), Some(v)) =
+                    (px(b.o), px(b.h), px(b.l), px(b.c), b.v.checked_mul(ratio))
+                {
+                    (b.o, b.h, b.l, b.c, b.v) = (o, h, l, c, v);
+                    b.vw = b.vw.and_then(px);
                 }
                 b
             })

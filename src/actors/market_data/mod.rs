@@ -423,9 +423,7 @@ impl MarketDataFeed {
             act.go_live(ctx);
         }));
     }
-}
 
-impl MarketDataFeed {
     /// Every `rest_poll`: when the market-data stream is down, or has sent nothing for a
     /// whole poll interval, closed minute bars since the last one known come from REST, into
     /// the book and on to the strategy as live bars marked degraded. (When the market is
@@ -480,12 +478,7 @@ impl MarketDataFeed {
             }
         }));
     }
-}
 
-impl MarketDataFeed {
-    /// Books REST minute bars that pass `keep` and hands on what they close: historical for
-    /// a backfill (`arrived: None`), live but degraded for the polls that stand in for a
-    /// stream that is down. Answers the minutes booked.
     /// The oldest of the symbols' last closed minutes: where a REST read of minutes starts.
     fn earliest_last_minute(&self) -> Option<DateTime<Utc>> {
         self.settings
@@ -495,6 +488,9 @@ impl MarketDataFeed {
             .min()
     }
 
+    /// Books REST minute bars that pass `keep` and hands on what they close: historical for
+    /// a backfill (`arrived: None`), live but degraded for the polls that stand in for a
+    /// stream that is down. Answers the minutes booked.
     fn book_minutes(
         &mut self,
         page: BarsPage,

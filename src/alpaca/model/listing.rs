@@ -63,6 +63,22 @@ impl<T: DeserializeOwned> Listing<T> {
     }
 }
 
+impl Listing<crate::alpaca::model::Order> {
+    /// Orders open at the broker, those the daemon cannot model included (in a listing of
+    /// open orders every understood one counts).
+    pub fn open_count(&self) -> usize {
+        self.items.len() + self.foreign.iter().filter(|f| f.is_open_order()).count()
+    }
+}
+
+impl Listing<crate::alpaca::model::Position> {
+    /// Positions not zero, those the daemon cannot model included.
+    pub fn held_count(&self) -> usize {
+        self.items.iter().filter(|p| !p.qty.is_zero()).count()
+            + self.foreign.iter().filter(|f| f.is_held()).count()
+    }
+}
+
 impl<T> Listing<T> {
     pub fn len(&self) -> usize {
         self.items.len() + self.foreign.len()

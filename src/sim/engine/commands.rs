@@ -773,8 +773,12 @@ impl Engine {
         let ratio = (old_rate > Decimal::ZERO && new_rate > Decimal::ZERO)
             .then(|| new_rate.checked_div(old_rate))
             .flatten()
-            .filter(|r| !r.is_zero())
-            .ok_or_else(|| SimError::validation("old_rate and new_rate must be positive"))?;
+            .filter(|r| (Decimal::new(1, 4)..=Decimal::from(10_000)).contains(r))
+            .ok_or_else(|| {
+                SimError::validation(
+                    "old_rate and new_rate must be positive, at most 10,000 to 1 either way",
+                )
+            })?;
         let open: Vec<Uuid> = self
             .orders
             .iter()
