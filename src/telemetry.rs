@@ -259,10 +259,31 @@ impl Visit for Fields {
     }
 }
 
-/// The actor a log line comes from: `traderd::actors::order_manager` → `order_manager`.
+/// The synchronous cores and the actor shell that runs each: a core's log line is its
+/// actor's (the order side's decisions log from `orders::desk`, run by the order manager).
+const CORES: &[(&str, &str)] = &[
+    ("traderd::orders", "order_manager"),
+    ("traderd::risk", "risk_manager"),
+    ("traderd::strategy", "strategy_runner"),
+    ("traderd::mode", "supervisor"),
+    ("traderd::connection", "stream_client"),
+    ("traderd::aggregation", "market_data"),
+];
+
+/// The actor a log line comes from: `traderd::actors::order_manager` → `order_manager`, and
+/// `traderd::orders::desk` (a core the order manager runs) → `order_manager`.
 pub fn actor_of(target: &str) -> Option<&str> {
-    let rest = target.strip_prefix("traderd::actors::")?;
-    rest.split("::").next()
+    if let Some(rest) = target.strip_prefix("traderd::actors::") {
+        return rest.split("::").next();
+    }
+    CORES
+        .iter()
+        .find(|(core, _)| {
+            target
+                .strip_prefix(core)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+        .map(|(_, actor)| *actor)
 }
 
 impl<S: Subscriber> Layer<S> for JournalLayer {
@@ -316,5 +337,9 @@ mod tests {
             Some("stream_client")
         );
         assert_eq!(actor_of("traderd::daemon"), None);
+        // A core's lines are its actor's.
+        assert_eq!(actor_of("traderd::orders::desk"), Some("order_manager"));
+        assert_eq!(actor_of("traderd::mode"), Some("supervisor"));
+        assert_eq!(actor_of("traderd::modern"), None);
     }
 }

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, VecDeque};
 use traderd::alpaca::model::*;
 use traderd::journal::OrderIntent;
-use traderd::orders::book::{Effect, OrderBook};
+use traderd::orders::book::{Change, OrderBook};
 use traderd::orders::positions::{PositionCheck, ReadToken, Verdict};
 use uuid::Uuid;
 
@@ -146,7 +146,7 @@ impl World {
 
     fn fold(&mut self, order: &Order) {
         for e in self.book.on_order(order) {
-            if let Effect::Fill(f) = e {
+            if let Change::Fill(f) = e {
                 self.check.book(&f.symbol, f.side.sign() * f.qty);
             }
         }

@@ -30,7 +30,6 @@
 //! Handles: [`crate::actors::health::ThresholdCrossed`], [`Operator`], [`GetSupervisorStatus`],
 //! [`AddModeListener`].
 
-use crate::actors::order_manager::OrderManager;
 use crate::alpaca::model::AccountConfigurationsPatch;
 use crate::alpaca::rest::{CloseAmount, ListOrders};
 use crate::broker::BrokerRef;
@@ -100,7 +99,8 @@ pub struct Supervisor {
     cause: String,
     journal: Addr<Journal>,
     risk: Recipient<SetMode>,
-    orders: Addr<OrderManager>,
+    /// The order side's flatten procedure.
+    orders: Recipient<Flatten>,
     rest: BrokerRef,
     health: Option<Recipient<Rearm>>,
     listeners: Vec<Recipient<ModeChanged>>,
@@ -123,7 +123,7 @@ impl Supervisor {
         cause: &str,
         journal: Addr<Journal>,
         risk: Recipient<SetMode>,
-        orders: Addr<OrderManager>,
+        orders: Recipient<Flatten>,
         rest: BrokerRef,
         health: Option<Recipient<Rearm>>,
         fatal: Option<tokio::sync::watch::Sender<Option<String>>>,

@@ -41,7 +41,7 @@ impl Handler<Incoming> for ControlServer {
         tracing::info!(cmd, uid = ?msg.uid, "control command");
         let h = self.handles.clone();
         let operator = |c: OperatorCommand| {
-            let supervisor = h.supervisor.clone();
+            let supervisor = h.operator.clone();
             let id = id.clone();
             Box::pin(async move {
                 match supervisor.send(Operator(c)).await {
@@ -79,7 +79,7 @@ impl Handler<Incoming> for ControlServer {
             "positions" | "orders" => {
                 let positions = cmd == "positions";
                 Box::pin(async move {
-                    match h.orders.send(GetOrderStats).await {
+                    match h.order_stats.send(GetOrderStats).await {
                         Ok(s) if positions => Response::ok(id, to_value(&s.positions)),
                         Ok(s) => Response::ok(id, to_value(s)),
                         Err(e) => Response::err(id, "unavailable", e.to_string()),
@@ -184,7 +184,7 @@ impl ControlServer {
             // A symbol with a position stays: its exits need its bars.
             if !removed.is_empty() {
                 let stats = h
-                    .orders
+                    .order_stats
                     .send(GetOrderStats)
                     .await
                     .map_err(|e| ("unavailable", e.to_string()))?;
@@ -205,7 +205,7 @@ impl ControlServer {
             let mut report = serde_json::Map::new();
             if let Some(new) = &new_config {
                 if new.risk != current.risk {
-                    h.risk.do_send(SetLimits(new.risk.limits()));
+                    h.risk_limits.do_send(SetLimits(new.risk.limits()));
                     report.insert("risk_limits".into(), "applied".into());
                 } else {
                     report.insert("risk_limits".into(), "unchanged".into());
@@ -228,7 +228,7 @@ impl ControlServer {
             let mut warm_bars = 0;
             if !added.is_empty() {
                 warm_bars = h
-                    .feed
+                    .add_symbols
                     .send(AddSymbols(added.clone()))
                     .await
                     .map_err(|e| ("unavailable", e.to_string()))?
@@ -246,13 +246,13 @@ impl ControlServer {
                     statuses: s.clone(),
                     ..Default::default()
                 };
-                h.market_stream.do_send(ChangeSubscriptions {
+                h.subscriptions.do_send(ChangeSubscriptions {
                     add: lists(&added),
                     remove: lists(&removed),
                 });
             }
             if !removed.is_empty() {
-                h.feed.do_send(RemoveSymbols(removed.clone()));
+                h.remove_symbols.do_send(RemoveSymbols(removed.clone()));
             }
             report.insert("added".into(), to_value(&added));
             report.insert("removed".into(), to_value(&removed));
@@ -280,8 +280,8 @@ impl ControlServer {
 pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
     let (market, feed, orders) = tokio::join!(
         h.market_stream.send(GetStreamStatus),
-        h.feed.send(GetFeedStats),
-        h.orders.send(GetOrderStats),
+        h.feed_stats.send(GetFeedStats),
+        h.order_stats.send(GetOrderStats),
     );
     let (Ok(market), Ok(feed), Ok(orders)) = (market, feed, orders) else {
         return Response::err(id, "unavailable", "an actor did not answer");
@@ -300,12 +300,12 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
 
 pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
     let (sup, orders, account, market, trade, feed, health) = tokio::join!(
-        h.supervisor.send(GetSupervisorStatus),
-        h.orders.send(GetOrderStats),
+        h.supervisor_status.send(GetSupervisorStatus),
+        h.order_stats.send(GetOrderStats),
         h.account.send(GetAccount),
         h.market_stream.send(GetStreamStatus),
         h.trade_stream.send(GetStreamStatus),
-        h.feed.send(GetFeedStats),
+        h.feed_stats.send(GetFeedStats),
         h.health.send(GetHealth),
     );
     let (Ok(sup), Ok(orders), Ok(account), Ok(market), Ok(trade), Ok(feed), Ok(health)) =

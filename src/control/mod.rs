@@ -12,19 +12,16 @@
 //! The socket is created with mode 0600 (0660 with `control.group`), and every connection's
 //! peer credentials are checked: only the daemon's own user, root, and `control.allowed_uids`.
 
-use crate::actors::account::{AccountManager, GetAccount};
-use crate::actors::health::{AddHealthListener, ConnectionHealthMonitor, GetHealth, HealthChanged};
-use crate::actors::market_data::{AddSymbols, GetFeedStats, RemoveSymbols};
-use crate::actors::order_manager::{
-    AddOrderEventListener, GetOrderStats, OrderEvent, OrderManager,
-};
-use crate::actors::risk_manager::SetLimits;
-use crate::actors::stream_client::StreamClient;
-use crate::actors::supervisor::{
-    AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand, Supervisor,
-    mode_name,
-};
+use crate::actors::supervisor::mode_name;
 use crate::alpaca::stream::ChannelLists;
+use crate::messages::account::GetAccount;
+use crate::messages::health::{AddHealthListener, GetHealth, HealthChanged};
+use crate::messages::market::{AddSymbols, GetFeedStats, RemoveSymbols};
+use crate::messages::mode::{
+    AddModeListener, GetSupervisorStatus, ModeChanged, Operator, OperatorCommand,
+};
+use crate::messages::orders::{AddOrderEventListener, GetOrderStats, OrderEvent};
+use crate::messages::risk::SetLimits;
 use crate::messages::{ChangeSubscriptions, GetStreamStatus};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -3,17 +3,30 @@
 
 use super::*;
 
-/// What the server talks to.
+/// What the server talks to: one recipient per message it sends, never an actor's type, so
+/// the control socket depends on the messages (`messages/`) and not on the actors.
 #[derive(Clone)]
 pub struct Handles {
-    pub supervisor: Addr<Supervisor>,
-    pub orders: Addr<OrderManager>,
-    pub account: Addr<AccountManager>,
-    pub health: Addr<ConnectionHealthMonitor>,
-    pub market_stream: Addr<StreamClient>,
-    pub trade_stream: Addr<StreamClient>,
-    pub risk: Addr<crate::actors::risk_manager::RiskManager>,
-    pub feed: Addr<crate::actors::market_data::MarketDataFeed>,
+    /// The supervisor: operator commands, its status, mode changes.
+    pub operator: Recipient<Operator>,
+    pub supervisor_status: Recipient<GetSupervisorStatus>,
+    pub mode_listeners: Recipient<AddModeListener>,
+    /// The order side: its counters and positions, its events.
+    pub order_stats: Recipient<GetOrderStats>,
+    pub order_events: Recipient<AddOrderEventListener>,
+    pub account: Recipient<GetAccount>,
+    /// The health monitor: its windows, its crossings.
+    pub health: Recipient<GetHealth>,
+    pub health_listeners: Recipient<AddHealthListener>,
+    /// The market-data stream: its subscriptions and status; the trade_updates stream's status.
+    pub subscriptions: Recipient<ChangeSubscriptions>,
+    pub market_stream: Recipient<GetStreamStatus>,
+    pub trade_stream: Recipient<GetStreamStatus>,
+    pub risk_limits: Recipient<SetLimits>,
+    /// The feed: symbols added (warmed up) and removed, its counters.
+    pub add_symbols: Recipient<AddSymbols>,
+    pub remove_symbols: Recipient<RemoveSymbols>,
+    pub feed_stats: Recipient<GetFeedStats>,
     /// Asks the process to run its shutdown sequence.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The config the daemon runs (symbols and risk limits change with subscribe, reload).
@@ -103,13 +116,13 @@ impl Actor for ControlServer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.handles
-            .supervisor
+            .mode_listeners
             .do_send(AddModeListener(ctx.address().recipient()));
         self.handles
-            .orders
+            .order_events
             .do_send(AddOrderEventListener(ctx.address().recipient()));
         self.handles
-            .health
+            .health_listeners
             .do_send(AddHealthListener(ctx.address().recipient()));
         let Some(listener) = self.listener.take() else {
             return;

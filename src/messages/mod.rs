@@ -163,16 +163,10 @@ pub struct RefreshAccount;
 
 /// What the order side holds: positions from the journal's fills, open orders and what they may
 /// still add. Sent after every change.
-#[derive(Message, Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[rtype(result = "()")]
-pub struct OrdersChanged {
-    pub positions: std::collections::BTreeMap<String, rust_decimal::Decimal>,
-    pub open_orders: usize,
-    pub pending_qty: std::collections::HashMap<String, rust_decimal::Decimal>,
-    /// Symbols with an order of ours in flight or open.
-    pub busy_symbols: std::collections::BTreeSet<String>,
-    /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.
-    pub ready: bool,
+pub use crate::orders::desk::OrdersChanged;
+
+impl Message for OrdersChanged {
+    type Result = ();
 }
 
 /// A position was adjusted for a split of `symbol` (`ratio`: shares after per share before,

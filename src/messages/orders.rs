@@ -2,11 +2,9 @@
 //! risk checks; what they approve goes to the order side. And the order side's other
 //! messages: cancel-all and flatten, wiring, its listeners, its counters.
 
-use crate::journal::store::{FillRecord, OrderState};
 use crate::messages::{OrdersChanged, RefreshAccount, SplitApplied};
 use crate::risk::{Approved, Intent, Refusal};
 use actix::prelude::*;
-use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 /// Why a proposal did not become an order.
@@ -76,13 +74,10 @@ pub struct Connect {
 #[rtype(result = "()")]
 pub struct AddOrdersListener(pub Recipient<OrdersChanged>);
 
-/// One order's new state, or one fill, as it is booked (for `traderd ctl events`).
-#[derive(Message, Debug, Clone, serde::Serialize)]
-#[rtype(result = "()")]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum OrderEvent {
-    Order(OrderState),
-    Fill(FillRecord),
+pub use crate::orders::desk::{OrderEvent, OrderStats};
+
+impl Message for OrderEvent {
+    type Result = ();
 }
 
 #[derive(Message)]
@@ -92,42 +87,3 @@ pub struct AddOrderEventListener(pub Recipient<OrderEvent>);
 #[derive(Message)]
 #[rtype(result = "OrderStats")]
 pub struct GetOrderStats;
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct OrderStats {
-    pub run: u64,
-    pub ready: bool,
-    pub reconciled: bool,
-    pub stream_up: bool,
-    pub submitted: u64,
-    pub accepted: u64,
-    pub refused_by_broker: u64,
-    pub fills: u64,
-    pub open_orders: usize,
-    /// Orders in flight, unacknowledged, or open entries and exits (protective orders aside):
-    /// what a clean shutdown waits for.
-    pub unsettled: usize,
-    pub positions: BTreeMap<String, Decimal>,
-    pub reconciliations: u64,
-    pub intents_found_at_broker: u64,
-    pub intents_never_sent: u64,
-    pub missing_fills: u64,
-    pub foreign_orders: u64,
-    /// Broker entries the daemon cannot model (a multi-leg options order, a position or
-    /// activity of an unknown shape), each counted once.
-    pub unmodelled: u64,
-    /// Positions adjusted for a split (the broker's quantity changed with no fill).
-    pub split_adjustments: u64,
-    pub position_mismatches: u64,
-    pub polls: u64,
-    pub lookups: u64,
-    pub journal_errors: u64,
-    /// Entries the order side keeps per order (ids, purposes, fills booked): bounded by the
-    /// orders not yet final and reconciled, not by the orders ever sent.
-    pub tracked_entries: usize,
-    /// From the arrival of the market data behind a live signal to its order request going
-    /// to the HTTP client (after the intent is journaled).
-    pub tick_to_order: crate::latency::LatencySummary,
-    /// The part of it before the journal: until the order manager approved the intent.
-    pub tick_to_intent: crate::latency::LatencySummary,
-}

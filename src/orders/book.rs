@@ -37,9 +37,9 @@ impl TrackedOrder {
     }
 }
 
-/// What the caller must do after an update: journal it.
+/// What changed with an update, for the caller to book and journal.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub enum Change {
     State(OrderState),
     Fill(FillRecord),
 }
@@ -113,13 +113,13 @@ impl OrderBook {
     }
 
     /// The broker's view of an order (a POST answer or a poll).
-    pub fn on_order(&mut self, order: &Order) -> Vec<Effect> {
+    pub fn on_order(&mut self, order: &Order) -> Vec<Change> {
         let execution = format!("cum:{}:{}", order.id, order.filled_qty);
         self.apply(order, order.updated_at, Some(execution), None)
     }
 
     /// A `trade_updates` event.
-    pub fn on_update(&mut self, u: &TradeUpdate) -> Vec<Effect> {
+    pub fn on_update(&mut self, u: &TradeUpdate) -> Vec<Change> {
         let execution = u.execution_id.map(|e| e.to_string());
         let price = match (u.price, u.event.as_str()) {
             (Some(p), "fill" | "partial_fill") => Some(p),
@@ -134,7 +134,7 @@ impl OrderBook {
         at: DateTime<Utc>,
         execution: Option<String>,
         fill_price: Option<Decimal>,
-    ) -> Vec<Effect> {
+    ) -> Vec<Change> {
         let Some(t) = self.orders.get_mut(&order.client_order_id) else {
             return Vec::new();
         };
@@ -155,7 +155,7 @@ impl OrderBook {
             _ => None,
         };
         if let (true, Some(price)) = (qty > Decimal::ZERO, price) {
-            out.push(Effect::Fill(FillRecord {
+            out.push(Change::Fill(FillRecord {
                 execution_id: execution
                     .unwrap_or_else(|| format!("cum:{}:{}", order.id, order.filled_qty)),
                 client_order_id: t.client_order_id.clone(),
@@ -179,7 +179,7 @@ impl OrderBook {
         if t.status != Some(status) || !out.is_empty() {
             t.status = Some(status);
             t.updated_at = t.updated_at.max(at);
-            out.push(Effect::State(OrderState {
+            out.push(Change::State(OrderState {
                 client_order_id: t.client_order_id.clone(),
                 broker_order_id: t.broker_order_id.clone(),
                 status,
@@ -302,11 +302,11 @@ mod tests {
         }
     }
 
-    fn fills(effects: &[Effect]) -> Vec<(Decimal, Decimal)> {
+    fn fills(effects: &[Change]) -> Vec<(Decimal, Decimal)> {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Fill(f) => Some((f.qty, f.price)),
+                Change::Fill(f) => Some((f.qty, f.price)),
                 _ => None,
             })
             .collect()
@@ -318,7 +318,7 @@ mod tests {
         b.track(&intent(), t0());
         assert_eq!(b.pending_qty()["AAPL"], dec!(10));
         let accepted = b.on_order(&order(OrderStatus::New, dec!(0), None, 0));
-        assert!(matches!(&accepted[..], [Effect::State(s)] if s.status == OrderStatus::New));
+        assert!(matches!(&accepted[..], [Change::State(s)] if s.status == OrderStatus::New));
         let e = b.on_update(&update(
             "partial_fill",
             order(OrderStatus::PartiallyFilled, dec!(4), Some(dec!(100)), 1),
@@ -378,7 +378,7 @@ mod tests {
         // The state is still taken, and the next report with an average books the fill.
         let later = b.on_order(&order(OrderStatus::Filled, dec!(10), Some(dec!(99.5)), 2));
         assert_eq!(fills(&later), vec![(dec!(10), dec!(99.5))]);
-        assert!(later.iter().any(|e| matches!(e, Effect::State(s) if s.filled_qty == dec!(10) && s.status == OrderStatus::Filled)));
+        assert!(later.iter().any(|e| matches!(e, Change::State(s) if s.filled_qty == dec!(10) && s.status == OrderStatus::Filled)));
     }
 
     #[test]

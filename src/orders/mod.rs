@@ -4,6 +4,7 @@
 //! The OrderManager actor drives them.
 
 pub mod book;
+pub mod desk;
 pub mod lifecycle;
 pub mod positions;
 pub mod reconcile;

@@ -195,6 +195,18 @@ impl Approved {
     }
 }
 
+#[cfg(test)]
+impl Approved {
+    /// For the order side's own tests: an intent taken as approved.
+    pub(crate) fn assumed(intent: Intent) -> Approved {
+        Approved {
+            intent,
+            reference_price: Decimal::ONE,
+            reduces_only: false,
+        }
+    }
+}
+
 /// Whether an order only shrinks the existing position (never through zero).
 pub fn reduces_only(position: Decimal, side: OrderSide, qty: Decimal) -> bool {
     match side {

@@ -1,0 +1,540 @@
+//! `OrderManager` actor: the shell around the order side's core ([`OrderDesk`]). It turns the
+//! desk's effects into I/O (journal writes in order, requests to the broker, messages to the
+//! other actors, spans) and feeds what comes back to the desk. Every decision is the desk's:
+//! write-ahead, ids, folding every source by cumulative quantity, bracket legs, polls and
+//! lookups, reconciliation, splits, exits clearing the symbol first (see `orders::desk`).
+//!
+//! Handles: [`SubmitApproved`], [`TradeUpdatesReceived`], [`OrderStreamReady`], [`StreamEvent`],
+//! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
+//! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
+
+mod io;
+
+use crate::alpaca::model::OrderRequest;
+use crate::broker::BrokerRef;
+use crate::journal::{
+    self, Journal, JournalError, OrderIntent, RecordEvent, RecordFill, RecordIntent,
+    RecordOrderState,
+};
+use crate::messages::health::{HealthEvent, Reporter};
+pub use crate::messages::orders::{
+    AddOrderEventListener, AddOrdersListener, CancelAll, Connect, Flatten, FlattenReport,
+    GetOrderStats, OrderEvent, OrderStats,
+};
+use crate::messages::orders::{OrderError, Propose, SubmitApproved, Submitted};
+use crate::messages::{
+    OrderStreamReady, OrdersChanged, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind,
+    StreamKind, TradeUpdatesReceived,
+};
+use crate::orders::desk::{Alert, Effect, OrderDesk, PollPlan, Record};
+use crate::trace::TraceContext;
+use actix::prelude::*;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct OrderSettings {
+    pub ack_timeout: Duration,
+    pub poll_interval: Duration,
+    pub reconcile_interval: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            ack_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct OrderManager {
+    settings: OrderSettings,
+    desk: OrderDesk,
+    rest: BrokerRef,
+    journal: Addr<Journal>,
+    risk: Option<Recipient<Propose>>,
+    account: Option<Recipient<RefreshAccount>>,
+    splits: Option<Recipient<SplitApplied>>,
+    listeners: Vec<Recipient<OrdersChanged>>,
+    event_listeners: Vec<Recipient<OrderEvent>>,
+    health: Reporter,
+    tick_to_order: crate::latency::LatencyHistogram,
+    tick_to_intent: crate::latency::LatencyHistogram,
+    /// Each open order's `order.submit` span context (its fills are its children).
+    traces: HashMap<String, TraceContext>,
+    /// Submit spans until their request is sent (then they time the request).
+    submit_spans: HashMap<String, tracing::Span>,
+}
+
+impl OrderManager {
+    pub fn new(settings: OrderSettings, rest: BrokerRef, journal: Addr<Journal>) -> Self {
+        OrderManager {
+            desk: OrderDesk::new(settings.ack_timeout),
+            settings,
+            rest,
+            journal,
+            risk: None,
+            account: None,
+            splits: None,
+            listeners: Vec::new(),
+            event_listeners: Vec::new(),
+            health: Reporter::default(),
+            tick_to_order: crate::latency::LatencyHistogram::new(),
+            tick_to_intent: crate::latency::LatencyHistogram::new(),
+            traces: HashMap::new(),
+            submit_spans: HashMap::new(),
+        }
+    }
+
+    /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
+    pub fn with_health(mut self, health: Reporter) -> Self {
+        self.health = health;
+        self
+    }
+
+    fn publish(&mut self) {
+        let view = self.desk.view();
+        self.listeners.retain(|l| l.connected());
+        for l in &self.listeners {
+            l.do_send(view.clone());
+        }
+    }
+
+    fn emit(&mut self, event: OrderEvent) {
+        self.event_listeners.retain(|l| l.connected());
+        for l in &self.event_listeners {
+            l.do_send(event.clone());
+        }
+    }
+
+    /// Performs the desk's effects, in order.
+    fn perform(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for e in effects {
+            match e {
+                Effect::Journal(record) => self.write(record, ctx),
+                Effect::StateBooked(s) => {
+                    if s.status.is_terminal() {
+                        self.traces.remove(&s.client_order_id);
+                    }
+                    self.emit(OrderEvent::Order(s));
+                }
+                Effect::FillBooked {
+                    fill,
+                    correlation_id,
+                } => {
+                    self.emit(OrderEvent::Fill(fill.clone()));
+                    let span = tracing::info_span!(
+                        parent: None,
+                        "order.fill",
+                        client_order_id = %fill.client_order_id,
+                        correlation_id = %correlation_id,
+                        symbol = %fill.symbol,
+                        side = ?fill.side,
+                        qty = %fill.qty,
+                        price = %fill.price,
+                    );
+                    if let Some(t) = self.traces.get(&fill.client_order_id) {
+                        t.adopt(&span);
+                    }
+                    // Not entered: log lines stay as they are; the span is exported when dropped.
+                    drop(span);
+                    if let Some(a) = &self.account {
+                        a.do_send(RefreshAccount);
+                    }
+                }
+                Effect::Protect { entry, intent } => self.protect(entry, intent, ctx),
+                Effect::Alert(alert) => self.health.report("orders", health_event(alert)),
+                Effect::Stop => ctx.stop(),
+                Effect::Reconcile { after } if after.is_zero() => self.reconcile(ctx),
+                Effect::Reconcile { after } => {
+                    ctx.run_later(after, |act, ctx| act.reconcile(ctx));
+                }
+                Effect::ExplainSplits {
+                    candidates,
+                    confirm,
+                } => {
+                    let rest = self.rest.lane(crate::alpaca::rest::Lane::Reconcile);
+                    let journal = self.journal.clone();
+                    let work = async move { io::apply_splits(&rest, &journal, &candidates).await };
+                    ctx.spawn(work.into_actor(self).map(move |applied, act, ctx| {
+                        let effects = act.desk.on_splits_applied(applied, confirm);
+                        act.perform(effects, ctx);
+                        act.publish();
+                    }));
+                }
+                Effect::SplitApplied { symbol, ratio } => {
+                    if let Some(s) = &self.splits {
+                        s.do_send(SplitApplied { symbol, ratio });
+                    }
+                }
+                Effect::Forget(coid) => {
+                    self.traces.remove(&coid);
+                    self.submit_spans.remove(&coid);
+                }
+            }
+        }
+    }
+
+    /// Journals one record without waiting, in the order written (the record is queued before
+    /// this returns: [`journal::Ordered`]). Failures are logged and counted (the journal is on
+    /// disk: a failure there is an operator's problem, reported loudly).
+    fn write(&mut self, record: Record, ctx: &mut Context<Self>) {
+        match record {
+            Record::Intent(i) => self.journal(RecordIntent(i), ctx),
+            Record::State(s) => self.journal(RecordOrderState(s), ctx),
+            Record::Fill(f) => self.journal(RecordFill(f), ctx),
+            Record::Event(kind, body) => {
+                self.journal(RecordEvent(Utc::now(), kind.to_string(), body), ctx)
+            }
+        }
+    }
+
+    fn journal<M, T>(&mut self, msg: M, ctx: &mut Context<Self>)
+    where
+        M: Message<Result = Result<T, JournalError>> + Send + 'static,
+        T: Send + 'static,
+        Journal: Handler<journal::Ordered<M>>,
+    {
+        let answer = journal::ordered(&self.journal, msg);
+        ctx.spawn(answer.into_actor(self).map(|r, act, ctx| {
+            let err = match r {
+                Some(Ok(_)) => {
+                    let effects = act.desk.journal_outcome(false);
+                    return act.perform(effects, ctx);
+                }
+                // Only learned bracket legs are journaled through here without a check
+                // first; one learned again after a restart is already there.
+                Some(Err(JournalError::DuplicateIntent(_))) => return,
+                Some(Err(e)) => e.to_string(),
+                None => "the journal is not running".to_string(),
+            };
+            tracing::error!(error = %err, "cannot write the journal");
+            let effects = act.desk.journal_outcome(true);
+            act.perform(effects, ctx);
+        }));
+    }
+
+    /// Asks the risk checks for a filled entry's trailing stop.
+    fn protect(&mut self, entry: String, intent: crate::risk::Intent, ctx: &mut Context<Self>) {
+        let Some(risk) = self.risk.clone() else {
+            return;
+        };
+        ctx.spawn(async move { (entry, risk.send(Propose(intent)).await) }.into_actor(self).map(
+            |(entry, r), _, _| match r {
+                Ok(Ok(stop)) => tracing::info!(entry = %entry, client_order_id = %stop, "trailing stop placed"),
+                Ok(Err(e)) => tracing::warn!(entry = %entry, error = %e, "no trailing stop for this entry"),
+                Err(e) => tracing::warn!(entry = %entry, error = %e, "no trailing stop: risk manager unreachable"),
+            },
+        ));
+    }
+
+    // ----- submission ---------------------------------------------------------------------
+
+    fn submit(
+        &mut self,
+        approved: crate::risk::Approved,
+        ctx: &mut Context<Self>,
+    ) -> Result<Submitted, OrderError> {
+        let s = self
+            .desk
+            .submit(approved, Utc::now())
+            .map_err(OrderError::NotReady)?;
+        let coid = s.client_order_id.clone();
+        let intent = &s.intent;
+        // The submit span (child of the risk check) lasts until the broker answers; its
+        // context is kept for the fills.
+        let span = tracing::info_span!(
+            parent: None,
+            "order.submit",
+            client_order_id = %coid,
+            correlation_id = %intent.correlation_id,
+            symbol = %intent.symbol,
+            side = ?intent.side,
+            qty = %intent.qty,
+            purpose = ?intent.purpose,
+        );
+        intent.trace.adopt(&span);
+        let arrived = intent.trace.arrived();
+        if let Some(at) = arrived {
+            self.tick_to_intent.record(at.elapsed());
+        }
+        self.traces.insert(coid.clone(), TraceContext::of(&span));
+        self.submit_spans.insert(coid.clone(), span);
+        if s.clear.is_empty() {
+            self.send_order(s.record, s.request, arrived, ctx);
+        } else {
+            // Exits and closes first clear our other orders on the symbol (legs, stops).
+            let rest = self.rest.clone();
+            let wait = self.settings.ack_timeout;
+            let (symbol, side, clear) = (intent.symbol.clone(), intent.side, s.clear);
+            let (record, request) = (s.record, s.request);
+            ctx.spawn(
+                async move { io::clear_symbol(&rest, &clear, &symbol, side, wait).await }
+                    .into_actor(self)
+                    .map(move |left, act, ctx| {
+                        match act.desk.after_clear(record, request, left, Utc::now()) {
+                            Ok((record, request)) => act.send_order(record, request, arrived, ctx),
+                            Err(effects) => {
+                                act.perform(effects, ctx);
+                                act.publish();
+                            }
+                        }
+                    }),
+            );
+        }
+        Ok(Submitted {
+            client_order_id: coid,
+            view: self.desk.view(),
+        })
+    }
+
+    /// Journals the intent, then sends the request. `arrived`: when the market data that led
+    /// to it arrived (live signals), for the tick-to-order histogram.
+    fn send_order(
+        &mut self,
+        mut record: OrderIntent,
+        request: OrderRequest,
+        arrived: Option<std::time::Instant>,
+        ctx: &mut Context<Self>,
+    ) {
+        record.request = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
+        let coid = record.client_order_id.clone();
+        let span = self
+            .submit_spans
+            .remove(&coid)
+            .unwrap_or_else(tracing::Span::none);
+        let journal = self.journal.clone();
+        let rest = self.rest.clone();
+        let work = async move {
+            io::journal_call(&journal, RecordIntent(record)).await?;
+            // Tick to order ends here: the intent is journaled and the request goes to the
+            // HTTP client.
+            let tick_to_order = arrived.map(|at| at.elapsed());
+            Ok::<_, String>((tick_to_order, rest.submit_order(request).await))
+        };
+        let work = tracing::Instrument::instrument(work, span);
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            let result = result.map(|(tick_to_order, answer)| {
+                if let Some(d) = tick_to_order {
+                    act.tick_to_order.record(d);
+                }
+                answer
+            });
+            let effects = act.desk.on_sent(&coid, result, Utc::now());
+            act.perform(effects, ctx);
+            act.publish();
+        }));
+    }
+
+    // ----- polls and reconciliation -------------------------------------------------------
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        let Some(plan) = self.desk.poll_plan(Utc::now()) else {
+            return;
+        };
+        let rest = self.rest.clone();
+        let lookups = plan.lookups.clone();
+        let work = async move {
+            let mut out = Vec::new();
+            for coid in lookups {
+                let r = rest
+                    .get_order_by_client_id(&coid)
+                    .await
+                    .map_err(|e| e.to_string());
+                out.push((coid, r));
+            }
+            out
+        };
+        ctx.spawn(work.into_actor(self).map(move |results, act, ctx| {
+            let plan: PollPlan = plan;
+            let effects = act.desk.on_polled(&plan, results, Utc::now());
+            act.perform(effects, ctx);
+            act.publish();
+        }));
+    }
+
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let Some(start) = self.desk.begin_reconcile() else {
+            return;
+        };
+        // Reconciliation waits its turn behind orders and cancels.
+        let rest = self.rest.lane(crate::alpaca::rest::Lane::Reconcile);
+        let journal = self.journal.clone();
+        let reads = start.clone();
+        let work = async move { io::gather(&rest, &journal, &reads).await };
+        ctx.spawn(work.into_actor(self).map(move |read, act, ctx| {
+            let effects = act.desk.on_reconciled(start, read, Utc::now());
+            act.perform(effects, ctx);
+            act.publish();
+        }));
+    }
+
+    /// How many entries the per-order maps hold (for the memory test: it must not grow with
+    /// the number of orders once they are final and reconciled).
+    pub fn tracked_entries(&self) -> usize {
+        self.desk.tracked_entries() + self.traces.len() + self.submit_spans.len()
+    }
+}
+
+fn health_event(alert: Alert) -> HealthEvent {
+    match alert {
+        Alert::OrderAccepted => HealthEvent::OrderAccepted,
+        Alert::OrderRejected { detail } => HealthEvent::OrderRejected { detail },
+        Alert::Mismatch { detail } => HealthEvent::Mismatch { detail },
+        Alert::Failed { reason } => HealthEvent::ActorFailed { reason },
+        Alert::Restarted { reason } => HealthEvent::ActorRestarted { reason },
+    }
+}
+
+impl Actor for OrderManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.reconcile(ctx);
+        ctx.run_interval(self.settings.poll_interval, |act, ctx| act.poll(ctx));
+        ctx.run_interval(self.settings.reconcile_interval, |act, ctx| {
+            if act.desk.lifecycle().reconciled() {
+                act.reconcile(ctx);
+            }
+        });
+    }
+}
+
+impl actix::Supervised for OrderManager {
+    /// The futures of the old context are gone: the desk forgets what was in flight and
+    /// reconciles again before the next order.
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        let effects = self.desk.restarted();
+        self.perform(effects, ctx);
+    }
+}
+
+impl Handler<SubmitApproved> for OrderManager {
+    type Result = Result<Submitted, OrderError>;
+    fn handle(&mut self, msg: SubmitApproved, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.submit(msg.0, ctx);
+        if r.is_ok() {
+            self.publish();
+        }
+        r
+    }
+}
+
+impl Handler<TradeUpdatesReceived> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: TradeUpdatesReceived, ctx: &mut Context<Self>) {
+        let effects = self.desk.on_updates(&msg.updates, Utc::now());
+        self.perform(effects, ctx);
+        self.publish();
+    }
+}
+
+impl Handler<OrderStreamReady> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: OrderStreamReady, ctx: &mut Context<Self>) {
+        let effects = self
+            .desk
+            .on_stream_ready(&msg.orders, msg.gap_from.is_some(), Utc::now());
+        self.perform(effects, ctx);
+        self.publish();
+    }
+}
+
+impl Handler<StreamEvent> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: StreamEvent, _: &mut Context<Self>) {
+        if msg.stream != StreamKind::TradeUpdates {
+            return;
+        }
+        if let StreamEventKind::StateChanged { to, .. } = msg.kind {
+            self.desk.on_stream_state(to);
+        }
+    }
+}
+
+impl Handler<CancelAll> for OrderManager {
+    type Result = ResponseActFuture<Self, Result<usize, String>>;
+    fn handle(&mut self, _: CancelAll, _: &mut Context<Self>) -> Self::Result {
+        let rest = self.rest.clone();
+        Box::pin(
+            async move {
+                rest.cancel_all_orders()
+                    .await
+                    .map(|v| v.len())
+                    .map_err(|e| e.to_string())
+            }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                if let Ok(n) = &r {
+                    tracing::warn!(canceled = n, "cancel-all sent");
+                    act.write(
+                        Record::Event("cancel_all", serde_json::json!({ "canceled": n })),
+                        ctx,
+                    );
+                }
+                r
+            }),
+        )
+    }
+}
+
+impl Handler<Flatten> for OrderManager {
+    type Result = ResponseActFuture<Self, Result<FlattenReport, String>>;
+    fn handle(&mut self, _: Flatten, _: &mut Context<Self>) -> Self::Result {
+        let work = io::flatten(
+            self.rest.clone(),
+            self.risk.clone(),
+            self.settings.ack_timeout,
+        );
+        Box::pin(work.into_actor(self).map(|r, act, ctx| {
+            match &r {
+                Ok(report) => {
+                    tracing::warn!(canceled = report.canceled, closing = ?report.closing, "flatten: orders canceled, positions closing");
+                    let body = serde_json::to_value(report).unwrap_or_default();
+                    act.write(Record::Event("flatten", body), ctx);
+                }
+                Err(e) => tracing::error!(error = %e, "flatten failed"),
+            }
+            r
+        }))
+    }
+}
+
+impl Handler<Connect> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.risk = Some(msg.risk);
+        self.desk.connect_risk();
+        self.account = msg.account;
+        self.splits = msg.splits;
+    }
+}
+
+impl Handler<AddOrderEventListener> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: AddOrderEventListener, _: &mut Context<Self>) {
+        self.event_listeners.push(msg.0);
+    }
+}
+
+impl Handler<AddOrdersListener> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: AddOrdersListener, _: &mut Context<Self>) {
+        msg.0.do_send(self.desk.view());
+        self.listeners.push(msg.0);
+    }
+}
+
+impl Handler<GetOrderStats> for OrderManager {
+    type Result = MessageResult<GetOrderStats>;
+    fn handle(&mut self, _: GetOrderStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.desk.stats();
+        s.tracked_entries += self.traces.len() + self.submit_spans.len();
+        s.tick_to_order = self.tick_to_order.summary();
+        s.tick_to_intent = self.tick_to_intent.summary();
+        MessageResult(s)
+    }
+}
