@@ -15,11 +15,16 @@
 //! - **Never resent on a guess**: an order with no answer after the ack timeout is looked up
 //!   by its client order id ([`OrderDesk::poll_plan`]).
 
+mod effects;
+mod feed;
 mod flatten;
 mod reconciling;
 #[cfg(test)]
 mod tests;
 
+pub use effects::{
+    Alert, Effect, OrderEvent, OrderStats, OrdersChanged, PollPlan, Record, Submission,
+};
 pub use flatten::{FlattenPlan, flatten_plan};
 pub use reconciling::{Gathered, ReconcileStart, SplitCandidate, split_adjustments};
 
@@ -30,14 +35,13 @@ use super::positions::PositionCheck;
 use crate::alpaca::BrokerError;
 use crate::alpaca::model::{
     Order, OrderClass, OrderRequest, OrderSide, OrderStatus, OrderType, StopLoss, TakeProfit,
-    TimeInForce, TradeUpdate,
+    TimeInForce,
 };
-use crate::domain::ConnectionState;
 use crate::journal::store::{FillRecord, OrderIntent, OrderState};
 use crate::risk::{Approved, Intent, Purpose};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,153 +54,6 @@ pub const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
 /// The first reconciliation, failed, is tried again this soon.
 pub const RETRY_FIRST_RECONCILIATION: Duration = Duration::from_secs(2);
-
-/// A record for the journal, written in the order the effects come.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    Intent(OrderIntent),
-    State(OrderState),
-    Fill(FillRecord),
-    /// An event of the order side's own (`order_not_sent`, `reconciled`, `position_mismatch`,
-    /// `unmodelled`, `split_applied`, `flatten`, `cancel_all`).
-    Event(&'static str, serde_json::Value),
-}
-
-/// What the health monitor is told.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Alert {
-    OrderAccepted,
-    OrderRejected {
-        detail: String,
-    },
-    Mismatch {
-        detail: String,
-    },
-    /// The order side stopped itself (the journal keeps failing).
-    Failed {
-        reason: String,
-    },
-    Restarted {
-        reason: String,
-    },
-}
-
-/// What the actor must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    Journal(Record),
-    /// One order's new state was booked (journaled by the effect before): the listeners.
-    StateBooked(OrderState),
-    /// A fill was booked (journaled by the effect after): the listeners, its span (with its
-    /// order's correlation id), the account.
-    FillBooked {
-        fill: FillRecord,
-        correlation_id: String,
-    },
-    /// Ask the risk checks for the trailing stop of a filled entry.
-    Protect {
-        entry: String,
-        intent: Intent,
-    },
-    Alert(Alert),
-    /// The order side cannot go on (it stops; its supervisor restarts it).
-    Stop,
-    /// Reconcile with the broker again, after this long (zero: now).
-    Reconcile {
-        after: Duration,
-    },
-    /// Look up splits that may account for these differences before they are confirmed.
-    ExplainSplits {
-        candidates: Vec<SplitCandidate>,
-        confirm: bool,
-    },
-    /// A position was adjusted for a split: the feed restarts the symbol.
-    SplitApplied {
-        symbol: String,
-        ratio: Option<Decimal>,
-    },
-    /// Nothing more is kept of this order: its trace and submit span go.
-    Forget(String),
-}
-
-/// The book as the other actors see it (the risk checks' pending quantities, the status).
-/// Sent after every change as a message (`messages::OrdersChanged`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct OrdersChanged {
-    pub positions: BTreeMap<String, Decimal>,
-    pub open_orders: usize,
-    pub pending_qty: HashMap<String, Decimal>,
-    /// Symbols with an order of ours in flight or open.
-    pub busy_symbols: BTreeSet<String>,
-    /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.
-    pub ready: bool,
-}
-
-/// One order's new state, or one fill, as it is booked (for `traderd ctl events`).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum OrderEvent {
-    Order(OrderState),
-    Fill(FillRecord),
-}
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct OrderStats {
-    pub run: u64,
-    pub ready: bool,
-    pub reconciled: bool,
-    pub stream_up: bool,
-    pub submitted: u64,
-    pub accepted: u64,
-    pub refused_by_broker: u64,
-    pub fills: u64,
-    pub open_orders: usize,
-    /// Orders in flight, unacknowledged, or open entries and exits (protective orders aside):
-    /// what a clean shutdown waits for.
-    pub unsettled: usize,
-    pub positions: BTreeMap<String, Decimal>,
-    pub reconciliations: u64,
-    pub intents_found_at_broker: u64,
-    pub intents_never_sent: u64,
-    pub missing_fills: u64,
-    pub foreign_orders: u64,
-    /// Broker entries the daemon cannot model (a multi-leg options order, a position or
-    /// activity of an unknown shape), each counted once.
-    pub unmodelled: u64,
-    /// Positions adjusted for a split (the broker's quantity changed with no fill).
-    pub split_adjustments: u64,
-    pub position_mismatches: u64,
-    pub polls: u64,
-    pub lookups: u64,
-    pub journal_errors: u64,
-    /// Entries the order side keeps per order (ids, purposes, fills booked): bounded by the
-    /// orders not yet final and reconciled, not by the orders ever sent.
-    pub tracked_entries: usize,
-    /// From the arrival of the market data behind a live signal to its order request going
-    /// to the HTTP client (after the intent is journaled).
-    pub tick_to_order: crate::latency::LatencySummary,
-    /// The part of it before the journal: until the order manager approved the intent.
-    pub tick_to_intent: crate::latency::LatencySummary,
-}
-
-/// An approved intent taken by the desk: what to journal, what to send, and the broker ids of
-/// our orders on the symbol to cancel first (an exit or a close clears bracket legs and stops).
-#[derive(Debug, Clone)]
-pub struct Submission {
-    pub client_order_id: String,
-    pub record: OrderIntent,
-    pub request: OrderRequest,
-    pub intent: Intent,
-    pub clear: Vec<Uuid>,
-}
-
-/// The lookups a poll makes: overdue orders (no answer after the ack timeout) and, while the
-/// stream is down, every open order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollPlan {
-    pub lookups: Vec<String>,
-    pub overdue: HashSet<String>,
-}
 
 /// The order side's state: the book, what each order is for, what is booked, where the
 /// lifecycle stands. See the module documentation.
@@ -693,145 +550,6 @@ impl OrderDesk {
             "order_not_sent",
             serde_json::json!({ "client_order_id": coid, "reason": why }),
         )));
-        out
-    }
-
-    // ----- the stream, polls and lookups --------------------------------------------------
-
-    /// A `trade_updates` batch.
-    pub fn on_updates(&mut self, updates: &[TradeUpdate], now: DateTime<Utc>) -> Vec<Effect> {
-        let mut out = Vec::new();
-        for u in updates {
-            let changes = self.book.on_update(u);
-            self.apply(changes, &mut out);
-            self.learn_legs(&u.order, now, &mut out);
-        }
-        out
-    }
-
-    /// The stream is ready, with the open orders it read (a gap repair); `gap`: it was down.
-    pub fn on_stream_ready(
-        &mut self,
-        orders: &[Order],
-        gap: bool,
-        now: DateTime<Utc>,
-    ) -> Vec<Effect> {
-        let mut out = Vec::new();
-        for o in orders {
-            self.on_broker_order(o, now, &mut out);
-        }
-        if !self.lifecycle.stream_ready() {
-            tracing::info!("trade_updates stream ready");
-        }
-        self.lifecycle = self.lifecycle.stream_ready_now();
-        self.stream_up = true;
-        // After a gap, fills of orders we do not track are found by reconciliation.
-        if gap && self.lifecycle.reconciled() {
-            out.push(Effect::Reconcile {
-                after: Duration::ZERO,
-            });
-        }
-        out
-    }
-
-    /// The stream's connection changed. State changes come through the stream client's
-    /// actor, the ready signal straight from the session: a "subscribing" may arrive after
-    /// the stream is ready, so only a state that means the stream went away takes it down.
-    pub fn on_stream_state(&mut self, to: ConnectionState) {
-        match to {
-            ConnectionState::Streaming => self.stream_up = true,
-            ConnectionState::Reconnecting | ConnectionState::Failed => {
-                if self.stream_up {
-                    tracing::warn!(state = ?to, "trade_updates stream down: polling open orders over REST");
-                }
-                self.stream_up = false;
-            }
-            ConnectionState::Disconnected => {
-                if self.stream_up {
-                    tracing::info!("trade_updates stream stopped");
-                }
-                self.stream_up = false;
-            }
-            ConnectionState::Connecting
-            | ConnectionState::Authenticating
-            | ConnectionState::Subscribing => {}
-        }
-    }
-
-    /// What the poll looks up now, if anything: orders unanswered past the ack timeout, and
-    /// every open order while the stream is down. Final orders leave the book here.
-    pub fn poll_plan(&mut self, now: DateTime<Utc>) -> Option<PollPlan> {
-        if self.polling || !self.lifecycle.reconciled() {
-            return None;
-        }
-        let epoch = self.epoch;
-        for t in self.book.prune_final() {
-            self.retired
-                .push((epoch, Some(t.client_order_id), t.broker_order_id));
-        }
-        let timeout =
-            chrono::Duration::from_std(self.ack_timeout).unwrap_or(chrono::Duration::seconds(5));
-        let mut lookups: Vec<String> = self
-            .book
-            .overdue(now, timeout)
-            .into_iter()
-            .filter(|c| !self.in_flight.contains(c))
-            .collect();
-        let overdue: HashSet<String> = lookups.iter().cloned().collect();
-        if !self.stream_up {
-            lookups.extend(
-                self.book
-                    .open()
-                    .filter(|t| t.status.is_some())
-                    .map(|t| t.client_order_id.clone()),
-            );
-            self.stats.polls += 1;
-        }
-        if lookups.is_empty() {
-            return None;
-        }
-        self.polling = true;
-        Some(PollPlan { lookups, overdue })
-    }
-
-    /// The poll's answers: the broker's order by client order id (`None`: a 404), or why not.
-    pub fn on_polled(
-        &mut self,
-        plan: &PollPlan,
-        results: Vec<(String, Result<Option<Order>, String>)>,
-        now: DateTime<Utc>,
-    ) -> Vec<Effect> {
-        self.polling = false;
-        let mut out = Vec::new();
-        for (coid, r) in results {
-            let overdue = plan.overdue.contains(&coid);
-            match r {
-                Ok(Some(order)) => {
-                    if overdue {
-                        self.stats.lookups += 1;
-                        tracing::info!(client_order_id = %coid, status = ?order.status, "overdue order found at the broker");
-                    }
-                    self.on_broker_order(&order, now, &mut out);
-                }
-                Ok(None) if overdue && !self.in_flight.contains(&coid) => {
-                    self.stats.lookups += 1;
-                    self.stats.intents_never_sent += 1;
-                    tracing::warn!(client_order_id = %coid, "the broker never received this order; closed, not resent");
-                    let closed = self.close_unsent(
-                        &coid,
-                        OrderStatus::Rejected,
-                        "the broker never received it",
-                        true,
-                        now,
-                    );
-                    out.extend(closed);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(client_order_id = %coid, error = %e, "cannot look up the order; will try again")
-                }
-            }
-        }
         out
     }
 }

@@ -3,10 +3,12 @@
 //! These are the cases the daemon tests cover end to end (tests/daemon.rs, tests/chaos.rs).
 
 use super::*;
-use crate::alpaca::model::{Listing, NonTradeActivity, Position, TradeActivity};
+use crate::alpaca::model::{Listing, NonTradeActivity, Position, TradeActivity, TradeUpdate};
+use crate::domain::ConnectionState;
 use crate::journal::store::StoredIntent;
 use chrono::TimeZone;
 use rust_decimal_macros::dec;
+use std::collections::BTreeMap;
 
 const ACK: Duration = Duration::from_secs(5);
 
