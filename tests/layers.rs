@@ -100,7 +100,7 @@ fn the_cores_import_only_the_domain_and_each_other() {
         "journal/store.rs",
         "journal/audit.rs",
         "mode.rs",
-        "connection.rs",
+        "connection",
         "trace.rs",
         "latency.rs",
     ];
@@ -147,5 +147,15 @@ fn the_actors_hold_the_broker_trait_not_the_alpaca_client() {
         // The REST observer is the Alpaca client's own hook, wired by the daemon.
         .filter(|l| !l.contains("fn observe_rest") && !l.contains("set_observer"))
         .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_control_socket_addresses_messages_not_actors() {
+    // One recipient per message it sends (`control::Handles`): it names no actor's type.
+    let found = offenders(
+        &["control"],
+        &["crate::actors", "crate::sim", "crate::tools"],
+    );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }

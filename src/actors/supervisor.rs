@@ -72,13 +72,7 @@ impl SupervisorSettings {
 
 /// The mode's name as journaled and shown (`reduce_only`, …).
 pub fn mode_name(mode: TradingMode) -> &'static str {
-    match mode {
-        TradingMode::Active => "active",
-        TradingMode::ReduceOnly => "reduce_only",
-        TradingMode::Preserving => "preserving",
-        TradingMode::Preserved => "preserved",
-        TradingMode::Halted => "halted",
-    }
+    mode.name()
 }
 
 /// How a flatten loop ended.

@@ -45,9 +45,7 @@ impl Handler<Incoming> for ControlServer {
             let id = id.clone();
             Box::pin(async move {
                 match supervisor.send(Operator(c)).await {
-                    Ok(Ok(mode)) => {
-                        Response::ok(id, serde_json::json!({ "mode": mode_name(mode) }))
-                    }
+                    Ok(Ok(mode)) => Response::ok(id, serde_json::json!({ "mode": mode.name() })),
                     Ok(Err(why)) => Response::err(id, "refused", why),
                     Err(e) => Response::err(id, "unavailable", e.to_string()),
                 }
@@ -317,7 +315,7 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
     Response::ok(
         id,
         serde_json::json!({
-            "mode": mode_name(sup.mode),
+            "mode": sup.mode.name(),
             "mode_since": sup.since,
             "mode_cause": sup.cause,
             "stream": {

@@ -12,7 +12,6 @@
 //! The socket is created with mode 0600 (0660 with `control.group`), and every connection's
 //! peer credentials are checked: only the daemon's own user, root, and `control.allowed_uids`.
 
-use crate::actors::supervisor::mode_name;
 use crate::alpaca::stream::ChannelLists;
 use crate::messages::account::GetAccount;
 use crate::messages::health::{AddHealthListener, GetHealth, HealthChanged};

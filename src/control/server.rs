@@ -302,8 +302,8 @@ impl Handler<ModeChanged> for ControlServer {
     fn handle(&mut self, msg: ModeChanged, _: &mut Context<Self>) {
         self.broadcast(serde_json::json!({
             "kind": "mode_changed",
-            "from": mode_name(msg.from),
-            "to": mode_name(msg.to),
+            "from": msg.from.name(),
+            "to": msg.to.name(),
             "cause": msg.cause,
             "at": msg.at,
         }));

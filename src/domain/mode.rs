@@ -17,3 +17,16 @@ pub enum TradingMode {
     /// The kill switch: nothing is sent at all.
     Halted,
 }
+
+impl TradingMode {
+    /// The mode's name as journaled and shown (`reduce_only`, …): its serde name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TradingMode::Active => "active",
+            TradingMode::ReduceOnly => "reduce_only",
+            TradingMode::Preserving => "preserving",
+            TradingMode::Preserved => "preserved",
+            TradingMode::Halted => "halted",
+        }
+    }
+}

@@ -2,6 +2,9 @@
 //! delays (exponential with full jitter, capped), the desired subscription set, and the
 //! metrics other actors read.
 
+mod backlog;
+pub use backlog::{Backlog, Full};
+
 use crate::alpaca::stream::{ChannelLists, SubscriptionSet};
 pub use crate::domain::ConnectionState;
 use rand::Rng;

@@ -1,0 +1,234 @@
+//! The market-data stream's session: authenticate, subscribe, stream under the overload
+//! policy (the [`Forwarder`]), the staleness check against the broker's clock.
+
+use super::*;
+
+impl Session {
+    pub(super) async fn market_session(&mut self, attempt: &mut u32) -> End {
+        let mut ws = match self.connect().await {
+            Ok(ws) => ws,
+            Err(e) => return e,
+        };
+        let mut forwarder = Forwarder::new(self.sinks.market.clone(), self.settings.max_pending);
+        match self.handshake(&mut ws, &mut forwarder).await {
+            Ok(()) => {}
+            Err(e) => return e,
+        }
+        *attempt = 0;
+        self.metrics
+            .connected_since_unix_ns
+            .store(unix_ns_now(), Ordering::Relaxed);
+        self.set_state(ConnectionState::Streaming, "subscribed");
+        if self.had_session {
+            // In band, ahead of anything received since the reconnect (the forwarder holds that).
+            if let Some(sink) = &self.sinks.market {
+                let marker = MarketBatch {
+                    data: Vec::new(),
+                    received_at: Instant::now(),
+                    gap: Some(self.last_event_at),
+                };
+                if sink.send(marker).await.is_err() {
+                    tracing::warn!("the market-data consumer is gone");
+                }
+            }
+            self.event(StreamEventKind::Resumed {
+                gap_from: self.last_event_at,
+            });
+        }
+        self.had_session = true;
+        let end = self.stream_market(&mut ws, &mut forwarder).await;
+        forwarder.flush_all(&self.metrics).await;
+        let _ = ws.close(None).await;
+        end
+    }
+
+    /// Reads control messages until `{"T":"success","msg":expected}`; an error message is a
+    /// refusal (see [`Self::auth_refusal`]).
+    async fn expect_success(
+        &mut self,
+        ws: &mut Ws,
+        forwarder: &mut Forwarder,
+        what: &str,
+        expected: &str,
+    ) -> Result<(), End> {
+        match self.expect_control(ws, forwarder, what).await? {
+            DataMessage::Success { msg } if msg == expected => Ok(()),
+            DataMessage::Error { code, msg } => Err(Self::auth_refusal(
+                code,
+                &msg,
+                self.settings.connection_limit_wait,
+            )),
+            other => Err(retry(format!("unexpected {what}: {other:?}"))),
+        }
+    }
+
+    async fn handshake(&mut self, ws: &mut Ws, forwarder: &mut Forwarder) -> Result<(), End> {
+        self.expect_success(ws, forwarder, "the greeting", "connected")
+            .await?;
+        self.set_state(ConnectionState::Authenticating, "connected");
+        let creds = &self.settings.credentials;
+        self.send(
+            ws,
+            &ClientAction::auth(&creds.key_id, creds.secret.expose()),
+        )
+        .await?;
+        self.expect_success(ws, forwarder, "the auth reply", "authenticated")
+            .await?;
+        self.set_state(ConnectionState::Subscribing, "authenticated");
+        if self.desired.is_empty() {
+            return Ok(());
+        }
+        self.send(ws, &ClientAction::subscribe(self.desired.as_lists()))
+            .await?;
+        match self
+            .expect_control(ws, forwarder, "the subscription")
+            .await?
+        {
+            DataMessage::Subscription(set) => {
+                if !self.desired.confirmed_by(&set) {
+                    tracing::warn!(stream = ?self.settings.kind, ?set, "the server confirmed less than was asked");
+                }
+                Ok(())
+            }
+            DataMessage::Error { code, msg } => {
+                self.event(StreamEventKind::ServerError {
+                    code,
+                    message: msg.clone(),
+                });
+                if code == 405 {
+                    // The set is unchanged at the server; stream what it allows and say so.
+                    tracing::error!(stream = ?self.settings.kind, "symbol limit exceeded (405): the plan allows fewer symbols than configured");
+                    return Ok(());
+                }
+                Err(Self::auth_refusal(
+                    code,
+                    &msg,
+                    self.settings.connection_limit_wait,
+                ))
+            }
+            other => Err(retry(format!("unexpected subscription reply {other:?}"))),
+        }
+    }
+
+    async fn stream_market(&mut self, ws: &mut Ws, forwarder: &mut Forwarder) -> End {
+        let mut ping = tokio::time::interval(self.settings.ping_interval);
+        ping.tick().await;
+        let check_every = (self.settings.stale_after / 4)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut check = tokio::time::interval(check_every);
+        let (mut last_alive, mut last_data) = (Instant::now(), Instant::now());
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Change(change)) => {
+                        let (add, remove) = self.desired.change(&change.0, &change.1);
+                        if !add.is_empty() {
+                            if let Err(e) = self.send(ws, &ClientAction::subscribe(add)).await { return e; }
+                        }
+                        if !remove.is_empty() {
+                            if let Err(e) = self.send(ws, &ClientAction::unsubscribe(remove)).await { return e; }
+                        }
+                        last_data = Instant::now();
+                    }
+                    Some(Command::Restart) => return retry("restart requested"),
+                    Some(Command::Stop) | None => return End::Stop,
+                },
+                frame = ws.next() => {
+                    // The arrival time travels with the data (tick-to-order is measured from it).
+                    let arrived = Instant::now();
+                    last_alive = arrived;
+                    let bytes = match payload(frame) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => continue,
+                        Err(end) => return end,
+                    };
+                    self.metrics.frames.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    let messages = match stream::decode_data_frame(self.settings.codec, &bytes) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.reject(&e);
+                            continue;
+                        }
+                    };
+                    let mut saw_data = false;
+                    for m in messages {
+                        match m {
+                            DataMessage::Trade(_) | DataMessage::Quote(_) | DataMessage::Bar(_) | DataMessage::Status(_) | DataMessage::Luld(_) => {
+                                if let Some(t) = data_time(&m) {
+                                    self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
+                                }
+                                forwarder.push(m, arrived, &self.metrics);
+                                saw_data = true;
+                            }
+                            DataMessage::Subscription(set) => {
+                                if !self.desired.confirmed_by(&set) {
+                                    tracing::warn!(stream = ?self.settings.kind, "the server's subscription set lacks symbols we asked for");
+                                }
+                            }
+                            DataMessage::Error { code, msg } => {
+                                tracing::warn!(stream = ?self.settings.kind, code, msg = %msg, "stream error from the server");
+                                self.event(StreamEventKind::ServerError { code, message: msg });
+                            }
+                            DataMessage::Success { .. } => {}
+                            DataMessage::Other { kind } => {
+                                self.metrics.messages_unknown.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(kind = %kind, "skipped a message type we do not model");
+                            }
+                        }
+                    }
+                    if saw_data {
+                        last_data = Instant::now();
+                        self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
+                    }
+                    forwarder.flush(&self.metrics).await;
+                }
+                _ = ping.tick() => {
+                    if let Err(end) = self.heartbeat(ws, last_alive).await {
+                        return end;
+                    }
+                }
+                _ = check.tick() => {
+                    forwarder.flush(&self.metrics).await;
+                    let silent = last_data.elapsed();
+                    if silent > self.settings.stale_after && !self.desired.is_empty() && self.market_open().await {
+                        let silent_ms = silent.as_millis() as u64;
+                        tracing::warn!(stream = ?self.settings.kind, silent_ms, "stream is connected but silent while the market is open");
+                        self.event(StreamEventKind::Stale { silent_ms });
+                        return retry(format!("stale: no data for {silent_ms} ms while the market is open"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The broker's clock, cached for 30 s; without a REST client, assume open.
+    async fn market_open(&mut self) -> bool {
+        if let Some((at, open)) = self.clock_cache {
+            if at.elapsed() < Duration::from_secs(30) {
+                return open;
+            }
+        }
+        let Some(rest) = &self.rest else { return true };
+        let open = match rest.get_clock().await {
+            Ok(c) => c.is_open,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the broker clock; treating the market as open");
+                true
+            }
+        };
+        self.clock_cache = Some((Instant::now(), open));
+        open
+    }
+}
+
+fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
+    match m {
+        DataMessage::Trade(t) => Some(t.timestamp),
+        DataMessage::Quote(q) => Some(q.timestamp),
+        DataMessage::Bar(b) => Some(b.timestamp),
+        DataMessage::Status(s) => Some(s.timestamp),
+        DataMessage::Luld(l) => Some(l.timestamp),
+        _ => None,
+    }
+}

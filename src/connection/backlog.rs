@@ -1,0 +1,273 @@
+//! The market-data stream's overload policy, without I/O: what is held back for a busy
+//! consumer, and when to try it again.
+//!
+//! - Trades, bars and statuses are **never dropped**: kept in arrival order; past
+//!   `max_pending` of them the session waits for the consumer (back-pressure to the socket).
+//! - Quotes are **conflated**: the latest per symbol while the consumer is busy.
+//! - A consumer found busy is not tried again on every frame (each try takes out and puts
+//!   back all that is pending: retried per frame, an overload made the session's work grow
+//!   with its backlog), but after [`RETRY_FULL_AFTER`] or once the backlog has doubled.
+
+use super::StreamMetrics;
+use crate::alpaca::stream::{DataMessage, StreamQuote};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a busy consumer is left alone before the next try (unless the backlog doubled).
+pub const RETRY_FULL_AFTER: Duration = Duration::from_millis(1);
+
+/// What to do about a consumer found busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Too many trades and bars held back: wait until it takes everything.
+    Wait,
+    /// Keep reading the socket; try again later.
+    BackOff,
+}
+
+#[derive(Debug)]
+pub struct Backlog {
+    /// Trades, bars and statuses, in arrival order: never dropped.
+    ordered: Vec<DataMessage>,
+    /// The latest quote per symbol while the consumer is busy.
+    quotes: foldhash::HashMap<String, StreamQuote>,
+    /// When the oldest message held arrived.
+    first_at: Option<Instant>,
+    max_pending: usize,
+    retry_at_len: usize,
+    retry_at: Option<Instant>,
+}
+
+impl Backlog {
+    pub fn new(max_pending: usize) -> Self {
+        Backlog {
+            ordered: Vec::new(),
+            quotes: foldhash::HashMap::default(),
+            first_at: None,
+            max_pending,
+            retry_at_len: 0,
+            retry_at: None,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.ordered.len() + self.quotes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ordered.is_empty() && self.quotes.is_empty()
+    }
+
+    /// Holds one message; `arrived`: when its frame arrived. Counts it received, and a quote
+    /// that replaces an older one of its symbol conflated.
+    pub fn push(&mut self, m: DataMessage, arrived: Instant, metrics: &StreamMetrics) {
+        metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.first_at.get_or_insert(arrived);
+        match m {
+            DataMessage::Quote(q) => match self.quotes.get_mut(&q.symbol) {
+                Some(older) => {
+                    *older = q;
+                    metrics.quotes_conflated.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.quotes.insert(q.symbol.clone(), q);
+                }
+            },
+            other => self.ordered.push(other),
+        }
+    }
+
+    /// Whether to try the consumer now: not while backing off from a busy one, unless the
+    /// backlog doubled since or too many trades and bars are held back.
+    pub fn due(&self, now: Instant) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let backing_off =
+            self.retry_at.is_some_and(|at| now < at) && self.pending() < self.retry_at_len;
+        !backing_off || self.ordered.len() >= self.max_pending
+    }
+
+    /// Everything held, ordered messages first, and when the oldest arrived.
+    pub fn take(&mut self) -> (Vec<DataMessage>, Instant) {
+        let mut data = std::mem::take(&mut self.ordered);
+        data.extend(self.quotes.drain().map(|(_, q)| DataMessage::Quote(q)));
+        (data, self.first_at.take().unwrap_or_else(Instant::now))
+    }
+
+    /// The consumer took what was taken.
+    pub fn delivered(&mut self) {
+        self.retry_at = None;
+    }
+
+    /// The consumer was busy: what was taken goes back, before what arrived since (a newer
+    /// quote of a symbol wins), and the answer says whether to wait for it or back off.
+    pub fn busy(&mut self, data: Vec<DataMessage>, received_at: Instant, now: Instant) -> Full {
+        let mut newer = std::mem::take(&mut self.ordered);
+        let newer_quotes = std::mem::take(&mut self.quotes);
+        for m in data {
+            match m {
+                DataMessage::Quote(q) => {
+                    self.quotes.insert(q.symbol.clone(), q);
+                }
+                other => self.ordered.push(other),
+            }
+        }
+        self.ordered.append(&mut newer);
+        self.quotes.extend(newer_quotes);
+        self.first_at = Some(received_at);
+        if self.ordered.len() >= self.max_pending {
+            return Full::Wait;
+        }
+        self.retry_at_len = self.pending() * 2;
+        self.retry_at = Some(now + RETRY_FULL_AFTER);
+        Full::BackOff
+    }
+
+    /// Drops everything held (there is no consumer).
+    pub fn clear(&mut self) {
+        self.ordered.clear();
+        self.quotes.clear();
+        self.first_at = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alpaca::stream::{Code, StreamTrade};
+    use chrono::DateTime;
+    use rust_decimal::Decimal;
+
+    fn trade(symbol: &str, n: u64) -> DataMessage {
+        DataMessage::Trade(StreamTrade {
+            symbol: symbol.into(),
+            id: n,
+            exchange: Code::new("V"),
+            price: Decimal::ONE_HUNDRED,
+            size: Decimal::ONE,
+            timestamp: DateTime::UNIX_EPOCH,
+            conditions: Default::default(),
+            tape: Code::new("C"),
+        })
+    }
+
+    fn quote(symbol: &str, bid: u32) -> DataMessage {
+        DataMessage::Quote(StreamQuote {
+            symbol: symbol.into(),
+            bid_exchange: Code::new("V"),
+            bid_price: Decimal::from(bid),
+            bid_size: Decimal::ONE,
+            ask_exchange: Code::new("V"),
+            ask_price: Decimal::from(bid + 1),
+            ask_size: Decimal::ONE,
+            timestamp: DateTime::UNIX_EPOCH,
+            conditions: Default::default(),
+            tape: Code::new("C"),
+        })
+    }
+
+    fn describe(data: &[DataMessage]) -> Vec<String> {
+        let mut out: Vec<String> = data
+            .iter()
+            .map(|m| match m {
+                DataMessage::Trade(StreamTrade { symbol, id, .. }) => format!("t:{symbol}:{id}"),
+                DataMessage::Quote(q) => format!("q:{}:{}", q.symbol, q.bid_price),
+                _ => "other".into(),
+            })
+            .collect();
+        // Quotes come after the ordered messages, in no particular order among themselves.
+        let quotes = out
+            .iter()
+            .position(|s| s.starts_with("q:"))
+            .unwrap_or(out.len());
+        out[quotes..].sort();
+        out
+    }
+
+    #[test]
+    fn trades_keep_their_order_and_quotes_keep_only_the_latest_per_symbol() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(100);
+        let now = Instant::now();
+        for m in [
+            trade("A", 1),
+            quote("A", 10),
+            quote("B", 20),
+            trade("B", 2),
+            quote("A", 11),
+        ] {
+            b.push(m, now, &metrics);
+        }
+        assert_eq!(b.pending(), 4);
+        let (data, at) = b.take();
+        assert_eq!(at, now);
+        assert_eq!(describe(&data), ["t:A:1", "t:B:2", "q:A:11", "q:B:20"]);
+        assert_eq!(metrics.quotes_conflated.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.messages_received.load(Ordering::Relaxed), 5);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_busy_consumer_gets_back_its_batch_before_what_came_since_and_newer_quotes_win() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(100);
+        let t0 = Instant::now();
+        b.push(trade("A", 1), t0, &metrics);
+        b.push(quote("A", 10), t0, &metrics);
+        let (taken, at) = b.take();
+        b.push(trade("A", 2), t0, &metrics);
+        b.push(quote("A", 12), t0, &metrics);
+        assert_eq!(b.busy(taken, at, t0), Full::BackOff);
+        let (data, first) = b.take();
+        assert_eq!(first, at);
+        assert_eq!(describe(&data), ["t:A:1", "t:A:2", "q:A:12"]);
+    }
+
+    #[test]
+    fn after_a_busy_consumer_the_next_try_waits_for_time_or_a_doubled_backlog() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(10);
+        let t0 = Instant::now();
+        // (pushes before, since the busy answer, is it due?)
+        b.push(trade("A", 1), t0, &metrics);
+        b.push(trade("A", 2), t0, &metrics);
+        assert!(b.due(t0));
+        let (taken, at) = b.take();
+        assert_eq!(b.busy(taken, at, t0), Full::BackOff);
+        let rows = [
+            (Duration::ZERO, 0, false),
+            (Duration::ZERO, 1, false),
+            (Duration::ZERO, 1, true), // 4 pending: doubled
+        ];
+        for (after, push, due) in rows {
+            for _ in 0..push {
+                b.push(trade("A", 9), t0, &metrics);
+            }
+            assert_eq!(b.due(t0 + after), due, "{} pending", b.pending());
+        }
+        let (taken, at) = b.take();
+        b.busy(taken, at, t0);
+        assert!(!b.due(t0));
+        assert!(b.due(t0 + RETRY_FULL_AFTER), "time passed");
+        b.delivered();
+        assert!(b.due(t0), "delivered: no back-off");
+    }
+
+    #[test]
+    fn too_many_trades_held_back_wait_for_the_consumer_and_nothing_is_dropped() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(3);
+        let t0 = Instant::now();
+        for n in 0..3 {
+            b.push(trade("A", n), t0, &metrics);
+        }
+        let (taken, at) = b.take();
+        assert_eq!(b.busy(taken, at, t0), Full::Wait);
+        assert!(b.due(t0), "past max_pending it is always due");
+        assert_eq!(b.take().0.len(), 3);
+        b.push(quote("A", 1), t0, &metrics);
+        b.clear();
+        assert!(b.is_empty() && !b.due(t0));
+    }
+}
