@@ -10,9 +10,11 @@
 //! Every lifecycle change is also recorded as a [`TradeUpdate`] in an outbox for the
 //! `trade_updates` stream.
 
+mod amend;
 mod books;
 mod commands;
 mod matching;
+mod validate;
 
 pub use books::PositionBook;
 pub use commands::{CloseQty, ListOrdersFilter};
