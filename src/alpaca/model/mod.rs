@@ -2,11 +2,13 @@
 //! ([`data`]). These types are used by both our client and the simulator, so a change here
 //! shows up on both sides of every test.
 
+pub mod account;
 pub mod corporate;
 pub mod data;
 pub mod listing;
 pub mod trading;
 
+pub use account::*;
 pub use corporate::*;
 pub use data::*;
 pub use listing::{Foreign, Listing};
