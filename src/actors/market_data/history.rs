@@ -1,0 +1,340 @@
+//! The feed's history over REST: warm-up before going live, backfill after a gap, the
+//! split-adjusted refetch after a split, and the closed minutes polled while the stream is
+//! down or silent.
+
+use super::*;
+
+impl MarketDataFeed {
+    fn go_live(&mut self, ctx: &mut Context<Self>) {
+        self.phase = Phase::Live;
+        self.stats.live = true;
+        while self.phase == Phase::Live {
+            let Some(batch) = self.held.pop_front() else {
+                break;
+            };
+            self.process(batch, ctx);
+        }
+    }
+
+    /// Seeds the book with fetched history (sent on to the subscribers, flagged historical)
+    /// and today's minutes; returns the number of history bars.
+    /// and today's minutes; returns the number of history bars. `then_live`: go live when done.
+    ///
+    /// One symbol at a time: its bars go to the subscribers and the feed waits until they took
+    /// the last one before the next symbol (200,000 bars queued at once would cost tens of MB);
+    /// meanwhile the feed handles no other message, so live data stays behind the history.
+    pub(super) fn apply_warmup(
+        &mut self,
+        warm: Warmup,
+        then_live: bool,
+        ctx: &mut Context<Self>,
+    ) -> usize {
+        let n = warm.history.iter().map(|(_, _, b)| b.len()).sum();
+        self.deliver_history(warm.history.into(), warm.today, then_live, ctx);
+        n
+    }
+
+    fn deliver_history(
+        &mut self,
+        mut rest: std::collections::VecDeque<(String, Interval, Vec<OhlcBar>)>,
+        today: Vec<(String, Vec<OhlcBar>)>,
+        then_live: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some((symbol, interval, bars)) = rest.pop_front() else {
+            for (symbol, minutes) in today {
+                for b in minutes {
+                    let closed = self.book.on_minute_bar(&symbol, b);
+                    self.emit(closed, None);
+                }
+            }
+            if then_live {
+                self.go_live(ctx);
+            }
+            return;
+        };
+        self.stats.bars_closed += bars.len() as u64;
+        let mut taken = Vec::new();
+        for (i, bar) in bars.iter().enumerate() {
+            let msg = BarClosed {
+                symbol: symbol.clone(),
+                interval,
+                bar: bar.clone(),
+                historical: true,
+                degraded: false,
+                trace: Default::default(),
+            };
+            for s in &self.subscribers {
+                if i + 1 == bars.len() {
+                    taken.push(s.send(msg.clone()));
+                } else {
+                    s.do_send(msg.clone());
+                }
+            }
+        }
+        ctx.wait(
+            actix::fut::wrap_future(futures_util::future::join_all(taken)).map(
+                move |_, act: &mut Self, ctx| {
+                    act.book.seed_history(&symbol, interval, bars);
+                    act.deliver_history(rest, today, then_live, ctx);
+                },
+            ),
+        );
+    }
+
+    pub(super) fn warm_up(&mut self, ctx: &mut Context<Self>) {
+        let Some(rest) = self.rest.clone() else {
+            tracing::info!("market data feed has no REST client: no warm-up");
+            self.go_live(ctx);
+            return;
+        };
+        let settings = self.settings.clone();
+        let work = async move { fetch_warmup(&rest, &settings).await };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(warm) => {
+                let n = act.apply_warmup(warm, true, ctx);
+                tracing::info!(
+                    bars = n,
+                    symbols = act.settings.symbols.len(),
+                    "market data warmed up from REST"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "warm-up from REST failed; bars start from live trades");
+                act.go_live(ctx);
+            }
+        }));
+    }
+
+    /// Fetches the complete minutes from the last one closed (or `gap_from`) up to the minute
+    /// of `until`, the first data after the gap, and folds them in before the held data.
+    pub(super) fn backfill(
+        &mut self,
+        gap_from: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(rest) = self.rest.clone() else {
+            self.go_live(ctx);
+            return;
+        };
+        let from = self
+            .earliest_last_minute()
+            .or(gap_from)
+            .or(self.book.watermark());
+        let Some(from) = from else {
+            self.go_live(ctx);
+            return;
+        };
+        let until = Interval::M1.start_of(until);
+        self.phase = Phase::Backfilling;
+        self.stats.backfills += 1;
+        let work = minutes_since(rest, self.settings.symbols.clone(), from, Some(until));
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            match result {
+                Ok(page) => {
+                    let n = act.book_minutes(page, |b| b.t < until, None);
+                    act.stats.backfilled_minutes += n as u64;
+                    tracing::info!(from = %from, until = %until, minutes = n, "market data gap backfilled from REST");
+                }
+                Err(e) => tracing::warn!(error = %e, "gap backfill from REST failed; the gap stays"),
+            }
+            act.go_live(ctx);
+        }));
+    }
+
+    /// Every `rest_poll`: when the market-data stream is down, or has sent nothing for a
+    /// whole poll interval, closed minute bars since the last one known come from REST, into
+    /// the book and on to the strategy as live bars marked degraded. (When the market is
+    /// closed the answer holds nothing new and nothing happens.)
+    pub(super) fn rest_tick(&mut self, ctx: &mut Context<Self>) {
+        let quiet = self.last_data.elapsed() >= self.settings.rest_poll;
+        let phase_ok = matches!(self.phase, Phase::Live | Phase::AwaitingData { .. });
+        if !self.stats.live || !phase_ok || self.polling || !(self.stream_down || quiet) {
+            return;
+        }
+        let Some(rest) = self.rest.clone() else {
+            return;
+        };
+        let from = self.earliest_last_minute().or(self.book.watermark());
+        let Some(from) = from else {
+            return;
+        };
+        self.polling = true;
+        let work = minutes_since(rest, self.settings.symbols.clone(), from, None);
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.polling = false;
+            match result {
+                Ok(page) => {
+                    // Only complete minutes (Alpaca may list the one in progress).
+                    let now = Utc::now();
+                    let n = act.book_minutes(
+                        page,
+                        |b| Interval::M1.end_of(b.t) <= now,
+                        Some(std::time::Instant::now()),
+                    );
+                    if n == 0 {
+                        tracing::debug!("market data quiet and REST has no newer bar");
+                        return;
+                    }
+                    if !act.stats.degraded {
+                        tracing::warn!(every_ms = act.settings.rest_poll.as_millis() as u64, "market data stream down or silent: bars come from REST meanwhile (degraded)");
+                    }
+                    act.stats.degraded = true;
+                    act.stats.rest_minutes += n as u64;
+                    tracing::info!(minutes = n, "bars taken from REST (degraded)");
+                    if let Some(h) = &act.health {
+                        h.do_send(StreamCovered {
+                            stream: StreamKind::MarketData,
+                            bars: n,
+                        });
+                    }
+                }
+                Err(e) => {
+                    act.stats.rest_poll_failures += 1;
+                    tracing::warn!(error = %e, "market data stream down or silent, and REST bars failed too");
+                }
+            }
+        }));
+    }
+
+    /// The oldest of the symbols' last closed minutes: where a REST read of minutes starts.
+    fn earliest_last_minute(&self) -> Option<DateTime<Utc>> {
+        self.settings
+            .symbols
+            .iter()
+            .filter_map(|s| self.book.last_closed_minute(s))
+            .min()
+    }
+
+    /// Books REST minute bars that pass `keep` and hands on what they close: historical for
+    /// a backfill (`arrived: None`), live but degraded for the polls that stand in for a
+    /// stream that is down. Answers the minutes booked.
+    fn book_minutes(
+        &mut self,
+        page: BarsPage,
+        keep: impl Fn(&Bar) -> bool,
+        arrived: Option<std::time::Instant>,
+    ) -> usize {
+        let mut n = 0;
+        for (symbol, bars) in page.bars {
+            for b in bars.iter().filter(|b| keep(b)) {
+                let closed = self.book.on_minute_bar(&symbol, OhlcBar::from(b));
+                n += closed.iter().filter(|c| c.interval == Interval::M1).count();
+                self.emit_as(closed, arrived, arrived.is_some());
+            }
+        }
+        n
+    }
+}
+
+/// Every minute bar of `symbols` from `from` (to before `until`), all pages.
+async fn minutes_since(
+    rest: BrokerRef,
+    symbols: Vec<String>,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<BarsPage, crate::alpaca::BrokerError> {
+    let mut q = BarsQuery::new(
+        &symbols.iter().map(String::as_str).collect::<Vec<_>>(),
+        TimeFrame::MINUTE,
+    );
+    q.start = Some(from);
+    q.end = until.map(|u| u - Duration::seconds(1));
+    q.limit = Some(MAX_BARS_PER_PAGE);
+    rest.get_bars(&q).await
+}
+
+/// Alpaca's largest bars page: a tenth of the requests of the default 1,000 (the request
+/// budget is 200 a minute).
+const MAX_BARS_PER_PAGE: u32 = 10_000;
+
+pub(super) struct Warmup {
+    history: Vec<(String, Interval, Vec<OhlcBar>)>,
+    today: Vec<(String, Vec<OhlcBar>)>,
+}
+
+/// Reads every page of a bars query, handing each page's bars to `each` as they come, so no
+/// more than a page of the broker's answer is held at once (1,000 symbols × 200 bars would be
+/// tens of MB).
+async fn for_each_bars_page(
+    rest: &BrokerRef,
+    query: &BarsQuery,
+    mut each: impl FnMut(String, Vec<Bar>),
+) -> Result<(), crate::alpaca::BrokerError> {
+    let mut query = query.clone();
+    loop {
+        let page = rest.get_bars_page(&query).await?;
+        for (symbol, bars) in page.bars {
+            each(symbol, bars);
+        }
+        match page.next_page_token {
+            Some(token) if !token.is_empty() => query.page_token = Some(token),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Each interval's last bars (complete ones only), then today's minutes.
+pub(super) async fn fetch_warmup(
+    rest: &BrokerRef,
+    settings: &FeedSettings,
+) -> Result<Warmup, crate::alpaca::BrokerError> {
+    let now = rest.get_clock().await?.timestamp.with_timezone(&Utc);
+    let symbols: Vec<&str> = settings.symbols.iter().map(String::as_str).collect();
+    let mut history: Vec<(String, Interval, Vec<OhlcBar>)> = Vec::new();
+    let today_start = Interval::D1.start_of(now);
+    for interval in settings.intervals.iter().copied() {
+        let lookback = match interval {
+            Interval::D1 => Duration::days(settings.warmup_bars as i64 * 7 / 5 + 10),
+            // Intraday bars exist only in sessions: about 6.5 hours a day, five days a week.
+            other => {
+                let minutes = other.end_of(other.start_of(now)) - other.start_of(now);
+                minutes * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3)
+            }
+        };
+        let mut q = BarsQuery::new(&symbols, TimeFrame::from(interval));
+        q.start = Some(now - lookback);
+        q.end = Some(now);
+        q.limit = Some(MAX_BARS_PER_PAGE);
+        q.adjustment = Some(settings.adjustment.clone());
+        // Only complete bars, and for days only those before today (today is built live).
+        let cutoff = if interval == Interval::D1 {
+            today_start
+        } else {
+            Interval::M1.start_of(now)
+        };
+        let mut kept: BTreeMap<String, std::collections::VecDeque<OhlcBar>> = BTreeMap::new();
+        for_each_bars_page(rest, &q, |symbol, bars| {
+            let h = kept.entry(symbol).or_default();
+            for b in bars.iter().filter(|b| interval.end_of(b.t) <= cutoff) {
+                if h.len() == settings.warmup_bars {
+                    h.pop_front();
+                }
+                h.push_back(OhlcBar::from(b));
+            }
+        })
+        .await?;
+        history.extend(
+            kept.into_iter()
+                .map(|(symbol, bars)| (symbol, interval, Vec::from(bars))),
+        );
+    }
+    let mut q = BarsQuery::new(&symbols, TimeFrame::MINUTE);
+    q.start = Some(today_start);
+    q.end = Some(now);
+    q.limit = Some(MAX_BARS_PER_PAGE);
+    q.adjustment = Some(settings.adjustment.clone());
+    let mut today: BTreeMap<String, Vec<OhlcBar>> = BTreeMap::new();
+    for_each_bars_page(rest, &q, |symbol, bars| {
+        today
+            .entry(symbol)
+            .or_default()
+            .extend(bars.iter().map(OhlcBar::from));
+    })
+    .await?;
+    Ok(Warmup {
+        history,
+        today: today.into_iter().collect(),
+    })
+}
