@@ -98,6 +98,7 @@ fn the_cores_import_only_the_domain_and_each_other() {
         "risk",
         "strategy",
         "journal/store.rs",
+        "journal/store",
         "journal/audit.rs",
         "mode.rs",
         "connection",
