@@ -160,3 +160,27 @@ fn the_control_socket_addresses_messages_not_actors() {
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn no_file_in_src_is_over_600_lines_unless_its_code_is_under_400_and_the_rest_tests() {
+    let mut over = Vec::new();
+    for file in files("") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let total = text.lines().count();
+        if total <= 600 {
+            continue;
+        }
+        // The code is what comes before the tests kept beside it.
+        let code = text
+            .lines()
+            .position(|l| l == "#[cfg(test)]")
+            .unwrap_or(total);
+        if code >= 400 {
+            over.push(format!(
+                "{}: {total} lines, {code} of them code",
+                file.display()
+            ));
+        }
+    }
+    assert!(over.is_empty(), "split these: {}", over.join("\n"));
+}
