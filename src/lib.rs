@@ -19,7 +19,6 @@ pub mod orders;
 pub mod risk;
 pub mod sim;
 pub mod strategy;
-pub mod systemd;
 pub mod telemetry;
 pub mod tools;
 pub mod trace;

@@ -70,11 +70,6 @@ impl SupervisorSettings {
     }
 }
 
-/// The mode's name as journaled and shown (`reduce_only`, …).
-pub fn mode_name(mode: TradingMode) -> &'static str {
-    mode.name()
-}
-
 /// How a flatten loop ended.
 enum FlattenEnd {
     Flat {
@@ -176,7 +171,7 @@ impl Supervisor {
         self.cause = cause.clone();
         self.transitions += 1;
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let (from_name, to_name) = (mode_name(from), mode_name(to));
+        let (from_name, to_name) = (from.name(), to.name());
         match to {
             TradingMode::Preserving | TradingMode::Halted => {
                 tracing::error!(from = from_name, to = to_name, cause = %cause, "trading mode changed")
@@ -476,7 +471,7 @@ impl Handler<ThresholdCrossed> for Supervisor {
     fn handle(&mut self, msg: ThresholdCrossed, ctx: &mut Context<Self>) {
         self.crossings += 1;
         if !self.apply(ModeInput::Crossed(msg.0.to_string()), ctx) {
-            tracing::warn!(cause = %msg.0, mode = mode_name(self.mode), "threshold crossed; the mode already blocks new entries");
+            tracing::warn!(cause = %msg.0, mode = self.mode.name(), "threshold crossed; the mode already blocks new entries");
         }
     }
 }

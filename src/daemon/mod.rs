@@ -26,6 +26,7 @@
 mod metrics;
 mod run;
 mod start;
+pub mod systemd;
 pub use run::{Exit, RunOptions, run};
 pub use start::{StartError, start, stream_urls};
 

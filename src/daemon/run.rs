@@ -69,7 +69,7 @@ pub async fn run(
     tracing::info!("running; Ctrl-C or SIGTERM stops it; SIGHUP reloads risk limits and symbols");
     let fatal_reason = serve(&daemon, shutdown, reload_on_sighup, metrics).await;
     tracing::info!("stopping");
-    crate::systemd::notify_stopping();
+    super::systemd::notify_stopping();
     // The sequence has its own deadline; this one is the last word.
     let limits = config.shutdown.clone();
     let limit = Duration::from_secs(limits.timeout_s + 5);
@@ -101,10 +101,10 @@ async fn serve(
     let mut stop = daemon.stop_requested.clone();
     // systemd: READY after reconciliation, then watchdog pings while the actors answer.
     let mut service = Box::pin(async {
-        crate::systemd::notify_ready(daemon).await;
+        super::systemd::notify_ready(daemon).await;
         let dog = async {
-            match crate::systemd::watchdog_interval() {
-                Some(interval) => crate::systemd::watchdog(daemon, interval).await,
+            match super::systemd::watchdog_interval() {
+                Some(interval) => super::systemd::watchdog(daemon, interval).await,
                 None => std::future::pending().await,
             }
         };

@@ -114,8 +114,8 @@ pub(super) async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
             let line = format!(
                 "{} s: {} -> {} ({})",
                 started.elapsed().as_secs(),
-                mode_name(t.from),
-                mode_name(t.to),
+                t.from.name(),
+                t.to.name(),
                 t.cause
             );
             eprintln!("soak: MODE CHANGED: {line}");
@@ -170,7 +170,7 @@ pub(super) async fn run_busy(opts: SoakOptions) -> Result<SoakReport, String> {
             eprintln!(
                 "soak: {:>5} s  mode {}  fills {}  reconciliations {}  mismatches {}  errors {}  rss {:.1} MB (anon {:.1})  kept per order {}",
                 started.elapsed().as_secs(),
-                mode_name(status.mode),
+                status.mode.name(),
                 after.fills,
                 after.reconciliations,
                 after.position_mismatches,

@@ -81,8 +81,8 @@ pub(super) async fn run_faults(opts: SoakOptions) -> Result<SoakReport, String> 
             eprintln!(
                 "soak: {:>5} s  {} -> {}  ({cause})",
                 started.elapsed().as_secs(),
-                mode_name(mode),
-                mode_name(status.mode)
+                mode.name(),
+                status.mode.name()
             );
             if status.mode == TradingMode::Preserved {
                 match exposure(&admin).await {
@@ -115,7 +115,7 @@ pub(super) async fn run_faults(opts: SoakOptions) -> Result<SoakReport, String> 
             eprintln!(
                 "soak: {:>5} s  mode {}  faults {}  crossings {}  preservations {}  fills {}",
                 started.elapsed().as_secs(),
-                mode_name(mode),
+                mode.name(),
                 report.faults_injected,
                 status.crossings,
                 status.times_to_flat_ms.len(),

@@ -22,7 +22,7 @@ use faults::run_faults;
 use crate::actors::health::GetHealth;
 use crate::actors::order_manager::GetOrderStats;
 use crate::actors::risk_manager::SetMode;
-use crate::actors::supervisor::{GetSupervisorStatus, Operator, OperatorCommand, mode_name};
+use crate::actors::supervisor::{GetSupervisorStatus, Operator, OperatorCommand};
 use crate::config::{CheckContext, Config};
 use crate::risk::TradingMode;
 use crate::sim::AdminClient;

@@ -3,13 +3,13 @@
 //! `STOPPING=1` when the shutdown sequence begins. Without `NOTIFY_SOCKET` every call is a
 //! no-op; a failed send is logged, never fatal.
 
-use crate::actors::account::GetAccount;
-use crate::actors::health::GetHealth;
-use crate::actors::order_manager::GetOrderStats;
-use crate::actors::risk_manager::GetRiskStats;
-use crate::actors::supervisor::{GetSupervisorStatus, mode_name};
-use crate::daemon::Daemon;
+use super::Daemon;
 use crate::messages::GetStreamStatus;
+use crate::messages::account::GetAccount;
+use crate::messages::health::GetHealth;
+use crate::messages::mode::GetSupervisorStatus;
+use crate::messages::orders::GetOrderStats;
+use crate::messages::risk::GetRiskStats;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub async fn status_line(d: &Daemon, within: Duration) -> Result<String, &'stati
             .map_err(|_| "market data stream")?;
         Ok::<_, &'static str>(format!(
             "mode {}; market data {:?}; positions {}; open orders {}; fills {}",
-            mode_name(sup.mode),
+            crate::domain::TradingMode::name(sup.mode),
             market.state,
             orders.positions.len(),
             orders.open_orders,
