@@ -163,3 +163,16 @@ impl Broker for crate::alpaca::AlpacaClient {
         ))
     }
 }
+
+/// How many orders are open at the broker (the first 500), entries the daemon cannot model
+/// included: cancel-all cancels them, and flat means none of them either.
+pub async fn open_order_count(broker: &dyn Broker) -> Result<usize, BrokerError> {
+    let listed = broker
+        .list_orders(&ListOrders {
+            status: Some("open"),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await?;
+    Ok(listed.open_count())
+}

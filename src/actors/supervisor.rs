@@ -31,7 +31,7 @@
 //! [`AddModeListener`].
 
 use crate::alpaca::model::AccountConfigurationsPatch;
-use crate::alpaca::rest::{CloseAmount, ListOrders};
+use crate::alpaca::rest::CloseAmount;
 use crate::broker::BrokerRef;
 use crate::config::PreservationSection;
 use crate::journal::{Journal, ModeTransition, RecordMode};
@@ -426,15 +426,9 @@ pub async fn broker_exposure(rest: &BrokerRef) -> Result<(usize, usize), String>
         .await
         .map_err(|e| e.to_string())?
         .held_count();
-    let orders = rest
-        .list_orders(&ListOrders {
-            status: Some("open"),
-            limit: Some(500),
-            ..Default::default()
-        })
+    let open = crate::broker::open_order_count(rest.as_ref())
         .await
         .map_err(|e| e.to_string())?;
-    let open = orders.open_count();
     Ok((held, open))
 }
 

@@ -280,16 +280,9 @@ pub(super) async fn flatten(
         .len();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let listed = rest
-            .list_orders(&ListOrders {
-                status: Some("open"),
-                limit: Some(500),
-                ..Default::default()
-            })
+        let open = crate::broker::open_order_count(rest.as_ref())
             .await
             .map_err(|e| e.to_string())?;
-        // An order the daemon cannot model is open all the same (cancel-all cancels it).
-        let open = listed.open_count();
         if open == 0 {
             break;
         }

@@ -2,13 +2,9 @@
 
 use super::*;
 
-#[test]
-fn reconciliation_finds_our_orders_at_the_broker_closes_those_it_never_got_and_books_missing_fills()
-{
-    // After a restart: the journal has two open intents and a fill it missed.
-    let mut desk = OrderDesk::new(ACK);
-    let found = order("td-0-1-AAPL", 1, "filled", dec!(10), dec!(10), 1);
-    let activity = TradeActivity {
+/// A fill of 3 MSFT at 50 of an order the journal does not know.
+fn msft_fill() -> TradeActivity {
+    TradeActivity {
         id: "act-1".into(),
         activity_type: "FILL".into(),
         transaction_time: t(1),
@@ -21,7 +17,16 @@ fn reconciliation_finds_our_orders_at_the_broker_closes_those_it_never_got_and_b
         cum_qty: dec!(3),
         order_id: Uuid::from_u128(9),
         order_status: None,
-    };
+    }
+}
+
+#[test]
+fn reconciliation_finds_our_orders_at_the_broker_closes_those_it_never_got_and_books_missing_fills()
+{
+    // After a restart: the journal has two open intents and a fill it missed.
+    let mut desk = OrderDesk::new(ACK);
+    let found = order("td-0-1-AAPL", 1, "filled", dec!(10), dec!(10), 1);
+    let activity = msft_fill();
     let mut g = Gathered {
         intents: vec![
             stored("td-0-1-AAPL", dec!(10), serde_json::json!({})),
@@ -58,20 +63,7 @@ fn reconciliation_finds_our_orders_at_the_broker_closes_those_it_never_got_and_b
     assert!(!e.iter().any(|e| matches!(e, Effect::Alert(_))));
     // A second reconciliation reading the same books nothing again.
     let mut g = Gathered::default();
-    g.view.fills = vec![TradeActivity {
-        id: "act-1".into(),
-        activity_type: "FILL".into(),
-        transaction_time: t(1),
-        fill_type: "fill".into(),
-        price: dec!(50),
-        qty: dec!(3),
-        side: "buy".into(),
-        symbol: "MSFT".into(),
-        leaves_qty: dec!(0),
-        cum_qty: dec!(3),
-        order_id: Uuid::from_u128(9),
-        order_status: None,
-    }];
+    g.view.fills = vec![msft_fill()];
     g.view.positions = vec![
         position("AAPL", dec!(10), "us_equity"),
         position("MSFT", dec!(3), "us_equity"),
