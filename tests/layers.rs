@@ -184,3 +184,24 @@ fn no_file_in_src_is_over_600_lines_unless_its_code_is_under_400_and_the_rest_te
     }
     assert!(over.is_empty(), "split these: {}", over.join("\n"));
 }
+
+#[test]
+fn only_the_daemon_the_tools_and_the_command_line_use_the_simulator() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let users = ["sim", "daemon", "tools", "main.rs"];
+    let mut found = Vec::new();
+    for file in files("") {
+        let rel = file.strip_prefix(&src).unwrap();
+        if users.iter().any(|u| rel.starts_with(u)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("crate::sim") {
+                found.push(format!("{}:{}: {}", rel.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

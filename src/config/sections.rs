@@ -108,7 +108,7 @@ impl Default for SimSection {
             seed: 1,
             speed: 60.0,
             clock: ClockChoice::Sim,
-            symbols: crate::sim::market::DEFAULT_SYMBOLS
+            symbols: crate::domain::listings::DEFAULT_SYMBOLS
                 .iter()
                 .map(|(s, ..)| s.to_string())
                 .collect(),

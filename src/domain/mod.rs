@@ -4,6 +4,7 @@
 
 pub mod bars;
 pub mod calendar;
+pub mod listings;
 pub mod mode;
 pub mod stream;
 

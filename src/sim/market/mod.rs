@@ -20,29 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, VecDeque};
 
-/// Symbols the simulator knows when none are given, with a plausible starting price.
-pub const DEFAULT_SYMBOLS: &[(&str, &str, &str, i64)] = &[
-    ("AAPL", "Apple Inc. Common Stock", "NASDAQ", 190),
-    ("MSFT", "Microsoft Corporation Common Stock", "NASDAQ", 420),
-    ("AMZN", "Amazon.com, Inc. Common Stock", "NASDAQ", 180),
-    ("GOOGL", "Alphabet Inc. Class A Common Stock", "NASDAQ", 170),
-    ("NVDA", "NVIDIA Corporation Common Stock", "NASDAQ", 120),
-    (
-        "META",
-        "Meta Platforms, Inc. Class A Common Stock",
-        "NASDAQ",
-        500,
-    ),
-    ("TSLA", "Tesla, Inc. Common Stock", "NASDAQ", 250),
-    (
-        "AMD",
-        "Advanced Micro Devices, Inc. Common Stock",
-        "NASDAQ",
-        150,
-    ),
-    ("SPY", "SPDR S&P 500 ETF Trust", "ARCA", 550),
-    ("QQQ", "Invesco QQQ Trust, Series 1", "NASDAQ", 470),
-];
+pub use crate::domain::listings::DEFAULT_SYMBOLS;
 
 /// Mean market-time seconds between two events of one symbol.
 const MEAN_EVENT_GAP_S: f64 = 0.25;
