@@ -1,4 +1,5 @@
-//! The command line: `traderd run`, `traderd sim`, `traderd check-config`, `traderd audit`. Parsing only; `main.rs` runs them.
+//! The command line: `traderd run`, `sim`, `check-config`, `audit`, `ctl`, `data`, the tools.
+//! Parsing only; `main.rs` runs them.
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -40,6 +41,80 @@ pub enum Command {
     BenchLoad(BenchLoadArgs),
     /// Talk to a running daemon over its control socket (status, pause, resume, flatten, halt…).
     Ctl(CtlArgs),
+    /// The local history store the research loop reads: sync bars from the broker, import a
+    /// CSV, list what is stored.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Pull bars from the broker's data API into the store (only what is missing), page by
+    /// page, symbols together, within the rate limit. Against the simulator: set
+    /// APCA_API_DATA_URL to `traderd sim`'s address (no keys needed there).
+    Sync(DataSyncArgs),
+    /// Import bars from a CSV file (header timestamp,open,high,low,close,volume; RFC 3339 or
+    /// epoch timestamps). A bad line is named and nothing is written.
+    Import(DataImportArgs),
+    /// What is stored: symbol, timeframe, adjustment, first, last, count, gaps (bars the
+    /// market calendar expects that are not stored).
+    Ls(DataLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// The history store's directory (default: $TRADERD_DATA_DIR, $XDG_DATA_HOME/traderd,
+    /// ~/.local/share/traderd).
+    #[arg(long, env = "TRADERD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataSyncArgs {
+    /// Symbols, comma-separated (AAPL,MSFT).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+    /// Bar timeframe: 1Min … 59Min, 1Hour … 23Hour, 1Day, 1Week, 1Month.
+    #[arg(long, default_value = "1Min")]
+    pub timeframe: String,
+    /// First day (YYYY-MM-DD, or an RFC 3339 time).
+    #[arg(long)]
+    pub start: String,
+    /// Last day, included (default: today).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Price adjustment of the bars.
+    #[arg(long, default_value = "split", value_parser = ["raw", "split", "dividend", "all"])]
+    pub adjustment: String,
+    /// Data feed (iex, sip); default: the plan's.
+    #[arg(long)]
+    pub feed: Option<String>,
+    #[command(flatten)]
+    pub dir: DataDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DataImportArgs {
+    /// The CSV file.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// The symbol its bars are of.
+    #[arg(long)]
+    pub symbol: String,
+    /// Their timeframe (1Min, 1Day, …).
+    #[arg(long)]
+    pub timeframe: String,
+    #[command(flatten)]
+    pub dir: DataDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DataLsArgs {
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dir: DataDirArg,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod control;
 pub mod daemon;
 pub mod domain;
+pub mod history;
 pub mod journal;
 pub mod latency;
 pub mod messages;

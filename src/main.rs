@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Ctl(args) => run_ctl(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
+        Command::Data(cmd) => traderd::tools::data::run(cmd, &env),
     };
     match result {
         Ok(code) => code,

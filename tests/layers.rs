@@ -99,6 +99,7 @@ fn the_cores_import_only_the_domain_and_each_other() {
         "strategy",
         "journal/store.rs",
         "journal/store",
+        "history",
         "journal/audit.rs",
         "mode.rs",
         "connection",
