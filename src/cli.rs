@@ -45,6 +45,39 @@ pub enum Command {
     /// CSV, list what is stored.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Backtest a config over the stored minute bars (`traderd data sync` first), through the
+    /// same strategy, sizing, protection and risk code as `traderd run`, with the simulator's
+    /// matching engine as the fill model. Writes summary.json, equity.csv, trades.csv and
+    /// orders.csv to --out. See docs/backtesting.md.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The config whose strategy, sizing, protection, risk limits and trading.symbols to test
+    /// (default: the built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// First day (YYYY-MM-DD, or an RFC 3339 time).
+    #[arg(long)]
+    pub start: String,
+    /// Last day, included (YYYY-MM-DD, or an RFC 3339 time).
+    #[arg(long)]
+    pub end: String,
+    /// Where the outputs go (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Starting cash, in US dollars.
+    #[arg(long, default_value = "100000")]
+    pub cash: String,
+    /// Half the spread each side of a bar's price, in basis points: buys pay it, sells give it up.
+    #[arg(long, default_value = "0")]
+    pub slippage_bps: String,
+    /// Fees on each fill's notional, in basis points (Alpaca's stocks are commission-free).
+    #[arg(long, default_value = "0")]
+    pub fee_bps: String,
+    #[command(flatten)]
+    pub dir: DataDirArg,
 }
 
 #[derive(Debug, Subcommand)]

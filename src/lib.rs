@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod aggregation;
 pub mod alpaca;
+pub mod analytics;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
         Command::Data(cmd) => traderd::tools::data::run(cmd, &env),
+        Command::Backtest(args) => traderd::tools::data::backtest(args, &env),
     };
     match result {
         Ok(code) => code,

@@ -94,6 +94,7 @@ fn the_cores_import_only_the_domain_and_each_other() {
     let cores = [
         "alpaca",
         "aggregation.rs",
+        "analytics.rs",
         "orders",
         "risk",
         "strategy",

@@ -13,12 +13,10 @@
 //! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`GetStrategyStats`].
 
-use crate::alpaca::model::OrderSide;
 use crate::messages::orders::{Propose, ProposeError};
 pub use crate::messages::strategy::{GetStrategyStats, StrategyStats};
 use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
-use crate::risk::{Intent, Purpose};
-use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput, plan_entry};
+use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput};
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -57,45 +55,6 @@ impl StrategyRunner {
         }
     }
 
-    /// The order a signal asks for, priced at `price` (the bar's close or the trade's price).
-    fn intent_for(
-        &self,
-        signal: &Signal,
-        symbol: &str,
-        price: Decimal,
-        position: Decimal,
-    ) -> Option<Intent> {
-        let intent = match signal {
-            Signal::Hold => return None,
-            Signal::Enter { side, .. } => {
-                let plan = plan_entry(*side, price, self.equity?, self.sizing, self.protection)?;
-                Intent {
-                    symbol: symbol.to_string(),
-                    side: plan.side,
-                    qty: plan.qty,
-                    limit_price: None,
-                    correlation_id: String::new(),
-                    purpose: Purpose::Entry {
-                        take_profit: plan.take_profit,
-                        stop_loss: plan.stop_loss,
-                        trail_pct: plan.trail_pct,
-                    },
-                    trace: Default::default(),
-                }
-            }
-            Signal::Exit { .. } if !position.is_zero() => {
-                let side = if position > Decimal::ZERO {
-                    OrderSide::Sell
-                } else {
-                    OrderSide::Buy
-                };
-                Intent::market(symbol, side, position.abs(), Purpose::Exit)
-            }
-            Signal::Exit { .. } => return None,
-        };
-        Some(intent)
-    }
-
     /// Turns a live signal into an intent and proposes it to risk (unless the order side is
     /// not ready or an order for the symbol is in progress). `parent`: the stage before.
     fn act(
@@ -121,7 +80,15 @@ impl StrategyRunner {
             return;
         }
         let position = self.positions.get(symbol).copied().unwrap_or_default();
-        let Some(mut intent) = self.intent_for(&signal, symbol, price, position) else {
+        let Some(mut intent) = crate::strategy::intent_for(
+            &signal,
+            symbol,
+            price,
+            position,
+            self.equity,
+            self.sizing,
+            self.protection,
+        ) else {
             return;
         };
         intent.correlation_id = correlation_id;

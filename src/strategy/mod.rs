@@ -4,8 +4,10 @@
 
 pub mod builtin;
 pub mod indicators;
+pub mod signal;
 
 pub use builtin::{
     BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe,
     ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest, plan_entry,
 };
+pub use signal::intent_for;

@@ -3,7 +3,7 @@
 use crate::alpaca::model::TimeFrame;
 use crate::alpaca::{AlpacaClient, Credentials, Secret};
 use crate::broker::BrokerRef;
-use crate::cli::{DataCommand, DataDirArg};
+use crate::cli::{BacktestArgs, DataCommand, DataDirArg};
 use crate::config::Config;
 use crate::domain::calendar;
 use crate::history::sync::{Progress, SyncRequest, sync};
@@ -272,4 +272,62 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+/// `traderd backtest`.
+pub fn backtest(
+    args: BacktestArgs,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let ctx = crate::config::CheckContext {
+        live_opt_in: false,
+        have_keys: true,
+    };
+    let config = match &args.config {
+        Some(path) => Config::load(path, &ctx).map_err(|e| anyhow!("{e}"))?,
+        None => Config::default(),
+    };
+    let dec = |name: &str, text: &str| {
+        text.parse::<rust_decimal::Decimal>()
+            .map_err(|_| anyhow!("--{name} {text:?} is not a number"))
+    };
+    let opts = crate::tools::backtest::BacktestOptions {
+        start: day_start(&args.start).context("--start")?,
+        end: day_end(&args.end).context("--end")?,
+        out: args.out.clone(),
+        cash: dec("cash", &args.cash)?,
+        slippage_bps: dec("slippage-bps", &args.slippage_bps)?,
+        fee_bps: dec("fee-bps", &args.fee_bps)?,
+    };
+    let store = HistoryStore::open(&data_dir(&args.dir, env))?;
+    let started = std::time::Instant::now();
+    let report = crate::tools::backtest::run(&config, &store, &opts).map_err(|e| anyhow!(e))?;
+    let s = &report.summary;
+    println!(
+        "{} on {} from {} to {}: {} minute bars, {} signals, {} orders, {} trades in {:.1} s",
+        report.strategy,
+        report.symbols.join(","),
+        s.start,
+        s.end,
+        report.minute_bars,
+        report.signals,
+        report.orders,
+        s.trades,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "total return {:.2} %, CAGR {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
+        s.total_return * 100.0,
+        s.cagr * 100.0,
+        s.sharpe,
+        s.sortino,
+        s.max_drawdown * 100.0,
+        s.max_drawdown_days,
+        s.win_rate * 100.0
+    );
+    println!(
+        "wrote summary.json, equity.csv, trades.csv, orders.csv to {}",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! busy trading, with invariants checked throughout) and the load bench (`traderd bench-load`).
 //! They drive the daemon and the simulator from outside; nothing in the daemon depends on them.
 
+pub mod backtest;
 pub mod bench_load;
 pub mod data;
 pub mod soak;

@@ -1,0 +1,215 @@
+//! `traderd backtest`: a config's strategy, sizing, protection and risk limits over the
+//! stored minute bars ([`crate::history`]), through the same cores as `traderd run` (see
+//! [`replay`]), with the simulator's matching engine as the fill model. Writes
+//! `summary.json`, `equity.csv`, `trades.csv`, `orders.csv` to the output directory.
+
+mod replay;
+
+use crate::alpaca::model::{Bar, Order, OrderSide, TimeFrame};
+use crate::analytics::{RoundTrip, Summary, summarize};
+use crate::config::Config;
+use crate::history::HistoryStore;
+use crate::risk::Purpose;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub out: PathBuf,
+    pub cash: Decimal,
+    /// Half the spread each side of a bar's price: buys pay it, sells give it up.
+    pub slippage_bps: Decimal,
+    /// Fees on the notional of each fill (Alpaca's stocks are commission-free: 0).
+    pub fee_bps: Decimal,
+}
+
+/// One fill.
+#[derive(Debug, Clone)]
+pub struct Fill {
+    pub at: DateTime<Utc>,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: OrderSide,
+    pub qty: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+}
+
+/// What a replay recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// (bar close, equity, cash, gross exposure) after every minute.
+    pub equity: Vec<(DateTime<Utc>, Decimal, Decimal, Decimal)>,
+    /// Equity at each day's last bar.
+    pub days: Vec<(NaiveDate, Decimal)>,
+    pub trades: Vec<RoundTrip>,
+    pub fills: Vec<Fill>,
+    pub orders: Vec<Order>,
+    pub purposes: HashMap<String, Purpose>,
+    pub refusals: BTreeMap<String, u64>,
+    pub signals: u64,
+    pub orders_sent: u64,
+    pub bars: u64,
+    pub bars_exposed: u64,
+    pub fees: Decimal,
+    pub traded: Decimal,
+}
+
+/// What `traderd backtest` prints and writes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BacktestReport {
+    pub summary: Summary,
+    pub symbols: Vec<String>,
+    pub minute_bars: u64,
+    pub signals: u64,
+    pub orders: u64,
+    pub refusals: BTreeMap<String, u64>,
+    pub strategy: String,
+}
+
+/// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is
+/// stored instead).
+pub fn run(
+    config: &Config,
+    store: &HistoryStore,
+    opts: &BacktestOptions,
+) -> Result<BacktestReport, String> {
+    if opts.start >= opts.end {
+        return Err("the range is empty: --start must be before --end".into());
+    }
+    let symbols = config.trading.symbols.clone();
+    let tf = TimeFrame::MINUTE.to_string();
+    let mut minutes: BTreeMap<DateTime<Utc>, Vec<(String, Bar)>> = BTreeMap::new();
+    let mut first_prices = BTreeMap::new();
+    let mut missing = Vec::new();
+    for symbol in &symbols {
+        let bars = store
+            .bars(symbol, &tf, opts.start, opts.end)
+            .map_err(|e| e.to_string())?;
+        match bars.first() {
+            Some(b) => {
+                first_prices.insert(symbol.clone(), b.o);
+            }
+            None => missing.push(symbol.clone()),
+        }
+        for b in bars {
+            minutes.entry(b.t).or_default().push((symbol.clone(), b));
+        }
+    }
+    if !missing.is_empty() {
+        let stored = store.series().map_err(|e| e.to_string())?;
+        return Err(format!(
+            "no stored 1Min bars of {} from {} to {}; stored: {} (fill the store with `traderd data sync`)",
+            missing.join(", "),
+            opts.start.date_naive(),
+            opts.end.date_naive(),
+            super::data::stored_summary(&stored)
+        ));
+    }
+    let mut replay = replay::Replay::new(opts, config, &first_prices, opts.start)?;
+    for (t, bars) in &minutes {
+        replay.minute(*t, bars);
+    }
+    replay.finish();
+    let rec = replay.out;
+    let exposure = if rec.bars == 0 {
+        0.0
+    } else {
+        rec.bars_exposed as f64 / rec.bars as f64
+    };
+    let summary = summarize(&rec.days, &rec.trades, exposure, rec.traded, rec.fees)
+        .ok_or_else(|| "no bars in the range".to_string())?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+    let report = BacktestReport {
+        summary,
+        symbols,
+        minute_bars: rec.bars,
+        signals: rec.signals,
+        orders: rec.orders_sent,
+        refusals: rec.refusals.clone(),
+        strategy: config.strategy.name.clone(),
+    };
+    write_outputs(&opts.out, &report, &rec).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    Ok(report)
+}
+
+fn write_outputs(dir: &Path, report: &BacktestReport, rec: &Recorded) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), json + "\n")?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("equity.csv"))?);
+    writeln!(w, "time,equity,cash,gross_exposure")?;
+    for (t, e, c, g) in &rec.equity {
+        writeln!(
+            w,
+            "{},{},{},{}",
+            t.to_rfc3339(),
+            e.round_dp(2),
+            c.round_dp(2),
+            g.round_dp(2)
+        )?;
+    }
+    w.flush()?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("trades.csv"))?);
+    writeln!(
+        w,
+        "symbol,side,qty,entry_time,entry_price,exit_time,exit_price,pnl,fees,reason"
+    )?;
+    for t in &rec.trades {
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{},{}",
+            t.symbol,
+            t.side,
+            t.qty,
+            t.entry_time.to_rfc3339(),
+            t.entry_price,
+            t.exit_time.to_rfc3339(),
+            t.exit_price,
+            t.pnl,
+            t.fees,
+            t.reason
+        )?;
+    }
+    w.flush()?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("orders.csv"))?);
+    writeln!(
+        w,
+        "created_at,client_order_id,symbol,side,type,qty,status,filled_qty,filled_avg_price,purpose"
+    )?;
+    let mut orders = rec.orders.clone();
+    orders.sort_by(|a, b| {
+        (a.created_at, &a.client_order_id).cmp(&(b.created_at, &b.client_order_id))
+    });
+    for o in &orders {
+        let purpose = match rec.purposes.get(&o.client_order_id) {
+            Some(Purpose::Entry { .. }) => "entry",
+            Some(Purpose::Exit) => "exit",
+            Some(Purpose::Protect { .. }) => "protect",
+            Some(Purpose::Flatten) => "flatten",
+            None => "leg",
+        };
+        writeln!(
+            w,
+            "{},{},{},{},{:?},{},{:?},{},{},{}",
+            o.created_at.to_rfc3339(),
+            o.client_order_id,
+            o.symbol,
+            o.side.as_str(),
+            o.order_type,
+            o.qty.unwrap_or_default(),
+            o.status,
+            o.filled_qty,
+            o.filled_avg_price
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            purpose
+        )?;
+    }
+    w.flush()
+}

@@ -1,0 +1,502 @@
+//! The replay: stored minute bars, in event time, through the daemon's own cores — the bar
+//! aggregation (`aggregation::BarBook`), the strategy, the signal-to-intent decision
+//! (`strategy::intent_for`), the risk checks (`risk::check`), the order requests
+//! (`OrderDesk::request_for`) — and the simulator's matching engine in-process as the fill
+//! model. One thread, no actors, no sockets: the same inputs give the same outputs.
+//!
+//! No look-ahead: a bar is known only once closed, and an order placed on it is matched from
+//! the next bar on. Each minute bar becomes four points (open, then the nearer of high and
+//! low, the other, close), each a quote (buys at the ask, sells at the bid, `slippage_bps`
+//! apart) and a trade (which triggers stops); the book is taken away at the bar's end, so
+//! nothing fills on the bar whose close made the signal.
+
+use super::{BacktestOptions, Fill, Recorded};
+use crate::aggregation::BarBook;
+use crate::alpaca::model::{Bar, OrderSide, OrderStatus, Quote, Trade};
+use crate::analytics::RoundTrip;
+use crate::config::Config;
+use crate::domain::{Interval, OhlcBar, TradingMode, calendar};
+use crate::orders::desk::OrderDesk;
+use crate::risk::{self, Intent, Purpose, RiskState};
+use crate::sim::engine::{AccountSettings, AssetInfo, Engine, ListOrdersFilter};
+use crate::sim::market::MarketEvent;
+use crate::strategy::{BarInput, Signal, Strategy, intent_for};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+const BOOK_SIZE: i64 = 1_000_000_000;
+
+struct Lot {
+    side: OrderSide,
+    qty: Decimal,
+    entry_time: DateTime<Utc>,
+    entry_cost: Decimal,
+    exit_qty: Decimal,
+    exit_value: Decimal,
+    fees: Decimal,
+}
+
+pub(super) struct Replay<'a> {
+    opts: &'a BacktestOptions,
+    config: &'a Config,
+    engine: Engine,
+    strategy: Box<dyn Strategy>,
+    book: BarBook,
+    purposes: HashMap<String, Purpose>,
+    seq: u64,
+    recent: VecDeque<DateTime<Utc>>,
+    lots: BTreeMap<String, Lot>,
+    day_start_equity: Decimal,
+    day: Option<chrono::NaiveDate>,
+    pub(super) out: Recorded,
+}
+
+fn at(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    t + Duration::seconds(seconds)
+}
+
+impl<'a> Replay<'a> {
+    pub(super) fn new(
+        opts: &'a BacktestOptions,
+        config: &'a Config,
+        first_prices: &BTreeMap<String, Decimal>,
+        start: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        let strategy = config
+            .strategy
+            .build()
+            .ok_or_else(|| format!("unknown strategy {:?}", config.strategy.name))?;
+        let mut intervals = vec![Interval::M1];
+        if strategy.interval() != Interval::M1 {
+            intervals.push(strategy.interval());
+        }
+        let assets = first_prices
+            .iter()
+            .map(|(symbol, price)| AssetInfo {
+                id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, symbol.as_bytes()),
+                symbol: symbol.clone(),
+                exchange: "NASDAQ".into(),
+                prev_close: *price,
+            })
+            .collect();
+        let engine = Engine::new(
+            1,
+            AccountSettings {
+                initial_cash: opts.cash,
+                ..AccountSettings::default()
+            },
+            assets,
+            start,
+        );
+        Ok(Replay {
+            opts,
+            config,
+            engine,
+            strategy,
+            book: BarBook::new(&intervals, 1),
+            purposes: HashMap::new(),
+            seq: 0,
+            recent: VecDeque::new(),
+            lots: BTreeMap::new(),
+            day_start_equity: opts.cash,
+            day: None,
+            out: Recorded::default(),
+        })
+    }
+
+    fn equity(&self) -> Decimal {
+        self.engine.equity() - self.out.fees
+    }
+
+    /// One minute: every symbol's bar that started at `t`.
+    pub(super) fn minute(&mut self, t: DateTime<Utc>, bars: &[(String, Bar)]) {
+        let day = calendar::to_et(t).date_naive();
+        if self.day != Some(day) {
+            if let Some(prev) = self.day {
+                // Day orders expire at the close of the session they were placed in.
+                let close = calendar::Session::on(prev).close;
+                self.engine.on_market(&[MarketEvent::SessionClosed {
+                    at: close.max(self.engine.now()),
+                    date: prev,
+                }]);
+                self.record_day(prev);
+            }
+            if self.day.is_none() {
+                // The starting point: the cash before the first session.
+                let before = calendar::Session::on(day).prev().date;
+                self.out.days.push((before, self.equity()));
+            }
+            self.day = Some(day);
+            self.day_start_equity = self.equity();
+        }
+        // The fills of orders placed on earlier bars, through this bar's four points, every
+        // symbol's first point before any symbol's second (the engine's clock only moves on).
+        let mut points: Vec<[Decimal; 4]> = Vec::with_capacity(bars.len());
+        for (_, bar) in bars {
+            let (first, second) = if bar.c >= bar.o {
+                (bar.l, bar.h)
+            } else {
+                (bar.h, bar.l)
+            };
+            points.push([bar.o, first, second, bar.c]);
+        }
+        let mut events = Vec::with_capacity(bars.len() * 9);
+        for k in 0..4 {
+            let when = at(t, 15 * k as i64);
+            for ((symbol, bar), prices) in bars.iter().zip(&points) {
+                events.push(self.quote(symbol, prices[k], when));
+                events.push(MarketEvent::Trade {
+                    symbol: symbol.clone(),
+                    trade: Trade {
+                        t: when,
+                        x: "V".into(),
+                        p: prices[k],
+                        s: bar.v.max(Decimal::ONE),
+                        c: Vec::new(),
+                        i: 0,
+                        z: "C".into(),
+                    },
+                });
+            }
+        }
+        // The bar is over: nothing more fills at its prices.
+        for (symbol, _) in bars {
+            events.push(MarketEvent::Status {
+                symbol: symbol.clone(),
+                code: "H".into(),
+                message: String::new(),
+                reason: String::new(),
+                at: at(t, 59),
+            });
+        }
+        self.engine.on_market(&events);
+        self.book_fills();
+        // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
+        let close_time = t + Duration::minutes(1);
+        self.engine.set_time(close_time, true);
+        for (symbol, bar) in bars {
+            let ohlc = OhlcBar {
+                start: bar.t,
+                open: bar.o,
+                high: bar.h,
+                low: bar.l,
+                close: bar.c,
+                volume: bar.v,
+                trades: bar.n.unwrap_or(0),
+                notional: bar.vw.map(|vw| vw * bar.v).unwrap_or_default(),
+            };
+            for closed in self.book.on_minute_bar(symbol, ohlc) {
+                if closed.interval == self.strategy.interval() {
+                    self.on_bar_closed(&closed.symbol, &closed.bar, close_time);
+                }
+            }
+        }
+        self.book_fills();
+        let gross: Decimal = self
+            .engine
+            .positions()
+            .iter()
+            .map(|p| p.market_value.unwrap_or_default().abs())
+            .sum();
+        self.out.bars += 1;
+        if !gross.is_zero() {
+            self.out.bars_exposed += 1;
+        }
+        self.out
+            .equity
+            .push((close_time, self.equity(), self.engine.cash(), gross));
+    }
+
+    pub(super) fn finish(&mut self) {
+        if let Some(day) = self.day {
+            self.record_day(day);
+        }
+        self.out.orders = self.engine.all_orders();
+        self.out.purposes = self.purposes.clone();
+    }
+
+    fn record_day(&mut self, day: chrono::NaiveDate) {
+        let e = self.equity();
+        self.out.days.push((day, e));
+    }
+
+    fn quote(&self, symbol: &str, price: Decimal, when: DateTime<Utc>) -> MarketEvent {
+        let slip = price * self.opts.slippage_bps / Decimal::from(10_000);
+        MarketEvent::Quote {
+            symbol: symbol.to_string(),
+            quote: Quote {
+                t: when,
+                bx: "V".into(),
+                bp: (price - slip).round_dp(4),
+                bs: Decimal::from(BOOK_SIZE),
+                ax: "V".into(),
+                ap: (price + slip).round_dp(4),
+                as_: Decimal::from(BOOK_SIZE),
+                c: Vec::new(),
+                z: "C".into(),
+            },
+        }
+    }
+
+    fn position(&self, symbol: &str) -> Decimal {
+        self.engine
+            .position(symbol)
+            .map(|p| p.qty)
+            .unwrap_or_default()
+    }
+
+    /// Open orders of ours on `symbol` that are entries or exits (not protective legs).
+    fn busy(&self, symbol: &str) -> bool {
+        self.open_orders().iter().any(|o| {
+            o.symbol == symbol
+                && matches!(
+                    self.purposes.get(&o.client_order_id),
+                    Some(Purpose::Entry { .. } | Purpose::Exit | Purpose::Flatten)
+                )
+        })
+    }
+
+    fn open_orders(&self) -> Vec<crate::alpaca::model::Order> {
+        self.engine
+            .list_orders(&ListOrdersFilter {
+                status: Some("open".into()),
+                limit: Some(500),
+                nested: false,
+                ..Default::default()
+            })
+            .unwrap_or_default()
+    }
+
+    fn on_bar_closed(&mut self, symbol: &str, bar: &OhlcBar, now: DateTime<Utc>) {
+        let position = self.position(symbol);
+        let signal = self.strategy.on_bar(&BarInput {
+            symbol,
+            interval: self.strategy.interval(),
+            bar,
+            historical: false,
+            position,
+        });
+        if signal == Signal::Hold || self.busy(symbol) {
+            return;
+        }
+        let Some(mut intent) = intent_for(
+            &signal,
+            symbol,
+            bar.close,
+            position,
+            Some(self.equity()),
+            self.config.strategy.sizing_rule(),
+            self.config.strategy.protection_rule(),
+        ) else {
+            return;
+        };
+        intent.correlation_id = format!("{symbol}-{}", bar.start.timestamp());
+        self.out.signals += 1;
+        self.propose(intent, bar.close, now);
+    }
+
+    /// Risk, then the order: as the RiskManager and the OrderManager do.
+    fn propose(&mut self, mut intent: Intent, price: Decimal, now: DateTime<Utc>) {
+        let state = self.risk_state(&intent.symbol, price);
+        let limits = self.config.risk.limits();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| *t < now - Duration::minutes(1))
+        {
+            self.recent.pop_front();
+        }
+        let approved = match risk::check(intent.clone(), &state, &limits, TradingMode::Active, now)
+        {
+            Ok(a) => a,
+            Err(refusal) => {
+                *self
+                    .out
+                    .refusals
+                    .entry(format!("{:?}", refusal.code))
+                    .or_default() += 1;
+                return;
+            }
+        };
+        intent = approved.into_intent();
+        if matches!(intent.purpose, Purpose::Exit) {
+            // Exits first clear our other orders on the symbol (bracket legs, stops), then
+            // close no more than is held.
+            for o in self
+                .open_orders()
+                .into_iter()
+                .filter(|o| o.symbol == intent.symbol)
+            {
+                let _ = self.engine.cancel(o.id);
+            }
+            self.book_fills();
+            let held = self.position(&intent.symbol).abs();
+            if held.is_zero() {
+                return;
+            }
+            intent.qty = intent.qty.min(held);
+        }
+        self.seq += 1;
+        let coid = format!("bt-{:x}-{}", self.seq, intent.symbol);
+        let request = OrderDesk::request_for(&intent, &coid);
+        self.recent.push_back(now);
+        match self.engine.submit(request) {
+            Ok(_) => {
+                self.purposes.insert(coid, intent.purpose);
+                self.out.orders_sent += 1;
+            }
+            Err(e) => {
+                *self
+                    .out
+                    .refusals
+                    .entry(format!("broker {}", e.code))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn risk_state(&self, symbol: &str, price: Decimal) -> RiskState {
+        let open = self.open_orders();
+        let mut pending: HashMap<String, Decimal> = HashMap::new();
+        for o in &open {
+            let left = o.qty.unwrap_or_default() - o.filled_qty;
+            *pending.entry(o.symbol.clone()).or_default() += o.side.sign() * left;
+        }
+        RiskState {
+            positions: self
+                .engine
+                .positions()
+                .into_iter()
+                .map(|p| (p.symbol, p.qty))
+                .collect(),
+            last_trade: HashMap::from([(symbol.to_string(), price)]),
+            open_orders: open.len(),
+            pending_qty: pending,
+            buying_power: self.engine.buying_power(),
+            equity: self.equity(),
+            start_of_day_equity: self.day_start_equity,
+            market_open: true,
+            recent_orders: self.recent.clone(),
+            halted: Default::default(),
+        }
+    }
+
+    /// Fills since the last call: fees, round trips, trailing stops for filled entries.
+    fn book_fills(&mut self) {
+        for u in self.engine.drain_updates() {
+            if !matches!(u.event.as_str(), "fill" | "partial_fill") {
+                continue;
+            }
+            let (Some(qty), Some(price)) = (u.qty, u.price) else {
+                continue;
+            };
+            let o = &u.order;
+            let fee = (qty * price * self.opts.fee_bps / Decimal::from(10_000)).round_dp(4);
+            self.out.fees += fee;
+            self.out.traded += qty * price;
+            let purpose = self.purposes.get(&o.client_order_id).cloned();
+            let reason = match (&purpose, o.order_type) {
+                (Some(Purpose::Exit), _) => "exit signal",
+                (Some(Purpose::Protect { .. }), _) => "trailing stop",
+                (_, crate::alpaca::model::OrderType::Limit) => "take profit",
+                (
+                    _,
+                    crate::alpaca::model::OrderType::Stop
+                    | crate::alpaca::model::OrderType::StopLimit,
+                ) => "stop loss",
+                _ => "entry",
+            };
+            self.out.fills.push(Fill {
+                at: u.at(),
+                client_order_id: o.client_order_id.clone(),
+                symbol: o.symbol.clone(),
+                side: o.side,
+                qty,
+                price,
+                fee,
+            });
+            self.book_lot(&o.symbol, o.side, qty, price, fee, u.at(), reason);
+            if o.status == OrderStatus::Filled {
+                if let Some(Purpose::Entry {
+                    trail_pct: Some(trail_pct),
+                    ..
+                }) = purpose
+                {
+                    let mut stop = Intent::market(
+                        &o.symbol,
+                        o.side.opposite(),
+                        o.filled_qty,
+                        Purpose::Protect { trail_pct },
+                    );
+                    stop.correlation_id = o.client_order_id.clone();
+                    let now = self.engine.now();
+                    self.propose(stop, price, now);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn book_lot(
+        &mut self,
+        symbol: &str,
+        side: OrderSide,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) {
+        let lot = self.lots.entry(symbol.to_string()).or_insert_with(|| Lot {
+            side,
+            qty: Decimal::ZERO,
+            entry_time: at,
+            entry_cost: Decimal::ZERO,
+            exit_qty: Decimal::ZERO,
+            exit_value: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        });
+        lot.fees += fee;
+        if side == lot.side {
+            lot.qty += qty;
+            lot.entry_cost += qty * price;
+            return;
+        }
+        let closing = qty.min(lot.qty - lot.exit_qty);
+        lot.exit_qty += closing;
+        lot.exit_value += closing * price;
+        if lot.exit_qty < lot.qty {
+            return;
+        }
+        let Some(lot) = self.lots.remove(symbol) else {
+            return;
+        };
+        let (entry, exit) = (lot.entry_cost / lot.qty, lot.exit_value / lot.qty);
+        let gross = match lot.side {
+            OrderSide::Buy => lot.exit_value - lot.entry_cost,
+            _ => lot.entry_cost - lot.exit_value,
+        };
+        self.out.trades.push(RoundTrip {
+            symbol: symbol.to_string(),
+            side: if lot.side == OrderSide::Buy {
+                "long"
+            } else {
+                "short"
+            },
+            qty: lot.qty,
+            entry_time: lot.entry_time,
+            entry_price: entry.round_dp(4),
+            exit_time: at,
+            exit_price: exit.round_dp(4),
+            pnl: (gross - lot.fees).round_dp(4),
+            fees: lot.fees,
+            reason: reason.to_string(),
+        });
+        // What went past flat opens the other way.
+        let rest = qty - closing;
+        if rest > Decimal::ZERO {
+            self.book_lot(symbol, side, rest, price, Decimal::ZERO, at, reason);
+        }
+    }
+}
