@@ -175,6 +175,10 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
         );
     }
 
+    // The report opens in a real browser: headless Chromium (installed by .ci/run) draws it
+    // (a screenshot well above a blank page's size) and its DOM holds the three charts.
+    report_renders_in_chromium(&a.join("report.html"), dir.path());
+
     // Nothing stored for the range: it says what is.
     let out = traderd(
         &[
@@ -193,5 +197,51 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     assert!(
         err.contains("no stored 1Min bars of AAPL, MSFT, SPY") && err.contains("stored: AAPL 1Min"),
         "{err}"
+    );
+}
+
+fn chromium(args: &[&str]) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("headless Chromium is needed (apt-get install chromium; .ci/run does it): {e}")
+        })
+}
+
+fn report_renders_in_chromium(report: &Path, dir: &Path) {
+    let url = format!("file://{}", report.display());
+    let dom = chromium(&["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in ["equity", "drawdown", "pnl"] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "no {id} chart in the DOM"
+        );
+    }
+    assert_eq!(dom.matches("<svg").count(), 3, "three charts");
+    assert!(dom.contains("<polyline") && dom.contains("Sharpe") && dom.contains("Monthly returns"));
+    let shot = |url: &str, name: &str| -> u64 {
+        let path = dir.join(name);
+        let arg = format!("--screenshot={}", path.display());
+        let out = chromium(&[&arg, "--window-size=1000,1400", url]);
+        assert!(
+            path.exists(),
+            "no screenshot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::metadata(&path).unwrap().len()
+    };
+    let blank = shot("about:blank", "blank.png");
+    let page = shot(&url, "report.png");
+    assert!(
+        page > 4 * blank,
+        "the report's screenshot looks blank: {page} bytes, a blank page {blank}"
     );
 }

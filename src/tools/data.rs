@@ -326,7 +326,7 @@ pub fn backtest(
         s.win_rate * 100.0
     );
     println!(
-        "wrote summary.json, equity.csv, trades.csv, orders.csv to {}",
+        "wrote summary.json, equity.csv, trades.csv, orders.csv, report.html to {}",
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,11 @@
 //! `traderd backtest`: a config's strategy, sizing, protection and risk limits over the
 //! stored minute bars ([`crate::history`]), through the same cores as `traderd run` (see
 //! [`replay`]), with the simulator's matching engine as the fill model. Writes
-//! `summary.json`, `equity.csv`, `trades.csv`, `orders.csv` to the output directory.
+//! `summary.json`, `equity.csv`, `trades.csv`, `orders.csv` and `report.html` to the output
+//! directory.
 
 mod replay;
+mod report;
 
 use crate::alpaca::model::{Bar, Order, OrderSide, TimeFrame};
 use crate::analytics::{RoundTrip, Summary, summarize};
@@ -211,5 +213,7 @@ fn write_outputs(dir: &Path, report: &BacktestReport, rec: &Recorded) -> std::io
             purpose
         )?;
     }
-    w.flush()
+    w.flush()?;
+    let page = report::html(report, rec).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("report.html"), page)
 }
