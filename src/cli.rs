@@ -76,6 +76,15 @@ pub struct BacktestArgs {
     /// Fees on each fill's notional, in basis points (Alpaca's stocks are commission-free).
     #[arg(long, default_value = "0")]
     pub fee_bps: String,
+    /// A parameter sweep: KEY=V1,V2,… of the config (e.g. strategy.momentum.rsi_period=10,14,20);
+    /// repeat it, and the grid is the product. Every combination runs in parallel on all cores;
+    /// --out gets sweep.csv, one row per combination ranked by --rank.
+    #[arg(long)]
+    pub sweep: Vec<String>,
+    /// The figure a sweep is ranked by, best first: sharpe, sortino, total_return, cagr,
+    /// calmar, max_drawdown, profit_factor.
+    #[arg(long, default_value = "sharpe")]
+    pub rank: String,
     #[command(flatten)]
     pub dir: DataDirArg,
 }

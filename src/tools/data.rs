@@ -287,6 +287,11 @@ pub fn backtest(
         Some(path) => Config::load(path, &ctx).map_err(|e| anyhow!("{e}"))?,
         None => Config::default(),
     };
+    // The config as a TOML table, for a sweep to set keys in.
+    let base: toml::Table = match &args.config {
+        Some(path) => std::fs::read_to_string(path)?.parse()?,
+        None => toml::to_string(&config)?.parse()?,
+    };
     let dec = |name: &str, text: &str| {
         text.parse::<rust_decimal::Decimal>()
             .map_err(|_| anyhow!("--{name} {text:?} is not a number"))
@@ -301,6 +306,41 @@ pub fn backtest(
     };
     let store = HistoryStore::open(&data_dir(&args.dir, env))?;
     let started = std::time::Instant::now();
+    if !args.sweep.is_empty() {
+        use crate::tools::backtest::{load, sweep};
+        let axes: Vec<sweep::Axis> = args
+            .sweep
+            .iter()
+            .map(|a| sweep::parse_axis(a))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!(e))?;
+        let (minutes, first) = load(&config, &store, &opts).map_err(|e| anyhow!(e))?;
+        let rows = sweep::run(&base, &axes, &minutes, &first, &opts, &args.rank)
+            .map_err(|e| anyhow!(e))?;
+        std::fs::create_dir_all(&args.out)?;
+        let path = args.out.join("sweep.csv");
+        sweep::write_csv(&path, &axes, &rows)?;
+        println!(
+            "{} combinations on {} cores in {:.1} s; best by {}:",
+            rows.len(),
+            rayon::current_num_threads(),
+            started.elapsed().as_secs_f64(),
+            args.rank
+        );
+        for r in rows.iter().take(5) {
+            let combo: Vec<String> = r.combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "  {}: sharpe {:.2}, total return {:.2} %, max drawdown {:.2} %, {} trades",
+                combo.join(" "),
+                r.summary.sharpe,
+                r.summary.total_return * 100.0,
+                r.summary.max_drawdown * 100.0,
+                r.summary.trades
+            );
+        }
+        println!("wrote {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = crate::tools::backtest::run(&config, &store, &opts).map_err(|e| anyhow!(e))?;
     let s = &report.summary;
     println!(

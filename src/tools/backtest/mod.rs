@@ -6,6 +6,7 @@
 
 mod replay;
 mod report;
+pub mod sweep;
 
 use crate::alpaca::model::{Bar, Order, OrderSide, TimeFrame};
 use crate::analytics::{RoundTrip, Summary, summarize};
@@ -74,22 +75,24 @@ pub struct BacktestReport {
     pub strategy: String,
 }
 
-/// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is
-/// stored instead).
-pub fn run(
+/// The minute bars of every symbol, by bar start: what a replay reads.
+pub type Minutes = BTreeMap<DateTime<Utc>, Vec<(String, Bar)>>;
+
+/// Loads the config's symbols' minute bars in the range, and each symbol's first open.
+/// `Err` names the symbols without bars and what is stored instead.
+pub fn load(
     config: &Config,
     store: &HistoryStore,
     opts: &BacktestOptions,
-) -> Result<BacktestReport, String> {
+) -> Result<(Minutes, BTreeMap<String, Decimal>), String> {
     if opts.start >= opts.end {
         return Err("the range is empty: --start must be before --end".into());
     }
-    let symbols = config.trading.symbols.clone();
     let tf = TimeFrame::MINUTE.to_string();
-    let mut minutes: BTreeMap<DateTime<Utc>, Vec<(String, Bar)>> = BTreeMap::new();
+    let mut minutes: Minutes = BTreeMap::new();
     let mut first_prices = BTreeMap::new();
     let mut missing = Vec::new();
-    for symbol in &symbols {
+    for symbol in &config.trading.symbols {
         let bars = store
             .bars(symbol, &tf, opts.start, opts.end)
             .map_err(|e| e.to_string())?;
@@ -113,8 +116,18 @@ pub fn run(
             super::data::stored_summary(&stored)
         ));
     }
-    let mut replay = replay::Replay::new(opts, config, &first_prices, opts.start)?;
-    for (t, bars) in &minutes {
+    Ok((minutes, first_prices))
+}
+
+/// One replay over loaded bars: the report and everything recorded. No file is written.
+pub fn replay_all(
+    config: &Config,
+    opts: &BacktestOptions,
+    minutes: &Minutes,
+    first_prices: &BTreeMap<String, Decimal>,
+) -> Result<(BacktestReport, Recorded), String> {
+    let mut replay = replay::Replay::new(opts, config, first_prices, opts.start)?;
+    for (t, bars) in minutes {
         replay.minute(*t, bars);
     }
     replay.finish();
@@ -126,17 +139,29 @@ pub fn run(
     };
     let summary = summarize(&rec.days, &rec.trades, exposure, rec.traded, rec.fees)
         .ok_or_else(|| "no bars in the range".to_string())?;
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     let report = BacktestReport {
         summary,
-        symbols,
+        symbols: config.trading.symbols.clone(),
         minute_bars: rec.bars,
         signals: rec.signals,
         orders: rec.orders_sent,
         refusals: rec.refusals.clone(),
         strategy: config.strategy.name.clone(),
     };
+    Ok((report, rec))
+}
+
+/// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is
+/// stored instead).
+pub fn run(
+    config: &Config,
+    store: &HistoryStore,
+    opts: &BacktestOptions,
+) -> Result<BacktestReport, String> {
+    let (minutes, first_prices) = load(config, store, opts)?;
+    let (report, rec) = replay_all(config, opts, &minutes, &first_prices)?;
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     write_outputs(&opts.out, &report, &rec).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     Ok(report)
 }

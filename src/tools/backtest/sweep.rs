@@ -1,0 +1,233 @@
+//! `traderd backtest --sweep KEY=V1,V2 …`: the grid is the product of the axes; every
+//! combination is a backtest of the config with those keys set, all on the same loaded bars,
+//! run in parallel on every core (rayon). One row per combination in `sweep.csv`, ranked by a
+//! chosen figure.
+
+use super::{BacktestOptions, Minutes, replay_all};
+use crate::analytics::Summary;
+use crate::config::{CheckContext, Config};
+use rayon::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// One axis: a dotted config key and the values it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// The figures a sweep can rank by (higher is better for each, max_drawdown included: it is
+/// negative).
+pub const RANKABLE: [&str; 7] = [
+    "sharpe",
+    "sortino",
+    "total_return",
+    "cagr",
+    "calmar",
+    "max_drawdown",
+    "profit_factor",
+];
+
+/// `strategy.momentum.rsi_period=10,14,20`.
+pub fn parse_axis(text: &str) -> Result<Axis, String> {
+    let (key, values) = text.split_once('=').ok_or_else(|| {
+        format!("--sweep {text:?}: write KEY=V1,V2,… (e.g. strategy.momentum.rsi_period=10,14,20)")
+    })?;
+    let key = key.trim().to_string();
+    if key.starts_with("trading.symbols") {
+        return Err("--sweep over trading.symbols: run one backtest per symbol set instead".into());
+    }
+    let values: Vec<String> = values
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if key.is_empty() || values.is_empty() {
+        return Err(format!("--sweep {text:?}: a key and at least one value"));
+    }
+    Ok(Axis { key, values })
+}
+
+/// Every combination of the axes' values, the first axis slowest.
+pub fn grid(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for axis in axes {
+        out = out
+            .into_iter()
+            .flat_map(|combo| {
+                axis.values.iter().map(move |v| {
+                    let mut c = combo.clone();
+                    c.push((axis.key.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// The config with the combination's keys set (each value read as a TOML literal: a number,
+/// a boolean, else a string), checked as `check-config` would.
+pub fn apply(base: &toml::Table, combo: &[(String, String)]) -> Result<Config, String> {
+    let mut table = base.clone();
+    for (key, value) in combo {
+        let literal: toml::Value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("v").cloned())
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let mut node = &mut table;
+        let parts: Vec<&str> = key.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            node = node
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| format!("--sweep {key}: {part} is not a section"))?;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), literal);
+    }
+    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    let ctx = CheckContext {
+        live_opt_in: false,
+        have_keys: true,
+    };
+    Config::parse(&text, "the swept config", &ctx).map_err(|e| {
+        let combo: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}: {e}", combo.join(" "))
+    })
+}
+
+/// Keys set to values: one combination of the grid.
+pub type Combo = Vec<(String, String)>;
+
+/// One row of `sweep.csv`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub combo: Vec<(String, String)>,
+    pub summary: Summary,
+}
+
+fn figure(s: &Summary, name: &str) -> f64 {
+    match name {
+        "sortino" => s.sortino,
+        "total_return" => s.total_return,
+        "cagr" => s.cagr,
+        "calmar" => s.calmar,
+        "max_drawdown" => s.max_drawdown,
+        "profit_factor" => s.profit_factor,
+        _ => s.sharpe,
+    }
+}
+
+/// Runs every combination in parallel; rows ranked by `rank`, best first (ties in grid
+/// order), so the same grid gives the same file.
+pub fn run(
+    base: &toml::Table,
+    axes: &[Axis],
+    minutes: &Minutes,
+    first_prices: &BTreeMap<String, Decimal>,
+    opts: &BacktestOptions,
+    rank: &str,
+) -> Result<Vec<Row>, String> {
+    if !RANKABLE.contains(&rank) {
+        return Err(format!("--rank {rank:?}: one of {}", RANKABLE.join(", ")));
+    }
+    let combos = grid(axes);
+    let configs: Vec<(usize, Combo, Config)> = combos
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| apply(base, &c).map(|cfg| (i, c, cfg)))
+        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<(usize, Row)> = configs
+        .into_par_iter()
+        .map(|(i, combo, config)| {
+            replay_all(&config, opts, minutes, first_prices).map(|(report, _)| {
+                (
+                    i,
+                    Row {
+                        combo,
+                        summary: report.summary,
+                    },
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    rows.sort_by(|(ia, a), (ib, b)| {
+        figure(&b.summary, rank)
+            .total_cmp(&figure(&a.summary, rank))
+            .then(ia.cmp(ib))
+    });
+    Ok(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+pub fn write_csv(path: &std::path::Path, axes: &[Axis], rows: &[Row]) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+    writeln!(
+        w,
+        "rank,{},total_return,cagr,annual_volatility,sharpe,sortino,max_drawdown,calmar,trades,win_rate,profit_factor,expectancy",
+        keys.join(",")
+    )?;
+    for (i, r) in rows.iter().enumerate() {
+        let values: Vec<&str> = r.combo.iter().map(|(_, v)| v.as_str()).collect();
+        let s = &r.summary;
+        writeln!(
+            w,
+            "{},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.6},{:.4},{},{:.4},{:.4},{}",
+            i + 1,
+            values.join(","),
+            s.total_return,
+            s.cagr,
+            s.annual_volatility,
+            s.sharpe,
+            s.sortino,
+            s.max_drawdown,
+            s.calmar,
+            s.trades,
+            s.win_rate,
+            s.profit_factor,
+            s.expectancy
+        )?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_is_the_product_and_values_are_toml_literals() {
+        let axes = [
+            parse_axis("strategy.momentum.rsi_period=10,14").unwrap(),
+            parse_axis("strategy.stop_loss_pct = 1, 2.5").unwrap(),
+        ];
+        let g = grid(&axes);
+        assert_eq!(g.len(), 4);
+        assert_eq!(
+            g[1],
+            vec![
+                ("strategy.momentum.rsi_period".to_string(), "10".to_string()),
+                ("strategy.stop_loss_pct".to_string(), "2.5".to_string()),
+            ]
+        );
+        let base: toml::Table = toml::to_string(&Config::default())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let c = apply(&base, &g[3]).unwrap();
+        assert_eq!(c.strategy.momentum.rsi_period, 14);
+        assert_eq!(c.strategy.stop_loss_pct, Decimal::new(25, 1));
+        let e = apply(
+            &base,
+            &[("strategy.momentum.rsi_period".into(), "\"x\"".into())],
+        )
+        .unwrap_err();
+        assert!(e.contains("strategy.momentum.rsi_period=\"x\""), "{e}");
+        assert!(parse_axis("rsi").is_err());
+        assert!(parse_axis("trading.symbols=AAPL").is_err());
+    }
+}
