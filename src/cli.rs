@@ -50,6 +50,9 @@ pub enum Command {
     /// matching engine as the fill model. Writes summary.json, equity.csv, trades.csv and
     /// orders.csv to --out. See docs/backtesting.md.
     Backtest(BacktestArgs),
+    /// Work with parameter sweeps run in slices on several machines.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
 }
 
 #[derive(Debug, Args)]
@@ -85,8 +88,32 @@ pub struct BacktestArgs {
     /// calmar, max_drawdown, profit_factor.
     #[arg(long, default_value = "sharpe")]
     pub rank: String,
+    /// Run only a slice of the sweep's grid: the combinations whose index is I modulo N (I from
+    /// 0), for one machine of many; join the slices' sweep.csv with `traderd sweep merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub dir: DataDirArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Join the sweep.csv files of a sharded sweep (`traderd backtest --sweep … --shard I/N`)
+    /// into one, ranked again.
+    Merge(SweepMergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepMergeArgs {
+    /// The shards' sweep.csv files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The merged file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The figure to rank by (as in `backtest --rank`).
+    #[arg(long, default_value = "sharpe")]
+    pub rank: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,14 @@ fn main() -> ExitCode {
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
         Command::Data(cmd) => traderd::tools::data::run(cmd, &env),
         Command::Backtest(args) => traderd::tools::data::backtest(args, &env),
+        Command::Sweep(cli::SweepCommand::Merge(args)) => {
+            traderd::tools::backtest::sweep::merge(&args.files, &args.rank, &args.out)
+                .map(|n| {
+                    println!("{n} combinations merged into {}", args.out.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| anyhow!(e))
+        }
     };
     match result {
         Ok(code) => code,

@@ -222,6 +222,52 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     assert_eq!(seen.len(), 4);
     seen.dedup();
     assert_eq!(seen.len(), 4, "every combination once");
+    // The same sweep in two slices (two machines), merged: the same file as in one piece.
+    for shard in ["0/2", "1/2"] {
+        let out = traderd(
+            &[
+                "backtest",
+                "--start",
+                &start,
+                "--end",
+                &end,
+                "--out",
+                dir.path()
+                    .join(format!("shard{}", &shard[..1]))
+                    .to_str()
+                    .unwrap(),
+                "--sweep",
+                "strategy.momentum.rsi_period=10,20",
+                "--sweep",
+                "strategy.sizing_usd=5000,10000",
+                "--shard",
+                shard,
+            ],
+            &data,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let merged = dir.path().join("merged.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(["sweep", "merge", "--out", merged.to_str().unwrap()])
+        .arg(dir.path().join("shard0/sweep.csv"))
+        .arg(dir.path().join("shard1/sweep.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&merged).unwrap(),
+        std::fs::read_to_string(sweep_dir.join("sweep.csv")).unwrap(),
+        "merged slices differ from the whole sweep"
+    );
     // The default config's own row (rsi 14 is not in the grid) would differ; a combination
     // equal to a plain run gives the plain run's figures.
     let plain = traderd(

@@ -315,7 +315,11 @@ pub fn backtest(
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow!(e))?;
         let (minutes, first) = load(&config, &store, &opts).map_err(|e| anyhow!(e))?;
-        let rows = sweep::run(&base, &axes, &minutes, &first, &opts, &args.rank)
+        let shard = match &args.shard {
+            Some(s) => sweep::parse_shard(s).map_err(|e| anyhow!(e))?,
+            None => (0, 1),
+        };
+        let rows = sweep::run(&base, &axes, &minutes, &first, &opts, &args.rank, shard)
             .map_err(|e| anyhow!(e))?;
         std::fs::create_dir_all(&args.out)?;
         let path = args.out.join("sweep.csv");

@@ -106,8 +106,25 @@ pub type Combo = Vec<(String, String)>;
 /// One row of `sweep.csv`.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The combination's place in the grid (first axis slowest), the same in every shard.
+    pub index: usize,
     pub combo: Vec<(String, String)>,
     pub summary: Summary,
+}
+
+/// `--shard i/n`: this process runs the combinations whose grid index is `i` modulo `n`
+/// (`i` from 0, as Kubernetes' `JOB_COMPLETION_INDEX`).
+pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {text:?}: write i/n with 0 <= i < n (e.g. 0/4)");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn figure(s: &Summary, name: &str) -> f64 {
@@ -131,14 +148,14 @@ pub fn run(
     first_prices: &BTreeMap<String, Decimal>,
     opts: &BacktestOptions,
     rank: &str,
+    shard: (usize, usize),
 ) -> Result<Vec<Row>, String> {
-    if !RANKABLE.contains(&rank) {
-        return Err(format!("--rank {rank:?}: one of {}", RANKABLE.join(", ")));
-    }
+    check_rank(rank)?;
     let combos = grid(axes);
     let configs: Vec<(usize, Combo, Config)> = combos
         .into_iter()
         .enumerate()
+        .filter(|(i, _)| i % shard.1 == shard.0)
         .map(|(i, c)| apply(base, &c).map(|cfg| (i, c, cfg)))
         .collect::<Result<_, _>>()?;
     let mut rows: Vec<(usize, Row)> = configs
@@ -148,6 +165,7 @@ pub fn run(
                 (
                     i,
                     Row {
+                        index: i,
                         combo,
                         summary: report.summary,
                     },
@@ -163,12 +181,20 @@ pub fn run(
     Ok(rows.into_iter().map(|(_, r)| r).collect())
 }
 
+fn check_rank(rank: &str) -> Result<(), String> {
+    if RANKABLE.contains(&rank) {
+        Ok(())
+    } else {
+        Err(format!("--rank {rank:?}: one of {}", RANKABLE.join(", ")))
+    }
+}
+
 pub fn write_csv(path: &std::path::Path, axes: &[Axis], rows: &[Row]) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
     let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
     writeln!(
         w,
-        "rank,{},total_return,cagr,annual_volatility,sharpe,sortino,max_drawdown,calmar,trades,win_rate,profit_factor,expectancy",
+        "rank,combination,{},total_return,cagr,annual_volatility,sharpe,sortino,max_drawdown,calmar,trades,win_rate,profit_factor,expectancy",
         keys.join(",")
     )?;
     for (i, r) in rows.iter().enumerate() {
@@ -176,8 +202,9 @@ pub fn write_csv(path: &std::path::Path, axes: &[Axis], rows: &[Row]) -> std::io
         let s = &r.summary;
         writeln!(
             w,
-            "{},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.6},{:.4},{},{:.4},{:.4},{}",
+            "{},{},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.6},{:.4},{},{:.4},{:.4},{}",
             i + 1,
+            r.index,
             values.join(","),
             s.total_return,
             s.cagr,
@@ -193,6 +220,78 @@ pub fn write_csv(path: &std::path::Path, axes: &[Axis], rows: &[Row]) -> std::io
         )?;
     }
     w.flush()
+}
+
+/// `traderd sweep merge`: the shards' `sweep.csv` files as one, ranked again by `rank`.
+/// Every file must have the same columns; a combination in two files is an error.
+pub fn merge(
+    files: &[std::path::PathBuf],
+    rank: &str,
+    out: &std::path::Path,
+) -> Result<usize, String> {
+    check_rank(rank)?;
+    let mut header: Option<csv::StringRecord> = None;
+    let mut rows: Vec<csv::StringRecord> = Vec::new();
+    for f in files {
+        let mut r = csv::Reader::from_path(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let h = r
+            .headers()
+            .map_err(|e| format!("{}: {e}", f.display()))?
+            .clone();
+        match &header {
+            Some(first) if *first != h => {
+                return Err(format!(
+                    "{}: its columns differ from {}'s: not the same sweep",
+                    f.display(),
+                    files[0].display()
+                ));
+            }
+            Some(_) => {}
+            None => header = Some(h),
+        }
+        for rec in r.records() {
+            rows.push(rec.map_err(|e| format!("{}: {e}", f.display()))?);
+        }
+    }
+    let header = header.ok_or("no files to merge")?;
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("the files have no {name} column"))
+    };
+    let (rank_col, index_col) = (col(rank)?, col("combination")?);
+    let num = |r: &csv::StringRecord, c: usize| {
+        r.get(c)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::MIN)
+    };
+    let index = |r: &csv::StringRecord| {
+        r.get(index_col)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by(|a, b| {
+        num(b, rank_col)
+            .total_cmp(&num(a, rank_col))
+            .then(index(a).cmp(&index(b)))
+    });
+    for pair in rows.windows(2) {
+        if index(&pair[0]) == index(&pair[1]) {
+            return Err(format!("combination {} is in two files", index(&pair[0])));
+        }
+    }
+    let mut w = csv::Writer::from_path(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    w.write_record(&header).map_err(|e| e.to_string())?;
+    for (i, r) in rows.iter().enumerate() {
+        let mut fields: Vec<String> = r.iter().map(str::to_string).collect();
+        if let Some(first) = fields.first_mut() {
+            *first = (i + 1).to_string();
+        }
+        w.write_record(&fields).map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]
@@ -228,6 +327,10 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("strategy.momentum.rsi_period=\"x\""), "{e}");
         assert!(parse_axis("rsi").is_err());
+        assert_eq!(parse_shard("1/4"), Ok((1, 4)));
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
         assert!(parse_axis("trading.symbols=AAPL").is_err());
     }
 }
