@@ -92,6 +92,11 @@ pub struct BacktestArgs {
     /// 0), for one machine of many; join the slices' sweep.csv with `traderd sweep merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Walk-forward with a sweep: sweep the grid on each training span, run its best
+    /// combination on the test span after it, roll on by the test span. Writes
+    /// walk_forward.csv with in-sample and out-of-sample figures apart. E.g. train=120d,test=30d.
+    #[arg(long, value_name = "train=Nd,test=Nd", requires = "sweep")]
+    pub walk_forward: Option<String>,
     #[command(flatten)]
     pub dir: DataDirArg,
 }

@@ -268,6 +268,45 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
         std::fs::read_to_string(sweep_dir.join("sweep.csv")).unwrap(),
         "merged slices differ from the whole sweep"
     );
+    // Walk-forward: the best of the grid on the first day, then run on the week after (the
+    // sessions the simulator has, holidays or not, are in it).
+    let wf_dir = dir.path().join("wf");
+    let out = traderd(
+        &[
+            "backtest",
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--out",
+            wf_dir.to_str().unwrap(),
+            "--sweep",
+            "strategy.momentum.rsi_period=10,20",
+            "--walk-forward",
+            "train=1d,test=7d",
+        ],
+        &data,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("out of sample"));
+    let windows = csv(&wf_dir.join("walk_forward.csv"));
+    assert!(
+        !windows.is_empty(),
+        "no window: {}; stored: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&traderd(&["data", "ls"], &data).stdout)
+    );
+    for w in &windows {
+        assert_eq!(
+            w["train_end"], w["test_start"],
+            "the test follows the training span: {w:?}"
+        );
+        assert!(["10", "20"].contains(&w["strategy.momentum.rsi_period"].as_str()));
+    }
     // The default config's own row (rsi 14 is not in the grid) would differ; a combination
     // equal to a plain run gives the plain run's figures.
     let plain = traderd(

@@ -315,6 +315,27 @@ pub fn backtest(
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow!(e))?;
         let (minutes, first) = load(&config, &store, &opts).map_err(|e| anyhow!(e))?;
+        if let Some(wf) = &args.walk_forward {
+            let wf = sweep::parse_walk_forward(wf).map_err(|e| anyhow!(e))?;
+            let windows = sweep::walk_forward(&base, &axes, &minutes, &opts, &args.rank, wf)
+                .map_err(|e| anyhow!(e))?;
+            std::fs::create_dir_all(&args.out)?;
+            let path = args.out.join("walk_forward.csv");
+            sweep::write_walk_forward_csv(&path, &axes, &windows)?;
+            let mean = |f: &dyn Fn(&sweep::Window) -> f64| {
+                windows.iter().map(f).sum::<f64>() / windows.len().max(1) as f64
+            };
+            println!(
+                "{} windows; mean total return in sample {:.3} %, out of sample {:.3} %; mean Sharpe in sample {:.2}, out of sample {:.2}",
+                windows.len(),
+                mean(&|w| w.best.summary.total_return) * 100.0,
+                mean(&|w| w.out_of_sample.total_return) * 100.0,
+                mean(&|w| w.best.summary.sharpe),
+                mean(&|w| w.out_of_sample.sharpe)
+            );
+            println!("wrote {}", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         let shard = match &args.shard {
             Some(s) => sweep::parse_shard(s).map_err(|e| anyhow!(e))?,
             None => (0, 1),

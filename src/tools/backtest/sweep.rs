@@ -6,6 +6,7 @@
 use super::{BacktestOptions, Minutes, replay_all};
 use crate::analytics::Summary;
 use crate::config::{CheckContext, Config};
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -222,6 +223,152 @@ pub fn write_csv(path: &std::path::Path, axes: &[Axis], rows: &[Row]) -> std::io
     w.flush()
 }
 
+/// `--walk-forward train=120d,test=30d`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WalkForward {
+    pub train: chrono::Duration,
+    pub test: chrono::Duration,
+}
+
+pub fn parse_walk_forward(text: &str) -> Result<WalkForward, String> {
+    let bad = || {
+        format!(
+            "--walk-forward {text:?}: write train=<days>d,test=<days>d (e.g. train=120d,test=30d)"
+        )
+    };
+    let mut train = None;
+    let mut test = None;
+    for part in text.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(bad)?;
+        let days: i64 = v
+            .trim()
+            .strip_suffix('d')
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        if days <= 0 {
+            return Err(bad());
+        }
+        match k.trim() {
+            "train" => train = Some(chrono::Duration::days(days)),
+            "test" => test = Some(chrono::Duration::days(days)),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(WalkForward {
+        train: train.ok_or_else(bad)?,
+        test: test.ok_or_else(bad)?,
+    })
+}
+
+/// One window of a walk-forward: the combination that ranked best on the training span, and
+/// how it did there (in sample) and on the test span after it (out of sample).
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub train: (DateTime<Utc>, DateTime<Utc>),
+    pub test: (DateTime<Utc>, DateTime<Utc>),
+    pub best: Row,
+    pub out_of_sample: Summary,
+}
+
+fn slice(
+    minutes: &Minutes,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> (Minutes, BTreeMap<String, Decimal>) {
+    let part: Minutes = minutes
+        .range(from..to)
+        .map(|(t, bars)| (*t, bars.clone()))
+        .collect();
+    let mut first = BTreeMap::new();
+    for bars in part.values() {
+        for (symbol, bar) in bars {
+            first.entry(symbol.clone()).or_insert(bar.o);
+        }
+    }
+    (part, first)
+}
+
+/// Rolls a training span and the test span after it through the bars, a test span at a time:
+/// the grid is swept on each training span, and its best combination (by `rank`) is run on the
+/// test span. Windows without bars on either span are skipped.
+pub fn walk_forward(
+    base: &toml::Table,
+    axes: &[Axis],
+    minutes: &Minutes,
+    opts: &BacktestOptions,
+    rank: &str,
+    wf: WalkForward,
+) -> Result<Vec<Window>, String> {
+    check_rank(rank)?;
+    let (Some(first), Some(last)) = (minutes.keys().next(), minutes.keys().next_back()) else {
+        return Ok(Vec::new());
+    };
+    let symbols = minutes
+        .values()
+        .flatten()
+        .map(|(s, _)| s.clone())
+        .collect::<std::collections::BTreeSet<_>>();
+    let mut out = Vec::new();
+    let mut start = *first;
+    while start + wf.train <= *last {
+        let (train_end, test_end) = (start + wf.train, start + wf.train + wf.test);
+        let (train, train_first) = slice(minutes, start, train_end);
+        let (test, test_first) = slice(minutes, train_end, test_end);
+        if train_first.len() == symbols.len() && test_first.len() == symbols.len() {
+            let rows = run(base, axes, &train, &train_first, opts, rank, (0, 1))?;
+            if let Some(best) = rows.into_iter().next() {
+                let config = apply(base, &best.combo)?;
+                let (report, _) = replay_all(&config, opts, &test, &test_first)?;
+                out.push(Window {
+                    train: (start, train_end),
+                    test: (train_end, test_end),
+                    best,
+                    out_of_sample: report.summary,
+                });
+            }
+        }
+        start += wf.test;
+    }
+    Ok(out)
+}
+
+pub fn write_walk_forward_csv(
+    path: &std::path::Path,
+    axes: &[Axis],
+    windows: &[Window],
+) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+    writeln!(
+        w,
+        "window,train_start,train_end,test_start,test_end,{},in_sample_total_return,in_sample_sharpe,in_sample_trades,out_of_sample_total_return,out_of_sample_sharpe,out_of_sample_max_drawdown,out_of_sample_trades",
+        keys.join(",")
+    )?;
+    for (i, win) in windows.iter().enumerate() {
+        let values: Vec<&str> = win.best.combo.iter().map(|(_, v)| v.as_str()).collect();
+        let (is, oos) = (&win.best.summary, &win.out_of_sample);
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{:.6},{:.4},{},{:.6},{:.4},{:.6},{}",
+            i + 1,
+            win.train.0.to_rfc3339(),
+            win.train.1.to_rfc3339(),
+            win.test.0.to_rfc3339(),
+            win.test.1.to_rfc3339(),
+            values.join(","),
+            is.total_return,
+            is.sharpe,
+            is.trades,
+            oos.total_return,
+            oos.sharpe,
+            oos.max_drawdown,
+            oos.trades
+        )?;
+    }
+    w.flush()
+}
+
 /// `traderd sweep merge`: the shards' `sweep.csv` files as one, ranked again by `rank`.
 /// Every file must have the same columns; a combination in two files is an error.
 pub fn merge(
@@ -328,6 +475,16 @@ mod tests {
         assert!(e.contains("strategy.momentum.rsi_period=\"x\""), "{e}");
         assert!(parse_axis("rsi").is_err());
         assert_eq!(parse_shard("1/4"), Ok((1, 4)));
+        assert_eq!(
+            parse_walk_forward("train=120d,test=30d"),
+            Ok(WalkForward {
+                train: chrono::Duration::days(120),
+                test: chrono::Duration::days(30)
+            })
+        );
+        for bad in ["train=120", "train=5d", "test=1d,train=0d", "x=1d,test=1d"] {
+            assert!(parse_walk_forward(bad).is_err(), "{bad}");
+        }
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(parse_shard(bad).is_err(), "{bad}");
         }
