@@ -12,17 +12,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-fn traderd(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_traderd"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("APCA_API_KEY_ID")
-        .env_remove("APCA_API_SECRET_KEY")
-        .output()
-        .unwrap()
-}
-
 fn csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let head = r.headers().unwrap().clone();
@@ -76,19 +65,22 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     );
     sim.stop().await;
 
+    // `traderd backtest --start … --end … --out OUT` and more arguments.
+    let backtest = |out: &Path, more: &[&str]| {
+        let mut args = vec![
+            "backtest",
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        traderd_data(&args, &data)
+    };
     let run = |out: &Path| {
-        let o = traderd(
-            &[
-                "backtest",
-                "--start",
-                &start,
-                "--end",
-                &end,
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            &data,
-        );
+        let o = backtest(out, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -181,21 +173,14 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
 
     // A sweep: the product of the axes, each combination a backtest, ranked by Sharpe.
     let sweep_dir = dir.path().join("sweep");
-    let out = traderd(
+    let out = backtest(
+        &sweep_dir,
         &[
-            "backtest",
-            "--start",
-            &start,
-            "--end",
-            &end,
-            "--out",
-            sweep_dir.to_str().unwrap(),
             "--sweep",
             "strategy.momentum.rsi_period=10,20",
             "--sweep",
             "strategy.sizing_usd=5000,10000",
         ],
-        &data,
     );
     assert!(
         out.status.success(),
@@ -224,18 +209,9 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     assert_eq!(seen.len(), 4, "every combination once");
     // The same sweep in two slices (two machines), merged: the same file as in one piece.
     for shard in ["0/2", "1/2"] {
-        let out = traderd(
+        let out = backtest(
+            &dir.path().join(format!("shard{}", &shard[..1])),
             &[
-                "backtest",
-                "--start",
-                &start,
-                "--end",
-                &end,
-                "--out",
-                dir.path()
-                    .join(format!("shard{}", &shard[..1]))
-                    .to_str()
-                    .unwrap(),
                 "--sweep",
                 "strategy.momentum.rsi_period=10,20",
                 "--sweep",
@@ -243,7 +219,6 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
                 "--shard",
                 shard,
             ],
-            &data,
         );
         assert!(
             out.status.success(),
@@ -271,21 +246,14 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     // Walk-forward: the best of the grid on the first day, then run on the week after (the
     // sessions the simulator has, holidays or not, are in it).
     let wf_dir = dir.path().join("wf");
-    let out = traderd(
+    let out = backtest(
+        &wf_dir,
         &[
-            "backtest",
-            "--start",
-            &start,
-            "--end",
-            &end,
-            "--out",
-            wf_dir.to_str().unwrap(),
             "--sweep",
             "strategy.momentum.rsi_period=10,20",
             "--walk-forward",
             "train=1d,test=7d",
         ],
-        &data,
     );
     assert!(
         out.status.success(),
@@ -298,7 +266,7 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
         !windows.is_empty(),
         "no window: {}; stored: {}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&traderd(&["data", "ls"], &data).stdout)
+        String::from_utf8_lossy(&traderd_data(&["data", "ls"], &data).stdout)
     );
     for w in &windows {
         assert_eq!(
@@ -309,19 +277,9 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     }
     // The default config's own row (rsi 14 is not in the grid) would differ; a combination
     // equal to a plain run gives the plain run's figures.
-    let plain = traderd(
-        &[
-            "backtest",
-            "--start",
-            &start,
-            "--end",
-            &end,
-            "--out",
-            dir.path().join("plain").to_str().unwrap(),
-            "--sweep",
-            "strategy.momentum.rsi_period=14",
-        ],
-        &data,
+    let plain = backtest(
+        &dir.path().join("plain"),
+        &["--sweep", "strategy.momentum.rsi_period=14"],
     );
     assert!(plain.status.success());
     let one = csv(&dir.path().join("plain").join("sweep.csv"));
@@ -332,7 +290,7 @@ async fn a_backtest_is_deterministic_without_look_ahead_and_its_figures_add_up()
     );
 
     // Nothing stored for the range: it says what is.
-    let out = traderd(
+    let out = traderd_data(
         &[
             "backtest",
             "--start",

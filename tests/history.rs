@@ -119,17 +119,6 @@ fn a_corrupt_store_is_a_clear_error() {
     );
 }
 
-fn traderd(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_traderd"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("APCA_API_KEY_ID")
-        .env_remove("APCA_API_SECRET_KEY")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn import_is_all_or_nothing_and_ls_shows_what_is_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +130,7 @@ fn import_is_all_or_nothing_and_ls_shows_what_is_stored() {
          2025-01-02T14:31:00Z,10,11,9,oops,5\n",
     )
     .unwrap();
-    let out = traderd(
+    let out = traderd_data(
         &[
             "data",
             "import",
@@ -161,7 +150,7 @@ fn import_is_all_or_nothing_and_ls_shows_what_is_stored() {
             && err.contains("nothing was imported"),
         "{err}"
     );
-    let ls = traderd(&["data", "ls"], dir.path());
+    let ls = traderd_data(&["data", "ls"], dir.path());
     assert!(
         String::from_utf8_lossy(&ls.stdout).contains("nothing stored"),
         "{ls:?}"
@@ -176,7 +165,7 @@ fn import_is_all_or_nothing_and_ls_shows_what_is_stored() {
          2025-01-02T14:33:00Z,10,11,9,10.5,9\n",
     )
     .unwrap();
-    let out = traderd(
+    let out = traderd_data(
         &[
             "data",
             "import",
@@ -191,7 +180,7 @@ fn import_is_all_or_nothing_and_ls_shows_what_is_stored() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ABC 1Min: 3 bars imported"));
-    let ls = traderd(&["data", "ls", "--json"], dir.path());
+    let ls = traderd_data(&["data", "ls", "--json"], dir.path());
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     assert_eq!(v[0]["symbol"], "ABC");
     assert_eq!(v[0]["count"], 3);

@@ -170,3 +170,16 @@ pub fn paper_daemon(
         .stdout(std::process::Stdio::null());
     c
 }
+
+/// `traderd ARGS --data-dir DIR`, without API keys in its environment.
+#[allow(dead_code)] // not every test binary uses it
+pub fn traderd_data(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("APCA_API_KEY_ID")
+        .env_remove("APCA_API_SECRET_KEY")
+        .output()
+        .unwrap()
+}
