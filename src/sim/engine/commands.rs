@@ -129,6 +129,10 @@ impl Engine {
         let id = order.id;
         self.by_client_id.insert(order.client_order_id.clone(), id);
         self.index.insert(id, self.orders.len());
+        self.unfinished
+            .entry(order.symbol.clone())
+            .or_default()
+            .push(self.orders.len());
         self.orders.push(SimOrder {
             order,
             parent,
@@ -267,7 +271,18 @@ impl Engine {
             return Err(SimError::validation("limit must be between 1 and 500"));
         }
         let mut out = Vec::new();
-        for o in &self.orders {
+        // Open orders are among the unfinished ones: only those are looked at (in the order
+        // they were placed, as the whole list would give them).
+        let open_only = f.status.as_deref().unwrap_or("open") == "open";
+        let mut candidates: Vec<usize> = if open_only {
+            self.unfinished.values().flatten().copied().collect()
+        } else {
+            (0..self.orders.len()).collect()
+        };
+        if open_only {
+            candidates.sort_unstable();
+        }
+        for o in candidates.into_iter().filter_map(|i| self.orders.get(i)) {
             let ord = &o.order;
             if (f.nested && o.parent.is_some())
                 || !wanted(ord.status)?

@@ -56,10 +56,17 @@ impl Engine {
         }
     }
 
-    fn open_ids(&self, symbol: &str) -> Vec<Uuid> {
-        self.orders
-            .iter()
-            .filter(|o| o.is_active() && o.order.symbol == symbol)
+    /// The symbol's active orders, oldest first. A final order never opens again, so the
+    /// list of unfinished ones is pruned here as they end.
+    fn open_ids(&mut self, symbol: &str) -> Vec<Uuid> {
+        let orders = &self.orders;
+        let Some(list) = self.unfinished.get_mut(symbol) else {
+            return Vec::new();
+        };
+        list.retain(|&i| orders.get(i).is_some_and(|o| o.order.status.is_open()));
+        list.iter()
+            .filter_map(|&i| orders.get(i))
+            .filter(|o| o.is_active())
             .map(|o| o.order.id)
             .collect()
     }

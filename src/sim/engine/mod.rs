@@ -145,6 +145,11 @@ pub struct Engine {
     books: HashMap<String, TopOfBook>,
     orders: Vec<SimOrder>,
     index: HashMap<Uuid, usize>,
+    /// Per symbol, where in `orders` its orders not known final are (pruned as they end):
+    /// matching looks at these, not at every order ever placed.
+    unfinished: HashMap<String, Vec<usize>>,
+    /// The open of the session `now` is in and the next one's, while `now` stays between.
+    session_span: Option<(DateTime<Utc>, DateTime<Utc>)>,
     by_client_id: HashMap<String, Uuid>,
     activities: Vec<TradeActivity>,
     /// The close of the session `now` is in (or the last one): when day orders expire.
@@ -187,6 +192,8 @@ impl Engine {
             books: HashMap::new(),
             orders: Vec::new(),
             index: HashMap::new(),
+            unfinished: HashMap::new(),
+            session_span: None,
             by_client_id: HashMap::new(),
             activities: Vec::new(),
             other_activities: Vec::new(),
@@ -214,9 +221,17 @@ impl Engine {
     pub fn set_time(&mut self, now: DateTime<Utc>, market_open: bool) {
         self.now = self.now.max(now);
         self.market_open = market_open;
+        // The session changes only when the next one opens: looked up then, not at every event.
+        if self
+            .session_span
+            .is_some_and(|(open, next)| open <= self.now && self.now < next)
+        {
+            return;
+        }
         let session = crate::sim::calendar::latest_session_at_or_before(self.now);
         self.session_close = session.close;
         self.balance_asof = session.prev().date;
+        self.session_span = Some((session.open, session.next().open));
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -265,10 +280,18 @@ impl Engine {
         self.cash + long + short
     }
 
+    /// The market value of the longs plus that of the shorts, both counted positive.
+    pub fn gross_exposure(&self) -> Decimal {
+        let (long, short) = self.market_values();
+        long - short
+    }
+
     /// What open orders that add exposure have reserved of the buying power.
     fn reserved(&self) -> Decimal {
-        self.orders
-            .iter()
+        self.unfinished
+            .values()
+            .flatten()
+            .filter_map(|&i| self.orders.get(i))
             .filter(|o| o.is_active() && self.adds_exposure(&o.order.symbol, o.order.side))
             .map(|o| match o.target {
                 Some(_) => {
@@ -446,8 +469,11 @@ impl Engine {
         // can fill) claim the shares once: the largest of the group.
         let mut groups: HashMap<Uuid, Decimal> = HashMap::new();
         for o in self
-            .orders
-            .iter()
+            .unfinished
+            .get(symbol)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.orders.get(i))
             .filter(|o| o.is_active() && o.order.symbol == symbol && o.order.side == closing)
         {
             let g = groups.entry(o.parent.unwrap_or(o.order.id)).or_default();

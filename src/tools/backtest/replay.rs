@@ -193,12 +193,7 @@ impl<'a> Replay<'a> {
             }
         }
         self.book_fills();
-        let gross: Decimal = self
-            .engine
-            .positions()
-            .iter()
-            .map(|p| p.market_value.unwrap_or_default().abs())
-            .sum();
+        let gross = self.engine.gross_exposure();
         self.out.bars += 1;
         if !gross.is_zero() {
             self.out.bars_exposed += 1;
