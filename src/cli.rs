@@ -47,8 +47,9 @@ pub enum Command {
     Data(DataCommand),
     /// Backtest a config over the stored minute bars (`traderd data sync` first), through the
     /// same strategy, sizing, protection and risk code as `traderd run`, with the simulator's
-    /// matching engine as the fill model. Writes summary.json, equity.csv, trades.csv and
-    /// orders.csv to --out. See docs/backtesting.md.
+    /// matching engine as the fill model. Writes summary.json, equity.csv, trades.csv,
+    /// orders.csv and report.html to --out (sweep.csv with --sweep, walk_forward.csv with
+    /// --walk-forward). See docs/backtesting.md.
     Backtest(BacktestArgs),
     /// Work with parameter sweeps run in slices on several machines.
     #[command(subcommand)]
