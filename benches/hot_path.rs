@@ -254,7 +254,7 @@ fn journal_intent(c: &mut Criterion) {
                     side: OrderSide::Buy,
                     qty: Decimal::from(10),
                     request: serde_json::json!({"symbol": "AAPL", "qty": "10", "side": "buy", "type": "market"}),
-                    correlation_id: format!("AAPL-t{n}"),
+                    correlation_id: format!("AAPL-t{n}").into(),
                     created_at: Utc::now(),
                 };
                 black_box(store.record_intent(&intent).is_ok())

@@ -16,7 +16,7 @@ fn intent(n: u32) -> OrderIntent {
         side: OrderSide::Buy,
         qty: dec!(10),
         request: serde_json::json!({"symbol": "AAPL", "qty": "10", "side": "buy", "type": "market", "time_in_force": "day"}),
-        correlation_id: format!("corr-{n}"),
+        correlation_id: format!("corr-{n}").into(),
         created_at: Utc.with_ymd_and_hms(2026, 11, 20, 14, 30, n).unwrap(),
     }
 }

@@ -185,7 +185,7 @@ impl World {
                         side,
                         qty: o.qty,
                         request: serde_json::Value::Null,
-                        correlation_id: String::new(),
+                        correlation_id: Default::default(),
                         created_at: t0(),
                     },
                     t0(),

@@ -91,7 +91,7 @@ impl StrategyRunner {
         ) else {
             return;
         };
-        intent.correlation_id = correlation_id;
+        intent.correlation_id = correlation_id.into();
         let span = tracing::info_span!(
             parent: None,
             "strategy.signal",

@@ -4,11 +4,13 @@
 
 pub mod bars;
 pub mod calendar;
+pub mod ids;
 pub mod listings;
 pub mod mode;
 pub mod stream;
 
 pub use bars::{Interval, OhlcBar};
+pub use ids::CorrelationId;
 pub use mode::TradingMode;
 pub use stream::{ConnectionState, StreamKind};
 

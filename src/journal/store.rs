@@ -72,7 +72,7 @@ pub struct OrderIntent {
     /// The full request as it will be sent (JSON).
     pub request: serde_json::Value,
     /// Ties the order to the market message that caused it (and to its trace).
-    pub correlation_id: String,
+    pub correlation_id: crate::domain::CorrelationId,
     pub created_at: DateTime<Utc>,
 }
 
@@ -326,7 +326,7 @@ impl Store {
                     intent.side.as_str(),
                     intent.qty.to_string(),
                     intent.request.to_string(),
-                    intent.correlation_id
+                    intent.correlation_id.as_str()
                 ],
             )?;
             Self::append_audit(tx, &intent.created_at, "order_intent", &body)?;

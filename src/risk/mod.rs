@@ -25,7 +25,7 @@ pub struct Intent {
     pub qty: Decimal,
     /// `None` for a market order.
     pub limit_price: Option<Decimal>,
-    pub correlation_id: String,
+    pub correlation_id: crate::domain::CorrelationId,
     pub purpose: Purpose,
     /// The span of the stage that made or last checked it (see [`crate::trace::TraceContext`]).
     pub trace: crate::trace::TraceContext,
@@ -59,7 +59,7 @@ impl Intent {
             side,
             qty,
             limit_price: None,
-            correlation_id: String::new(),
+            correlation_id: Default::default(),
             purpose,
             trace: Default::default(),
         }

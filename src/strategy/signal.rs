@@ -28,7 +28,7 @@ pub fn intent_for(
                 side: plan.side,
                 qty: plan.qty,
                 limit_price: None,
-                correlation_id: String::new(),
+                correlation_id: Default::default(),
                 purpose: Purpose::Entry {
                     take_profit: plan.take_profit,
                     stop_loss: plan.stop_loss,

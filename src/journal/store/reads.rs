@@ -67,7 +67,7 @@ impl Store {
                     },
                     qty: Decimal::from_str(&qty).map_err(|_| corrupt("qty"))?,
                     request: serde_json::from_str(&request).map_err(|_| corrupt("request"))?,
-                    correlation_id: corr,
+                    correlation_id: corr.into(),
                     created_at: DateTime::parse_from_rfc3339(&created)
                         .map_err(|_| corrupt("created_at"))?
                         .with_timezone(&Utc),

@@ -50,7 +50,7 @@ pub enum Effect {
     /// order's correlation id), the account.
     FillBooked {
         fill: FillRecord,
-        correlation_id: String,
+        correlation_id: crate::domain::CorrelationId,
     },
     /// Ask the risk checks for the trailing stop of a filled entry.
     Protect {

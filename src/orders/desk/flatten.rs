@@ -31,7 +31,7 @@ pub fn flatten_plan(positions: Listing<Position>, correlation: &str) -> FlattenP
             OrderSide::Buy
         };
         let mut intent = Intent::market(&p.symbol, side, p.qty.abs(), Purpose::Flatten);
-        intent.correlation_id = correlation.to_string();
+        intent.correlation_id = correlation.into();
         plan.close.push(intent);
     }
     for f in positions.foreign.iter().filter(|f| f.is_held()) {

@@ -65,7 +65,7 @@ pub struct OrderDesk {
     /// What each order of ours is for (legs have none: they belong to their parent).
     purposes: HashMap<String, Purpose>,
     /// Correlation ids, for legs and protective stops to carry their entry's.
-    correlation: HashMap<String, String>,
+    correlation: HashMap<String, crate::domain::CorrelationId>,
     /// Orders whose request has not been answered yet: never looked up as "never sent".
     in_flight: HashSet<String>,
     /// Legs already journaled.

@@ -286,7 +286,7 @@ impl<'a> Replay<'a> {
         ) else {
             return;
         };
-        intent.correlation_id = format!("{symbol}-{}", bar.start.timestamp());
+        intent.correlation_id = format!("{symbol}-{}", bar.start.timestamp()).into();
         self.out.signals += 1;
         self.propose(intent, bar.close, now);
     }
@@ -424,7 +424,7 @@ impl<'a> Replay<'a> {
                         o.filled_qty,
                         Purpose::Protect { trail_pct },
                     );
-                    stop.correlation_id = o.client_order_id.clone();
+                    stop.correlation_id = o.client_order_id.as_str().into();
                     let now = self.engine.now();
                     self.propose(stop, price, now);
                 }
