@@ -210,27 +210,32 @@ pub fn stored_summary(series: &[SeriesInfo]) -> String {
     held.join(", ")
 }
 
-/// A day (the start of its New York midnight) or an RFC 3339 time.
-fn day_start(text: &str) -> anyhow::Result<DateTime<Utc>> {
+/// An RFC 3339 time as it is, or a day `YYYY-MM-DD`: the time itself, or else the day.
+fn time_or_day(text: &str) -> anyhow::Result<Result<DateTime<Utc>, NaiveDate>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+        return Ok(Ok(t.with_timezone(&Utc)));
     }
-    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| anyhow!("{text:?} is neither YYYY-MM-DD nor an RFC 3339 time"))?;
-    Ok(calendar::et_midnight(d))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(Err)
+        .map_err(|_| anyhow!("{text:?} is neither YYYY-MM-DD nor an RFC 3339 time"))
+}
+
+/// A day (from its New York midnight) or an RFC 3339 time.
+fn day_start(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(time_or_day(text)?.unwrap_or_else(calendar::et_midnight))
 }
 
 /// A day (to the end of it, New York time) or an RFC 3339 time.
 fn day_end(text: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+    match time_or_day(text)? {
+        Ok(t) => Ok(t),
+        Err(d) => {
+            let next = d
+                .succ_opt()
+                .ok_or_else(|| anyhow!("{text:?} is out of range"))?;
+            Ok(calendar::et_midnight(next) - chrono::Duration::seconds(1))
+        }
     }
-    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| anyhow!("{text:?} is neither YYYY-MM-DD nor an RFC 3339 time"))?;
-    let next = d
-        .succ_opt()
-        .ok_or_else(|| anyhow!("{text:?} is out of range"))?;
-    Ok(calendar::et_midnight(next) - chrono::Duration::seconds(1))
 }
 
 /// The data API client: Alpaca with the keys of the environment (or systemd credentials), or

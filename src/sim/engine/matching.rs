@@ -40,7 +40,7 @@ impl Engine {
                 MarketEvent::Status { symbol, code, .. } => {
                     // A halt: no book to fill against until quotes come again.
                     if code == "H" {
-                        self.books.remove(symbol);
+                        self.withdraw_book(symbol);
                     }
                 }
                 MarketEvent::BarClosed { .. }
@@ -58,6 +58,11 @@ impl Engine {
 
     /// The symbol's active orders, oldest first. A final order never opens again, so the
     /// list of unfinished ones is pruned here as they end.
+    /// No quote to fill against until the next one comes (a halt; the end of a backtest's bar).
+    pub fn withdraw_book(&mut self, symbol: &str) {
+        self.books.remove(symbol);
+    }
+
     fn open_ids(&mut self, symbol: &str) -> Vec<Uuid> {
         let orders = &self.orders;
         let Some(list) = self.unfinished.get_mut(symbol) else {

@@ -7,7 +7,7 @@
 //! No look-ahead: a bar is known only once closed, and an order placed on it is matched from
 //! the next bar on. Each minute bar becomes four points (open, then the nearer of high and
 //! low, the other, close), each a quote (buys at the ask, sells at the bid, `slippage_bps`
-//! apart) and a trade (which triggers stops); the book is taken away at the bar's end, so
+//! apart) and a trade (which triggers stops); the book is withdrawn at the bar's end, so
 //! nothing fills on the bar whose close made the signal.
 
 use super::{BacktestOptions, Fill, Recorded};
@@ -160,17 +160,11 @@ impl<'a> Replay<'a> {
                 });
             }
         }
+        self.engine.on_market(&events);
         // The bar is over: nothing more fills at its prices.
         for (symbol, _) in bars {
-            events.push(MarketEvent::Status {
-                symbol: symbol.clone(),
-                code: "H".into(),
-                message: String::new(),
-                reason: String::new(),
-                at: at(t, 59),
-            });
+            self.engine.withdraw_book(symbol);
         }
-        self.engine.on_market(&events);
         self.book_fills();
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
         let close_time = t + Duration::minutes(1);
