@@ -352,14 +352,22 @@ impl<'a> Replay<'a> {
             let left = o.qty.unwrap_or_default() - o.filled_qty;
             *pending.entry(o.symbol.clone()).or_default() += o.side.sign() * left;
         }
+        let positions: HashMap<String, Decimal> = self
+            .engine
+            .positions()
+            .into_iter()
+            .map(|p| (p.symbol, p.qty))
+            .collect();
+        // The last price of every symbol held, as the RiskManager keeps them from the trades
+        // it sees: the gross exposure check values the other positions with them.
+        let mut last_trade: HashMap<String, Decimal> = positions
+            .keys()
+            .map(|s| (s.clone(), self.engine.mark(s)))
+            .collect();
+        last_trade.insert(symbol.to_string(), price);
         RiskState {
-            positions: self
-                .engine
-                .positions()
-                .into_iter()
-                .map(|p| (p.symbol, p.qty))
-                .collect(),
-            last_trade: HashMap::from([(symbol.to_string(), price)]),
+            positions,
+            last_trade,
             open_orders: open.len(),
             pending_qty: pending,
             buying_power: self.engine.buying_power(),
