@@ -2,9 +2,11 @@
 //! quantstats define them (docs/backtesting.md, "Definitions"). Equity and P&L stay
 //! `Decimal`; ratios of them (returns, volatility, Sharpe) are `f64`, as statistics are.
 
+use crate::alpaca::model::OrderSide;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use std::collections::BTreeMap;
 
 /// Trading days a year: returns are annualised with it.
 pub const PERIODS_PER_YEAR: f64 = 252.0;
@@ -25,6 +27,98 @@ pub struct RoundTrip {
     pub fees: Decimal,
     /// What closed it: `exit signal`, `take profit`, `stop loss`, `trailing stop`.
     pub reason: String,
+}
+
+/// Fills paired into round trips, per symbol: a position opened (by one fill or several) is a
+/// trip once it is back to flat; a fill past flat opens the next one the other way. Used by the
+/// backtest and by `traderd report` over the journal's fills.
+#[derive(Debug, Default)]
+pub struct RoundTrips {
+    open: BTreeMap<String, Lot>,
+}
+
+#[derive(Debug)]
+struct Lot {
+    side: OrderSide,
+    qty: Decimal,
+    entry_time: DateTime<Utc>,
+    entry_cost: Decimal,
+    exit_qty: Decimal,
+    exit_value: Decimal,
+    fees: Decimal,
+}
+
+impl RoundTrips {
+    /// Books one fill; the round trip it closed, if it closed one. `reason` says what closed
+    /// it (`exit signal`, `take profit`, …).
+    #[allow(clippy::too_many_arguments)]
+    pub fn book(
+        &mut self,
+        symbol: &str,
+        side: OrderSide,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Option<RoundTrip> {
+        if qty <= Decimal::ZERO {
+            return None;
+        }
+        let lot = self.open.entry(symbol.to_string()).or_insert_with(|| Lot {
+            side,
+            qty: Decimal::ZERO,
+            entry_time: at,
+            entry_cost: Decimal::ZERO,
+            exit_qty: Decimal::ZERO,
+            exit_value: Decimal::ZERO,
+            fees: Decimal::ZERO,
+        });
+        lot.fees += fee;
+        if side == lot.side {
+            lot.qty += qty;
+            lot.entry_cost += qty * price;
+            return None;
+        }
+        let closing = qty.min(lot.qty - lot.exit_qty);
+        lot.exit_qty += closing;
+        lot.exit_value += closing * price;
+        if lot.exit_qty < lot.qty {
+            return None;
+        }
+        let lot = self.open.remove(symbol)?;
+        let (entry, exit) = (lot.entry_cost / lot.qty, lot.exit_value / lot.qty);
+        let gross = match lot.side {
+            OrderSide::Buy => lot.exit_value - lot.entry_cost,
+            _ => lot.entry_cost - lot.exit_value,
+        };
+        // What went past flat opens the other way.
+        let rest = qty - closing;
+        if rest > Decimal::ZERO {
+            self.book(symbol, side, rest, price, Decimal::ZERO, at, reason);
+        }
+        Some(RoundTrip {
+            symbol: symbol.to_string(),
+            side: if lot.side == OrderSide::Buy {
+                "long"
+            } else {
+                "short"
+            },
+            qty: lot.qty,
+            entry_time: lot.entry_time,
+            entry_price: entry.round_dp(4),
+            exit_time: at,
+            exit_price: exit.round_dp(4),
+            pnl: (gross - lot.fees).round_dp(4),
+            fees: lot.fees,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Whether a position is open in any symbol.
+    pub fn any_open(&self) -> bool {
+        !self.open.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -335,5 +429,61 @@ mod tests {
         );
         assert!(close(s.total_return, 0.01));
         assert!(close(s.turnover, 2020.0 / 1005.0));
+    }
+
+    #[test]
+    fn fills_pair_into_round_trips_across_partial_exits_and_a_flip() {
+        let mut trips = RoundTrips::default();
+        let t = |m: i64| DateTime::UNIX_EPOCH + chrono::Duration::minutes(m);
+        let buy = OrderSide::Buy;
+        let sell = OrderSide::Sell;
+        // Two buys, then out in two sells: one long trip at the average prices.
+        assert!(
+            trips
+                .book("A", buy, dec!(10), dec!(100), dec!(0.5), t(0), "entry")
+                .is_none()
+        );
+        assert!(
+            trips
+                .book("A", buy, dec!(10), dec!(110), dec!(0.5), t(1), "entry")
+                .is_none()
+        );
+        assert!(
+            trips
+                .book("A", sell, dec!(5), dec!(120), dec!(0), t(2), "exit signal")
+                .is_none()
+        );
+        let long = trips
+            .book("A", sell, dec!(15), dec!(108), dec!(1), t(3), "stop loss")
+            .unwrap();
+        assert_eq!((long.side, long.qty), ("long", dec!(20)));
+        assert_eq!((long.entry_price, long.exit_price), (dec!(105), dec!(111)));
+        // (5×120 + 15×108) − (10×100 + 10×110) = 120, less 2 in fees.
+        assert_eq!(
+            (long.pnl, long.fees, long.entry_time, long.exit_time),
+            (dec!(118), dec!(2), t(0), t(3))
+        );
+        assert!(!trips.any_open());
+        // A sell past flat opens a short with the rest.
+        trips.book("B", buy, dec!(3), dec!(10), dec!(0), t(4), "entry");
+        let flip = trips
+            .book("B", sell, dec!(5), dec!(12), dec!(0), t(5), "exit signal")
+            .unwrap();
+        assert_eq!((flip.qty, flip.pnl), (dec!(3), dec!(6)));
+        assert!(trips.any_open());
+        let short = trips
+            .book("B", buy, dec!(2), dec!(11), dec!(0), t(6), "take profit")
+            .unwrap();
+        assert_eq!(
+            (short.side, short.qty, short.pnl, short.reason.as_str()),
+            ("short", dec!(2), dec!(2), "take profit")
+        );
+        // Nothing for a zero quantity.
+        assert!(
+            trips
+                .book("C", buy, dec!(0), dec!(1), dec!(0), t(7), "entry")
+                .is_none()
+        );
+        assert!(!trips.any_open());
     }
 }

@@ -12,8 +12,8 @@
 
 use super::{BacktestOptions, Fill, Recorded};
 use crate::aggregation::BarBook;
-use crate::alpaca::model::{Bar, OrderSide, OrderStatus, Quote, Trade};
-use crate::analytics::RoundTrip;
+use crate::alpaca::model::{Bar, OrderStatus, Quote, Trade};
+use crate::analytics::RoundTrips;
 use crate::config::Config;
 use crate::domain::{Interval, OhlcBar, TradingMode, calendar};
 use crate::orders::desk::OrderDesk;
@@ -27,16 +27,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 const BOOK_SIZE: i64 = 1_000_000_000;
 
-struct Lot {
-    side: OrderSide,
-    qty: Decimal,
-    entry_time: DateTime<Utc>,
-    entry_cost: Decimal,
-    exit_qty: Decimal,
-    exit_value: Decimal,
-    fees: Decimal,
-}
-
 pub(super) struct Replay<'a> {
     opts: &'a BacktestOptions,
     config: &'a Config,
@@ -46,7 +36,7 @@ pub(super) struct Replay<'a> {
     purposes: HashMap<String, Purpose>,
     seq: u64,
     recent: VecDeque<DateTime<Utc>>,
-    lots: BTreeMap<String, Lot>,
+    trips: RoundTrips,
     day_start_equity: Decimal,
     day: Option<chrono::NaiveDate>,
     pub(super) out: Recorded,
@@ -98,7 +88,7 @@ impl<'a> Replay<'a> {
             purposes: HashMap::new(),
             seq: 0,
             recent: VecDeque::new(),
-            lots: BTreeMap::new(),
+            trips: RoundTrips::default(),
             day_start_equity: opts.cash,
             day: None,
             out: Recorded::default(),
@@ -413,7 +403,12 @@ impl<'a> Replay<'a> {
                 price,
                 fee,
             });
-            self.book_lot(&o.symbol, o.side, qty, price, fee, u.at(), reason);
+            if let Some(trip) = self
+                .trips
+                .book(&o.symbol, o.side, qty, price, fee, u.at(), reason)
+            {
+                self.out.trades.push(trip);
+            }
             if o.status == OrderStatus::Filled {
                 if let Some(Purpose::Entry {
                     trail_pct: Some(trail_pct),
@@ -431,69 +426,6 @@ impl<'a> Replay<'a> {
                     self.propose(stop, price, now);
                 }
             }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn book_lot(
-        &mut self,
-        symbol: &str,
-        side: OrderSide,
-        qty: Decimal,
-        price: Decimal,
-        fee: Decimal,
-        at: DateTime<Utc>,
-        reason: &str,
-    ) {
-        let lot = self.lots.entry(symbol.to_string()).or_insert_with(|| Lot {
-            side,
-            qty: Decimal::ZERO,
-            entry_time: at,
-            entry_cost: Decimal::ZERO,
-            exit_qty: Decimal::ZERO,
-            exit_value: Decimal::ZERO,
-            fees: Decimal::ZERO,
-        });
-        lot.fees += fee;
-        if side == lot.side {
-            lot.qty += qty;
-            lot.entry_cost += qty * price;
-            return;
-        }
-        let closing = qty.min(lot.qty - lot.exit_qty);
-        lot.exit_qty += closing;
-        lot.exit_value += closing * price;
-        if lot.exit_qty < lot.qty {
-            return;
-        }
-        let Some(lot) = self.lots.remove(symbol) else {
-            return;
-        };
-        let (entry, exit) = (lot.entry_cost / lot.qty, lot.exit_value / lot.qty);
-        let gross = match lot.side {
-            OrderSide::Buy => lot.exit_value - lot.entry_cost,
-            _ => lot.entry_cost - lot.exit_value,
-        };
-        self.out.trades.push(RoundTrip {
-            symbol: symbol.to_string(),
-            side: if lot.side == OrderSide::Buy {
-                "long"
-            } else {
-                "short"
-            },
-            qty: lot.qty,
-            entry_time: lot.entry_time,
-            entry_price: entry.round_dp(4),
-            exit_time: at,
-            exit_price: exit.round_dp(4),
-            pnl: (gross - lot.fees).round_dp(4),
-            fees: lot.fees,
-            reason: reason.to_string(),
-        });
-        // What went past flat opens the other way.
-        let rest = qty - closing;
-        if rest > Decimal::ZERO {
-            self.book_lot(symbol, side, rest, price, Decimal::ZERO, at, reason);
         }
     }
 }
