@@ -51,6 +51,10 @@ pub enum Command {
     /// orders.csv and report.html to --out (sweep.csv with --sweep, walk_forward.csv with
     /// --walk-forward). See docs/backtesting.md.
     Backtest(BacktestArgs),
+    /// The backtest's report for a paper or live run, from its journal: equity, cash and
+    /// exposure (journaled once a minute and at each fill), round trips from the fills, the
+    /// orders. Writes summary.json, equity.csv, trades.csv, orders.csv and report.html to --out.
+    Report(ReportArgs),
     /// Work with parameter sweeps run in slices on several machines.
     #[command(subcommand)]
     Sweep(SweepCommand),
@@ -80,6 +84,10 @@ pub struct BacktestArgs {
     /// Fees on each fill's notional, in basis points (Alpaca's stocks are commission-free).
     #[arg(long, default_value = "0")]
     pub fee_bps: String,
+    /// Bars of the strategy's interval before --start that prime its indicators without
+    /// trading, as the daemon's warm-up does at start (stored bars permitting).
+    #[arg(long, default_value_t = 200)]
+    pub warmup_bars: usize,
     /// A parameter sweep: KEY=V1,V2,… of the config (e.g. strategy.momentum.rsi_period=10,14,20);
     /// repeat it, and the grid is the product. Every combination runs in parallel on all cores;
     /// --out gets sweep.csv, one row per combination ranked by --rank.
@@ -100,6 +108,23 @@ pub struct BacktestArgs {
     pub walk_forward: Option<String>,
     #[command(flatten)]
     pub dir: DataDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The daemon's state directory ([state] dir): the journal in it, or, for runs on the
+    /// embedded simulator, the newest sim-* journal in it.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Where the outputs go (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// First day (YYYY-MM-DD, or an RFC 3339 time); default: the first sample.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Last day, included (YYYY-MM-DD, or an RFC 3339 time); default: the last sample.
+    #[arg(long)]
+    pub end: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

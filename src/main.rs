@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
         Command::Data(cmd) => traderd::tools::data::run(cmd, &env),
         Command::Backtest(args) => traderd::tools::data::backtest(args, &env),
+        Command::Report(args) => traderd::tools::data::report(args),
         Command::Sweep(cli::SweepCommand::Merge(args)) => {
             traderd::tools::backtest::sweep::merge(&args.files, &args.rank, &args.out)
                 .map(|n| {

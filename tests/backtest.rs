@@ -11,6 +11,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap();
@@ -354,4 +355,218 @@ fn report_renders_in_chromium(report: &Path, dir: &Path) {
         page > 4 * blank,
         "the report's screenshot looks blank: {page} bytes, a blank page {blank}"
     );
+}
+
+/// The research loop closed on a run: the daemon trades on the simulator for a stretch of
+/// market time; `traderd report` draws the run from its journal (equity sampled once a minute
+/// and at fills, round trips from the fills); then the same config is backtested over the
+/// simulator's own bars for the same stretch, warmed up as the daemon was, and makes the same
+/// signals at the same bar times. Fills differ by the fill model (the daemon's fill at the
+/// simulator's live quote after the bar, the backtest's at the next bar's first point): the
+/// test states by how much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reports_from_its_journal_and_its_backtest_makes_the_same_signals() {
+    let sim = paper_sim().await;
+    let url = sim.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, cfg, log) = (
+        dir.path().join("state"),
+        dir.path().join("traderd.toml"),
+        dir.path().join("daemon.log"),
+    );
+    // Market orders only (no brackets), so a position's life is the signals' alone.
+    std::fs::write(
+        &cfg,
+        "[connection]\nmode = \"paper\"\n[trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
+         [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n\
+         [account]\nrefresh_interval_ms = 200\n[orders]\nreconcile_interval_s = 2\n\
+         [risk]\nmax_orders_per_minute = 1000\n\
+         [alpaca]\nrequests_per_minute = 6000\n",
+    )
+    .unwrap();
+    let rest = client(&sim);
+    let started = rest.get_clock().await.unwrap().timestamp;
+    let mut daemon = Killed(
+        paper_daemon(&url, &cfg, &state)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // 40 market minutes (20 s at 120x; Alpaca's 200 requests a minute of wall time would
+    // leave the account a read every few market minutes, hence the higher limit).
+    let until = started + chrono::Duration::minutes(40);
+    wait_for("40 market minutes", Duration::from_secs(60), || {
+        let rest = rest.clone();
+        async move { (rest.get_clock().await.ok()?.timestamp >= until).then_some(()) }
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status();
+    let child = std::sync::Mutex::new(&mut daemon.0);
+    let status = wait_for("the daemon to stop", Duration::from_secs(20), || {
+        let r = child.lock().unwrap().try_wait().unwrap();
+        async move { r }
+    })
+    .await;
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let live_from = text
+        .lines()
+        .find(|l| l.contains("market data warmed up from REST"))
+        .and_then(|l| l.split("live_from=").nth(1))
+        .map(|v| v.split_whitespace().next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no warm-up line in the log:\n{text}"));
+    let ended = rest.get_clock().await.unwrap().timestamp;
+
+    // The run's report from its journal.
+    let report_dir = dir.path().join("report");
+    let out = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(["report", "--state-dir"])
+        .arg(&state)
+        .arg("--out")
+        .arg(&report_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let equity = csv(&report_dir.join("equity.csv"));
+    assert!(
+        equity.len() >= 30,
+        "about one sample a market minute and one per fill: {}",
+        equity.len()
+    );
+    let times: Vec<String> = equity.iter().map(|r| r["time"].clone()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "samples in time order"
+    );
+    let trades = csv(&report_dir.join("trades.csv"));
+    let orders = csv(&report_dir.join("orders.csv"));
+    assert!(!trades.is_empty(), "the busy strategy closed no trade");
+    for t in &trades {
+        let d = |k: &str| t[k].parse::<rust_decimal::Decimal>().unwrap();
+        assert_eq!(t["side"], "long");
+        assert_eq!(
+            d("pnl"),
+            ((d("exit_price") - d("entry_price")) * d("qty")).round_dp(4),
+            "{t:?}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["summary"]["trades"], trades.len());
+    assert_eq!(
+        summary["summary"]["final_equity"].as_str().unwrap(),
+        equity.last().unwrap()["equity"]
+    );
+    report_renders_in_chromium(&report_dir.join("report.html"), dir.path());
+
+    // The same config over the simulator's bars for the same stretch.
+    let data = dir.path().join("data");
+    let day = |t: chrono::DateTime<chrono::FixedOffset>| t.date_naive().to_string();
+    let sync = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args([
+            "data",
+            "sync",
+            "--symbols",
+            "AAPL,MSFT,SPY",
+            "--timeframe",
+            "1Min",
+        ])
+        .args(["--start", &day(started - chrono::Duration::days(5))])
+        .args(["--end", &day(ended)])
+        .arg("--data-dir")
+        .arg(&data)
+        .envs(paper_env(&url))
+        .output()
+        .unwrap();
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let bt = dir.path().join("bt");
+    // The last bar the daemon surely saw closed and acted on: two minutes before it stopped.
+    let last = ended - chrono::Duration::minutes(2);
+    let run = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .args(["backtest", "--config"])
+        .arg(&cfg)
+        .args(["--start", &live_from, "--end", &last.to_rfc3339()])
+        .arg("--out")
+        .arg(&bt)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let signals = |rows: &[BTreeMap<String, String>]| -> Vec<(String, String)> {
+        let cut = last.timestamp() - 60;
+        let mut v: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r["purpose"] == "entry" || r["purpose"] == "exit")
+            .filter(|r| {
+                r["signal"]
+                    .rsplit_once('-')
+                    .and_then(|(_, t)| t.parse::<i64>().ok())
+                    .is_some_and(|t| t <= cut)
+            })
+            .map(|r| (r["signal"].clone(), r["side"].clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let ours = signals(&orders);
+    let tested = signals(&csv(&bt.join("orders.csv")));
+    assert!(
+        ours.len() >= 5,
+        "the daemon made {} signals: {:?}",
+        ours.len(),
+        &orders[..orders.len().min(4)]
+    );
+    let missing: Vec<_> = ours.iter().filter(|s| !tested.contains(s)).collect();
+    let extra: Vec<_> = tested.iter().filter(|s| !ours.contains(s)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the daemon's signals {} and the backtest's {}: only the daemon's {missing:?}, only the backtest's {extra:?}",
+        ours.len(),
+        tested.len()
+    );
+    // Fills: the same orders, at prices within the bar's range of each other.
+    let fills = |rows: &[BTreeMap<String, String>]| -> BTreeMap<(String, String), f64> {
+        rows.iter()
+            .filter(|r| !r["filled_avg_price"].is_empty())
+            .map(|r| {
+                (
+                    (r["signal"].clone(), r["side"].clone()),
+                    r["filled_avg_price"].parse::<f64>().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (fills(&orders), fills(&csv(&bt.join("orders.csv"))));
+    let diffs: Vec<f64> = ours
+        .iter()
+        .filter_map(|k| Some(((a.get(k)? - b.get(k)?) / b.get(k)?).abs() * 10_000.0))
+        .collect();
+    let worst = diffs.iter().cloned().fold(0.0, f64::max);
+    let mean = diffs.iter().sum::<f64>() / diffs.len().max(1) as f64;
+    eprintln!(
+        "parity: {} signals alike; fill prices differ by {mean:.1} bp on average, {worst:.1} bp at most",
+        ours.len()
+    );
+    assert!(worst < 50.0, "fill prices {worst:.1} bp apart");
 }

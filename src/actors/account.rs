@@ -6,11 +6,16 @@
 //! loss limit survives a restart without any state of our own. The day's P&L is split into
 //! unrealized (the positions' intraday P&L) and realized (the rest: closed trades and fees).
 //!
+//! Each read after a fill, and one a minute of the broker's clock otherwise, is journaled as an
+//! [`EquitySample`] (equity, cash, gross and net exposure): `traderd report` draws from them.
+//!
 //! Handles: [`RefreshAccount`], [`GetAccount`], [`AddAccountListener`]. Emits
-//! [`AccountUpdated`]. A failed read keeps the last snapshot and is retried at the next tick.
+//! [`AccountUpdated`], [`RecordEquity`]. A failed read keeps the last snapshot and is retried
+//! at the next tick.
 
 use crate::alpaca::model::{Account, Clock, Position};
 use crate::broker::BrokerRef;
+use crate::journal::{EquitySample, RecordEquity};
 pub use crate::messages::account::{AddAccountListener, GetAccount};
 use crate::messages::{AccountSnapshot, AccountUpdated, RefreshAccount};
 use actix::prelude::*;
@@ -26,7 +31,15 @@ pub struct AccountManager {
     /// A refresh was asked for while a read was in progress.
     again: bool,
     failures: u64,
+    /// Where equity samples go, and when the last one was taken (broker time).
+    journal: Option<Recipient<RecordEquity>>,
+    last_sample: Option<chrono::DateTime<chrono::Utc>>,
+    /// A fill asked for this read: sample it whatever the time.
+    after_fill: bool,
 }
+
+/// Samples at most this often but after fills.
+const SAMPLE_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 impl AccountManager {
     pub fn new(rest: BrokerRef, interval: Duration) -> Self {
@@ -38,7 +51,50 @@ impl AccountManager {
             reading: false,
             again: false,
             failures: 0,
+            journal: None,
+            last_sample: None,
+            after_fill: false,
         }
+    }
+
+    /// Journals equity samples there.
+    pub fn with_journal(mut self, journal: Recipient<RecordEquity>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    fn sample(
+        &mut self,
+        account: &Account,
+        at: chrono::DateTime<chrono::Utc>,
+        after_fill: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let due = self
+            .last_sample
+            .is_none_or(|last| at - last >= SAMPLE_EVERY);
+        if !(due || after_fill) {
+            return;
+        }
+        self.last_sample = Some(at);
+        let sample = EquitySample {
+            at,
+            equity: account.equity,
+            cash: account.cash,
+            gross_exposure: account.long_market_value + account.short_market_value.abs(),
+            net_exposure: account.long_market_value + account.short_market_value,
+        };
+        let write = journal.send(RecordEquity(sample));
+        ctx.spawn(actix::fut::wrap_future(async move {
+            match write.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot journal the equity sample"),
+                Err(e) => tracing::warn!(error = %e, "the journal did not take the equity sample"),
+            }
+        }));
     }
 
     fn read(&mut self, ctx: &mut Context<Self>) {
@@ -47,6 +103,7 @@ impl AccountManager {
             return;
         }
         self.reading = true;
+        let after_fill = std::mem::take(&mut self.after_fill);
         let rest = self.rest.clone();
         let work = async move {
             let account = rest.get_account().await?;
@@ -55,12 +112,14 @@ impl AccountManager {
             let clock = rest.get_clock().await?;
             Ok::<_, crate::alpaca::BrokerError>((account, positions, clock))
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.reading = false;
             match result {
                 Ok((account, positions, clock)) => {
                     act.failures = 0;
                     let snap = snapshot(&account, &positions, &clock);
+                    let at = clock.timestamp.with_timezone(&chrono::Utc);
+                    act.sample(&account, at, after_fill, ctx);
                     if act.snapshot.as_ref().map(|s| s.day_pnl) != Some(snap.day_pnl) {
                         tracing::debug!(equity = %snap.equity, day_pnl = %snap.day_pnl, "account read");
                     }
@@ -71,6 +130,7 @@ impl AccountManager {
                     }
                 }
                 Err(e) => {
+                    act.after_fill |= after_fill;
                     act.failures += 1;
                     tracing::warn!(error = %e, failures = act.failures, "cannot read the account; keeping the last snapshot");
                 }
@@ -127,6 +187,8 @@ impl Actor for AccountManager {
 impl Handler<RefreshAccount> for AccountManager {
     type Result = ();
     fn handle(&mut self, _: RefreshAccount, ctx: &mut Context<Self>) {
+        // Only fills ask for a read (the order manager, after each).
+        self.after_fill = true;
         self.read(ctx);
     }
 }

@@ -303,8 +303,10 @@ pub async fn start(
         rest.lane(crate::alpaca::rest::Lane::Account),
         Duration::from_millis(config.account.refresh_interval_ms),
     );
-    let account =
-        actix::Supervisor::start(move |_| AccountManager::new(account_rest.into(), refresh));
+    let account_journal = journal.addr.clone().recipient();
+    let account = actix::Supervisor::start(move |_| {
+        AccountManager::new(account_rest.into(), refresh).with_journal(account_journal)
+    });
     let risk_manager = RiskManager::new(
         config.risk.limits(),
         mode,

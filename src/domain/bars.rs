@@ -30,7 +30,8 @@ impl Interval {
         Interval::D1,
     ];
 
-    pub(crate) fn minutes(self) -> Option<i64> {
+    /// Its length in minutes; `None` for a day (its length is the session's).
+    pub fn minutes(self) -> Option<i64> {
         match self {
             Interval::M1 => Some(1),
             Interval::M5 => Some(5),

@@ -2,7 +2,7 @@
 //! (see [`audit`]). It runs on an arbiter (thread) of its own, so a slow disk never blocks
 //! another actor; every call returns once the record is on disk.
 //!
-//! Handles: [`RecordIntent`], [`RecordOrderState`], [`RecordFill`], [`RecordMode`],
+//! Handles: [`RecordIntent`], [`RecordOrderState`], [`RecordFill`], [`RecordEquity`], [`RecordMode`],
 //! [`RecordEvent`], [`LoadIntents`], [`LoadFills`], [`CurrentMode`], [`NextCounter`],
 //! [`VerifyAudit`]. Emits nothing. Restart behaviour: the store is reopened by whoever
 //! restarts it ([`start`]); nothing lives only in memory.
@@ -14,8 +14,8 @@ pub use store::CORPORATE_ACTION;
 
 pub use audit::{AuditRecord, Broken};
 pub use store::{
-    Durability, FillRecord, JournalError, ModeTransition, OrderIntent, OrderState, Store,
-    StoredIntent,
+    Durability, EquitySample, FillRecord, JournalError, ModeTransition, OrderIntent, OrderState,
+    Store, StoredIntent,
 };
 
 use actix::prelude::*;
@@ -137,6 +137,10 @@ journal_message!(
 journal_message!(
     /// Records a fill; `Ok(false)` when the execution was already journaled.
     RecordFill(FillRecord) => Result<bool, JournalError>, |store, msg| store.record_fill(&msg.0)
+);
+journal_message!(
+    /// Records the account's equity, cash and exposure at a time.
+    RecordEquity(EquitySample) => Result<(), JournalError>, |store, msg| store.record_equity(&msg.0)
 );
 journal_message!(
     /// Records a TradingMode transition.

@@ -100,6 +100,18 @@ pub struct FillRecord {
     pub at: DateTime<Utc>,
 }
 
+/// The account as read at one time: what `traderd report` draws the equity curve from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EquitySample {
+    pub at: DateTime<Utc>,
+    pub equity: Decimal,
+    pub cash: Decimal,
+    /// Long market value plus the absolute short market value.
+    pub gross_exposure: Decimal,
+    /// Long market value plus the (negative) short market value.
+    pub net_exposure: Decimal,
+}
+
 /// A TradingMode change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModeTransition {
@@ -221,6 +233,10 @@ impl Store {
                  CREATE TABLE IF NOT EXISTS mode_transitions (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      at TEXT NOT NULL, from_mode TEXT NOT NULL, to_mode TEXT NOT NULL, cause TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS equity (
+                     at TEXT PRIMARY KEY,
+                     equity TEXT NOT NULL, cash TEXT NOT NULL,
+                     gross_exposure TEXT NOT NULL, net_exposure TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS audit (
                      seq INTEGER PRIMARY KEY,
                      at TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
@@ -365,6 +381,18 @@ impl Store {
                 Self::append_audit(tx, &f.at, "fill", &body)?;
             }
             Ok(n > 0)
+        })
+    }
+
+    /// Records the account's equity, cash and exposure at a time (once a minute and at fills);
+    /// a second sample at the same time replaces the first.
+    pub fn record_equity(&mut self, e: &EquitySample) -> Result<(), JournalError> {
+        self.with_tx(|tx| {
+            exec(tx,
+                "INSERT OR REPLACE INTO equity (at, equity, cash, gross_exposure, net_exposure) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ts(&e.at), e.equity.to_string(), e.cash.to_string(), e.gross_exposure.to_string(), e.net_exposure.to_string()],
+            )?;
+            Ok(())
         })
     }
 

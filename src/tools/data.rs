@@ -308,6 +308,7 @@ pub fn backtest(
         cash: dec("cash", &args.cash)?,
         slippage_bps: dec("slippage-bps", &args.slippage_bps)?,
         fee_bps: dec("fee-bps", &args.fee_bps)?,
+        warmup_bars: args.warmup_bars,
     };
     let store = HistoryStore::open(&data_dir(&args.dir, env))?;
     let started = std::time::Instant::now();
@@ -389,6 +390,48 @@ pub fn backtest(
         "total return {:.2} %, CAGR {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
         s.total_return * 100.0,
         s.cagr * 100.0,
+        s.sharpe,
+        s.sortino,
+        s.max_drawdown * 100.0,
+        s.max_drawdown_days,
+        s.win_rate * 100.0
+    );
+    println!(
+        "wrote summary.json, equity.csv, trades.csv, orders.csv, report.html to {}",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `traderd report`: a run's report from its journal.
+pub fn report(args: crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
+    let start = args
+        .start
+        .as_deref()
+        .map(day_start)
+        .transpose()
+        .context("--start")?;
+    let end = args
+        .end
+        .as_deref()
+        .map(day_end)
+        .transpose()
+        .context("--end")?;
+    let report = crate::tools::report::run(&args.state_dir, start, end, &args.out)
+        .map_err(|e| anyhow!(e))?;
+    let s = &report.summary;
+    println!(
+        "the run in {} from {} to {}: {} orders, {} trades on {}",
+        report.source,
+        s.start,
+        s.end,
+        report.orders,
+        s.trades,
+        report.symbols.join(",")
+    );
+    println!(
+        "total return {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
+        s.total_return * 100.0,
         s.sharpe,
         s.sortino,
         s.max_drawdown * 100.0,

@@ -92,10 +92,12 @@ impl MarketDataFeed {
         let work = async move { fetch_warmup(&rest, &settings).await };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(warm) => {
+                let live_from = warm.live_from;
                 let n = act.apply_warmup(warm, true, ctx);
                 tracing::info!(
                     bars = n,
                     symbols = act.settings.symbols.len(),
+                    live_from = %live_from.to_rfc3339(),
                     "market data warmed up from REST"
                 );
             }
@@ -252,6 +254,8 @@ const MAX_BARS_PER_PAGE: u32 = 10_000;
 pub(super) struct Warmup {
     history: Vec<(String, Interval, Vec<OhlcBar>)>,
     today: Vec<(String, Vec<OhlcBar>)>,
+    /// The first minute not in the warm-up: live bars start there.
+    live_from: DateTime<Utc>,
 }
 
 /// Reads every page of a bars query, handing each page's bars to `each` as they come, so no
@@ -336,5 +340,6 @@ pub(super) async fn fetch_warmup(
     Ok(Warmup {
         history,
         today: today.into_iter().collect(),
+        live_from: Interval::M1.start_of(now),
     })
 }

@@ -98,6 +98,42 @@ impl Store {
         )
     }
 
+    /// The account samples from `from` on, oldest first.
+    pub fn equity_samples(&self, from: &DateTime<Utc>) -> Result<Vec<EquitySample>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT at, equity, cash, gross_exposure, net_exposure FROM equity WHERE at >= ?1 ORDER BY at")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ts(from)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, equity, cash, gross, net) = row.map_err(|e| self.err(e))?;
+            let corrupt =
+                |what: &str| JournalError::Corrupt(format!("equity sample at {at}: {what}"));
+            let money = |v: &str, what: &str| Decimal::from_str(v).map_err(|_| corrupt(what));
+            out.push(EquitySample {
+                at: DateTime::parse_from_rfc3339(&at)
+                    .map_err(|_| corrupt("time"))?
+                    .with_timezone(&Utc),
+                equity: money(&equity, "equity")?,
+                cash: money(&cash, "cash")?,
+                gross_exposure: money(&gross, "gross exposure")?,
+                net_exposure: money(&net, "net exposure")?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether nothing was ever recorded here (no run, no audited event).
     pub fn is_new(&self) -> Result<bool, JournalError> {
         let used: bool = self

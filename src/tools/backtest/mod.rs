@@ -29,6 +29,9 @@ pub struct BacktestOptions {
     pub slippage_bps: Decimal,
     /// Fees on the notional of each fill (Alpaca's stocks are commission-free: 0).
     pub fee_bps: Decimal,
+    /// Bars of the strategy's interval before `start` that prime its indicators, never acted
+    /// on: the daemon's warm-up (its feed fetches this many at start).
+    pub warmup_bars: usize,
 }
 
 /// One fill.
@@ -54,6 +57,9 @@ pub struct Recorded {
     pub fills: Vec<Fill>,
     pub orders: Vec<Order>,
     pub purposes: HashMap<String, Purpose>,
+    /// What each order of ours answered: the bar (`SYMBOL-<bar start, epoch seconds>`) or the
+    /// order a protective stop guards, as the daemon's correlation ids.
+    pub correlations: HashMap<String, String>,
     pub refusals: BTreeMap<String, u64>,
     pub signals: u64,
     pub orders_sent: u64,
@@ -73,6 +79,27 @@ pub struct BacktestReport {
     pub orders: u64,
     pub refusals: BTreeMap<String, u64>,
     pub strategy: String,
+    /// `backtest`, or the journal a run's report was drawn from.
+    pub source: String,
+}
+
+/// One row of orders.csv.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub created_at: DateTime<Utc>,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub order_type: String,
+    pub qty: Decimal,
+    pub status: String,
+    pub filled_qty: Decimal,
+    pub filled_avg_price: Option<Decimal>,
+    /// entry, exit, protect, flatten, leg (a bracket's take-profit or stop-loss).
+    pub purpose: String,
+    /// The correlation id: for entries and exits the bar that made the signal,
+    /// `SYMBOL-<bar start, epoch seconds>`, the same in a backtest and in the daemon's journal.
+    pub signal: String,
 }
 
 /// The minute bars of every symbol, by bar start: what a replay reads.
@@ -92,11 +119,23 @@ pub fn load(
     let mut minutes: Minutes = BTreeMap::new();
     let mut first_prices = BTreeMap::new();
     let mut missing = Vec::new();
+    // The warm-up: the last minutes before the start that make `warmup_bars` bars of the
+    // strategy's interval (sessions are about 6.5 hours, five days a week).
+    let per_bar = config
+        .strategy
+        .build()
+        .and_then(|s| s.interval().minutes())
+        .unwrap_or(390);
+    let warm_minutes = opts.warmup_bars * per_bar as usize;
+    let lookback =
+        chrono::Duration::minutes(warm_minutes as i64 * 4 * 7 / 5) + chrono::Duration::days(3);
     for symbol in &config.trading.symbols {
-        let bars = store
-            .bars(symbol, &tf, opts.start, opts.end)
+        let mut bars = store
+            .bars(symbol, &tf, opts.start - lookback, opts.end)
             .map_err(|e| e.to_string())?;
-        match bars.first() {
+        let before = bars.partition_point(|b| b.t < opts.start);
+        bars.drain(..before.saturating_sub(warm_minutes));
+        match bars.iter().find(|b| b.t >= opts.start) {
             Some(b) => {
                 first_prices.insert(symbol.clone(), b.o);
             }
@@ -128,7 +167,11 @@ pub fn replay_all(
 ) -> Result<(BacktestReport, Recorded), String> {
     let mut replay = replay::Replay::new(opts, config, first_prices, opts.start)?;
     for (t, bars) in minutes {
-        replay.minute(*t, bars);
+        if *t < opts.start {
+            replay.warm(bars);
+        } else {
+            replay.minute(*t, bars);
+        }
     }
     replay.finish();
     let rec = replay.out;
@@ -147,6 +190,7 @@ pub fn replay_all(
         orders: rec.orders_sent,
         refusals: rec.refusals.clone(),
         strategy: config.strategy.name.clone(),
+        source: "backtest".into(),
     };
     Ok((report, rec))
 }
@@ -162,11 +206,19 @@ pub fn run(
     let (report, rec) = replay_all(config, opts, &minutes, &first_prices)?;
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
-    write_outputs(&opts.out, &report, &rec).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    write_outputs(&opts.out, &report, &rec, &order_rows(&rec))
+        .map_err(|e| format!("{}: {e}", opts.out.display()))?;
     Ok(report)
 }
 
-fn write_outputs(dir: &Path, report: &BacktestReport, rec: &Recorded) -> std::io::Result<()> {
+/// Writes summary.json, equity.csv, trades.csv, orders.csv and report.html to `dir`: a
+/// backtest's, or a run's drawn from its journal (`traderd report`).
+pub fn write_outputs(
+    dir: &Path,
+    report: &BacktestReport,
+    rec: &Recorded,
+    orders: &[OrderRow],
+) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("summary.json"), json + "\n")?;
     let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("equity.csv"))?);
@@ -207,38 +259,63 @@ fn write_outputs(dir: &Path, report: &BacktestReport, rec: &Recorded) -> std::io
     let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("orders.csv"))?);
     writeln!(
         w,
-        "created_at,client_order_id,symbol,side,type,qty,status,filled_qty,filled_avg_price,purpose"
+        "created_at,client_order_id,symbol,side,type,qty,status,filled_qty,filled_avg_price,purpose,signal"
     )?;
-    let mut orders = rec.orders.clone();
-    orders.sort_by(|a, b| {
-        (a.created_at, &a.client_order_id).cmp(&(b.created_at, &b.client_order_id))
-    });
-    for o in &orders {
-        let purpose = match rec.purposes.get(&o.client_order_id) {
-            Some(Purpose::Entry { .. }) => "entry",
-            Some(Purpose::Exit) => "exit",
-            Some(Purpose::Protect { .. }) => "protect",
-            Some(Purpose::Flatten) => "flatten",
-            None => "leg",
-        };
+    for o in orders {
         writeln!(
             w,
-            "{},{},{},{},{:?},{},{:?},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             o.created_at.to_rfc3339(),
             o.client_order_id,
             o.symbol,
-            o.side.as_str(),
+            o.side,
             o.order_type,
-            o.qty.unwrap_or_default(),
+            o.qty,
             o.status,
             o.filled_qty,
             o.filled_avg_price
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
-            purpose
+            o.purpose,
+            o.signal
         )?;
     }
     w.flush()?;
     let page = report::html(report, rec).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("report.html"), page)
+}
+
+/// A backtest's orders as rows of orders.csv, oldest first.
+fn order_rows(rec: &Recorded) -> Vec<OrderRow> {
+    let mut orders: Vec<&Order> = rec.orders.iter().collect();
+    orders.sort_by(|a, b| {
+        (a.created_at, &a.client_order_id).cmp(&(b.created_at, &b.client_order_id))
+    });
+    orders
+        .into_iter()
+        .map(|o| OrderRow {
+            created_at: o.created_at,
+            client_order_id: o.client_order_id.clone(),
+            symbol: o.symbol.clone(),
+            side: o.side.as_str().to_string(),
+            order_type: format!("{:?}", o.order_type),
+            qty: o.qty.unwrap_or_default(),
+            status: format!("{:?}", o.status),
+            filled_qty: o.filled_qty,
+            filled_avg_price: o.filled_avg_price,
+            purpose: match rec.purposes.get(&o.client_order_id) {
+                Some(Purpose::Entry { .. }) => "entry",
+                Some(Purpose::Exit) => "exit",
+                Some(Purpose::Protect { .. }) => "protect",
+                Some(Purpose::Flatten) => "flatten",
+                None => "leg",
+            }
+            .to_string(),
+            signal: rec
+                .correlations
+                .get(&o.client_order_id)
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect()
 }

@@ -42,6 +42,19 @@ pub(super) struct Replay<'a> {
     pub(super) out: Recorded,
 }
 
+fn ohlc(bar: &Bar) -> OhlcBar {
+    OhlcBar {
+        start: bar.t,
+        open: bar.o,
+        high: bar.h,
+        low: bar.l,
+        close: bar.c,
+        volume: bar.v,
+        trades: bar.n.unwrap_or(0),
+        notional: bar.vw.map(|vw| vw * bar.v).unwrap_or_default(),
+    }
+}
+
 fn at(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
     t + Duration::seconds(seconds)
 }
@@ -160,17 +173,7 @@ impl<'a> Replay<'a> {
         let close_time = t + Duration::minutes(1);
         self.engine.set_time(close_time, true);
         for (symbol, bar) in bars {
-            let ohlc = OhlcBar {
-                start: bar.t,
-                open: bar.o,
-                high: bar.h,
-                low: bar.l,
-                close: bar.c,
-                volume: bar.v,
-                trades: bar.n.unwrap_or(0),
-                notional: bar.vw.map(|vw| vw * bar.v).unwrap_or_default(),
-            };
-            for closed in self.book.on_minute_bar(symbol, ohlc) {
+            for closed in self.book.on_minute_bar(symbol, ohlc(bar)) {
                 if closed.interval == self.strategy.interval() {
                     self.on_bar_closed(&closed.symbol, &closed.bar, close_time);
                 }
@@ -185,6 +188,24 @@ impl<'a> Replay<'a> {
         self.out
             .equity
             .push((close_time, self.equity(), self.engine.cash(), gross));
+    }
+
+    /// A minute before the start: its bars prime the strategy's indicators (flagged
+    /// historical, as the daemon's warm-up is) and nothing else happens.
+    pub(super) fn warm(&mut self, bars: &[(String, Bar)]) {
+        for (symbol, bar) in bars {
+            for closed in self.book.on_minute_bar(symbol, ohlc(bar)) {
+                if closed.interval == self.strategy.interval() {
+                    self.strategy.on_bar(&BarInput {
+                        symbol: &closed.symbol,
+                        interval: closed.interval,
+                        bar: &closed.bar,
+                        historical: true,
+                        position: Decimal::ZERO,
+                    });
+                }
+            }
+        }
     }
 
     pub(super) fn finish(&mut self) {
@@ -322,6 +343,9 @@ impl<'a> Replay<'a> {
         self.recent.push_back(now);
         match self.engine.submit(request) {
             Ok(_) => {
+                self.out
+                    .correlations
+                    .insert(coid.clone(), intent.correlation_id.to_string());
                 self.purposes.insert(coid, intent.purpose);
                 self.out.orders_sent += 1;
             }

@@ -228,15 +228,20 @@ pub fn html(report: &BacktestReport, rec: &Recorded) -> Result<String, String> {
     ];
     let mut page = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>traderd backtest</title><style>\
+         <title>traderd report</title><style>\
          body{font-family:sans-serif;margin:2em;max-width:960px}\
          table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}\
          td:first-child,th:first-child{text-align:left}.neg{color:#b00}.pos{color:#070}\
          </style></head><body>\n",
     );
+    let heading = if report.source == "backtest" {
+        format!("Backtest: {} on", report.strategy)
+    } else {
+        format!("Run from the journal {}:", report.source)
+    };
     page += &format!(
-        "<h1>Backtest: {} on {}</h1>\n<h2>Summary</h2>\n<table id=\"summary\">\n",
-        escape(&report.strategy),
+        "<h1>{} {}</h1>\n<h2>Summary</h2>\n<table id=\"summary\">\n",
+        escape(&heading),
         escape(&report.symbols.join(", "))
     );
     for (k, v) in rows {
