@@ -310,6 +310,28 @@ impl HistoryStore {
             .collect()
     }
 
+    /// The first bar from `start` to `end` (both included), if any.
+    pub fn first_bar(
+        &self,
+        symbol: &str,
+        timeframe: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<Bar>, HistoryError> {
+        let first: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(t) FROM bars WHERE symbol = ?1 AND timeframe = ?2 AND t >= ?3 AND t <= ?4",
+                params![symbol, timeframe, secs(start), secs(end)],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let Some(t) = first.and_then(time) else {
+            return Ok(None);
+        };
+        Ok(self.bars(symbol, timeframe, t, t)?.into_iter().next())
+    }
+
     /// Every stored series, by symbol and timeframe.
     pub fn series(&self) -> Result<Vec<SeriesInfo>, HistoryError> {
         let mut stmt = self

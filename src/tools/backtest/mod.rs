@@ -11,6 +11,7 @@ pub mod sweep;
 use crate::alpaca::model::{Bar, Order, OrderSide, TimeFrame};
 use crate::analytics::{RoundTrip, Summary, summarize};
 use crate::config::Config;
+use crate::domain::calendar;
 use crate::history::HistoryStore;
 use crate::risk::Purpose;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -105,44 +106,41 @@ pub struct OrderRow {
 /// The minute bars of every symbol, by bar start: what a replay reads.
 pub type Minutes = BTreeMap<DateTime<Utc>, Vec<(String, Bar)>>;
 
-/// Loads the config's symbols' minute bars in the range, and each symbol's first open.
-/// `Err` names the symbols without bars and what is stored instead.
+/// Loads the config's symbols' minute bars in the range (and the warm-up before it), and each
+/// symbol's first open. `Err` names the symbols without bars and what is stored instead.
+/// Sweeps hold it all in memory to share it; a single run streams ([`run`]).
 pub fn load(
     config: &Config,
     store: &HistoryStore,
     opts: &BacktestOptions,
 ) -> Result<(Minutes, BTreeMap<String, Decimal>), String> {
+    let first_prices = first_prices(config, store, opts)?;
+    let mut minutes = warm_up(config, store, opts)?;
+    minutes.append(&mut load_range(config, store, opts.start, opts.end)?);
+    Ok((minutes, first_prices))
+}
+
+/// Each symbol's first open in the range; `Err` names those with no bars and what is stored.
+fn first_prices(
+    config: &Config,
+    store: &HistoryStore,
+    opts: &BacktestOptions,
+) -> Result<BTreeMap<String, Decimal>, String> {
     if opts.start >= opts.end {
         return Err("the range is empty: --start must be before --end".into());
     }
     let tf = TimeFrame::MINUTE.to_string();
-    let mut minutes: Minutes = BTreeMap::new();
     let mut first_prices = BTreeMap::new();
     let mut missing = Vec::new();
-    // The warm-up: the last minutes before the start that make `warmup_bars` bars of the
-    // strategy's interval (sessions are about 6.5 hours, five days a week).
-    let per_bar = config
-        .strategy
-        .build()
-        .and_then(|s| s.interval().minutes())
-        .unwrap_or(390);
-    let warm_minutes = opts.warmup_bars * per_bar as usize;
-    let lookback =
-        chrono::Duration::minutes(warm_minutes as i64 * 4 * 7 / 5) + chrono::Duration::days(3);
     for symbol in &config.trading.symbols {
-        let mut bars = store
-            .bars(symbol, &tf, opts.start - lookback, opts.end)
-            .map_err(|e| e.to_string())?;
-        let before = bars.partition_point(|b| b.t < opts.start);
-        bars.drain(..before.saturating_sub(warm_minutes));
-        match bars.iter().find(|b| b.t >= opts.start) {
+        match store
+            .first_bar(symbol, &tf, opts.start, opts.end)
+            .map_err(|e| e.to_string())?
+        {
             Some(b) => {
                 first_prices.insert(symbol.clone(), b.o);
             }
             None => missing.push(symbol.clone()),
-        }
-        for b in bars {
-            minutes.entry(b.t).or_default().push((symbol.clone(), b));
         }
     }
     if !missing.is_empty() {
@@ -155,7 +153,67 @@ pub fn load(
             super::data::stored_summary(&stored)
         ));
     }
-    Ok((minutes, first_prices))
+    Ok(first_prices)
+}
+
+/// The minute bars of every symbol from `start` to `end` (both included), by bar start.
+fn load_range(
+    config: &Config,
+    store: &HistoryStore,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Minutes, String> {
+    let tf = TimeFrame::MINUTE.to_string();
+    let mut minutes: Minutes = BTreeMap::new();
+    for symbol in &config.trading.symbols {
+        for b in store
+            .bars(symbol, &tf, start, end)
+            .map_err(|e| e.to_string())?
+        {
+            minutes.entry(b.t).or_default().push((symbol.clone(), b));
+        }
+    }
+    Ok(minutes)
+}
+
+/// The warm-up: the last minutes before the start that make `warmup_bars` bars of the
+/// strategy's interval (sessions are about 6.5 hours, five days a week).
+fn warm_up(
+    config: &Config,
+    store: &HistoryStore,
+    opts: &BacktestOptions,
+) -> Result<Minutes, String> {
+    let per_bar = config
+        .strategy
+        .build()
+        .and_then(|s| s.interval().minutes())
+        .unwrap_or(390);
+    let warm_minutes = opts.warmup_bars * per_bar as usize;
+    let lookback =
+        chrono::Duration::minutes(warm_minutes as i64 * 4 * 7 / 5) + chrono::Duration::days(3);
+    let before = opts.start - chrono::Duration::seconds(1);
+    let mut all = load_range(config, store, opts.start - lookback, before)?;
+    // Keep each symbol's last `warm_minutes`.
+    let mut left: HashMap<String, usize> = config
+        .trading
+        .symbols
+        .iter()
+        .map(|s| (s.clone(), warm_minutes))
+        .collect();
+    let mut keep: Minutes = BTreeMap::new();
+    while let Some((t, mut bars)) = all.pop_last() {
+        bars.retain(|(symbol, _)| match left.get_mut(symbol) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        });
+        if !bars.is_empty() {
+            keep.insert(t, bars);
+        }
+    }
+    Ok(keep)
 }
 
 /// One replay over loaded bars: the report and everything recorded. No file is written.
@@ -174,7 +232,11 @@ pub fn replay_all(
         }
     }
     replay.finish();
-    let rec = replay.out;
+    finish(config, replay.out)
+}
+
+/// The report of a finished replay.
+fn finish(config: &Config, rec: Recorded) -> Result<(BacktestReport, Recorded), String> {
     let exposure = if rec.bars == 0 {
         0.0
     } else {
@@ -195,6 +257,35 @@ pub fn replay_all(
     Ok((report, rec))
 }
 
+/// One replay streamed from the store a day at a time, so memory holds one day's bars
+/// whatever the range (a year of 100 symbols is ~10 M bars). No file is written.
+pub fn replay_stored(
+    config: &Config,
+    store: &HistoryStore,
+    opts: &BacktestOptions,
+) -> Result<(BacktestReport, Recorded), String> {
+    let first_prices = first_prices(config, store, opts)?;
+    let mut replay = replay::Replay::new(opts, config, &first_prices, opts.start)?;
+    for bars in warm_up(config, store, opts)?.values() {
+        replay.warm(bars);
+    }
+    let mut day = calendar::to_et(opts.start).date_naive();
+    let last = calendar::to_et(opts.end).date_naive();
+    while day <= last {
+        let next = day.succ_opt().ok_or("the range runs past the calendar")?;
+        let from = calendar::et_midnight(day).max(opts.start);
+        let to = (calendar::et_midnight(next) - chrono::Duration::seconds(1)).min(opts.end);
+        if calendar::is_trading_day(day) {
+            for (t, bars) in load_range(config, store, from, to)? {
+                replay.minute(t, &bars);
+            }
+        }
+        day = next;
+    }
+    replay.finish();
+    finish(config, replay.out)
+}
+
 /// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is
 /// stored instead).
 pub fn run(
@@ -202,8 +293,7 @@ pub fn run(
     store: &HistoryStore,
     opts: &BacktestOptions,
 ) -> Result<BacktestReport, String> {
-    let (minutes, first_prices) = load(config, store, opts)?;
-    let (report, rec) = replay_all(config, opts, &minutes, &first_prices)?;
+    let (report, rec) = replay_stored(config, store, opts)?;
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
     write_outputs(&opts.out, &report, &rec, &order_rows(&rec))
