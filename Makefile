@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load soak install
+.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load bench-backtest soak install
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make fuzz         fuzz the stream decoders (nightly; FUZZ_SECONDS per target, default 60)"
 	@echo "make bench        criterion micro-benchmarks of the hot path"
 	@echo "make bench-load   the release daemon against the simulator's flood: one JSON line per run"
+	@echo "make bench-backtest  a year of 100 symbols' minute bars backtested: one JSON line"
 	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 	@echo "                  SOAK_PROFILE=busy: ordinary trading under the rate limit, nothing may go wrong"
@@ -87,6 +88,12 @@ BENCH_LOAD_ARGS ?=
 bench-load:
 	@$(CARGO) build --release
 	@target/release/traderd bench-load $(BENCH_LOAD_ARGS)
+
+# A year of minute bars of 100 symbols (generated once into target/bench-backtest by the
+# simulator's model), one backtest on one core and a sweep on all: one JSON line.
+bench-backtest:
+	@$(CARGO) build --release
+	@target/release/traderd bench-backtest $(BENCH_BACKTEST_ARGS)
 
 # make install [DESTDIR=…] [PREFIX=/usr/local]: the binary, both units (pointing at
 # $(PREFIX)/bin/traderd), the docs, and /etc/traderd/traderd.toml unless one is there already.

@@ -17,6 +17,12 @@ fn main() -> ExitCode {
         Command::Sim(args) => run_sim(args),
         Command::Soak(args) => run_soak(args),
         Command::BenchLoad(args) => run_bench_load(args),
+        Command::BenchBacktest(args) => traderd::tools::bench_backtest::run(args)
+            .map(|line| {
+                println!("{line}");
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| anyhow!(e)),
         Command::Ctl(args) => run_ctl(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Audit(cli::AuditCommand::Verify(args)) => audit_verify(args),
@@ -40,6 +46,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A year of sessions: what `traderd sim --history-sessions` serves at most (about 98,000
+/// minute bars a symbol, ~14 MB of memory each).
+const MAX_HISTORY_SESSIONS: i64 = 260;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -408,7 +418,7 @@ fn run_sim(args: cli::SimArgs) -> anyhow::Result<ExitCode> {
             initial_cash,
             ..AccountSettings::default()
         },
-        history_sessions: args.history_sessions.clamp(1, 60),
+        history_sessions: args.history_sessions.clamp(1, MAX_HISTORY_SESSIONS),
         ..SimSettings::default()
     };
     if !args.symbols.is_empty() {

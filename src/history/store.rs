@@ -262,52 +262,55 @@ impl HistoryStore {
                  WHERE symbol = ?1 AND timeframe = ?2 AND t >= ?3 AND t <= ?4 ORDER BY t",
             )
             .map_err(|e| self.err(e))?;
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = stmt
-            .query_map(params![symbol, timeframe, secs(start), secs(end)], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
+        // Parsed straight from SQLite's text, without a String per field.
+        let mut bad: Option<String> = None;
+        let mut out = Vec::new();
+        let mut rows = stmt
+            .query(params![symbol, timeframe, secs(start), secs(end)])
             .map_err(|e| self.err(e))?;
-        let dec = |s: &str, t: i64| {
-            Decimal::from_str(s).map_err(|e| {
-                self.err(format!(
-                    "{symbol} {timeframe} at {t}: {s:?} is not a decimal: {e}"
-                ))
-            })
-        };
-        rows.into_iter()
-            .map(|(t, o, h, l, c, v, n, vw)| {
-                Ok(Bar {
-                    t: time(t).ok_or_else(|| self.err(format!("{symbol}: bad time {t}")))?,
-                    o: dec(&o, t)?,
-                    h: dec(&h, t)?,
-                    l: dec(&l, t)?,
-                    c: dec(&c, t)?,
-                    v: dec(&v, t)?,
-                    n: n.and_then(|n| u64::try_from(n).ok()),
-                    vw: vw.as_deref().map(|s| dec(s, t)).transpose()?,
-                })
-            })
-            .collect()
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let t: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let mut dec = |i: usize| -> Option<Decimal> {
+                let text = r.get_ref(i).ok()?.as_str().ok()?;
+                match Decimal::from_str(text) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        bad.get_or_insert_with(|| {
+                            format!("{symbol} {timeframe} at {t}: {text:?} is not a decimal: {e}")
+                        });
+                        None
+                    }
+                }
+            };
+            let (Some(o), Some(h), Some(l), Some(c), Some(v)) =
+                (dec(1), dec(2), dec(3), dec(4), dec(5))
+            else {
+                return Err(self.err(bad.unwrap_or_else(|| {
+                    format!("{symbol} {timeframe} at {t}: a price or volume is not text")
+                })));
+            };
+            let vw = match r.get_ref(7).map_err(|e| self.err(e))? {
+                rusqlite::types::ValueRef::Null => None,
+                _ => Some(dec(7).ok_or_else(|| {
+                    self.err(
+                        bad.clone()
+                            .unwrap_or_else(|| format!("{symbol} at {t}: bad vwap")),
+                    )
+                })?),
+            };
+            let n: Option<i64> = r.get(6).map_err(|e| self.err(e))?;
+            out.push(Bar {
+                t: time(t).ok_or_else(|| self.err(format!("{symbol}: bad time {t}")))?,
+                o,
+                h,
+                l,
+                c,
+                v,
+                n: n.and_then(|n| u64::try_from(n).ok()),
+                vw,
+            });
+        }
+        Ok(out)
     }
 
     /// The first bar from `start` to `end` (both included), if any.

@@ -4,6 +4,7 @@
 //! They drive the daemon and the simulator from outside; nothing in the daemon depends on them.
 
 pub mod backtest;
+pub mod bench_backtest;
 pub mod bench_load;
 pub mod data;
 pub mod report;

@@ -249,7 +249,19 @@ impl Engine {
 
     /// Sets the mark of a symbol (the simulator does this from the market at start).
     pub fn set_mark(&mut self, symbol: &str, price: Decimal) {
-        self.marks.insert(symbol.to_string(), price);
+        match self.marks.get_mut(symbol) {
+            Some(m) => *m = price,
+            None => {
+                self.marks.insert(symbol.to_string(), price);
+            }
+        }
+    }
+
+    /// Whether the market's prices of `symbol` matter to the account now: a position is held
+    /// or an order may still fill. A backtest feeds only these symbols' prices to the engine.
+    pub fn is_active(&self, symbol: &str) -> bool {
+        self.positions.contains_key(symbol)
+            || self.unfinished.get(symbol).is_some_and(|l| !l.is_empty())
     }
 
     pub fn cash(&self) -> Decimal {

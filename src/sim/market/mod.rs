@@ -454,3 +454,12 @@ pub fn aggregate(bars: &[Bar], t: DateTime<Utc>) -> Option<Bar> {
         vw: (!v.is_zero()).then(|| (pv / v).round_dp(4)),
     })
 }
+
+/// A symbol's minute bars over the `sessions` sessions before the timeline's anchor, as the
+/// simulator serves them with `--history-sessions` (same seed, same bars): for a store filled
+/// without a server (`traderd bench-backtest`).
+pub fn minute_history(seed: u64, symbol: &str, timeline: &Timeline, sessions: i64) -> Vec<Bar> {
+    SymbolState::new(seed, Listing::for_symbol(symbol), timeline, sessions)
+        .minutes
+        .into()
+}

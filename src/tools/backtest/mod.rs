@@ -64,8 +64,11 @@ pub struct Recorded {
     pub refusals: BTreeMap<String, u64>,
     pub signals: u64,
     pub orders_sent: u64,
+    /// Minutes replayed (the exposure is the fraction with a position).
     pub bars: u64,
     pub bars_exposed: u64,
+    /// Minute bars replayed, every symbol's counted.
+    pub symbol_bars: u64,
     pub fees: Decimal,
     pub traded: Decimal,
 }
@@ -75,6 +78,7 @@ pub struct Recorded {
 pub struct BacktestReport {
     pub summary: Summary,
     pub symbols: Vec<String>,
+    /// Minute bars replayed, every symbol's counted.
     pub minute_bars: u64,
     pub signals: u64,
     pub orders: u64,
@@ -247,7 +251,7 @@ fn finish(config: &Config, rec: Recorded) -> Result<(BacktestReport, Recorded), 
     let report = BacktestReport {
         summary,
         symbols: config.trading.symbols.clone(),
-        minute_bars: rec.bars,
+        minute_bars: rec.symbol_bars,
         signals: rec.signals,
         orders: rec.orders_sent,
         refusals: rec.refusals.clone(),

@@ -135,38 +135,51 @@ impl<'a> Replay<'a> {
         }
         // The fills of orders placed on earlier bars, through this bar's four points, every
         // symbol's first point before any symbol's second (the engine's clock only moves on).
-        let mut points: Vec<[Decimal; 4]> = Vec::with_capacity(bars.len());
-        for (_, bar) in bars {
-            let (first, second) = if bar.c >= bar.o {
-                (bar.l, bar.h)
-            } else {
-                (bar.h, bar.l)
-            };
-            points.push([bar.o, first, second, bar.c]);
-        }
-        let mut events = Vec::with_capacity(bars.len() * 9);
-        for k in 0..4 {
-            let when = at(t, 15 * k as i64);
-            for ((symbol, bar), prices) in bars.iter().zip(&points) {
-                events.push(self.quote(symbol, prices[k], when));
-                events.push(MarketEvent::Trade {
-                    symbol: symbol.clone(),
-                    trade: Trade {
-                        t: when,
-                        x: "V".into(),
-                        p: prices[k],
-                        s: bar.v.max(Decimal::ONE),
-                        c: Vec::new(),
-                        i: 0,
-                        z: "C".into(),
-                    },
-                });
+        // Only the symbols held or with an order are fed to the engine; the others' marks are
+        // set to their close, where the last print would have left them.
+        let active: Vec<&(String, Bar)> = bars
+            .iter()
+            .filter(|(symbol, _)| self.engine.is_active(symbol))
+            .collect();
+        if !active.is_empty() {
+            let mut points: Vec<[Decimal; 4]> = Vec::with_capacity(active.len());
+            for (_, bar) in &active {
+                let (first, second) = if bar.c >= bar.o {
+                    (bar.l, bar.h)
+                } else {
+                    (bar.h, bar.l)
+                };
+                points.push([bar.o, first, second, bar.c]);
+            }
+            let mut events = Vec::with_capacity(active.len() * 8);
+            for k in 0..4 {
+                let when = at(t, 15 * k as i64);
+                for ((symbol, bar), prices) in active.iter().zip(&points) {
+                    events.push(self.quote(symbol, prices[k], when));
+                    events.push(MarketEvent::Trade {
+                        symbol: symbol.clone(),
+                        trade: Trade {
+                            t: when,
+                            x: "V".into(),
+                            p: prices[k],
+                            s: bar.v.max(Decimal::ONE),
+                            c: Vec::new(),
+                            i: 0,
+                            z: "C".into(),
+                        },
+                    });
+                }
+            }
+            self.engine.on_market(&events);
+            // The bar is over: nothing more fills at its prices.
+            for (symbol, _) in &active {
+                self.engine.withdraw_book(symbol);
             }
         }
-        self.engine.on_market(&events);
-        // The bar is over: nothing more fills at its prices.
-        for (symbol, _) in bars {
-            self.engine.withdraw_book(symbol);
+        for (symbol, bar) in bars {
+            if !self.engine.is_active(symbol) {
+                self.engine.set_mark(symbol, bar.c);
+            }
         }
         self.book_fills();
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
@@ -182,6 +195,7 @@ impl<'a> Replay<'a> {
         self.book_fills();
         let gross = self.engine.gross_exposure();
         self.out.bars += 1;
+        self.out.symbol_bars += bars.len() as u64;
         if !gross.is_zero() {
             self.out.bars_exposed += 1;
         }
