@@ -57,23 +57,21 @@ fn generate(args: &BenchBacktestArgs) -> Result<u64, String> {
     let mut store = HistoryStore::open(&args.data_dir).map_err(|e| e.to_string())?;
     let tf = TimeFrame::MINUTE.to_string();
     let timeline = Timeline::new(anchor());
-    let stored: std::collections::HashSet<String> = store
-        .series()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|s| s.timeframe == tf)
-        .map(|s| s.symbol)
-        .collect();
     let mut written = 0;
     for (i, symbol) in symbols(args.symbols).iter().enumerate() {
-        if stored.contains(symbol) {
+        // A series is claimed once its bars are written: claimed, stored.
+        if store
+            .adjustment(symbol, &tf)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
             continue;
         }
         let bars = crate::sim::market::minute_history(SEED, symbol, &timeline, args.sessions);
-        store.claim(symbol, &tf, "raw").map_err(|e| e.to_string())?;
         written += store
             .write(symbol, &tf, &bars, None)
             .map_err(|e| e.to_string())? as u64;
+        store.claim(symbol, &tf, "raw").map_err(|e| e.to_string())?;
         eprintln!(
             "bench-backtest: generated {symbol} ({} of {}): {} minute bars",
             i + 1,

@@ -414,6 +414,36 @@ impl Engine {
         self.settings.multiplier > Decimal::ONE && !self.configurations.no_shorting
     }
 
+    /// The signed quantity held of `symbol` (0 when none): what a backtest asks at every bar,
+    /// without building the whole [`Position`].
+    pub fn qty(&self, symbol: &str) -> Decimal {
+        self.positions
+            .get(symbol)
+            .map(|p| p.qty)
+            .unwrap_or_default()
+    }
+
+    /// The open orders (bracket legs included), of one symbol or all, oldest first: what
+    /// `list_orders` with status `open` and no nesting lists, without building its answer.
+    pub fn open_orders(&self, symbol: Option<&str>) -> Vec<&Order> {
+        let mut index: Vec<usize> = match symbol {
+            Some(s) => self.unfinished.get(s).cloned().unwrap_or_default(),
+            None => self.unfinished.values().flatten().copied().collect(),
+        };
+        index.sort_unstable();
+        index
+            .into_iter()
+            .filter_map(|i| self.orders.get(i))
+            .map(|o| &o.order)
+            .filter(|o| o.status.is_open())
+            .collect()
+    }
+
+    /// Every symbol held and its signed quantity.
+    pub fn held(&self) -> impl Iterator<Item = (&str, Decimal)> {
+        self.positions.iter().map(|(s, p)| (s.as_str(), p.qty))
+    }
+
     pub fn positions(&self) -> Vec<Position> {
         self.positions
             .keys()

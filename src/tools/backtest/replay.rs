@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::domain::{Interval, OhlcBar, TradingMode, calendar};
 use crate::orders::desk::OrderDesk;
 use crate::risk::{self, Intent, Purpose, RiskState};
-use crate::sim::engine::{AccountSettings, AssetInfo, Engine, ListOrdersFilter};
+use crate::sim::engine::{AccountSettings, AssetInfo, Engine};
 use crate::sim::market::MarketEvent;
 use crate::strategy::{BarInput, Signal, Strategy, intent_for};
 use chrono::{DateTime, Duration, Utc};
@@ -254,15 +254,12 @@ impl<'a> Replay<'a> {
     }
 
     fn position(&self, symbol: &str) -> Decimal {
-        self.engine
-            .position(symbol)
-            .map(|p| p.qty)
-            .unwrap_or_default()
+        self.engine.qty(symbol)
     }
 
     /// Open orders of ours on `symbol` that are entries or exits (not protective legs).
     fn busy(&self, symbol: &str) -> bool {
-        self.open_orders().iter().any(|o| {
+        self.engine.open_orders(Some(symbol)).iter().any(|o| {
             o.symbol == symbol
                 && matches!(
                     self.purposes.get(&o.client_order_id),
@@ -271,15 +268,8 @@ impl<'a> Replay<'a> {
         })
     }
 
-    fn open_orders(&self) -> Vec<crate::alpaca::model::Order> {
-        self.engine
-            .list_orders(&ListOrdersFilter {
-                status: Some("open".into()),
-                limit: Some(500),
-                nested: false,
-                ..Default::default()
-            })
-            .unwrap_or_default()
+    fn open_orders(&self) -> Vec<&crate::alpaca::model::Order> {
+        self.engine.open_orders(None)
     }
 
     fn on_bar_closed(&mut self, symbol: &str, bar: &OhlcBar, now: DateTime<Utc>) {
@@ -337,12 +327,14 @@ impl<'a> Replay<'a> {
         if matches!(intent.purpose, Purpose::Exit) {
             // Exits first clear our other orders on the symbol (bracket legs, stops), then
             // close no more than is held.
-            for o in self
-                .open_orders()
-                .into_iter()
-                .filter(|o| o.symbol == intent.symbol)
-            {
-                let _ = self.engine.cancel(o.id);
+            let ours: Vec<uuid::Uuid> = self
+                .engine
+                .open_orders(Some(&intent.symbol))
+                .iter()
+                .map(|o| o.id)
+                .collect();
+            for id in ours {
+                let _ = self.engine.cancel(id);
             }
             self.book_fills();
             let held = self.position(&intent.symbol).abs();
@@ -382,9 +374,8 @@ impl<'a> Replay<'a> {
         }
         let positions: HashMap<String, Decimal> = self
             .engine
-            .positions()
-            .into_iter()
-            .map(|p| (p.symbol, p.qty))
+            .held()
+            .map(|(s, q)| (s.to_string(), q))
             .collect();
         // The last price of every symbol held, as the RiskManager keeps them from the trades
         // it sees: the gross exposure check values the other positions with them.
