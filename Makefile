@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load bench-backtest soak install
+.PHONY: examples all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load bench-backtest soak install
 
 all: build
 
@@ -57,7 +57,11 @@ sdk-test: $(SDK_VENV)/.installed
 	$(CARGO) build --bin traderd
 	TRADERD_BIN=$(TRADERD) $(SDK_VENV)/bin/python -m pytest -q tests/sdk
 
-test: fmt-check clippy unit sdk-test
+# The examples (a strategy of your own in its own binary) build as users build them.
+examples:
+	$(CARGO) build --examples
+
+test: fmt-check clippy examples unit sdk-test
 
 sim:
 	$(CARGO) run --release -- sim --listen 127.0.0.1:5454 --speed 60

@@ -5,6 +5,7 @@ pub mod actors;
 pub mod aggregation;
 pub mod alpaca;
 pub mod analytics;
+pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;

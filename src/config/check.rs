@@ -148,14 +148,8 @@ impl Config {
             }
         }
         let st = &self.strategy;
-        if st.build().is_none() {
-            bad(
-                "strategy.name",
-                format!(
-                    "unknown strategy {:?}: use momentum or mean_reversion",
-                    st.name
-                ),
-            );
+        if let Err(e) = st.build() {
+            bad("strategy.name", e);
         }
         if st.sizing == SizingChoice::RiskPerTrade && st.protection == ProtectionChoice::None {
             bad(

@@ -34,6 +34,8 @@ pub(super) fn check_keys(
             continue;
         };
         match (expected, value) {
+            // A registered strategy's own keys: it types and checks them (`Strategy` factory).
+            (toml::Value::Table(_), toml::Value::Table(_)) if path == "strategy.params" => {}
             (toml::Value::Table(s), toml::Value::Table(u)) => check_keys(u, s, &path, root, out),
             (toml::Value::Table(_), _) => out.push(Problem {
                 path,

@@ -162,8 +162,9 @@ pub struct StateSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StrategySection {
-    /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), or `probe` (the load
-    /// bench's latency probe: orders on marked trades; not for trading).
+    /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), `probe` (the load
+    /// bench's latency probe: orders on marked trades; not for trading), or the name of a
+    /// strategy registered by the binary (`strategy::register`, docs/strategies.md).
     pub name: String,
     /// The bar interval it trades on: 1m, 5m, 15m, 1h or 1d.
     pub interval: Interval,
@@ -185,6 +186,8 @@ pub struct StrategySection {
     pub momentum: MomentumParams,
     pub mean_reversion: MeanReversionParams,
     pub probe: ProbeParams,
+    /// The parameters of a registered strategy (its own keys, typed by it).
+    pub params: toml::Table,
 }
 
 impl Default for StrategySection {
@@ -202,6 +205,7 @@ impl Default for StrategySection {
             momentum: MomentumParams::default(),
             mean_reversion: MeanReversionParams::default(),
             probe: ProbeParams::default(),
+            params: toml::Table::new(),
         }
     }
 }
@@ -236,19 +240,28 @@ impl StrategySection {
         }
     }
 
-    /// The configured strategy, or `None` for an unknown name.
-    pub fn build(&self) -> Option<Box<dyn Strategy>> {
+    /// The configured strategy: a built-in, or one registered by name
+    /// (`strategy::register`) built from `[strategy.params]`. `Err` says what is wrong: an
+    /// unknown name (and the names there are), or the registered strategy's refusal of its
+    /// parameters.
+    pub fn build(&self) -> Result<Box<dyn Strategy>, String> {
         match self.name.as_str() {
-            "momentum" => Some(Box::new(Momentum::new(
+            "momentum" => Ok(Box::new(Momentum::new(
                 self.momentum.clone(),
                 self.interval,
             ))),
-            "mean_reversion" => Some(Box::new(MeanReversion::new(
+            "mean_reversion" => Ok(Box::new(MeanReversion::new(
                 self.mean_reversion.clone(),
                 self.interval,
             ))),
-            "probe" => Some(Box::new(Probe::new(self.probe.clone(), self.interval))),
-            _ => None,
+            "probe" => Ok(Box::new(Probe::new(self.probe.clone(), self.interval))),
+            name => match crate::strategy::registry::lookup(name) {
+                Some(factory) => factory(&self.params, self.interval),
+                None => Err(format!(
+                    "unknown strategy {name:?}: use one of {} (or register yours: docs/strategies.md)",
+                    crate::strategy::registry::names().join(", ")
+                )),
+            },
         }
     }
 }

@@ -250,9 +250,7 @@ pub async fn start(
     tracing::info!(dir = %state_dir.display(), mode = ?mode, why = mode_cause, "journal open");
 
     // 3. The feed (its own thread), the order side, the trade_updates stream feeding it.
-    let strategy = config.strategy.build().ok_or_else(|| {
-        StartError::Config(format!("unknown strategy {:?}", config.strategy.name))
-    })?;
+    let strategy = config.strategy.build().map_err(StartError::Config)?;
     let mut intervals = vec![Interval::M1];
     if strategy.interval() != Interval::M1 {
         intervals.push(strategy.interval());

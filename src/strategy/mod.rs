@@ -4,10 +4,12 @@
 
 pub mod builtin;
 pub mod indicators;
+pub mod registry;
 pub mod signal;
 
 pub use builtin::{
     BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe,
     ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest, plan_entry,
 };
+pub use registry::{Factory, params, register};
 pub use signal::intent_for;

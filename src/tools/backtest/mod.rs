@@ -190,6 +190,7 @@ fn warm_up(
     let per_bar = config
         .strategy
         .build()
+        .ok()
         .and_then(|s| s.interval().minutes())
         .unwrap_or(390);
     let warm_minutes = opts.warmup_bars * per_bar as usize;

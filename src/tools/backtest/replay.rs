@@ -66,10 +66,7 @@ impl<'a> Replay<'a> {
         first_prices: &BTreeMap<String, Decimal>,
         start: DateTime<Utc>,
     ) -> Result<Self, String> {
-        let strategy = config
-            .strategy
-            .build()
-            .ok_or_else(|| format!("unknown strategy {:?}", config.strategy.name))?;
+        let strategy = config.strategy.build()?;
         let mut intervals = vec![Interval::M1];
         if strategy.interval() != Interval::M1 {
             intervals.push(strategy.interval());

@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! A strategy of one's own, through the library API: the example's `breakout`
+//! (`examples/custom_strategy.rs`, compiled here as it is) registered by name, checked by the
+//! config with its typed parameters, backtested, and trading on the simulator through
+//! `daemon::run`.
+
+mod common;
+
+#[path = "../examples/custom_strategy.rs"]
+#[allow(dead_code)] // its `main` is the example binary's
+mod custom_strategy;
+
+use common::wait_for;
+use rust_decimal::Decimal;
+use std::sync::Once;
+use std::time::Duration;
+use traderd::config::{CheckContext, Config};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        traderd::strategy::register("breakout", custom_strategy::Breakout::build).unwrap();
+    });
+}
+
+fn config(params: &str) -> Result<Config, String> {
+    Config::parse(
+        &format!(
+            "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+             [risk]\nmax_orders_per_minute = 1000\n\
+             [strategy]\nname = \"breakout\"\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
+             [strategy.params]\n{params}\n"
+        ),
+        "test",
+        &CheckContext::default(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_config_names_a_registered_strategy_and_its_typed_parameters() {
+    // Before registration the name is unknown, and the error lists what there is.
+    let unknown = Config::parse(
+        "[strategy]\nname = \"mine\"\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        unknown.contains("unknown strategy \"mine\"") && unknown.contains("momentum"),
+        "{unknown}"
+    );
+    register();
+    let c = config("entry_lookback = 3\nexit_lookback = 2").unwrap();
+    assert_eq!(c.strategy.build().unwrap().name(), "breakout");
+    // Its parameters are its own: a typo and a bad value are named.
+    let typo = config("entry_lookbak = 3").unwrap_err();
+    assert!(
+        typo.contains("entry_lookbak") && typo.contains("expected `entry_lookback`"),
+        "{typo}"
+    );
+    let small = config("entry_lookback = 1").unwrap_err();
+    assert!(small.contains("at least 2"), "{small}");
+    // The built-ins' names stay theirs.
+    assert!(traderd::strategy::register("momentum", custom_strategy::Breakout::build).is_err());
+}
+
+#[test]
+fn a_registered_strategy_backtests_through_the_same_code() {
+    register();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = traderd::history::HistoryStore::open(dir.path()).unwrap();
+    // Five sessions of the simulator's own minute bars for the default symbols.
+    let anchor = traderd::domain::calendar::Session::on(
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+    );
+    let timeline = traderd::domain::calendar::Timeline::new(anchor);
+    let config = config("entry_lookback = 10\nexit_lookback = 5").unwrap();
+    for symbol in &config.trading.symbols {
+        let bars = traderd::sim::market::minute_history(7, symbol, &timeline, 5);
+        store.write(symbol, "1Min", &bars, None).unwrap();
+    }
+    let opts = traderd::tools::backtest::BacktestOptions {
+        start: traderd::domain::calendar::et_midnight(timeline.session(-5).date),
+        end: timeline.session(-1).close,
+        out: dir.path().join("out"),
+        cash: Decimal::from(100_000),
+        slippage_bps: Decimal::ZERO,
+        fee_bps: Decimal::ZERO,
+        warmup_bars: 0,
+    };
+    let report = traderd::tools::backtest::run(&config, &store, &opts).unwrap();
+    assert_eq!(report.strategy, "breakout");
+    assert!(report.summary.trades > 5, "{:?}", report.summary);
+    let trades = std::fs::read_to_string(dir.path().join("out/trades.csv")).unwrap();
+    assert!(trades.lines().count() > 5);
+}
+
+#[actix_rt::test]
+async fn a_registered_strategy_trades_on_the_simulator_through_daemon_run() {
+    use traderd::daemon::{Exit, RunOptions};
+    register();
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        config: config("entry_lookback = 3\nexit_lookback = 2").unwrap(),
+        state_dir: dir.path().to_path_buf(),
+        config_path: None,
+        check: CheckContext::default(),
+        reload_on_sighup: false,
+        metrics: None,
+    };
+    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
+        let _ = stopped.await;
+    }));
+    let socket = dir.path().join("traderd.sock");
+    let status = wait_for("the breakout's fills", WAIT, || async {
+        let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
+        let result = r.result?;
+        (result["fills"].as_u64()? >= 2).then_some(result)
+    })
+    .await;
+    stop.send(()).unwrap();
+    let exit = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Clean);
+    // The orders are the breakout's: its signals name it in the journal's intents.
+    let store = traderd::journal::Store::open(
+        &std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.join("traderd.sqlite").is_file())
+            .expect("the run's journal"),
+    )
+    .unwrap();
+    let intents = store.intents(false).unwrap();
+    assert!(!intents.is_empty(), "{status}");
+    assert!(
+        intents.iter().all(|i| i
+            .intent
+            .correlation_id
+            .as_str()
+            .starts_with(&i.intent.symbol)),
+        "every order answers a bar of its symbol"
+    );
+}
