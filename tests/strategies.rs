@@ -64,6 +64,19 @@ fn the_config_names_a_registered_strategy_and_its_typed_parameters() {
     );
     let small = config("entry_lookback = 1").unwrap_err();
     assert!(small.contains("at least 2"), "{small}");
+    // Pairs checks its legs and leaves protection to the spread.
+    let pairs = Config::parse(
+        "[strategy]\nname = \"pairs\"\n[strategy.pairs]\na = \"AAPL\"\nb = \"TSLA\"\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        pairs.contains("\"TSLA\" is not in trading.symbols")
+            && pairs.contains("protection = \"none\""),
+        "{pairs}"
+    );
     // The built-ins' names stay theirs.
     assert!(traderd::strategy::register("momentum", custom_strategy::Breakout::build).is_err());
 }
@@ -149,5 +162,86 @@ async fn a_registered_strategy_trades_on_the_simulator_through_daemon_run() {
             .as_str()
             .starts_with(&i.intent.symbol)),
         "every order answers a bar of its symbol"
+    );
+}
+
+#[actix_rt::test]
+async fn pairs_trades_both_legs_together_on_the_simulator() {
+    use traderd::daemon::{Exit, RunOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = Config::parse(
+        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+         [risk]\nmax_orders_per_minute = 1000\n\
+         [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         [strategy]\nname = \"pairs\"\nsizing_usd = \"3000\"\nprotection = \"none\"\n\
+         [strategy.pairs]\na = \"MSFT\"\nb = \"SPY\"\nlookback = 20\nentry_z = 1.5\nexit_z = 0.5\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap();
+    let options = RunOptions {
+        config,
+        state_dir: dir.path().to_path_buf(),
+        config_path: None,
+        check: CheckContext::default(),
+        reload_on_sighup: false,
+        metrics: None,
+    };
+    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
+        let _ = stopped.await;
+    }));
+    let socket = dir.path().join("traderd.sock");
+    wait_for("both legs of a pair filled", WAIT, || async {
+        let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
+        (r.result?["fills"].as_u64()? >= 4).then_some(())
+    })
+    .await;
+    stop.send(()).unwrap();
+    let exit = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Clean);
+    let journal = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("traderd.sqlite").is_file())
+        .expect("the run's journal");
+    let store = traderd::journal::Store::open(&journal).unwrap();
+    // Every order answers a bar of its leg, and the legs go in pairs: for each bar time,
+    // MSFT and SPY on opposite sides (an entry: short one, buy the other; an exit: close
+    // both), never AAPL.
+    let mut by_bar: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for i in store.intents(false).unwrap() {
+        let corr = i.intent.correlation_id.as_str().to_string();
+        let Some((symbol, start)) = corr.rsplit_once('-') else {
+            panic!("correlation id {corr}");
+        };
+        assert_eq!(symbol, i.intent.symbol);
+        by_bar
+            .entry(start.to_string())
+            .or_default()
+            .push((symbol.to_string(), i.intent.side.as_str().to_string()));
+    }
+    assert!(!by_bar.is_empty());
+    let paired = by_bar
+        .values()
+        .filter(|legs| {
+            legs.len() == 2
+                && legs.iter().any(|(s, _)| s == "MSFT")
+                && legs.iter().any(|(s, _)| s == "SPY")
+                && legs[0].1 != legs[1].1
+        })
+        .count();
+    assert!(
+        by_bar.values().flatten().all(|(s, _)| s != "AAPL"),
+        "{by_bar:?}"
+    );
+    assert!(
+        paired * 10 >= by_bar.len() * 9,
+        "legs not in pairs: {by_bar:?}"
     );
 }

@@ -7,6 +7,9 @@
 //! broker-side protection; an exit closes the whole position. While an order of ours for a
 //! symbol is open or a proposal is pending, no other is made for it.
 //!
+//! A strategy of several symbols (pairs) also sees the market view at every close (each
+//! symbol's latest closed bar and position) and may answer for several symbols at once.
+//!
 //! A strategy that asks for live trades (the latency probe) gets them as [`TradeTicks`] and is
 //! acted on the same way, priced at the trade.
 //!
@@ -31,6 +34,8 @@ pub struct StrategyRunner {
     ready: bool,
     equity: Option<Decimal>,
     pending: HashSet<String>,
+    /// Each symbol's latest closed bar of the strategy's interval: its market view.
+    latest: BTreeMap<String, crate::domain::OhlcBar>,
     stats: StrategyStats,
 }
 
@@ -51,6 +56,7 @@ impl StrategyRunner {
             ready: false,
             equity: None,
             pending: HashSet::new(),
+            latest: BTreeMap::new(),
             stats: StrategyStats::default(),
         }
     }
@@ -160,18 +166,44 @@ impl Handler<BarClosed> for StrategyRunner {
             historical: msg.historical,
             position,
         });
-        if msg.historical || signal == Signal::Hold {
+        self.latest.insert(msg.symbol.clone(), msg.bar.clone());
+        let view = crate::strategy::MarketView {
+            closed: &msg.symbol,
+            bars: &self.latest,
+            positions: &self.positions,
+            historical: msg.historical,
+        };
+        let several = self.strategy.on_market(&view);
+        if msg.historical {
             return;
         }
-        let correlation_id = format!("{}-{}", msg.symbol, msg.bar.start.timestamp());
-        self.act(
-            signal,
-            &msg.symbol,
-            msg.bar.close,
-            correlation_id,
-            &msg.trace,
-            ctx,
-        );
+        if signal != Signal::Hold {
+            let correlation_id = format!("{}-{}", msg.symbol, msg.bar.start.timestamp());
+            self.act(
+                signal,
+                &msg.symbol,
+                msg.bar.close,
+                correlation_id,
+                &msg.trace,
+                ctx,
+            );
+        }
+        // Several symbols at once (a pair's legs): each priced at its own latest close and
+        // tied to its own bar.
+        for (symbol, signal) in several {
+            let Some(bar) = self.latest.get(&symbol) else {
+                continue;
+            };
+            let (price, start) = (bar.close, bar.start.timestamp());
+            self.act(
+                signal,
+                &symbol,
+                price,
+                format!("{symbol}-{start}"),
+                &msg.trace,
+                ctx,
+            );
+        }
     }
 }
 
@@ -180,6 +212,7 @@ impl Handler<SplitApplied> for StrategyRunner {
     fn handle(&mut self, msg: SplitApplied, _: &mut Context<Self>) {
         tracing::info!(symbol = %msg.symbol, ratio = ?msg.ratio, "strategy: symbol started over after a split");
         self.strategy.reset(&msg.symbol);
+        self.latest.remove(&msg.symbol);
     }
 }
 

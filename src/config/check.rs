@@ -151,6 +151,17 @@ impl Config {
         if let Err(e) = st.build() {
             bad("strategy.name", e);
         }
+        if st.name == "pairs" {
+            for p in st.pairs.problems(&self.trading.symbols) {
+                bad("strategy.pairs", p);
+            }
+            if st.protection != ProtectionChoice::None {
+                bad(
+                    "strategy.protection",
+                    "pairs leaves both legs together on the spread: set protection = \"none\" (a stop on one leg alone would break the pair)".to_string(),
+                );
+            }
+        }
         if st.sizing == SizingChoice::RiskPerTrade && st.protection == ProtectionChoice::None {
             bad(
                 "strategy.sizing",

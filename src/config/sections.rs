@@ -1,6 +1,7 @@
 //! The config's sections and their defaults: every key, with the value an empty file gets.
 
 use super::*;
+use crate::strategy::PairsParams;
 
 /// OpenTelemetry export (OTLP over HTTP/protobuf). Off unless an endpoint is set here or in
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -162,7 +163,8 @@ pub struct StateSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StrategySection {
-    /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), `probe` (the load
+    /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), `pairs` (the z-score of
+    /// two symbols' spread, both legs at once), `probe` (the load
     /// bench's latency probe: orders on marked trades; not for trading), or the name of a
     /// strategy registered by the binary (`strategy::register`, docs/strategies.md).
     pub name: String,
@@ -186,6 +188,8 @@ pub struct StrategySection {
     pub momentum: MomentumParams,
     pub mean_reversion: MeanReversionParams,
     pub probe: ProbeParams,
+    /// `pairs`: the two legs, the rolling window, the z-scores to enter and leave.
+    pub pairs: PairsParams,
     /// The parameters of a registered strategy (its own keys, typed by it).
     pub params: toml::Table,
 }
@@ -205,6 +209,7 @@ impl Default for StrategySection {
             momentum: MomentumParams::default(),
             mean_reversion: MeanReversionParams::default(),
             probe: ProbeParams::default(),
+            pairs: PairsParams::default(),
             params: toml::Table::new(),
         }
     }
@@ -255,6 +260,10 @@ impl StrategySection {
                 self.interval,
             ))),
             "probe" => Ok(Box::new(Probe::new(self.probe.clone(), self.interval))),
+            "pairs" => Ok(Box::new(crate::strategy::Pairs::new(
+                self.pairs.clone(),
+                self.interval,
+            ))),
             name => match crate::strategy::registry::lookup(name) {
                 Some(factory) => factory(&self.params, self.interval),
                 None => Err(format!(

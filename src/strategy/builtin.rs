@@ -57,6 +57,31 @@ pub trait Strategy: Send {
     /// Starts `symbol` over: what was learned of it is in old prices (a split). Its history
     /// comes again next, flagged historical.
     fn reset(&mut self, _symbol: &str) {}
+    /// The market at once, for strategies of several symbols (pairs, baskets): called after
+    /// [`Strategy::on_bar`] at every close with the latest closed bar and the position of
+    /// each symbol; each `(symbol, signal)` returned is acted on as `on_bar`'s answer is
+    /// (priced at that symbol's latest close). Default: nothing.
+    fn on_market(&mut self, _view: &MarketView<'_>) -> Vec<(String, Signal)> {
+        Vec::new()
+    }
+}
+
+/// What a strategy sees of the market at a close: every symbol's latest closed bar of its
+/// interval and the signed position held.
+#[derive(Debug, Clone)]
+pub struct MarketView<'a> {
+    /// The symbol whose bar just closed.
+    pub closed: &'a str,
+    pub bars: &'a std::collections::BTreeMap<String, OhlcBar>,
+    pub positions: &'a std::collections::BTreeMap<String, Decimal>,
+    /// From warm-up or backfill: update state, the answer is not acted on.
+    pub historical: bool,
+}
+
+impl MarketView<'_> {
+    pub fn position(&self, symbol: &str) -> Decimal {
+        self.positions.get(symbol).copied().unwrap_or_default()
+    }
 }
 
 /// Which live trades a strategy wants.

@@ -4,12 +4,15 @@
 
 pub mod builtin;
 pub mod indicators;
+pub mod pairs;
 pub mod registry;
 pub mod signal;
 
 pub use builtin::{
-    BarInput, EntryPlan, MeanReversion, MeanReversionParams, Momentum, MomentumParams, Probe,
-    ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest, plan_entry,
+    BarInput, EntryPlan, MarketView, MeanReversion, MeanReversionParams, Momentum, MomentumParams,
+    Probe, ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest,
+    plan_entry,
 };
+pub use pairs::{Pairs, PairsParams};
 pub use registry::{Factory, params, register};
 pub use signal::intent_for;

@@ -20,7 +20,7 @@ use crate::orders::desk::OrderDesk;
 use crate::risk::{self, Intent, Purpose, RiskState};
 use crate::sim::engine::{AccountSettings, AssetInfo, Engine};
 use crate::sim::market::MarketEvent;
-use crate::strategy::{BarInput, Signal, Strategy, intent_for};
+use crate::strategy::{BarInput, MarketView, Signal, Strategy, intent_for};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -37,6 +37,10 @@ pub(super) struct Replay<'a> {
     seq: u64,
     recent: VecDeque<DateTime<Utc>>,
     trips: RoundTrips,
+    /// Each symbol's latest closed bar of the strategy's interval, and the positions: the
+    /// market view a strategy of several symbols sees.
+    latest: BTreeMap<String, OhlcBar>,
+    held: BTreeMap<String, Decimal>,
     day_start_equity: Decimal,
     day: Option<chrono::NaiveDate>,
     pub(super) out: Recorded,
@@ -99,6 +103,8 @@ impl<'a> Replay<'a> {
             seq: 0,
             recent: VecDeque::new(),
             trips: RoundTrips::default(),
+            latest: BTreeMap::new(),
+            held: BTreeMap::new(),
             day_start_equity: opts.cash,
             day: None,
             out: Recorded::default(),
@@ -214,6 +220,14 @@ impl<'a> Replay<'a> {
                         historical: true,
                         position: Decimal::ZERO,
                     });
+                    self.latest
+                        .insert(closed.symbol.clone(), closed.bar.clone());
+                    self.strategy.on_market(&MarketView {
+                        closed: &closed.symbol,
+                        bars: &self.latest,
+                        positions: &self.held,
+                        historical: true,
+                    });
                 }
             }
         }
@@ -278,23 +292,50 @@ impl<'a> Replay<'a> {
             historical: false,
             position,
         });
+        self.latest.insert(symbol.to_string(), bar.clone());
+        let several = self.strategy.on_market(&MarketView {
+            closed: symbol,
+            bars: &self.latest,
+            positions: &self.held,
+            historical: false,
+        });
+        self.act(symbol, signal, bar.close, bar.start, now);
+        // Several symbols at once (a pair's legs), each at its own latest close, as the
+        // StrategyRunner does.
+        for (other, signal) in several {
+            if let Some(b) = self.latest.get(&other) {
+                let (close, start) = (b.close, b.start);
+                self.act(&other, signal, close, start, now);
+            }
+        }
+    }
+
+    /// A signal into an intent for the risk checks, as the StrategyRunner does.
+    fn act(
+        &mut self,
+        symbol: &str,
+        signal: Signal,
+        close: Decimal,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         if signal == Signal::Hold || self.busy(symbol) {
             return;
         }
         let Some(mut intent) = intent_for(
             &signal,
             symbol,
-            bar.close,
-            position,
+            close,
+            self.position(symbol),
             Some(self.equity()),
             self.config.strategy.sizing_rule(),
             self.config.strategy.protection_rule(),
         ) else {
             return;
         };
-        intent.correlation_id = format!("{symbol}-{}", bar.start.timestamp()).into();
+        intent.correlation_id = format!("{symbol}-{}", start.timestamp()).into();
         self.out.signals += 1;
-        self.propose(intent, bar.close, now);
+        self.propose(intent, close, now);
     }
 
     /// Risk, then the order: as the RiskManager and the OrderManager do.
@@ -429,6 +470,10 @@ impl<'a> Replay<'a> {
                 price,
                 fee,
             });
+            match self.engine.qty(&o.symbol) {
+                q if q.is_zero() => self.held.remove(&o.symbol),
+                q => self.held.insert(o.symbol.clone(), q),
+            };
             if let Some(trip) = self
                 .trips
                 .book(&o.symbol, o.side, qty, price, fee, u.at(), reason)
