@@ -245,3 +245,73 @@ async fn pairs_trades_both_legs_together_on_the_simulator() {
         "legs not in pairs: {by_bar:?}"
     );
 }
+
+#[actix_rt::test]
+async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
+    use traderd::daemon::{Exit, RunOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = Config::parse(
+        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+         [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         [strategy]\nname = \"rebalance\"\nprotection = \"none\"\n\
+         [strategy.rebalance]\nmethod = \"fixed\"\nweights = { AAPL = 0.3, MSFT = 0.3, SPY = 0.4 }\n\
+         at = \"09:40\"\ninvest = 0.5\ndrift_band = 0.05\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap();
+    let options = RunOptions {
+        config,
+        state_dir: dir.path().to_path_buf(),
+        config_path: None,
+        check: CheckContext::default(),
+        reload_on_sighup: false,
+        metrics: None,
+    };
+    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
+        let _ = stopped.await;
+    }));
+    let socket = dir.path().join("traderd.sock");
+    wait_for("the three purchases filled", WAIT, || async {
+        let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
+        (r.result?["fills"].as_u64()? >= 3).then_some(())
+    })
+    .await;
+    // A window of ten more market minutes (5 s at 120x) in which nothing may happen: no
+    // second rebalance the same day (a negative check needs a span, not a condition).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.send(()).unwrap();
+    let exit = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Clean);
+    let journal = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("traderd.sqlite").is_file())
+        .expect("the run's journal");
+    let store = traderd::journal::Store::open(&journal).unwrap();
+    let intents = store.intents(false).unwrap();
+    let mut symbols: Vec<&str> = intents.iter().map(|i| i.intent.symbol.as_str()).collect();
+    symbols.sort();
+    assert_eq!(symbols, ["AAPL", "MSFT", "SPY"], "one order each, once");
+    // Each holding is its weight of half the equity (100,000), within a share's worth.
+    for f in store.fills().unwrap() {
+        let w = match f.symbol.as_str() {
+            "SPY" => 0.4,
+            _ => 0.3,
+        };
+        let value: f64 = (f.qty * f.price).try_into().unwrap();
+        let price: f64 = f.price.try_into().unwrap();
+        assert!(
+            (value - 50_000.0 * w).abs() <= price + 1.0,
+            "{} held {value:.2}, target {:.2}",
+            f.symbol,
+            50_000.0 * w
+        );
+    }
+}

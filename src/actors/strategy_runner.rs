@@ -74,7 +74,9 @@ impl StrategyRunner {
     ) {
         self.stats.signals += 1;
         let reason = match &signal {
-            Signal::Enter { reason, .. } | Signal::Exit { reason } => reason.clone(),
+            Signal::Enter { reason, .. }
+            | Signal::Exit { reason }
+            | Signal::Target { reason, .. } => reason.clone(),
             Signal::Hold => return,
         };
         if !self.ready {
@@ -172,6 +174,8 @@ impl Handler<BarClosed> for StrategyRunner {
             bars: &self.latest,
             positions: &self.positions,
             historical: msg.historical,
+            equity: self.equity,
+            now: msg.interval.end_of(msg.bar.start),
         };
         let several = self.strategy.on_market(&view);
         if msg.historical {

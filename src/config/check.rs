@@ -151,6 +151,11 @@ impl Config {
         if let Err(e) = st.build() {
             bad("strategy.name", e);
         }
+        if st.name == "rebalance" {
+            for p in st.rebalance.problems(&self.trading.symbols) {
+                bad("strategy.rebalance", p);
+            }
+        }
         if st.name == "pairs" {
             for p in st.pairs.problems(&self.trading.symbols) {
                 bad("strategy.pairs", p);

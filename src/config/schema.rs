@@ -34,8 +34,10 @@ pub(super) fn check_keys(
             continue;
         };
         match (expected, value) {
-            // A registered strategy's own keys: it types and checks them (`Strategy` factory).
-            (toml::Value::Table(_), toml::Value::Table(_)) if path == "strategy.params" => {}
+            // Tables of the user's own keys: a registered strategy's parameters (it types and
+            // checks them) and rebalance's weights by symbol (checked by its section).
+            (toml::Value::Table(_), toml::Value::Table(_))
+                if path == "strategy.params" || path == "strategy.rebalance.weights" => {}
             (toml::Value::Table(s), toml::Value::Table(u)) => check_keys(u, s, &path, root, out),
             (toml::Value::Table(_), _) => out.push(Problem {
                 path,

@@ -1,7 +1,7 @@
 //! The config's sections and their defaults: every key, with the value an empty file gets.
 
 use super::*;
-use crate::strategy::PairsParams;
+use crate::strategy::{PairsParams, RebalanceParams};
 
 /// OpenTelemetry export (OTLP over HTTP/protobuf). Off unless an endpoint is set here or in
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -164,7 +164,8 @@ pub struct StateSection {
 #[serde(default, deny_unknown_fields)]
 pub struct StrategySection {
     /// `momentum` (RSI + MACD), `mean_reversion` (Bollinger z-score), `pairs` (the z-score of
-    /// two symbols' spread, both legs at once), `probe` (the load
+    /// two symbols' spread, both legs at once), `rebalance` (target weights on a schedule),
+    /// `probe` (the load
     /// bench's latency probe: orders on marked trades; not for trading), or the name of a
     /// strategy registered by the binary (`strategy::register`, docs/strategies.md).
     pub name: String,
@@ -190,6 +191,8 @@ pub struct StrategySection {
     pub probe: ProbeParams,
     /// `pairs`: the two legs, the rolling window, the z-scores to enter and leave.
     pub pairs: PairsParams,
+    /// `rebalance`: target weights (fixed, equal, inverse volatility), schedule, drift band.
+    pub rebalance: RebalanceParams,
     /// The parameters of a registered strategy (its own keys, typed by it).
     pub params: toml::Table,
 }
@@ -210,6 +213,7 @@ impl Default for StrategySection {
             mean_reversion: MeanReversionParams::default(),
             probe: ProbeParams::default(),
             pairs: PairsParams::default(),
+            rebalance: RebalanceParams::default(),
             params: toml::Table::new(),
         }
     }
@@ -262,6 +266,10 @@ impl StrategySection {
             "probe" => Ok(Box::new(Probe::new(self.probe.clone(), self.interval))),
             "pairs" => Ok(Box::new(crate::strategy::Pairs::new(
                 self.pairs.clone(),
+                self.interval,
+            ))),
+            "rebalance" => Ok(Box::new(crate::strategy::Rebalance::new(
+                self.rebalance.clone(),
                 self.interval,
             ))),
             name => match crate::strategy::registry::lookup(name) {

@@ -38,6 +38,13 @@ pub enum Signal {
     Exit {
         reason: String,
     },
+    /// Hold this signed quantity (whole shares): the difference is bought or sold, without
+    /// protection (a rebalance). Reducing a position is a partial exit; crossing zero closes
+    /// it first, and the rest waits for the next answer.
+    Target {
+        qty: Decimal,
+        reason: String,
+    },
 }
 
 /// A trading strategy. Implement this to bring your own.
@@ -76,6 +83,10 @@ pub struct MarketView<'a> {
     pub positions: &'a std::collections::BTreeMap<String, Decimal>,
     /// From warm-up or backfill: update state, the answer is not acted on.
     pub historical: bool,
+    /// The account's equity, when known: what weights are fractions of.
+    pub equity: Option<Decimal>,
+    /// The bar's close time (the market's clock at this close).
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl MarketView<'_> {

@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod indicators;
 pub mod pairs;
+pub mod rebalance;
 pub mod registry;
 pub mod signal;
 
@@ -14,5 +15,6 @@ pub use builtin::{
     plan_entry,
 };
 pub use pairs::{Pairs, PairsParams};
+pub use rebalance::{Rebalance, RebalanceParams};
 pub use registry::{Factory, params, register};
 pub use signal::intent_for;

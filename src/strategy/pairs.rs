@@ -259,6 +259,8 @@ mod tests {
                 bars: &bars,
                 positions: &self.positions,
                 historical: false,
+                equity: None,
+                now: t,
             });
             assert!(out.is_empty(), "nothing before both legs closed: {out:?}");
             bars.insert("B".to_string(), bar(t, b));
@@ -267,6 +269,8 @@ mod tests {
                 bars: &bars,
                 positions: &self.positions,
                 historical: false,
+                equity: None,
+                now: t,
             });
             // The same close again changes nothing.
             assert!(
@@ -276,6 +280,8 @@ mod tests {
                         bars: &bars,
                         positions: &self.positions,
                         historical: false,
+                        equity: None,
+                        now: t,
                     })
                     .is_empty()
             );
@@ -389,6 +395,8 @@ mod tests {
                 bars: &bars,
                 positions: &f.positions,
                 historical: true,
+                equity: None,
+                now: t,
             });
             assert!(out.is_empty());
         }

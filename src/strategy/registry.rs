@@ -12,7 +12,7 @@ use std::sync::{LazyLock, RwLock};
 pub type Factory = fn(&toml::Table, Interval) -> Result<Box<dyn Strategy>, String>;
 
 /// The names of the built-ins, which cannot be registered again.
-pub const BUILT_IN: [&str; 4] = ["momentum", "mean_reversion", "pairs", "probe"];
+pub const BUILT_IN: [&str; 5] = ["momentum", "mean_reversion", "pairs", "rebalance", "probe"];
 
 static REGISTERED: LazyLock<RwLock<BTreeMap<String, Factory>>> =
     LazyLock::new(|| RwLock::new(BTreeMap::new()));

@@ -46,5 +46,96 @@ pub fn intent_for(
             Some(Intent::market(symbol, side, position.abs(), Purpose::Exit))
         }
         Signal::Exit { .. } => None,
+        Signal::Target { qty, .. } => {
+            let (target, held) = (qty.trunc(), position);
+            let delta = target - held;
+            if delta.is_zero() {
+                return None;
+            }
+            let side = if delta > Decimal::ZERO {
+                OrderSide::Buy
+            } else {
+                OrderSide::Sell
+            };
+            let toward_zero = !held.is_zero()
+                && (target.is_zero() || target.is_sign_negative() == held.is_sign_negative())
+                && target.abs() < held.abs();
+            let crossing = !held.is_zero()
+                && !target.is_zero()
+                && target.is_sign_negative() != held.is_sign_negative();
+            if toward_zero || crossing {
+                // Less of the same side (or all of it, when the target is the other side).
+                let qty = if crossing { held.abs() } else { delta.abs() };
+                Some(Intent::market(symbol, side, qty, Purpose::Exit))
+            } else {
+                Some(Intent::market(
+                    symbol,
+                    side,
+                    delta.abs(),
+                    Purpose::Entry {
+                        take_profit: None,
+                        stop_loss: None,
+                        trail_pct: None,
+                    },
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn target(qty: Decimal, held: Decimal) -> Option<(OrderSide, Decimal, bool)> {
+        let i = intent_for(
+            &Signal::Target {
+                qty,
+                reason: String::new(),
+            },
+            "A",
+            dec!(10),
+            held,
+            None,
+            Sizing::FixedNotional { usd: dec!(1) },
+            Protection::None,
+        )?;
+        Some((i.side, i.qty, matches!(i.purpose, Purpose::Exit)))
+    }
+
+    #[test]
+    fn a_target_buys_or_sells_the_difference() {
+        // From flat, more, less, none, the other side, already there, fractions.
+        assert_eq!(
+            target(dec!(10), dec!(0)),
+            Some((OrderSide::Buy, dec!(10), false))
+        );
+        assert_eq!(
+            target(dec!(15), dec!(10)),
+            Some((OrderSide::Buy, dec!(5), false))
+        );
+        assert_eq!(
+            target(dec!(4), dec!(10)),
+            Some((OrderSide::Sell, dec!(6), true))
+        );
+        assert_eq!(
+            target(dec!(0), dec!(10)),
+            Some((OrderSide::Sell, dec!(10), true))
+        );
+        assert_eq!(
+            target(dec!(-5), dec!(10)),
+            Some((OrderSide::Sell, dec!(10), true))
+        );
+        assert_eq!(
+            target(dec!(-5), dec!(-2)),
+            Some((OrderSide::Sell, dec!(3), false))
+        );
+        assert_eq!(
+            target(dec!(-1), dec!(-2)),
+            Some((OrderSide::Buy, dec!(1), true))
+        );
+        assert_eq!(target(dec!(10), dec!(10)), None);
+        assert_eq!(target(dec!(10.9), dec!(10)), None, "whole shares");
     }
 }

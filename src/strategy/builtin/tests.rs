@@ -33,6 +33,7 @@ fn run(s: &mut dyn Strategy, closes: &[f64], mut position: Decimal) -> Vec<(usiz
         match &sig {
             Signal::Enter { .. } => position = dec!(10),
             Signal::Exit { .. } => position = dec!(0),
+            Signal::Target { qty, .. } => position = *qty,
             Signal::Hold => {}
         }
         if sig != Signal::Hold {

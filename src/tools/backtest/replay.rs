@@ -227,6 +227,8 @@ impl<'a> Replay<'a> {
                         bars: &self.latest,
                         positions: &self.held,
                         historical: true,
+                        equity: None,
+                        now: closed.interval.end_of(closed.bar.start),
                     });
                 }
             }
@@ -298,6 +300,8 @@ impl<'a> Replay<'a> {
             bars: &self.latest,
             positions: &self.held,
             historical: false,
+            equity: Some(self.equity()),
+            now,
         });
         self.act(symbol, signal, bar.close, bar.start, now);
         // Several symbols at once (a pair's legs), each at its own latest close, as the
