@@ -87,7 +87,7 @@ impl RebalanceParams {
                 );
             }
             let sum: f64 = self.weights.values().sum();
-            if self.weights.values().any(|w| !(*w >= 0.0)) || sum > 1.0 + 1e-9 {
+            if self.weights.values().any(|w| w.is_nan() || *w < 0.0) || sum > 1.0 + 1e-9 {
                 out.push(format!(
                     "weights must be at least 0 and sum to at most 1 (they sum to {sum})"
                 ));
