@@ -162,6 +162,7 @@ fn risk_check(c: &mut Criterion) {
             trail_pct: None,
         },
         trace: Default::default(),
+        strategy: None,
     };
     let mut group = c.benchmark_group("risk");
     group.throughput(Throughput::Elements(1));

@@ -254,7 +254,11 @@ fn run_ctl(args: cli::CtlArgs) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    let response = match runtime.block_on(crate::control::call(&socket, &args.command, &args.args))
+    let mut call_args = args.args.clone();
+    if let Some(name) = &args.strategy {
+        call_args = vec!["--strategy".into(), name.clone()];
+    }
+    let response = match runtime.block_on(crate::control::call(&socket, &args.command, &call_args))
     {
         Ok(r) => r,
         Err(e) => {

@@ -257,6 +257,9 @@ pub struct CtlArgs {
     /// Print the answer as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+    /// With `pause` or `resume`: that strategy alone (of `[[strategies]]`), not the daemon.
+    #[arg(long)]
+    pub strategy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -78,7 +78,7 @@ proptest! {
             state.equity = cash + mv;
             let limit = s.limit_offset_bp.map(|bp| (moved * (Decimal::ONE + Decimal::new(bp, 4))).round_dp(2));
             let side = if s.buy { OrderSide::Buy } else { OrderSide::Sell };
-            let intent = Intent { symbol: sym.clone(), side, qty: Decimal::from(s.qty), limit_price: limit, correlation_id: "p".into(), trace: Default::default(), purpose: if s.buy { Purpose::Entry { take_profit: None, stop_loss: None, trail_pct: None } } else { Purpose::Exit } };
+            let intent = Intent { symbol: sym.clone(), side, qty: Decimal::from(s.qty), limit_price: limit, correlation_id: "p".into(), trace: Default::default(), strategy: None, purpose: if s.buy { Purpose::Entry { take_profit: None, stop_loss: None, trail_pct: None } } else { Purpose::Exit } };
             let Ok(approved) = check(intent, &state, &limits, TradingMode::Active, now) else { continue };
             // Fill at the checked price.
             let price = approved.reference_price;

@@ -315,3 +315,139 @@ async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
         );
     }
 }
+
+/// Two strategies at once, one of them pairs: each trades only its own symbols, names itself
+/// in its orders' client ids, shows in `ctl status`, pauses alone; and what each holds by its
+/// journaled fills is what the broker holds of its symbols.
+#[actix_rt::test]
+async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
+    use rust_decimal::Decimal;
+    use std::collections::BTreeMap;
+    use traderd::daemon::{Exit, RunOptions};
+    let sim = common::paper_sim().await;
+    let env: BTreeMap<&str, String> = common::paper_env(&sim.base_url()).into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let text = "[connection]\nmode = \"paper\"\n[account]\nrefresh_interval_ms = 300\n\
+         [risk]\nmax_orders_per_minute = 1000\n\
+         [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         [[strategies]]\nname = \"trend\"\nkind = \"momentum\"\nsymbols = [\"AAPL\"]\n\
+         sizing_usd = \"2000\"\nprotection = \"none\"\n\
+         [strategies.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n\
+         [[strategies]]\nname = \"pair\"\nkind = \"pairs\"\nsymbols = [\"MSFT\", \"SPY\"]\n\
+         sizing_usd = \"3000\"\nprotection = \"none\"\nallocation_usd = \"10000\"\n\
+         [strategies.pairs]\na = \"MSFT\"\nb = \"SPY\"\nlookback = 20\nentry_z = 1.0\nexit_z = 0.3\n";
+    let ctx = CheckContext {
+        live_opt_in: false,
+        have_keys: true,
+    };
+    let config = Config::parse(text, "test", &ctx).unwrap_or_else(|e| panic!("{e}"));
+    // Two strategies may not share a symbol.
+    let shared = Config::parse(
+        &text.replace("symbols = [\"AAPL\"]", "symbols = [\"AAPL\", \"SPY\"]"),
+        "test",
+        &ctx,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        shared.contains("SPY is traded by \"trend\" already"),
+        "{shared}"
+    );
+    let options = RunOptions {
+        config,
+        state_dir: dir.path().to_path_buf(),
+        config_path: None,
+        check: ctx,
+        reload_on_sighup: false,
+        metrics: None,
+    };
+    let running = actix_rt::spawn(traderd::daemon::run(
+        options,
+        move |k| env.get(k).cloned(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let socket = dir.path().join("traderd.sock");
+    let status = wait_for("both strategies' orders filled", WAIT, || async {
+        let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
+        let result = r.result?;
+        let s = result["strategies"].as_array()?;
+        (s.len() == 2
+            && s.iter().all(|s| s["orders"].as_u64().unwrap_or(0) >= 2)
+            && result["fills"].as_u64()? >= 4)
+            .then_some(result)
+    })
+    .await;
+    eprintln!("{}", traderd::control::render("status", &status));
+    assert_eq!(status["strategies"][0]["name"], "trend");
+    assert_eq!(status["strategies"][1]["kind"], "pairs");
+    // One strategy pauses alone.
+    let args = ["--strategy".to_string(), "trend".to_string()];
+    let paused = traderd::control::call(&socket, "pause", &args)
+        .await
+        .unwrap();
+    assert!(paused.ok, "{paused:?}");
+    let r = traderd::control::call(&socket, "status", &[])
+        .await
+        .unwrap();
+    let r = r.result.unwrap();
+    assert_eq!(r["strategies"][0]["paused"], true);
+    assert_eq!(r["strategies"][1]["paused"], false);
+    assert_eq!(r["mode"], "active", "the daemon is not paused");
+    let nobody = ["--strategy".to_string(), "nobody".to_string()];
+    let unknown = traderd::control::call(&socket, "pause", &nobody)
+        .await
+        .unwrap();
+    assert!(!unknown.ok);
+    stop.send(()).unwrap();
+    let exit = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the run ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit, Exit::Clean);
+
+    // Attribution: each fill's strategy from its client order id; each strategy's symbols are
+    // its own; what each holds by its fills is what the broker holds.
+    let store = traderd::journal::Store::open(dir.path()).unwrap();
+    let mut held: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for f in store.fills().unwrap() {
+        let strategy = traderd::orders::ClientOrderIds::strategy_of(&f.client_order_id)
+            .unwrap_or_else(|| panic!("no strategy in {}", f.client_order_id))
+            .to_string();
+        let mine: &[&str] = if strategy == "trend" {
+            &["AAPL"]
+        } else {
+            &["MSFT", "SPY"]
+        };
+        assert!(
+            mine.contains(&f.symbol.as_str()),
+            "{strategy} filled {}",
+            f.symbol
+        );
+        *held.entry((strategy, f.symbol.clone())).or_default() += f.side.sign() * f.qty;
+    }
+    held.retain(|_, q| !q.is_zero());
+    let state = common::sim_state(&sim).await;
+    let broker: BTreeMap<String, Decimal> = state["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let qty = p["qty"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| p["qty"].to_string());
+            (
+                p["symbol"].as_str().unwrap().to_string(),
+                qty.parse::<Decimal>().unwrap(),
+            )
+        })
+        .filter(|(_, q)| !q.is_zero())
+        .collect();
+    let ours: BTreeMap<String, Decimal> = held.iter().map(|((_, s), q)| (s.clone(), *q)).collect();
+    assert_eq!(ours, broker, "per strategy: {held:?}");
+    sim.stop().await;
+}

@@ -13,11 +13,15 @@
 //! A strategy that asks for live trades (the latency probe) gets them as [`TradeTicks`] and is
 //! acted on the same way, priced at the trade.
 //!
+//! With several strategies (`[[strategies]]`) one runner runs each: it sees only its own
+//! symbols, names itself in its orders' client ids, and proposes no entry that would take
+//! what it holds past its allocation. An operator may pause one ([`PauseStrategy`]).
+//!
 //! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
-//! [`GetStrategyStats`].
+//! [`PauseStrategy`], [`GetStrategyStats`].
 
 use crate::messages::orders::{Propose, ProposeError};
-pub use crate::messages::strategy::{GetStrategyStats, StrategyStats};
+pub use crate::messages::strategy::{GetStrategyStats, PauseStrategy, StrategyStats};
 use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
 use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput};
 use actix::prelude::*;
@@ -36,6 +40,11 @@ pub struct StrategyRunner {
     pending: HashSet<String>,
     /// Each symbol's latest closed bar of the strategy's interval: its market view.
     latest: BTreeMap<String, crate::domain::OhlcBar>,
+    /// With several strategies: its name (in its orders' client ids), its symbols (bars of
+    /// others are not its), the most it may hold (0: no cap of its own).
+    label: Option<String>,
+    symbols: Option<BTreeSet<String>>,
+    allocation: Decimal,
     stats: StrategyStats,
 }
 
@@ -57,8 +66,49 @@ impl StrategyRunner {
             equity: None,
             pending: HashSet::new(),
             latest: BTreeMap::new(),
+            label: None,
+            symbols: None,
+            allocation: Decimal::ZERO,
             stats: StrategyStats::default(),
         }
+    }
+
+    /// One of several strategies: `name` goes into its orders' client ids; it sees only the
+    /// bars and trades of `symbols`; its entries stop at `allocation` US dollars held, gross
+    /// (0: no cap of its own).
+    pub fn one_of_several(mut self, name: &str, symbols: &[String], allocation: Decimal) -> Self {
+        self.label = Some(name.to_string());
+        self.symbols = Some(symbols.iter().cloned().collect());
+        self.allocation = allocation;
+        self
+    }
+
+    /// Its name and symbols, for the status.
+    pub fn describe(mut self, name: &str, symbols: &[String]) -> Self {
+        self.stats.name = name.to_string();
+        self.stats.kind = self.strategy.name().to_string();
+        self.stats.symbols = symbols.to_vec();
+        self
+    }
+
+    fn mine(&self, symbol: &str) -> bool {
+        self.symbols.as_ref().is_none_or(|s| s.contains(symbol))
+    }
+
+    /// What it holds, gross, at the latest closes (or `price` for `symbol`).
+    fn held_value(&self, symbol: &str, price: Decimal) -> Decimal {
+        self.positions
+            .iter()
+            .filter(|(s, _)| self.mine(s))
+            .map(|(s, q)| {
+                let p = if s == symbol {
+                    price
+                } else {
+                    self.latest.get(s).map(|b| b.close).unwrap_or(price)
+                };
+                (q * p).abs()
+            })
+            .sum()
     }
 
     /// Turns a live signal into an intent and proposes it to risk (unless the order side is
@@ -87,6 +137,10 @@ impl StrategyRunner {
             tracing::debug!(symbol = %symbol, ?signal, "signal ignored: an order for this symbol is in progress");
             return;
         }
+        if self.stats.paused {
+            tracing::debug!(symbol = %symbol, ?signal, strategy = %self.stats.name, "signal ignored: the strategy is paused");
+            return;
+        }
         let position = self.positions.get(symbol).copied().unwrap_or_default();
         let Some(mut intent) = crate::strategy::intent_for(
             &signal,
@@ -100,10 +154,21 @@ impl StrategyRunner {
             return;
         };
         intent.correlation_id = correlation_id.into();
+        intent.strategy = self.label.clone();
+        let adds = matches!(intent.purpose, crate::risk::Purpose::Entry { .. });
+        if adds && !self.allocation.is_zero() {
+            let after = self.held_value(symbol, price) + intent.qty * price;
+            if after > self.allocation {
+                self.stats.over_allocation += 1;
+                tracing::info!(symbol = %symbol, strategy = %self.stats.name, held_after = %after.round_dp(2), allocation = %self.allocation, "entry not proposed: past the strategy's allocation");
+                return;
+            }
+        }
         let span = tracing::info_span!(
             parent: None,
             "strategy.signal",
-            strategy = self.strategy.name(),
+            strategy = %self.stats.name,
+            kind = self.strategy.name(),
             symbol = %symbol,
             side = ?intent.side,
             qty = %intent.qty,
@@ -156,7 +221,7 @@ impl Handler<BarClosed> for StrategyRunner {
     type Result = ();
 
     fn handle(&mut self, msg: BarClosed, ctx: &mut Context<Self>) {
-        if msg.interval != self.strategy.interval() {
+        if msg.interval != self.strategy.interval() || !self.mine(&msg.symbol) {
             return;
         }
         self.stats.bars += 1;
@@ -225,6 +290,9 @@ impl Handler<TradeTicks> for StrategyRunner {
 
     fn handle(&mut self, msg: TradeTicks, ctx: &mut Context<Self>) {
         for trade in &msg.trades {
+            if !self.mine(&trade.symbol) {
+                continue;
+            }
             self.stats.trades += 1;
             let position = self
                 .positions
@@ -262,6 +330,14 @@ impl Handler<AccountUpdated> for StrategyRunner {
     type Result = ();
     fn handle(&mut self, msg: AccountUpdated, _: &mut Context<Self>) {
         self.equity = Some(msg.0.equity);
+    }
+}
+
+impl Handler<PauseStrategy> for StrategyRunner {
+    type Result = ();
+    fn handle(&mut self, msg: PauseStrategy, _: &mut Context<Self>) {
+        self.stats.paused = msg.0;
+        tracing::info!(strategy = %self.stats.name, paused = msg.0, "strategy paused or resumed by the operator");
     }
 }
 

@@ -147,87 +147,7 @@ impl Config {
                 );
             }
         }
-        let st = &self.strategy;
-        if let Err(e) = st.build() {
-            bad("strategy.name", e);
-        }
-        if st.name == "rebalance" {
-            for p in st.rebalance.problems(&self.trading.symbols) {
-                bad("strategy.rebalance", p);
-            }
-        }
-        if st.name == "pairs" {
-            for p in st.pairs.problems(&self.trading.symbols) {
-                bad("strategy.pairs", p);
-            }
-            if st.protection != ProtectionChoice::None {
-                bad(
-                    "strategy.protection",
-                    "pairs leaves both legs together on the spread: set protection = \"none\" (a stop on one leg alone would break the pair)".to_string(),
-                );
-            }
-        }
-        if st.sizing == SizingChoice::RiskPerTrade && st.protection == ProtectionChoice::None {
-            bad(
-                "strategy.sizing",
-                "risk_per_trade sizes from the stop distance: choose protection bracket or trailing_stop".into(),
-            );
-        }
-        for (path, v, max) in [
-            (
-                "strategy.sizing_usd",
-                st.sizing_usd,
-                Decimal::from(10_000_000),
-            ),
-            ("strategy.sizing_pct", st.sizing_pct, Decimal::ONE_HUNDRED),
-            (
-                "strategy.take_profit_pct",
-                st.take_profit_pct,
-                Decimal::from(50),
-            ),
-            (
-                "strategy.stop_loss_pct",
-                st.stop_loss_pct,
-                Decimal::from(50),
-            ),
-            ("strategy.trail_pct", st.trail_pct, Decimal::from(50)),
-        ] {
-            if v <= Decimal::ZERO || v > max {
-                bad(
-                    path,
-                    format!("{v} is out of range: use above 0 and at most {max}"),
-                );
-            }
-        }
-        let m = &st.momentum;
-        if m.rsi_period < 2 || m.macd_fast < 1 || m.macd_signal < 1 || m.macd_fast >= m.macd_slow {
-            bad(
-                "strategy.momentum",
-                "periods must be positive (rsi_period at least 2) and macd_fast below macd_slow"
-                    .into(),
-            );
-        }
-        if !(0.0..=100.0).contains(&m.rsi_entry_min)
-            || !(0.0..=100.0).contains(&m.rsi_entry_max)
-            || m.rsi_entry_min > m.rsi_entry_max
-        {
-            bad(
-                "strategy.momentum",
-                "rsi_entry_min and rsi_entry_max must be within 0..100, min at most max".into(),
-            );
-        }
-        let mr = &st.mean_reversion;
-        let mr_ok = mr.period >= 2
-            && mr.band_std.is_finite()
-            && mr.band_std > 0.0
-            && mr.entry_z.is_finite()
-            && mr.exit_z.is_finite();
-        if !mr_ok {
-            bad(
-                "strategy.mean_reversion",
-                "period must be at least 2 and band_std above 0".into(),
-            );
-        }
+        let strategy_problems = self.strategy_problems();
         let r = &self.risk;
         for (path, v, max) in [
             ("risk.max_qty_per_symbol", r.max_qty_per_symbol, MAX_MONEY),
@@ -409,6 +329,75 @@ impl Config {
                 ),
             );
         }
+        out.extend(strategy_problems);
+        out
+    }
+
+    /// The strategy's problems, or with `[[strategies]]` every entry's, and the rules between
+    /// them: names unique and short (they go into client order ids), symbols among
+    /// trading.symbols, no symbol traded by two (positions are attributed by symbol).
+    fn strategy_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.strategies.is_empty() {
+            check_strategy(&self.strategy, &self.trading.symbols, "strategy", &mut out);
+            return out;
+        }
+        let mut owner: std::collections::BTreeMap<&str, &str> = Default::default();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, st) in self.strategies.iter().enumerate() {
+            let at = format!("strategies[{i}]");
+            let mut bad = |what: &str, message: String| {
+                out.push(Problem {
+                    path: format!("{at}.{what}"),
+                    message,
+                })
+            };
+            if st.name.is_empty()
+                || st.name.len() > 16
+                || !st
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                bad(
+                    "name",
+                    format!(
+                        "{:?}: 1 to 16 of a-z, 0-9 and _ (it goes into the client order id)",
+                        st.name
+                    ),
+                );
+            }
+            if !names.insert(st.name.as_str()) {
+                bad("name", format!("{:?} names two strategies", st.name));
+            }
+            if st.kind.is_empty() {
+                bad(
+                    "kind",
+                    "missing: momentum, mean_reversion, pairs, rebalance or a registered strategy"
+                        .into(),
+                );
+            }
+            if st.symbols.is_empty() {
+                bad(
+                    "symbols",
+                    "missing: the symbols this strategy trades".into(),
+                );
+            }
+            for s in &st.symbols {
+                if !self.trading.symbols.contains(s) {
+                    bad("symbols", format!("{s} is not in trading.symbols"));
+                }
+                if let Some(other) = owner.insert(s.as_str(), st.name.as_str()) {
+                    bad(
+                        "symbols",
+                        format!(
+                            "{s} is traded by {other:?} already: a symbol belongs to one strategy, whose positions are its own"
+                        ),
+                    );
+                }
+            }
+            check_strategy(st, &st.symbols, &at, &mut out);
+        }
         out
     }
 }
@@ -469,5 +458,95 @@ pub fn check_symbols(path: &str, symbols: &[String], bad: &mut impl FnMut(&str, 
         if !seen.insert(s) {
             bad(path, format!("{s} is listed twice"));
         }
+    }
+}
+
+/// One strategy's own rules, its problems' paths under `prefix` (`strategy`, or
+/// `strategies[i]`); `symbols`: what it trades.
+fn check_strategy(st: &StrategySection, symbols: &[String], prefix: &str, out: &mut Vec<Problem>) {
+    let mut bad = |path: &str, message: String| {
+        out.push(Problem {
+            path: path.replacen("strategy", prefix, 1),
+            message,
+        })
+    };
+    if let Err(e) = st.build() {
+        bad("strategy.name", e);
+    }
+    if st.kind() == "rebalance" {
+        for p in st.rebalance.problems(symbols) {
+            bad("strategy.rebalance", p);
+        }
+    }
+    if st.kind() == "pairs" {
+        for p in st.pairs.problems(symbols) {
+            bad("strategy.pairs", p);
+        }
+        if st.protection != ProtectionChoice::None {
+            bad(
+                "strategy.protection",
+                "pairs leaves both legs together on the spread: set protection = \"none\" (a stop on one leg alone would break the pair)".to_string(),
+            );
+        }
+    }
+    if st.sizing == SizingChoice::RiskPerTrade && st.protection == ProtectionChoice::None {
+        bad(
+            "strategy.sizing",
+            "risk_per_trade sizes from the stop distance: choose protection bracket or trailing_stop".into(),
+        );
+    }
+    for (path, v, max) in [
+        (
+            "strategy.sizing_usd",
+            st.sizing_usd,
+            Decimal::from(10_000_000),
+        ),
+        ("strategy.sizing_pct", st.sizing_pct, Decimal::ONE_HUNDRED),
+        (
+            "strategy.take_profit_pct",
+            st.take_profit_pct,
+            Decimal::from(50),
+        ),
+        (
+            "strategy.stop_loss_pct",
+            st.stop_loss_pct,
+            Decimal::from(50),
+        ),
+        ("strategy.trail_pct", st.trail_pct, Decimal::from(50)),
+    ] {
+        if v <= Decimal::ZERO || v > max {
+            bad(
+                path,
+                format!("{v} is out of range: use above 0 and at most {max}"),
+            );
+        }
+    }
+    let m = &st.momentum;
+    if m.rsi_period < 2 || m.macd_fast < 1 || m.macd_signal < 1 || m.macd_fast >= m.macd_slow {
+        bad(
+            "strategy.momentum",
+            "periods must be positive (rsi_period at least 2) and macd_fast below macd_slow".into(),
+        );
+    }
+    if !(0.0..=100.0).contains(&m.rsi_entry_min)
+        || !(0.0..=100.0).contains(&m.rsi_entry_max)
+        || m.rsi_entry_min > m.rsi_entry_max
+    {
+        bad(
+            "strategy.momentum",
+            "rsi_entry_min and rsi_entry_max must be within 0..100, min at most max".into(),
+        );
+    }
+    let mr = &st.mean_reversion;
+    let mr_ok = mr.period >= 2
+        && mr.band_std.is_finite()
+        && mr.band_std > 0.0
+        && mr.entry_z.is_finite()
+        && mr.exit_z.is_finite();
+    if !mr_ok {
+        bad(
+            "strategy.mean_reversion",
+            "period must be at least 2 and band_std above 0".into(),
+        );
     }
 }

@@ -28,11 +28,13 @@ mod check;
 mod env;
 mod schema;
 mod sections;
+mod strategy;
 
 pub use check::{MAX_MONEY, check_symbols, is_symbol};
 pub use env::{CREDENTIAL_KEY_ID, CREDENTIAL_SECRET, load_credentials, resolve_state_dir};
 use schema::{check_keys, remove_path};
 pub use sections::*;
+pub use strategy::StrategySection;
 
 /// Where the daemon trades.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -57,6 +59,8 @@ pub struct Config {
     pub log: LogSection,
     pub state: StateSection,
     pub strategy: StrategySection,
+    /// Several strategies at once, each on its own symbols; empty: the one `[strategy]`.
+    pub strategies: Vec<StrategySection>,
     pub risk: RiskSection,
     pub orders: OrdersSection,
     pub account: AccountSection,
@@ -118,6 +122,17 @@ pub struct CheckContext {
 }
 
 impl Config {
+    /// Every strategy to run, each with its symbols: the `[[strategies]]`, or the one
+    /// `[strategy]` on every symbol of `trading.symbols`.
+    pub fn strategy_list(&self) -> Vec<StrategySection> {
+        if !self.strategies.is_empty() {
+            return self.strategies.clone();
+        }
+        let mut one = self.strategy.clone();
+        one.symbols = self.trading.symbols.clone();
+        vec![one]
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path, ctx: &CheckContext) -> Result<Config, ConfigError> {
         let name = path.display().to_string();

@@ -51,6 +51,17 @@ impl Handler<Incoming> for ControlServer {
                 }
             }) as Self::Result
         };
+        // `pause --strategy NAME` / `resume --strategy NAME`: one strategy, not the mode.
+        let one = match msg.request.args.as_slice() {
+            [flag, name] if flag == "--strategy" && matches!(cmd, "pause" | "resume") => {
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        if let Some(name) = one {
+            let pause = cmd == "pause";
+            return Box::pin(async move { pause_strategy(&h, id, &name, pause).await });
+        }
         match cmd {
             "pause" => operator(OperatorCommand::Pause),
             "resume" => operator(OperatorCommand::Resume),
@@ -296,6 +307,41 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
     )
 }
 
+/// Every strategy's figures, in the config's order.
+async fn strategy_stats(h: &Handles) -> Vec<crate::messages::strategy::StrategyStats> {
+    let mut out = Vec::new();
+    for s in &h.strategies {
+        if let Ok(stats) = s
+            .stats
+            .send(crate::messages::strategy::GetStrategyStats)
+            .await
+        {
+            out.push(stats);
+        }
+    }
+    out
+}
+
+async fn pause_strategy(h: &Handles, id: RequestId, name: &str, pause: bool) -> Response {
+    let stats = strategy_stats(h).await;
+    let Some(i) = stats.iter().position(|s| s.name == name) else {
+        let known: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
+        return Response::err(
+            id,
+            "unknown_strategy",
+            format!("no strategy {name:?}; running: {}", known.join(", ")),
+        );
+    };
+    match h.strategies[i]
+        .pause
+        .send(crate::messages::strategy::PauseStrategy(pause))
+        .await
+    {
+        Ok(()) => Response::ok(id, serde_json::json!({ "strategy": name, "paused": pause })),
+        Err(e) => Response::err(id, "unavailable", e.to_string()),
+    }
+}
+
 pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
     let (sup, orders, account, market, trade, feed, health) = tokio::join!(
         h.supervisor_status.send(GetSupervisorStatus),
@@ -312,9 +358,33 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
         return Response::err(id, "unavailable", "an actor did not answer");
     };
     let account = account.unwrap_or_default();
+    // Each strategy's positions are those of its symbols (a symbol belongs to one strategy).
+    let strategies: Vec<serde_json::Value> = strategy_stats(h)
+        .await
+        .into_iter()
+        .map(|s| {
+            let positions: std::collections::BTreeMap<&String, &rust_decimal::Decimal> = orders
+                .positions
+                .iter()
+                .filter(|(sym, q)| s.symbols.contains(sym) && !q.is_zero())
+                .collect();
+            serde_json::json!({
+                "name": s.name,
+                "kind": s.kind,
+                "symbols": s.symbols,
+                "paused": s.paused,
+                "positions": positions,
+                "signals": s.signals,
+                "orders": s.sent,
+                "refused": s.refused,
+                "over_allocation": s.over_allocation,
+            })
+        })
+        .collect();
     Response::ok(
         id,
         serde_json::json!({
+            "strategies": strategies,
             "mode": sup.mode.name(),
             "mode_since": sup.since,
             "mode_cause": sup.cause,

@@ -42,7 +42,9 @@ use commands::*;
 pub use protocol::{COMMANDS, ErrorBody, Request, RequestId, Response};
 pub use render::{render, render_event};
 use server::*;
-pub use server::{ConfigSource, ControlError, ControlServer, ControlSettings, Handles, Reload};
+pub use server::{
+    ConfigSource, ControlError, ControlServer, ControlSettings, Handles, Reload, StrategyHandle,
+};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest request line accepted.

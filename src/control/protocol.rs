@@ -104,9 +104,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "pause",
-        "active → reduce_only: only orders that shrink a position",
+        "active → reduce_only: only orders that shrink a position (--strategy NAME: that strategy alone stops signalling)",
     ),
-    ("resume", "reduce_only, preserved or halted → active"),
+    (
+        "resume",
+        "reduce_only, preserved or halted → active (--strategy NAME: that strategy signals again)",
+    ),
     (
         "flatten",
         "capital preservation now: cancel everything, close everything",

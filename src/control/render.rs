@@ -33,6 +33,31 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                 s(&result["fills"]),
             );
             out.push_str(&render_positions(&result["positions"]));
+            for st in result["strategies"].as_array().into_iter().flatten() {
+                let held: Vec<String> = st["positions"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(sym, q)| format!("{sym} {}", s(q)))
+                    .collect();
+                out.push_str(&format!(
+                    "strategy      {} ({}) on {}{}: {} signals, {} orders, holds {}\n",
+                    s(&st["name"]),
+                    s(&st["kind"]),
+                    st["symbols"]
+                        .as_array()
+                        .map(|a| a.iter().map(&s).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default(),
+                    if st["paused"] == true { ", paused" } else { "" },
+                    s(&st["signals"]),
+                    s(&st["orders"]),
+                    if held.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        held.join(", ")
+                    }
+                ));
+            }
             for note in result["notes"].as_array().into_iter().flatten() {
                 out.push_str(&format!("note          {}\n", s(note)));
             }

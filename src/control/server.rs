@@ -27,6 +27,8 @@ pub struct Handles {
     pub add_symbols: Recipient<AddSymbols>,
     pub remove_symbols: Recipient<RemoveSymbols>,
     pub feed_stats: Recipient<GetFeedStats>,
+    /// Each strategy: its figures, and pausing it alone.
+    pub strategies: Vec<StrategyHandle>,
     /// Asks the process to run its shutdown sequence.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The config the daemon runs (symbols and risk limits change with subscribe, reload).
@@ -34,6 +36,13 @@ pub struct Handles {
     /// The file it came from, for `reload`; `None` when started on the built-in defaults.
     pub config_path: Option<PathBuf>,
     pub check: crate::config::CheckContext,
+}
+
+/// One strategy, as the control socket reaches it.
+#[derive(Clone)]
+pub struct StrategyHandle {
+    pub stats: Recipient<crate::messages::strategy::GetStrategyStats>,
+    pub pause: Recipient<crate::messages::strategy::PauseStrategy>,
 }
 
 #[derive(Debug, Clone, Default)]

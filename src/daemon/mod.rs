@@ -70,7 +70,10 @@ pub struct Daemon {
     pub orders: Addr<OrderManager>,
     pub account: Addr<AccountManager>,
     pub risk: Addr<RiskManager>,
+    /// The first strategy's runner (the only one without `[[strategies]]`).
     pub strategy: Addr<StrategyRunner>,
+    /// Every strategy's runner, in the config's order.
+    pub strategies: Vec<Addr<StrategyRunner>>,
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
     pub health: Addr<ConnectionHealthMonitor>,

@@ -250,10 +250,17 @@ pub async fn start(
     tracing::info!(dir = %state_dir.display(), mode = ?mode, why = mode_cause, "journal open");
 
     // 3. The feed (its own thread), the order side, the trade_updates stream feeding it.
-    let strategy = config.strategy.build().map_err(StartError::Config)?;
+    let several = !config.strategies.is_empty();
+    let mut built = Vec::new();
+    for section in config.strategy_list() {
+        let strategy = section.build().map_err(StartError::Config)?;
+        built.push((section, strategy));
+    }
     let mut intervals = vec![Interval::M1];
-    if strategy.interval() != Interval::M1 {
-        intervals.push(strategy.interval());
+    for (_, strategy) in &built {
+        if !intervals.contains(&strategy.interval()) {
+            intervals.push(strategy.interval());
+        }
     }
     let feed_settings = FeedSettings {
         symbols: config.trading.symbols.clone(),
@@ -312,14 +319,25 @@ pub async fn start(
         orders.clone().recipient(),
     );
     let risk = actix::Supervisor::start(move |_| risk_manager);
-    let interest = strategy.trade_interest();
-    let runner = StrategyRunner::new(
-        strategy,
-        config.strategy.sizing_rule(),
-        config.strategy.protection_rule(),
-        risk.clone().recipient(),
-    );
-    let strategy = actix::Supervisor::start(move |_| runner);
+    let mut strategies = Vec::new();
+    for (section, strategy) in built {
+        let interest = strategy.trade_interest();
+        let mut runner = StrategyRunner::new(
+            strategy,
+            section.sizing_rule(),
+            section.protection_rule(),
+            risk.clone().recipient(),
+        )
+        .describe(&section.name, &section.symbols);
+        if several {
+            runner = runner.one_of_several(&section.name, &section.symbols, section.allocation_usd);
+        }
+        let addr = actix::Supervisor::start(move |_| runner);
+        strategies.push((addr, interest));
+    }
+    let Some(strategy) = strategies.first().map(|(a, _)| a.clone()) else {
+        return Err(StartError::Config("no strategy to run".into()));
+    };
 
     // 5. The wiring, then the market-data stream (no data before someone listens).
     orders.do_send(Connect {
@@ -328,23 +346,26 @@ pub async fn start(
         splits: Some(feed.clone().recipient()),
     });
     orders.do_send(AddOrdersListener(risk.clone().recipient()));
-    orders.do_send(AddOrdersListener(strategy.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
-    account.do_send(AddAccountListener(strategy.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
-    feed.do_send(AddBarSubscriber(strategy.clone().recipient()));
-    feed.do_send(AddSplitListener(strategy.clone().recipient()));
-    let condition = match interest {
-        TradeInterest::None => None,
-        TradeInterest::All => Some(None),
-        TradeInterest::WithCondition(c) => Some(Some(c)),
-    };
-    if let Some(condition) = condition {
-        feed.do_send(AddTradeSubscriber {
-            recipient: strategy.clone().recipient(),
-            condition,
-        });
+    for (runner, interest) in &strategies {
+        orders.do_send(AddOrdersListener(runner.clone().recipient()));
+        account.do_send(AddAccountListener(runner.clone().recipient()));
+        feed.do_send(AddBarSubscriber(runner.clone().recipient()));
+        feed.do_send(AddSplitListener(runner.clone().recipient()));
+        let condition = match interest {
+            TradeInterest::None => None,
+            TradeInterest::All => Some(None),
+            TradeInterest::WithCondition(c) => Some(Some(c.clone())),
+        };
+        if let Some(condition) = condition {
+            feed.do_send(AddTradeSubscriber {
+                recipient: runner.clone().recipient(),
+                condition,
+            });
+        }
     }
+    let strategies: Vec<Addr<StrategyRunner>> = strategies.into_iter().map(|(a, _)| a).collect();
     let market_client = StreamClient::new(
         StreamSettings {
             fallback_url: sip_fallback(config, &data_stream_url),
@@ -424,6 +445,13 @@ pub async fn start(
             add_symbols: feed.clone().recipient(),
             remove_symbols: feed.clone().recipient(),
             feed_stats: feed.clone().recipient(),
+            strategies: strategies
+                .iter()
+                .map(|r| crate::control::StrategyHandle {
+                    stats: r.clone().recipient(),
+                    pause: r.clone().recipient(),
+                })
+                .collect(),
             shutdown: stop_tx,
             config: config.clone(),
             config_path: None,
@@ -443,6 +471,7 @@ pub async fn start(
         account,
         risk,
         strategy,
+        strategies,
         market_stream,
         trade_stream,
         health,

@@ -6,8 +6,20 @@ use actix::prelude::*;
 #[rtype(result = "StrategyStats")]
 pub struct GetStrategyStats;
 
+/// Stops (`true`) or resumes acting on one strategy's signals; the others go on.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct PauseStrategy(pub bool);
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StrategyStats {
+    /// Its name (`[[strategies]]`), or its kind for the one `[strategy]`.
+    pub name: String,
+    pub kind: String,
+    pub symbols: Vec<String>,
+    pub paused: bool,
+    /// Entries not proposed because they would take it past its allocation.
+    pub over_allocation: u64,
     pub bars: u64,
     /// Live trades it asked for and saw.
     pub trades: u64,

@@ -29,13 +29,37 @@ impl ClientOrderIds {
 
     /// The id for the next intent on `symbol`.
     pub fn next(&mut self, symbol: &str) -> String {
-        let seq = self.next;
-        self.next += 1;
-        Self::format(self.run, seq, symbol)
+        self.next_for(None, symbol)
     }
 
-    fn format(run: u64, seq: u64, symbol: &str) -> String {
-        let head = format!("td-{run:x}-{seq:x}-");
+    /// The id for the next intent on `symbol` made by `strategy` (one of several running):
+    /// `td-<run>-<seq>-<strategy>-<SYMBOL>`.
+    pub fn next_for(&mut self, strategy: Option<&str>, symbol: &str) -> String {
+        let seq = self.next;
+        self.next += 1;
+        Self::format(self.run, seq, strategy, symbol)
+    }
+
+    /// The strategy named in one of our ids, if one is.
+    pub fn strategy_of(id: &str) -> Option<&str> {
+        let rest = id.strip_prefix("td-")?;
+        let mut parts = rest.splitn(4, '-');
+        let (_run, _seq, third, fourth) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next());
+        fourth.map(|_| third)
+    }
+
+    fn format(run: u64, seq: u64, strategy: Option<&str>, symbol: &str) -> String {
+        let tag: String = strategy
+            .map(|s| {
+                s.chars()
+                    .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .take(16)
+                    .collect::<String>()
+                    + "-"
+            })
+            .unwrap_or_default();
+        let head = format!("td-{run:x}-{seq:x}-{tag}");
         let room = MAX_CLIENT_ORDER_ID_LEN.saturating_sub(head.len());
         let symbol: String = symbol
             .chars()
@@ -81,5 +105,15 @@ mod tests {
         assert_eq!(long.len(), MAX_CLIENT_ORDER_ID_LEN);
         assert_eq!(ClientOrderIds::run_of("td-ff-3-SPY"), Some(255));
         assert_eq!(ClientOrderIds::run_of("eb9e2aaa-f71a"), None);
+        // With several strategies, the strategy is in the id; symbols never hold a '-'.
+        let mut c = ClientOrderIds::new(3);
+        let id = c.next_for(Some("trend"), "BRK.B");
+        assert_eq!(id, "td-3-1-trend-BRK.B");
+        assert_eq!(ClientOrderIds::strategy_of(&id), Some("trend"));
+        assert_eq!(ClientOrderIds::strategy_of("td-3-2-AAPL"), None);
+        assert_eq!(ClientOrderIds::run_of(&id), Some(3));
+        let long = ClientOrderIds::new(u64::MAX)
+            .next_for(Some("a_very_long_strategy_name"), "AVERYLONGSYMBOL");
+        assert!(long.len() <= MAX_CLIENT_ORDER_ID_LEN, "{long}");
     }
 }

@@ -29,6 +29,9 @@ pub struct Intent {
     pub purpose: Purpose,
     /// The span of the stage that made or last checked it (see [`crate::trace::TraceContext`]).
     pub trace: crate::trace::TraceContext,
+    /// The strategy that proposed it, when several run (`[[strategies]]`): it goes into the
+    /// client order id.
+    pub strategy: Option<String>,
 }
 
 /// What an order is for. Strategies make entries and exits; the order side makes protective
@@ -62,6 +65,7 @@ impl Intent {
             correlation_id: Default::default(),
             purpose,
             trace: Default::default(),
+            strategy: None,
         }
     }
 }

@@ -29,6 +29,7 @@ fn state() -> RiskState {
 fn intent(symbol: &str, side: OrderSide, qty: Decimal, limit: Option<Decimal>) -> Intent {
     Intent {
         trace: Default::default(),
+        strategy: None,
         symbol: symbol.into(),
         side,
         qty,

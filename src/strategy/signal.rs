@@ -35,6 +35,7 @@ pub fn intent_for(
                     trail_pct: plan.trail_pct,
                 },
                 trace: Default::default(),
+                strategy: None,
             })
         }
         Signal::Exit { .. } if !position.is_zero() => {

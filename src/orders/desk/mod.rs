@@ -397,7 +397,7 @@ impl OrderDesk {
             return Err("no run id yet".into());
         };
         let intent = approved.into_intent();
-        let coid = ids.next(&intent.symbol);
+        let coid = ids.next_for(intent.strategy.as_deref(), &intent.symbol);
         let request = Self::request_for(&intent, &coid);
         let record = OrderIntent {
             client_order_id: coid.clone(),

@@ -133,6 +133,12 @@ fn first_prices(
     if opts.start >= opts.end {
         return Err("the range is empty: --start must be before --end".into());
     }
+    if !config.strategies.is_empty() {
+        return Err(
+            "the backtest runs one strategy, from [strategy]: this config has [[strategies]]; backtest each with its own [strategy] section"
+                .into(),
+        );
+    }
     let tf = TimeFrame::MINUTE.to_string();
     let mut first_prices = BTreeMap::new();
     let mut missing = Vec::new();
