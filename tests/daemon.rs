@@ -493,22 +493,11 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
 
 #[actix_rt::test]
 async fn run_starts_trades_and_stops_the_whole_daemon_as_a_library_call() {
-    use traderd::daemon::{Exit, RunOptions};
     let dir = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        config: config(""),
-        state_dir: dir.path().to_path_buf(),
-        config_path: None,
-        check: CheckContext::default(),
-        reload_on_sighup: false,
-        metrics: None,
-    };
-    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
-        let _ = stopped.await;
-    }));
+    let daemon =
+        common::InProcess::start(config(""), CheckContext::default(), dir.path(), |_| None);
     // Up, and trading: the control socket answers with fills.
-    let socket = dir.path().join("traderd.sock");
+    let socket = daemon.socket.clone();
     wait_for("fills over the control socket", WAIT, || async {
         let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
         let fills = r.result?["fills"].as_u64()?;
@@ -516,14 +505,7 @@ async fn run_starts_trades_and_stops_the_whole_daemon_as_a_library_call() {
     })
     .await;
     // The caller's future ends the run: the shutdown sequence runs, the exit is clean.
-    stop.send(()).unwrap();
-    let exit = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the run ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit, Exit::Clean);
-    assert_eq!(exit.code(), 0);
+    daemon.stop().await;
     assert!(
         traderd::control::call(&socket, "status", &[])
             .await

@@ -114,45 +114,24 @@ fn a_registered_strategy_backtests_through_the_same_code() {
 
 #[actix_rt::test]
 async fn a_registered_strategy_trades_on_the_simulator_through_daemon_run() {
-    use traderd::daemon::{Exit, RunOptions};
     register();
     let dir = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        config: config("entry_lookback = 3\nexit_lookback = 2").unwrap(),
-        state_dir: dir.path().to_path_buf(),
-        config_path: None,
-        check: CheckContext::default(),
-        reload_on_sighup: false,
-        metrics: None,
-    };
-    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
-        let _ = stopped.await;
-    }));
-    let socket = dir.path().join("traderd.sock");
+    let daemon = common::InProcess::start(
+        config("entry_lookback = 3\nexit_lookback = 2").unwrap(),
+        CheckContext::default(),
+        dir.path(),
+        |_| None,
+    );
+    let socket = daemon.socket.clone();
     let status = wait_for("the breakout's fills", WAIT, || async {
         let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
         let result = r.result?;
         (result["fills"].as_u64()? >= 2).then_some(result)
     })
     .await;
-    stop.send(()).unwrap();
-    let exit = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the run ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit, Exit::Clean);
+    daemon.stop().await;
     // The orders are the breakout's: its signals name it in the journal's intents.
-    let store = traderd::journal::Store::open(
-        &std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| p.join("traderd.sqlite").is_file())
-            .expect("the run's journal"),
-    )
-    .unwrap();
+    let store = common::journal_of(dir.path());
     let intents = store.intents(false).unwrap();
     assert!(!intents.is_empty(), "{status}");
     assert!(
@@ -167,9 +146,7 @@ async fn a_registered_strategy_trades_on_the_simulator_through_daemon_run() {
 
 #[actix_rt::test]
 async fn pairs_trades_both_legs_together_on_the_simulator() {
-    use traderd::daemon::{Exit, RunOptions};
     let dir = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config::parse(
         "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
          [risk]\nmax_orders_per_minute = 1000\n\
@@ -180,37 +157,15 @@ async fn pairs_trades_both_legs_together_on_the_simulator() {
         &CheckContext::default(),
     )
     .unwrap();
-    let options = RunOptions {
-        config,
-        state_dir: dir.path().to_path_buf(),
-        config_path: None,
-        check: CheckContext::default(),
-        reload_on_sighup: false,
-        metrics: None,
-    };
-    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
-        let _ = stopped.await;
-    }));
-    let socket = dir.path().join("traderd.sock");
+    let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
+    let socket = daemon.socket.clone();
     wait_for("both legs of a pair filled", WAIT, || async {
         let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
         (r.result?["fills"].as_u64()? >= 4).then_some(())
     })
     .await;
-    stop.send(()).unwrap();
-    let exit = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the run ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit, Exit::Clean);
-    let journal = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.join("traderd.sqlite").is_file())
-        .expect("the run's journal");
-    let store = traderd::journal::Store::open(&journal).unwrap();
+    daemon.stop().await;
+    let store = common::journal_of(dir.path());
     // Every order answers a bar of its leg, and the legs go in pairs: for each bar time,
     // MSFT and SPY on opposite sides (an entry: short one, buy the other; an exit: close
     // both), never AAPL.
@@ -248,9 +203,7 @@ async fn pairs_trades_both_legs_together_on_the_simulator() {
 
 #[actix_rt::test]
 async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
-    use traderd::daemon::{Exit, RunOptions};
     let dir = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config::parse(
         "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
          [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
@@ -261,18 +214,8 @@ async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
         &CheckContext::default(),
     )
     .unwrap();
-    let options = RunOptions {
-        config,
-        state_dir: dir.path().to_path_buf(),
-        config_path: None,
-        check: CheckContext::default(),
-        reload_on_sighup: false,
-        metrics: None,
-    };
-    let running = actix_rt::spawn(traderd::daemon::run(options, |_| None, async {
-        let _ = stopped.await;
-    }));
-    let socket = dir.path().join("traderd.sock");
+    let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
+    let socket = daemon.socket.clone();
     wait_for("the three purchases filled", WAIT, || async {
         let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
         (r.result?["fills"].as_u64()? >= 3).then_some(())
@@ -281,20 +224,8 @@ async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
     // A window of ten more market minutes (5 s at 120x) in which nothing may happen: no
     // second rebalance the same day (a negative check needs a span, not a condition).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.send(()).unwrap();
-    let exit = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the run ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit, Exit::Clean);
-    let journal = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.join("traderd.sqlite").is_file())
-        .expect("the run's journal");
-    let store = traderd::journal::Store::open(&journal).unwrap();
+    daemon.stop().await;
+    let store = common::journal_of(dir.path());
     let intents = store.intents(false).unwrap();
     let mut symbols: Vec<&str> = intents.iter().map(|i| i.intent.symbol.as_str()).collect();
     symbols.sort();
@@ -323,11 +254,9 @@ async fn rebalance_buys_its_weights_once_a_day_on_the_simulator() {
 async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
     use rust_decimal::Decimal;
     use std::collections::BTreeMap;
-    use traderd::daemon::{Exit, RunOptions};
     let sim = common::paper_sim().await;
     let env: BTreeMap<&str, String> = common::paper_env(&sim.base_url()).into_iter().collect();
     let dir = tempfile::tempdir().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let text = "[connection]\nmode = \"paper\"\n[account]\nrefresh_interval_ms = 300\n\
          [risk]\nmax_orders_per_minute = 1000\n\
          [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
@@ -354,22 +283,8 @@ async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
         shared.contains("SPY is traded by \"trend\" already"),
         "{shared}"
     );
-    let options = RunOptions {
-        config,
-        state_dir: dir.path().to_path_buf(),
-        config_path: None,
-        check: ctx,
-        reload_on_sighup: false,
-        metrics: None,
-    };
-    let running = actix_rt::spawn(traderd::daemon::run(
-        options,
-        move |k| env.get(k).cloned(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let socket = dir.path().join("traderd.sock");
+    let daemon = common::InProcess::start(config, ctx, dir.path(), move |k| env.get(k).cloned());
+    let socket = daemon.socket.clone();
     let status = wait_for("both strategies' orders filled", WAIT, || async {
         let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
         let result = r.result?;
@@ -401,17 +316,11 @@ async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
         .await
         .unwrap();
     assert!(!unknown.ok);
-    stop.send(()).unwrap();
-    let exit = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the run ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit, Exit::Clean);
+    daemon.stop().await;
 
     // Attribution: each fill's strategy from its client order id; each strategy's symbols are
     // its own; what each holds by its fills is what the broker holds.
-    let store = traderd::journal::Store::open(dir.path()).unwrap();
+    let store = common::journal_of(dir.path());
     let mut held: BTreeMap<(String, String), Decimal> = BTreeMap::new();
     for f in store.fills().unwrap() {
         let strategy = traderd::orders::ClientOrderIds::strategy_of(&f.client_order_id)

@@ -183,3 +183,57 @@ pub fn traderd_data(args: &[&str], data_dir: &std::path::Path) -> std::process::
         .output()
         .unwrap()
 }
+
+/// The whole daemon in this process (`daemon::run`) with its state in `dir`, until
+/// [`InProcess::stop`]. Must run inside an actix system (`#[actix_rt::test]`).
+pub struct InProcess {
+    pub socket: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<traderd::daemon::Exit, traderd::daemon::StartError>>,
+}
+
+impl InProcess {
+    pub fn start(
+        config: traderd::config::Config,
+        check: traderd::config::CheckContext,
+        dir: &std::path::Path,
+        env: impl Fn(&str) -> Option<String> + 'static,
+    ) -> InProcess {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = traderd::daemon::RunOptions {
+            config,
+            state_dir: dir.to_path_buf(),
+            config_path: None,
+            check,
+            reload_on_sighup: false,
+            metrics: None,
+        };
+        let running = actix_rt::spawn(traderd::daemon::run(options, env, async {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            socket: dir.join("traderd.sock"),
+            stop,
+            running,
+        }
+    }
+
+    /// Ends the run through its shutdown sequence; the exit must be clean.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.running)
+            .await
+            .expect("the run ends")
+            .expect("the run's task")
+            .expect("the run");
+        assert_eq!(exit, traderd::daemon::Exit::Clean);
+        assert_eq!(exit.code(), 0);
+    }
+}
+
+/// The journal a run in `dir` wrote: `dir`'s own, or (on the embedded simulator) the newest
+/// `sim-*` one in it.
+pub fn journal_of(dir: &std::path::Path) -> traderd::journal::Store {
+    let at = traderd::tools::report::journal_dir(dir).expect("a journal");
+    traderd::journal::Store::open(&at).expect("the journal opens")
+}
