@@ -296,6 +296,20 @@ async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
     })
     .await;
     eprintln!("{}", traderd::control::render("status", &status));
+    // Every fill is one strategy's; each has its realised and unrealised P&L.
+    let fills: u64 = status["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["fills"].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(fills), status["fills"].as_u64(), "{status}");
+    for s in status["strategies"].as_array().unwrap() {
+        assert!(
+            s["realized_pnl"].is_string() && s["unrealized_pnl"].is_string(),
+            "{s}"
+        );
+    }
     assert_eq!(status["strategies"][0]["name"], "trend");
     assert_eq!(status["strategies"][1]["kind"], "pairs");
     // One strategy pauses alone.

@@ -161,6 +161,10 @@ pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> Acc
             .iter()
             .map(|p| (p.symbol.clone(), p.qty))
             .collect(),
+        unrealized: positions
+            .iter()
+            .filter_map(|p| Some((p.symbol.clone(), p.unrealized_pl?)))
+            .collect(),
         market_open: clock.is_open,
         trading_blocked: account.trading_blocked || account.account_blocked,
         read_at: Some(clock.timestamp.with_timezone(&chrono::Utc)),

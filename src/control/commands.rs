@@ -368,12 +368,34 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
                 .iter()
                 .filter(|(sym, q)| s.symbols.contains(sym) && !q.is_zero())
                 .collect();
+            let mine = |sym: &String| s.symbols.contains(sym);
+            let realized: rust_decimal::Decimal = orders
+                .by_symbol
+                .iter()
+                .filter(|(sym, _)| mine(sym))
+                .map(|(_, b)| b.realized_pnl)
+                .sum();
+            let fills: u64 = orders
+                .by_symbol
+                .iter()
+                .filter(|(sym, _)| mine(sym))
+                .map(|(_, b)| b.fills)
+                .sum();
+            let unrealized: rust_decimal::Decimal = account
+                .unrealized
+                .iter()
+                .filter(|(sym, _)| mine(sym))
+                .map(|(_, u)| *u)
+                .sum();
             serde_json::json!({
                 "name": s.name,
                 "kind": s.kind,
                 "symbols": s.symbols,
                 "paused": s.paused,
                 "positions": positions,
+                "fills": fills,
+                "realized_pnl": realized.round_dp(2),
+                "unrealized_pnl": unrealized.round_dp(2),
                 "signals": s.signals,
                 "orders": s.sent,
                 "refused": s.refused,

@@ -41,7 +41,7 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                     .map(|(sym, q)| format!("{sym} {}", s(q)))
                     .collect();
                 out.push_str(&format!(
-                    "strategy      {} ({}) on {}{}: {} signals, {} orders, holds {}\n",
+                    "strategy      {} ({}) on {}{}: {} signals, {} orders, {} fills, P&L {} realised, {} unrealised; holds {}\n",
                     s(&st["name"]),
                     s(&st["kind"]),
                     st["symbols"]
@@ -51,6 +51,9 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                     if st["paused"] == true { ", paused" } else { "" },
                     s(&st["signals"]),
                     s(&st["orders"]),
+                    s(&st["fills"]),
+                    s(&st["realized_pnl"]),
+                    s(&st["unrealized_pnl"]),
                     if held.is_empty() {
                         "nothing".to_string()
                     } else {

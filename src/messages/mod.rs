@@ -146,6 +146,8 @@ pub struct AccountSnapshot {
     pub realized_day_pnl: rust_decimal::Decimal,
     /// Broker positions, signed.
     pub positions: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    /// Each position's unrealised P&L, as the broker values it.
+    pub unrealized: std::collections::BTreeMap<String, rust_decimal::Decimal>,
     pub market_open: bool,
     pub trading_blocked: bool,
     pub read_at: Option<DateTime<Utc>>,

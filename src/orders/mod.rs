@@ -6,6 +6,7 @@
 pub mod book;
 pub mod desk;
 pub mod lifecycle;
+pub mod pnl;
 pub mod positions;
 pub mod reconcile;
 pub mod splits;

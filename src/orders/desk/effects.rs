@@ -114,6 +114,8 @@ pub struct OrderStats {
     /// what a clean shutdown waits for.
     pub unsettled: usize,
     pub positions: BTreeMap<String, Decimal>,
+    /// Fills and realised P&L (average cost) by symbol since the daemon started.
+    pub by_symbol: BTreeMap<String, crate::orders::pnl::SymbolPnl>,
     pub reconciliations: u64,
     pub intents_found_at_broker: u64,
     pub intents_never_sent: u64,

@@ -86,6 +86,8 @@ pub struct OrderDesk {
     booked: HashMap<String, Decimal>,
     /// Our positions from the fills booked, and their comparison with the broker's.
     positions: PositionCheck,
+    /// Fills and realised P&L by symbol since start (what `ctl status` gives each strategy).
+    pnl: crate::orders::pnl::PnlBook,
     lifecycle: Lifecycle,
     reconciling: bool,
     stream_up: bool,
@@ -170,6 +172,7 @@ impl OrderDesk {
             + self.book.open().filter(|t| t.status.is_none()).count()
             + view.busy_symbols.len();
         s.positions = view.positions;
+        s.by_symbol = self.pnl.all().clone();
         s
     }
 
@@ -237,6 +240,7 @@ impl OrderDesk {
         let booked = self.booked.entry(fill.broker_order_id.clone()).or_default();
         *booked = booked.saturating_add(fill.qty);
         self.stats.fills += 1;
+        self.pnl.book(&fill.symbol, fill.side, fill.qty, fill.price);
         tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %position, "fill");
         let correlation_id = self
             .correlation
