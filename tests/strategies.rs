@@ -374,3 +374,34 @@ async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
     assert_eq!(ours, broker, "per strategy: {held:?}");
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_strategy_stops_entering_at_its_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(
+        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+         [risk]\nmax_orders_per_minute = 1000\n\
+         [trading]\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         [[strategies]]\nname = \"capped\"\nkind = \"momentum\"\nsymbols = [\"AAPL\", \"MSFT\", \"SPY\"]\n\
+         sizing_usd = \"2000\"\nprotection = \"none\"\nallocation_usd = \"3000\"\n\
+         [strategies.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
+    let socket = daemon.socket.clone();
+    // One $2,000 entry fits under $3,000; a second, on another symbol, would not.
+    let status = wait_for("an entry held back by the allocation", WAIT, || async {
+        let r = traderd::control::call(&socket, "status", &[]).await.ok()?;
+        let result = r.result?;
+        (result["strategies"][0]["over_allocation"].as_u64()? >= 1).then_some(result)
+    })
+    .await;
+    daemon.stop().await;
+    let held = status["strategies"][0]["positions"].as_object().unwrap();
+    assert!(
+        held.len() <= 1,
+        "at most one $2,000 position under $3,000: {status}"
+    );
+}

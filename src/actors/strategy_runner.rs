@@ -45,6 +45,8 @@ pub struct StrategyRunner {
     label: Option<String>,
     symbols: Option<BTreeSet<String>>,
     allocation: Decimal,
+    /// The most it may hold as a percent of equity (0: none of its own).
+    allocation_pct: Decimal,
     stats: StrategyStats,
 }
 
@@ -69,6 +71,7 @@ impl StrategyRunner {
             label: None,
             symbols: None,
             allocation: Decimal::ZERO,
+            allocation_pct: Decimal::ZERO,
             stats: StrategyStats::default(),
         }
     }
@@ -81,6 +84,27 @@ impl StrategyRunner {
         self.symbols = Some(symbols.iter().cloned().collect());
         self.allocation = allocation;
         self
+    }
+
+    /// Its entries also stop at `pct` percent of the account's equity held, gross (0: none).
+    pub fn with_allocation_pct(mut self, pct: Decimal) -> Self {
+        self.allocation_pct = pct;
+        self
+    }
+
+    /// The most it may hold now: the tighter of its caps (`None`: no cap of its own).
+    fn cap(&self) -> Option<Decimal> {
+        let by_equity = (!self.allocation_pct.is_zero())
+            .then(|| {
+                self.equity
+                    .map(|e| e * self.allocation_pct / Decimal::ONE_HUNDRED)
+            })
+            .flatten();
+        let by_usd = (!self.allocation.is_zero()).then_some(self.allocation);
+        match (by_usd, by_equity) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Its name and symbols, for the status.
@@ -126,7 +150,8 @@ impl StrategyRunner {
         let reason = match &signal {
             Signal::Enter { reason, .. }
             | Signal::Exit { reason }
-            | Signal::Target { reason, .. } => reason.clone(),
+            | Signal::Target { reason, .. }
+            | Signal::TargetWeight { reason, .. } => reason.clone(),
             Signal::Hold => return,
         };
         if !self.ready {
@@ -156,11 +181,11 @@ impl StrategyRunner {
         intent.correlation_id = correlation_id.into();
         intent.strategy = self.label.clone();
         let adds = matches!(intent.purpose, crate::risk::Purpose::Entry { .. });
-        if adds && !self.allocation.is_zero() {
+        if let (true, Some(cap)) = (adds, self.cap()) {
             let after = self.held_value(symbol, price) + intent.qty * price;
-            if after > self.allocation {
+            if after > cap {
                 self.stats.over_allocation += 1;
-                tracing::info!(symbol = %symbol, strategy = %self.stats.name, held_after = %after.round_dp(2), allocation = %self.allocation, "entry not proposed: past the strategy's allocation");
+                tracing::info!(symbol = %symbol, strategy = %self.stats.name, held_after = %after.round_dp(2), allocation = %cap.round_dp(2), "entry not proposed: past the strategy's allocation");
                 return;
             }
         }

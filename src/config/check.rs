@@ -396,6 +396,16 @@ impl Config {
                     );
                 }
             }
+            if st.allocation_usd < Decimal::ZERO
+                || st.allocation_pct < Decimal::ZERO
+                || st.allocation_pct > Decimal::ONE_HUNDRED
+            {
+                out.push(Problem {
+                    path: format!("{at}.allocation_pct"),
+                    message: "allocation_usd must not be negative, allocation_pct from 0 to 100"
+                        .into(),
+                });
+            }
             check_strategy(st, &st.symbols, &at, &mut out);
         }
         out

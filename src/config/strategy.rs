@@ -23,6 +23,10 @@ pub struct StrategySection {
     /// the account-wide limits of `[risk]` hold for all).
     #[serde(with = "flex")]
     pub allocation_usd: Decimal,
+    /// In `[[strategies]]`: the most it may hold, gross, as a percent of equity (0: none of its
+    /// own). With `allocation_usd` too, the tighter holds.
+    #[serde(with = "flex")]
+    pub allocation_pct: Decimal,
     /// The bar interval it trades on: 1m, 5m, 15m, 1h or 1d.
     pub interval: Interval,
     /// `fixed_notional` (sizing_usd per entry), `percent_of_equity` (sizing_pct of equity) or
@@ -58,6 +62,7 @@ impl Default for StrategySection {
             kind: String::new(),
             symbols: Vec::new(),
             allocation_usd: Decimal::ZERO,
+            allocation_pct: Decimal::ZERO,
             interval: Interval::M1,
             sizing: SizingChoice::FixedNotional,
             sizing_usd: Decimal::from(5_000),

@@ -330,7 +330,9 @@ pub async fn start(
         )
         .describe(&section.name, &section.symbols);
         if several {
-            runner = runner.one_of_several(&section.name, &section.symbols, section.allocation_usd);
+            runner = runner
+                .one_of_several(&section.name, &section.symbols, section.allocation_usd)
+                .with_allocation_pct(section.allocation_pct);
         }
         let addr = actix::Supervisor::start(move |_| runner);
         strategies.push((addr, interest));

@@ -45,6 +45,12 @@ pub enum Signal {
         qty: Decimal,
         reason: String,
     },
+    /// Hold this fraction of equity in the symbol (negative: short), in whole shares at the
+    /// price acted on; otherwise as [`Signal::Target`].
+    TargetWeight {
+        weight: Decimal,
+        reason: String,
+    },
 }
 
 /// A trading strategy. Implement this to bring your own.

@@ -47,6 +47,24 @@ pub fn intent_for(
             Some(Intent::market(symbol, side, position.abs(), Purpose::Exit))
         }
         Signal::Exit { .. } => None,
+        Signal::TargetWeight { weight, reason } => {
+            if price <= Decimal::ZERO {
+                return None;
+            }
+            let qty = (equity? * *weight / price).trunc();
+            intent_for(
+                &Signal::Target {
+                    qty,
+                    reason: reason.clone(),
+                },
+                symbol,
+                price,
+                position,
+                None,
+                sizing,
+                protection,
+            )
+        }
         Signal::Target { qty, .. } => {
             let (target, held) = (qty.trunc(), position);
             let delta = target - held;
@@ -138,5 +156,42 @@ mod tests {
         );
         assert_eq!(target(dec!(10), dec!(10)), None);
         assert_eq!(target(dec!(10.9), dec!(10)), None, "whole shares");
+    }
+
+    #[test]
+    fn a_weight_is_a_target_of_equity_in_whole_shares() {
+        let weight = |w: Decimal, held: Decimal, equity: Option<Decimal>| {
+            let i = intent_for(
+                &Signal::TargetWeight {
+                    weight: w,
+                    reason: String::new(),
+                },
+                "A",
+                dec!(30),
+                held,
+                equity,
+                Sizing::FixedNotional { usd: dec!(1) },
+                Protection::None,
+            )?;
+            Some((i.side, i.qty))
+        };
+        // 25 % of 10,000 at 30: 83 shares.
+        assert_eq!(
+            weight(dec!(0.25), dec!(0), Some(dec!(10000))),
+            Some((OrderSide::Buy, dec!(83)))
+        );
+        assert_eq!(
+            weight(dec!(0.25), dec!(100), Some(dec!(10000))),
+            Some((OrderSide::Sell, dec!(17)))
+        );
+        assert_eq!(
+            weight(dec!(-0.1), dec!(0), Some(dec!(10000))),
+            Some((OrderSide::Sell, dec!(33)))
+        );
+        assert_eq!(
+            weight(dec!(0.25), dec!(0), None),
+            None,
+            "no equity known yet"
+        );
     }
 }

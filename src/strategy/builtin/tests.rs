@@ -34,6 +34,7 @@ fn run(s: &mut dyn Strategy, closes: &[f64], mut position: Decimal) -> Vec<(usiz
             Signal::Enter { .. } => position = dec!(10),
             Signal::Exit { .. } => position = dec!(0),
             Signal::Target { qty, .. } => position = *qty,
+            Signal::TargetWeight { .. } => {}
             Signal::Hold => {}
         }
         if sig != Signal::Hold {
