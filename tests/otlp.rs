@@ -188,6 +188,8 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
             "traderd.account.equity_usd",
             "traderd.exposure.net_usd",
             "traderd.mode",
+            "traderd.strategy.signals",
+            "traderd.strategy.paused",
         ]
         .iter()
         .all(|n| s.metric_names.iter().any(|m| m == n));

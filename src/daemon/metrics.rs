@@ -7,7 +7,9 @@
 /// `traderd.orders.submitted`, `traderd.orders.fills` (counters), `traderd.risk.refusals`
 /// (counter, by `code`), `traderd.account.equity_usd`, `traderd.exposure.net_usd` (equity −
 /// cash), `traderd.positions` (gauges) and `traderd.mode` (gauge: 0 active, 1 reduce_only,
-/// 2 preserving, 3 preserved, 4 halted). Money becomes a float only here, at the export.
+/// 2 preserving, 3 preserved, 4 halted), and by `strategy` (its name): `traderd.strategy.signals`,
+/// `traderd.strategy.orders`, `traderd.strategy.refused` (counters) and `traderd.strategy.paused`
+/// (gauge, 0 or 1). Money becomes a float only here, at the export.
 pub async fn record_metrics(
     d: &super::Daemon,
     meter: opentelemetry::metrics::Meter,
@@ -26,6 +28,10 @@ pub async fn record_metrics(
     let exposure = meter.f64_gauge("traderd.exposure.net_usd").build();
     let positions = meter.u64_gauge("traderd.positions").build();
     let mode = meter.i64_gauge("traderd.mode").build();
+    let strategy_signals = meter.u64_counter("traderd.strategy.signals").build();
+    let strategy_orders = meter.u64_counter("traderd.strategy.orders").build();
+    let strategy_refused = meter.u64_counter("traderd.strategy.refused").build();
+    let strategy_paused = meter.u64_gauge("traderd.strategy.paused").build();
     // Counters take what is new since the last sample.
     let mut last: std::collections::HashMap<String, u64> = Default::default();
     let mut delta = |key: String, now: u64| {
@@ -66,6 +72,25 @@ pub async fn record_metrics(
             submitted.add(delta("submitted".into(), o.submitted), &[]);
             fills.add(delta("fills".into(), o.fills), &[]);
             positions.record(o.positions.len() as u64, &[]);
+        }
+        for runner in &d.strategies {
+            let Ok(st) = runner
+                .send(crate::messages::strategy::GetStrategyStats)
+                .await
+            else {
+                continue;
+            };
+            let attrs = [KeyValue::new("strategy", st.name.clone())];
+            strategy_signals.add(delta(format!("signals.{}", st.name), st.signals), &attrs);
+            strategy_orders.add(delta(format!("orders.{}", st.name), st.sent), &attrs);
+            strategy_refused.add(
+                delta(
+                    format!("strategy_refused.{}", st.name),
+                    st.refused + st.over_allocation,
+                ),
+                &attrs,
+            );
+            strategy_paused.record(u64::from(st.paused), &attrs);
         }
         if let Ok(r) = d.risk.send(crate::actors::risk_manager::GetRiskStats).await {
             for (code, n) in r.refused {
