@@ -18,6 +18,7 @@ pub mod journal;
 pub mod latency;
 pub mod messages;
 pub mod mode;
+pub mod notify;
 pub mod orders;
 pub mod risk;
 pub mod sim;

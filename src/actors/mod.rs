@@ -3,6 +3,7 @@
 pub mod account;
 pub mod health;
 pub mod market_data;
+pub mod notifier;
 pub mod order_manager;
 pub mod risk_manager;
 pub mod strategy_runner;

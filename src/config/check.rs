@@ -147,6 +147,21 @@ impl Config {
                 );
             }
         }
+        for (i, w) in self.notify.webhooks.iter().enumerate() {
+            match reqwest::Url::parse(&w.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => bad(
+                    &format!("notify.webhooks[{i}].url"),
+                    format!("not an http(s) URL ({})", crate::notify::redacted(&w.url)),
+                ),
+            }
+        }
+        if self.notify.queue == 0 || self.notify.timeout_ms == 0 {
+            bad(
+                "notify.queue",
+                "queue and timeout_ms must be at least 1".into(),
+            );
+        }
         let strategy_problems = self.strategy_problems();
         let r = &self.risk;
         for (path, v, max) in [

@@ -70,6 +70,7 @@ pub struct Config {
     pub shutdown: ShutdownSection,
     pub control: ControlSection,
     pub telemetry: TelemetrySection,
+    pub notify: NotifySection,
 }
 
 /// One problem found in a config, with the key path it concerns.

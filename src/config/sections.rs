@@ -26,6 +26,53 @@ impl Default for TelemetrySection {
     }
 }
 
+/// Webhooks told of mode changes, fills and health crossings (`[[notify.webhooks]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySection {
+    pub webhooks: Vec<Webhook>,
+    /// How long one POST may take.
+    pub timeout_ms: u64,
+    /// Retries of a failed POST (with exponential backoff from 500 ms), then it is dropped.
+    pub max_retries: usize,
+    /// Notices waiting per webhook at most; past it the newest are dropped and counted (a
+    /// slow receiver never holds up trading nor memory).
+    pub queue: usize,
+    /// Names this daemon in every notice; empty: `TRADERD_INSTANCE`, else the host name.
+    pub instance: String,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            webhooks: Vec::new(),
+            timeout_ms: 5_000,
+            max_retries: 5,
+            queue: 100,
+            instance: String::new(),
+        }
+    }
+}
+
+/// One webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Where to POST (http or https). A Slack or Discord URL is a secret: it is never logged.
+    pub url: String,
+    /// `json` (generic), `slack` or `discord`.
+    #[serde(default)]
+    pub format: crate::notify::Format,
+    /// What it hears: `mode`, `fill`, `health` (default: all three).
+    #[serde(default = "all_notices")]
+    pub events: Vec<crate::notify::NoticeKind>,
+}
+
+fn all_notices() -> Vec<crate::notify::NoticeKind> {
+    use crate::notify::NoticeKind::*;
+    vec![Mode, Fill, Health]
+}
+
 /// The control socket (`traderd ctl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]

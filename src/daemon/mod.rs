@@ -74,6 +74,8 @@ pub struct Daemon {
     pub strategy: Addr<StrategyRunner>,
     /// Every strategy's runner, in the config's order.
     pub strategies: Vec<Addr<StrategyRunner>>,
+    /// The webhooks' notifier, when `[notify]` has any.
+    pub notifier: Option<Addr<crate::actors::notifier::Notifier>>,
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
     pub health: Addr<ConnectionHealthMonitor>,

@@ -413,6 +413,34 @@ pub async fn start(
         Some(fatal_tx),
     ));
 
+    // Webhooks (`[notify]`), off the trading path.
+    let notifier = if config.notify.webhooks.is_empty() {
+        None
+    } else {
+        let instance = if !config.notify.instance.is_empty() {
+            config.notify.instance.clone()
+        } else if let Some(i) = env("TRADERD_INSTANCE").filter(|i| !i.is_empty()) {
+            i
+        } else {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "traderd".into())
+        };
+        let n = crate::actors::notifier::Notifier::new(&config.notify, instance)
+            .map_err(StartError::Config)?
+            .start();
+        supervisor.do_send(crate::messages::mode::AddModeListener(
+            n.clone().recipient(),
+        ));
+        orders.do_send(crate::messages::orders::AddOrderEventListener(
+            n.clone().recipient(),
+        ));
+        health.do_send(crate::messages::health::AddHealthListener(
+            n.clone().recipient(),
+        ));
+        Some(n)
+    };
+
     // The control socket, on what everything else exposes.
     let socket = if config.control.socket.is_empty() {
         crate::control::default_socket(&env, &base_dir)
@@ -474,6 +502,7 @@ pub async fn start(
         risk,
         strategy,
         strategies,
+        notifier,
         market_stream,
         trade_stream,
         health,
