@@ -330,6 +330,12 @@ async fn two_strategies_at_once_each_with_its_own_symbols_and_positions() {
         .await
         .unwrap();
     assert!(!unknown.ok);
+    // Debug commands are off unless the daemon was started with TRADERD_DEBUG_COMMANDS=1.
+    let wedge = ["3".to_string()];
+    let off = traderd::control::call(&socket, "debug-wedge", &wedge)
+        .await
+        .unwrap();
+    assert_eq!(off.error.map(|e| e.code).as_deref(), Some("disabled"));
     daemon.stop().await;
 
     // Attribution: each fill's strategy from its client order id; each strategy's symbols are

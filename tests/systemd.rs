@@ -200,3 +200,83 @@ fn the_daemon_speaks_the_notify_protocol() {
     assert!(status.success(), "{status:?}");
     eprintln!("notify messages: {:?}", &messages[..messages.len().min(4)]);
 }
+
+/// The watchdog proven: a wedged actor (the supervisor's mailbox held on purpose with `ctl
+/// debug-wedge`, the thread running on) withholds `WATCHDOG=1` while it is wedged, so systemd
+/// would restart the daemon; the pings come back once it answers again.
+#[test]
+fn a_wedged_actor_withholds_the_watchdog_ping() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--state-dir"])
+        .arg(&state)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("TRADERD_DEBUG_COMMANDS", "1")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _child = common::Killed(child);
+    let started = Instant::now();
+    let mut pings: Vec<Instant> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut receive = |pings: &mut Vec<Instant>, until: Instant| {
+        while Instant::now() < until {
+            if let Ok(n) = sock.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+            {
+                pings.push(Instant::now());
+            }
+        }
+    };
+    // Pinging (every half second with WatchdogSec=1)...
+    while pings.len() < 3 && started.elapsed() < Duration::from_secs(60) {
+        receive(&mut pings, Instant::now() + Duration::from_millis(200));
+    }
+    assert!(pings.len() >= 3, "no watchdog pings");
+    // ...then the supervisor is wedged for 3 s.
+    let out = Command::new(BIN)
+        .args(["ctl", "--state-dir"])
+        .arg(&state)
+        .args(["debug-wedge", "3"])
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wedged = Instant::now();
+    let before = pings.len();
+    receive(&mut pings, wedged + Duration::from_secs(6));
+    let after: Vec<Duration> = pings[before..].iter().map(|p| *p - wedged).collect();
+    // A ping already on its way may land just after; none while the wedge holds.
+    assert!(
+        after
+            .iter()
+            .all(|d| *d < Duration::from_millis(700) || *d > Duration::from_millis(2_900)),
+        "pings while wedged, at {after:?} after the wedge"
+    );
+    assert!(
+        after.iter().any(|d| *d > Duration::from_millis(2_900)),
+        "the pings came back: {after:?}"
+    );
+    let log_text = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        log_text.contains("withholding the watchdog ping") && log_text.contains("supervisor"),
+        "{log_text}"
+    );
+}

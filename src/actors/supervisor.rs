@@ -491,6 +491,17 @@ impl Handler<Operator> for Supervisor {
     }
 }
 
+impl Handler<crate::messages::mode::Wedge> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: crate::messages::mode::Wedge, ctx: &mut Context<Self>) {
+        tracing::warn!(
+            seconds = msg.0.as_secs_f64(),
+            "the supervisor is wedged on purpose (ctl debug-wedge): the watchdog must withhold its pings"
+        );
+        ctx.wait(actix::fut::wrap_future(tokio::time::sleep(msg.0)));
+    }
+}
+
 impl Handler<GetSupervisorStatus> for Supervisor {
     type Result = MessageResult<GetSupervisorStatus>;
     fn handle(&mut self, _: GetSupervisorStatus, _: &mut Context<Self>) -> Self::Result {

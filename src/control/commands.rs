@@ -74,6 +74,32 @@ impl Handler<Incoming> for ControlServer {
                     serde_json::json!({ "following": ["mode", "order", "fill", "health"] }),
                 ))
             }
+            "debug-wedge" => {
+                if !h.debug_commands {
+                    return reply(Response::err(
+                        id,
+                        "disabled",
+                        "debug commands are off: start the daemon with TRADERD_DEBUG_COMMANDS=1",
+                    ));
+                }
+                let seconds = msg
+                    .request
+                    .args
+                    .first()
+                    .and_then(|a| a.parse::<u64>().ok())
+                    .filter(|s| (1..=300).contains(s));
+                let Some(seconds) = seconds else {
+                    return reply(Response::err(
+                        id,
+                        "bad_args",
+                        "debug-wedge SECONDS, from 1 to 300",
+                    ));
+                };
+                h.wedge.do_send(crate::messages::mode::Wedge(
+                    std::time::Duration::from_secs(seconds),
+                ));
+                reply(Response::ok(id, serde_json::json!({ "wedged_s": seconds })))
+            }
             "shutdown" => {
                 let _ = h.shutdown.send(true);
                 reply(Response::ok(id, serde_json::json!({ "stopping": true })))

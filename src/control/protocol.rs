@@ -135,4 +135,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "shutdown",
         "stop the daemon (the configured shutdown sequence)",
     ),
+    (
+        "debug-wedge",
+        "SECONDS: wedge the supervisor on purpose to prove the systemd watchdog (only with TRADERD_DEBUG_COMMANDS=1)",
+    ),
 ];

@@ -27,6 +27,9 @@ pub struct Handles {
     pub add_symbols: Recipient<AddSymbols>,
     pub remove_symbols: Recipient<RemoveSymbols>,
     pub feed_stats: Recipient<GetFeedStats>,
+    /// Wedges the supervisor on purpose (`debug-wedge`), when `debug_commands` allows it.
+    pub wedge: Recipient<crate::messages::mode::Wedge>,
+    pub debug_commands: bool,
     /// Each strategy: its figures, and pausing it alone.
     pub strategies: Vec<StrategyHandle>,
     /// Asks the process to run its shutdown sequence.

@@ -475,6 +475,8 @@ pub async fn start(
             add_symbols: feed.clone().recipient(),
             remove_symbols: feed.clone().recipient(),
             feed_stats: feed.clone().recipient(),
+            wedge: supervisor.clone().recipient(),
+            debug_commands: env("TRADERD_DEBUG_COMMANDS").is_some_and(|v| v == "1"),
             strategies: strategies
                 .iter()
                 .map(|r| crate::control::StrategyHandle {

@@ -53,3 +53,10 @@ pub struct SupervisorStatus {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddModeListener(pub Recipient<ModeChanged>);
+
+/// Holds the Supervisor's mailbox for this long (it answers nothing meanwhile) while the thread
+/// runs on: a wedged actor, on purpose, to prove the systemd watchdog (`traderd ctl
+/// debug-wedge`, only with `TRADERD_DEBUG_COMMANDS=1`).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Wedge(pub std::time::Duration);
