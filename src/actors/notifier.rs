@@ -55,6 +55,7 @@ pub struct Notifier {
 impl Notifier {
     /// `instance` names this daemon in every notice.
     pub fn new(section: &NotifySection, instance: String) -> Result<Notifier, String> {
+        crate::alpaca::rest::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("traderd/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())

@@ -162,6 +162,17 @@ impl Config {
                 "queue and timeout_ms must be at least 1".into(),
             );
         }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            bad(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address and port (e.g. \"127.0.0.1:9464\")",
+                    self.metrics.listen
+                ),
+            );
+        }
         let strategy_problems = self.strategy_problems();
         let r = &self.risk;
         for (path, v, max) in [

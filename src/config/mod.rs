@@ -71,6 +71,7 @@ pub struct Config {
     pub control: ControlSection,
     pub telemetry: TelemetrySection,
     pub notify: NotifySection,
+    pub metrics: MetricsSection,
 }
 
 /// One problem found in a config, with the key path it concerns.

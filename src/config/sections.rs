@@ -26,6 +26,14 @@ impl Default for TelemetrySection {
     }
 }
 
+/// The opt-in HTTP endpoints: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where to serve them (`127.0.0.1:9464`); empty: not served.
+    pub listen: String,
+}
+
 /// Webhooks told of mode changes, fills and health crossings (`[[notify.webhooks]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

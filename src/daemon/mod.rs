@@ -23,6 +23,7 @@
 //! its `/stream`. Market data is `alpaca.data_url` and `alpaca.data_stream_url`;
 //! `APCA_API_DATA_URL` overrides both (the stream at its `/v2/<feed>`), as in Alpaca's SDKs.
 
+mod http;
 mod metrics;
 mod run;
 mod start;

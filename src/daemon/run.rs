@@ -60,7 +60,28 @@ pub async fn run(
         reload_on_sighup,
         metrics,
     } = options;
+    // The HTTP endpoints' address is bound before anything starts: a taken port is a clear
+    // error, not a daemon without its health check.
+    let http = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+            .await
+            .map_err(|e| {
+                StartError::Config(format!(
+                    "metrics.listen {}: cannot listen there: {e}",
+                    config.metrics.listen
+                ))
+            })?;
+        Some(listener)
+    };
     let daemon = super::start(&config, &state_dir, env).await?;
+    let http = http.map(|listener| {
+        tracing::info!(listen = %config.metrics.listen, "serving /metrics, /healthz and /readyz");
+        let probes =
+            super::http::Probes::of(&daemon, Duration::from_millis(config.stream.stale_after_ms));
+        actix::spawn(super::http::serve(listener, probes))
+    });
     if let Some(path) = config_path {
         daemon
             .control
@@ -68,6 +89,9 @@ pub async fn run(
     }
     tracing::info!("running; Ctrl-C or SIGTERM stops it; SIGHUP reloads risk limits and symbols");
     let fatal_reason = serve(&daemon, shutdown, reload_on_sighup, metrics).await;
+    if let Some(task) = http {
+        task.abort();
+    }
     tracing::info!("stopping");
     super::systemd::notify_stopping();
     // The sequence has its own deadline; this one is the last word.

@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The opt-in HTTP endpoints against a real Prometheus (Debian's package; `.ci/run` installs
+//! it): Prometheus scrapes `/metrics` and answers a query for a traderd metric through its
+//! HTTP API; `/readyz` is 200 once reconciled; `/healthz` is 200 while active and 503 with a
+//! JSON reason once an operator pauses trading.
+
+mod common;
+
+use common::wait_for;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use traderd::config::{CheckContext, Config};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(url: &str) -> Option<(u16, serde_json::Value)> {
+    traderd::alpaca::rest::install_crypto_provider();
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+/// The value of a Prometheus query's first sample.
+async fn query(prometheus: &str, q: &str) -> Option<f64> {
+    let (_, body) = get(&format!("{prometheus}/api/v1/query?query={q}")).await?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[actix_rt::test]
+async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = Config::parse(
+        &format!(
+            "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+             [risk]\nmax_orders_per_minute = 1000\n\
+             [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
+             [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap();
+    let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = wait_for("/readyz 200", WAIT, || async {
+        let (status, body) = get(&format!("{base}/readyz")).await?;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(ready["ready"], true);
+
+    // A real Prometheus scraping it every second.
+    let prom_port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: traderd\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("Prometheus is needed (apt-get install prometheus; .ci/run does it): {e}")
+        });
+    let _prometheus = common::Killed(prometheus);
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let fills = wait_for("Prometheus to have traderd's fills", WAIT, || {
+        let prom = prom.clone();
+        async move {
+            query(&prom, "traderd_orders_fills_total")
+                .await
+                .filter(|f| *f >= 1.0)
+        }
+    })
+    .await;
+    assert!(fills >= 1.0);
+    assert_eq!(query(&prom, "traderd_mode").await, Some(0.0));
+    let (status, health) = get(&format!("{base}/healthz")).await.unwrap();
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
+
+    // Paused: not healthy, and why; Prometheus sees the mode.
+    let paused = traderd::control::call(&daemon.socket, "pause", &[])
+        .await
+        .unwrap();
+    assert!(paused.ok);
+    let (status, health) = get(&format!("{base}/healthz")).await.unwrap();
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["reason"].as_str().unwrap().contains("reduce_only"),
+        "{health}"
+    );
+    wait_for("Prometheus to see reduce_only", WAIT, || {
+        let prom = prom.clone();
+        async move { (query(&prom, "traderd_mode").await == Some(1.0)).then_some(()) }
+    })
+    .await;
+    // Nothing about orders' ids or secrets is served.
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("client_order_id") && !text.contains("td-"),
+        "{text}"
+    );
+    daemon.stop().await;
+}
