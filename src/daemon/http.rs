@@ -70,16 +70,6 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn mode_number(m: TradingMode) -> i64 {
-    match m {
-        TradingMode::Active => 0,
-        TradingMode::ReduceOnly => 1,
-        TradingMode::Preserving => 2,
-        TradingMode::Preserved => 3,
-        TradingMode::Halted => 4,
-    }
-}
-
 async fn healthz(State(p): State<Probes>) -> Response {
     let Ok(sup) = p
         .supervisor
@@ -174,7 +164,7 @@ async fn metrics(State(p): State<Probes>) -> Response {
             &mut r,
             "mode",
             "Trading mode: 0 active, 1 reduce_only, 2 preserving, 3 preserved, 4 halted",
-            mode_number(s.mode) as f64,
+            s.mode.code() as f64,
         );
     }
     if let Ok(Some(a)) = p.account.send(crate::messages::account::GetAccount).await {

@@ -15,7 +15,6 @@ pub async fn record_metrics(
     meter: opentelemetry::metrics::Meter,
     every: std::time::Duration,
 ) {
-    use crate::risk::TradingMode;
     use opentelemetry::KeyValue;
     use rust_decimal::prelude::ToPrimitive;
     let messages = meter.u64_counter("traderd.stream.messages").build();
@@ -109,14 +108,7 @@ pub async fn record_metrics(
             .send(crate::actors::supervisor::GetSupervisorStatus)
             .await
         {
-            let m = match s.mode {
-                TradingMode::Active => 0,
-                TradingMode::ReduceOnly => 1,
-                TradingMode::Preserving => 2,
-                TradingMode::Preserved => 3,
-                TradingMode::Halted => 4,
-            };
-            mode.record(m, &[]);
+            mode.record(s.mode.code(), &[]);
         }
     }
 }

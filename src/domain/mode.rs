@@ -29,4 +29,16 @@ impl TradingMode {
             TradingMode::Halted => "halted",
         }
     }
+
+    /// The mode as a metric's number: 0 active, 1 reduce_only, 2 preserving, 3 preserved,
+    /// 4 halted (the higher, the further from trading).
+    pub fn code(self) -> i64 {
+        match self {
+            TradingMode::Active => 0,
+            TradingMode::ReduceOnly => 1,
+            TradingMode::Preserving => 2,
+            TradingMode::Preserved => 3,
+            TradingMode::Halted => 4,
+        }
+    }
 }
