@@ -34,6 +34,27 @@ async fn query(prometheus: &str, q: &str) -> Option<f64> {
     body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
+fn contrib(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/contrib")
+        .join(file)
+}
+
+/// The `traderd_…` metric names a dashboard or rule file uses.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("traderd_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.insert(name);
+    }
+    out
+}
+
 #[actix_rt::test]
 async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,10 +82,23 @@ async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
 
     // A real Prometheus scraping it every second.
     let prom_port = free_port();
+    // The shipped alert rules pass promtool and load into it; the rules evaluate every second.
+    let rules = contrib("alerts.yml");
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool (Debian's prometheus package)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: traderd\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: traderd\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+            rules.display()
         ),
     )
     .unwrap();
@@ -120,6 +154,55 @@ async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
         async move { (query(&prom, "traderd_mode").await == Some(1.0)).then_some(()) }
     })
     .await;
+    // The shipped rule sees it too: TraderdNotActive is pending (it fires after 1m).
+    wait_for("TraderdNotActive pending", WAIT, || {
+        let prom = prom.clone();
+        async move {
+            let (_, alerts) = get(&format!("{prom}/api/v1/alerts")).await?;
+            alerts["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["labels"]["alertname"] == "TraderdNotActive")
+                .then_some(())
+        }
+    })
+    .await;
+    let (_, loaded) = get(&format!("{prom}/api/v1/rules")).await.unwrap();
+    let loaded = loaded["data"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(loaded.len(), 5);
+    assert!(loaded.iter().all(|r| r["health"] == "ok"), "{loaded:?}");
+    // Every traderd metric the shipped dashboard and rules use is served.
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Served: every family declared (a family of labels with no sample yet, like refusals
+    // before the first, still is), counters with their `_total` samples.
+    let mut served: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    for l in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        match l.split_once(' ') {
+            Some((name, "counter")) => served.insert(format!("{name}_total")),
+            Some((name, _)) => served.insert(name.to_string()),
+            None => false,
+        };
+    }
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let used = metric_names(&std::fs::read_to_string(contrib(file)).unwrap());
+        assert!(!used.is_empty(), "{file} uses no traderd metric");
+        for m in used {
+            assert!(
+                served.contains(m.as_str()),
+                "{file} uses {m}, not served: {served:?}"
+            );
+        }
+    }
     // Nothing about orders' ids or secrets is served.
     let text = reqwest::get(format!("{base}/metrics"))
         .await

@@ -148,6 +148,28 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
+    /// Every code, for counters that start at 0 (a metric a rule or dashboard uses exists
+    /// before the first refusal).
+    pub const ALL: [RefusalCode; 17] = [
+        RefusalCode::ModeHalted,
+        RefusalCode::ModePreserving,
+        RefusalCode::ModeReduceOnly,
+        RefusalCode::InvalidQty,
+        RefusalCode::MarketClosed,
+        RefusalCode::NoPrice,
+        RefusalCode::PriceBand,
+        RefusalCode::OrderRate,
+        RefusalCode::MaxOpenOrders,
+        RefusalCode::DailyLoss,
+        RefusalCode::SymbolQty,
+        RefusalCode::SymbolNotional,
+        RefusalCode::MaxPositions,
+        RefusalCode::GrossExposure,
+        RefusalCode::BuyingPower,
+        RefusalCode::OutOfRange,
+        RefusalCode::SymbolHalted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalCode::ModeHalted => "mode_halted",
