@@ -258,7 +258,7 @@ async fn metrics(State(p): State<Probes>) -> Response {
     );
     let refusals = Family::<Labels, Counter>::default();
     for code in crate::risk::RefusalCode::ALL {
-        refusals.get_or_create(&vec![("code".to_string(), code.as_str().to_string())]);
+        let _ = refusals.get_or_create(&vec![("code".to_string(), code.as_str().to_string())]);
     }
     if let Ok(s) = p.risk.send(crate::actors::risk_manager::GetRiskStats).await {
         for (code, n) in s.refused {
