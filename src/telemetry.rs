@@ -139,6 +139,20 @@ fn exporters(
     if set("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(t.service_name.clone());
     }
+    // Tells daemons apart in one collector: the unit instance (`traderd@paper.service` sets
+    // TRADERD_INSTANCE=%i), else the host name.
+    let instance = set("TRADERD_INSTANCE")
+        .filter(|i| !i.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "traderd".into());
+    resource = resource.with_attribute(opentelemetry::KeyValue::new(
+        "service.instance.id",
+        instance,
+    ));
     let resource = resource.build();
     let with_base = |path: &str| base.as_ref().map(|b| format!("{b}{path}"));
     let mut spans = opentelemetry_otlp::SpanExporter::builder()

@@ -22,6 +22,7 @@ use std::time::Duration;
 struct Received {
     spans: Vec<Span>,
     service_names: Vec<String>,
+    instance_ids: Vec<String>,
     metric_names: Vec<String>,
     raw: Vec<u8>,
 }
@@ -50,6 +51,9 @@ async fn traces(State(seen): State<Shared>, body: Bytes) -> &'static str {
     s.raw.extend_from_slice(&body);
     for rs in req.resource_spans {
         if let Some(r) = &rs.resource {
+            if let Some(i) = attrs(&r.attributes).get("service.instance.id") {
+                s.instance_ids.push(i.clone());
+            }
             if let Some(n) = attrs(&r.attributes).get("service.name") {
                 s.service_names.push(n.clone());
             }
@@ -101,6 +105,7 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
         common::paper_daemon(&url, &config, &dir.path().join("state"))
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver)
             .env("OTEL_SERVICE_NAME", "traderd-under-test")
+            .env("TRADERD_INSTANCE", "paper-under-test")
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
             .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
             .spawn()
@@ -199,6 +204,11 @@ async fn one_trace_follows_a_market_message_to_its_fill_and_metrics_arrive() {
     {
         let s = seen.lock().unwrap();
         assert!(s.service_names.iter().all(|n| n == "traderd-under-test"));
+        assert!(
+            !s.instance_ids.is_empty() && s.instance_ids.iter().all(|i| i == "paper-under-test"),
+            "service.instance.id: {:?}",
+            s.instance_ids
+        );
         // No key or secret in anything exported.
         let raw = String::from_utf8_lossy(&s.raw);
         assert!(
