@@ -193,6 +193,21 @@ async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
             None => false,
         };
     }
+    for m in [
+        "traderd_exposure_gross_usd",
+        "traderd_orders_final_total",
+        "traderd_journal_writes_total",
+        "traderd_journal_write_seconds",
+        "traderd_stream_bytes_total",
+        "traderd_stream_frames_failed_total",
+        "traderd_stream_processed_total",
+    ] {
+        assert!(served.contains(m), "{m} not served");
+    }
+    assert!(
+        text.contains("traderd_orders_final_total{status=\"filled\"}"),
+        "{text}"
+    );
     for file in ["alerts.yml", "grafana-dashboard.json"] {
         let used = metric_names(&std::fs::read_to_string(contrib(file)).unwrap());
         assert!(!used.is_empty(), "{file} uses no traderd metric");

@@ -161,6 +161,8 @@ pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> Acc
             .iter()
             .map(|p| (p.symbol.clone(), p.qty))
             .collect(),
+        gross_exposure: account.long_market_value + account.short_market_value.abs(),
+        net_exposure: account.long_market_value + account.short_market_value,
         unrealized: positions
             .iter()
             .filter_map(|p| Some((p.symbol.clone(), p.unrealized_pl?)))

@@ -35,6 +35,7 @@ pub struct Probes {
     pub market_stream: Addr<StreamClient>,
     pub trade_stream: Addr<StreamClient>,
     pub strategies: Vec<Addr<StrategyRunner>>,
+    pub journal: Addr<crate::journal::Journal>,
     /// Market data older than this, in market hours, is stale.
     pub stale_after: Duration,
 }
@@ -49,6 +50,7 @@ impl Probes {
             market_stream: d.market_stream.clone(),
             trade_stream: d.trade_stream.clone(),
             strategies: d.strategies.clone(),
+            journal: d.journal.addr.clone(),
             stale_after,
         }
     }
@@ -189,8 +191,14 @@ async fn metrics(State(p): State<Probes>) -> Response {
         gauge(
             &mut r,
             "exposure_net_usd",
-            "Equity minus cash: the net market value held",
-            money(a.equity - a.cash),
+            "Long plus (negative) short market value",
+            money(a.net_exposure),
+        );
+        gauge(
+            &mut r,
+            "exposure_gross_usd",
+            "Long plus absolute short market value",
+            money(a.gross_exposure),
         );
         gauge(
             &mut r,
@@ -229,8 +237,33 @@ async fn metrics(State(p): State<Probes>) -> Response {
             "1 once reconciled with the broker",
             f64::from(u8::from(o.reconciled)),
         );
+        let finals = Family::<Labels, Counter>::default();
+        for status in [
+            "filled",
+            "canceled",
+            "expired",
+            "rejected",
+            "replaced",
+            "done_for_day",
+        ] {
+            let _ = finals.get_or_create(&vec![("status".to_string(), status.to_string())]);
+        }
+        for (status, n) in &o.orders_final {
+            finals
+                .get_or_create(&vec![("status".to_string(), status.clone())])
+                .inc_by(*n);
+        }
+        r.register(
+            "orders_final",
+            "Orders of ours that reached a final status, by status",
+            finals,
+        );
     }
     let messages = Family::<Labels, Counter>::default();
+    let processed = Family::<Labels, Counter>::default();
+    let failed = Family::<Labels, Counter>::default();
+    let bytes = Family::<Labels, Counter>::default();
+    let conflated = Family::<Labels, Counter>::default();
     let reconnects = Family::<Labels, Counter>::default();
     let age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for (name, addr) in [
@@ -242,6 +275,14 @@ async fn metrics(State(p): State<Probes>) -> Response {
             messages
                 .get_or_create(&l)
                 .inc_by(s.metrics.messages_received);
+            processed
+                .get_or_create(&l)
+                .inc_by(s.metrics.messages_processed);
+            failed.get_or_create(&l).inc_by(s.metrics.frames_failed);
+            bytes.get_or_create(&l).inc_by(s.metrics.bytes);
+            conflated
+                .get_or_create(&l)
+                .inc_by(s.metrics.quotes_conflated);
             reconnects.get_or_create(&l).inc_by(s.metrics.reconnects);
             if let Some(at) = s.metrics.last_message_at {
                 let secs = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1e3;
@@ -250,7 +291,37 @@ async fn metrics(State(p): State<Probes>) -> Response {
         }
     }
     r.register("stream_messages", "Messages received", messages);
+    r.register("stream_processed", "Messages handed on", processed);
+    r.register(
+        "stream_frames_failed",
+        "Frames that could not be decoded (each skipped)",
+        failed,
+    );
+    r.register("stream_bytes", "Bytes received", bytes);
+    r.register(
+        "stream_quotes_conflated",
+        "Quotes replaced by newer ones under load",
+        conflated,
+    );
     r.register("stream_reconnects", "Reconnects", reconnects);
+    if let Ok(j) = p.journal.send(crate::journal::GetJournalStats).await {
+        counter(
+            &mut r,
+            "journal_writes",
+            "Journal writes (each committed)",
+            j.count,
+        );
+        let q = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (quantile, us) in [("0.5", j.p50_us), ("0.99", j.p99_us), ("1", j.max_us)] {
+            q.get_or_create(&vec![("quantile".to_string(), quantile.to_string())])
+                .set(us as f64 / 1e6);
+        }
+        r.register(
+            "journal_write_seconds",
+            "Journal write latency since start, by quantile",
+            q,
+        );
+    }
     r.register(
         "stream_last_message_age_seconds",
         "How long ago the last message came",

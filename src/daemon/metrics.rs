@@ -5,8 +5,8 @@
 /// `traderd.stream.messages` and `traderd.stream.reconnects` (counters, by `stream`),
 /// `traderd.stream.lag_ms` (gauge: how long ago the last market message came),
 /// `traderd.orders.submitted`, `traderd.orders.fills` (counters), `traderd.risk.refusals`
-/// (counter, by `code`), `traderd.account.equity_usd`, `traderd.exposure.net_usd` (equity −
-/// cash), `traderd.positions` (gauges) and `traderd.mode` (gauge: 0 active, 1 reduce_only,
+/// (counter, by `code`), `traderd.account.equity_usd`, `traderd.exposure.net_usd` and `.gross_usd` (long and
+/// short market values), `traderd.positions` (gauges) and `traderd.mode` (gauge: 0 active, 1 reduce_only,
 /// 2 preserving, 3 preserved, 4 halted), and by `strategy` (its name): `traderd.strategy.signals`,
 /// `traderd.strategy.orders`, `traderd.strategy.refused` (counters) and `traderd.strategy.paused`
 /// (gauge, 0 or 1). Money becomes a float only here, at the export.
@@ -25,6 +25,7 @@ pub async fn record_metrics(
     let refusals = meter.u64_counter("traderd.risk.refusals").build();
     let equity = meter.f64_gauge("traderd.account.equity_usd").build();
     let exposure = meter.f64_gauge("traderd.exposure.net_usd").build();
+    let gross = meter.f64_gauge("traderd.exposure.gross_usd").build();
     let positions = meter.u64_gauge("traderd.positions").build();
     let mode = meter.i64_gauge("traderd.mode").build();
     let strategy_signals = meter.u64_counter("traderd.strategy.signals").build();
@@ -101,7 +102,8 @@ pub async fn record_metrics(
         }
         if let Ok(Some(a)) = d.account.send(crate::actors::account::GetAccount).await {
             equity.record(a.equity.to_f64().unwrap_or(0.0), &[]);
-            exposure.record((a.equity - a.cash).to_f64().unwrap_or(0.0), &[]);
+            exposure.record(a.net_exposure.to_f64().unwrap_or(0.0), &[]);
+            gross.record(a.gross_exposure.to_f64().unwrap_or(0.0), &[]);
         }
         if let Ok(s) = d
             .supervisor

@@ -24,6 +24,20 @@ use std::path::Path;
 
 pub struct Journal {
     store: Store,
+    /// How long each write took (committed: on disk, as `state.sync` says).
+    writes: crate::latency::LatencyHistogram,
+}
+
+/// The journal's write latency (`/metrics`).
+#[derive(Message)]
+#[rtype(result = "crate::latency::LatencySummary")]
+pub struct GetJournalStats;
+
+impl Handler<GetJournalStats> for Journal {
+    type Result = MessageResult<GetJournalStats>;
+    fn handle(&mut self, _: GetJournalStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.writes.summary())
+    }
 }
 
 impl Actor for Journal {
@@ -61,7 +75,10 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
     let mut store = Store::open(dir)?;
     store.set_durability(durability)?;
     let arbiter = Arbiter::new();
-    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal { store });
+    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal {
+        store,
+        writes: Default::default(),
+    });
     Ok(JournalHandle { addr, arbiter })
 }
 
@@ -111,8 +128,13 @@ macro_rules! journal_message {
         impl Handler<$name> for Journal {
             type Result = MessageResult<$name>;
             fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
+                let started = std::time::Instant::now();
                 let $store = &mut self.store;
-                MessageResult($body)
+                let answer = $body;
+                if stringify!($name).starts_with("Record") {
+                    self.writes.record(started.elapsed());
+                }
+                MessageResult(answer)
             }
         }
 

@@ -140,10 +140,7 @@ fn ts(t: &DateTime<Utc>) -> String {
 }
 
 fn status_text(s: OrderStatus) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
+    s.name()
 }
 
 impl Store {

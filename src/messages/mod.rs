@@ -146,6 +146,10 @@ pub struct AccountSnapshot {
     pub realized_day_pnl: rust_decimal::Decimal,
     /// Broker positions, signed.
     pub positions: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    /// Long market value plus the absolute short market value, and long plus (negative)
+    /// short: what is held, gross and net.
+    pub gross_exposure: rust_decimal::Decimal,
+    pub net_exposure: rust_decimal::Decimal,
     /// Each position's unrealised P&L, as the broker values it.
     pub unrealized: std::collections::BTreeMap<String, rust_decimal::Decimal>,
     pub market_open: bool,

@@ -132,6 +132,14 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Its name on the wire (`filled`, `partially_filled`, …).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// Final states: the order will never change again.
     pub fn is_terminal(self) -> bool {
         matches!(

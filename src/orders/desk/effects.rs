@@ -109,6 +109,8 @@ pub struct OrderStats {
     pub accepted: u64,
     pub refused_by_broker: u64,
     pub fills: u64,
+    /// Orders of ours that reached a final status, by status (`filled`, `canceled`, …).
+    pub orders_final: BTreeMap<String, u64>,
     pub open_orders: usize,
     /// Orders in flight, unacknowledged, or open entries and exits (protective orders aside):
     /// what a clean shutdown waits for.

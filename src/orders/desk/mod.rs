@@ -262,6 +262,7 @@ impl OrderDesk {
                 Change::State(s) => {
                     if s.status.is_terminal() {
                         tracing::info!(client_order_id = %s.client_order_id, status = ?s.status, filled_qty = %s.filled_qty, "order final");
+                        *self.stats.orders_final.entry(s.status.name()).or_default() += 1;
                     }
                     let filled = s.status == OrderStatus::Filled;
                     let coid = s.client_order_id.clone();
