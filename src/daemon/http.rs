@@ -238,15 +238,9 @@ async fn metrics(State(p): State<Probes>) -> Response {
             f64::from(u8::from(o.reconciled)),
         );
         let finals = Family::<Labels, Counter>::default();
-        for status in [
-            "filled",
-            "canceled",
-            "expired",
-            "rejected",
-            "replaced",
-            "done_for_day",
-        ] {
-            let _ = finals.get_or_create(&vec![("status".to_string(), status.to_string())]);
+        for status in crate::alpaca::model::OrderStatus::TERMINAL {
+            let status = status.name();
+            let _ = finals.get_or_create(&vec![("status".to_string(), status)]);
         }
         for (status, n) in &o.orders_final {
             finals

@@ -141,16 +141,18 @@ impl OrderStatus {
     }
 
     /// Final states: the order will never change again.
+    /// The statuses an order never leaves.
+    pub const TERMINAL: [OrderStatus; 6] = [
+        OrderStatus::Filled,
+        OrderStatus::Canceled,
+        OrderStatus::Expired,
+        OrderStatus::Replaced,
+        OrderStatus::Rejected,
+        OrderStatus::DoneForDay,
+    ];
+
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Filled
-                | OrderStatus::Canceled
-                | OrderStatus::Expired
-                | OrderStatus::Replaced
-                | OrderStatus::Rejected
-                | OrderStatus::DoneForDay
-        )
+        Self::TERMINAL.contains(&self)
     }
     /// Matches Alpaca's `status=open` filter: everything not terminal.
     pub fn is_open(self) -> bool {

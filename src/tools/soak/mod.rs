@@ -311,19 +311,18 @@ pub fn exposure_of(state: &serde_json::Value) -> (usize, usize) {
         .as_array()
         .map(|a| a.iter().filter(|p| !dec(&p["qty"]).is_zero()).count())
         .unwrap_or(0);
-    let final_states = [
-        "filled",
-        "canceled",
-        "expired",
-        "rejected",
-        "replaced",
-        "done_for_day",
-    ];
+    let final_states: Vec<String> = crate::alpaca::model::OrderStatus::TERMINAL
+        .iter()
+        .map(|s| s.name())
+        .collect();
     let open = state["orders"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|o| !final_states.contains(&o["status"].as_str().unwrap_or("")))
+                .filter(|o| {
+                    let status = o["status"].as_str().unwrap_or("");
+                    !final_states.iter().any(|s| s == status)
+                })
                 .count()
         })
         .unwrap_or(0);
