@@ -232,6 +232,15 @@ fn run_ctl(args: cli::CtlArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.command == "top" {
+        return match crate::control::top::run(&socket, Duration::from_millis(500)) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("traderd ctl top: {e}");
+                Ok(ExitCode::from(2))
+            }
+        };
+    }
     if args.command == "events" {
         let json = args.json;
         let r = runtime.block_on(crate::control::follow(&socket, |e| {

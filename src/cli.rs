@@ -223,13 +223,15 @@ pub struct DataLsArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "Commands:
-  status      mode, streams, positions, open orders, equity
+  top         a live dashboard (p pause, r resume, f flatten, q quit); needs a terminal
+  status      mode, streams, positions, open orders, equity, strategies
   health      the health monitor's view: sources, windows, streams, pings
   positions   positions as the order side books them
   orders      order counters and what is open
   stats       market-data counters (stream, feed) and tick-to-order latency
   pause       active -> reduce_only: only orders that shrink a position
-  resume      reduce_only, preserved or halted -> active
+              (--strategy NAME: that strategy alone stops signalling)
+  resume      reduce_only, preserved or halted -> active (--strategy NAME: that one again)
   flatten     capital preservation now: cancel every order, close every position
   halt        the kill switch: nothing is sent at all
   events      follow mode changes, orders, fills and health changes live (Ctrl-C stops)
@@ -237,8 +239,11 @@ pub struct DataLsArgs {
   unsubscribe SYM...  stop trading them (refused while one holds a position)
   reload      re-read the config file: risk limits and symbols (SIGHUP does the same)
   shutdown    stop the daemon (its configured shutdown sequence)
+  debug-wedge SECONDS  hold the supervisor on purpose to prove the systemd watchdog
+              (only when the daemon runs with TRADERD_DEBUG_COMMANDS=1)
 
-Exit status: 0 done, 1 the daemon refused (the message says why), 3 no daemon on the socket.")]
+Exit status: 0 done, 1 the daemon refused (the message says why), 2 top without a terminal,
+3 no daemon on the socket.")]
 pub struct CtlArgs {
     /// The command (see below).
     pub command: String,

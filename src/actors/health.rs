@@ -397,6 +397,15 @@ impl ConnectionHealthMonitor {
                 .filter(|t| now.duration_since(**t) <= self.settings.window)
                 .count() as u32,
             order_rejects_in_a_row: self.rejects_in_a_row,
+            thresholds: [
+                ("rest_errors_in_window", self.settings.rest_errors_in_window),
+                (
+                    "order_rejects_in_a_row",
+                    self.settings.order_rejects_in_a_row,
+                ),
+                ("restarts_in_window", self.settings.restart_budget),
+            ]
+            .into(),
             restarts_in_window: self
                 .restarts
                 .iter()

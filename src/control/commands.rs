@@ -447,6 +447,8 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
             },
             "trade_stream": { "state": trade.state, "reconnects": trade.metrics.reconnects },
             "positions": orders.positions,
+            "unrealized": account.unrealized,
+            "recent_fills": orders.recent_fills,
             "open_orders": orders.open_orders,
             "orders_sent": orders.submitted,
             "fills": orders.fills,

@@ -36,6 +36,7 @@ mod commands;
 mod protocol;
 mod render;
 mod server;
+pub mod top;
 
 pub use client::{call, call_within, follow};
 use commands::*;

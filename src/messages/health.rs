@@ -185,6 +185,9 @@ pub struct HealthStatus {
     pub rest_errors_in_window: u32,
     pub order_rejects_in_a_row: u32,
     pub restarts_in_window: u32,
+    /// The thresholds those counts cross: `rest_errors_in_window`, `order_rejects_in_a_row`,
+    /// `restarts_in_window`.
+    pub thresholds: BTreeMap<&'static str, u32>,
     pub streams: BTreeMap<String, StreamHealth>,
     pub ping: PingStats,
     /// The crossing in force (latched), if any.

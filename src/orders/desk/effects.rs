@@ -116,6 +116,8 @@ pub struct OrderStats {
     /// what a clean shutdown waits for.
     pub unsettled: usize,
     pub positions: BTreeMap<String, Decimal>,
+    /// The last fills booked, newest last (at most 10).
+    pub recent_fills: Vec<FillRecord>,
     /// Fills and realised P&L (average cost) by symbol since the daemon started.
     pub by_symbol: BTreeMap<String, crate::orders::pnl::SymbolPnl>,
     pub reconciliations: u64,

@@ -88,6 +88,8 @@ pub struct OrderDesk {
     positions: PositionCheck,
     /// Fills and realised P&L by symbol since start (what `ctl status` gives each strategy).
     pnl: crate::orders::pnl::PnlBook,
+    /// The last fills, for `ctl status` and `ctl top`.
+    recent_fills: std::collections::VecDeque<FillRecord>,
     lifecycle: Lifecycle,
     reconciling: bool,
     stream_up: bool,
@@ -173,6 +175,7 @@ impl OrderDesk {
             + view.busy_symbols.len();
         s.positions = view.positions;
         s.by_symbol = self.pnl.all().clone();
+        s.recent_fills = self.recent_fills.iter().cloned().collect();
         s
     }
 
@@ -241,6 +244,10 @@ impl OrderDesk {
         *booked = booked.saturating_add(fill.qty);
         self.stats.fills += 1;
         self.pnl.book(&fill.symbol, fill.side, fill.qty, fill.price);
+        if self.recent_fills.len() == 10 {
+            self.recent_fills.pop_front();
+        }
+        self.recent_fills.push_back(fill.clone());
         tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %position, "fill");
         let correlation_id = self
             .correlation
