@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use traderd::config::{CheckContext, Config};
+use traderd::config::CheckContext;
 
 #[derive(Default)]
 struct Receiver {
@@ -63,20 +63,15 @@ async fn webhooks_hear_fills_and_mode_changes_in_their_shapes_without_secrets() 
         live_opt_in: false,
         have_keys: true,
     };
-    let config = Config::parse(
+    let config = common::busy_config(
         &format!(
-            "[connection]\nmode = \"paper\"\n[account]\nrefresh_interval_ms = 300\n\
-             [risk]\nmax_orders_per_minute = 1000\n\
-             [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
-             [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n\
+            "[connection]\nmode = \"paper\"\n\
              [notify]\ninstance = \"test-box\"\nmax_retries = 4\n\
              [[notify.webhooks]]\nurl = \"{base}/json\"\n\
              [[notify.webhooks]]\nurl = \"{base}/slack\"\nformat = \"slack\"\nevents = [\"mode\"]\n"
         ),
-        "test",
         &ctx,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    );
     let daemon = common::InProcess::start(config, ctx, dir.path(), move |k| env.get(k).cloned());
     let socket = daemon.socket.clone();
     wait_for("two fills", Duration::from_secs(60), || async {

@@ -9,7 +9,7 @@ mod common;
 use common::wait_for;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use traderd::config::{CheckContext, Config};
+use traderd::config::CheckContext;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -59,18 +59,10 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = Config::parse(
-        &format!(
-            "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
-             [risk]\nmax_orders_per_minute = 1000\n\
-             [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
-             [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n\
-             [metrics]\nlisten = \"127.0.0.1:{port}\"\n"
-        ),
-        "test",
+    let config = common::busy_config(
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
         &CheckContext::default(),
-    )
-    .unwrap();
+    );
     let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
     let base = format!("http://127.0.0.1:{port}");
     let ready = wait_for("/readyz 200", WAIT, || async {

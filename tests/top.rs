@@ -8,7 +8,7 @@ mod common;
 use common::wait_for;
 use std::process::Command;
 use std::time::Duration;
-use traderd::config::{CheckContext, Config};
+use traderd::config::CheckContext;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -23,15 +23,7 @@ fn tmux(args: &[&str]) -> String {
 #[actix_rt::test]
 async fn ctl_top_shows_the_daemon_and_steers_it_from_the_keyboard() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::parse(
-        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
-         [risk]\nmax_orders_per_minute = 1000\n\
-         [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
-         [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n",
-        "test",
-        &CheckContext::default(),
-    )
-    .unwrap();
+    let config = common::busy_config("", &CheckContext::default());
     let daemon = common::InProcess::start(config, CheckContext::default(), dir.path(), |_| None);
     let socket = daemon.socket.clone();
     wait_for("fills", WAIT, || async {
@@ -74,6 +66,16 @@ async fn ctl_top_shows_the_daemon_and_steers_it_from_the_keyboard() {
         let out = tmux(&["-S", &sock, "capture-pane", "-p", "-t", &session]);
         async move { Some(out) }
     };
+    let shows = |what: &'static str| {
+        let (sock, session) = (sock.clone(), session.clone());
+        async move {
+            wait_for(what, WAIT, || {
+                let (sock, session) = (sock.clone(), session.clone());
+                async move { screen(sock, session).await?.contains(what).then_some(()) }
+            })
+            .await
+        }
+    };
     let first = wait_for("the dashboard", WAIT, || {
         let (sock, session) = (sock.clone(), session.clone());
         async move {
@@ -98,49 +100,13 @@ async fn ctl_top_shows_the_daemon_and_steers_it_from_the_keyboard() {
 
     // p pauses; r resumes; f asks first and n leaves it.
     tmux(&["-S", &sock, "send-keys", "-t", &session, "p"]);
-    wait_for("reduce_only on screen", WAIT, || {
-        let (sock, session) = (sock.clone(), session.clone());
-        async move {
-            screen(sock, session)
-                .await?
-                .contains("mode reduce_only")
-                .then_some(())
-        }
-    })
-    .await;
+    shows("mode reduce_only").await;
     tmux(&["-S", &sock, "send-keys", "-t", &session, "r"]);
-    wait_for("active again", WAIT, || {
-        let (sock, session) = (sock.clone(), session.clone());
-        async move {
-            screen(sock, session)
-                .await?
-                .contains("mode active")
-                .then_some(())
-        }
-    })
-    .await;
+    shows("mode active").await;
     tmux(&["-S", &sock, "send-keys", "-t", &session, "f"]);
-    wait_for("the flatten question", WAIT, || {
-        let (sock, session) = (sock.clone(), session.clone());
-        async move {
-            screen(sock, session)
-                .await?
-                .contains("flatten every position?")
-                .then_some(())
-        }
-    })
-    .await;
+    shows("flatten every position?").await;
     tmux(&["-S", &sock, "send-keys", "-t", &session, "n"]);
-    wait_for("flatten not asked", WAIT, || {
-        let (sock, session) = (sock.clone(), session.clone());
-        async move {
-            screen(sock, session)
-                .await?
-                .contains("flatten: not asked")
-                .then_some(())
-        }
-    })
-    .await;
+    shows("flatten: not asked").await;
     let r = traderd::control::call(&socket, "status", &[])
         .await
         .unwrap();

@@ -237,3 +237,15 @@ pub fn journal_of(dir: &std::path::Path) -> traderd::journal::Store {
     let at = traderd::tools::report::journal_dir(dir).expect("a journal");
     traderd::journal::Store::open(&at).expect("the journal opens")
 }
+
+/// A config that trades often: momentum entering on any RSI with market orders only, at 120x,
+/// the account read every 300 ms; `extra` adds sections (e.g. `[connection] mode = "paper"`).
+pub fn busy_config(extra: &str, ctx: &traderd::config::CheckContext) -> traderd::config::Config {
+    let text = format!(
+        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+         [risk]\nmax_orders_per_minute = 1000\n\
+         [strategy]\nsizing_usd = \"2000\"\nprotection = \"none\"\n\
+         [strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n{extra}"
+    );
+    traderd::config::Config::parse(&text, "test", ctx).unwrap_or_else(|e| panic!("{e}"))
+}
