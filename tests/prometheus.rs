@@ -200,6 +200,13 @@ async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
         text.contains("traderd_orders_final_total{status=\"filled\"}"),
         "{text}"
     );
+    // The dashboard is a Grafana dashboard: JSON, panels querying Prometheus.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(contrib("grafana-dashboard.json")).unwrap())
+            .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    assert!(panels.iter().all(|p| p["targets"][0]["expr"].is_string()));
     for file in ["alerts.yml", "grafana-dashboard.json"] {
         let used = metric_names(&std::fs::read_to_string(contrib(file)).unwrap());
         assert!(!used.is_empty(), "{file} uses no traderd metric");
