@@ -5,7 +5,7 @@ PYTHON     ?= python3
 SDK_VENV   := target/sdk-venv
 TRADERD    := target/debug/traderd
 
-.PHONY: examples all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load bench-backtest soak install
+.PHONY: examples all build release test fmt fmt-check clippy unit sdk-test sim check-config clean help fuzz bench bench-load bench-backtest compare-backtesting soak install
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make bench        criterion micro-benchmarks of the hot path"
 	@echo "make bench-load   the release daemon against the simulator's flood: one JSON line per run"
 	@echo "make bench-backtest  a year of 100 symbols' minute bars backtested: one JSON line"
+	@echo "make compare-backtesting  our backtest against backtesting.py, trade for trade"
 	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 	@echo "                  SOAK_PROFILE=busy: ordinary trading under the rate limit, nothing may go wrong"
@@ -92,6 +93,11 @@ BENCH_LOAD_ARGS ?=
 bench-load:
 	@$(CARGO) build --release
 	@target/release/traderd bench-load $(BENCH_LOAD_ARGS)
+
+# Our backtest against backtesting.py, trade for trade (tests/compare/; needs PyPI once).
+compare-backtesting:
+	@$(CARGO) build --release
+	@tests/compare/run.sh
 
 # A year of minute bars of 100 symbols (generated once into target/bench-backtest by the
 # simulator's model), one backtest on one core and a sweep on all: one JSON line.
