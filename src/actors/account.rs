@@ -65,7 +65,7 @@ impl AccountManager {
 
     fn sample(
         &mut self,
-        account: &Account,
+        snap: &AccountSnapshot,
         at: chrono::DateTime<chrono::Utc>,
         after_fill: bool,
         ctx: &mut Context<Self>,
@@ -82,10 +82,10 @@ impl AccountManager {
         self.last_sample = Some(at);
         let sample = EquitySample {
             at,
-            equity: account.equity,
-            cash: account.cash,
-            gross_exposure: account.long_market_value + account.short_market_value.abs(),
-            net_exposure: account.long_market_value + account.short_market_value,
+            equity: snap.equity,
+            cash: snap.cash,
+            gross_exposure: snap.gross_exposure,
+            net_exposure: snap.net_exposure,
         };
         let write = journal.send(RecordEquity(sample));
         ctx.spawn(actix::fut::wrap_future(async move {
@@ -119,7 +119,7 @@ impl AccountManager {
                     act.failures = 0;
                     let snap = snapshot(&account, &positions, &clock);
                     let at = clock.timestamp.with_timezone(&chrono::Utc);
-                    act.sample(&account, at, after_fill, ctx);
+                    act.sample(&snap, at, after_fill, ctx);
                     if act.snapshot.as_ref().map(|s| s.day_pnl) != Some(snap.day_pnl) {
                         tracing::debug!(equity = %snap.equity, day_pnl = %snap.day_pnl, "account read");
                     }
@@ -161,8 +161,12 @@ pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> Acc
             .iter()
             .map(|p| (p.symbol.clone(), p.qty))
             .collect(),
-        gross_exposure: account.long_market_value + account.short_market_value.abs(),
-        net_exposure: account.long_market_value + account.short_market_value,
+        gross_exposure: account
+            .long_market_value
+            .saturating_add(account.short_market_value.abs()),
+        net_exposure: account
+            .long_market_value
+            .saturating_add(account.short_market_value),
         unrealized: positions
             .iter()
             .filter_map(|p| Some((p.symbol.clone(), p.unrealized_pl?)))

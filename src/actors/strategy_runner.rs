@@ -97,7 +97,7 @@ impl StrategyRunner {
         let by_equity = (!self.allocation_pct.is_zero())
             .then(|| {
                 self.equity
-                    .map(|e| e * self.allocation_pct / Decimal::ONE_HUNDRED)
+                    .map(|e| e.saturating_mul(self.allocation_pct) / Decimal::ONE_HUNDRED)
             })
             .flatten();
         let by_usd = (!self.allocation.is_zero()).then_some(self.allocation);
@@ -130,9 +130,9 @@ impl StrategyRunner {
                 } else {
                     self.latest.get(s).map(|b| b.close).unwrap_or(price)
                 };
-                (q * p).abs()
+                q.saturating_mul(p).abs()
             })
-            .sum()
+            .fold(Decimal::ZERO, Decimal::saturating_add)
     }
 
     /// Turns a live signal into an intent and proposes it to risk (unless the order side is
@@ -182,7 +182,9 @@ impl StrategyRunner {
         intent.strategy = self.label.clone();
         let adds = matches!(intent.purpose, crate::risk::Purpose::Entry { .. });
         if let (true, Some(cap)) = (adds, self.cap()) {
-            let after = self.held_value(symbol, price) + intent.qty * price;
+            let after = self
+                .held_value(symbol, price)
+                .saturating_add(intent.qty.saturating_mul(price));
             if after > cap {
                 self.stats.over_allocation += 1;
                 tracing::info!(symbol = %symbol, strategy = %self.stats.name, held_after = %after.round_dp(2), allocation = %cap.round_dp(2), "entry not proposed: past the strategy's allocation");

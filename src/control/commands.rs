@@ -349,16 +349,15 @@ async fn strategy_stats(h: &Handles) -> Vec<crate::messages::strategy::StrategyS
 }
 
 async fn pause_strategy(h: &Handles, id: RequestId, name: &str, pause: bool) -> Response {
-    let stats = strategy_stats(h).await;
-    let Some(i) = stats.iter().position(|s| s.name == name) else {
-        let known: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
+    let Some(one) = h.strategies.iter().find(|s| s.name == name) else {
+        let known: Vec<&str> = h.strategies.iter().map(|s| s.name.as_str()).collect();
         return Response::err(
             id,
             "unknown_strategy",
             format!("no strategy {name:?}; running: {}", known.join(", ")),
         );
     };
-    match h.strategies[i]
+    match one
         .pause
         .send(crate::messages::strategy::PauseStrategy(pause))
         .await

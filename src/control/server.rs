@@ -44,6 +44,8 @@ pub struct Handles {
 /// One strategy, as the control socket reaches it.
 #[derive(Clone)]
 pub struct StrategyHandle {
+    /// Its name (as `ctl pause --strategy` gives it).
+    pub name: String,
     pub stats: Recipient<crate::messages::strategy::GetStrategyStats>,
     pub pause: Recipient<crate::messages::strategy::PauseStrategy>,
 }

@@ -477,9 +477,12 @@ pub async fn start(
             feed_stats: feed.clone().recipient(),
             wedge: supervisor.clone().recipient(),
             debug_commands: env("TRADERD_DEBUG_COMMANDS").is_some_and(|v| v == "1"),
-            strategies: strategies
-                .iter()
-                .map(|r| crate::control::StrategyHandle {
+            strategies: config
+                .strategy_list()
+                .into_iter()
+                .zip(&strategies)
+                .map(|(section, r)| crate::control::StrategyHandle {
+                    name: section.name,
                     stats: r.clone().recipient(),
                     pause: r.clone().recipient(),
                 })

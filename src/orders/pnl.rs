@@ -23,29 +23,34 @@ pub struct PnlBook {
 }
 
 impl PnlBook {
-    /// Starts from the positions held (their cost unknown: the first price seen stands for it).
+    /// Books one fill. Saturates rather than overflow, as the positions do (the quantities and
+    /// prices come from the broker).
     pub fn book(&mut self, symbol: &str, side: OrderSide, qty: Decimal, price: Decimal) {
         let s = self.symbols.entry(symbol.to_string()).or_default();
         s.fills += 1;
-        let signed = side.sign() * qty;
+        let signed = side.sign().saturating_mul(qty);
         let before = s.qty;
-        let after = before + signed;
+        let after = before.saturating_add(signed);
         if before.is_zero() || before.is_sign_negative() == signed.is_sign_negative() {
             // Opening or adding: a new average.
-            let total = before.abs() + qty;
-            if !total.is_zero() {
-                s.avg_price = ((before.abs() * s.avg_price + qty * price) / total).round_dp(8);
+            let total = before.abs().saturating_add(qty);
+            let cost = before
+                .abs()
+                .saturating_mul(s.avg_price)
+                .saturating_add(qty.saturating_mul(price));
+            if let Some(avg) = cost.checked_div(total) {
+                s.avg_price = avg.round_dp(8);
             }
         } else {
             // Reducing: the closed part realises against the average; past zero, the rest
             // opens the other way at this price.
             let closing = qty.min(before.abs());
-            let direction = if before.is_sign_negative() {
-                -Decimal::ONE
+            let gain = closing.saturating_mul(price.saturating_sub(s.avg_price));
+            s.realized_pnl = if before.is_sign_negative() {
+                s.realized_pnl.saturating_sub(gain)
             } else {
-                Decimal::ONE
+                s.realized_pnl.saturating_add(gain)
             };
-            s.realized_pnl += closing * (price - s.avg_price) * direction;
             if after.is_zero() {
                 s.avg_price = Decimal::ZERO;
             } else if after.is_sign_negative() != before.is_sign_negative() {
@@ -96,5 +101,9 @@ mod tests {
             (dec!(0), dec!(250), dec!(0), 5)
         );
         assert!(b.get("B").is_none());
+        // Absurd values saturate; nothing panics.
+        b.book("C", OrderSide::Buy, Decimal::MAX, Decimal::MAX);
+        b.book("C", OrderSide::Sell, Decimal::MAX, dec!(0.01));
+        assert_eq!(b.get("C").unwrap().fills, 2);
     }
 }

@@ -227,11 +227,19 @@ impl Strategy for Rebalance {
                 continue;
             }
             let held = view.position(&symbol);
-            let now_w = (held * price / equity).to_f64().unwrap_or(0.0);
+            // Saturating: the position and price come from the broker.
+            let now_w = held
+                .saturating_mul(price)
+                .checked_div(equity)
+                .and_then(|w| w.to_f64())
+                .unwrap_or(0.0);
             if (now_w - w).abs() <= band {
                 continue;
             }
-            let Some(target) = Decimal::from_f64(w).map(|w| (equity * w / price).floor()) else {
+            let Some(target) = Decimal::from_f64(w)
+                .and_then(|w| equity.saturating_mul(w).checked_div(price))
+                .map(|q| q.floor())
+            else {
                 continue;
             };
             let signal = Signal::Target {

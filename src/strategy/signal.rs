@@ -51,7 +51,7 @@ pub fn intent_for(
             if price <= Decimal::ZERO {
                 return None;
             }
-            let qty = (equity? * *weight / price).trunc();
+            let qty = equity?.saturating_mul(*weight).checked_div(price)?.trunc();
             intent_for(
                 &Signal::Target {
                     qty,
@@ -67,7 +67,7 @@ pub fn intent_for(
         }
         Signal::Target { qty, .. } => {
             let (target, held) = (qty.trunc(), position);
-            let delta = target - held;
+            let delta = target.saturating_sub(held);
             if delta.is_zero() {
                 return None;
             }
