@@ -139,19 +139,9 @@ fn exporters(
     if set("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(t.service_name.clone());
     }
-    // Tells daemons apart in one collector: the unit instance (`traderd@paper.service` sets
-    // TRADERD_INSTANCE=%i), else the host name.
-    let instance = set("TRADERD_INSTANCE")
-        .filter(|i| !i.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "traderd".into());
     resource = resource.with_attribute(opentelemetry::KeyValue::new(
         "service.instance.id",
-        instance,
+        instance_id(env),
     ));
     let resource = resource.build();
     let with_base = |path: &str| base.as_ref().map(|b| format!("{b}{path}"));
@@ -356,4 +346,18 @@ mod tests {
         assert_eq!(actor_of("traderd::mode"), Some("supervisor"));
         assert_eq!(actor_of("traderd::modern"), None);
     }
+}
+
+/// What tells this daemon from others in a collector or a notification: `TRADERD_INSTANCE`
+/// (`traderd@paper.service` sets it to `paper`), else the host name.
+pub fn instance_id(env: &impl Fn(&str) -> Option<String>) -> String {
+    env("TRADERD_INSTANCE")
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "traderd".into())
 }

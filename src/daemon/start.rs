@@ -417,14 +417,10 @@ pub async fn start(
     let notifier = if config.notify.webhooks.is_empty() {
         None
     } else {
-        let instance = if !config.notify.instance.is_empty() {
-            config.notify.instance.clone()
-        } else if let Some(i) = env("TRADERD_INSTANCE").filter(|i| !i.is_empty()) {
-            i
+        let instance = if config.notify.instance.is_empty() {
+            crate::telemetry::instance_id(&env)
         } else {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "traderd".into())
+            config.notify.instance.clone()
         };
         let n = crate::actors::notifier::Notifier::new(&config.notify, instance)
             .map_err(StartError::Config)?
