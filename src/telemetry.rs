@@ -326,6 +326,20 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     }
 }
 
+/// What tells this daemon from others in a collector or a notification: `TRADERD_INSTANCE`
+/// (`traderd@paper.service` sets it to `paper`), else the host name.
+pub fn instance_id(env: &impl Fn(&str) -> Option<String>) -> String {
+    env("TRADERD_INSTANCE")
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "traderd".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,18 +360,4 @@ mod tests {
         assert_eq!(actor_of("traderd::mode"), Some("supervisor"));
         assert_eq!(actor_of("traderd::modern"), None);
     }
-}
-
-/// What tells this daemon from others in a collector or a notification: `TRADERD_INSTANCE`
-/// (`traderd@paper.service` sets it to `paper`), else the host name.
-pub fn instance_id(env: &impl Fn(&str) -> Option<String>) -> String {
-    env("TRADERD_INSTANCE")
-        .map(|i| i.trim().to_string())
-        .filter(|i| !i.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "traderd".into())
 }
