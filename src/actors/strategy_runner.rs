@@ -260,7 +260,7 @@ impl Handler<BarClosed> for StrategyRunner {
             historical: msg.historical,
             position,
         });
-        self.latest.insert(msg.symbol.clone(), msg.bar.clone());
+        crate::strategy::keep_latest(&mut self.latest, &msg.symbol, &msg.bar);
         let view = crate::strategy::MarketView {
             closed: &msg.symbol,
             bars: &self.latest,

@@ -95,6 +95,21 @@ pub struct MarketView<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// Keeps `bar` as `symbol`'s latest in a market view's bars: a key is made once per symbol,
+/// not at every close.
+pub fn keep_latest(
+    bars: &mut std::collections::BTreeMap<String, OhlcBar>,
+    symbol: &str,
+    bar: &OhlcBar,
+) {
+    match bars.get_mut(symbol) {
+        Some(b) => *b = bar.clone(),
+        None => {
+            bars.insert(symbol.to_string(), bar.clone());
+        }
+    }
+}
+
 impl MarketView<'_> {
     pub fn position(&self, symbol: &str) -> Decimal {
         self.positions.get(symbol).copied().unwrap_or_default()

@@ -220,8 +220,7 @@ impl<'a> Replay<'a> {
                         historical: true,
                         position: Decimal::ZERO,
                     });
-                    self.latest
-                        .insert(closed.symbol.clone(), closed.bar.clone());
+                    crate::strategy::keep_latest(&mut self.latest, &closed.symbol, &closed.bar);
                     self.strategy.on_market(&MarketView {
                         closed: &closed.symbol,
                         bars: &self.latest,
@@ -294,7 +293,7 @@ impl<'a> Replay<'a> {
             historical: false,
             position,
         });
-        self.latest.insert(symbol.to_string(), bar.clone());
+        crate::strategy::keep_latest(&mut self.latest, symbol, bar);
         let several = self.strategy.on_market(&MarketView {
             closed: symbol,
             bars: &self.latest,
