@@ -386,20 +386,7 @@ pub fn backtest(
         s.trades,
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "total return {:.2} %, CAGR {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
-        s.total_return * 100.0,
-        s.cagr * 100.0,
-        s.sharpe,
-        s.sortino,
-        s.max_drawdown * 100.0,
-        s.max_drawdown_days,
-        s.win_rate * 100.0
-    );
-    println!(
-        "wrote summary.json, equity.csv, trades.csv, orders.csv, report.html to {}",
-        args.out.display()
-    );
+    print_figures(s, &args.out);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -429,9 +416,16 @@ pub fn report(args: crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
         s.trades,
         report.symbols.join(",")
     );
+    print_figures(s, &args.out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The figures a backtest and a run's report print, and where the files went.
+fn print_figures(s: &crate::analytics::Summary, out: &std::path::Path) {
     println!(
-        "total return {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
+        "total return {:.2} %, CAGR {:.2} %, Sharpe {:.2}, Sortino {:.2}, max drawdown {:.2} % ({} days), win rate {:.1} %",
         s.total_return * 100.0,
+        s.cagr * 100.0,
         s.sharpe,
         s.sortino,
         s.max_drawdown * 100.0,
@@ -440,7 +434,6 @@ pub fn report(args: crate::cli::ReportArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "wrote summary.json, equity.csv, trades.csv, orders.csv, report.html to {}",
-        args.out.display()
+        out.display()
     );
-    Ok(ExitCode::SUCCESS)
 }
