@@ -18,3 +18,21 @@ pub use pairs::{Pairs, PairsParams};
 pub use rebalance::{Rebalance, RebalanceParams};
 pub use registry::{Factory, params, register};
 pub use signal::intent_for;
+
+/// A bar at one price, for the strategies' tests.
+#[cfg(test)]
+pub(crate) fn flat_bar(
+    start: chrono::DateTime<chrono::Utc>,
+    price: rust_decimal::Decimal,
+) -> crate::domain::OhlcBar {
+    crate::domain::OhlcBar {
+        start,
+        open: price,
+        high: price,
+        low: price,
+        close: price,
+        volume: rust_decimal::Decimal::ONE,
+        trades: 1,
+        notional: price,
+    }
+}

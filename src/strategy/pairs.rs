@@ -207,22 +207,11 @@ impl Strategy for Pairs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OhlcBar;
     use rust_decimal_macros::dec;
     use std::collections::BTreeMap;
 
-    fn bar(start: DateTime<Utc>, close: Decimal) -> OhlcBar {
-        OhlcBar {
-            start,
-            open: close,
-            high: close,
-            low: close,
-            close,
-            volume: Decimal::ONE,
-            trades: 1,
-            notional: close,
-        }
-    }
+    use crate::domain::OhlcBar;
+    use crate::strategy::flat_bar as bar;
 
     struct Feed {
         pairs: Pairs,
@@ -248,43 +237,35 @@ mod tests {
             }
         }
 
+        /// What the strategy says of `bars` as `closed` closes at `t`.
+        fn look(
+            &mut self,
+            closed: &str,
+            bars: &BTreeMap<String, OhlcBar>,
+            t: DateTime<Utc>,
+        ) -> Vec<(String, Signal)> {
+            self.pairs.on_market(&MarketView {
+                closed,
+                bars,
+                positions: &self.positions,
+                historical: false,
+                equity: None,
+                now: t,
+            })
+        }
+
         /// One minute: A's bar, then B's; what the strategy said after each.
         fn close(&mut self, a: Decimal, b: Decimal) -> Vec<(String, Signal)> {
             let t = DateTime::UNIX_EPOCH + chrono::Duration::minutes(self.n);
             self.n += 1;
             let mut bars = BTreeMap::new();
             bars.insert("A".to_string(), bar(t, a));
-            let mut out = self.pairs.on_market(&MarketView {
-                closed: "A",
-                bars: &bars,
-                positions: &self.positions,
-                historical: false,
-                equity: None,
-                now: t,
-            });
+            let out = self.look("A", &bars, t);
             assert!(out.is_empty(), "nothing before both legs closed: {out:?}");
             bars.insert("B".to_string(), bar(t, b));
-            out = self.pairs.on_market(&MarketView {
-                closed: "B",
-                bars: &bars,
-                positions: &self.positions,
-                historical: false,
-                equity: None,
-                now: t,
-            });
+            let out = self.look("B", &bars, t);
             // The same close again changes nothing.
-            assert!(
-                self.pairs
-                    .on_market(&MarketView {
-                        closed: "B",
-                        bars: &bars,
-                        positions: &self.positions,
-                        historical: false,
-                        equity: None,
-                        now: t,
-                    })
-                    .is_empty()
-            );
+            assert!(self.look("B", &bars, t).is_empty());
             out
         }
     }

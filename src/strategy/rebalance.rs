@@ -260,22 +260,10 @@ impl Strategy for Rebalance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OhlcBar;
     use chrono::{DateTime, TimeZone, Utc};
     use rust_decimal_macros::dec;
 
-    fn bar(start: DateTime<Utc>, close: Decimal) -> OhlcBar {
-        OhlcBar {
-            start,
-            open: close,
-            high: close,
-            low: close,
-            close,
-            volume: Decimal::ONE,
-            trades: 1,
-            notional: close,
-        }
-    }
+    use crate::strategy::flat_bar as bar;
 
     /// 2026-11-30 (a Monday) at h:m New York time (EST, UTC−5).
     fn ny(day: u32, h: u32, m: u32) -> DateTime<Utc> {
