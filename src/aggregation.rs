@@ -11,37 +11,82 @@
 //! Per interval the book remembers the last bar it closed and ignores anything at or before
 //! it: a trade for a minute already closed is late (counted), a REST bar already known is
 //! skipped.
+//!
+//! The per-bar path allocates nothing once a symbol is known (a backtest runs ten million
+//! minute bars through it): each symbol's state is a fixed array per interval, its name is
+//! shared with the bars it closes, and callers may collect closed bars into a buffer of their
+//! own ([`BarBook::on_minute_bar_into`]).
 
 use crate::domain::{Interval, OhlcBar};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A bar that closed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
-    pub symbol: String,
+    pub symbol: Arc<str>,
     pub interval: Interval,
     pub bar: OhlcBar,
 }
 
-#[derive(Debug, Default)]
+const SLOTS: usize = Interval::ALL.len();
+
+#[derive(Debug)]
 struct SymbolBars {
+    name: Arc<str>,
     /// Bars in progress per interval (the minute one fed by trades, the rest by minutes).
-    open: BTreeMap<Interval, OhlcBar>,
+    open: [Option<OhlcBar>; SLOTS],
     /// Start of the last bar closed (or known from REST) per interval.
-    last_closed: HashMap<Interval, DateTime<Utc>>,
+    last_closed: [Option<DateTime<Utc>>; SLOTS],
+    /// The last closed bars per interval, oldest first.
+    history: [VecDeque<OhlcBar>; SLOTS],
+}
+
+impl SymbolBars {
+    fn new(name: &str) -> Self {
+        SymbolBars {
+            name: name.into(),
+            open: Default::default(),
+            last_closed: [None; SLOTS],
+            history: Default::default(),
+        }
+    }
+
+    /// Adds a closed bar to the history, which keeps the last `len` in a ring allocated once
+    /// at that size (a deque that grew on a push would double its memory: tens of MB with
+    /// 1,000 symbols).
+    fn keep(&mut self, interval: Interval, bar: OhlcBar, len: usize) {
+        let h = &mut self.history[interval.slot()];
+        if h.capacity() == 0 {
+            h.reserve_exact(len);
+        }
+        if h.len() >= len {
+            h.pop_front();
+        }
+        h.push_back(bar);
+    }
+
+    fn close(&mut self, interval: Interval, bar: OhlcBar, out: &mut Vec<Closed>) {
+        self.last_closed[interval.slot()] = Some(bar.start);
+        out.push(Closed {
+            symbol: self.name.clone(),
+            interval,
+            bar,
+        });
+    }
 }
 
 /// Every symbol's bars.
 #[derive(Debug)]
 pub struct BarBook {
     intervals: Vec<Interval>,
-    symbols: BTreeMap<String, SymbolBars>,
+    symbols: hashbrown::HashMap<String, SymbolBars>,
     watermark: Option<DateTime<Utc>>,
-    history: foldhash::HashMap<(String, Interval), VecDeque<OhlcBar>>,
     history_len: usize,
-    /// The earliest end of any open bar: the watermark closes nothing before it.
+    /// No open bar ends before this (it may be earlier than the earliest end: then a move of
+    /// the watermark past it looks, finds nothing, and recomputes it).
     next_due: Option<DateTime<Utc>>,
     pub late_trades: u64,
 }
@@ -54,9 +99,8 @@ impl BarBook {
         intervals.dedup();
         BarBook {
             intervals,
-            symbols: BTreeMap::new(),
+            symbols: hashbrown::HashMap::default(),
             watermark: None,
-            history: foldhash::HashMap::default(),
             history_len: history_len.max(1),
             next_due: None,
             late_trades: 0,
@@ -65,6 +109,13 @@ impl BarBook {
 
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
         self.watermark
+    }
+
+    /// The symbol's state, made on first sight (the name is copied only then).
+    fn symbol_mut(&mut self, symbol: &str) -> &mut SymbolBars {
+        self.symbols
+            .entry_ref(symbol)
+            .or_insert_with(|| SymbolBars::new(symbol))
     }
 
     /// A trade: into its minute, after closing whatever its time closes.
@@ -77,35 +128,23 @@ impl BarBook {
     ) -> Vec<Closed> {
         let mut out = self.advance_to(t);
         let start = Interval::M1.start_of(t);
-        if !self.symbols.contains_key(symbol) {
-            self.symbols
-                .insert(symbol.to_string(), SymbolBars::default());
-        }
-        let Some(s) = self.symbols.get_mut(symbol) else {
-            return out;
-        };
-        if s.last_closed
-            .get(&Interval::M1)
-            .is_some_and(|last| start <= *last)
-        {
+        let m1 = Interval::M1.slot();
+        let s = self.symbol_mut(symbol);
+        if s.last_closed[m1].is_some_and(|last| start <= last) {
             self.late_trades += 1;
             return out;
         }
-        match s.open.get_mut(&Interval::M1) {
+        match &mut s.open[m1] {
             Some(bar) if bar.start == start => bar.add_trade(price, size),
             Some(bar) if bar.start > start => self.late_trades += 1,
             Some(_) => {
                 // An earlier minute still open (time went backwards elsewhere): close it first.
-                out.extend(self.close_symbol(symbol, Some(start)));
-                if let Some(s) = self.symbols.get_mut(symbol) {
-                    s.open
-                        .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
-                }
+                self.close_symbol(symbol, Some(start), &mut out);
+                self.symbol_mut(symbol).open[m1] = Some(OhlcBar::from_trade(start, price, size));
                 self.note_open(Interval::M1.end_of(start));
             }
             None => {
-                s.open
-                    .insert(Interval::M1, OhlcBar::from_trade(start, price, size));
+                s.open[m1] = Some(OhlcBar::from_trade(start, price, size));
                 self.note_open(Interval::M1.end_of(start));
             }
         }
@@ -121,7 +160,12 @@ impl BarBook {
         self.next_due = self
             .symbols
             .values()
-            .flat_map(|s| s.open.iter().map(|(i, b)| i.end_of(b.start)))
+            .flat_map(|s| {
+                Interval::ALL
+                    .iter()
+                    .zip(&s.open)
+                    .filter_map(|(i, b)| b.as_ref().map(|b| i.end_of(b.start)))
+            })
             .min();
     }
 
@@ -135,10 +179,10 @@ impl BarBook {
             return Vec::new();
         }
         let symbols: Vec<String> = self.symbols.keys().cloned().collect();
-        let mut out: Vec<Closed> = symbols
-            .iter()
-            .flat_map(|s| self.close_symbol(s, None))
-            .collect();
+        let mut out = Vec::new();
+        for s in &symbols {
+            self.close_symbol(s, None, &mut out);
+        }
         // In time order across symbols: by end, then interval, then symbol.
         out.sort_by(|a, b| {
             (a.interval.end_of(a.bar.start), a.interval, &a.symbol).cmp(&(
@@ -155,179 +199,159 @@ impl BarBook {
     /// if it is the same minute, and is skipped if already known.
     pub fn on_minute_bar(&mut self, symbol: &str, bar: OhlcBar) -> Vec<Closed> {
         let mut out = Vec::new();
-        let s = self.symbols.entry(symbol.to_string()).or_default();
-        if s.last_closed
-            .get(&Interval::M1)
-            .is_some_and(|last| bar.start <= *last)
-        {
-            return out;
-        }
-        if s.open
-            .get(&Interval::M1)
-            .is_some_and(|b| b.start > bar.start)
-        {
-            // Older than the minute in progress: folding it in now would put the larger bars'
-            // open and close out of order. Counted as late, like a late trade.
-            self.late_trades += 1;
-            return out;
-        }
-        if s.open
-            .get(&Interval::M1)
-            .is_some_and(|b| b.start < bar.start)
-        {
-            out.extend(self.close_symbol(symbol, Some(bar.start)));
-        }
-        let end = Interval::M1.end_of(bar.start);
-        if let Some(s) = self.symbols.get_mut(symbol) {
-            s.open.insert(Interval::M1, bar);
-        }
-        out.extend(self.close_symbol(symbol, Some(end)));
-        if self.watermark.is_none_or(|w| w < end) {
-            self.watermark = Some(end);
-        }
-        self.refresh_due();
+        self.on_minute_bar_into(symbol, bar, &mut out);
         out
     }
 
-    /// Records bars already known (e.g. REST daily bars) so they are not built again.
+    /// [`BarBook::on_minute_bar`], adding the bars it closes to `out`.
+    pub fn on_minute_bar_into(&mut self, symbol: &str, bar: OhlcBar, out: &mut Vec<Closed>) {
+        let m1 = Interval::M1.slot();
+        let s = self.symbol_mut(symbol);
+        if s.last_closed[m1].is_some_and(|last| bar.start <= last) {
+            return;
+        }
+        match &s.open[m1] {
+            Some(b) if b.start > bar.start => {
+                // Older than the minute in progress: folding it in now would put the larger
+                // bars' open and close out of order. Counted as late, like a late trade.
+                self.late_trades += 1;
+                return;
+            }
+            Some(b) if b.start < bar.start => self.close_symbol(symbol, Some(bar.start), out),
+            _ => {}
+        }
+        let end = Interval::M1.end_of(bar.start);
+        self.symbol_mut(symbol).open[m1] = Some(bar);
+        self.close_symbol(symbol, Some(end), out);
+        if self.watermark.is_none_or(|w| w < end) {
+            self.watermark = Some(end);
+        }
+        // The larger bars this minute opened are due at their ends.
+        let due = self.symbols.get(symbol).and_then(|s| {
+            Interval::ALL
+                .iter()
+                .zip(&s.open)
+                .filter_map(|(i, b)| b.as_ref().map(|b| i.end_of(b.start)))
+                .min()
+        });
+        if let Some(due) = due {
+            self.note_open(due);
+        }
+    }
+
     /// Forgets everything about `symbol` (its open bars and its history): after a split, what
     /// was built is in the old shares.
     pub fn forget(&mut self, symbol: &str) {
         self.symbols.remove(symbol);
-        self.history.retain(|(s, _), _| s != symbol);
     }
 
+    /// Records bars already known (e.g. REST daily bars) so they are not built again.
     pub fn seed_history(&mut self, symbol: &str, interval: Interval, bars: Vec<OhlcBar>) {
         let Some(last) = bars.last().map(|b| b.start) else {
             return;
         };
-        let s = self.symbols.entry(symbol.to_string()).or_default();
-        s.last_closed.insert(interval, last);
-        if interval == Interval::D1 || interval == Interval::M1 {
-            s.open.remove(&interval);
-        }
-        self.keep(symbol, interval, bars);
-    }
-
-    /// Adds closed bars to a symbol's history, which keeps the last `history_len` in a ring
-    /// allocated once at that size (a deque that grew on a push would double its memory:
-    /// tens of MB with 1,000 symbols).
-    fn keep(&mut self, symbol: &str, interval: Interval, bars: impl IntoIterator<Item = OhlcBar>) {
         let len = self.history_len;
-        let h = self
-            .history
-            .entry((symbol.to_string(), interval))
-            .or_insert_with(|| VecDeque::with_capacity(len));
+        let s = self.symbol_mut(symbol);
+        s.last_closed[interval.slot()] = Some(last);
+        if interval == Interval::D1 || interval == Interval::M1 {
+            s.open[interval.slot()] = None;
+        }
         for b in bars {
-            if h.len() >= len {
-                h.pop_front();
-            }
-            h.push_back(b);
+            s.keep(interval, b, len);
         }
     }
 
-    /// Closes the symbol's bars that end at or before `until` (default: the watermark).
-    fn close_symbol(&mut self, symbol: &str, until: Option<DateTime<Utc>>) -> Vec<Closed> {
+    /// Closes the symbol's bars that end at or before `until` (default: the watermark), into
+    /// `out`.
+    fn close_symbol(&mut self, symbol: &str, until: Option<DateTime<Utc>>, out: &mut Vec<Closed>) {
         let Some(until) = until.or(self.watermark) else {
-            return Vec::new();
+            return;
         };
-        let larger: &[Interval] = &self.intervals;
-        let mut out = Vec::new();
+        let len = self.history_len;
+        let intervals = &self.intervals;
         let Some(s) = self.symbols.get_mut(symbol) else {
-            return out;
+            return;
         };
+        let first = out.len();
+        let m1 = Interval::M1.slot();
         // The minute first; a closing minute feeds the larger bars before they are checked.
-        if let Some(minute) = s
-            .open
-            .get(&Interval::M1)
-            .filter(|b| Interval::M1.end_of(b.start) <= until)
-            .cloned()
+        if s.open[m1]
+            .as_ref()
+            .is_some_and(|b| Interval::M1.end_of(b.start) <= until)
         {
-            s.open.remove(&Interval::M1);
-            s.last_closed.insert(Interval::M1, minute.start);
-            for interval in larger.iter().copied().filter(|i| *i != Interval::M1) {
-                let bucket = interval.start_of(minute.start);
-                if s.last_closed
-                    .get(&interval)
-                    .is_some_and(|last| bucket <= *last)
-                {
-                    continue;
-                }
-                let stale = s.open.get(&interval).is_some_and(|b| b.start != bucket);
-                if stale {
-                    if let Some(done) = s.open.remove(&interval) {
-                        s.last_closed.insert(interval, done.start);
-                        out.push(Closed {
-                            symbol: symbol.to_string(),
-                            interval,
-                            bar: done,
-                        });
+            if let Some(minute) = s.open[m1].take() {
+                s.last_closed[m1] = Some(minute.start);
+                for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
+                    let slot = interval.slot();
+                    let bucket = interval.start_of(minute.start);
+                    if s.last_closed[slot].is_some_and(|last| bucket <= last) {
+                        continue;
+                    }
+                    if s.open[slot].as_ref().is_some_and(|b| b.start != bucket) {
+                        if let Some(done) = s.open[slot].take() {
+                            s.close(interval, done, out);
+                        }
+                    }
+                    match &mut s.open[slot] {
+                        Some(bar) => bar.merge(&minute),
+                        None => s.open[slot] = Some(OhlcBar::restart(bucket, &minute)),
                     }
                 }
-                match s.open.get_mut(&interval) {
-                    Some(bar) => bar.merge(&minute),
-                    None => {
-                        s.open.insert(interval, OhlcBar::restart(bucket, &minute));
-                    }
+                if intervals.contains(&Interval::M1) {
+                    s.close(Interval::M1, minute, out);
                 }
-            }
-            if self.intervals.contains(&Interval::M1) {
-                out.push(Closed {
-                    symbol: symbol.to_string(),
-                    interval: Interval::M1,
-                    bar: minute,
-                });
             }
         }
-        for interval in larger.iter().copied().filter(|i| *i != Interval::M1) {
-            if s.open
-                .get(&interval)
+        for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
+            let slot = interval.slot();
+            if s.open[slot]
+                .as_ref()
                 .is_some_and(|b| interval.end_of(b.start) <= until)
             {
-                if let Some(done) = s.open.remove(&interval) {
-                    s.last_closed.insert(interval, done.start);
-                    out.push(Closed {
-                        symbol: symbol.to_string(),
-                        interval,
-                        bar: done,
-                    });
+                if let Some(done) = s.open[slot].take() {
+                    s.close(interval, done, out);
                 }
             }
         }
-        out.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
-        for c in &out {
-            self.keep(&c.symbol, c.interval, [c.bar.clone()]);
+        let closed = &mut out[first..];
+        if closed.len() > 1 {
+            closed.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
         }
-        out
+        for c in closed.iter() {
+            s.keep(c.interval, c.bar.clone(), len);
+        }
     }
 
     /// The last `n` closed bars of a symbol and interval, oldest first.
     pub fn history(&self, symbol: &str, interval: Interval, n: usize) -> Vec<OhlcBar> {
-        self.history
-            .get(&(symbol.to_string(), interval))
-            .map(|h| h.iter().skip(h.len().saturating_sub(n)).cloned().collect())
+        self.symbols
+            .get(symbol)
+            .map(|s| {
+                let h = &s.history[interval.slot()];
+                h.iter().skip(h.len().saturating_sub(n)).cloned().collect()
+            })
             .unwrap_or_default()
     }
 
-    /// The bars still open, for the shutdown log.
+    /// The bars still open, for the shutdown log, by symbol.
     pub fn unfinished(&self) -> Vec<(String, Interval, OhlcBar)> {
-        self.symbols
+        let mut out: Vec<(String, Interval, OhlcBar)> = self
+            .symbols
             .iter()
             .flat_map(|(sym, s)| {
-                s.open
+                Interval::ALL
                     .iter()
-                    .map(move |(i, b)| (sym.clone(), *i, b.clone()))
+                    .zip(&s.open)
+                    .filter_map(move |(i, b)| b.as_ref().map(|b| (sym.clone(), *i, b.clone())))
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
     }
 
     /// The start of the last minute closed for a symbol.
     pub fn last_closed_minute(&self, symbol: &str) -> Option<DateTime<Utc>> {
-        self.symbols
-            .get(symbol)?
-            .last_closed
-            .get(&Interval::M1)
-            .copied()
+        self.symbols.get(symbol)?.last_closed[Interval::M1.slot()]
     }
 }
 
@@ -365,7 +389,7 @@ mod tests {
         let closed = book.on_trade("B", dec!(50), dec!(1), t(14, 31, 1));
         assert_eq!(closed.len(), 1);
         assert_eq!(
-            (closed[0].symbol.as_str(), closed[0].interval),
+            (&*closed[0].symbol, closed[0].interval),
             ("A", Interval::M1)
         );
         let b = &closed[0].bar;

@@ -74,14 +74,14 @@ proptest! {
         closed.extend(book.advance_to(trades.last().unwrap().at + Duration::days(3)));
         let ours: BTreeMap<Key, _> = closed
             .iter()
-            .map(|c| ((c.symbol.clone(), c.interval, c.bar.start), (c.bar.open, c.bar.high, c.bar.low, c.bar.close, c.bar.volume, c.bar.trades)))
+            .map(|c| ((c.symbol.to_string(), c.interval, c.bar.start), (c.bar.open, c.bar.high, c.bar.low, c.bar.close, c.bar.volume, c.bar.trades)))
             .collect();
         prop_assert_eq!(ours.len(), closed.len(), "no bar closed twice");
         prop_assert_eq!(ours, independent(&trades));
         // Per symbol and interval, bars close in time order.
         let mut last: BTreeMap<(String, Interval), DateTime<Utc>> = BTreeMap::new();
         for c in &closed {
-            if let Some(prev) = last.insert((c.symbol.clone(), c.interval), c.bar.start) {
+            if let Some(prev) = last.insert((c.symbol.to_string(), c.interval), c.bar.start) {
                 prop_assert!(prev < c.bar.start);
             }
         }

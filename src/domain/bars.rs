@@ -30,6 +30,11 @@ impl Interval {
         Interval::D1,
     ];
 
+    /// Its place in [`Interval::ALL`]: an index for per-interval arrays.
+    pub const fn slot(self) -> usize {
+        self as usize
+    }
+
     /// Its length in minutes; `None` for a day (its length is the session's).
     pub fn minutes(self) -> Option<i64> {
         match self {

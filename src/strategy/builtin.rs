@@ -11,7 +11,6 @@ use crate::domain::{Interval, OhlcBar};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// What a strategy sees when a bar closes.
 #[derive(Debug, Clone)]
@@ -232,7 +231,7 @@ struct MomentumState {
 pub struct Momentum {
     params: MomentumParams,
     interval: Interval,
-    symbols: HashMap<String, MomentumState>,
+    symbols: hashbrown::HashMap<String, MomentumState>,
 }
 
 impl Momentum {
@@ -240,7 +239,7 @@ impl Momentum {
         Momentum {
             params,
             interval,
-            symbols: HashMap::new(),
+            symbols: hashbrown::HashMap::new(),
         }
     }
 }
@@ -259,7 +258,7 @@ impl Strategy for Momentum {
         let p = &self.params;
         let s = self
             .symbols
-            .entry(input.symbol.to_string())
+            .entry_ref(input.symbol)
             .or_insert_with(|| MomentumState {
                 rsi: Rsi::new(p.rsi_period),
                 macd: Macd::new(p.macd_fast, p.macd_slow, p.macd_signal),
@@ -328,7 +327,7 @@ impl Default for MeanReversionParams {
 pub struct MeanReversion {
     params: MeanReversionParams,
     interval: Interval,
-    symbols: HashMap<String, Bollinger>,
+    symbols: hashbrown::HashMap<String, Bollinger>,
 }
 
 impl MeanReversion {
@@ -336,7 +335,7 @@ impl MeanReversion {
         MeanReversion {
             params,
             interval,
-            symbols: HashMap::new(),
+            symbols: hashbrown::HashMap::new(),
         }
     }
 }
@@ -355,7 +354,7 @@ impl Strategy for MeanReversion {
         let p = &self.params;
         let b = self
             .symbols
-            .entry(input.symbol.to_string())
+            .entry_ref(input.symbol)
             .or_insert_with(|| Bollinger::new(p.period, p.band_std));
         let Some(v) = b.update(input.bar.close.to_f64().unwrap_or(0.0)) else {
             return Signal::Hold;

@@ -153,7 +153,7 @@ impl MarketDataFeed {
                 crate::telemetry::TraceContext::of(&span).arrived_at(arrived)
             };
             let msg = BarClosed {
-                symbol: c.symbol,
+                symbol: c.symbol.to_string(),
                 interval: c.interval,
                 bar: c.bar,
                 historical,
