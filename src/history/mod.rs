@@ -2,6 +2,7 @@
 //! from the broker's data API ([`sync`]) or from CSV files ([`import`]). See
 //! docs/backtesting.md.
 
+mod blocks;
 pub mod import;
 pub mod store;
 pub mod sync;

@@ -9,6 +9,9 @@
 //!   the same range fetches only what is missing (a weekend has no bars, yet was asked for).
 //! - `series`: per (symbol, timeframe), the price adjustment the bars were fetched with; a
 //!   sync with another one is refused rather than mixing adjusted and raw prices.
+//! - `blocks`: a cache of the bars of a series over a span, packed ([`super::blocks`]), made
+//!   when a backtest first reads the span. Triggers on `bars` drop the blocks a changed bar
+//!   falls in, whoever writes (traderd or another tool); deleting every block is always safe.
 
 use crate::alpaca::model::Bar;
 use chrono::{DateTime, Utc};
@@ -21,7 +24,8 @@ pub const FILE_NAME: &str = "history.sqlite";
 
 /// A time range, both ends included.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
-const SCHEMA_VERSION: i64 = 1;
+/// 2: the block cache.
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -102,7 +106,25 @@ impl HistoryStore {
                      PRIMARY KEY (symbol, timeframe, start));
                  CREATE TABLE IF NOT EXISTS series (
                      symbol TEXT NOT NULL, timeframe TEXT NOT NULL, adjustment TEXT NOT NULL,
-                     PRIMARY KEY (symbol, timeframe));",
+                     PRIMARY KEY (symbol, timeframe));
+                 CREATE TABLE IF NOT EXISTS blocks (
+                     symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
+                     start INTEGER NOT NULL, end INTEGER NOT NULL, data BLOB NOT NULL,
+                     PRIMARY KEY (symbol, timeframe, start, end)) WITHOUT ROWID;
+                 CREATE TRIGGER IF NOT EXISTS bars_inserted AFTER INSERT ON bars BEGIN
+                     DELETE FROM blocks WHERE symbol = NEW.symbol AND timeframe = NEW.timeframe
+                       AND start <= NEW.t AND end >= NEW.t;
+                 END;
+                 CREATE TRIGGER IF NOT EXISTS bars_updated AFTER UPDATE ON bars BEGIN
+                     DELETE FROM blocks WHERE symbol = OLD.symbol AND timeframe = OLD.timeframe
+                       AND start <= OLD.t AND end >= OLD.t;
+                     DELETE FROM blocks WHERE symbol = NEW.symbol AND timeframe = NEW.timeframe
+                       AND start <= NEW.t AND end >= NEW.t;
+                 END;
+                 CREATE TRIGGER IF NOT EXISTS bars_deleted AFTER DELETE ON bars BEGIN
+                     DELETE FROM blocks WHERE symbol = OLD.symbol AND timeframe = OLD.timeframe
+                       AND start <= OLD.t AND end >= OLD.t;
+                 END;",
             )
             .map_err(|e| self.err(format!("{e} (is it a traderd history store?)")))?;
         let version: Option<String> = self
@@ -122,6 +144,15 @@ impl HistoryStore {
                     .map_err(|e| self.err(e))?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
+            // Version 1 had no block cache: the statements above have just added it.
+            Some(Ok(1)) => {
+                self.conn
+                    .execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
             Some(v) => {
                 return Err(self.err(format!(
                     "schema version {v:?}; this traderd reads version {SCHEMA_VERSION}"
@@ -311,6 +342,47 @@ impl HistoryStore {
             });
         }
         Ok(out)
+    }
+
+    /// [`HistoryStore::bars`] into `out`, through the block cache: the span's block if there
+    /// is one, else the rows, packed into a block for the next read. A store that cannot be
+    /// written (read-only, busy) is read from its rows.
+    pub fn bars_cached(
+        &self,
+        symbol: &str,
+        timeframe: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        out: &mut Vec<Bar>,
+    ) -> Result<(), HistoryError> {
+        let key = params![symbol, timeframe, secs(start), secs(end)];
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT data FROM blocks WHERE symbol = ?1 AND timeframe = ?2 AND start = ?3 AND end = ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(key).map_err(|e| self.err(e))?;
+        if let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            if let Ok(block) = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)) {
+                if super::blocks::decode(start, block, out).is_some() {
+                    return Ok(());
+                }
+            }
+        }
+        drop(rows);
+        *out = self.bars(symbol, timeframe, start, end)?;
+        if let Some(block) = super::blocks::encode(start, out) {
+            // A cache: a failure to keep it costs the next read its speed, nothing else.
+            let _ = self
+                .conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO blocks (symbol, timeframe, start, end, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| s.execute(params![symbol, timeframe, secs(start), secs(end), block]));
+        }
+        Ok(())
     }
 
     /// The first bar from `start` to `end` (both included), if any.

@@ -24,6 +24,30 @@ pub struct BarInput<'a> {
     pub position: Decimal,
 }
 
+/// A statistic in a signal's reason with `dp` decimals, as `{:.dp$}` shows it but without
+/// its exact-decimal float formatting (a backtest makes a few million reasons a year): the
+/// value times 10^dp rounded to an integer, printed as one. Beyond 10^15 or not finite, the
+/// usual formatting.
+pub struct Fixed(pub f64, pub usize);
+
+impl std::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Fixed(x, dp) = *self;
+        let scale = 10f64.powi(dp.min(9) as i32);
+        let scaled = (x * scale).round();
+        if !scaled.is_finite() || scaled.abs() >= 1e15 || dp > 9 {
+            return write!(f, "{x:.dp$}");
+        }
+        let m = scaled.abs() as u64;
+        let unit = scale as u64;
+        let sign = if x.is_sign_negative() { "-" } else { "" };
+        if dp == 0 {
+            return write!(f, "{sign}{m}");
+        }
+        write!(f, "{sign}{}.{:0dp$}", m / unit, m % unit)
+    }
+}
+
 /// What a strategy wants.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
@@ -275,12 +299,15 @@ impl Strategy for Momentum {
         if input.position > Decimal::ZERO {
             if crossed_down {
                 return Signal::Exit {
-                    reason: format!("MACD histogram turned negative ({:.4})", macd.histogram),
+                    reason: format!(
+                        "MACD histogram turned negative ({})",
+                        Fixed(macd.histogram, 4)
+                    ),
                 };
             }
             if rsi > p.rsi_exit {
                 return Signal::Exit {
-                    reason: format!("RSI {rsi:.1} above {}", p.rsi_exit),
+                    reason: format!("RSI {} above {}", Fixed(rsi, 1), p.rsi_exit),
                 };
             }
             return Signal::Hold;
@@ -292,8 +319,9 @@ impl Strategy for Momentum {
             return Signal::Enter {
                 side: OrderSide::Buy,
                 reason: format!(
-                    "MACD histogram {:.4} positive, RSI {rsi:.1}",
-                    macd.histogram
+                    "MACD histogram {} positive, RSI {}",
+                    Fixed(macd.histogram, 4),
+                    Fixed(rsi, 1)
                 ),
             };
         }
@@ -361,13 +389,21 @@ impl Strategy for MeanReversion {
         };
         if input.position > Decimal::ZERO && v.z_score > -p.exit_z {
             return Signal::Exit {
-                reason: format!("z-score {:.2} back above {:.2}", v.z_score, -p.exit_z),
+                reason: format!(
+                    "z-score {} back above {}",
+                    Fixed(v.z_score, 2),
+                    Fixed(-p.exit_z, 2)
+                ),
             };
         }
         if input.position.is_zero() && v.z_score < -p.entry_z {
             return Signal::Enter {
                 side: OrderSide::Buy,
-                reason: format!("z-score {:.2} below {:.2}", v.z_score, -p.entry_z),
+                reason: format!(
+                    "z-score {} below {}",
+                    Fixed(v.z_score, 2),
+                    Fixed(-p.entry_z, 2)
+                ),
             };
         }
         Signal::Hold

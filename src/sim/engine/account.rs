@@ -26,6 +26,16 @@ impl Engine {
             || self.unfinished.get(symbol).is_some_and(|l| !l.is_empty())
     }
 
+    /// Every symbol [`Engine::is_active`] holds for.
+    pub fn active_symbols(&self) -> impl Iterator<Item = &str> {
+        self.positions.keys().map(String::as_str).chain(
+            self.unfinished
+                .iter()
+                .filter(|(s, l)| !l.is_empty() && !self.positions.contains_key(*s))
+                .map(|(s, _)| s.as_str()),
+        )
+    }
+
     pub fn cash(&self) -> Decimal {
         self.cash
     }

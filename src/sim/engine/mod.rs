@@ -27,7 +27,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::Signed;
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A refusal in Alpaca's terms: HTTP status, Alpaca code, message and extra body fields.

@@ -236,10 +236,14 @@ pub fn replay_all(
 ) -> Result<(BacktestReport, Recorded), String> {
     let mut replay = replay::Replay::new(opts, config, first_prices, opts.start)?;
     for (t, bars) in minutes {
+        let bars: Vec<(u32, &Bar)> = bars
+            .iter()
+            .map(|(symbol, bar)| (replay.symbols().index(symbol), bar))
+            .collect();
         if *t < opts.start {
-            replay.warm(bars);
+            replay.warm(&bars);
         } else {
-            replay.minute(*t, bars);
+            replay.minute(*t, &bars);
         }
     }
     replay.finish();
@@ -278,8 +282,21 @@ pub fn replay_stored(
     let first_prices = first_prices(config, store, opts)?;
     let mut replay = replay::Replay::new(opts, config, &first_prices, opts.start)?;
     for bars in warm_up(config, store, opts)?.values() {
-        replay.warm(bars);
+        let bars: Vec<(u32, &Bar)> = bars
+            .iter()
+            .map(|(symbol, bar)| (replay.symbols().index(symbol), bar))
+            .collect();
+        replay.warm(&bars);
     }
+    let symbols: Vec<u32> = config
+        .trading
+        .symbols
+        .iter()
+        .map(|s| replay.symbols().index(s))
+        .collect();
+    let tf = TimeFrame::MINUTE.to_string();
+    // A day of every symbol's bars at a time, in buffers kept from day to day.
+    let mut day_bars: Vec<Vec<Bar>> = vec![Vec::new(); symbols.len()];
     let mut day = calendar::to_et(opts.start).date_naive();
     let last = calendar::to_et(opts.end).date_naive();
     while day <= last {
@@ -287,14 +304,46 @@ pub fn replay_stored(
         let from = calendar::et_midnight(day).max(opts.start);
         let to = (calendar::et_midnight(next) - chrono::Duration::seconds(1)).min(opts.end);
         if calendar::is_trading_day(day) {
-            for (t, bars) in load_range(config, store, from, to)? {
-                replay.minute(t, &bars);
+            for (symbol, bars) in config.trading.symbols.iter().zip(day_bars.iter_mut()) {
+                store
+                    .bars_cached(symbol, &tf, from, to, bars)
+                    .map_err(|e| e.to_string())?;
             }
+            merge_minutes(&symbols, &day_bars, |t, bars| replay.minute(t, bars));
         }
         day = next;
     }
     replay.finish();
     finish(config, replay.out)
+}
+
+/// Walks several symbols' bars (each sorted by time) a minute at a time: `each` gets every
+/// symbol's bar that starts at that minute, with the symbol's index.
+fn merge_minutes(
+    symbols: &[u32],
+    series: &[Vec<Bar>],
+    mut each: impl FnMut(DateTime<Utc>, &[(u32, &Bar)]),
+) {
+    let mut at = vec![0usize; series.len()];
+    let mut minute: Vec<(u32, &Bar)> = Vec::with_capacity(series.len());
+    loop {
+        let next = series
+            .iter()
+            .zip(&at)
+            .filter_map(|(bars, k)| bars.get(*k).map(|b| b.t))
+            .min();
+        let Some(t) = next else {
+            return;
+        };
+        minute.clear();
+        for ((bars, k), i) in series.iter().zip(at.iter_mut()).zip(symbols) {
+            if let Some(b) = bars.get(*k).filter(|b| b.t == t) {
+                minute.push((*i, b));
+                *k += 1;
+            }
+        }
+        each(t, &minute);
+    }
 }
 
 /// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is

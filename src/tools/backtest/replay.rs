@@ -11,18 +11,19 @@
 //! nothing fills on the bar whose close made the signal.
 
 use super::{BacktestOptions, Fill, Recorded};
-use crate::aggregation::BarBook;
+use crate::aggregation::{BarBook, Closed};
 use crate::alpaca::model::{Bar, OrderStatus, Quote, Trade};
 use crate::analytics::RoundTrips;
 use crate::config::Config;
 use crate::domain::{Interval, OhlcBar, TradingMode, calendar};
 use crate::orders::desk::OrderDesk;
-use crate::risk::{self, Intent, Purpose, RiskState};
+use crate::risk::{self, Intent, Purpose, RefusalCode, RiskLimits, RiskState};
 use crate::sim::engine::{AccountSettings, AssetInfo, Engine};
 use crate::sim::market::MarketEvent;
 use crate::strategy::{BarInput, MarketView, Signal, Strategy, intent_for};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 const BOOK_SIZE: i64 = 1_000_000_000;
@@ -33,6 +34,9 @@ pub(super) struct Replay<'a> {
     engine: Engine,
     strategy: Box<dyn Strategy>,
     book: BarBook,
+    /// The bars the book closed, a buffer kept between bars.
+    closed: Vec<Closed>,
+    symbols: Symbols,
     purposes: HashMap<String, Purpose>,
     seq: u64,
     recent: VecDeque<DateTime<Utc>>,
@@ -41,9 +45,54 @@ pub(super) struct Replay<'a> {
     /// market view a strategy of several symbols sees.
     latest: BTreeMap<String, OhlcBar>,
     held: BTreeMap<String, Decimal>,
+    /// The equity while nothing has changed it (a strategy's view asks at every close).
+    equity: Cell<Option<Decimal>>,
+    /// The risk checks' view of the account while nothing has changed it (most signals are
+    /// refused, a few million a year: the state is not built again for each).
+    risk_state: Option<RiskState>,
+    limits: RiskLimits,
+    /// Refusals by code, named in `out.refusals` at the end.
+    refused: [u64; RefusalCode::ALL.len()],
     day_start_equity: Decimal,
     day: Option<chrono::NaiveDate>,
     pub(super) out: Recorded,
+}
+
+/// The symbols replayed, by index: the bars come with one.
+#[derive(Default)]
+pub(super) struct Symbols {
+    names: Vec<String>,
+    index: hashbrown::HashMap<String, u32>,
+    /// Each symbol's latest minute close: the engine's mark of a symbol it does not follow,
+    /// set when an order makes it follow it.
+    latest_close: Vec<Option<Decimal>>,
+    /// Whether the engine follows the symbol (a position, or an order that may fill): only
+    /// these symbols' prices are fed to it. Exact at the start of a minute and after its
+    /// fills; during the closes it may hold for a symbol that has only just been ordered.
+    active: Vec<bool>,
+}
+
+impl Symbols {
+    /// The index of `name`, added if it is new.
+    pub(super) fn index(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), i);
+        self.latest_close.push(None);
+        self.active.push(false);
+        i
+    }
+
+    fn name(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or("", String::as_str)
+    }
+
+    fn active(&self, i: u32) -> bool {
+        self.active.get(i as usize).copied().unwrap_or(false)
+    }
 }
 
 fn ohlc(bar: &Bar) -> OhlcBar {
@@ -93,30 +142,69 @@ impl<'a> Replay<'a> {
             assets,
             start,
         );
+        let mut symbols = Symbols::default();
+        for symbol in &config.trading.symbols {
+            symbols.index(symbol);
+        }
         Ok(Replay {
             opts,
             config,
             engine,
             strategy,
             book: BarBook::new(&intervals, 1),
+            closed: Vec::new(),
+            symbols,
             purposes: HashMap::new(),
             seq: 0,
             recent: VecDeque::new(),
             trips: RoundTrips::default(),
             latest: BTreeMap::new(),
             held: BTreeMap::new(),
+            equity: Cell::new(None),
+            risk_state: None,
+            limits: config.risk.limits(),
+            refused: [0; RefusalCode::ALL.len()],
             day_start_equity: opts.cash,
             day: None,
             out: Recorded::default(),
         })
     }
 
-    fn equity(&self) -> Decimal {
-        self.engine.equity() - self.out.fees
+    /// The symbol table: the index of each bar's symbol.
+    pub(super) fn symbols(&mut self) -> &mut Symbols {
+        &mut self.symbols
     }
 
-    /// One minute: every symbol's bar that started at `t`.
-    pub(super) fn minute(&mut self, t: DateTime<Utc>, bars: &[(String, Bar)]) {
+    fn equity(&self) -> Decimal {
+        if let Some(e) = self.equity.get() {
+            return e;
+        }
+        let e = self.engine.equity() - self.out.fees;
+        self.equity.set(Some(e));
+        e
+    }
+
+    /// Whatever changed the engine or the fees: the equity and the risk state are computed
+    /// again when asked.
+    fn changed(&mut self) {
+        self.equity.set(None);
+        self.risk_state = None;
+    }
+
+    /// Which symbols the engine follows, from the engine.
+    fn refresh_active(&mut self) {
+        self.symbols.active.iter_mut().for_each(|a| *a = false);
+        for symbol in self.engine.active_symbols() {
+            if let Some(i) = self.symbols.index.get(symbol) {
+                if let Some(a) = self.symbols.active.get_mut(*i as usize) {
+                    *a = true;
+                }
+            }
+        }
+    }
+
+    /// One minute: every symbol's bar that started at `t`, by symbol index.
+    pub(super) fn minute(&mut self, t: DateTime<Utc>, bars: &[(u32, &Bar)]) {
         let day = calendar::to_et(t).date_naive();
         if self.day != Some(day) {
             if let Some(prev) = self.day {
@@ -126,6 +214,7 @@ impl<'a> Replay<'a> {
                     at: close.max(self.engine.now()),
                     date: prev,
                 }]);
+                self.changed();
                 self.record_day(prev);
             }
             if self.day.is_none() {
@@ -135,14 +224,17 @@ impl<'a> Replay<'a> {
             }
             self.day = Some(day);
             self.day_start_equity = self.equity();
+            self.risk_state = None;
         }
         // The fills of orders placed on earlier bars, through this bar's four points, every
         // symbol's first point before any symbol's second (the engine's clock only moves on).
         // Only the symbols held or with an order are fed to the engine; the others' marks are
-        // set to their close, where the last print would have left them.
-        let active: Vec<&(String, Bar)> = bars
+        // set to their latest close when an order makes the engine follow them.
+        self.refresh_active();
+        let active: Vec<(u32, &Bar)> = bars
             .iter()
-            .filter(|(symbol, _)| self.engine.is_active(symbol))
+            .filter(|(i, _)| self.symbols.active(*i))
+            .copied()
             .collect();
         if !active.is_empty() {
             let mut points: Vec<[Decimal; 4]> = Vec::with_capacity(active.len());
@@ -157,10 +249,11 @@ impl<'a> Replay<'a> {
             let mut events = Vec::with_capacity(active.len() * 8);
             for k in 0..4 {
                 let when = at(t, 15 * k as i64);
-                for ((symbol, bar), prices) in active.iter().zip(&points) {
+                for ((i, bar), prices) in active.iter().zip(&points) {
+                    let symbol = self.symbols.name(*i);
                     events.push(self.quote(symbol, prices[k], when));
                     events.push(MarketEvent::Trade {
-                        symbol: symbol.clone(),
+                        symbol: symbol.to_string(),
                         trade: Trade {
                             t: when,
                             x: "V".into(),
@@ -175,26 +268,34 @@ impl<'a> Replay<'a> {
             }
             self.engine.on_market(&events);
             // The bar is over: nothing more fills at its prices.
-            for (symbol, _) in &active {
-                self.engine.withdraw_book(symbol);
+            for (i, _) in &active {
+                self.engine.withdraw_book(self.symbols.name(*i));
             }
+            self.changed();
+            self.refresh_active();
         }
-        for (symbol, bar) in bars {
-            if !self.engine.is_active(symbol) {
-                self.engine.set_mark(symbol, bar.c);
+        for (i, bar) in bars {
+            if let Some(c) = self.symbols.latest_close.get_mut(*i as usize) {
+                *c = Some(bar.c);
             }
         }
         self.book_fills();
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
         let close_time = t + Duration::minutes(1);
         self.engine.set_time(close_time, true);
-        for (symbol, bar) in bars {
-            for closed in self.book.on_minute_bar(symbol, ohlc(bar)) {
-                if closed.interval == self.strategy.interval() {
-                    self.on_bar_closed(&closed.symbol, &closed.bar, close_time);
+        let interval = self.strategy.interval();
+        let mut closed = std::mem::take(&mut self.closed);
+        for (i, bar) in bars {
+            closed.clear();
+            self.book
+                .on_minute_bar_into(self.symbols.name(*i), ohlc(bar), &mut closed);
+            for c in &closed {
+                if c.interval == interval {
+                    self.on_bar_closed(&c.symbol, &c.bar, close_time);
                 }
             }
         }
+        self.closed = closed;
         self.book_fills();
         let gross = self.engine.gross_exposure();
         self.out.bars += 1;
@@ -209,9 +310,9 @@ impl<'a> Replay<'a> {
 
     /// A minute before the start: its bars prime the strategy's indicators (flagged
     /// historical, as the daemon's warm-up is) and nothing else happens.
-    pub(super) fn warm(&mut self, bars: &[(String, Bar)]) {
-        for (symbol, bar) in bars {
-            for closed in self.book.on_minute_bar(symbol, ohlc(bar)) {
+    pub(super) fn warm(&mut self, bars: &[(u32, &Bar)]) {
+        for (i, bar) in bars {
+            for closed in self.book.on_minute_bar(self.symbols.name(*i), ohlc(bar)) {
                 if closed.interval == self.strategy.interval() {
                     self.strategy.on_bar(&BarInput {
                         symbol: &closed.symbol,
@@ -235,6 +336,11 @@ impl<'a> Replay<'a> {
     }
 
     pub(super) fn finish(&mut self) {
+        for (code, n) in RefusalCode::ALL.iter().zip(self.refused) {
+            if n > 0 {
+                *self.out.refusals.entry(format!("{code:?}")).or_default() += n;
+            }
+        }
         if let Some(day) = self.day {
             self.record_day(day);
         }
@@ -265,12 +371,21 @@ impl<'a> Replay<'a> {
         }
     }
 
+    /// The signed position held: none where the engine follows nothing.
     fn position(&self, symbol: &str) -> Decimal {
-        self.engine.qty(symbol)
+        match self.symbols.index.get(symbol) {
+            Some(i) if !self.symbols.active(*i) => Decimal::ZERO,
+            _ => self.engine.qty(symbol),
+        }
     }
 
     /// Open orders of ours on `symbol` that are entries or exits (not protective legs).
     fn busy(&self, symbol: &str) -> bool {
+        if let Some(i) = self.symbols.index.get(symbol) {
+            if !self.symbols.active(*i) {
+                return false;
+            }
+        }
         self.engine.open_orders(Some(symbol)).iter().any(|o| {
             o.symbol == symbol
                 && matches!(
@@ -325,7 +440,7 @@ impl<'a> Replay<'a> {
         if signal == Signal::Hold || self.busy(symbol) {
             return;
         }
-        let Some(mut intent) = intent_for(
+        let Some(intent) = intent_for(
             &signal,
             symbol,
             close,
@@ -336,35 +451,56 @@ impl<'a> Replay<'a> {
         ) else {
             return;
         };
-        intent.correlation_id = format!("{symbol}-{}", start.timestamp()).into();
         self.out.signals += 1;
-        self.propose(intent, close, now);
+        self.propose(intent, close, now, Some(start));
     }
 
-    /// Risk, then the order: as the RiskManager and the OrderManager do.
-    fn propose(&mut self, mut intent: Intent, price: Decimal, now: DateTime<Utc>) {
-        let state = self.risk_state(&intent.symbol, price);
-        let limits = self.config.risk.limits();
+    /// Risk, then the order: as the RiskManager and the OrderManager do. An intent answering
+    /// the bar that started at `bar` is correlated with it once approved.
+    fn propose(
+        &mut self,
+        intent: Intent,
+        price: Decimal,
+        now: DateTime<Utc>,
+        bar: Option<DateTime<Utc>>,
+    ) {
+        let mut pruned = false;
         while self
             .recent
             .front()
             .is_some_and(|t| *t < now - Duration::minutes(1))
         {
             self.recent.pop_front();
+            pruned = true;
         }
-        let approved = match risk::check(intent.clone(), &state, &limits, TradingMode::Active, now)
-        {
-            Ok(a) => a,
+        if pruned {
+            self.risk_state = None;
+        }
+        let mut state = match self.risk_state.take() {
+            Some(state) => state,
+            None => self.risk_state(),
+        };
+        // The price acted on is the symbol's last trade for this check only.
+        let before = state.last_trade.insert(intent.symbol.clone(), price);
+        let symbol = intent.symbol.clone();
+        let checked = risk::check(intent, &state, &self.limits, TradingMode::Active, now);
+        match before {
+            Some(p) => state.last_trade.insert(symbol, p),
+            None => state.last_trade.remove(&symbol),
+        };
+        self.risk_state = Some(state);
+        let mut intent = match checked {
+            Ok(approved) => approved.into_intent(),
             Err(refusal) => {
-                *self
-                    .out
-                    .refusals
-                    .entry(format!("{:?}", refusal.code))
-                    .or_default() += 1;
+                if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == refusal.code) {
+                    self.refused[i] += 1;
+                }
                 return;
             }
         };
-        intent = approved.into_intent();
+        if let Some(start) = bar {
+            intent.correlation_id = format!("{}-{}", intent.symbol, start.timestamp()).into();
+        }
         if matches!(intent.purpose, Purpose::Exit) {
             // Exits first clear our other orders on the symbol (bracket legs, stops), then
             // close no more than is held.
@@ -388,6 +524,19 @@ impl<'a> Replay<'a> {
         let coid = format!("bt-{:x}-{}", self.seq, intent.symbol);
         let request = OrderDesk::request_for(&intent, &coid);
         self.recent.push_back(now);
+        if let Some(i) = self.symbols.index.get(&intent.symbol).copied() {
+            if !self.engine.is_active(&intent.symbol) {
+                // Where the last print of a symbol not followed would have left its mark.
+                let close = self.symbols.latest_close.get(i as usize).copied();
+                if let Some(Some(close)) = close {
+                    self.engine.set_mark(&intent.symbol, close);
+                }
+            }
+            if let Some(a) = self.symbols.active.get_mut(i as usize) {
+                *a = true;
+            }
+        }
+        self.changed();
         match self.engine.submit(request) {
             Ok(_) => {
                 self.out
@@ -406,7 +555,8 @@ impl<'a> Replay<'a> {
         }
     }
 
-    fn risk_state(&self, symbol: &str, price: Decimal) -> RiskState {
+    /// The account as the risk checks see it (the last trades: of the symbols held).
+    fn risk_state(&self) -> RiskState {
         let open = self.open_orders();
         let mut pending: HashMap<String, Decimal> = HashMap::new();
         for o in &open {
@@ -420,11 +570,10 @@ impl<'a> Replay<'a> {
             .collect();
         // The last price of every symbol held, as the RiskManager keeps them from the trades
         // it sees: the gross exposure check values the other positions with them.
-        let mut last_trade: HashMap<String, Decimal> = positions
+        let last_trade: HashMap<String, Decimal> = positions
             .keys()
             .map(|s| (s.clone(), self.engine.mark(s)))
             .collect();
-        last_trade.insert(symbol.to_string(), price);
         RiskState {
             positions,
             last_trade,
@@ -441,6 +590,7 @@ impl<'a> Replay<'a> {
 
     /// Fills since the last call: fees, round trips, trailing stops for filled entries.
     fn book_fills(&mut self) {
+        self.changed();
         for u in self.engine.drain_updates() {
             if !matches!(u.event.as_str(), "fill" | "partial_fill") {
                 continue;
@@ -497,7 +647,7 @@ impl<'a> Replay<'a> {
                     );
                     stop.correlation_id = o.client_order_id.as_str().into();
                     let now = self.engine.now();
-                    self.propose(stop, price, now);
+                    self.propose(stop, price, now, None);
                 }
             }
         }
