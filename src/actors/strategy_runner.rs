@@ -39,7 +39,7 @@ pub struct StrategyRunner {
     equity: Option<Decimal>,
     pending: HashSet<String>,
     /// Each symbol's latest closed bar of the strategy's interval: its market view.
-    latest: BTreeMap<String, crate::domain::OhlcBar>,
+    latest: crate::strategy::MarketBars,
     /// With several strategies: its name (in its orders' client ids), its symbols (bars of
     /// others are not its), the most it may hold (0: no cap of its own).
     label: Option<String>,
@@ -67,7 +67,7 @@ impl StrategyRunner {
             ready: false,
             equity: None,
             pending: HashSet::new(),
-            latest: BTreeMap::new(),
+            latest: Default::default(),
             label: None,
             symbols: None,
             allocation: Decimal::ZERO,
@@ -260,7 +260,7 @@ impl Handler<BarClosed> for StrategyRunner {
             historical: msg.historical,
             position,
         });
-        crate::strategy::keep_latest(&mut self.latest, &msg.symbol, &msg.bar);
+        self.latest.keep(&msg.symbol, &msg.bar);
         let view = crate::strategy::MarketView {
             closed: &msg.symbol,
             bars: &self.latest,

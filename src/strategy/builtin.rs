@@ -108,7 +108,7 @@ pub trait Strategy: Send {
 pub struct MarketView<'a> {
     /// The symbol whose bar just closed.
     pub closed: &'a str,
-    pub bars: &'a std::collections::BTreeMap<String, OhlcBar>,
+    pub bars: &'a MarketBars,
     pub positions: &'a std::collections::BTreeMap<String, Decimal>,
     /// From warm-up or backfill: update state, the answer is not acted on.
     pub historical: bool,
@@ -118,18 +118,70 @@ pub struct MarketView<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Keeps `bar` as `symbol`'s latest in a market view's bars: a key is made once per symbol,
-/// not at every close.
-pub fn keep_latest(
-    bars: &mut std::collections::BTreeMap<String, OhlcBar>,
-    symbol: &str,
-    bar: &OhlcBar,
-) {
-    match bars.get_mut(symbol) {
-        Some(b) => *b = bar.clone(),
-        None => {
-            bars.insert(symbol.to_string(), bar.clone());
+/// Every symbol's latest closed bar: what a [`MarketView`] shows. Looked up by name in
+/// constant time (a backtest keeps one at every close of every symbol); iterated in symbol
+/// order.
+#[derive(Debug, Clone, Default)]
+pub struct MarketBars {
+    bars: hashbrown::HashMap<String, OhlcBar>,
+    /// The symbols, sorted.
+    order: Vec<String>,
+}
+
+impl MarketBars {
+    pub fn get(&self, symbol: &str) -> Option<&OhlcBar> {
+        self.bars.get(symbol)
+    }
+
+    pub fn contains_key(&self, symbol: &str) -> bool {
+        self.bars.contains_key(symbol)
+    }
+
+    /// Sets `symbol`'s latest bar; the one it replaces, if any.
+    pub fn insert(&mut self, symbol: String, bar: OhlcBar) -> Option<OhlcBar> {
+        if let Some(b) = self.bars.get_mut(symbol.as_str()) {
+            return Some(std::mem::replace(b, bar));
         }
+        let at = self.order.binary_search(&symbol).unwrap_or_else(|i| i);
+        self.order.insert(at, symbol.clone());
+        self.bars.insert(symbol, bar);
+        None
+    }
+
+    /// Keeps `bar` as `symbol`'s latest: the name is copied only the first time.
+    pub fn keep(&mut self, symbol: &str, bar: &OhlcBar) {
+        match self.bars.get_mut(symbol) {
+            Some(b) => b.clone_from(bar),
+            None => {
+                self.insert(symbol.to_string(), bar.clone());
+            }
+        }
+    }
+
+    /// The symbols, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
+    }
+
+    /// (symbol, latest bar), in symbol order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &OhlcBar)> {
+        self.order
+            .iter()
+            .filter_map(|s| self.bars.get(s.as_str()).map(|b| (s, b)))
+    }
+
+    /// Forgets `symbol`'s bar (a split: it is in old prices).
+    pub fn remove(&mut self, symbol: &str) -> Option<OhlcBar> {
+        self.order.retain(|s| s != symbol);
+        self.bars.remove(symbol)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 }
 

@@ -12,7 +12,7 @@ pub mod signal;
 pub use builtin::{
     BarInput, EntryPlan, MarketView, MeanReversion, MeanReversionParams, Momentum, MomentumParams,
     Probe, ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest,
-    keep_latest, plan_entry,
+    MarketBars, plan_entry,
 };
 pub use pairs::{Pairs, PairsParams};
 pub use rebalance::{Rebalance, RebalanceParams};

@@ -210,8 +210,8 @@ mod tests {
     use rust_decimal_macros::dec;
     use std::collections::BTreeMap;
 
-    use crate::domain::OhlcBar;
     use crate::strategy::flat_bar as bar;
+    use crate::strategy::MarketBars;
 
     struct Feed {
         pairs: Pairs,
@@ -241,7 +241,7 @@ mod tests {
         fn look(
             &mut self,
             closed: &str,
-            bars: &BTreeMap<String, OhlcBar>,
+            bars: &MarketBars,
             t: DateTime<Utc>,
         ) -> Vec<(String, Signal)> {
             self.pairs.on_market(&MarketView {
@@ -258,7 +258,7 @@ mod tests {
         fn close(&mut self, a: Decimal, b: Decimal) -> Vec<(String, Signal)> {
             let t = DateTime::UNIX_EPOCH + chrono::Duration::minutes(self.n);
             self.n += 1;
-            let mut bars = BTreeMap::new();
+            let mut bars = MarketBars::default();
             bars.insert("A".to_string(), bar(t, a));
             let out = self.look("A", &bars, t);
             assert!(out.is_empty(), "nothing before both legs closed: {out:?}");
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn warm_up_fills_the_window_without_acting_and_the_hedge_ratio_is_found() {
         let mut f = Feed::new(20);
-        let mut bars = BTreeMap::new();
+        let mut bars = MarketBars::default();
         for i in 0..20 {
             let t = DateTime::UNIX_EPOCH + chrono::Duration::minutes(i);
             let b = Decimal::from(50 + i);

@@ -207,7 +207,7 @@ impl Strategy for Rebalance {
         let this = view.bars.get(view.closed).map(|b| b.start);
         if symbols
             .iter()
-            .any(|s| view.bars.get(*s).map(|b| b.start) != this)
+            .any(|s| view.bars.get(s).map(|b| b.start) != this)
         {
             return Vec::new();
         }
@@ -264,6 +264,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use crate::strategy::flat_bar as bar;
+    use crate::strategy::MarketBars;
 
     /// 2026-11-30 (a Monday) at h:m New York time (EST, UTC−5).
     fn ny(day: u32, h: u32, m: u32) -> DateTime<Utc> {
@@ -277,7 +278,7 @@ mod tests {
         positions: &BTreeMap<String, Decimal>,
         equity: Option<Decimal>,
     ) -> Vec<(String, Signal)> {
-        let mut bars = BTreeMap::new();
+        let mut bars = MarketBars::default();
         let start = now - chrono::Duration::minutes(1);
         for (s, p) in prices {
             bars.insert(s.to_string(), bar(start, *p));

@@ -20,7 +20,7 @@ use crate::orders::desk::OrderDesk;
 use crate::risk::{self, Intent, Purpose, RefusalCode, RiskLimits, RiskState};
 use crate::sim::engine::{AccountSettings, AssetInfo, Engine};
 use crate::sim::market::MarketEvent;
-use crate::strategy::{BarInput, MarketView, Signal, Strategy, intent_for};
+use crate::strategy::{BarInput, MarketBars, MarketView, Signal, Strategy, intent_for};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::cell::Cell;
@@ -43,7 +43,7 @@ pub(super) struct Replay<'a> {
     trips: RoundTrips,
     /// Each symbol's latest closed bar of the strategy's interval, and the positions: the
     /// market view a strategy of several symbols sees.
-    latest: BTreeMap<String, OhlcBar>,
+    latest: MarketBars,
     held: BTreeMap<String, Decimal>,
     /// The equity while nothing has changed it (a strategy's view asks at every close).
     equity: Cell<Option<Decimal>>,
@@ -158,7 +158,7 @@ impl<'a> Replay<'a> {
             seq: 0,
             recent: VecDeque::new(),
             trips: RoundTrips::default(),
-            latest: BTreeMap::new(),
+            latest: MarketBars::default(),
             held: BTreeMap::new(),
             equity: Cell::new(None),
             risk_state: None,
@@ -321,7 +321,7 @@ impl<'a> Replay<'a> {
                         historical: true,
                         position: Decimal::ZERO,
                     });
-                    crate::strategy::keep_latest(&mut self.latest, &closed.symbol, &closed.bar);
+                    self.latest.keep(&closed.symbol, &closed.bar);
                     self.strategy.on_market(&MarketView {
                         closed: &closed.symbol,
                         bars: &self.latest,
@@ -408,7 +408,7 @@ impl<'a> Replay<'a> {
             historical: false,
             position,
         });
-        crate::strategy::keep_latest(&mut self.latest, symbol, bar);
+        self.latest.keep(symbol, bar);
         let several = self.strategy.on_market(&MarketView {
             closed: symbol,
             bars: &self.latest,
@@ -483,7 +483,7 @@ impl<'a> Replay<'a> {
         // The price acted on is the symbol's last trade for this check only.
         let before = state.last_trade.insert(intent.symbol.clone(), price);
         let symbol = intent.symbol.clone();
-        let checked = risk::check(intent, &state, &self.limits, TradingMode::Active, now);
+        let checked = risk::check_code(intent, &state, &self.limits, TradingMode::Active, now);
         match before {
             Some(p) => state.last_trade.insert(symbol, p),
             None => state.last_trade.remove(&symbol),
@@ -491,8 +491,8 @@ impl<'a> Replay<'a> {
         self.risk_state = Some(state);
         let mut intent = match checked {
             Ok(approved) => approved.into_intent(),
-            Err(refusal) => {
-                if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == refusal.code) {
+            Err(code) => {
+                if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == code) {
                     self.refused[i] += 1;
                 }
                 return;
