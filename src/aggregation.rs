@@ -58,6 +58,9 @@ impl SymbolBars {
     /// at that size (a deque that grew on a push would double its memory: tens of MB with
     /// 1,000 symbols).
     fn keep(&mut self, interval: Interval, bar: OhlcBar, len: usize) {
+        if len == 0 {
+            return;
+        }
         let h = &mut self.history[interval.slot()];
         if h.capacity() == 0 {
             h.reserve_exact(len);
@@ -92,7 +95,8 @@ pub struct BarBook {
 }
 
 impl BarBook {
-    /// A book emitting the given intervals (minutes are always built internally).
+    /// A book emitting the given intervals (minutes are always built internally), keeping
+    /// the last `history_len` closed bars of each (0: none, for a caller that keeps its own).
     pub fn new(intervals: &[Interval], history_len: usize) -> Self {
         let mut intervals = intervals.to_vec();
         intervals.sort();
@@ -101,7 +105,7 @@ impl BarBook {
             intervals,
             symbols: hashbrown::HashMap::default(),
             watermark: None,
-            history_len: history_len.max(1),
+            history_len,
             next_due: None,
             late_trades: 0,
         }
@@ -317,8 +321,10 @@ impl BarBook {
         if closed.len() > 1 {
             closed.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
         }
-        for c in closed.iter() {
-            s.keep(c.interval, c.bar.clone(), len);
+        if len > 0 {
+            for c in closed.iter() {
+                s.keep(c.interval, c.bar.clone(), len);
+            }
         }
     }
 

@@ -272,8 +272,14 @@ mod tests {
         let mut negative_zero = Decimal::ZERO;
         negative_zero.set_sign_negative(true);
         odd[0].v = negative_zero;
-        assert!(encode(from, &odd).is_none(), "a negative zero stays in rows");
+        assert!(
+            encode(from, &odd).is_none(),
+            "a negative zero stays in rows"
+        );
         odd[0].v = Decimal::MAX;
-        assert!(encode(from, &odd).is_none(), "a mantissa beyond 2^61 stays in rows");
+        assert!(
+            encode(from, &odd).is_none(),
+            "a mantissa beyond 2^61 stays in rows"
+        );
     }
 }

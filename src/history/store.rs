@@ -24,8 +24,35 @@ pub const FILE_NAME: &str = "history.sqlite";
 
 /// A time range, both ends included.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
-/// 2: the block cache.
-const SCHEMA_VERSION: i64 = 2;
+
+/// Triggers on `bars` that drop the blocks a changed bar falls in, whoever writes.
+const BLOCK_TRIGGERS: &str = "
+    CREATE TRIGGER IF NOT EXISTS bars_inserted AFTER INSERT ON bars BEGIN
+        DELETE FROM blocks WHERE timeframe = NEW.timeframe
+          AND start BETWEEN NEW.t - 172800 AND NEW.t
+          AND end >= NEW.t AND symbol = NEW.symbol;
+    END;
+    CREATE TRIGGER IF NOT EXISTS bars_updated AFTER UPDATE ON bars BEGIN
+        DELETE FROM blocks WHERE timeframe = OLD.timeframe
+          AND start BETWEEN OLD.t - 172800 AND OLD.t
+          AND end >= OLD.t AND symbol = OLD.symbol;
+        DELETE FROM blocks WHERE timeframe = NEW.timeframe
+          AND start BETWEEN NEW.t - 172800 AND NEW.t
+          AND end >= NEW.t AND symbol = NEW.symbol;
+    END;
+    CREATE TRIGGER IF NOT EXISTS bars_deleted AFTER DELETE ON bars BEGIN
+        DELETE FROM blocks WHERE timeframe = OLD.timeframe
+          AND start BETWEEN OLD.t - 172800 AND OLD.t
+          AND end >= OLD.t AND symbol = OLD.symbol;
+    END;
+";
+
+/// The longest span kept as a block, in seconds (the triggers on `bars` use it too).
+const MAX_BLOCK_SPAN: i64 = 172_800;
+
+/// 2: the block cache; 3: blocks keyed span first (a day's blocks of every symbol lie
+/// together).
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -91,7 +118,8 @@ impl HistoryStore {
     fn migrate(&mut self) -> Result<(), HistoryError> {
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA page_size = 65536;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS bars (
@@ -110,23 +138,12 @@ impl HistoryStore {
                  CREATE TABLE IF NOT EXISTS blocks (
                      symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
                      start INTEGER NOT NULL, end INTEGER NOT NULL, data BLOB NOT NULL,
-                     PRIMARY KEY (symbol, timeframe, start, end)) WITHOUT ROWID;
-                 CREATE TRIGGER IF NOT EXISTS bars_inserted AFTER INSERT ON bars BEGIN
-                     DELETE FROM blocks WHERE symbol = NEW.symbol AND timeframe = NEW.timeframe
-                       AND start <= NEW.t AND end >= NEW.t;
-                 END;
-                 CREATE TRIGGER IF NOT EXISTS bars_updated AFTER UPDATE ON bars BEGIN
-                     DELETE FROM blocks WHERE symbol = OLD.symbol AND timeframe = OLD.timeframe
-                       AND start <= OLD.t AND end >= OLD.t;
-                     DELETE FROM blocks WHERE symbol = NEW.symbol AND timeframe = NEW.timeframe
-                       AND start <= NEW.t AND end >= NEW.t;
-                 END;
-                 CREATE TRIGGER IF NOT EXISTS bars_deleted AFTER DELETE ON bars BEGIN
-                     DELETE FROM blocks WHERE symbol = OLD.symbol AND timeframe = OLD.timeframe
-                       AND start <= OLD.t AND end >= OLD.t;
-                 END;",
+                     PRIMARY KEY (timeframe, start, end, symbol)) WITHOUT ROWID;",
             )
             .map_err(|e| self.err(format!("{e} (is it a traderd history store?)")))?;
+        self.conn
+            .execute_batch(BLOCK_TRIGGERS)
+            .map_err(|e| self.err(e))?;
         let version: Option<String> = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
@@ -144,13 +161,22 @@ impl HistoryStore {
                     .map_err(|e| self.err(e))?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            // Version 1 had no block cache: the statements above have just added it.
-            Some(Ok(1)) => {
+            // Version 1 had no block cache, 2 one keyed symbol first: it is a cache, made
+            // again as it is read.
+            Some(Ok(1 | 2)) => {
                 self.conn
-                    .execute(
-                        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
-                        [SCHEMA_VERSION.to_string()],
-                    )
+                    .execute_batch(&format!(
+                        "DROP TRIGGER IF EXISTS bars_inserted;
+                         DROP TRIGGER IF EXISTS bars_updated;
+                         DROP TRIGGER IF EXISTS bars_deleted;
+                         DROP TABLE blocks;
+                         CREATE TABLE blocks (
+                             symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
+                             start INTEGER NOT NULL, end INTEGER NOT NULL, data BLOB NOT NULL,
+                             PRIMARY KEY (timeframe, start, end, symbol)) WITHOUT ROWID;
+                         UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema';
+                         {BLOCK_TRIGGERS}"
+                    ))
                     .map_err(|e| self.err(e))?;
             }
             Some(v) => {
@@ -346,7 +372,8 @@ impl HistoryStore {
 
     /// [`HistoryStore::bars`] into `out`, through the block cache: the span's block if there
     /// is one, else the rows, packed into a block for the next read. A store that cannot be
-    /// written (read-only, busy) is read from its rows.
+    /// written (read-only, busy) is read from its rows, and so is a span over two days (the
+    /// triggers that keep blocks true look two days back).
     pub fn bars_cached(
         &self,
         symbol: &str,
@@ -372,6 +399,9 @@ impl HistoryStore {
         }
         drop(rows);
         *out = self.bars(symbol, timeframe, start, end)?;
+        if secs(end) - secs(start) > MAX_BLOCK_SPAN {
+            return Ok(());
+        }
         if let Some(block) = super::blocks::encode(start, out) {
             // A cache: a failure to keep it costs the next read its speed, nothing else.
             let _ = self
@@ -380,7 +410,9 @@ impl HistoryStore {
                     "INSERT OR REPLACE INTO blocks (symbol, timeframe, start, end, data)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
-                .and_then(|mut s| s.execute(params![symbol, timeframe, secs(start), secs(end), block]));
+                .and_then(|mut s| {
+                    s.execute(params![symbol, timeframe, secs(start), secs(end), block])
+                });
         }
         Ok(())
     }
@@ -500,5 +532,90 @@ mod tests {
         for (ranges, missing) in rows {
             assert_eq!(uncovered(0, 100, ranges), missing, "{ranges:?}");
         }
+    }
+
+    fn bar(t: i64, close: &str) -> Bar {
+        let p: Decimal = close.parse().unwrap();
+        Bar {
+            t: time(t).unwrap(),
+            o: p,
+            h: p,
+            l: p,
+            c: p,
+            v: Decimal::ONE_HUNDRED,
+            n: Some(3),
+            vw: Some(p),
+        }
+    }
+
+    #[test]
+    fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HistoryStore::open(dir.path()).unwrap();
+        let day = (
+            time(1_764_167_400).unwrap(),
+            time(1_764_167_400 + 86_399).unwrap(),
+        );
+        let bars: Vec<Bar> = (0..390)
+            .map(|i| bar(1_764_167_400 + 60 * i, "10.50"))
+            .collect();
+        store.write("A", "1Min", &bars, None).unwrap();
+        let mut out = Vec::new();
+        store
+            .bars_cached("A", "1Min", day.0, day.1, &mut out)
+            .unwrap();
+        assert_eq!(out, bars);
+        let blocks = |s: &HistoryStore| -> i64 {
+            s.conn
+                .query_row("SELECT COUNT(*) FROM blocks", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(blocks(&store), 1, "the first read packs the day");
+        // traderd's own upsert of one bar drops the block ...
+        store
+            .write("A", "1Min", &[bar(1_764_167_400 + 600, "11.25")], None)
+            .unwrap();
+        assert_eq!(blocks(&store), 0);
+        store
+            .bars_cached("A", "1Min", day.0, day.1, &mut out)
+            .unwrap();
+        assert_eq!(out[10].c.to_string(), "11.25");
+        // ... and so does another tool's change to the rows.
+        store
+            .conn
+            .execute(
+                "UPDATE bars SET close = '12.00' WHERE t = ?1",
+                [1_764_167_400 + 1200],
+            )
+            .unwrap();
+        store
+            .bars_cached("A", "1Min", day.0, day.1, &mut out)
+            .unwrap();
+        assert_eq!(out[20].c.to_string(), "12.00");
+        store
+            .conn
+            .execute("DELETE FROM bars WHERE t = ?1", [1_764_167_400 + 1800])
+            .unwrap();
+        store
+            .bars_cached("A", "1Min", day.0, day.1, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 389);
+        // Another symbol's write leaves A's block alone.
+        store.write("B", "1Min", &bars, None).unwrap();
+        assert_eq!(blocks(&store), 1);
+        // A damaged block is read from the rows and packed again.
+        store
+            .conn
+            .execute("UPDATE blocks SET data = x'02ff'", [])
+            .unwrap();
+        store
+            .bars_cached("A", "1Min", day.0, day.1, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 389);
+        let len: i64 = store
+            .conn
+            .query_row("SELECT length(data) FROM blocks", [], |r| r.get(0))
+            .unwrap();
+        assert!(len > 100, "packed again: {len} bytes");
     }
 }

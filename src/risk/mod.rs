@@ -249,12 +249,14 @@ pub fn check(
     mode: TradingMode,
     now: DateTime<Utc>,
 ) -> Result<Approved, Refusal> {
-    check_with(intent, state, limits, mode, now, |intent, code, detail| Refusal {
-        code,
-        symbol: intent.symbol.clone(),
-        side: intent.side,
-        qty: intent.qty,
-        detail: detail(),
+    check_with(intent, state, limits, mode, now, |intent, code, detail| {
+        Refusal {
+            code,
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            qty: intent.qty,
+            detail: detail(),
+        }
     })
 }
 
@@ -288,30 +290,27 @@ fn check_with<R>(
         .unwrap_or_default();
     let reduces = reduces_only(position, intent.side, intent.qty);
     if mode == TradingMode::Halted {
-        return Err(refuse(
-            RefusalCode::ModeHalted,
-            &|| "halted: nothing is sent".into(),
-        ));
+        return Err(refuse(RefusalCode::ModeHalted, &|| {
+            "halted: nothing is sent".into()
+        }));
     }
     // Protective stops would only sit in the flatten procedure's way: while preserving or
     // preserved, positions are closed, not guarded.
     if matches!(intent.purpose, Purpose::Protect { .. })
         && matches!(mode, TradingMode::Preserving | TradingMode::Preserved)
     {
-        return Err(refuse(
-            RefusalCode::ModePreserving,
-            &|| format!("{mode:?}: positions are being closed, not protected"),
-        ));
+        return Err(refuse(RefusalCode::ModePreserving, &|| {
+            format!("{mode:?}: positions are being closed, not protected")
+        }));
     }
     // Closing orders of the flatten procedure and protective stops only ever cut risk: in any
     // other mode but halted they pass on the quantity checks alone, so no price band, rate or
     // market-hours rule can keep a position open.
     if matches!(intent.purpose, Purpose::Flatten | Purpose::Protect { .. }) {
         if intent.qty <= Decimal::ZERO || !reduces {
-            return Err(refuse(
-                RefusalCode::InvalidQty,
-                &|| format!("a closing order must only reduce the position ({position})"),
-            ));
+            return Err(refuse(RefusalCode::InvalidQty, &|| {
+                format!("a closing order must only reduce the position ({position})")
+            }));
         }
         return Ok(Approved {
             reference_price: state
@@ -326,36 +325,31 @@ fn check_with<R>(
     match mode {
         TradingMode::Halted => {}
         TradingMode::Preserving | TradingMode::Preserved => {
-            return Err(refuse(
-                RefusalCode::ModePreserving,
-                &|| format!("{mode:?}: only the flatten procedure may trade"),
-            ));
+            return Err(refuse(RefusalCode::ModePreserving, &|| {
+                format!("{mode:?}: only the flatten procedure may trade")
+            }));
         }
         TradingMode::ReduceOnly if !reduces => {
-            return Err(refuse(
-                RefusalCode::ModeReduceOnly,
-                &|| format!("reduce-only: position {position}, this order would not only reduce it"),
-            ));
+            return Err(refuse(RefusalCode::ModeReduceOnly, &|| {
+                format!("reduce-only: position {position}, this order would not only reduce it")
+            }));
         }
         _ => {}
     }
     if intent.qty <= Decimal::ZERO {
-        return Err(refuse(
-            RefusalCode::InvalidQty,
-            &|| "quantity must be above 0".into(),
-        ));
+        return Err(refuse(RefusalCode::InvalidQty, &|| {
+            "quantity must be above 0".into()
+        }));
     }
     if state.halted.contains(&intent.symbol) && !reduces {
-        return Err(refuse(
-            RefusalCode::SymbolHalted,
-            &|| "the symbol is under a trading halt: no new entries until it resumes".into(),
-        ));
+        return Err(refuse(RefusalCode::SymbolHalted, &|| {
+            "the symbol is under a trading halt: no new entries until it resumes".into()
+        }));
     }
     if limits.require_market_open && !state.market_open {
-        return Err(refuse(
-            RefusalCode::MarketClosed,
-            &|| "the broker's clock says the market is closed".into(),
-        ));
+        return Err(refuse(RefusalCode::MarketClosed, &|| {
+            "the broker's clock says the market is closed".into()
+        }));
     }
     let Some(last) = state
         .last_trade
@@ -363,34 +357,31 @@ fn check_with<R>(
         .copied()
         .filter(|p| *p > Decimal::ZERO)
     else {
-        return Err(refuse(
-            RefusalCode::NoPrice,
-            &|| "no last trade to check the price against".into(),
-        ));
+        return Err(refuse(RefusalCode::NoPrice, &|| {
+            "no last trade to check the price against".into()
+        }));
     };
     let price = intent.limit_price.unwrap_or(last);
     // Every product and sum below is checked: absurd values are refused, never overflowed.
     let out_of_range = || {
-        refuse(
-            RefusalCode::OutOfRange,
-            &|| format!(
+        refuse(RefusalCode::OutOfRange, &|| {
+            format!(
                 "quantity {} or price {price} is too large to check",
                 intent.qty
-            ),
-        )
+            )
+        })
     };
     let band = last
         .checked_mul(limits.price_band_pct)
         .map(|b| b / Decimal::ONE_HUNDRED)
         .ok_or_else(out_of_range)?;
     if price.checked_sub(last).ok_or_else(out_of_range)?.abs() > band {
-        return Err(refuse(
-            RefusalCode::PriceBand,
-            &|| format!(
+        return Err(refuse(RefusalCode::PriceBand, &|| {
+            format!(
                 "price {price} is more than {}% from the last trade {last}",
                 limits.price_band_pct
-            ),
-        ));
+            )
+        }));
     }
     let window_start = now - Duration::minutes(1);
     let recent = state
@@ -399,22 +390,20 @@ fn check_with<R>(
         .filter(|t| **t > window_start)
         .count();
     if recent >= limits.max_orders_per_minute {
-        return Err(refuse(
-            RefusalCode::OrderRate,
-            &|| format!(
+        return Err(refuse(RefusalCode::OrderRate, &|| {
+            format!(
                 "{recent} orders in the last minute (limit {})",
                 limits.max_orders_per_minute
-            ),
-        ));
+            )
+        }));
     }
     if state.open_orders >= limits.max_open_orders {
-        return Err(refuse(
-            RefusalCode::MaxOpenOrders,
-            &|| format!(
+        return Err(refuse(RefusalCode::MaxOpenOrders, &|| {
+            format!(
                 "{} open orders (limit {})",
                 state.open_orders, limits.max_open_orders
-            ),
-        ));
+            )
+        }));
     }
     if !reduces {
         let day_pnl = state
@@ -422,13 +411,12 @@ fn check_with<R>(
             .checked_sub(state.start_of_day_equity)
             .ok_or_else(out_of_range)?;
         if day_pnl <= -limits.daily_loss_limit_usd {
-            return Err(refuse(
-                RefusalCode::DailyLoss,
-                &|| format!(
+            return Err(refuse(RefusalCode::DailyLoss, &|| {
+                format!(
                     "today's P&L {day_pnl} is at or past the limit of -{}",
                     limits.daily_loss_limit_usd
-                ),
-            ));
+                )
+            }));
         }
         let pending = state
             .pending_qty
@@ -444,35 +432,32 @@ fn check_with<R>(
         // trade, so neither the new shares nor the old ones are counted cheap.
         let value_price = price.max(last);
         if after.abs() > limits.max_qty_per_symbol {
-            return Err(refuse(
-                RefusalCode::SymbolQty,
-                &|| format!(
+            return Err(refuse(RefusalCode::SymbolQty, &|| {
+                format!(
                     "{} would hold {after} (limit {})",
                     intent.symbol, limits.max_qty_per_symbol
-                ),
-            ));
+                )
+            }));
         }
         let notional = after
             .abs()
             .checked_mul(value_price)
             .ok_or_else(out_of_range)?;
         if notional > limits.max_notional_per_symbol_usd {
-            return Err(refuse(
-                RefusalCode::SymbolNotional,
-                &|| format!(
+            return Err(refuse(RefusalCode::SymbolNotional, &|| {
+                format!(
                     "{} would be {} USD (limit {})",
                     intent.symbol,
                     notional.round_dp(2),
                     limits.max_notional_per_symbol_usd
-                ),
-            ));
+                )
+            }));
         }
         let held = state.positions.values().filter(|q| !q.is_zero()).count();
         if position.is_zero() && held >= limits.max_positions {
-            return Err(refuse(
-                RefusalCode::MaxPositions,
-                &|| format!("{held} positions held (limit {})", limits.max_positions),
-            ));
+            return Err(refuse(RefusalCode::MaxPositions, &|| {
+                format!("{held} positions held (limit {})", limits.max_positions)
+            }));
         }
         let mut gross = position
             .checked_add(signed_qty)
@@ -487,25 +472,23 @@ fn check_with<R>(
                 .ok_or_else(out_of_range)?;
         }
         if gross > limits.max_gross_exposure_usd {
-            return Err(refuse(
-                RefusalCode::GrossExposure,
-                &|| format!(
+            return Err(refuse(RefusalCode::GrossExposure, &|| {
+                format!(
                     "gross exposure would be {} USD (limit {})",
                     gross.round_dp(2),
                     limits.max_gross_exposure_usd
-                ),
-            ));
+                )
+            }));
         }
         let added = intent.qty.checked_mul(price).ok_or_else(out_of_range)?;
         if added > state.buying_power {
-            return Err(refuse(
-                RefusalCode::BuyingPower,
-                &|| format!(
+            return Err(refuse(RefusalCode::BuyingPower, &|| {
+                format!(
                     "needs {} USD, buying power is {}",
                     added.round_dp(2),
                     state.buying_power
-                ),
-            ));
+                )
+            }));
         }
     }
     Ok(Approved {

@@ -10,9 +10,9 @@ pub mod registry;
 pub mod signal;
 
 pub use builtin::{
-    BarInput, EntryPlan, MarketView, MeanReversion, MeanReversionParams, Momentum, MomentumParams,
-    Probe, ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput, TradeInterest,
-    MarketBars, plan_entry,
+    BarInput, EntryPlan, MarketBars, MarketView, MeanReversion, MeanReversionParams, Momentum,
+    MomentumParams, Probe, ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput,
+    TradeInterest, plan_entry,
 };
 pub use pairs::{Pairs, PairsParams};
 pub use rebalance::{Rebalance, RebalanceParams};

@@ -210,8 +210,8 @@ mod tests {
     use rust_decimal_macros::dec;
     use std::collections::BTreeMap;
 
-    use crate::strategy::flat_bar as bar;
     use crate::strategy::MarketBars;
+    use crate::strategy::flat_bar as bar;
 
     struct Feed {
         pairs: Pairs,

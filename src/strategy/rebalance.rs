@@ -263,8 +263,8 @@ mod tests {
     use chrono::{DateTime, TimeZone, Utc};
     use rust_decimal_macros::dec;
 
-    use crate::strategy::flat_bar as bar;
     use crate::strategy::MarketBars;
+    use crate::strategy::flat_bar as bar;
 
     /// 2026-11-30 (a Monday) at h:m New York time (EST, UTC−5).
     fn ny(day: u32, h: u32, m: u32) -> DateTime<Utc> {

@@ -23,11 +23,11 @@ pub use commands::{CloseQty, ListOrdersFilter};
 
 use crate::alpaca::model::*;
 use chrono::{DateTime, Utc};
+use hashbrown::HashMap;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::Signed;
-use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 

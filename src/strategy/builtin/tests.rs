@@ -180,16 +180,28 @@ fn sizing_and_protection_table() {
 #[test]
 fn fixed_shows_a_statistic_as_the_float_format_does() {
     for x in [
-        0.0, -0.0, 1.0, -1.5, 0.12345, -0.00004, 70.25, 99.95, 123456.789, 1e20, f64::NAN,
+        0.0,
+        -0.0,
+        1.0,
+        -1.5,
+        0.12345,
+        -0.00004,
+        70.25,
+        99.95,
+        123456.789,
+        1e20,
+        f64::NAN,
     ] {
         for dp in [0, 1, 2, 4] {
             let fast = super::Fixed(x, dp).to_string();
             let slow = format!("{x:.dp$}");
             // Ties may round the other way (0.5 ulp apart); nothing else differs.
             let close = fast == slow
-                || fast.parse::<f64>().ok().zip(slow.parse::<f64>().ok()).is_some_and(
-                    |(a, b)| (a - b).abs() <= 1.01 * 10f64.powi(-(dp as i32)),
-                );
+                || fast
+                    .parse::<f64>()
+                    .ok()
+                    .zip(slow.parse::<f64>().ok())
+                    .is_some_and(|(a, b)| (a - b).abs() <= 1.01 * 10f64.powi(-(dp as i32)));
             assert!(close, "{x} at {dp}: {fast} vs {slow}");
         }
     }

@@ -326,21 +326,28 @@ fn merge_minutes(
 ) {
     let mut at = vec![0usize; series.len()];
     let mut minute: Vec<(u32, &Bar)> = Vec::with_capacity(series.len());
-    loop {
-        let next = series
-            .iter()
-            .zip(&at)
-            .filter_map(|(bars, k)| bars.get(*k).map(|b| b.t))
-            .min();
-        let Some(t) = next else {
-            return;
-        };
+    let mut next = series
+        .iter()
+        .filter_map(|bars| bars.first().map(|b| b.t))
+        .min();
+    // One pass a minute: the bars at `t` are taken, and the next minute found among the rest.
+    while let Some(t) = next.take() {
         minute.clear();
         for ((bars, k), i) in series.iter().zip(at.iter_mut()).zip(symbols) {
-            if let Some(b) = bars.get(*k).filter(|b| b.t == t) {
+            let Some(b) = bars.get(*k) else {
+                continue;
+            };
+            let head = if b.t == t {
                 minute.push((*i, b));
                 *k += 1;
-            }
+                match bars.get(*k) {
+                    Some(b) => b.t,
+                    None => continue,
+                }
+            } else {
+                b.t
+            };
+            next = Some(next.map_or(head, |n| n.min(head)));
         }
         each(t, &minute);
     }

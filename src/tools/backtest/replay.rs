@@ -47,9 +47,12 @@ pub(super) struct Replay<'a> {
     held: BTreeMap<String, Decimal>,
     /// The equity while nothing has changed it (a strategy's view asks at every close).
     equity: Cell<Option<Decimal>>,
-    /// The risk checks' view of the account while nothing has changed it (most signals are
-    /// refused, a few million a year: the state is not built again for each).
-    risk_state: Option<RiskState>,
+    /// The risk checks' view of the account, brought up to date when something changed it
+    /// (most signals are refused, a few million a year: it is not built for each). Its last
+    /// trades hold every symbol, so that setting the price acted on allocates nothing; only
+    /// those of the symbols held are ever read besides the intent's own.
+    risk_state: RiskState,
+    risk_stale: bool,
     limits: RiskLimits,
     /// Refusals by code, named in `out.refusals` at the end.
     refused: [u64; RefusalCode::ALL.len()],
@@ -151,7 +154,7 @@ impl<'a> Replay<'a> {
             config,
             engine,
             strategy,
-            book: BarBook::new(&intervals, 1),
+            book: BarBook::new(&intervals, 0),
             closed: Vec::new(),
             symbols,
             purposes: HashMap::new(),
@@ -161,7 +164,8 @@ impl<'a> Replay<'a> {
             latest: MarketBars::default(),
             held: BTreeMap::new(),
             equity: Cell::new(None),
-            risk_state: None,
+            risk_state: RiskState::default(),
+            risk_stale: true,
             limits: config.risk.limits(),
             refused: [0; RefusalCode::ALL.len()],
             day_start_equity: opts.cash,
@@ -188,7 +192,7 @@ impl<'a> Replay<'a> {
     /// again when asked.
     fn changed(&mut self) {
         self.equity.set(None);
-        self.risk_state = None;
+        self.risk_stale = true;
     }
 
     /// Which symbols the engine follows, from the engine.
@@ -224,7 +228,7 @@ impl<'a> Replay<'a> {
             }
             self.day = Some(day);
             self.day_start_equity = self.equity();
-            self.risk_state = None;
+            self.risk_stale = true;
         }
         // The fills of orders placed on earlier bars, through this bar's four points, every
         // symbol's first point before any symbol's second (the engine's clock only moves on).
@@ -395,10 +399,6 @@ impl<'a> Replay<'a> {
         })
     }
 
-    fn open_orders(&self) -> Vec<&crate::alpaca::model::Order> {
-        self.engine.open_orders(None)
-    }
-
     fn on_bar_closed(&mut self, symbol: &str, bar: &OhlcBar, now: DateTime<Utc>) {
         let position = self.position(symbol);
         let signal = self.strategy.on_bar(&BarInput {
@@ -473,22 +473,24 @@ impl<'a> Replay<'a> {
             self.recent.pop_front();
             pruned = true;
         }
-        if pruned {
-            self.risk_state = None;
+        if pruned || self.risk_stale {
+            self.refresh_risk_state();
         }
-        let mut state = match self.risk_state.take() {
-            Some(state) => state,
-            None => self.risk_state(),
+        // The price acted on is the symbol's last trade for this check; a symbol held gets
+        // its mark back after.
+        let state = &mut self.risk_state;
+        let held = state
+            .positions
+            .contains_key(&intent.symbol)
+            .then(|| intent.symbol.clone());
+        let before = match state.last_trade.get_mut(&intent.symbol) {
+            Some(p) => Some(std::mem::replace(p, price)),
+            None => state.last_trade.insert(intent.symbol.clone(), price),
         };
-        // The price acted on is the symbol's last trade for this check only.
-        let before = state.last_trade.insert(intent.symbol.clone(), price);
-        let symbol = intent.symbol.clone();
-        let checked = risk::check_code(intent, &state, &self.limits, TradingMode::Active, now);
-        match before {
-            Some(p) => state.last_trade.insert(symbol, p),
-            None => state.last_trade.remove(&symbol),
-        };
-        self.risk_state = Some(state);
+        let checked = risk::check_code(intent, state, &self.limits, TradingMode::Active, now);
+        if let (Some(symbol), Some(mark)) = (held, before) {
+            state.last_trade.insert(symbol, mark);
+        }
         let mut intent = match checked {
             Ok(approved) => approved.into_intent(),
             Err(code) => {
@@ -513,6 +515,7 @@ impl<'a> Replay<'a> {
             for id in ours {
                 let _ = self.engine.cancel(id);
             }
+            self.changed();
             self.book_fills();
             let held = self.position(&intent.symbol).abs();
             if held.is_zero() {
@@ -555,43 +558,51 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// The account as the risk checks see it (the last trades: of the symbols held).
-    fn risk_state(&self) -> RiskState {
-        let open = self.open_orders();
-        let mut pending: HashMap<String, Decimal> = HashMap::new();
+    /// Brings the account as the risk checks see it up to date, in place (the maps keep
+    /// their keys and memory).
+    fn refresh_risk_state(&mut self) {
+        let equity = self.equity();
+        let state = &mut self.risk_state;
+        if state.last_trade.is_empty() {
+            for name in &self.symbols.names {
+                state.last_trade.insert(name.clone(), Decimal::ZERO);
+            }
+        }
+        state.positions.clear();
+        for (s, q) in self.engine.held() {
+            state.positions.insert(s.to_string(), q);
+            // The last price of every symbol held, as the RiskManager keeps them from the
+            // trades it sees: the gross exposure check values the other positions with them.
+            let mark = self.engine.mark(s);
+            match state.last_trade.get_mut(s) {
+                Some(p) => *p = mark,
+                None => {
+                    state.last_trade.insert(s.to_string(), mark);
+                }
+            }
+        }
+        state.pending_qty.clear();
+        let open = self.engine.open_orders(None);
         for o in &open {
             let left = o.qty.unwrap_or_default() - o.filled_qty;
-            *pending.entry(o.symbol.clone()).or_default() += o.side.sign() * left;
+            *state.pending_qty.entry(o.symbol.clone()).or_default() += o.side.sign() * left;
         }
-        let positions: HashMap<String, Decimal> = self
-            .engine
-            .held()
-            .map(|(s, q)| (s.to_string(), q))
-            .collect();
-        // The last price of every symbol held, as the RiskManager keeps them from the trades
-        // it sees: the gross exposure check values the other positions with them.
-        let last_trade: HashMap<String, Decimal> = positions
-            .keys()
-            .map(|s| (s.clone(), self.engine.mark(s)))
-            .collect();
-        RiskState {
-            positions,
-            last_trade,
-            open_orders: open.len(),
-            pending_qty: pending,
-            buying_power: self.engine.buying_power(),
-            equity: self.equity(),
-            start_of_day_equity: self.day_start_equity,
-            market_open: true,
-            recent_orders: self.recent.clone(),
-            halted: Default::default(),
-        }
+        state.open_orders = open.len();
+        state.buying_power = self.engine.buying_power();
+        state.equity = equity;
+        state.start_of_day_equity = self.day_start_equity;
+        state.market_open = true;
+        state.recent_orders.clone_from(&self.recent);
+        self.risk_stale = false;
     }
 
     /// Fills since the last call: fees, round trips, trailing stops for filled entries.
     fn book_fills(&mut self) {
-        self.changed();
-        for u in self.engine.drain_updates() {
+        let updates = self.engine.drain_updates();
+        if !updates.is_empty() {
+            self.changed();
+        }
+        for u in updates {
             if !matches!(u.event.as_str(), "fill" | "partial_fill") {
                 continue;
             }
