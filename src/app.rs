@@ -384,6 +384,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
                 journal_sync: args.journal_sync.clone(),
                 decode_seconds: args.decode_seconds.clamp(0.1, 60.0),
                 work_dir: work_dir.clone(),
+                starve: args.starve,
             };
             match runtime.block_on(crate::tools::bench_load::run(opts)) {
                 Ok(line) => println!("{line}"),

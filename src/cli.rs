@@ -331,6 +331,11 @@ pub struct BenchLoadArgs {
     /// Where the configs, journals and daemon logs go (default: a new temp directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Starve the daemon: pin it to the first core together with a busy loop (it gets about
+    /// half a core), the simulator to the second. What its memory does when it cannot keep up
+    /// (needs `taskset` and two cores).
+    #[arg(long)]
+    pub starve: bool,
 }
 
 #[derive(Debug, Subcommand)]

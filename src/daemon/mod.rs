@@ -24,6 +24,7 @@
 //! `APCA_API_DATA_URL` overrides both (the stream at its `/v2/<feed>`), as in Alpaca's SDKs.
 
 mod http;
+pub mod memory;
 mod metrics;
 mod run;
 mod start;

@@ -60,6 +60,8 @@ pub async fn run(
         reload_on_sighup,
         metrics,
     } = options;
+    // Freed memory back to the system every few seconds, while the daemon runs.
+    let _trimmer = super::memory::trim_every(Duration::from_secs(5));
     // The HTTP endpoints' address is bound before anything starts: a taken port is a clear
     // error, not a daemon without its health check.
     let http = if config.metrics.listen.is_empty() {

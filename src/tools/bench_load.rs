@@ -43,6 +43,40 @@ pub struct RunOptions {
     pub journal_sync: String,
     pub decode_seconds: f64,
     pub work_dir: PathBuf,
+    /// The daemon on the first core with a busy loop, the simulator on the second.
+    pub starve: bool,
+}
+
+/// A command, pinned to `cpu` with `taskset` when `pin` (the bench's `--starve`), run
+/// through `wrap` when given (words split on spaces: a profiler, e.g. `perf record -g -o
+/// daemon.perf` or `heaptrack -o daemon`).
+fn pinned(exe: &Path, cpu: u32, pin: bool, wrap: Option<&str>) -> Command {
+    let mut words: Vec<String> = Vec::new();
+    if pin {
+        words.extend(["taskset".into(), "-c".into(), cpu.to_string()]);
+    }
+    if let Some(wrap) = wrap {
+        words.extend(wrap.split_whitespace().map(str::to_string));
+    }
+    match words.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// The busy loop a starved daemon shares its core with.
+fn hog() -> Result<Proc, String> {
+    Command::new("taskset")
+        .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Proc)
+        .map_err(|e| format!("cannot start the busy loop (is taskset installed?): {e}"))
 }
 
 fn codec_name(c: Codec) -> &'static str {
@@ -314,7 +348,7 @@ pub fn decode_baseline(o: &RunOptions, seconds: f64) -> f64 {
 }
 
 fn start_sim(exe: &Path, o: &RunOptions) -> Result<(Proc, String), String> {
-    let mut child = Command::new(exe)
+    let mut child = pinned(exe, 1, o.starve, None)
         .args(["sim", "--listen", "127.0.0.1:0", "--speed", "1"])
         .args(["--seed", &SEED.to_string()])
         .args([
@@ -368,8 +402,13 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     ));
     let (_sim, sim_url) = start_sim(&exe, &o)?;
     let log = std::fs::File::create(dir.join("daemon.log")).map_err(|e| e.to_string())?;
+    let _hog = if o.starve { Some(hog()?) } else { None };
+    // A profiler around the daemon (docs/performance.md): its pid is then the profiler's.
+    let wrap = std::env::var("TRADERD_BENCH_DAEMON_WRAP")
+        .ok()
+        .filter(|w| !w.trim().is_empty());
     let daemon = Proc(
-        Command::new(&exe)
+        pinned(&exe, 0, o.starve, wrap.as_deref())
             .args(["run", "--config"])
             .arg(&config_path)
             .arg("--state-dir")
@@ -460,5 +499,6 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "batch": o.batch,
         "latency_feed_msgs_per_s": o.latency_rate,
         "journal_sync": o.journal_sync,
+        "starved": o.starve,
     }))
 }
