@@ -385,6 +385,7 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
                 decode_seconds: args.decode_seconds.clamp(0.1, 60.0),
                 work_dir: work_dir.clone(),
                 starve: args.starve,
+                peer_python: args.peer.as_ref().map(|_| args.peer_python.clone()),
             };
             match runtime.block_on(crate::tools::bench_load::run(opts)) {
                 Ok(line) => println!("{line}"),

@@ -336,6 +336,14 @@ pub struct BenchLoadArgs {
     /// (needs `taskset` and two cores).
     #[arg(long)]
     pub starve: bool,
+    /// After each msgpack run, the same flood on the same simulator read by a peer:
+    /// `alpaca-py` (the official SDK's StockDataStream with counting handlers, from the
+    /// conformance virtualenv that `make sdk-test` makes).
+    #[arg(long, value_parser = ["alpaca-py"])]
+    pub peer: Option<String>,
+    /// The Python of the peer's virtualenv.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/sdk-venv/bin/python"))]
+    pub peer_python: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,6 +45,62 @@ pub struct RunOptions {
     pub work_dir: PathBuf,
     /// The daemon on the first core with a busy loop, the simulator on the second.
     pub starve: bool,
+    /// alpaca-py's StockDataStream read the same flood after the daemon (msgpack runs):
+    /// this Python, with alpaca-py installed.
+    pub peer_python: Option<PathBuf>,
+}
+
+/// The peer's script (tests/sdk/peer_stream.py).
+const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/peer_stream.py");
+
+/// alpaca-py's StockDataStream against the same simulator's flood, flat out: its JSON line.
+async fn peer(run: &Run, python: &Path, url: &str, o: &RunOptions) -> Result<Value, String> {
+    let ws = url.replace("http://", "ws://");
+    let mut child = Command::new(python)
+        .arg(PEER_SCRIPT)
+        .arg(format!("{ws}/v2/iex"))
+        .args([KEY, SECRET])
+        .arg(o.symbols.to_string())
+        .arg(o.ingest_seconds.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start the peer with {} (make sdk-test makes that virtualenv): {e}",
+                python.display()
+            )
+        })?;
+    let stdout = child.stdout.take().ok_or("the peer has no stdout")?;
+    let _child = Proc(child);
+    // Its lines, read on a thread of their own.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(180), rx.recv())
+            .await
+            .map_err(|_| "the peer said nothing for 3 minutes".to_string())?
+            .ok_or_else(|| "the peer ended without a result".to_string())
+    };
+    let ready = next().await?;
+    if ready.trim() != "ready" {
+        return Err(format!("the peer said {ready:?}, not ready"));
+    }
+    run.flood(&FloodSpec {
+        max: true,
+        ..flood_spec(o)
+    })
+    .await?;
+    let result = next().await;
+    run.flood(&FloodSpec::default()).await?;
+    let line = result?;
+    serde_json::from_str(&line).map_err(|e| format!("the peer's line {line:?}: {e}"))
 }
 
 /// A command, pinned to `cpu` with `taskset` when `pin` (the bench's `--starve`), run
@@ -473,6 +529,14 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The peer reads the same flood from the same simulator, the daemon gone.
+    let peer_line = match (&o.peer_python, o.codec) {
+        (Some(python), Codec::Msgpack) => {
+            progress("the peer: alpaca-py's StockDataStream, the same flood flat out");
+            Some(peer(&run, python, &sim_url, &o).await?)
+        }
+        _ => None,
+    };
     let round = |x: f64| (x * 100.0).round() / 100.0;
     Ok(json!({
         "symbols": o.symbols,
@@ -500,5 +564,11 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "latency_feed_msgs_per_s": o.latency_rate,
         "journal_sync": o.journal_sync,
         "starved": o.starve,
+        "peer": peer_line.as_ref().map(|p| json!({
+            "name": "alpaca-py StockDataStream",
+            "msgs_per_s": p["msgs_per_s"],
+            "cpu_s_per_million": p["cpu_s_per_million"],
+            "ours_vs_peer": p["msgs_per_s"].as_f64().filter(|r| *r > 0.0).map(|r| round(ingest / r)),
+        })),
     }))
 }
