@@ -10,9 +10,12 @@
 //! apart) and a trade (which triggers stops); the book is withdrawn at the bar's end, so
 //! nothing fills on the bar whose close made the signal.
 
-use super::{BacktestOptions, Fill, Recorded};
+use super::{BacktestOptions, Recorded};
+mod fills;
+mod symbols;
+
 use crate::aggregation::{BarBook, Closed};
-use crate::alpaca::model::{Bar, OrderStatus, Quote, Trade};
+use crate::alpaca::model::{Bar, Quote, Trade};
 use crate::analytics::RoundTrips;
 use crate::config::Config;
 use crate::domain::{Interval, OhlcBar, TradingMode, calendar};
@@ -25,6 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use symbols::Symbols;
 
 const BOOK_SIZE: i64 = 1_000_000_000;
 
@@ -59,43 +63,6 @@ pub(super) struct Replay<'a> {
     day_start_equity: Decimal,
     day: Option<chrono::NaiveDate>,
     pub(super) out: Recorded,
-}
-
-/// The symbols replayed, by index: the bars come with one.
-#[derive(Default)]
-pub(super) struct Symbols {
-    names: Vec<String>,
-    index: hashbrown::HashMap<String, u32>,
-    /// Each symbol's latest minute close: the engine's mark of a symbol it does not follow,
-    /// set when an order makes it follow it.
-    latest_close: Vec<Option<Decimal>>,
-    /// Whether the engine follows the symbol (a position, or an order that may fill): only
-    /// these symbols' prices are fed to it. Exact at the start of a minute and after its
-    /// fills; during the closes it may hold for a symbol that has only just been ordered.
-    active: Vec<bool>,
-}
-
-impl Symbols {
-    /// The index of `name`, added if it is new.
-    pub(super) fn index(&mut self, name: &str) -> u32 {
-        if let Some(i) = self.index.get(name) {
-            return *i;
-        }
-        let i = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), i);
-        self.latest_close.push(None);
-        self.active.push(false);
-        i
-    }
-
-    fn name(&self, i: u32) -> &str {
-        self.names.get(i as usize).map_or("", String::as_str)
-    }
-
-    fn active(&self, i: u32) -> bool {
-        self.active.get(i as usize).copied().unwrap_or(false)
-    }
 }
 
 fn ohlc(bar: &Bar) -> OhlcBar {
@@ -594,73 +561,5 @@ impl<'a> Replay<'a> {
         state.market_open = true;
         state.recent_orders.clone_from(&self.recent);
         self.risk_stale = false;
-    }
-
-    /// Fills since the last call: fees, round trips, trailing stops for filled entries.
-    fn book_fills(&mut self) {
-        let updates = self.engine.drain_updates();
-        if !updates.is_empty() {
-            self.changed();
-        }
-        for u in updates {
-            if !matches!(u.event.as_str(), "fill" | "partial_fill") {
-                continue;
-            }
-            let (Some(qty), Some(price)) = (u.qty, u.price) else {
-                continue;
-            };
-            let o = &u.order;
-            let fee = (qty * price * self.opts.fee_bps / Decimal::from(10_000)).round_dp(4);
-            self.out.fees += fee;
-            self.out.traded += qty * price;
-            let purpose = self.purposes.get(&o.client_order_id).cloned();
-            let reason = match (&purpose, o.order_type) {
-                (Some(Purpose::Exit), _) => "exit signal",
-                (Some(Purpose::Protect { .. }), _) => "trailing stop",
-                (_, crate::alpaca::model::OrderType::Limit) => "take profit",
-                (
-                    _,
-                    crate::alpaca::model::OrderType::Stop
-                    | crate::alpaca::model::OrderType::StopLimit,
-                ) => "stop loss",
-                _ => "entry",
-            };
-            self.out.fills.push(Fill {
-                at: u.at(),
-                client_order_id: o.client_order_id.clone(),
-                symbol: o.symbol.clone(),
-                side: o.side,
-                qty,
-                price,
-                fee,
-            });
-            match self.engine.qty(&o.symbol) {
-                q if q.is_zero() => self.held.remove(&o.symbol),
-                q => self.held.insert(o.symbol.clone(), q),
-            };
-            if let Some(trip) = self
-                .trips
-                .book(&o.symbol, o.side, qty, price, fee, u.at(), reason)
-            {
-                self.out.trades.push(trip);
-            }
-            if o.status == OrderStatus::Filled {
-                if let Some(Purpose::Entry {
-                    trail_pct: Some(trail_pct),
-                    ..
-                }) = purpose
-                {
-                    let mut stop = Intent::market(
-                        &o.symbol,
-                        o.side.opposite(),
-                        o.filled_qty,
-                        Purpose::Protect { trail_pct },
-                    );
-                    stop.correlation_id = o.client_order_id.as_str().into();
-                    let now = self.engine.now();
-                    self.propose(stop, price, now, None);
-                }
-            }
-        }
     }
 }
