@@ -386,6 +386,31 @@ async fn a_run_reports_from_its_journal_and_its_backtest_makes_the_same_signals(
     )
     .unwrap();
     let rest = client(&sim);
+    // The run starts inside the session, a few minutes after the open: the daemon learns
+    // that the market opened from its next clock read, which at 120x may come after the
+    // session's first bar has closed (a read every 200 ms is 24 market seconds), while the
+    // backtest treats every bar of a session as open. Their first bar's signals differed
+    // under load for that reason alone.
+    wait_for(
+        "the session to be open for three minutes",
+        Duration::from_secs(60),
+        || {
+            let rest = rest.clone();
+            async move {
+                let c = rest.get_clock().await.ok()?;
+                let open = traderd::domain::calendar::Session::on(
+                    traderd::domain::calendar::to_et(c.timestamp.with_timezone(&chrono::Utc))
+                        .date_naive(),
+                )
+                .open;
+                (c.is_open
+                    && c.timestamp.with_timezone(&chrono::Utc)
+                        >= open + chrono::Duration::minutes(3))
+                .then_some(())
+            }
+        },
+    )
+    .await;
     let started = rest.get_clock().await.unwrap().timestamp;
     let mut daemon = Killed(
         paper_daemon(&url, &cfg, &state)

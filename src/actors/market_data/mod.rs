@@ -104,7 +104,7 @@ pub struct MarketDataFeed {
 impl MarketDataFeed {
     pub fn new(settings: FeedSettings, rest: Option<BrokerRef>) -> Self {
         MarketDataFeed {
-            book: BarBook::new(&settings.intervals, settings.warmup_bars),
+            book: BarBook::new(&settings.intervals, settings.warmup_bars.max(1)),
             settings,
             latest: foldhash::HashMap::default(),
             subscribers: Vec::new(),
