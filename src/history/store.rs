@@ -25,27 +25,24 @@ pub const FILE_NAME: &str = "history.sqlite";
 /// A time range, both ends included.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
+/// The statement that drops the blocks the bar `row` (`NEW` or `OLD`) falls in.
+fn drop_blocks(row: &str) -> String {
+    format!(
+        "DELETE FROM blocks WHERE timeframe = {row}.timeframe
+           AND start BETWEEN {row}.t - {MAX_BLOCK_SPAN} AND {row}.t
+           AND end >= {row}.t AND symbol = {row}.symbol;"
+    )
+}
+
 /// Triggers on `bars` that drop the blocks a changed bar falls in, whoever writes.
-const BLOCK_TRIGGERS: &str = "
-    CREATE TRIGGER IF NOT EXISTS bars_inserted AFTER INSERT ON bars BEGIN
-        DELETE FROM blocks WHERE timeframe = NEW.timeframe
-          AND start BETWEEN NEW.t - 172800 AND NEW.t
-          AND end >= NEW.t AND symbol = NEW.symbol;
-    END;
-    CREATE TRIGGER IF NOT EXISTS bars_updated AFTER UPDATE ON bars BEGIN
-        DELETE FROM blocks WHERE timeframe = OLD.timeframe
-          AND start BETWEEN OLD.t - 172800 AND OLD.t
-          AND end >= OLD.t AND symbol = OLD.symbol;
-        DELETE FROM blocks WHERE timeframe = NEW.timeframe
-          AND start BETWEEN NEW.t - 172800 AND NEW.t
-          AND end >= NEW.t AND symbol = NEW.symbol;
-    END;
-    CREATE TRIGGER IF NOT EXISTS bars_deleted AFTER DELETE ON bars BEGIN
-        DELETE FROM blocks WHERE timeframe = OLD.timeframe
-          AND start BETWEEN OLD.t - 172800 AND OLD.t
-          AND end >= OLD.t AND symbol = OLD.symbol;
-    END;
-";
+fn block_triggers() -> String {
+    let (new, old) = (drop_blocks("NEW"), drop_blocks("OLD"));
+    format!(
+        "CREATE TRIGGER IF NOT EXISTS bars_inserted AFTER INSERT ON bars BEGIN {new} END;
+         CREATE TRIGGER IF NOT EXISTS bars_updated AFTER UPDATE ON bars BEGIN {old} {new} END;
+         CREATE TRIGGER IF NOT EXISTS bars_deleted AFTER DELETE ON bars BEGIN {old} END;"
+    )
+}
 
 /// The longest span kept as a block, in seconds (the triggers on `bars` use it too).
 const MAX_BLOCK_SPAN: i64 = 172_800;
@@ -142,7 +139,7 @@ impl HistoryStore {
             )
             .map_err(|e| self.err(format!("{e} (is it a traderd history store?)")))?;
         self.conn
-            .execute_batch(BLOCK_TRIGGERS)
+            .execute_batch(&block_triggers())
             .map_err(|e| self.err(e))?;
         let version: Option<String> = self
             .conn
@@ -175,7 +172,8 @@ impl HistoryStore {
                              start INTEGER NOT NULL, end INTEGER NOT NULL, data BLOB NOT NULL,
                              PRIMARY KEY (timeframe, start, end, symbol)) WITHOUT ROWID;
                          UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema';
-                         {BLOCK_TRIGGERS}"
+                         {}",
+                        block_triggers()
                     ))
                     .map_err(|e| self.err(e))?;
             }

@@ -101,3 +101,47 @@ fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
         .unwrap();
     assert!(len > 100, "packed again: {len} bytes");
 }
+
+#[test]
+fn a_store_of_an_older_schema_gets_its_block_cache_and_keeps_its_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars: Vec<Bar> = (0..10)
+        .map(|i| bar(1_764_167_400 + 60 * i, "10.50"))
+        .collect();
+    {
+        let mut store = HistoryStore::open(dir.path()).unwrap();
+        store.write("A", "1Min", &bars, None).unwrap();
+        // As version 1 left it: no blocks, no triggers.
+        store
+            .conn
+            .execute_batch(
+                "DROP TRIGGER bars_inserted; DROP TRIGGER bars_updated; DROP TRIGGER bars_deleted;
+                 DROP TABLE blocks; UPDATE meta SET value = '1' WHERE key = 'schema';",
+            )
+            .unwrap();
+    }
+    let mut store = HistoryStore::open(dir.path()).unwrap();
+    let day = (
+        time(1_764_167_400).unwrap(),
+        time(1_764_167_400 + 86_399).unwrap(),
+    );
+    let mut out = Vec::new();
+    store
+        .bars_cached("A", "1Min", day.0, day.1, &mut out)
+        .unwrap();
+    assert_eq!(out, bars);
+    store
+        .write("A", "1Min", &[bar(1_764_167_400, "9.75")], None)
+        .unwrap();
+    store
+        .bars_cached("A", "1Min", day.0, day.1, &mut out)
+        .unwrap();
+    assert_eq!(out[0].c.to_string(), "9.75", "the triggers are back");
+    let version: String = store
+        .conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}
