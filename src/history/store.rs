@@ -380,6 +380,10 @@ impl HistoryStore {
         end: DateTime<Utc>,
         out: &mut Vec<Bar>,
     ) -> Result<(), HistoryError> {
+        if secs(end) - secs(start) > MAX_BLOCK_SPAN {
+            *out = self.bars(symbol, timeframe, start, end)?;
+            return Ok(());
+        }
         let key = params![symbol, timeframe, secs(start), secs(end)];
         let mut stmt = self
             .conn
@@ -397,9 +401,6 @@ impl HistoryStore {
         }
         drop(rows);
         *out = self.bars(symbol, timeframe, start, end)?;
-        if secs(end) - secs(start) > MAX_BLOCK_SPAN {
-            return Ok(());
-        }
         if let Some(block) = super::blocks::encode(start, out) {
             // A cache: a failure to keep it costs the next read its speed, nothing else.
             let _ = self

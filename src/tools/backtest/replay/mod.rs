@@ -10,10 +10,10 @@
 //! apart) and a trade (which triggers stops); the book is withdrawn at the bar's end, so
 //! nothing fills on the bar whose close made the signal.
 
-use super::{BacktestOptions, Recorded};
 mod fills;
 mod symbols;
 
+use super::{BacktestOptions, Recorded};
 use crate::aggregation::{BarBook, Closed};
 use crate::alpaca::model::{Bar, Quote, Trade};
 use crate::analytics::RoundTrips;
@@ -164,14 +164,7 @@ impl<'a> Replay<'a> {
 
     /// Which symbols the engine follows, from the engine.
     fn refresh_active(&mut self) {
-        self.symbols.active.iter_mut().for_each(|a| *a = false);
-        for symbol in self.engine.active_symbols() {
-            if let Some(i) = self.symbols.index.get(symbol) {
-                if let Some(a) = self.symbols.active.get_mut(*i as usize) {
-                    *a = true;
-                }
-            }
-        }
+        self.symbols.follow_only(self.engine.active_symbols());
     }
 
     /// One minute: every symbol's bar that started at `t`, by symbol index.
@@ -246,9 +239,7 @@ impl<'a> Replay<'a> {
             self.refresh_active();
         }
         for (i, bar) in bars {
-            if let Some(c) = self.symbols.latest_close.get_mut(*i as usize) {
-                *c = Some(bar.c);
-            }
+            self.symbols.note_close(*i, bar.c);
         }
         self.book_fills();
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
@@ -344,18 +335,17 @@ impl<'a> Replay<'a> {
 
     /// The signed position held: none where the engine follows nothing.
     fn position(&self, symbol: &str) -> Decimal {
-        match self.symbols.index.get(symbol) {
-            Some(i) if !self.symbols.active(*i) => Decimal::ZERO,
-            _ => self.engine.qty(symbol),
+        if self.symbols.followed(symbol) {
+            self.engine.qty(symbol)
+        } else {
+            Decimal::ZERO
         }
     }
 
     /// Open orders of ours on `symbol` that are entries or exits (not protective legs).
     fn busy(&self, symbol: &str) -> bool {
-        if let Some(i) = self.symbols.index.get(symbol) {
-            if !self.symbols.active(*i) {
-                return false;
-            }
+        if !self.symbols.followed(symbol) {
+            return false;
         }
         self.engine.open_orders(Some(symbol)).iter().any(|o| {
             o.symbol == symbol
@@ -494,18 +484,13 @@ impl<'a> Replay<'a> {
         let coid = format!("bt-{:x}-{}", self.seq, intent.symbol);
         let request = OrderDesk::request_for(&intent, &coid);
         self.recent.push_back(now);
-        if let Some(i) = self.symbols.index.get(&intent.symbol).copied() {
-            if !self.engine.is_active(&intent.symbol) {
-                // Where the last print of a symbol not followed would have left its mark.
-                let close = self.symbols.latest_close.get(i as usize).copied();
-                if let Some(Some(close)) = close {
-                    self.engine.set_mark(&intent.symbol, close);
-                }
-            }
-            if let Some(a) = self.symbols.active.get_mut(i as usize) {
-                *a = true;
+        if !self.engine.is_active(&intent.symbol) {
+            // Where the last print of a symbol not followed would have left its mark.
+            if let Some(close) = self.symbols.latest_close(&intent.symbol) {
+                self.engine.set_mark(&intent.symbol, close);
             }
         }
+        self.symbols.follow(&intent.symbol);
         self.changed();
         match self.engine.submit(request) {
             Ok(_) => {
