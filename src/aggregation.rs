@@ -79,6 +79,76 @@ impl SymbolBars {
             bar,
         });
     }
+
+    /// Closes the bars of `intervals` that end at or before `until`, into `out`, in time
+    /// order, keeping the last `len` of each.
+    fn close_until(
+        &mut self,
+        intervals: &[Interval],
+        until: DateTime<Utc>,
+        len: usize,
+        out: &mut Vec<Closed>,
+    ) {
+        let first = out.len();
+        let m1 = Interval::M1.slot();
+        // The minute first; a closing minute feeds the larger bars before they are checked.
+        if self.open[m1]
+            .as_ref()
+            .is_some_and(|b| Interval::M1.end_of(b.start) <= until)
+        {
+            if let Some(minute) = self.open[m1].take() {
+                self.last_closed[m1] = Some(minute.start);
+                for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
+                    let slot = interval.slot();
+                    let bucket = interval.start_of(minute.start);
+                    if self.last_closed[slot].is_some_and(|last| bucket <= last) {
+                        continue;
+                    }
+                    if self.open[slot].as_ref().is_some_and(|b| b.start != bucket) {
+                        if let Some(done) = self.open[slot].take() {
+                            self.close(interval, done, out);
+                        }
+                    }
+                    match &mut self.open[slot] {
+                        Some(bar) => bar.merge(&minute),
+                        None => self.open[slot] = Some(OhlcBar::restart(bucket, &minute)),
+                    }
+                }
+                if intervals.contains(&Interval::M1) {
+                    self.close(Interval::M1, minute, out);
+                }
+            }
+        }
+        for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
+            let slot = interval.slot();
+            if self.open[slot]
+                .as_ref()
+                .is_some_and(|b| interval.end_of(b.start) <= until)
+            {
+                if let Some(done) = self.open[slot].take() {
+                    self.close(interval, done, out);
+                }
+            }
+        }
+        let closed = &mut out[first..];
+        if closed.len() > 1 {
+            closed.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
+        }
+        if len > 0 {
+            for c in closed.iter() {
+                self.keep(c.interval, c.bar.clone(), len);
+            }
+        }
+    }
+
+    /// The earliest end of a bar in progress.
+    fn next_end(&self) -> Option<DateTime<Utc>> {
+        Interval::ALL
+            .iter()
+            .zip(&self.open)
+            .filter_map(|(i, b)| b.as_ref().map(|b| i.end_of(b.start)))
+            .min()
+    }
 }
 
 /// Every symbol's bars.
@@ -161,16 +231,7 @@ impl BarBook {
 
     /// Recomputes the earliest end of any open bar.
     fn refresh_due(&mut self) {
-        self.next_due = self
-            .symbols
-            .values()
-            .flat_map(|s| {
-                Interval::ALL
-                    .iter()
-                    .zip(&s.open)
-                    .filter_map(|(i, b)| b.as_ref().map(|b| i.end_of(b.start)))
-            })
-            .min();
+        self.next_due = self.symbols.values().filter_map(SymbolBars::next_end).min();
     }
 
     /// Moves the watermark to `t` and closes every bar that ends by then.
@@ -210,7 +271,11 @@ impl BarBook {
     /// [`BarBook::on_minute_bar`], adding the bars it closes to `out`.
     pub fn on_minute_bar_into(&mut self, symbol: &str, bar: OhlcBar, out: &mut Vec<Closed>) {
         let m1 = Interval::M1.slot();
-        let s = self.symbol_mut(symbol);
+        let (intervals, len) = (&self.intervals, self.history_len);
+        let s = self
+            .symbols
+            .entry_ref(symbol)
+            .or_insert_with(|| SymbolBars::new(symbol));
         if s.last_closed[m1].is_some_and(|last| bar.start <= last) {
             return;
         }
@@ -221,23 +286,17 @@ impl BarBook {
                 self.late_trades += 1;
                 return;
             }
-            Some(b) if b.start < bar.start => self.close_symbol(symbol, Some(bar.start), out),
+            Some(b) if b.start < bar.start => s.close_until(intervals, bar.start, len, out),
             _ => {}
         }
         let end = Interval::M1.end_of(bar.start);
-        self.symbol_mut(symbol).open[m1] = Some(bar);
-        self.close_symbol(symbol, Some(end), out);
+        s.open[m1] = Some(bar);
+        s.close_until(intervals, end, len, out);
+        // The larger bars this minute opened are due at their ends.
+        let due = s.next_end();
         if self.watermark.is_none_or(|w| w < end) {
             self.watermark = Some(end);
         }
-        // The larger bars this minute opened are due at their ends.
-        let due = self.symbols.get(symbol).and_then(|s| {
-            Interval::ALL
-                .iter()
-                .zip(&s.open)
-                .filter_map(|(i, b)| b.as_ref().map(|b| i.end_of(b.start)))
-                .min()
-        });
         if let Some(due) = due {
             self.note_open(due);
         }
@@ -271,61 +330,11 @@ impl BarBook {
         let Some(until) = until.or(self.watermark) else {
             return;
         };
-        let len = self.history_len;
-        let intervals = &self.intervals;
+        let (intervals, len) = (&self.intervals, self.history_len);
         let Some(s) = self.symbols.get_mut(symbol) else {
             return;
         };
-        let first = out.len();
-        let m1 = Interval::M1.slot();
-        // The minute first; a closing minute feeds the larger bars before they are checked.
-        if s.open[m1]
-            .as_ref()
-            .is_some_and(|b| Interval::M1.end_of(b.start) <= until)
-        {
-            if let Some(minute) = s.open[m1].take() {
-                s.last_closed[m1] = Some(minute.start);
-                for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
-                    let slot = interval.slot();
-                    let bucket = interval.start_of(minute.start);
-                    if s.last_closed[slot].is_some_and(|last| bucket <= last) {
-                        continue;
-                    }
-                    if s.open[slot].as_ref().is_some_and(|b| b.start != bucket) {
-                        if let Some(done) = s.open[slot].take() {
-                            s.close(interval, done, out);
-                        }
-                    }
-                    match &mut s.open[slot] {
-                        Some(bar) => bar.merge(&minute),
-                        None => s.open[slot] = Some(OhlcBar::restart(bucket, &minute)),
-                    }
-                }
-                if intervals.contains(&Interval::M1) {
-                    s.close(Interval::M1, minute, out);
-                }
-            }
-        }
-        for interval in intervals.iter().copied().filter(|i| *i != Interval::M1) {
-            let slot = interval.slot();
-            if s.open[slot]
-                .as_ref()
-                .is_some_and(|b| interval.end_of(b.start) <= until)
-            {
-                if let Some(done) = s.open[slot].take() {
-                    s.close(interval, done, out);
-                }
-            }
-        }
-        let closed = &mut out[first..];
-        if closed.len() > 1 {
-            closed.sort_by_key(|c| (c.interval.end_of(c.bar.start), c.interval));
-        }
-        if len > 0 {
-            for c in closed.iter() {
-                s.keep(c.interval, c.bar.clone(), len);
-            }
-        }
+        s.close_until(intervals, until, len, out);
     }
 
     /// The last `n` closed bars of a symbol and interval, oldest first.
