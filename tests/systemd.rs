@@ -117,24 +117,36 @@ fn make_install_honours_destdir_and_prefix() {
     );
 }
 
+/// `traderd run` as systemd starts a `Type=notify` unit with `WatchdogSec`: notifications to
+/// `sock`, a ping due every `watchdog_usec`, its log in `dir/daemon.log`.
+fn notified_daemon(
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    sock: &std::path::Path,
+    watchdog_usec: u64,
+) -> Command {
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["run", "--state-dir"])
+        .arg(state)
+        .env("NOTIFY_SOCKET", sock)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    c
+}
+
 #[test]
 fn the_daemon_speaks_the_notify_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "600000")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("RUNTIME_DIRECTORY")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
+    let child = notified_daemon(dir.path(), &dir.path().join("state"), &sock_path, 600_000)
         .spawn()
         .unwrap();
     let mut child = common::Killed(child);
@@ -212,19 +224,8 @@ fn a_wedged_actor_withholds_the_watchdog_ping() {
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--state-dir"])
-        .arg(&state)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "1000000")
+    let child = notified_daemon(dir.path(), &state, &sock_path, 1_000_000)
         .env("TRADERD_DEBUG_COMMANDS", "1")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("RUNTIME_DIRECTORY")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
         .spawn()
         .unwrap();
     let _child = common::Killed(child);
