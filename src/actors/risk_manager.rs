@@ -2,19 +2,26 @@
 //! intent goes on to the OrderManager (which accepts nothing else: [`Approved`] can only be
 //! made by the risk module).
 //!
-//! Proposals are handled one at a time ([`AtomicResponse`]): the latest trade is read from the
-//! feed, the checks run against the state the actor holds (positions, open orders and pending
-//! quantity from the order side; equity, buying power and the market clock from the account),
-//! and an approved order is handed to the OrderManager before the next proposal is looked at,
-//! so two proposals can never both use the same room under a limit.
+//! Everything a check needs is already here when a proposal comes, so it never waits on
+//! another actor before deciding: the price the intent was decided at comes with it
+//! ([`Propose::price`]); halts and resumptions are pushed by the feed ([`SymbolStatus`]); the
+//! other symbols' prices (for gross exposure) are the closes of live minute bars
+//! ([`BarClosed`]); positions, open orders and pending quantity come from the order side;
+//! equity, buying power and the market clock from the account.
 //!
-//! Handles: [`Propose`], [`OrdersChanged`], [`AccountUpdated`], [`SetMode`], [`SetLimits`],
-//! [`GetRiskStats`]. Every refusal is logged with its reason code and counted per code.
+//! Proposals are handled one at a time ([`AtomicResponse`]): an approved order is handed to
+//! the OrderManager before the next proposal is looked at, so two proposals can never both
+//! use the same room under a limit.
+//!
+//! Handles: [`Propose`], [`OrdersChanged`], [`AccountUpdated`], [`SymbolStatus`],
+//! [`BarClosed`], [`SplitApplied`], [`SetMode`], [`SetLimits`], [`GetRiskStats`]. Every
+//! refusal is logged with its reason code and counted per code.
 
-use crate::messages::market::GetLatest;
+use crate::domain::Interval;
+use crate::messages::market::SymbolStatus;
 use crate::messages::orders::{Propose, ProposeError, SubmitApproved};
 pub use crate::messages::risk::{GetRiskStats, RiskStats, SetLimits, SetMode};
-use crate::messages::{AccountUpdated, OrdersChanged};
+use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied};
 use crate::risk::{self, Approved, Intent, RiskLimits, RiskState, TradingMode};
 use actix::prelude::*;
 use chrono::Utc;
@@ -24,24 +31,17 @@ pub struct RiskManager {
     mode: TradingMode,
     state: RiskState,
     have_account: bool,
-    feed: Option<Recipient<GetLatest>>,
     orders: Recipient<SubmitApproved>,
     stats: RiskStats,
 }
 
 impl RiskManager {
-    pub fn new(
-        limits: RiskLimits,
-        mode: TradingMode,
-        feed: Option<Recipient<GetLatest>>,
-        orders: Recipient<SubmitApproved>,
-    ) -> Self {
+    pub fn new(limits: RiskLimits, mode: TradingMode, orders: Recipient<SubmitApproved>) -> Self {
         RiskManager {
             limits,
             mode,
             state: RiskState::default(),
             have_account: false,
-            feed,
             orders,
             stats: RiskStats::default(),
         }
@@ -115,51 +115,68 @@ impl Handler<Propose> for RiskManager {
     type Result = AtomicResponse<Self, Result<String, ProposeError>>;
 
     fn handle(&mut self, msg: Propose, _: &mut Context<Self>) -> Self::Result {
-        let intent = msg.0;
-        let feed = self.feed.clone();
-        let symbol = intent.symbol.clone();
-        let latest = async move {
-            match feed {
-                Some(f) => f.send(GetLatest(symbol)).await.ok(),
-                None => None,
+        if let Some(price) = msg.price {
+            self.state
+                .last_trade
+                .insert(msg.intent.symbol.clone(), price);
+        }
+        let decision = self.decide(msg.intent);
+        let orders = self.orders.clone();
+        let submit = async move {
+            let approved = decision?;
+            match orders.send(SubmitApproved(approved)).await {
+                Ok(Ok(done)) => Ok(done),
+                Ok(Err(e)) => Err(ProposeError::NotSent(e.to_string())),
+                Err(e) => Err(ProposeError::NotSent(format!(
+                    "the order manager is not running: {e}"
+                ))),
             }
         };
-        AtomicResponse::new(Box::pin(
-            latest
-                .into_actor(self)
-                .map(move |latest, act, _| {
-                    if let Some(l) = latest {
-                        if let Some(t) = l.trade {
-                            act.state.last_trade.insert(t.symbol.clone(), t.price);
-                        }
-                        if l.halted.is_some() {
-                            act.state.halted.insert(intent.symbol.clone());
-                        } else {
-                            act.state.halted.remove(&intent.symbol);
-                        }
-                    }
-                    act.decide(intent)
-                })
-                .then(|decision, act, _| {
-                    let orders = act.orders.clone();
-                    async move {
-                        let approved = decision?;
-                        match orders.send(SubmitApproved(approved)).await {
-                            Ok(Ok(done)) => Ok(done),
-                            Ok(Err(e)) => Err(ProposeError::NotSent(e.to_string())),
-                            Err(e) => Err(ProposeError::NotSent(format!(
-                                "the order manager is not running: {e}"
-                            ))),
-                        }
-                    }
-                    .into_actor(act)
-                })
-                .map(|result, act, _| {
-                    let done = result?;
-                    act.apply_orders(&done.view);
-                    Ok(done.client_order_id)
-                }),
-        ))
+        AtomicResponse::new(Box::pin(submit.into_actor(self).map(|result, act, _| {
+            let done = result?;
+            act.apply_orders(&done.view);
+            Ok(done.client_order_id)
+        })))
+    }
+}
+
+/// A halt or a resumption, as the feed heard it.
+impl Handler<SymbolStatus> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: SymbolStatus, _: &mut Context<Self>) {
+        if msg.halted {
+            self.state.halted.insert(msg.symbol);
+        } else {
+            self.state.halted.remove(&msg.symbol);
+        }
+    }
+}
+
+/// A minute bar's close marks its symbol (the price of what is held, for gross exposure). A
+/// warm-up or backfill bar only marks a symbol that has no price yet: it may be older than
+/// the one a proposal brought.
+impl Handler<BarClosed> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: BarClosed, _: &mut Context<Self>) {
+        if msg.interval != Interval::M1 || msg.bar.close <= rust_decimal::Decimal::ZERO {
+            return;
+        }
+        if !msg.historical {
+            self.state.last_trade.insert(msg.symbol, msg.bar.close);
+        } else {
+            self.state
+                .last_trade
+                .entry(msg.symbol)
+                .or_insert(msg.bar.close);
+        }
+    }
+}
+
+/// A split: the symbol's price so far is in the old shares; the next bar or proposal prices it.
+impl Handler<SplitApplied> for RiskManager {
+    type Result = ();
+    fn handle(&mut self, msg: SplitApplied, _: &mut Context<Self>) {
+        self.state.last_trade.remove(&msg.symbol);
     }
 }
 
@@ -204,3 +221,6 @@ impl Handler<GetRiskStats> for RiskManager {
         MessageResult(s)
     }
 }
+
+#[cfg(test)]
+mod tests;

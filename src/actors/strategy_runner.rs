@@ -209,7 +209,7 @@ impl StrategyRunner {
         let symbol = symbol.to_string();
         let risk = self.risk.clone();
         ctx.spawn(
-            async move { risk.send(Propose(intent)).await }
+            async move { risk.send(Propose::at(intent, price)).await }
                 .into_actor(self)
                 .map(move |r, act, _| {
                     act.pending.remove(&symbol);

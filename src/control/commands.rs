@@ -310,15 +310,16 @@ impl ControlServer {
     }
 }
 
-/// The market-data path's counters and the tick-to-order latency, for `ctl stats` and the load
-/// bench.
+/// The market-data path's counters, the tick-to-order latency and the journal's own write
+/// latency (an order's tick-to-order includes one write), for `ctl stats` and the load bench.
 pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
-    let (market, feed, orders) = tokio::join!(
+    let (market, feed, orders, journal) = tokio::join!(
         h.market_stream.send(GetStreamStatus),
         h.feed_stats.send(GetFeedStats),
         h.order_stats.send(GetOrderStats),
+        h.journal_stats.send(crate::journal::GetJournalStats),
     );
-    let (Ok(market), Ok(feed), Ok(orders)) = (market, feed, orders) else {
+    let (Ok(market), Ok(feed), Ok(orders), Ok(journal)) = (market, feed, orders, journal) else {
         return Response::err(id, "unavailable", "an actor did not answer");
     };
     Response::ok(
@@ -329,6 +330,7 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
             "orders": { "submitted": orders.submitted, "accepted": orders.accepted, "fills": orders.fills },
             "tick_to_order": orders.tick_to_order,
             "tick_to_intent": orders.tick_to_intent,
+            "journal_write": journal,
         }),
     )
 }

@@ -27,6 +27,8 @@ pub struct Handles {
     pub add_symbols: Recipient<AddSymbols>,
     pub remove_symbols: Recipient<RemoveSymbols>,
     pub feed_stats: Recipient<GetFeedStats>,
+    /// The journal's write latency (`ctl stats`: next to tick-to-order, which includes a write).
+    pub journal_stats: Recipient<crate::journal::GetJournalStats>,
     /// Wedges the supervisor on purpose (`debug-wedge`), when `debug_commands` allows it.
     pub wedge: Recipient<crate::messages::mode::Wedge>,
     pub debug_commands: bool,

@@ -312,12 +312,7 @@ pub async fn start(
     let account = actix::Supervisor::start(move |_| {
         AccountManager::new(account_rest.into(), refresh).with_journal(account_journal)
     });
-    let risk_manager = RiskManager::new(
-        config.risk.limits(),
-        mode,
-        Some(feed.clone().recipient()),
-        orders.clone().recipient(),
-    );
+    let risk_manager = RiskManager::new(config.risk.limits(), mode, orders.clone().recipient());
     let risk = actix::Supervisor::start(move |_| risk_manager);
     let mut strategies = Vec::new();
     for (section, strategy) in built {
@@ -348,6 +343,9 @@ pub async fn start(
         splits: Some(feed.clone().recipient()),
     });
     orders.do_send(AddOrdersListener(risk.clone().recipient()));
+    feed.do_send(AddStatusListener(risk.clone().recipient()));
+    feed.do_send(AddBarSubscriber(risk.clone().recipient()));
+    feed.do_send(AddSplitListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
     for (runner, interest) in &strategies {
@@ -471,6 +469,7 @@ pub async fn start(
             add_symbols: feed.clone().recipient(),
             remove_symbols: feed.clone().recipient(),
             feed_stats: feed.clone().recipient(),
+            journal_stats: journal.addr.clone().recipient(),
             wedge: supervisor.clone().recipient(),
             debug_commands: env("TRADERD_DEBUG_COMMANDS").is_some_and(|v| v == "1"),
             strategies: config

@@ -20,6 +20,21 @@ pub struct AddTradeSubscriber {
     pub condition: Option<String>,
 }
 
+/// A symbol's trading status changed on the `statuses` channel: `halted` (see
+/// [`crate::actors::market_data::is_halt`]) or trading again. Pushed to the risk checks, so
+/// they never ask the feed.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct SymbolStatus {
+    pub symbol: String,
+    pub halted: bool,
+}
+
+/// Registers a receiver of [`SymbolStatus`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddStatusListener(pub Recipient<SymbolStatus>);
+
 /// The last `n` closed bars of a symbol and interval, oldest first.
 #[derive(Message)]
 #[rtype(result = "Vec<OhlcBar>")]

@@ -17,11 +17,34 @@ pub enum ProposeError {
     NotSent(String),
 }
 
-/// An order intent for the risk checks. Answers the client order id of the order that was
-/// sent on, or why not.
+/// An order intent for the risk checks, with the price it was decided at (the trade or the
+/// bar close the strategy saw; `None`: the latest price the risk checks know, for the order
+/// side's stops and closing orders). The price comes with the message so the check never
+/// waits on the feed. Answers the client order id of the order that was sent on, or why not.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<String, ProposeError>")]
-pub struct Propose(pub Intent);
+pub struct Propose {
+    pub intent: Intent,
+    pub price: Option<rust_decimal::Decimal>,
+}
+
+impl Propose {
+    /// Checked against the latest price the risk checks know.
+    pub fn new(intent: Intent) -> Self {
+        Propose {
+            intent,
+            price: None,
+        }
+    }
+
+    /// Decided at `price`: the check's last trade for the symbol from now on.
+    pub fn at(intent: Intent, price: rust_decimal::Decimal) -> Self {
+        Propose {
+            intent,
+            price: Some(price),
+        }
+    }
+}
 
 /// An approved order to send. Only the risk module can make an [`Approved`].
 #[derive(Message, Debug)]

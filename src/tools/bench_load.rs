@@ -516,6 +516,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let stats = run.latency().await?;
     let latency = &stats["tick_to_order"];
     let before_journal = &stats["tick_to_intent"];
+    let journal_write = &stats["journal_write"];
     let dropped = run.dropped().await?;
     let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
     progress("decode baseline");
@@ -554,6 +555,11 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
             "p50": before_journal["p50_us"],
             "p99": before_journal["p99_us"],
             "p999": before_journal["p999_us"],
+        },
+        "journal_write_us": {
+            "p50": journal_write["p50_us"],
+            "p99": journal_write["p99_us"],
+            "count": journal_write["count"],
         },
         "peak_rss_mb": round(rss),
         "start_to_ready_s": round(ready_s),

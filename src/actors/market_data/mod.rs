@@ -3,8 +3,9 @@
 //!
 //! Handles: [`MarketBatch`] (from the market-data `StreamClient`; the first batch after a
 //! reconnect carries the gap, in band, and starts a backfill), [`AddBarSubscriber`],
-//! [`GetBars`], [`GetLatest`], [`GetFeedStats`].
-//! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged).
+//! [`AddStatusListener`], [`GetBars`], [`GetLatest`], [`GetFeedStats`].
+//! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged),
+//! [`SymbolStatus`] (halts and resumptions) to status listeners.
 //!
 //! Phases: at start it warms up from REST (each interval's recent bars, then today's minutes so
 //! the bars in progress are complete). After a reconnect it waits for the first data after the
@@ -29,8 +30,9 @@ use crate::alpaca::stream::{DataMessage, StreamTrade};
 use crate::broker::BrokerRef;
 use crate::domain::ConnectionState;
 pub use crate::messages::market::{
-    AddBarSubscriber, AddSplitListener, AddSymbols, AddTradeSubscriber, FeedStats, GetBars,
-    GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,
+    AddBarSubscriber, AddSplitListener, AddStatusListener, AddSymbols, AddTradeSubscriber,
+    FeedStats, GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,
+    SymbolStatus,
 };
 use crate::messages::{
     BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
@@ -88,6 +90,8 @@ pub struct MarketDataFeed {
     latest: foldhash::HashMap<String, Latest>,
     subscribers: Vec<Recipient<BarClosed>>,
     split_listeners: Vec<Recipient<SplitApplied>>,
+    /// Told of every trading status (halt or resumption) as it comes: the risk checks.
+    status_listeners: Vec<Recipient<SymbolStatus>>,
     tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<BrokerRef>,
     phase: Phase,
@@ -109,6 +113,7 @@ impl MarketDataFeed {
             latest: foldhash::HashMap::default(),
             subscribers: Vec::new(),
             split_listeners: Vec::new(),
+            status_listeners: Vec::new(),
             tick_subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
@@ -243,6 +248,12 @@ impl MarketDataFeed {
                         tracing::info!(symbol = %st.symbol, code = %st.status_code, message = %st.status_message, "trading status");
                     }
                     self.stats.statuses += 1;
+                    for l in &self.status_listeners {
+                        l.do_send(SymbolStatus {
+                            symbol: st.symbol.clone(),
+                            halted,
+                        });
+                    }
                     let l = self.latest.entry(st.symbol.clone()).or_default();
                     l.halted = halted.then_some(st);
                 }
@@ -418,6 +429,13 @@ impl Handler<AddSymbols> for MarketDataFeed {
                 Ok(n)
             }),
         )
+    }
+}
+
+impl Handler<AddStatusListener> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: AddStatusListener, _: &mut Context<Self>) {
+        self.status_listeners.push(msg.0);
     }
 }
 

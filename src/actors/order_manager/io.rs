@@ -315,7 +315,7 @@ pub(super) async fn flatten(
     }
     for intent in plan.close {
         let symbol = intent.symbol.clone();
-        let r = match risk.send(Propose(intent)).await {
+        let r = match risk.send(Propose::new(intent)).await {
             Ok(Ok(coid)) => Ok(coid),
             Ok(Err(ProposeError::Refused(r))) => Err(r.to_string()),
             Ok(Err(e)) => Err(e.to_string()),

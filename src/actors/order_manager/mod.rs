@@ -222,7 +222,7 @@ impl OrderManager {
         let Some(risk) = self.risk.clone() else {
             return;
         };
-        ctx.spawn(async move { (entry, risk.send(Propose(intent)).await) }.into_actor(self).map(
+        ctx.spawn(async move { (entry, risk.send(Propose::new(intent)).await) }.into_actor(self).map(
             |(entry, r), _, _| match r {
                 Ok(Ok(stop)) => tracing::info!(entry = %entry, client_order_id = %stop, "trailing stop placed"),
                 Ok(Err(e)) => tracing::warn!(entry = %entry, error = %e, "no trailing stop for this entry"),
