@@ -513,3 +513,37 @@ async fn run_starts_trades_and_stops_the_whole_daemon_as_a_library_call() {
         "the socket is gone with the daemon"
     );
 }
+
+/// A start that fails late (the control socket cannot be made, after the journal is open)
+/// says why and exits 1 without a panic: nothing is left started that would first run as the
+/// runtime is dropped.
+#[test]
+fn a_start_that_fails_late_gives_the_reason_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let config = dir.path().join("traderd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nsocket = \"{}\"\n",
+            not_a_dir.join("traderd.sock").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_traderd"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the control socket"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

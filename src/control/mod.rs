@@ -44,7 +44,8 @@ pub use protocol::{COMMANDS, ErrorBody, Request, RequestId, Response};
 pub use render::{render, render_event};
 use server::*;
 pub use server::{
-    ConfigSource, ControlError, ControlServer, ControlSettings, Handles, Reload, StrategyHandle,
+    ConfigSource, ControlError, ControlServer, ControlSettings, ControlSocket, Handles, Reload,
+    StrategyHandle,
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;

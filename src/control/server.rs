@@ -83,9 +83,18 @@ pub struct ControlServer {
     pub(super) running: Arc<tokio::sync::Mutex<crate::config::Config>>,
 }
 
-impl ControlServer {
+/// The control socket, bound (with its mode and group) before anything else starts, so a
+/// daemon that cannot serve its operators fails before it trades; [`ControlServer::new`]
+/// serves it.
+pub struct ControlSocket {
+    settings: ControlSettings,
+    listener: UnixListener,
+    own_uid: u32,
+}
+
+impl ControlSocket {
     /// Binds the socket (removing a stale one nobody answers on) with its mode and group.
-    pub fn bind(settings: ControlSettings, handles: Handles) -> Result<Self, ControlError> {
+    pub fn bind(settings: ControlSettings) -> Result<Self, ControlError> {
         let path = &settings.path;
         let io = |source| ControlError::Io {
             path: path.display().to_string(),
@@ -112,14 +121,25 @@ impl ControlServer {
         }
         let own_uid = std::fs::metadata(path).map(|m| m.uid()).map_err(io)?;
         tracing::info!(socket = %path.display(), mode = format!("{mode:o}"), "control socket ready");
-        Ok(ControlServer {
+        Ok(ControlSocket {
             settings,
-            listener: Some(listener),
+            listener,
             own_uid,
+        })
+    }
+}
+
+impl ControlServer {
+    /// Serves `socket` on what everything else exposes.
+    pub fn new(socket: ControlSocket, handles: Handles) -> Self {
+        ControlServer {
+            settings: socket.settings,
+            listener: Some(socket.listener),
+            own_uid: socket.own_uid,
             subscribers: Vec::new(),
             running: Arc::new(tokio::sync::Mutex::new(handles.config.clone())),
             handles,
-        })
+        }
     }
 
     pub(super) fn allowed(&self, uid: u32) -> bool {

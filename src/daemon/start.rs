@@ -256,6 +256,41 @@ pub async fn start(
         let strategy = section.build().map_err(StartError::Config)?;
         built.push((section, strategy));
     }
+    if built.is_empty() {
+        return Err(StartError::Config("no strategy to run".into()));
+    }
+    // What may still fail is done before the trading actors start: an actor started and never
+    // run would start only as the runtime is dropped, outside it.
+    let notifier = if config.notify.webhooks.is_empty() {
+        None
+    } else {
+        let instance = if config.notify.instance.is_empty() {
+            crate::telemetry::instance_id(&env)
+        } else {
+            config.notify.instance.clone()
+        };
+        Some(
+            crate::actors::notifier::Notifier::new(&config.notify, instance)
+                .map_err(StartError::Config)?,
+        )
+    };
+    let socket = if config.control.socket.is_empty() {
+        crate::control::default_socket(&env, &base_dir)
+    } else {
+        std::path::PathBuf::from(&config.control.socket)
+    };
+    let group = if config.control.group.is_empty() {
+        None
+    } else {
+        Some(crate::control::resolve_group(&config.control.group).map_err(StartError::Config)?)
+    };
+    let control_socket = crate::control::ControlSocket::bind(crate::control::ControlSettings {
+        path: socket.clone(),
+        group,
+        allowed_uids: config.control.allowed_uids.clone(),
+    })
+    .map_err(|e| StartError::Config(e.to_string()))?;
+
     let mut intervals = vec![Interval::M1];
     for (_, strategy) in &built {
         if !intervals.contains(&strategy.interval()) {
@@ -412,17 +447,8 @@ pub async fn start(
     ));
 
     // Webhooks (`[notify]`), off the trading path.
-    let notifier = if config.notify.webhooks.is_empty() {
-        None
-    } else {
-        let instance = if config.notify.instance.is_empty() {
-            crate::telemetry::instance_id(&env)
-        } else {
-            config.notify.instance.clone()
-        };
-        let n = crate::actors::notifier::Notifier::new(&config.notify, instance)
-            .map_err(StartError::Config)?
-            .start();
+    let notifier = notifier.map(|n| {
+        let n = n.start();
         supervisor.do_send(crate::messages::mode::AddModeListener(
             n.clone().recipient(),
         ));
@@ -432,27 +458,13 @@ pub async fn start(
         health.do_send(crate::messages::health::AddHealthListener(
             n.clone().recipient(),
         ));
-        Some(n)
-    };
+        n
+    });
 
-    // The control socket, on what everything else exposes.
-    let socket = if config.control.socket.is_empty() {
-        crate::control::default_socket(&env, &base_dir)
-    } else {
-        std::path::PathBuf::from(&config.control.socket)
-    };
-    let group = if config.control.group.is_empty() {
-        None
-    } else {
-        Some(crate::control::resolve_group(&config.control.group).map_err(StartError::Config)?)
-    };
+    // The control socket (bound above), on what everything else exposes.
     let (stop_tx, stop_requested) = tokio::sync::watch::channel(false);
-    let control = crate::control::ControlServer::bind(
-        crate::control::ControlSettings {
-            path: socket.clone(),
-            group,
-            allowed_uids: config.control.allowed_uids.clone(),
-        },
+    let control = crate::control::ControlServer::new(
+        control_socket,
         crate::control::Handles {
             operator: supervisor.clone().recipient(),
             supervisor_status: supervisor.clone().recipient(),
@@ -488,7 +500,6 @@ pub async fn start(
             check: crate::config::CheckContext::default(),
         },
     )
-    .map_err(|e| StartError::Config(e.to_string()))?
     .start();
 
     Ok(Daemon {
