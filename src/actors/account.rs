@@ -172,6 +172,8 @@ pub fn snapshot(account: &Account, positions: &[Position], clock: &Clock) -> Acc
             .filter_map(|p| Some((p.symbol.clone(), p.unrealized_pl?)))
             .collect(),
         market_open: clock.is_open,
+        next_open: Some(clock.next_open.with_timezone(&chrono::Utc)),
+        next_close: Some(clock.next_close.with_timezone(&chrono::Utc)),
         trading_blocked: account.trading_blocked || account.account_blocked,
         read_at: Some(clock.timestamp.with_timezone(&chrono::Utc)),
     }

@@ -24,13 +24,17 @@ pub use crate::messages::risk::{GetRiskStats, RiskStats, SetLimits, SetMode};
 use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied};
 use crate::risk::{self, Approved, Intent, RiskLimits, RiskState, TradingMode};
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 pub struct RiskManager {
     limits: RiskLimits,
     mode: TradingMode,
     state: RiskState,
     have_account: bool,
+    /// The clock's next open and close as last read, and the start of the live minute bar
+    /// that showed the market open before a read did (see [`BarClosed`]).
+    session: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    opened_by_bar: Option<DateTime<Utc>>,
     orders: Recipient<SubmitApproved>,
     stats: RiskStats,
 }
@@ -42,8 +46,27 @@ impl RiskManager {
             mode,
             state: RiskState::default(),
             have_account: false,
+            session: (None, None),
+            opened_by_bar: None,
             orders,
             stats: RiskStats::default(),
+        }
+    }
+
+    /// A live minute bar starting at `start` (broker time) inside the session the clock
+    /// announced: the market is open, though the next read of the clock may be seconds away
+    /// (minutes of market time on a fast simulator). One at or past the close: closed.
+    fn follow_the_clock(&mut self, start: DateTime<Utc>) {
+        let (Some(open), Some(close)) = self.session else {
+            return;
+        };
+        if !self.state.market_open && open <= start && start < close {
+            tracing::info!(bar_start = %start, "the market opened (a live bar inside the session; the clock is read again later)");
+            self.state.market_open = true;
+            self.opened_by_bar = Some(start);
+        } else if self.state.market_open && start >= close {
+            self.state.market_open = false;
+            self.opened_by_bar = None;
         }
     }
 
@@ -162,6 +185,7 @@ impl Handler<BarClosed> for RiskManager {
             return;
         }
         if !msg.historical {
+            self.follow_the_clock(msg.bar.start);
             self.state.last_trade.insert(msg.symbol, msg.bar.close);
         } else {
             self.state
@@ -195,7 +219,13 @@ impl Handler<AccountUpdated> for RiskManager {
         self.state.buying_power = a.buying_power;
         self.state.equity = a.equity;
         self.state.start_of_day_equity = a.start_of_day_equity;
-        self.state.market_open = a.market_open;
+        self.session = (a.next_open, a.next_close);
+        // A read made before the bar that showed the open does not close the market again.
+        let older = matches!((a.read_at, self.opened_by_bar), (Some(read), Some(bar)) if read < bar);
+        if !(older && !a.market_open) {
+            self.state.market_open = a.market_open;
+            self.opened_by_bar = None;
+        }
     }
 }
 

@@ -153,6 +153,10 @@ pub struct AccountSnapshot {
     /// Each position's unrealised P&L, as the broker values it.
     pub unrealized: std::collections::BTreeMap<String, rust_decimal::Decimal>,
     pub market_open: bool,
+    /// The clock's next regular open and close (broker time): with the bars' own times they
+    /// tell the risk checks the market opened before the next read does.
+    pub next_open: Option<DateTime<Utc>>,
+    pub next_close: Option<DateTime<Utc>>,
     pub trading_blocked: bool,
     pub read_at: Option<DateTime<Utc>>,
 }

@@ -175,3 +175,41 @@ async fn a_halt_pushed_by_the_feed_stops_entries_until_the_resumption() {
     let r = risk.send(Propose::at(entry("AAPL", 1), Decimal::from(150))).await;
     assert!(r.unwrap().is_ok());
 }
+
+#[actix::test]
+async fn a_live_bar_inside_the_session_opens_the_market_before_the_next_clock_read() {
+    let (risk, _orders) = started().await;
+    let at = |h, m| Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap();
+    // Read at 14:29: closed, opening at 14:30 and closing at 21:00 (UTC).
+    let closed = |read_at| crate::messages::AccountSnapshot {
+        equity: Decimal::from(100_000),
+        buying_power: Decimal::from(200_000),
+        start_of_day_equity: Decimal::from(100_000),
+        market_open: false,
+        next_open: Some(at(14, 30)),
+        next_close: Some(at(21, 0)),
+        read_at: Some(read_at),
+        ..Default::default()
+    };
+    risk.send(AccountUpdated(closed(at(14, 29)))).await.unwrap();
+    let bar = |h, m, historical| {
+        let mut b = minute("AAPL", 150, historical);
+        b.bar.start = at(h, m);
+        b
+    };
+    let propose = || risk.send(Propose::at(entry("AAPL", 1), Decimal::from(150)));
+    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+    // A pre-market bar and a warm-up bar inside the session open nothing.
+    risk.send(bar(14, 29, false)).await.unwrap();
+    risk.send(bar(14, 31, true)).await.unwrap();
+    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+    // The session's first live bar does.
+    risk.send(bar(14, 30, false)).await.unwrap();
+    assert!(propose().await.unwrap().is_ok());
+    // A read made before that bar, answered late, does not close it again.
+    risk.send(AccountUpdated(closed(at(14, 29)))).await.unwrap();
+    assert!(propose().await.unwrap().is_ok());
+    // A bar at the close does.
+    risk.send(bar(21, 0, false)).await.unwrap();
+    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+}
