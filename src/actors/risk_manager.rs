@@ -222,7 +222,7 @@ impl Handler<AccountUpdated> for RiskManager {
         self.session = (a.next_open, a.next_close);
         // A read made before the bar that showed the open does not close the market again.
         let older = matches!((a.read_at, self.opened_by_bar), (Some(read), Some(bar)) if read < bar);
-        if !(older && !a.market_open) {
+        if a.market_open || !older {
             self.state.market_open = a.market_open;
             self.opened_by_bar = None;
         }
