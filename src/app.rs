@@ -304,12 +304,7 @@ fn run_soak(args: cli::SoakArgs) -> anyhow::Result<ExitCode> {
     if !(args.minutes > 0.0 && args.minutes <= 24.0 * 60.0) {
         return Err(anyhow!("--minutes must be above 0 and at most a day"));
     }
-    let state_dir = args.state_dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "traderd-soak-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S")
-        ))
-    });
+    let state_dir = args.state_dir.unwrap_or_else(|| fresh_work_dir("soak"));
     let opts = crate::tools::soak::SoakOptions {
         profile: match args.profile {
             cli::SoakProfile::Faults => crate::tools::soak::Profile::Faults,
@@ -359,12 +354,9 @@ fn run_bench_load(args: cli::BenchLoadArgs) -> anyhow::Result<ExitCode> {
             return Err(anyhow!("{name} must be between 1 and 600"));
         }
     }
-    let work_dir = args.work_dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "traderd-bench-load-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S")
-        ))
-    });
+    let work_dir = args
+        .work_dir
+        .unwrap_or_else(|| fresh_work_dir("bench-load"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -485,4 +477,14 @@ async fn wait_for_stop_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A work directory of its own under the temp dir: the time and the process id, so two runs
+/// started in the same second never share one.
+fn fresh_work_dir(kind: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "traderd-{kind}-{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    ))
 }

@@ -221,7 +221,8 @@ impl Handler<AccountUpdated> for RiskManager {
         self.state.start_of_day_equity = a.start_of_day_equity;
         self.session = (a.next_open, a.next_close);
         // A read made before the bar that showed the open does not close the market again.
-        let older = matches!((a.read_at, self.opened_by_bar), (Some(read), Some(bar)) if read < bar);
+        let older =
+            matches!((a.read_at, self.opened_by_bar), (Some(read), Some(bar)) if read < bar);
         if a.market_open || !older {
             self.state.market_open = a.market_open;
             self.opened_by_bar = None;

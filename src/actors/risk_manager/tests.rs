@@ -123,20 +123,28 @@ async fn a_proposal_brings_its_price_and_a_minute_close_prices_the_rest() {
     let r = risk.send(Propose::new(entry("AAPL", 10))).await.unwrap();
     assert_eq!(refused_code(r), Some("no_price"));
     // The price the strategy decided at is the check's price.
-    let r = risk.send(Propose::at(entry("AAPL", 10), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 10), Decimal::from(150)))
+        .await;
     assert!(r.unwrap().is_ok());
     // MSFT unpriced counts nothing toward gross: 200 AAPL at 150 = 30,000 fits under 60,000.
-    let r = risk.send(Propose::at(entry("AAPL", 200), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 200), Decimal::from(150)))
+        .await;
     assert!(r.unwrap().is_ok());
     // A warm-up bar prices MSFT where nothing did (100 × 250 = 25,000 held)...
     risk.send(minute("MSFT", 250, true)).await.unwrap();
-    let r = risk.send(Propose::at(entry("AAPL", 200), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 200), Decimal::from(150)))
+        .await;
     assert!(r.unwrap().is_ok(), "25,000 + 30,000 is under 60,000");
     // ...but never over a live price: a later historical bar does not move it.
     risk.send(minute("MSFT", 10, true)).await.unwrap();
     // A live close does: 100 × 400 = 40,000 held, with 30,000 more it is past 60,000.
     risk.send(minute("MSFT", 400, false)).await.unwrap();
-    let r = risk.send(Propose::at(entry("AAPL", 200), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 200), Decimal::from(150)))
+        .await;
     assert_eq!(refused_code(r.unwrap()), Some("gross_exposure"));
     let taken = orders.send(Taken).await.unwrap();
     assert_eq!(
@@ -166,13 +174,19 @@ async fn a_halt_pushed_by_the_feed_stops_entries_until_the_resumption() {
         halted,
     };
     risk.send(status(true)).await.unwrap();
-    let r = risk.send(Propose::at(entry("AAPL", 1), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 1), Decimal::from(150)))
+        .await;
     assert_eq!(refused_code(r.unwrap()), Some("symbol_halted"));
     // Another symbol trades on.
-    let r = risk.send(Propose::at(entry("NVDA", 1), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("NVDA", 1), Decimal::from(150)))
+        .await;
     assert!(r.unwrap().is_ok());
     risk.send(status(false)).await.unwrap();
-    let r = risk.send(Propose::at(entry("AAPL", 1), Decimal::from(150))).await;
+    let r = risk
+        .send(Propose::at(entry("AAPL", 1), Decimal::from(150)))
+        .await;
     assert!(r.unwrap().is_ok());
 }
 
@@ -198,11 +212,17 @@ async fn a_live_bar_inside_the_session_opens_the_market_before_the_next_clock_re
         b
     };
     let propose = || risk.send(Propose::at(entry("AAPL", 1), Decimal::from(150)));
-    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+    assert_eq!(
+        refused_code(propose().await.unwrap()),
+        Some("market_closed")
+    );
     // A pre-market bar and a warm-up bar inside the session open nothing.
     risk.send(bar(14, 29, false)).await.unwrap();
     risk.send(bar(14, 31, true)).await.unwrap();
-    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+    assert_eq!(
+        refused_code(propose().await.unwrap()),
+        Some("market_closed")
+    );
     // The session's first live bar does.
     risk.send(bar(14, 30, false)).await.unwrap();
     assert!(propose().await.unwrap().is_ok());
@@ -211,5 +231,8 @@ async fn a_live_bar_inside_the_session_opens_the_market_before_the_next_clock_re
     assert!(propose().await.unwrap().is_ok());
     // A bar at the close does.
     risk.send(bar(21, 0, false)).await.unwrap();
-    assert_eq!(refused_code(propose().await.unwrap()), Some("market_closed"));
+    assert_eq!(
+        refused_code(propose().await.unwrap()),
+        Some("market_closed")
+    );
 }
