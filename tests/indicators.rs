@@ -133,3 +133,29 @@ fn bollinger_matches_the_reference() {
         .collect();
     check("bb_z", &ours, &theirs);
 }
+
+mod to_f64 {
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+    use rust_decimal::prelude::ToPrimitive;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        /// The indicators' conversion is rust_decimal's own, bit for bit, over prices and
+        /// beyond: every scale, both signs, mantissas past 64 bits.
+        #[test]
+        fn is_rust_decimals_bit_for_bit(lo in any::<u32>(), mid in any::<u32>(), hi in prop_oneof![Just(0u32), any::<u32>()], negative in any::<bool>(), scale in 0u32..=28) {
+            let d = Decimal::from_parts(lo, mid, hi, negative, scale);
+            let ours = traderd::strategy::indicators::to_f64(d);
+            let theirs = d.to_f64().unwrap();
+            prop_assert_eq!(ours.to_bits(), theirs.to_bits(), "{}", d);
+        }
+
+        #[test]
+        fn is_rust_decimals_for_prices(cents in 1i64..1_000_000_000, scale in 2u32..=6) {
+            let d = Decimal::new(cents, scale);
+            prop_assert_eq!(traderd::strategy::indicators::to_f64(d).to_bits(), d.to_f64().unwrap().to_bits());
+        }
+    }
+}

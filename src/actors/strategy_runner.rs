@@ -259,6 +259,7 @@ impl Handler<BarClosed> for StrategyRunner {
             bar: &msg.bar,
             historical: msg.historical,
             position,
+            explain: true,
         });
         self.latest.keep(&msg.symbol, &msg.bar);
         let view = crate::strategy::MarketView {

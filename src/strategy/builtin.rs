@@ -9,7 +9,6 @@ use super::indicators::{Bollinger, Macd, Rsi};
 use crate::alpaca::model::OrderSide;
 use crate::domain::{Interval, OhlcBar};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 /// What a strategy sees when a bar closes.
@@ -22,6 +21,15 @@ pub struct BarInput<'a> {
     pub historical: bool,
     /// The signed position held now.
     pub position: Decimal,
+    /// Whether the signal's reason will be shown (the daemon logs it and puts it on the
+    /// signal's span; a backtest, a few million signals a year, does not): a strategy may leave
+    /// it empty when not (see [`reason`]).
+    pub explain: bool,
+}
+
+/// A signal's reason, made only when it will be shown ([`BarInput::explain`]).
+pub fn reason(input: &BarInput<'_>, text: impl FnOnce() -> String) -> String {
+    if input.explain { text() } else { String::new() }
 }
 
 /// A statistic in a signal's reason with `dp` decimals, as `{:.dp$}` shows it but without
@@ -340,7 +348,7 @@ impl Strategy for Momentum {
                 macd: Macd::new(p.macd_fast, p.macd_slow, p.macd_signal),
                 last_hist: None,
             });
-        let close = input.bar.close.to_f64().unwrap_or(0.0);
+        let close = super::indicators::to_f64(input.bar.close);
         let rsi = s.rsi.update(close);
         let (_, macd) = s.macd.update(close);
         let (Some(rsi), Some(macd)) = (rsi, macd) else {
@@ -351,15 +359,19 @@ impl Strategy for Momentum {
         if input.position > Decimal::ZERO {
             if crossed_down {
                 return Signal::Exit {
-                    reason: format!(
-                        "MACD histogram turned negative ({})",
-                        Fixed(macd.histogram, 4)
-                    ),
+                    reason: reason(input, || {
+                        format!(
+                            "MACD histogram turned negative ({})",
+                            Fixed(macd.histogram, 4)
+                        )
+                    }),
                 };
             }
             if rsi > p.rsi_exit {
                 return Signal::Exit {
-                    reason: format!("RSI {} above {}", Fixed(rsi, 1), p.rsi_exit),
+                    reason: reason(input, || {
+                        format!("RSI {} above {}", Fixed(rsi, 1), p.rsi_exit)
+                    }),
                 };
             }
             return Signal::Hold;
@@ -370,11 +382,13 @@ impl Strategy for Momentum {
         {
             return Signal::Enter {
                 side: OrderSide::Buy,
-                reason: format!(
-                    "MACD histogram {} positive, RSI {}",
-                    Fixed(macd.histogram, 4),
-                    Fixed(rsi, 1)
-                ),
+                reason: reason(input, || {
+                    format!(
+                        "MACD histogram {} positive, RSI {}",
+                        Fixed(macd.histogram, 4),
+                        Fixed(rsi, 1)
+                    )
+                }),
             };
         }
         Signal::Hold
@@ -436,26 +450,30 @@ impl Strategy for MeanReversion {
             .symbols
             .entry_ref(input.symbol)
             .or_insert_with(|| Bollinger::new(p.period, p.band_std));
-        let Some(v) = b.update(input.bar.close.to_f64().unwrap_or(0.0)) else {
+        let Some(v) = b.update(super::indicators::to_f64(input.bar.close)) else {
             return Signal::Hold;
         };
         if input.position > Decimal::ZERO && v.z_score > -p.exit_z {
             return Signal::Exit {
-                reason: format!(
-                    "z-score {} back above {}",
-                    Fixed(v.z_score, 2),
-                    Fixed(-p.exit_z, 2)
-                ),
+                reason: reason(input, || {
+                    format!(
+                        "z-score {} back above {}",
+                        Fixed(v.z_score, 2),
+                        Fixed(-p.exit_z, 2)
+                    )
+                }),
             };
         }
         if input.position.is_zero() && v.z_score < -p.entry_z {
             return Signal::Enter {
                 side: OrderSide::Buy,
-                reason: format!(
-                    "z-score {} below {}",
-                    Fixed(v.z_score, 2),
-                    Fixed(-p.entry_z, 2)
-                ),
+                reason: reason(input, || {
+                    format!(
+                        "z-score {} below {}",
+                        Fixed(v.z_score, 2),
+                        Fixed(-p.entry_z, 2)
+                    )
+                }),
             };
         }
         Signal::Hold

@@ -12,7 +12,6 @@ use crate::alpaca::model::OrderSide;
 use crate::domain::Interval;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -116,7 +115,7 @@ impl Pairs {
 }
 
 fn ln(d: Decimal) -> Option<f64> {
-    let v = d.to_f64()?;
+    let v = super::indicators::to_f64(d);
     (v > 0.0).then(|| v.ln())
 }
 

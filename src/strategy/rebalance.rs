@@ -178,7 +178,8 @@ impl Strategy for Rebalance {
     }
 
     fn on_bar(&mut self, input: &BarInput<'_>) -> Signal {
-        if let Some(close) = input.bar.close.to_f64().filter(|c| *c > 0.0) {
+        let close = super::indicators::to_f64(input.bar.close);
+        if close > 0.0 {
             let keep = self.params.vol_lookback + 1;
             let c = self.closes.entry(input.symbol.to_string()).or_default();
             c.push_back(close);
@@ -288,6 +289,7 @@ mod tests {
                 bar: &bar(start, *p),
                 historical: false,
                 position: Decimal::ZERO,
+                explain: true,
             });
         }
         r.on_market(&MarketView {

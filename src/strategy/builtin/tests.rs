@@ -29,6 +29,7 @@ fn run(s: &mut dyn Strategy, closes: &[f64], mut position: Decimal) -> Vec<(usiz
             bar: &b,
             historical: false,
             position,
+            explain: true,
         });
         match &sig {
             Signal::Enter { .. } => position = dec!(10),

@@ -282,6 +282,7 @@ impl<'a> Replay<'a> {
                         bar: &closed.bar,
                         historical: true,
                         position: Decimal::ZERO,
+                        explain: false,
                     });
                     self.latest.keep(&closed.symbol, &closed.bar);
                     self.strategy.on_market(&MarketView {
@@ -364,6 +365,7 @@ impl<'a> Replay<'a> {
             bar,
             historical: false,
             position,
+            explain: false,
         });
         self.latest.keep(symbol, bar);
         let several = self.strategy.on_market(&MarketView {
