@@ -105,3 +105,66 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// What the backtest relies on to size nothing for entries refused at the pace checks: for
+    /// an entry from flat at the last trade (market, in the band), in a mode that trades, the
+    /// full check refuses exactly when `pace` does, with its code, whatever the size, the
+    /// protection and the rest of the account.
+    #[test]
+    fn an_entry_from_flat_is_refused_at_pace_exactly_when_pace_refuses(
+        open_orders in 0usize..14,
+        recent in 0usize..40,
+        max_open_orders in 1usize..12,
+        max_per_minute in 1usize..30,
+        qty in 1i64..5_000,
+        price_cents in 1i64..1_000_000,
+        buy in any::<bool>(),
+        held in prop::collection::vec((0usize..4, -500i64..500), 0..4),
+        equity in 1_000i64..1_000_000,
+        take_profit in prop::option::of(1i64..1_000_000),
+    ) {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 15, 0, 0).unwrap();
+        let limits = RiskLimits {
+            max_open_orders,
+            max_orders_per_minute: max_per_minute,
+            ..RiskLimits::default()
+        };
+        let price = Decimal::new(price_cents, 2);
+        let mut state = RiskState {
+            open_orders,
+            equity: Decimal::from(equity),
+            start_of_day_equity: Decimal::from(equity),
+            buying_power: Decimal::from(equity),
+            market_open: true,
+            ..RiskState::default()
+        };
+        state.last_trade.insert("NEW".into(), price);
+        for (s, q) in held {
+            state.positions.insert(SYMBOLS[s].into(), Decimal::from(q));
+            state.last_trade.insert(SYMBOLS[s].into(), Decimal::from(100));
+        }
+        for i in 0..recent {
+            state.recent_orders.push_back(now - Duration::seconds(i as i64 * 3));
+        }
+        let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+        let intent = Intent::market("NEW", side, Decimal::from(qty), Purpose::Entry {
+            take_profit: take_profit.map(|c| Decimal::new(c, 2)),
+            stop_loss: None,
+            trail_pct: None,
+        });
+        let full = check(intent, &state, &limits, TradingMode::Active, now)
+            .map(|_| ())
+            .map_err(|r| r.code);
+        match traderd::risk::pace(&state, &limits, now) {
+            Err(code) => prop_assert_eq!(full, Err(code)),
+            Ok(()) => prop_assert!(
+                !matches!(full, Err(c) if c.as_str() == "order_rate" || c.as_str() == "max_open_orders"),
+                "{:?}",
+                full
+            ),
+        }
+    }
+}

@@ -260,6 +260,31 @@ pub fn check(
     })
 }
 
+/// Orders sent in the minute before `now`.
+fn recent_orders(state: &RiskState, now: DateTime<Utc>) -> usize {
+    let window_start = now - Duration::minutes(1);
+    state
+        .recent_orders
+        .iter()
+        .filter(|t| **t > window_start)
+        .count()
+}
+
+/// The checks of [`check`] that look at the account alone, never at the order: the order
+/// rate, then the open orders. For an order that is not reducing, with a price inside the
+/// band, in a mode that trades, they are what decides next, so a caller that knows as much
+/// (the backtest, with millions of entries refused a year at `max_open_orders`) may ask them
+/// first and size nothing.
+pub fn pace(state: &RiskState, limits: &RiskLimits, now: DateTime<Utc>) -> Result<(), RefusalCode> {
+    if recent_orders(state, now) >= limits.max_orders_per_minute {
+        return Err(RefusalCode::OrderRate);
+    }
+    if state.open_orders >= limits.max_open_orders {
+        return Err(RefusalCode::MaxOpenOrders);
+    }
+    Ok(())
+}
+
 /// [`check`], answering a refusal with its code alone: nothing is formatted (a backtest has
 /// a few million intents refused a year).
 pub fn check_code(
@@ -383,26 +408,17 @@ fn check_with<R>(
             )
         }));
     }
-    let window_start = now - Duration::minutes(1);
-    let recent = state
-        .recent_orders
-        .iter()
-        .filter(|t| **t > window_start)
-        .count();
-    if recent >= limits.max_orders_per_minute {
-        return Err(refuse(RefusalCode::OrderRate, &|| {
-            format!(
-                "{recent} orders in the last minute (limit {})",
+    if let Err(code) = pace(state, limits, now) {
+        return Err(refuse(code, &|| match code {
+            RefusalCode::OrderRate => format!(
+                "{} orders in the last minute (limit {})",
+                recent_orders(state, now),
                 limits.max_orders_per_minute
-            )
-        }));
-    }
-    if state.open_orders >= limits.max_open_orders {
-        return Err(refuse(RefusalCode::MaxOpenOrders, &|| {
-            format!(
+            ),
+            _ => format!(
                 "{} open orders (limit {})",
                 state.open_orders, limits.max_open_orders
-            )
+            ),
         }));
     }
     if !reduces {

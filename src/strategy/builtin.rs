@@ -529,15 +529,14 @@ pub struct EntryPlan {
     pub trail_pct: Option<Decimal>,
 }
 
-/// Sizes an entry at `price` and prices its protection. Whole shares (brackets need them);
-/// `None` when the size rounds to nothing or risk-per-trade has no stop to size from.
-pub fn plan_entry(
-    side: OrderSide,
+/// The whole shares of an entry at `price` ([`plan_entry`]'s size, without its protection):
+/// `None` when it rounds to nothing or risk-per-trade has no stop to size from.
+pub fn entry_qty(
     price: Decimal,
     equity: Decimal,
     sizing: Sizing,
     protection: Protection,
-) -> Option<EntryPlan> {
+) -> Option<Decimal> {
     if price <= Decimal::ZERO {
         return None;
     }
@@ -551,9 +550,19 @@ pub fn plan_entry(
         }
     };
     let qty = (notional / price).floor();
-    if qty <= Decimal::ZERO {
-        return None;
-    }
+    (qty > Decimal::ZERO).then_some(qty)
+}
+
+/// Sizes an entry at `price` and prices its protection. Whole shares (brackets need them);
+/// `None` when the size rounds to nothing or risk-per-trade has no stop to size from.
+pub fn plan_entry(
+    side: OrderSide,
+    price: Decimal,
+    equity: Decimal,
+    sizing: Sizing,
+    protection: Protection,
+) -> Option<EntryPlan> {
+    let qty = entry_qty(price, equity, sizing, protection)?;
     let away = |pct: Decimal, up: bool| {
         let f = if up {
             Decimal::ONE + pct / Decimal::ONE_HUNDRED

@@ -399,11 +399,18 @@ impl<'a> Replay<'a> {
         if signal == Signal::Hold || self.busy(symbol) {
             return;
         }
+        let position = self.position(symbol);
+        if let Signal::Enter { .. } = signal
+            && position.is_zero()
+            && self.refused_at_pace(symbol, close, now)
+        {
+            return;
+        }
         let Some(intent) = intent_for(
             &signal,
             symbol,
             close,
-            self.position(symbol),
+            position,
             Some(self.equity()),
             self.config.strategy.sizing_rule(),
             self.config.strategy.protection_rule(),
@@ -414,15 +421,43 @@ impl<'a> Replay<'a> {
         self.propose(intent, close, now, Some(start));
     }
 
-    /// Risk, then the order: as the RiskManager and the OrderManager do. An intent answering
-    /// the bar that started at `bar` is correlated with it once approved.
-    fn propose(
-        &mut self,
-        intent: Intent,
-        price: Decimal,
-        now: DateTime<Utc>,
-        bar: Option<DateTime<Utc>>,
-    ) {
+    /// An entry from flat at a price inside the band: before the risk checks look at its size
+    /// they look at the order rate and the open orders ([`risk::pace`]). When those refuse, the
+    /// refusal is counted as [`Self::propose`] would count it, and nothing is sized beyond its
+    /// share count (a year has millions of these at `max_open_orders`). `false`: go on.
+    fn refused_at_pace(&mut self, symbol: &str, close: Decimal, now: DateTime<Utc>) -> bool {
+        let band = self.limits.price_band_pct;
+        if band < Decimal::ZERO || close.checked_mul(band).is_none() {
+            return false;
+        }
+        self.fresh_risk_state(now);
+        let Err(code) = risk::pace(&self.risk_state, &self.limits, now) else {
+            return false;
+        };
+        let sized = crate::strategy::entry_qty(
+            close,
+            self.equity(),
+            self.config.strategy.sizing_rule(),
+            self.config.strategy.protection_rule(),
+        );
+        if sized.is_some() {
+            self.out.signals += 1;
+            // The price acted on stays the symbol's last trade, as after a check.
+            match self.risk_state.last_trade.get_mut(symbol) {
+                Some(p) => *p = close,
+                None => {
+                    self.risk_state.last_trade.insert(symbol.to_string(), close);
+                }
+            }
+            if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == code) {
+                self.refused[i] += 1;
+            }
+        }
+        true
+    }
+
+    /// The risk checks' view of the account, brought up to date for a check at `now`.
+    fn fresh_risk_state(&mut self, now: DateTime<Utc>) {
         let mut pruned = false;
         while self
             .recent
@@ -435,6 +470,18 @@ impl<'a> Replay<'a> {
         if pruned || self.risk_stale {
             self.refresh_risk_state();
         }
+    }
+
+    /// Risk, then the order: as the RiskManager and the OrderManager do. An intent answering
+    /// the bar that started at `bar` is correlated with it once approved.
+    fn propose(
+        &mut self,
+        intent: Intent,
+        price: Decimal,
+        now: DateTime<Utc>,
+        bar: Option<DateTime<Utc>>,
+    ) {
+        self.fresh_risk_state(now);
         // The price acted on is the symbol's last trade for this check; a symbol held gets
         // its mark back after.
         let state = &mut self.risk_state;
