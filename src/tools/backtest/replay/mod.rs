@@ -40,6 +40,10 @@ pub(super) struct Replay<'a> {
     book: BarBook,
     /// The bars the book closed, a buffer kept between bars.
     closed: Vec<Closed>,
+    /// The last minute's events for the engine and the symbols they were for: the next
+    /// minute over the same symbols updates their prices and times in place.
+    events: Vec<MarketEvent>,
+    events_for: Vec<u32>,
     symbols: Symbols,
     purposes: HashMap<String, Purpose>,
     seq: u64,
@@ -123,6 +127,8 @@ impl<'a> Replay<'a> {
             strategy,
             book: BarBook::new(&intervals, 0),
             closed: Vec::new(),
+            events: Vec::new(),
+            events_for: Vec::new(),
             symbols,
             purposes: HashMap::new(),
             seq: 0,
@@ -210,27 +216,49 @@ impl<'a> Replay<'a> {
                 };
                 points.push([bar.o, first, second, bar.c]);
             }
-            let mut events = Vec::with_capacity(active.len() * 8);
+            let mut events = std::mem::take(&mut self.events);
+            let same = self.events_for.len() == active.len()
+                && self.events_for.iter().zip(&active).all(|(a, (b, _))| a == b);
+            if !same {
+                events.clear();
+                self.events_for.clear();
+                self.events_for.extend(active.iter().map(|(i, _)| *i));
+            }
+            let mut slot = 0;
             for k in 0..4 {
                 let when = at(t, 15 * k as i64);
                 for ((i, bar), prices) in active.iter().zip(&points) {
-                    let symbol = self.symbols.name(*i);
-                    events.push(self.quote(symbol, prices[k], when));
-                    events.push(MarketEvent::Trade {
-                        symbol: symbol.to_string(),
-                        trade: Trade {
-                            t: when,
-                            x: "V".into(),
-                            p: prices[k],
-                            s: bar.v.max(Decimal::ONE),
-                            c: Vec::new(),
-                            i: 0,
-                            z: "C".into(),
-                        },
-                    });
+                    let (bid, ask) = self.book_prices(prices[k]);
+                    let size = bar.v.max(Decimal::ONE);
+                    if same {
+                        // The same symbols as the last minute: the events are theirs already.
+                        if let MarketEvent::Quote { quote, .. } = &mut events[slot] {
+                            (quote.t, quote.bp, quote.ap) = (when, bid, ask);
+                        }
+                        if let MarketEvent::Trade { trade, .. } = &mut events[slot + 1] {
+                            (trade.t, trade.p, trade.s) = (when, prices[k], size);
+                        }
+                    } else {
+                        let symbol = self.symbols.name(*i);
+                        events.push(quote_event(symbol, bid, ask, when));
+                        events.push(MarketEvent::Trade {
+                            symbol: symbol.to_string(),
+                            trade: Trade {
+                                t: when,
+                                x: "V".into(),
+                                p: prices[k],
+                                s: size,
+                                c: Vec::new(),
+                                i: 0,
+                                z: "C".into(),
+                            },
+                        });
+                    }
+                    slot += 2;
                 }
             }
             self.engine.on_market(&events);
+            self.events = events;
             // The bar is over: nothing more fills at its prices.
             for (i, _) in &active {
                 self.engine.withdraw_book(self.symbols.name(*i));
@@ -316,22 +344,10 @@ impl<'a> Replay<'a> {
         self.out.days.push((day, e));
     }
 
-    fn quote(&self, symbol: &str, price: Decimal, when: DateTime<Utc>) -> MarketEvent {
+    /// The bid and the ask around a bar's price: the slippage either side.
+    fn book_prices(&self, price: Decimal) -> (Decimal, Decimal) {
         let slip = price * self.opts.slippage_bps / Decimal::from(10_000);
-        MarketEvent::Quote {
-            symbol: symbol.to_string(),
-            quote: Quote {
-                t: when,
-                bx: "V".into(),
-                bp: (price - slip).round_dp(4),
-                bs: Decimal::from(BOOK_SIZE),
-                ax: "V".into(),
-                ap: (price + slip).round_dp(4),
-                as_: Decimal::from(BOOK_SIZE),
-                c: Vec::new(),
-                z: "C".into(),
-            },
-        }
+        ((price - slip).round_dp(4), (price + slip).round_dp(4))
     }
 
     /// The signed position held: none where the engine follows nothing.
@@ -595,5 +611,23 @@ impl<'a> Replay<'a> {
         state.market_open = true;
         state.recent_orders.clone_from(&self.recent);
         self.risk_stale = false;
+    }
+}
+
+/// The quote the engine fills against: `BOOK_SIZE` shares either side.
+fn quote_event(symbol: &str, bid: Decimal, ask: Decimal, when: DateTime<Utc>) -> MarketEvent {
+    MarketEvent::Quote {
+        symbol: symbol.to_string(),
+        quote: Quote {
+            t: when,
+            bx: "V".into(),
+            bp: bid,
+            bs: Decimal::from(BOOK_SIZE),
+            ax: "V".into(),
+            ap: ask,
+            as_: Decimal::from(BOOK_SIZE),
+            c: Vec::new(),
+            z: "C".into(),
+        },
     }
 }
