@@ -218,7 +218,11 @@ impl<'a> Replay<'a> {
             }
             let mut events = std::mem::take(&mut self.events);
             let same = self.events_for.len() == active.len()
-                && self.events_for.iter().zip(&active).all(|(a, (b, _))| a == b);
+                && self
+                    .events_for
+                    .iter()
+                    .zip(&active)
+                    .all(|(a, (b, _))| a == b);
             if !same {
                 events.clear();
                 self.events_for.clear();
