@@ -11,7 +11,8 @@ use common::actors::*;
 use common::*;
 use std::time::Duration;
 use traderd::actors::market_data::{
-    AddBarSubscriber, FeedSettings, GetBars, GetFeedStats, Interval, MarketDataFeed,
+    AddBarSubscriber, AddMarkListener, FeedSettings, GetBars, GetFeedStats, Interval,
+    MarketDataFeed,
 };
 use traderd::actors::stream_client::{Sinks, StreamClient};
 use traderd::alpaca::rest::BarsQuery;
@@ -32,9 +33,13 @@ fn feed_settings() -> FeedSettings {
 async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     let sim = start_sim(|s| s.history_sessions = 2).await;
     let rest = client(&sim);
+    let (marks, marked) = collector();
     let (collector, seen) = collector();
     let feed = MarketDataFeed::new(feed_settings(), Some(rest.clone().into())).start();
     feed.send(AddBarSubscriber(collector.clone().recipient()))
+        .await
+        .unwrap();
+    feed.send(AddMarkListener(marks.clone().recipient()))
         .await
         .unwrap();
     let sinks = Sinks {
@@ -103,6 +108,32 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     assert_eq!(Some(ours.trades), theirs.n);
     // Bars close in order.
     assert!(live.windows(2).all(|w| w[0].bar.start < w[1].bar.start));
+    // A mark listener (the risk checks) had minutes only: of the warm-up, each symbol's last
+    // warm-up minute once; then the same live minutes as the subscriber.
+    {
+        let m = marked.lock().unwrap();
+        assert!(m.bars.iter().all(|b| b.interval == Interval::M1));
+        for symbol in ["AAPL", "MSFT"] {
+            let warm: Vec<_> = m
+                .bars
+                .iter()
+                .filter(|b| b.historical && b.symbol == symbol)
+                .collect();
+            assert_eq!(warm.len(), 1, "{symbol}: {warm:?}");
+        }
+        let live_marks: Vec<_> = m
+            .bars
+            .iter()
+            .filter(|b| !b.historical && b.symbol == "AAPL")
+            .map(|b| b.bar.start)
+            .collect();
+        assert!(
+            live.iter()
+                .take(2)
+                .all(|b| live_marks.contains(&b.bar.start)),
+            "{live_marks:?}"
+        );
+    }
 
     // A five-minute bar built live from minutes equals the broker's, once one closes whole.
     let five = wait_for("a live 5m bar after the first", WAIT, || async {

@@ -5,8 +5,8 @@
 //! Everything a check needs is already here when a proposal comes, so it never waits on
 //! another actor before deciding: the price the intent was decided at comes with it
 //! ([`Propose::price`]); halts and resumptions are pushed by the feed ([`SymbolStatus`]); the
-//! other symbols' prices (for gross exposure) are the closes of live minute bars
-//! ([`BarClosed`]); positions, open orders and pending quantity come from the order side;
+//! other symbols' prices (for gross exposure) are minute closes ([`BarClosed`], as a mark
+//! listener of the feed: every live minute, and each symbol's last warm-up minute); positions, open orders and pending quantity come from the order side;
 //! equity, buying power and the market clock from the account.
 //!
 //! Proposals are handled one at a time ([`AtomicResponse`]): an approved order is handed to

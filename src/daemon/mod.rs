@@ -37,8 +37,8 @@ use crate::actors::health::{
     ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
 };
 use crate::actors::market_data::{
-    AddBarSubscriber, AddSplitListener, AddStatusListener, AddTradeSubscriber, FeedSettings,
-    Interval, MarketDataFeed, SetCoverListener,
+    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, AddTradeSubscriber,
+    FeedSettings, Interval, MarketDataFeed, SetCoverListener,
 };
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,

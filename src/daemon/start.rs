@@ -379,7 +379,7 @@ pub async fn start(
     });
     orders.do_send(AddOrdersListener(risk.clone().recipient()));
     feed.do_send(AddStatusListener(risk.clone().recipient()));
-    feed.do_send(AddBarSubscriber(risk.clone().recipient()));
+    feed.do_send(AddMarkListener(risk.clone().recipient()));
     feed.do_send(AddSplitListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));

@@ -11,6 +11,12 @@ use actix::prelude::*;
 #[rtype(result = "()")]
 pub struct AddBarSubscriber(pub Recipient<BarClosed>);
 
+/// Registers a receiver of minute closes as marks (the risk checks' prices of what is held):
+/// every live minute bar, and from a warm-up the last minute of each symbol only.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddMarkListener(pub Recipient<BarClosed>);
+
 /// Registers a receiver of live trades as they come ([`TradeTicks`], one per batch): all of
 /// them, or only those carrying `condition`.
 #[derive(Message)]

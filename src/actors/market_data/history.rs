@@ -54,6 +54,20 @@ impl MarketDataFeed {
             return;
         };
         self.stats.bars_closed += bars.len() as u64;
+        if interval == Interval::M1 {
+            if let Some(last) = bars.last() {
+                for l in &self.mark_listeners {
+                    l.do_send(BarClosed {
+                        symbol: symbol.clone(),
+                        interval,
+                        bar: last.clone(),
+                        historical: true,
+                        degraded: false,
+                        trace: Default::default(),
+                    });
+                }
+            }
+        }
         let mut taken = Vec::new();
         for (i, bar) in bars.iter().enumerate() {
             let msg = BarClosed {

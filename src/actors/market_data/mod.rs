@@ -3,9 +3,10 @@
 //!
 //! Handles: [`MarketBatch`] (from the market-data `StreamClient`; the first batch after a
 //! reconnect carries the gap, in band, and starts a backfill), [`AddBarSubscriber`],
-//! [`AddStatusListener`], [`GetBars`], [`GetLatest`], [`GetFeedStats`].
+//! [`AddStatusListener`], [`AddMarkListener`], [`GetBars`], [`GetLatest`], [`GetFeedStats`].
 //! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged),
-//! [`SymbolStatus`] (halts and resumptions) to status listeners.
+//! [`SymbolStatus`] (halts and resumptions) to status listeners, minute closes to mark
+//! listeners.
 //!
 //! Phases: at start it warms up from REST (each interval's recent bars, then today's minutes so
 //! the bars in progress are complete). After a reconnect it waits for the first data after the
@@ -30,9 +31,9 @@ use crate::alpaca::stream::{DataMessage, StreamTrade};
 use crate::broker::BrokerRef;
 use crate::domain::ConnectionState;
 pub use crate::messages::market::{
-    AddBarSubscriber, AddSplitListener, AddStatusListener, AddSymbols, AddTradeSubscriber,
-    FeedStats, GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener,
-    SymbolStatus,
+    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, AddSymbols,
+    AddTradeSubscriber, FeedStats, GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols,
+    SetCoverListener, SymbolStatus,
 };
 use crate::messages::{
     BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
@@ -92,6 +93,8 @@ pub struct MarketDataFeed {
     split_listeners: Vec<Recipient<SplitApplied>>,
     /// Told of every trading status (halt or resumption) as it comes: the risk checks.
     status_listeners: Vec<Recipient<SymbolStatus>>,
+    /// Told of minute closes as marks ([`AddMarkListener`]): the risk checks.
+    mark_listeners: Vec<Recipient<BarClosed>>,
     tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<BrokerRef>,
     phase: Phase,
@@ -114,6 +117,7 @@ impl MarketDataFeed {
             subscribers: Vec::new(),
             split_listeners: Vec::new(),
             status_listeners: Vec::new(),
+            mark_listeners: Vec::new(),
             tick_subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
@@ -165,6 +169,11 @@ impl MarketDataFeed {
                 degraded,
                 trace,
             };
+            if !historical && msg.interval == Interval::M1 {
+                for l in &self.mark_listeners {
+                    l.do_send(msg.clone());
+                }
+            }
             for s in &self.subscribers {
                 s.do_send(msg.clone());
             }
@@ -429,6 +438,13 @@ impl Handler<AddSymbols> for MarketDataFeed {
                 Ok(n)
             }),
         )
+    }
+}
+
+impl Handler<AddMarkListener> for MarketDataFeed {
+    type Result = ();
+    fn handle(&mut self, msg: AddMarkListener, _: &mut Context<Self>) {
+        self.mark_listeners.push(msg.0);
     }
 }
 
