@@ -6,8 +6,9 @@
 //! another actor before deciding: the price the intent was decided at comes with it
 //! ([`Propose::price`]); halts and resumptions are pushed by the feed ([`SymbolStatus`]); the
 //! other symbols' prices (for gross exposure) are minute closes ([`BarClosed`], as a mark
-//! listener of the feed: every live minute, and each symbol's last warm-up minute); positions, open orders and pending quantity come from the order side;
-//! equity, buying power and the market clock from the account.
+//! listener of the feed: every live minute, and each symbol's last warm-up minute);
+//! positions, open orders and pending quantity come from the order side; equity, buying
+//! power and the market clock from the account.
 //!
 //! Proposals are handled one at a time ([`AtomicResponse`]): an approved order is handed to
 //! the OrderManager before the next proposal is looked at, so two proposals can never both

@@ -142,7 +142,6 @@ impl Reader<'_> {
     }
 }
 
-/// The bars of a block into `out` (cleared first); `None` when the block is not one.
 /// The date of the last day a time fell on: a block's bars share a day or two, and making a
 /// date from a day number is most of what `DateTime::from_timestamp` costs.
 #[derive(Default)]
@@ -166,6 +165,7 @@ impl Day {
     }
 }
 
+/// The bars of a block into `out` (cleared first); `None` when the block is not one.
 pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<()> {
     out.clear();
     let mut r = Reader {

@@ -16,35 +16,27 @@
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
 
-/// Powers of ten exactly as `f64` (every one up to 10^22 is exact).
-const POW10: [f64; 20] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19,
-];
-
 /// A price as the indicators take it: the very `f64` that rust_decimal's `to_f64` gives
-/// (its steps, in 64-bit integers when the mantissa fits, with exact powers of ten), without
-/// its 128-bit divisions. A backtest converts every close it sees.
+/// (its steps, in 64-bit integers when the mantissa fits), without its 128-bit divisions. A
+/// backtest converts every close it sees.
 pub fn to_f64(d: Decimal) -> f64 {
-    let scale = d.scale();
-    let unpacked = d.unpack();
-    if scale == 0 || unpacked.hi != 0 || scale as usize >= POW10.len() {
+    let u = d.unpack();
+    // Up to 10^19 a power of ten fits a u64, and as an f64 it is exact (5^19 < 2^53), as
+    // rust_decimal's `10f64.powi(scale)` is.
+    if u.scale == 0 || u.hi != 0 || u.scale > 19 {
         return rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0);
     }
-    let mantissa = (u64::from(unpacked.mid) << 32) | u64::from(unpacked.lo);
-    let precision = 10u64.pow(scale);
+    let mantissa = (u64::from(u.mid) << 32) | u64::from(u.lo);
+    let precision = 10u64.pow(u.scale);
     let integral = (mantissa / precision) as f64;
     let frac = (mantissa % precision) as f64 / precision as f64;
-    if frac == 0.0 {
-        return if unpacked.negative {
-            -integral
-        } else {
-            integral
-        };
-    }
-    let round_to = POW10[scale as usize];
-    let rounded = ((integral + frac) * round_to).round() / round_to;
-    if unpacked.negative { -rounded } else { rounded }
+    let value = if frac == 0.0 {
+        integral
+    } else {
+        let round_to = precision as f64;
+        ((integral + frac) * round_to).round() / round_to
+    };
+    if u.negative { -value } else { value }
 }
 
 /// Exponential moving average.
