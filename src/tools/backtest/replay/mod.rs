@@ -216,6 +216,8 @@ impl<'a> Replay<'a> {
                 };
                 points.push([bar.o, first, second, bar.c]);
             }
+            // The events of the minute before serve again when they were for the same
+            // symbols: only their times and prices change.
             let mut events = std::mem::take(&mut self.events);
             let same = self.events_for.len() == active.len()
                 && self
@@ -227,38 +229,26 @@ impl<'a> Replay<'a> {
                 events.clear();
                 self.events_for.clear();
                 self.events_for.extend(active.iter().map(|(i, _)| *i));
+                for _ in 0..4 {
+                    for (i, _) in &active {
+                        events.extend(events_of(self.symbols.name(*i)));
+                    }
+                }
             }
-            let mut slot = 0;
+            let mut pairs = events.chunks_exact_mut(2);
             for k in 0..4 {
                 let when = at(t, 15 * k as i64);
-                for ((i, bar), prices) in active.iter().zip(&points) {
+                for ((_, bar), prices) in active.iter().zip(&points) {
+                    let Some([quote, trade]) = pairs.next() else {
+                        continue;
+                    };
                     let (bid, ask) = self.book_prices(prices[k]);
-                    let size = bar.v.max(Decimal::ONE);
-                    if same {
-                        // The same symbols as the last minute: the events are theirs already.
-                        if let MarketEvent::Quote { quote, .. } = &mut events[slot] {
-                            (quote.t, quote.bp, quote.ap) = (when, bid, ask);
-                        }
-                        if let MarketEvent::Trade { trade, .. } = &mut events[slot + 1] {
-                            (trade.t, trade.p, trade.s) = (when, prices[k], size);
-                        }
-                    } else {
-                        let symbol = self.symbols.name(*i);
-                        events.push(quote_event(symbol, bid, ask, when));
-                        events.push(MarketEvent::Trade {
-                            symbol: symbol.to_string(),
-                            trade: Trade {
-                                t: when,
-                                x: "V".into(),
-                                p: prices[k],
-                                s: size,
-                                c: Vec::new(),
-                                i: 0,
-                                z: "C".into(),
-                            },
-                        });
+                    if let MarketEvent::Quote { quote, .. } = quote {
+                        (quote.t, quote.bp, quote.ap) = (when, bid, ask);
                     }
-                    slot += 2;
+                    if let MarketEvent::Trade { trade, .. } = trade {
+                        (trade.t, trade.p, trade.s) = (when, prices[k], bar.v.max(Decimal::ONE));
+                    }
                 }
             }
             self.engine.on_market(&events);
@@ -408,20 +398,36 @@ impl<'a> Replay<'a> {
     }
 }
 
-/// The quote the engine fills against: `BOOK_SIZE` shares either side.
-fn quote_event(symbol: &str, bid: Decimal, ask: Decimal, when: DateTime<Utc>) -> MarketEvent {
-    MarketEvent::Quote {
-        symbol: symbol.to_string(),
-        quote: Quote {
-            t: when,
-            bx: "V".into(),
-            bp: bid,
-            bs: Decimal::from(BOOK_SIZE),
-            ax: "V".into(),
-            ap: ask,
-            as_: Decimal::from(BOOK_SIZE),
-            c: Vec::new(),
-            z: "C".into(),
+/// A symbol's quote (`BOOK_SIZE` shares either side) and trade for the engine, their times
+/// and prices set each minute.
+fn events_of(symbol: &str) -> [MarketEvent; 2] {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    [
+        MarketEvent::Quote {
+            symbol: symbol.to_string(),
+            quote: Quote {
+                t: epoch,
+                bx: "V".into(),
+                bp: Decimal::ZERO,
+                bs: Decimal::from(BOOK_SIZE),
+                ax: "V".into(),
+                ap: Decimal::ZERO,
+                as_: Decimal::from(BOOK_SIZE),
+                c: Vec::new(),
+                z: "C".into(),
+            },
         },
-    }
+        MarketEvent::Trade {
+            symbol: symbol.to_string(),
+            trade: Trade {
+                t: epoch,
+                x: "V".into(),
+                p: Decimal::ZERO,
+                s: Decimal::ZERO,
+                c: Vec::new(),
+                i: 0,
+                z: "C".into(),
+            },
+        },
+    ]
 }

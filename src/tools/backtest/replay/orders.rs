@@ -73,11 +73,15 @@ impl Replay<'_> {
                     self.risk_state.last_trade.insert(symbol.to_string(), close);
                 }
             }
-            if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == code) {
-                self.refused[i] += 1;
-            }
+            self.count_refusal(code);
         }
         true
+    }
+
+    fn count_refusal(&mut self, code: RefusalCode) {
+        if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == code) {
+            self.refused[i] += 1;
+        }
     }
 
     /// The risk checks' view of the account, brought up to date for a check at `now`.
@@ -124,9 +128,7 @@ impl Replay<'_> {
         let mut intent = match checked {
             Ok(approved) => approved.into_intent(),
             Err(code) => {
-                if let Some(i) = RefusalCode::ALL.iter().position(|c| *c == code) {
-                    self.refused[i] += 1;
-                }
+                self.count_refusal(code);
                 return;
             }
         };
