@@ -94,10 +94,9 @@ impl<'a> Replay<'a> {
         start: DateTime<Utc>,
     ) -> Result<Self, String> {
         let strategy = config.strategy.build()?;
-        let mut intervals = vec![Interval::M1];
-        if strategy.interval() != Interval::M1 {
-            intervals.push(strategy.interval());
-        }
+        // Only the strategy's bars are needed (the book builds minutes itself); a minute
+        // strategy needs no book at all (see `closes`).
+        let book = BarBook::new(&[strategy.interval()], 0);
         let assets = first_prices
             .iter()
             .map(|(symbol, price)| AssetInfo {
@@ -125,7 +124,7 @@ impl<'a> Replay<'a> {
             config,
             engine,
             strategy,
-            book: BarBook::new(&intervals, 0),
+            book,
             closed: Vec::new(),
             events: Vec::new(),
             events_for: Vec::new(),
@@ -267,19 +266,7 @@ impl<'a> Replay<'a> {
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
         let close_time = t + Duration::minutes(1);
         self.engine.set_time(close_time, true);
-        let interval = self.strategy.interval();
-        let mut closed = std::mem::take(&mut self.closed);
-        for (i, bar) in bars {
-            closed.clear();
-            self.book
-                .on_minute_bar_into(self.symbols.name(*i), ohlc(bar), &mut closed);
-            for c in &closed {
-                if c.interval == interval {
-                    self.on_bar_closed(&c.symbol, &c.bar, close_time);
-                }
-            }
-        }
-        self.closed = closed;
+        self.closes(bars, |replay, i, bar| replay.on_bar_closed(i, bar, close_time));
         self.book_fills();
         let gross = self.engine.gross_exposure();
         self.out.bars += 1;
@@ -295,29 +282,49 @@ impl<'a> Replay<'a> {
     /// A minute before the start: its bars prime the strategy's indicators (flagged
     /// historical, as the daemon's warm-up is) and nothing else happens.
     pub(super) fn warm(&mut self, bars: &[(u32, &Bar)]) {
+        self.closes(bars, |replay, i, bar| {
+            let symbol = replay.symbols.shared(i);
+            let interval = replay.strategy.interval();
+            replay.strategy.on_bar(&BarInput {
+                symbol: &symbol,
+                interval,
+                bar,
+                historical: true,
+                position: Decimal::ZERO,
+                explain: false,
+            });
+            replay.latest.keep(&symbol, bar);
+            replay.strategy.on_market(&MarketView {
+                closed: &symbol,
+                bars: &replay.latest,
+                positions: &replay.held,
+                historical: true,
+                equity: None,
+                now: interval.end_of(bar.start),
+            });
+        });
+    }
+
+    /// The strategy's bars that a minute's bars close, in the order the feed hands them on,
+    /// each with its symbol's index. A minute strategy's bar is the minute bar as it is (the
+    /// book would hand on the same bar): the book is for larger intervals only.
+    fn closes(&mut self, bars: &[(u32, &Bar)], mut each: impl FnMut(&mut Self, u32, &OhlcBar)) {
+        if self.strategy.interval() == Interval::M1 {
+            for (i, bar) in bars {
+                each(self, *i, &ohlc(bar));
+            }
+            return;
+        }
+        let mut closed = std::mem::take(&mut self.closed);
         for (i, bar) in bars {
-            for closed in self.book.on_minute_bar(self.symbols.name(*i), ohlc(bar)) {
-                if closed.interval == self.strategy.interval() {
-                    self.strategy.on_bar(&BarInput {
-                        symbol: &closed.symbol,
-                        interval: closed.interval,
-                        bar: &closed.bar,
-                        historical: true,
-                        position: Decimal::ZERO,
-                        explain: false,
-                    });
-                    self.latest.keep(&closed.symbol, &closed.bar);
-                    self.strategy.on_market(&MarketView {
-                        closed: &closed.symbol,
-                        bars: &self.latest,
-                        positions: &self.held,
-                        historical: true,
-                        equity: None,
-                        now: closed.interval.end_of(closed.bar.start),
-                    });
-                }
+            closed.clear();
+            self.book
+                .on_minute_bar_into(self.symbols.name(*i), ohlc(bar), &mut closed);
+            for c in &closed {
+                each(self, *i, &c.bar);
             }
         }
+        self.closed = closed;
     }
 
     pub(super) fn finish(&mut self) {
@@ -344,6 +351,15 @@ impl<'a> Replay<'a> {
         ((price - slip).round_dp(4), (price + slip).round_dp(4))
     }
 
+    /// The signed position in the replayed symbol `i`: none where the engine follows nothing.
+    fn position_at(&self, i: u32) -> Decimal {
+        if self.symbols.active(i) {
+            self.engine.qty(self.symbols.name(i))
+        } else {
+            Decimal::ZERO
+        }
+    }
+
     /// The signed position held: none where the engine follows nothing.
     fn position(&self, symbol: &str) -> Decimal {
         if self.symbols.followed(symbol) {
@@ -367,26 +383,27 @@ impl<'a> Replay<'a> {
         })
     }
 
-    fn on_bar_closed(&mut self, symbol: &str, bar: &OhlcBar, now: DateTime<Utc>) {
-        let position = self.position(symbol);
+    fn on_bar_closed(&mut self, i: u32, bar: &OhlcBar, now: DateTime<Utc>) {
+        let symbol = self.symbols.shared(i);
+        let position = self.position_at(i);
         let signal = self.strategy.on_bar(&BarInput {
-            symbol,
+            symbol: &symbol,
             interval: self.strategy.interval(),
             bar,
             historical: false,
             position,
             explain: false,
         });
-        self.latest.keep(symbol, bar);
+        self.latest.keep(&symbol, bar);
         let several = self.strategy.on_market(&MarketView {
-            closed: symbol,
+            closed: &symbol,
             bars: &self.latest,
             positions: &self.held,
             historical: false,
             equity: Some(self.equity()),
             now,
         });
-        self.act(symbol, signal, bar.close, bar.start, now);
+        self.act(&symbol, signal, bar.close, bar.start, now);
         // Several symbols at once (a pair's legs), each at its own latest close, as the
         // StrategyRunner does.
         for (other, signal) in several {

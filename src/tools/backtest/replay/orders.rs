@@ -192,7 +192,7 @@ impl Replay<'_> {
         let state = &mut self.risk_state;
         if state.last_trade.is_empty() {
             for name in &self.symbols.names {
-                state.last_trade.insert(name.clone(), Decimal::ZERO);
+                state.last_trade.insert(name.to_string(), Decimal::ZERO);
             }
         }
         state.positions.clear();

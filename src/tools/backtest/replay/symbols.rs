@@ -1,11 +1,14 @@
 //! The replay's symbols, by index.
 
 use rust_decimal::Decimal;
+use std::rc::Rc;
 
 /// The symbols replayed, by index: the bars come with one.
 #[derive(Default)]
 pub(in crate::tools::backtest) struct Symbols {
-    pub(super) names: Vec<String>,
+    /// Shared with the bar being handled (a bar's symbol is borrowed across calls that need
+    /// the replay mutably).
+    pub(super) names: Vec<Rc<str>>,
     index: hashbrown::HashMap<String, u32>,
     /// Each symbol's latest minute close: the engine's mark of a symbol it does not follow,
     /// set when an order makes it follow it.
@@ -23,7 +26,7 @@ impl Symbols {
             return *i;
         }
         let i = self.names.len() as u32;
-        self.names.push(name.to_string());
+        self.names.push(name.into());
         self.index.insert(name.to_string(), i);
         self.latest_close.push(None);
         self.active.push(false);
@@ -31,7 +34,12 @@ impl Symbols {
     }
 
     pub(super) fn name(&self, i: u32) -> &str {
-        self.names.get(i as usize).map_or("", String::as_str)
+        self.names.get(i as usize).map_or("", |n| n)
+    }
+
+    /// The name of `i`, shared.
+    pub(super) fn shared(&self, i: u32) -> Rc<str> {
+        self.names.get(i as usize).cloned().unwrap_or_else(|| "".into())
     }
 
     pub(super) fn active(&self, i: u32) -> bool {
