@@ -168,3 +168,51 @@ proptest! {
         }
     }
 }
+
+mod buys_a_share {
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+    use traderd::strategy::{Protection, Sizing, buys_a_share, entry_qty};
+
+    fn decimal() -> impl Strategy<Value = Decimal> {
+        (any::<u32>(), any::<u32>(), prop_oneof![Just(0u32), any::<u32>()], any::<bool>(), 0u32..=28)
+            .prop_map(|(lo, mid, hi, negative, scale)| Decimal::from_parts(lo, mid, hi, negative, scale))
+    }
+
+    /// `entry_qty`'s answer for a fixed notional, where its division does not overflow.
+    fn reference(notional: Decimal, price: Decimal) -> Option<bool> {
+        if price > Decimal::ZERO && notional.checked_div(price).is_none() {
+            return None;
+        }
+        Some(entry_qty(price, Decimal::ZERO, Sizing::FixedNotional { usd: notional }, Protection::None).is_some())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        /// The replay asks `buys_a_share` where the daemon would size the entry: the same
+        /// answer for any notional and price, and for those a hair apart.
+        #[test]
+        fn is_entry_qtys_answer(notional in decimal(), price in decimal()) {
+            if let Some(expected) = reference(notional, price) {
+                prop_assert_eq!(buys_a_share(notional, price), expected, "{} / {}", notional, price);
+            }
+        }
+
+        #[test]
+        fn is_entry_qtys_answer_a_hair_apart(price in decimal(), gap in decimal(), shift in 0u32..=28) {
+            let gap = gap / Decimal::from_i128_with_scale(10_i128.pow(shift), 0);
+            let near = [
+                price.checked_sub(gap),
+                price.checked_add(gap),
+                gap.checked_mul(price).and_then(|g| price.checked_sub(g)),
+                Some(price),
+            ];
+            for notional in near.into_iter().flatten() {
+                if let Some(expected) = reference(notional, price) {
+                    prop_assert_eq!(buys_a_share(notional, price), expected, "{} / {}", notional, price);
+                }
+            }
+        }
+    }
+}

@@ -529,6 +529,20 @@ pub struct EntryPlan {
     pub trail_pct: Option<Decimal>,
 }
 
+/// The notional an entry is sized to ([`entry_qty`] divides it by the price): `None` when
+/// risk-per-trade has no stop to size from.
+pub fn entry_notional(equity: Decimal, sizing: Sizing, protection: Protection) -> Option<Decimal> {
+    Some(match sizing {
+        Sizing::FixedNotional { usd } => usd,
+        Sizing::PercentOfEquity { pct } => equity * pct / Decimal::ONE_HUNDRED,
+        Sizing::RiskPerTrade { pct } => {
+            let stop = protection.stop_pct().filter(|s| *s > Decimal::ZERO)?;
+            // Risking pct of equity over a stop stop% away: position = risk / stop fraction.
+            equity * pct / stop
+        }
+    })
+}
+
 /// The whole shares of an entry at `price` ([`plan_entry`]'s size, without its protection):
 /// `None` when it rounds to nothing or risk-per-trade has no stop to size from.
 pub fn entry_qty(
@@ -540,17 +554,28 @@ pub fn entry_qty(
     if price <= Decimal::ZERO {
         return None;
     }
-    let notional = match sizing {
-        Sizing::FixedNotional { usd } => usd,
-        Sizing::PercentOfEquity { pct } => equity * pct / Decimal::ONE_HUNDRED,
-        Sizing::RiskPerTrade { pct } => {
-            let stop = protection.stop_pct().filter(|s| *s > Decimal::ZERO)?;
-            // Risking pct of equity over a stop stop% away: position = risk / stop fraction.
-            equity * pct / stop
-        }
-    };
+    let notional = entry_notional(equity, sizing, protection)?;
     let qty = (notional / price).floor();
     (qty > Decimal::ZERO).then_some(qty)
+}
+
+/// Whether `notional` buys at least one whole share at `price`: `entry_qty(..).is_some()`
+/// for that notional, the same answer, without the division unless the two are within
+/// 10⁻²⁰ of each other (the quotient's 28 digits could then round up to one share).
+pub fn buys_a_share(notional: Decimal, price: Decimal) -> bool {
+    if price <= Decimal::ZERO {
+        return false;
+    }
+    if notional >= price {
+        // A quotient of at least one, which rounding cannot bring below one.
+        return true;
+    }
+    let gap = price - notional;
+    match gap.checked_mul(Decimal::from_i128_with_scale(10_i128.pow(20), 0)) {
+        // At most 1 − 10⁻²⁰: 28 digits round it to less than one.
+        Some(scaled) if scaled >= price => false,
+        _ => (notional / price).floor() > Decimal::ZERO,
+    }
 }
 
 /// Sizes an entry at `price` and prices its protection. Whole shares (brackets need them);

@@ -12,7 +12,7 @@ pub mod signal;
 pub use builtin::{
     BarInput, EntryPlan, MarketBars, MarketView, MeanReversion, MeanReversionParams, Momentum,
     MomentumParams, Probe, ProbeParams, Protection, Signal, Sizing, Strategy, TradeInput,
-    TradeInterest, entry_qty, plan_entry, reason,
+    TradeInterest, buys_a_share, entry_notional, entry_qty, plan_entry, reason,
 };
 pub use pairs::{Pairs, PairsParams};
 pub use rebalance::{Rebalance, RebalanceParams};

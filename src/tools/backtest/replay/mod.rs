@@ -62,6 +62,8 @@ pub(super) struct Replay<'a> {
     risk_state: RiskState,
     risk_stale: bool,
     limits: RiskLimits,
+    /// The entries' notional and the equity it was sized from.
+    notional: Option<(Decimal, Option<Decimal>)>,
     /// Refusals by code, named in `out.refusals` at the end.
     refused: [u64; RefusalCode::ALL.len()],
     day_start_equity: Decimal,
@@ -139,6 +141,7 @@ impl<'a> Replay<'a> {
             risk_state: RiskState::default(),
             risk_stale: true,
             limits: config.risk.limits(),
+            notional: None,
             refused: [0; RefusalCode::ALL.len()],
             day_start_equity: opts.cash,
             day: None,

@@ -6,7 +6,7 @@ use super::Replay;
 use crate::domain::TradingMode;
 use crate::orders::desk::OrderDesk;
 use crate::risk::{self, Intent, Purpose, RefusalCode};
-use crate::strategy::{Signal, intent_for};
+use crate::strategy::{Signal, buys_a_share, entry_notional, intent_for};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
@@ -58,13 +58,8 @@ impl Replay<'_> {
         let Err(code) = risk::pace(&self.risk_state, &self.limits, now) else {
             return false;
         };
-        let sized = crate::strategy::entry_qty(
-            close,
-            self.equity(),
-            self.config.strategy.sizing_rule(),
-            self.config.strategy.protection_rule(),
-        );
-        if sized.is_some() {
+        // Whether the entry sizes to a share at all (`entry_qty`'s answer, without dividing).
+        if self.entry_notional().is_some_and(|n| buys_a_share(n, close)) {
             self.out.signals += 1;
             // The price acted on stays the symbol's last trade, as after a check.
             match self.risk_state.last_trade.get_mut(symbol) {
@@ -76,6 +71,24 @@ impl Replay<'_> {
             self.count_refusal(code);
         }
         true
+    }
+
+    /// The notional an entry is sized to at the current equity (computed again when the
+    /// equity changed).
+    fn entry_notional(&mut self) -> Option<Decimal> {
+        let equity = self.equity();
+        match self.notional {
+            Some((e, n)) if e == equity => n,
+            _ => {
+                let n = entry_notional(
+                    equity,
+                    self.config.strategy.sizing_rule(),
+                    self.config.strategy.protection_rule(),
+                );
+                self.notional = Some((equity, n));
+                n
+            }
+        }
     }
 
     fn count_refusal(&mut self, code: RefusalCode) {
