@@ -238,7 +238,7 @@ pub fn replay_all(
     for (t, bars) in minutes {
         let bars: Vec<(u32, &Bar)> = bars
             .iter()
-            .map(|(symbol, bar)| (replay.symbols().index(symbol), bar))
+            .map(|(symbol, bar)| (replay.index(symbol), bar))
             .collect();
         if *t < opts.start {
             replay.warm(&bars);
@@ -284,7 +284,7 @@ pub fn replay_stored(
     for bars in warm_up(config, store, opts)?.values() {
         let bars: Vec<(u32, &Bar)> = bars
             .iter()
-            .map(|(symbol, bar)| (replay.symbols().index(symbol), bar))
+            .map(|(symbol, bar)| (replay.index(symbol), bar))
             .collect();
         replay.warm(&bars);
     }
@@ -292,7 +292,7 @@ pub fn replay_stored(
         .trading
         .symbols
         .iter()
-        .map(|s| replay.symbols().index(s))
+        .map(|s| replay.index(s))
         .collect();
     let tf = TimeFrame::MINUTE.to_string();
     // A day of every symbol's bars at a time, in buffers kept from day to day.

@@ -52,6 +52,8 @@ pub(super) struct Replay<'a> {
     /// Each symbol's latest closed bar of the strategy's interval, and the positions: the
     /// market view a strategy of several symbols sees.
     latest: MarketBars,
+    /// Each symbol's slot in `latest`, by index.
+    market_slots: Vec<usize>,
     held: BTreeMap<String, Decimal>,
     /// The equity while nothing has changed it (a strategy's view asks at every close).
     equity: Cell<Option<Decimal>>,
@@ -117,11 +119,7 @@ impl<'a> Replay<'a> {
             assets,
             start,
         );
-        let mut symbols = Symbols::default();
-        for symbol in &config.trading.symbols {
-            symbols.index(symbol);
-        }
-        Ok(Replay {
+        let mut replay = Replay {
             opts,
             config,
             engine,
@@ -130,7 +128,8 @@ impl<'a> Replay<'a> {
             closed: Vec::new(),
             events: Vec::new(),
             events_for: Vec::new(),
-            symbols,
+            symbols: Symbols::default(),
+            market_slots: Vec::new(),
             purposes: HashMap::new(),
             seq: 0,
             recent: VecDeque::new(),
@@ -146,12 +145,21 @@ impl<'a> Replay<'a> {
             day_start_equity: opts.cash,
             day: None,
             out: Recorded::default(),
-        })
+        };
+        for symbol in &config.trading.symbols {
+            replay.index(symbol);
+        }
+        Ok(replay)
     }
 
-    /// The symbol table: the index of each bar's symbol.
-    pub(super) fn symbols(&mut self) -> &mut Symbols {
-        &mut self.symbols
+    /// The index of a bar's symbol, taken the first time.
+    pub(super) fn index(&mut self, symbol: &str) -> u32 {
+        let i = self.symbols.index(symbol);
+        // A symbol new to the table (indexes are taken in turn) takes its market slot too.
+        if i as usize == self.market_slots.len() {
+            self.market_slots.push(self.latest.slot(symbol));
+        }
+        i
     }
 
     fn equity(&self) -> Decimal {
@@ -296,7 +304,7 @@ impl<'a> Replay<'a> {
                 position: Decimal::ZERO,
                 explain: false,
             });
-            replay.latest.keep(&symbol, bar);
+            replay.keep_latest(i, &symbol, bar);
             replay.strategy.on_market(&MarketView {
                 closed: &symbol,
                 bars: &replay.latest,
@@ -354,6 +362,14 @@ impl<'a> Replay<'a> {
         ((price - slip).round_dp(4), (price + slip).round_dp(4))
     }
 
+    /// Keeps `bar` as the latest of the symbol `i`, named `symbol`.
+    fn keep_latest(&mut self, i: u32, symbol: &str, bar: &OhlcBar) {
+        match self.market_slots.get(i as usize) {
+            Some(slot) => self.latest.keep_at(*slot, symbol, bar),
+            None => self.latest.keep(symbol, bar),
+        }
+    }
+
     /// The signed position in the replayed symbol `i`: none where the engine follows nothing.
     fn position_at(&self, i: u32) -> Decimal {
         if self.symbols.active(i) {
@@ -397,7 +413,7 @@ impl<'a> Replay<'a> {
             position,
             explain: false,
         });
-        self.latest.keep(&symbol, bar);
+        self.keep_latest(i, &symbol, bar);
         let several = self.strategy.on_market(&MarketView {
             closed: &symbol,
             bars: &self.latest,
