@@ -125,7 +125,7 @@ fn indicators(c: &mut Criterion) {
 }
 
 fn risk_check(c: &mut Criterion) {
-    use std::collections::{HashMap, VecDeque};
+    use std::collections::VecDeque;
     use traderd::alpaca::model::OrderSide;
     use traderd::risk::{Intent, Purpose, RiskLimits, RiskState, TradingMode, check};
     let symbols: Vec<String> = (0..100).map(|i| format!("S{i}")).collect();
@@ -140,7 +140,7 @@ fn risk_check(c: &mut Criterion) {
             .map(|s| (s.clone(), Decimal::new(10_000, 2)))
             .collect(),
         open_orders: 2,
-        pending_qty: HashMap::new(),
+        pending_qty: Default::default(),
         buying_power: Decimal::from(100_000),
         equity: Decimal::from(100_000),
         start_of_day_equity: Decimal::from(100_000),

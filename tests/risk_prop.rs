@@ -175,8 +175,16 @@ mod buys_a_share {
     use traderd::strategy::{Protection, Sizing, buys_a_share, entry_qty};
 
     fn decimal() -> impl Strategy<Value = Decimal> {
-        (any::<u32>(), any::<u32>(), prop_oneof![Just(0u32), any::<u32>()], any::<bool>(), 0u32..=28)
-            .prop_map(|(lo, mid, hi, negative, scale)| Decimal::from_parts(lo, mid, hi, negative, scale))
+        (
+            any::<u32>(),
+            any::<u32>(),
+            prop_oneof![Just(0u32), any::<u32>()],
+            any::<bool>(),
+            0u32..=28,
+        )
+            .prop_map(|(lo, mid, hi, negative, scale)| {
+                Decimal::from_parts(lo, mid, hi, negative, scale)
+            })
     }
 
     /// `entry_qty`'s answer for a fixed notional, where its division does not overflow.
@@ -184,7 +192,15 @@ mod buys_a_share {
         if price > Decimal::ZERO && notional.checked_div(price).is_none() {
             return None;
         }
-        Some(entry_qty(price, Decimal::ZERO, Sizing::FixedNotional { usd: notional }, Protection::None).is_some())
+        Some(
+            entry_qty(
+                price,
+                Decimal::ZERO,
+                Sizing::FixedNotional { usd: notional },
+                Protection::None,
+            )
+            .is_some(),
+        )
     }
 
     proptest! {

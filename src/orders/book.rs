@@ -215,8 +215,8 @@ impl OrderBook {
     }
 
     /// Per symbol, the signed quantity open orders may still add (for the risk checks).
-    pub fn pending_qty(&self) -> HashMap<String, Decimal> {
-        let mut out: HashMap<String, Decimal> = HashMap::new();
+    pub fn pending_qty(&self) -> crate::risk::SymbolMap<Decimal> {
+        let mut out = crate::risk::SymbolMap::<Decimal>::default();
         for t in self.orders.values().filter(|t| t.is_open()) {
             *out.entry(t.symbol.clone()).or_default() +=
                 t.side.sign() * (t.qty - t.filled_qty).max(Decimal::ZERO);

@@ -15,7 +15,10 @@ pub use crate::domain::TradingMode;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+/// The risk state's maps by symbol (hashbrown's default hasher: a backtest reads them at every
+/// signal).
+pub type SymbolMap<V> = hashbrown::HashMap<String, V>;
 
 /// An order the strategy wants, before risk.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,12 +108,12 @@ impl Default for RiskLimits {
 #[derive(Debug, Clone, Default)]
 pub struct RiskState {
     /// Signed position quantity per symbol.
-    pub positions: HashMap<String, Decimal>,
+    pub positions: SymbolMap<Decimal>,
     /// Last trade price per symbol.
-    pub last_trade: HashMap<String, Decimal>,
+    pub last_trade: SymbolMap<Decimal>,
     /// Open orders, and per symbol the signed quantity they would still add.
     pub open_orders: usize,
-    pub pending_qty: HashMap<String, Decimal>,
+    pub pending_qty: SymbolMap<Decimal>,
     pub buying_power: Decimal,
     pub equity: Decimal,
     pub start_of_day_equity: Decimal,

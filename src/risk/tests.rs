@@ -10,13 +10,13 @@ fn now() -> DateTime<Utc> {
 
 fn state() -> RiskState {
     RiskState {
-        positions: HashMap::from([("AAPL".to_string(), dec!(10))]),
-        last_trade: HashMap::from([
+        positions: SymbolMap::from([("AAPL".to_string(), dec!(10))]),
+        last_trade: SymbolMap::from([
             ("AAPL".to_string(), dec!(100)),
             ("MSFT".to_string(), dec!(400)),
         ]),
         open_orders: 0,
-        pending_qty: HashMap::new(),
+        pending_qty: SymbolMap::new(),
         buying_power: dec!(100000),
         equity: dec!(100000),
         start_of_day_equity: dec!(100000),

@@ -6,7 +6,7 @@ use crate::alpaca::model::OrderRequest;
 use crate::journal::store::{FillRecord, OrderIntent, OrderState};
 use crate::risk::Intent;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ pub enum Effect {
 pub struct OrdersChanged {
     pub positions: BTreeMap<String, Decimal>,
     pub open_orders: usize,
-    pub pending_qty: HashMap<String, Decimal>,
+    pub pending_qty: crate::risk::SymbolMap<Decimal>,
     /// Symbols with an order of ours in flight or open.
     pub busy_symbols: BTreeSet<String>,
     /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.

@@ -20,20 +20,29 @@ impl Engine {
             match event {
                 MarketEvent::Quote { symbol, quote } => {
                     self.set_time(quote.t, self.market_open);
-                    self.books.insert(
-                        symbol.clone(),
-                        TopOfBook {
-                            bid: quote.bp,
-                            ask: quote.ap,
-                            bid_left: quote.bs,
-                            ask_left: quote.as_,
-                        },
-                    );
+                    let top = TopOfBook {
+                        bid: quote.bp,
+                        ask: quote.ap,
+                        bid_left: quote.bs,
+                        ask_left: quote.as_,
+                    };
+                    // The name is copied only for a symbol's first quote (or after a halt).
+                    match self.books.get_mut(symbol.as_str()) {
+                        Some(book) => *book = top,
+                        None => {
+                            self.books.insert(symbol.clone(), top);
+                        }
+                    }
                     self.match_symbol(symbol);
                 }
                 MarketEvent::Trade { symbol, trade } => {
                     self.set_time(trade.t, self.market_open);
-                    self.marks.insert(symbol.clone(), trade.p);
+                    match self.marks.get_mut(symbol.as_str()) {
+                        Some(mark) => *mark = trade.p,
+                        None => {
+                            self.marks.insert(symbol.clone(), trade.p);
+                        }
+                    }
                     self.trigger_stops(symbol, trade.p);
                     self.match_symbol(symbol);
                 }
@@ -63,69 +72,86 @@ impl Engine {
         self.books.remove(symbol);
     }
 
-    fn open_ids(&mut self, symbol: &str) -> Vec<Uuid> {
+    /// Where in `orders` the symbol's active orders are, oldest first, into `out` (a buffer
+    /// the caller keeps: matching runs at every quote and trade).
+    fn open_at(&mut self, symbol: &str, out: &mut Vec<usize>) {
+        out.clear();
         let orders = &self.orders;
         let Some(list) = self.unfinished.get_mut(symbol) else {
-            return Vec::new();
+            return;
         };
         list.retain(|&i| orders.get(i).is_some_and(|o| o.order.status.is_open()));
-        list.iter()
-            .filter_map(|&i| orders.get(i))
-            .filter(|o| o.is_active())
-            .map(|o| o.order.id)
-            .collect()
+        out.extend(
+            list.iter()
+                .copied()
+                .filter(|&i| orders.get(i).is_some_and(super::SimOrder::is_active)),
+        );
+    }
+
+    /// Runs `each` over the symbol's active orders (by their place in `orders`), oldest first.
+    fn each_open(&mut self, symbol: &str, mut each: impl FnMut(&mut Self, usize)) {
+        let mut at = std::mem::take(&mut self.scratch);
+        self.open_at(symbol, &mut at);
+        for &i in &at {
+            each(self, i);
+        }
+        // A nested call (a fill waking a leg) took an empty buffer; this one is kept.
+        self.scratch = at;
     }
 
     fn match_symbol(&mut self, symbol: &str) {
-        for id in self.open_ids(symbol) {
-            self.match_one(id);
-        }
+        self.each_open(symbol, |engine, i| engine.match_at(i));
     }
 
     /// Stops and trailing stops look at trade prints.
     fn trigger_stops(&mut self, symbol: &str, price: Decimal) {
         let now = self.now;
-        for id in self.open_ids(symbol) {
-            let Some(o) = self.get_mut(id) else { continue };
-            let side = o.order.side;
-            match o.order.kind {
-                OrderType::TrailingStop if !o.triggered => {
-                    let hwm = o.order.hwm.unwrap_or(price);
-                    let better = match side {
-                        OrderSide::Sell => price > hwm,
-                        OrderSide::Buy => price < hwm,
-                    };
-                    if better {
-                        o.order.hwm = Some(price);
-                        o.order.stop_price = Some(super::commands::trail_stop(
-                            side,
-                            price,
-                            o.order.trail_price,
-                            o.order.trail_percent,
-                        ));
-                        o.order.updated_at = now;
-                    }
+        self.each_open(symbol, |engine, i| engine.trigger_at(i, price, now));
+    }
+
+    /// [`Self::trigger_stops`] for the order at `i`.
+    fn trigger_at(&mut self, i: usize, price: Decimal, now: chrono::DateTime<chrono::Utc>) {
+        let Some(o) = self.orders.get_mut(i) else {
+            return;
+        };
+        let side = o.order.side;
+        match o.order.kind {
+            OrderType::TrailingStop if !o.triggered => {
+                let hwm = o.order.hwm.unwrap_or(price);
+                let better = match side {
+                    OrderSide::Sell => price > hwm,
+                    OrderSide::Buy => price < hwm,
+                };
+                if better {
+                    o.order.hwm = Some(price);
+                    o.order.stop_price = Some(super::commands::trail_stop(
+                        side,
+                        price,
+                        o.order.trail_price,
+                        o.order.trail_percent,
+                    ));
+                    o.order.updated_at = now;
                 }
-                _ => {}
             }
-            if o.triggered
-                || !matches!(
-                    o.order.kind,
-                    OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop
-                )
-            {
-                continue;
-            }
-            let Some(stop) = o.order.stop_price else {
-                continue;
-            };
-            let hit = match side {
-                OrderSide::Buy => price >= stop,
-                OrderSide::Sell => price <= stop,
-            };
-            if hit {
-                o.triggered = true;
-            }
+            _ => {}
+        }
+        if o.triggered
+            || !matches!(
+                o.order.kind,
+                OrderType::Stop | OrderType::StopLimit | OrderType::TrailingStop
+            )
+        {
+            return;
+        }
+        let Some(stop) = o.order.stop_price else {
+            return;
+        };
+        let hit = match side {
+            OrderSide::Buy => price >= stop,
+            OrderSide::Sell => price <= stop,
+        };
+        if hit {
+            o.triggered = true;
         }
     }
 
@@ -157,7 +183,15 @@ impl Engine {
 
     /// The price an active order can trade at now and the displayed size there.
     fn executable(&self, id: Uuid) -> (Option<Decimal>, Decimal) {
-        let Some(o) = self.get(id) else {
+        match self.index.get(&id) {
+            Some(&i) => self.executable_at(i),
+            None => (None, Decimal::ZERO),
+        }
+    }
+
+    /// [`Self::executable`] for the order at `i` in `orders`.
+    fn executable_at(&self, i: usize) -> (Option<Decimal>, Decimal) {
+        let Some(o) = self.orders.get(i) else {
             return (None, Decimal::ZERO);
         };
         let Some(book) = self.books.get(&o.order.symbol) else {
@@ -190,10 +224,20 @@ impl Engine {
     }
 
     fn match_one(&mut self, id: Uuid) {
-        let (Some(price), left) = self.executable(id) else {
+        if let Some(&i) = self.index.get(&id) {
+            self.match_at(i);
+        }
+    }
+
+    /// [`Self::match_one`] for the order at `i` in `orders`.
+    fn match_at(&mut self, i: usize) {
+        let (Some(price), left) = self.executable_at(i) else {
             return;
         };
-        let Some(o) = self.get_mut(id) else { return };
+        let Some(o) = self.orders.get_mut(i) else {
+            return;
+        };
+        let id = o.order.id;
         if o.target.is_none() {
             // A notional order: its share count is fixed at the first fill.
             let notional = o.order.notional.unwrap_or_default();

@@ -151,6 +151,8 @@ pub struct Engine {
     /// Per symbol, where in `orders` its orders not known final are (pruned as they end):
     /// matching looks at these, not at every order ever placed.
     unfinished: HashMap<String, Vec<usize>>,
+    /// A buffer for the places of the orders being matched (kept between events).
+    scratch: Vec<usize>,
     /// The open of the session `now` is in and the next one's, while `now` stays between.
     session_span: Option<(DateTime<Utc>, DateTime<Utc>)>,
     by_client_id: HashMap<String, Uuid>,
@@ -196,6 +198,7 @@ impl Engine {
             orders: Vec::new(),
             index: HashMap::new(),
             unfinished: HashMap::new(),
+            scratch: Vec::new(),
             session_span: None,
             by_client_id: HashMap::new(),
             activities: Vec::new(),

@@ -277,7 +277,9 @@ impl<'a> Replay<'a> {
         // The closed bars go to the strategy, as the feed hands them on, at the bar's close.
         let close_time = t + Duration::minutes(1);
         self.engine.set_time(close_time, true);
-        self.closes(bars, |replay, i, bar| replay.on_bar_closed(i, bar, close_time));
+        self.closes(bars, |replay, i, bar| {
+            replay.on_bar_closed(i, bar, close_time)
+        });
         self.book_fills();
         let gross = self.engine.gross_exposure();
         self.out.bars += 1;

@@ -59,7 +59,10 @@ impl Replay<'_> {
             return false;
         };
         // Whether the entry sizes to a share at all (`entry_qty`'s answer, without dividing).
-        if self.entry_notional().is_some_and(|n| buys_a_share(n, close)) {
+        if self
+            .entry_notional()
+            .is_some_and(|n| buys_a_share(n, close))
+        {
             self.out.signals += 1;
             // The price acted on stays the symbol's last trade, as after a check.
             match self.risk_state.last_trade.get_mut(symbol) {

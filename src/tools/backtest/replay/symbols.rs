@@ -39,7 +39,10 @@ impl Symbols {
 
     /// The name of `i`, shared.
     pub(super) fn shared(&self, i: u32) -> Rc<str> {
-        self.names.get(i as usize).cloned().unwrap_or_else(|| "".into())
+        self.names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| "".into())
     }
 
     pub(super) fn active(&self, i: u32) -> bool {
