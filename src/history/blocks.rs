@@ -103,12 +103,14 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    #[inline(always)]
     fn byte(&mut self) -> Option<u8> {
         let b = *self.bytes.get(self.at)?;
         self.at += 1;
         Some(b)
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         let mut shift = 0;
@@ -125,6 +127,7 @@ impl Reader<'_> {
         }
     }
 
+    #[inline(always)]
     fn decimal(&mut self, reference: (i64, u32)) -> Option<(Decimal, (i64, u32))> {
         let v = self.varint()?;
         let scale = if v & 1 == 1 {
@@ -149,6 +152,7 @@ struct Day(Option<(i64, chrono::NaiveDate)>);
 
 impl Day {
     /// The same `DateTime` as `DateTime::from_timestamp(t, 0)`.
+    #[inline(always)]
     fn at(&mut self, t: i64) -> Option<DateTime<Utc>> {
         let (number, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
         let date = match self.0 {
@@ -165,27 +169,77 @@ impl Day {
     }
 }
 
-/// The bars of a block into `out` (cleared first); `None` when the block is not one.
-pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<()> {
-    out.clear();
-    let mut r = Reader {
-        bytes: block,
-        at: 0,
-    };
-    if r.byte()? != VERSION {
-        return None;
+/// A block read a bar at a time: where its next bar starts and what that bar's values are
+/// taken from. It holds no borrow of the block: each step is given the same bytes.
+#[derive(Default)]
+pub struct Cursor {
+    at: usize,
+    left: usize,
+    t: i64,
+    day: Day,
+    refs: Refs,
+}
+
+/// A block that does not decode (another version, damage, bytes past its last bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damaged;
+
+impl Cursor {
+    /// At the first bar of `block`, a span's block starting at `from`; `Damaged` when it is
+    /// not one.
+    pub fn start(from: DateTime<Utc>, block: &[u8]) -> Result<Cursor, Damaged> {
+        let mut r = Reader {
+            bytes: block,
+            at: 0,
+        };
+        if r.byte().ok_or(Damaged)? != VERSION {
+            return Err(Damaged);
+        }
+        let n = r
+            .varint()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(Damaged)?;
+        // Every bar takes at least eight bytes: a count beyond that is not a block.
+        if n > block.len() / 8 {
+            return Err(Damaged);
+        }
+        Ok(Cursor {
+            at: r.at,
+            left: n,
+            t: from.timestamp(),
+            day: Day::default(),
+            refs: Refs::default(),
+        })
     }
-    let n = usize::try_from(r.varint()?).ok()?;
-    // Every bar takes at least eight bytes: a count beyond that is not a block.
-    if n > block.len() / 8 {
-        return None;
+
+    /// The bars still to come.
+    pub fn left(&self) -> usize {
+        self.left
     }
-    out.reserve(n);
-    let mut t = from.timestamp();
-    let mut day = Day::default();
-    let mut refs = Refs::default();
-    for _ in 0..n {
-        t = t.checked_add(i64::try_from(r.varint()?).ok()?)?;
+
+    /// The next bar of `block` (the bytes `start` was given): `None` after the last.
+    pub fn next(&mut self, block: &[u8]) -> Result<Option<Bar>, Damaged> {
+        if self.left == 0 {
+            return if self.at == block.len() {
+                Ok(None)
+            } else {
+                Err(Damaged)
+            };
+        }
+        let mut r = Reader {
+            bytes: block,
+            at: self.at,
+        };
+        let bar = self.read(&mut r).ok_or(Damaged)?;
+        self.at = r.at;
+        self.left -= 1;
+        Ok(Some(bar))
+    }
+
+    #[inline(always)]
+    fn read(&mut self, r: &mut Reader) -> Option<Bar> {
+        let refs = &mut self.refs;
+        self.t = self.t.checked_add(i64::try_from(r.varint()?).ok()?)?;
         let (o, open) = r.decimal(refs.close)?;
         let (h, _) = r.decimal(open)?;
         let (l, _) = r.decimal(open)?;
@@ -206,8 +260,8 @@ pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<(
             0 => None,
             n => Some(n - 1),
         };
-        out.push(Bar {
-            t: day.at(t)?,
+        Some(Bar {
+            t: self.day.at(self.t)?,
             o,
             h,
             l,
@@ -215,9 +269,20 @@ pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<(
             v,
             n: trades,
             vw,
-        });
+        })
     }
-    (r.at == block.len()).then_some(())
+}
+
+/// The bars of a block into `out` (cleared first); `None` when the block is not one.
+#[cfg(test)]
+pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<()> {
+    out.clear();
+    let mut cursor = Cursor::start(from, block).ok()?;
+    out.reserve(cursor.left());
+    while let Some(bar) = cursor.next(block).ok()? {
+        out.push(bar);
+    }
+    Some(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ pub mod import;
 pub mod store;
 pub mod sync;
 
-pub use store::{HistoryError, HistoryStore, SeriesInfo};
+pub use store::{HistoryError, HistoryStore, SeriesInfo, SpanBars};
 
 use crate::alpaca::model::{TimeFrame, TimeFrameUnit};
 use crate::domain::calendar::{self, Session};

@@ -368,10 +368,7 @@ impl HistoryStore {
         Ok(out)
     }
 
-    /// [`HistoryStore::bars`] into `out`, through the block cache: the span's block if there
-    /// is one, else the rows, packed into a block for the next read. A store that cannot be
-    /// written (read-only, busy) is read from its rows, and so is a span over two days (the
-    /// triggers that keep blocks true look two days back).
+    /// [`HistoryStore::bars`] into `out`, through the block cache (see [`SpanBars`]).
     pub fn bars_cached(
         &self,
         symbol: &str,
@@ -380,38 +377,12 @@ impl HistoryStore {
         end: DateTime<Utc>,
         out: &mut Vec<Bar>,
     ) -> Result<(), HistoryError> {
-        if secs(end) - secs(start) > MAX_BLOCK_SPAN {
-            *out = self.bars(symbol, timeframe, start, end)?;
-            return Ok(());
-        }
-        let key = params![symbol, timeframe, secs(start), secs(end)];
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT data FROM blocks WHERE symbol = ?1 AND timeframe = ?2 AND start = ?3 AND end = ?4",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query(key).map_err(|e| self.err(e))?;
-        if let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            if let Ok(block) = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)) {
-                if super::blocks::decode(start, block, out).is_some() {
-                    return Ok(());
-                }
-            }
-        }
-        drop(rows);
-        *out = self.bars(symbol, timeframe, start, end)?;
-        if let Some(block) = super::blocks::encode(start, out) {
-            // A cache: a failure to keep it costs the next read its speed, nothing else.
-            let _ = self
-                .conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO blocks (symbol, timeframe, start, end, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![symbol, timeframe, secs(start), secs(end), block])
-                });
+        let mut span = SpanBars::default();
+        self.span(symbol, timeframe, (start, end), &mut span)?;
+        out.clear();
+        out.reserve(span.left());
+        while let Some(bar) = span.next(self)? {
+            out.push(bar);
         }
         Ok(())
     }
@@ -512,6 +483,9 @@ fn uncovered(start: i64, end: i64, ranges: &[(i64, i64)]) -> Vec<(i64, i64)> {
     }
     out
 }
+
+mod span;
+pub use span::SpanBars;
 
 #[cfg(test)]
 mod tests;

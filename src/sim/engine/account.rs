@@ -113,7 +113,7 @@ impl Engine {
         if let Some(p) = given {
             return p;
         }
-        match (self.books.get(symbol), side) {
+        match (self.book(symbol), side) {
             (Some(b), OrderSide::Buy) => b.ask,
             (Some(b), OrderSide::Sell) => b.bid,
             _ => self.mark(symbol),

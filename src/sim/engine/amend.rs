@@ -200,7 +200,7 @@ impl Engine {
         if let Some(m) = self.marks.get_mut(symbol) {
             *m = scale(*m);
         }
-        if let Some(b) = self.books.get_mut(symbol) {
+        if let Some(b) = self.book_mut(symbol) {
             b.bid = scale(b.bid);
             b.ask = scale(b.ask);
             b.bid_left *= ratio;

@@ -25,6 +25,7 @@ impl Engine {
                         ask: quote.ap,
                         bid_left: quote.bs,
                         ask_left: quote.as_,
+                        live: true,
                     };
                     // The name is copied only for a symbol's first quote (or after a halt).
                     match self.books.get_mut(symbol.as_str()) {
@@ -69,7 +70,9 @@ impl Engine {
     /// list of unfinished ones is pruned here as they end.
     /// No quote to fill against until the next one comes (a halt; the end of a backtest's bar).
     pub fn withdraw_book(&mut self, symbol: &str) {
-        self.books.remove(symbol);
+        if let Some(book) = self.books.get_mut(symbol) {
+            book.live = false;
+        }
     }
 
     /// Where in `orders` the symbol's active orders are, oldest first, into `out` (a buffer
@@ -194,7 +197,7 @@ impl Engine {
         let Some(o) = self.orders.get(i) else {
             return (None, Decimal::ZERO);
         };
-        let Some(book) = self.books.get(&o.order.symbol) else {
+        let Some(book) = self.book(&o.order.symbol) else {
             return (None, Decimal::ZERO);
         };
         if !self.market_open {
@@ -258,7 +261,7 @@ impl Engine {
         }
         let symbol = o.order.symbol.clone();
         let side = o.order.side;
-        if let Some(book) = self.books.get_mut(&symbol) {
+        if let Some(book) = self.book_mut(&symbol) {
             match side {
                 OrderSide::Buy => book.ask_left -= qty,
                 OrderSide::Sell => book.bid_left -= qty,

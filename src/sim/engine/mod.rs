@@ -104,6 +104,9 @@ struct TopOfBook {
     ask: Decimal,
     bid_left: Decimal,
     ask_left: Decimal,
+    /// False once withdrawn (a halt, the end of a backtest's bar) until the next quote: the
+    /// entry stays, so a symbol quoted again costs no insertion.
+    live: bool,
 }
 
 /// An order with the simulator's private state beside its wire form.
@@ -301,6 +304,15 @@ impl Engine {
 
     fn new_id(&mut self) -> Uuid {
         random_uuid(&mut self.rng)
+    }
+
+    /// The symbol's book to trade against: none before its first quote or once withdrawn.
+    fn book(&self, symbol: &str) -> Option<&TopOfBook> {
+        self.books.get(symbol).filter(|b| b.live)
+    }
+
+    fn book_mut(&mut self, symbol: &str) -> Option<&mut TopOfBook> {
+        self.books.get_mut(symbol).filter(|b| b.live)
     }
 
     fn get(&self, id: Uuid) -> Option<&SimOrder> {

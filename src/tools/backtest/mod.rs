@@ -12,7 +12,7 @@ use crate::alpaca::model::{Bar, Order, OrderSide, TimeFrame};
 use crate::analytics::{RoundTrip, Summary, summarize};
 use crate::config::Config;
 use crate::domain::calendar;
-use crate::history::HistoryStore;
+use crate::history::{HistoryStore, SpanBars};
 use crate::risk::Purpose;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -295,8 +295,8 @@ pub fn replay_stored(
         .map(|s| replay.index(s))
         .collect();
     let tf = TimeFrame::MINUTE.to_string();
-    // A day of every symbol's bars at a time, in buffers kept from day to day.
-    let mut day_bars: Vec<Vec<Bar>> = vec![Vec::new(); symbols.len()];
+    // Every symbol's bars of a day, a bar at a time (each decoded as its minute comes).
+    let mut spans: Vec<SpanBars> = symbols.iter().map(|_| SpanBars::default()).collect();
     let mut day = calendar::to_et(opts.start).date_naive();
     let last = calendar::to_et(opts.end).date_naive();
     while day <= last {
@@ -304,12 +304,15 @@ pub fn replay_stored(
         let from = calendar::et_midnight(day).max(opts.start);
         let to = (calendar::et_midnight(next) - chrono::Duration::seconds(1)).min(opts.end);
         if calendar::is_trading_day(day) {
-            for (symbol, bars) in config.trading.symbols.iter().zip(day_bars.iter_mut()) {
+            for (symbol, span) in config.trading.symbols.iter().zip(spans.iter_mut()) {
                 store
-                    .bars_cached(symbol, &tf, from, to, bars)
+                    .span(symbol, &tf, (from, to), span)
                     .map_err(|e| e.to_string())?;
             }
-            merge_minutes(&symbols, &day_bars, |t, bars| replay.minute(t, bars));
+            merge_minutes(store, &symbols, &mut spans, |t, bars| {
+                replay.minute(t, bars)
+            })
+            .map_err(|e| e.to_string())?;
         }
         day = next;
     }
@@ -317,40 +320,41 @@ pub fn replay_stored(
     finish(config, replay.out)
 }
 
-/// Walks several symbols' bars (each sorted by time) a minute at a time: `each` gets every
-/// symbol's bar that starts at that minute, with the symbol's index.
+/// Walks several symbols' bars (each in time order) a minute at a time: `each` gets every
+/// symbol's bar that starts at that minute, with the symbol's index. Only the bar each
+/// symbol is at is held.
 fn merge_minutes(
+    store: &HistoryStore,
     symbols: &[u32],
-    series: &[Vec<Bar>],
+    spans: &mut [SpanBars],
     mut each: impl FnMut(DateTime<Utc>, &[(u32, &Bar)]),
-) {
-    let mut at = vec![0usize; series.len()];
-    let mut minute: Vec<(u32, &Bar)> = Vec::with_capacity(series.len());
-    let mut next = series
-        .iter()
-        .filter_map(|bars| bars.first().map(|b| b.t))
-        .min();
-    // One pass a minute: the bars at `t` are taken, and the next minute found among the rest.
-    while let Some(t) = next.take() {
-        minute.clear();
-        for ((bars, k), i) in series.iter().zip(at.iter_mut()).zip(symbols) {
-            let Some(b) = bars.get(*k) else {
-                continue;
-            };
-            let head = if b.t == t {
-                minute.push((*i, b));
-                *k += 1;
-                match bars.get(*k) {
-                    Some(b) => b.t,
-                    None => continue,
-                }
-            } else {
-                b.t
-            };
-            next = Some(next.map_or(head, |n| n.min(head)));
-        }
-        each(t, &minute);
+) -> Result<(), crate::history::HistoryError> {
+    let mut heads: Vec<Option<Bar>> = Vec::with_capacity(spans.len());
+    for span in spans.iter_mut() {
+        heads.push(span.next(store)?);
     }
+    let mut due: Vec<usize> = Vec::with_capacity(spans.len());
+    while let Some(t) = heads.iter().flatten().map(|b| b.t).min() {
+        due.clear();
+        let minute: Vec<(u32, &Bar)> = heads
+            .iter()
+            .zip(symbols)
+            .enumerate()
+            .filter_map(|(k, (head, i))| {
+                let bar = head.as_ref().filter(|b| b.t == t)?;
+                due.push(k);
+                Some((*i, bar))
+            })
+            .collect();
+        each(t, &minute);
+        drop(minute);
+        for &k in &due {
+            if let (Some(head), Some(span)) = (heads.get_mut(k), spans.get_mut(k)) {
+                *head = span.next(store)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the backtest and writes its files. `Err` says what is wrong (no bars: what is
