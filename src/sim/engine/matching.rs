@@ -197,22 +197,23 @@ impl Engine {
         let Some(o) = self.orders.get(i) else {
             return (None, Decimal::ZERO);
         };
-        let Some(book) = self.book(&o.order.symbol) else {
-            return (None, Decimal::ZERO);
-        };
-        if !self.market_open {
-            return (None, Decimal::ZERO);
-        }
-        let (price, left) = match o.order.side {
-            OrderSide::Buy => (book.ask, book.ask_left),
-            OrderSide::Sell => (book.bid, book.bid_left),
-        };
+        // A stop not yet triggered first: it needs no book.
         let limit = match o.order.kind {
             OrderType::Market => None,
             OrderType::Limit => o.order.limit_price,
             OrderType::Stop | OrderType::TrailingStop if o.triggered => None,
             OrderType::StopLimit if o.triggered => o.order.limit_price,
             _ => return (None, Decimal::ZERO),
+        };
+        if !self.market_open {
+            return (None, Decimal::ZERO);
+        }
+        let Some(book) = self.book(&o.order.symbol) else {
+            return (None, Decimal::ZERO);
+        };
+        let (price, left) = match o.order.side {
+            OrderSide::Buy => (book.ask, book.ask_left),
+            OrderSide::Sell => (book.bid, book.bid_left),
         };
         let ok = match (limit, o.order.side) {
             (None, _) => true,

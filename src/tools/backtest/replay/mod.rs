@@ -390,11 +390,9 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Open orders of ours on `symbol` that are entries or exits (not protective legs).
+    /// Open orders of ours on `symbol`, one the engine follows, that are entries or exits
+    /// (not protective legs).
     fn busy(&self, symbol: &str) -> bool {
-        if !self.symbols.followed(symbol) {
-            return false;
-        }
         self.engine.open_orders(Some(symbol)).iter().any(|o| {
             o.symbol == symbol
                 && matches!(
@@ -424,13 +422,13 @@ impl<'a> Replay<'a> {
             equity: Some(self.equity()),
             now,
         });
-        self.act(&symbol, signal, bar.close, bar.start, now);
+        self.act(Some(i), &symbol, signal, bar.close, bar.start, now);
         // Several symbols at once (a pair's legs), each at its own latest close, as the
         // StrategyRunner does.
         for (other, signal) in several {
             if let Some(b) = self.latest.get(&other) {
                 let (close, start) = (b.close, b.start);
-                self.act(&other, signal, close, start, now);
+                self.act(None, &other, signal, close, start, now);
             }
         }
     }

@@ -12,21 +12,34 @@ use rust_decimal::Decimal;
 
 impl Replay<'_> {
     /// A signal into an intent for the risk checks, as the StrategyRunner does.
+    /// `at`: the symbol's index, when the caller has it (the bar's own symbol).
     pub(super) fn act(
         &mut self,
+        at: Option<u32>,
         symbol: &str,
         signal: Signal,
         close: Decimal,
         start: DateTime<Utc>,
         now: DateTime<Utc>,
     ) {
-        if signal == Signal::Hold || self.busy(symbol) {
+        if signal == Signal::Hold {
             return;
         }
-        let position = self.position(symbol);
+        let followed = match at {
+            Some(i) => self.symbols.active(i),
+            None => self.symbols.followed(symbol),
+        };
+        if followed && self.busy(symbol) {
+            return;
+        }
+        let position = if followed {
+            self.engine.qty(symbol)
+        } else {
+            Decimal::ZERO
+        };
         if let Signal::Enter { .. } = signal
             && position.is_zero()
-            && self.refused_at_pace(symbol, close, now)
+            && self.refused_at_pace(close, now)
         {
             return;
         }
@@ -49,7 +62,7 @@ impl Replay<'_> {
     /// they look at the order rate and the open orders ([`risk::pace`]). When those refuse, the
     /// refusal is counted as [`Self::propose`] would count it, and nothing is sized beyond its
     /// share count (a year has millions of these at `max_open_orders`). `false`: go on.
-    fn refused_at_pace(&mut self, symbol: &str, close: Decimal, now: DateTime<Utc>) -> bool {
+    fn refused_at_pace(&mut self, close: Decimal, now: DateTime<Utc>) -> bool {
         let band = self.limits.price_band_pct;
         if band < Decimal::ZERO || close.checked_mul(band).is_none() {
             return false;
@@ -59,18 +72,14 @@ impl Replay<'_> {
             return false;
         };
         // Whether the entry sizes to a share at all (`entry_qty`'s answer, without dividing).
+        // (The daemon's RiskManager would keep `close` as the symbol's last trade. Here no
+        // check reads it: a symbol not held has its price set before its own check, and the
+        // symbols held take their marks when the state is brought up to date after a fill.)
         if self
             .entry_notional()
             .is_some_and(|n| buys_a_share(n, close))
         {
             self.out.signals += 1;
-            // The price acted on stays the symbol's last trade, as after a check.
-            match self.risk_state.last_trade.get_mut(symbol) {
-                Some(p) => *p = close,
-                None => {
-                    self.risk_state.last_trade.insert(symbol.to_string(), close);
-                }
-            }
             self.count_refusal(code);
         }
         true
