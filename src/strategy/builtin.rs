@@ -346,7 +346,7 @@ struct MomentumState {
 pub struct Momentum {
     params: MomentumParams,
     interval: Interval,
-    symbols: hashbrown::HashMap<String, MomentumState>,
+    symbols: super::PerSymbol<MomentumState>,
 }
 
 impl Momentum {
@@ -354,7 +354,7 @@ impl Momentum {
         Momentum {
             params,
             interval,
-            symbols: hashbrown::HashMap::new(),
+            symbols: super::PerSymbol::default(),
         }
     }
 }
@@ -373,8 +373,7 @@ impl Strategy for Momentum {
         let p = &self.params;
         let s = self
             .symbols
-            .entry_ref(input.symbol)
-            .or_insert_with(|| MomentumState {
+            .get_or_insert_with(input.symbol, || MomentumState {
                 rsi: Rsi::new(p.rsi_period),
                 macd: Macd::new(p.macd_fast, p.macd_slow, p.macd_signal),
                 last_hist: None,
@@ -452,7 +451,7 @@ impl Default for MeanReversionParams {
 pub struct MeanReversion {
     params: MeanReversionParams,
     interval: Interval,
-    symbols: hashbrown::HashMap<String, Bollinger>,
+    symbols: super::PerSymbol<Bollinger>,
 }
 
 impl MeanReversion {
@@ -460,7 +459,7 @@ impl MeanReversion {
         MeanReversion {
             params,
             interval,
-            symbols: hashbrown::HashMap::new(),
+            symbols: super::PerSymbol::default(),
         }
     }
 }
@@ -479,8 +478,7 @@ impl Strategy for MeanReversion {
         let p = &self.params;
         let b = self
             .symbols
-            .entry_ref(input.symbol)
-            .or_insert_with(|| Bollinger::new(p.period, p.band_std));
+            .get_or_insert_with(input.symbol, || Bollinger::new(p.period, p.band_std));
         let Some(v) = b.update(super::indicators::to_f64(input.bar.close)) else {
             return Signal::Hold;
         };

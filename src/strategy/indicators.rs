@@ -34,9 +34,21 @@ pub fn to_f64(d: Decimal) -> f64 {
         integral
     } else {
         let round_to = precision as f64;
-        ((integral + frac) * round_to).round() / round_to
+        round_half_away(((integral + frac) * round_to).abs()) / round_to
     };
     if u.negative { -value } else { value }
+}
+
+/// `x.round()` for `x ≥ 0`, without the call to libm's `round` (x86-64's baseline has no
+/// rounding instruction): below 2^52 the fraction `x − trunc(x)` is exact, and a half
+/// rounds up, away from zero.
+fn round_half_away(x: f64) -> f64 {
+    if x.is_nan() || x >= 4_503_599_627_370_496.0 {
+        // 2^52 and up (or NaN): an integer already, or whatever `round` makes of it.
+        return x.round();
+    }
+    let whole = (x as u64) as f64;
+    if x - whole >= 0.5 { whole + 1.0 } else { whole }
 }
 
 /// Exponential moving average.
@@ -222,5 +234,34 @@ mod tests {
         b.update(1.0);
         let flat = b.update(1.0).unwrap();
         assert_eq!((flat.std_dev, flat.z_score), (0.0, 0.0));
+    }
+
+    #[test]
+    fn rounding_without_libm_is_rounds_own() {
+        let halves = [
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            0.49999999999999994,
+            1e15 + 0.5,
+            4_503_599_627_370_495.5,
+        ];
+        let edges = [
+            4_503_599_627_370_496.0,
+            9.007_199_254_740_993e15,
+            1e300,
+            f64::MAX,
+        ];
+        for x in halves.into_iter().chain(edges) {
+            for y in [
+                x,
+                f64::from_bits(x.to_bits() + 1),
+                f64::from_bits(x.to_bits().saturating_sub(1)),
+            ] {
+                assert_eq!(round_half_away(y).to_bits(), y.round().to_bits(), "{y}");
+            }
+        }
+        assert!(round_half_away(f64::INFINITY).is_infinite());
     }
 }

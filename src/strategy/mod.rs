@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod indicators;
 pub mod pairs;
+pub mod per_symbol;
 pub mod rebalance;
 pub mod registry;
 pub mod signal;
@@ -15,6 +16,7 @@ pub use builtin::{
     TradeInterest, buys_a_share, entry_notional, entry_qty, plan_entry, reason,
 };
 pub use pairs::{Pairs, PairsParams};
+pub use per_symbol::PerSymbol;
 pub use rebalance::{Rebalance, RebalanceParams};
 pub use registry::{Factory, params, register};
 pub use signal::intent_for;
