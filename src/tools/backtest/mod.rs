@@ -200,6 +200,9 @@ fn warm_up(
         .and_then(|s| s.interval().minutes())
         .unwrap_or(390);
     let warm_minutes = opts.warmup_bars * per_bar as usize;
+    if warm_minutes == 0 {
+        return Ok(Minutes::new());
+    }
     let lookback =
         chrono::Duration::minutes(warm_minutes as i64 * 4 * 7 / 5) + chrono::Duration::days(3);
     let before = opts.start - chrono::Duration::seconds(1);
