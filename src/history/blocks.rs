@@ -217,11 +217,14 @@ impl Cursor {
         self.left
     }
 
-    /// The next bar of `block` (the bytes `start` was given): `None` after the last.
-    pub fn next(&mut self, block: &[u8]) -> Result<Option<Bar>, Damaged> {
+    /// The next bar of `block` (the bytes `start` was given) into `slot`, written in place
+    /// where it holds a bar (a replay keeps one per symbol): `None` after the last. Damaged, `slot` may hold part of a bar.
+    #[inline]
+    pub fn next_into(&mut self, block: &[u8], slot: &mut Option<Bar>) -> Result<(), Damaged> {
         if self.left == 0 {
+            *slot = None;
             return if self.at == block.len() {
-                Ok(None)
+                Ok(())
             } else {
                 Err(Damaged)
             };
@@ -230,24 +233,33 @@ impl Cursor {
             bytes: block,
             at: self.at,
         };
-        let bar = self.read(&mut r).ok_or(Damaged)?;
+        let bar = slot.get_or_insert_with(|| Bar {
+            t: DateTime::UNIX_EPOCH,
+            o: Decimal::ZERO,
+            h: Decimal::ZERO,
+            l: Decimal::ZERO,
+            c: Decimal::ZERO,
+            v: Decimal::ZERO,
+            n: None,
+            vw: None,
+        });
+        self.read(&mut r, bar).ok_or(Damaged)?;
         self.at = r.at;
         self.left -= 1;
-        Ok(Some(bar))
+        Ok(())
     }
 
     #[inline(always)]
-    fn read(&mut self, r: &mut Reader) -> Option<Bar> {
+    fn read(&mut self, r: &mut Reader, bar: &mut Bar) -> Option<()> {
         let refs = &mut self.refs;
         self.t = self.t.checked_add(i64::try_from(r.varint()?).ok()?)?;
-        let (o, open) = r.decimal(refs.close)?;
-        let (h, _) = r.decimal(open)?;
-        let (l, _) = r.decimal(open)?;
-        let (c, close) = r.decimal(open)?;
-        refs.close = close;
-        let (v, volume) = r.decimal(refs.volume)?;
-        refs.volume = volume;
-        let vw = match r.byte()? {
+        let open;
+        (bar.o, open) = r.decimal(refs.close)?;
+        bar.h = r.decimal(open)?.0;
+        bar.l = r.decimal(open)?.0;
+        (bar.c, refs.close) = r.decimal(open)?;
+        (bar.v, refs.volume) = r.decimal(refs.volume)?;
+        bar.vw = match r.byte()? {
             0 => None,
             1 => {
                 let (vw, vwap) = r.decimal(refs.vwap)?;
@@ -256,20 +268,12 @@ impl Cursor {
             }
             _ => return None,
         };
-        let trades = match r.varint()? {
+        bar.n = match r.varint()? {
             0 => None,
             n => Some(n - 1),
         };
-        Some(Bar {
-            t: self.day.at(self.t)?,
-            o,
-            h,
-            l,
-            c,
-            v,
-            n: trades,
-            vw,
-        })
+        bar.t = self.day.at(self.t)?;
+        Some(())
     }
 }
 
@@ -279,8 +283,13 @@ pub fn decode(from: DateTime<Utc>, block: &[u8], out: &mut Vec<Bar>) -> Option<(
     out.clear();
     let mut cursor = Cursor::start(from, block).ok()?;
     out.reserve(cursor.left());
-    while let Some(bar) = cursor.next(block).ok()? {
-        out.push(bar);
+    let mut slot = None;
+    loop {
+        cursor.next_into(block, &mut slot).ok()?;
+        match slot.take() {
+            Some(bar) => out.push(bar),
+            None => break,
+        }
     }
     Some(())
 }

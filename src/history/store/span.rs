@@ -42,13 +42,23 @@ impl SpanBars {
 
     /// The next bar, `None` after the last. `store` is the one the span was opened on.
     pub fn next(&mut self, store: &HistoryStore) -> Result<Option<Bar>, HistoryError> {
+        let mut bar = None;
+        self.next_into(store, &mut bar)?;
+        Ok(bar)
+    }
+
+    /// [`SpanBars::next`] into `slot`, written in place where it holds a bar.
+    pub fn next_into(
+        &mut self,
+        store: &HistoryStore,
+        slot: &mut Option<Bar>,
+    ) -> Result<(), HistoryError> {
         if let Some(cursor) = &mut self.cursor {
-            match cursor.next(&self.block) {
-                Ok(Some(bar)) => {
-                    self.last = Some(bar.t);
-                    return Ok(Some(bar));
+            match cursor.next_into(&self.block, slot) {
+                Ok(()) => {
+                    self.last = slot.as_ref().map(|b| b.t);
+                    return Ok(());
                 }
-                Ok(None) => return Ok(None),
                 Err(blocks::Damaged) => {
                     store.read_rows(self)?;
                     // The bars already handed out are not handed out again.
@@ -61,12 +71,12 @@ impl SpanBars {
                 }
             }
         }
-        let bar = self.rows.get(self.row).cloned();
-        if let Some(bar) = &bar {
+        *slot = self.rows.get(self.row).cloned();
+        if let Some(bar) = slot {
             self.row += 1;
             self.last = Some(bar.t);
         }
-        Ok(bar)
+        Ok(())
     }
 }
 

@@ -332,9 +332,9 @@ fn merge_minutes(
     spans: &mut [SpanBars],
     mut each: impl FnMut(DateTime<Utc>, &[(u32, &Bar)]),
 ) -> Result<(), crate::history::HistoryError> {
-    let mut heads: Vec<Option<Bar>> = Vec::with_capacity(spans.len());
-    for span in spans.iter_mut() {
-        heads.push(span.next(store)?);
+    let mut heads: Vec<Option<Bar>> = vec![None; spans.len()];
+    for (span, head) in spans.iter_mut().zip(heads.iter_mut()) {
+        span.next_into(store, head)?;
     }
     let mut due: Vec<usize> = Vec::with_capacity(spans.len());
     while let Some(t) = heads.iter().flatten().map(|b| b.t).min() {
@@ -353,7 +353,7 @@ fn merge_minutes(
         drop(minute);
         for &k in &due {
             if let (Some(head), Some(span)) = (heads.get_mut(k), spans.get_mut(k)) {
-                *head = span.next(store)?;
+                span.next_into(store, head)?;
             }
         }
     }
