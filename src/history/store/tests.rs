@@ -31,8 +31,10 @@ fn bar(t: i64, close: &str) -> Bar {
     }
 }
 
-#[test]
-fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
+/// A store in a temporary directory with a day of 390 minute bars of "A" (closes by
+/// `close`), read once through the block cache (which packs the day): the store, the day's
+/// span and the bars.
+fn a_day_read(close: impl Fn(i64) -> String) -> (tempfile::TempDir, HistoryStore, Span, Vec<Bar>) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = HistoryStore::open(dir.path()).unwrap();
     let day = (
@@ -40,7 +42,7 @@ fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
         time(1_764_167_400 + 86_399).unwrap(),
     );
     let bars: Vec<Bar> = (0..390)
-        .map(|i| bar(1_764_167_400 + 60 * i, "10.50"))
+        .map(|i| bar(1_764_167_400 + 60 * i, &close(i)))
         .collect();
     store.write("A", "1Min", &bars, None).unwrap();
     let mut out = Vec::new();
@@ -48,6 +50,20 @@ fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
         .bars_cached("A", "1Min", day.0, day.1, &mut out)
         .unwrap();
     assert_eq!(out, bars);
+    (dir, store, day, bars)
+}
+
+fn block_len(store: &HistoryStore) -> i64 {
+    store
+        .conn
+        .query_row("SELECT length(data) FROM blocks", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
+    let (_dir, mut store, day, _) = a_day_read(|_| "10.50".into());
+    let mut out = Vec::new();
     let blocks = |s: &HistoryStore| -> i64 {
         s.conn
             .query_row("SELECT COUNT(*) FROM blocks", [], |r| r.get(0))
@@ -95,33 +111,14 @@ fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
         .bars_cached("A", "1Min", day.0, day.1, &mut out)
         .unwrap();
     assert_eq!(out.len(), 389);
-    let len: i64 = store
-        .conn
-        .query_row("SELECT length(data) FROM blocks", [], |r| r.get(0))
-        .unwrap();
+    let len = block_len(&store);
     assert!(len > 100, "packed again: {len} bytes");
 }
 
 #[test]
 fn a_block_damaged_part_way_hands_out_each_bar_once_and_is_packed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = HistoryStore::open(dir.path()).unwrap();
-    let day = (
-        time(1_764_167_400).unwrap(),
-        time(1_764_167_400 + 86_399).unwrap(),
-    );
-    let bars: Vec<Bar> = (0..390)
-        .map(|i| bar(1_764_167_400 + 60 * i, &format!("10.{:02}", i % 100)))
-        .collect();
-    store.write("A", "1Min", &bars, None).unwrap();
-    let mut out = Vec::new();
-    store
-        .bars_cached("A", "1Min", day.0, day.1, &mut out)
-        .unwrap();
-    let packed: i64 = store
-        .conn
-        .query_row("SELECT length(data) FROM blocks", [], |r| r.get(0))
-        .unwrap();
+    let (_dir, store, day, bars) = a_day_read(|i| format!("10.{:02}", i % 100));
+    let packed = block_len(&store);
     // The last few bars' bytes are gone: the count promises bars the bytes do not hold.
     store
         .conn
@@ -141,11 +138,7 @@ fn a_block_damaged_part_way_hands_out_each_bar_once_and_is_packed_again() {
         seen, bars,
         "the rows take over after the last bar handed out"
     );
-    let len: i64 = store
-        .conn
-        .query_row("SELECT length(data) FROM blocks", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(len, packed, "packed again from the rows");
+    assert_eq!(block_len(&store), packed, "packed again from the rows");
 }
 
 #[test]
