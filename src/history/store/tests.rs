@@ -62,7 +62,7 @@ fn block_len(store: &HistoryStore) -> i64 {
 
 #[test]
 fn blocks_follow_every_write_to_the_rows_and_a_damaged_one_is_read_again() {
-    let (_dir, mut store, day, _) = a_day_read(|_| "10.50".into());
+    let (_dir, mut store, day, bars) = a_day_read(|_| "10.50".into());
     let mut out = Vec::new();
     let blocks = |s: &HistoryStore| -> i64 {
         s.conn
