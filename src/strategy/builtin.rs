@@ -126,103 +126,7 @@ pub struct MarketView<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
-/// Every symbol's latest closed bar: what a [`MarketView`] shows. Looked up by name in
-/// constant time, or by the slot a caller took for a symbol ([`MarketBars::slot`],
-/// [`MarketBars::keep_at`]: a backtest keeps one at every close of every symbol); iterated
-/// in symbol order.
-#[derive(Debug, Clone, Default)]
-pub struct MarketBars {
-    slots: hashbrown::HashMap<String, usize>,
-    /// By slot: the latest bar, none before the first or after a removal.
-    bars: Vec<Option<OhlcBar>>,
-    /// The symbols with a bar, sorted.
-    order: Vec<String>,
-}
-
-impl MarketBars {
-    pub fn get(&self, symbol: &str) -> Option<&OhlcBar> {
-        let slot = *self.slots.get(symbol)?;
-        self.bars.get(slot)?.as_ref()
-    }
-
-    pub fn contains_key(&self, symbol: &str) -> bool {
-        self.get(symbol).is_some()
-    }
-
-    /// `symbol`'s slot, taken the first time (with no bar yet).
-    pub fn slot(&mut self, symbol: &str) -> usize {
-        if let Some(slot) = self.slots.get(symbol) {
-            return *slot;
-        }
-        let slot = self.bars.len();
-        self.slots.insert(symbol.to_string(), slot);
-        self.bars.push(None);
-        slot
-    }
-
-    /// Sets `symbol`'s latest bar; the one it replaces, if any.
-    pub fn insert(&mut self, symbol: String, bar: OhlcBar) -> Option<OhlcBar> {
-        let slot = self.slot(&symbol);
-        self.put(slot, &symbol, bar)
-    }
-
-    fn put(&mut self, slot: usize, symbol: &str, bar: OhlcBar) -> Option<OhlcBar> {
-        let entry = self.bars.get_mut(slot)?;
-        if entry.is_none() {
-            let at = self
-                .order
-                .binary_search_by(|s| s.as_str().cmp(symbol))
-                .unwrap_or_else(|i| i);
-            self.order.insert(at, symbol.to_string());
-        }
-        entry.replace(bar)
-    }
-
-    /// Keeps `bar` as `symbol`'s latest: the name is copied only the first time.
-    pub fn keep(&mut self, symbol: &str, bar: &OhlcBar) {
-        let slot = self.slot(symbol);
-        self.keep_at(slot, symbol, bar);
-    }
-
-    /// [`MarketBars::keep`] for the symbol of `slot` (from [`MarketBars::slot`]), without
-    /// looking its name up.
-    pub fn keep_at(&mut self, slot: usize, symbol: &str, bar: &OhlcBar) {
-        match self.bars.get_mut(slot) {
-            Some(Some(b)) => b.clone_from(bar),
-            Some(None) => {
-                self.put(slot, symbol, bar.clone());
-            }
-            None => self.keep(symbol, bar),
-        }
-    }
-
-    /// The symbols, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.order.iter()
-    }
-
-    /// (symbol, latest bar), in symbol order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &OhlcBar)> {
-        self.order
-            .iter()
-            .filter_map(|s| self.get(s).map(|b| (s, b)))
-    }
-
-    /// Forgets `symbol`'s bar (a split: it is in old prices).
-    pub fn remove(&mut self, symbol: &str) -> Option<OhlcBar> {
-        self.order.retain(|s| s != symbol);
-        let slot = *self.slots.get(symbol)?;
-        self.bars.get_mut(slot)?.take()
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
+pub use super::market::MarketBars;
 
 impl MarketView<'_> {
     pub fn position(&self, symbol: &str) -> Decimal {
@@ -563,11 +467,11 @@ pub struct EntryPlan {
 pub fn entry_notional(equity: Decimal, sizing: Sizing, protection: Protection) -> Option<Decimal> {
     Some(match sizing {
         Sizing::FixedNotional { usd } => usd,
-        Sizing::PercentOfEquity { pct } => equity * pct / Decimal::ONE_HUNDRED,
+        Sizing::PercentOfEquity { pct } => equity.checked_mul(pct)? / Decimal::ONE_HUNDRED,
         Sizing::RiskPerTrade { pct } => {
             let stop = protection.stop_pct().filter(|s| *s > Decimal::ZERO)?;
             // Risking pct of equity over a stop stop% away: position = risk / stop fraction.
-            equity * pct / stop
+            equity.checked_mul(pct)?.checked_div(stop)?
         }
     })
 }
@@ -584,7 +488,7 @@ pub fn entry_qty(
         return None;
     }
     let notional = entry_notional(equity, sizing, protection)?;
-    let qty = (notional / price).floor();
+    let qty = notional.checked_div(price)?.floor();
     (qty > Decimal::ZERO).then_some(qty)
 }
 
@@ -592,7 +496,8 @@ pub fn entry_qty(
 /// for that notional, the same answer, without the division unless the two are within
 /// 10⁻²⁰ of each other (the quotient's 28 digits could then round up to one share).
 pub fn buys_a_share(notional: Decimal, price: Decimal) -> bool {
-    if price <= Decimal::ZERO {
+    if price <= Decimal::ZERO || notional <= Decimal::ZERO {
+        // No share, or a quotient of zero or below.
         return false;
     }
     if notional >= price {

@@ -4,6 +4,7 @@
 
 pub mod builtin;
 pub mod indicators;
+pub mod market;
 pub mod pairs;
 pub mod per_symbol;
 pub mod rebalance;
