@@ -152,6 +152,13 @@ mod to_f64 {
             prop_assert_eq!(ours.to_bits(), theirs.to_bits(), "{}", d);
         }
 
+        /// Mantissas around 2^50, where the conversion's shortcut ends, at every scale.
+        #[test]
+        fn is_rust_decimals_for_mantissas_near_its_shortcut(m in prop_oneof![0u64..1 << 20, (1u64 << 50) - 1_000_000..(1 << 50) + 1_000_000, 0u64..1 << 53], negative in any::<bool>(), scale in 0u32..=28) {
+            let d = Decimal::from_parts(m as u32, (m >> 32) as u32, 0, negative, scale);
+            prop_assert_eq!(traderd::strategy::indicators::to_f64(d).to_bits(), d.to_f64().unwrap().to_bits(), "{}", d);
+        }
+
         #[test]
         fn is_rust_decimals_for_prices(cents in 1i64..1_000_000_000, scale in 2u32..=6) {
             let d = Decimal::new(cents, scale);

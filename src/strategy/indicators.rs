@@ -21,6 +21,14 @@ use std::collections::VecDeque;
 /// backtest converts every close it sees.
 pub fn to_f64(d: Decimal) -> f64 {
     let u = d.unpack();
+    // A mantissa below 2^50 (every price): rust_decimal's steps round back to the mantissa
+    // itself (their error is below ⅜), so the answer is the mantissa over the power of ten,
+    // one correctly rounded division of two exact doubles, with no integer division.
+    if u.hi == 0 && u.mid < 1 << 18 && u.scale != 0 && u.scale <= 19 {
+        let mantissa = ((u64::from(u.mid) << 32) | u64::from(u.lo)) as f64;
+        let value = mantissa / POW10[u.scale as usize];
+        return if u.negative { -value } else { value };
+    }
     // Up to 10^19 a power of ten fits a u64, and as an f64 it is exact (5^19 < 2^53), as
     // rust_decimal's `10f64.powi(scale)` is.
     if u.scale == 0 || u.hi != 0 || u.scale > 19 {
@@ -38,6 +46,12 @@ pub fn to_f64(d: Decimal) -> f64 {
     };
     if u.negative { -value } else { value }
 }
+
+/// 10^0 to 10^19, each exact as an `f64` (5^19 < 2^53).
+const POW10: [f64; 20] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19,
+];
 
 /// `x.round()` for `x ≥ 0`, without the call to libm's `round` (x86-64's baseline has no
 /// rounding instruction): below 2^52 the fraction `x − trunc(x)` is exact, and a half
