@@ -265,12 +265,14 @@ pub fn check(
 
 /// Orders sent in the minute before `now`.
 fn recent_orders(state: &RiskState, now: DateTime<Utc>) -> usize {
+    orders_within_a_minute(&state.recent_orders, now)
+}
+
+/// Of the submissions at `times`, those in the minute before `now` (the order rate check's
+/// count).
+pub fn orders_within_a_minute(times: &VecDeque<DateTime<Utc>>, now: DateTime<Utc>) -> usize {
     let window_start = now - Duration::minutes(1);
-    state
-        .recent_orders
-        .iter()
-        .filter(|t| **t > window_start)
-        .count()
+    times.iter().filter(|t| **t > window_start).count()
 }
 
 /// The checks of [`check`] that look at the account alone, never at the order: the order
@@ -279,10 +281,16 @@ fn recent_orders(state: &RiskState, now: DateTime<Utc>) -> usize {
 /// (the backtest, with millions of entries refused a year at `max_open_orders`) may ask them
 /// first and size nothing.
 pub fn pace(state: &RiskState, limits: &RiskLimits, now: DateTime<Utc>) -> Result<(), RefusalCode> {
-    if recent_orders(state, now) >= limits.max_orders_per_minute {
+    pace_of(recent_orders(state, now), state.open_orders, limits)
+}
+
+/// [`pace`] from its two counts: the orders sent in the last minute
+/// ([`orders_within_a_minute`]) and the open orders.
+pub fn pace_of(recent: usize, open_orders: usize, limits: &RiskLimits) -> Result<(), RefusalCode> {
+    if recent >= limits.max_orders_per_minute {
         return Err(RefusalCode::OrderRate);
     }
-    if state.open_orders >= limits.max_open_orders {
+    if open_orders >= limits.max_open_orders {
         return Err(RefusalCode::MaxOpenOrders);
     }
     Ok(())

@@ -63,6 +63,8 @@ pub(super) struct Replay<'a> {
     /// those of the symbols held are ever read besides the intent's own.
     risk_state: RiskState,
     risk_stale: bool,
+    /// The engine's open orders while nothing has changed them (the pace checks ask).
+    open_count: Option<usize>,
     limits: RiskLimits,
     /// The entries' notional and the equity it was sized from.
     notional: Option<(Decimal, Option<Decimal>)>,
@@ -139,6 +141,7 @@ impl<'a> Replay<'a> {
             equity: Cell::new(None),
             risk_state: RiskState::default(),
             risk_stale: true,
+            open_count: None,
             limits: config.risk.limits(),
             notional: None,
             refused: [0; RefusalCode::ALL.len()],
@@ -176,6 +179,7 @@ impl<'a> Replay<'a> {
     fn changed(&mut self) {
         self.equity.set(None);
         self.risk_stale = true;
+        self.open_count = None;
     }
 
     /// Which symbols the engine follows, from the engine.

@@ -67,8 +67,17 @@ impl Replay<'_> {
         if band < Decimal::ZERO || close.checked_mul(band).is_none() {
             return false;
         }
-        self.fresh_risk_state(now);
-        let Err(code) = risk::pace(&self.risk_state, &self.limits, now) else {
+        // The two counts the pace checks read, without bringing the whole risk state up to
+        // date: `risk::pace` on the state `propose` would build.
+        if self.prune_recent(now) {
+            self.risk_stale = true;
+        }
+        let open = match self.open_count {
+            Some(n) => n,
+            None => *self.open_count.insert(self.engine.open_count()),
+        };
+        let recent = risk::orders_within_a_minute(&self.recent, now);
+        let Err(code) = risk::pace_of(recent, open, &self.limits) else {
             return false;
         };
         // Whether the entry sizes to a share at all (`entry_qty`'s answer, without dividing).
@@ -111,6 +120,13 @@ impl Replay<'_> {
 
     /// The risk checks' view of the account, brought up to date for a check at `now`.
     fn fresh_risk_state(&mut self, now: DateTime<Utc>) {
+        if self.prune_recent(now) || self.risk_stale {
+            self.refresh_risk_state();
+        }
+    }
+
+    /// Drops the submissions more than a minute before `now`; `true` when there were any.
+    fn prune_recent(&mut self, now: DateTime<Utc>) -> bool {
         let mut pruned = false;
         while self
             .recent
@@ -120,9 +136,7 @@ impl Replay<'_> {
             self.recent.pop_front();
             pruned = true;
         }
-        if pruned || self.risk_stale {
-            self.refresh_risk_state();
-        }
+        pruned
     }
 
     /// Risk, then the order: as the RiskManager and the OrderManager do. An intent answering
