@@ -115,7 +115,7 @@ impl OhlcBar {
             close: price,
             volume: size,
             trades: 1,
-            notional: price * size,
+            notional: product(price, size),
         }
     }
 
@@ -125,7 +125,7 @@ impl OhlcBar {
         self.close = price;
         self.volume += size;
         self.trades += 1;
-        self.notional += price * size;
+        self.notional += product(price, size);
     }
 
     /// Folds a later bar into this one.
@@ -147,5 +147,51 @@ impl OhlcBar {
 
     pub fn vwap(&self) -> Option<Decimal> {
         (!self.volume.is_zero()).then(|| (self.notional / self.volume).round_dp(4))
+    }
+}
+
+/// `a × b`: the very `Decimal` rust_decimal's `*` gives, worked out in place where both
+/// mantissas fit 32 bits (a price in cents by a share count: every trade and minute bar
+/// makes one), else by `checked_mul`. A product past `Decimal`'s range is `Decimal::MAX`
+/// (only a notional is made here, for a VWAP), never a panic.
+#[inline]
+pub fn product(a: Decimal, b: Decimal) -> Decimal {
+    let (x, y) = (a.unpack(), b.unpack());
+    let scale = x.scale + y.scale;
+    if x.hi | x.mid | y.hi | y.mid == 0 && x.lo != 0 && y.lo != 0 && scale <= Decimal::MAX_SCALE {
+        let m = u64::from(x.lo) * u64::from(y.lo);
+        return Decimal::from_parts(
+            m as u32,
+            (m >> 32) as u32,
+            0,
+            x.negative != y.negative,
+            scale,
+        );
+    }
+    a.checked_mul(b).unwrap_or(Decimal::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// The same value and scale as rust_decimal's product, prices and beyond.
+        #[test]
+        fn product_is_rust_decimals(a in any::<i64>(), sa in 0u32..=28, b in any::<i64>(), sb in 0u32..=28, small in any::<bool>()) {
+            let (a, b) = if small { (a >> 32, b >> 33) } else { (a, b) };
+            let (a, b) = (Decimal::new(a, sa), Decimal::new(b, sb));
+            let ours = product(a, b);
+            match a.checked_mul(b) {
+                Some(theirs) => {
+                    prop_assert_eq!(ours, theirs);
+                    prop_assert_eq!(ours.to_string(), theirs.to_string());
+                    prop_assert_eq!(ours.scale(), theirs.scale());
+                }
+                None => prop_assert_eq!(ours, Decimal::MAX),
+            }
+        }
     }
 }

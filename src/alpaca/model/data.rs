@@ -257,7 +257,7 @@ impl From<&Bar> for crate::domain::OhlcBar {
             close: b.c,
             volume: b.v,
             trades: b.n.unwrap_or(0),
-            notional: b.vw.unwrap_or(b.c) * b.v,
+            notional: crate::domain::bars::product(b.vw.unwrap_or(b.c), b.v),
         }
     }
 }

@@ -75,19 +75,6 @@ pub(super) struct Replay<'a> {
     pub(super) out: Recorded,
 }
 
-fn ohlc(bar: &Bar) -> OhlcBar {
-    OhlcBar {
-        start: bar.t,
-        open: bar.o,
-        high: bar.h,
-        low: bar.l,
-        close: bar.c,
-        volume: bar.v,
-        trades: bar.n.unwrap_or(0),
-        notional: bar.vw.map(|vw| vw * bar.v).unwrap_or_default(),
-    }
-}
-
 fn at(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
     t + Duration::seconds(seconds)
 }
@@ -328,7 +315,7 @@ impl<'a> Replay<'a> {
     fn closes(&mut self, bars: &[(u32, &Bar)], mut each: impl FnMut(&mut Self, u32, &OhlcBar)) {
         if self.strategy.interval() == Interval::M1 {
             for (i, bar) in bars {
-                each(self, *i, &ohlc(bar));
+                each(self, *i, &OhlcBar::from(*bar));
             }
             return;
         }
@@ -336,7 +323,7 @@ impl<'a> Replay<'a> {
         for (i, bar) in bars {
             closed.clear();
             self.book
-                .on_minute_bar_into(self.symbols.name(*i), ohlc(bar), &mut closed);
+                .on_minute_bar_into(self.symbols.name(*i), OhlcBar::from(*bar), &mut closed);
             for c in &closed {
                 each(self, *i, &c.bar);
             }
