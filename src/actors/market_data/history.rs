@@ -293,6 +293,34 @@ async fn for_each_bars_page(
     }
 }
 
+/// Symbols per chain of pages in the warm-up: 1,000 symbols are read as four chains side by
+/// side, so the broker prepares one page while the feed decodes another (one chain waited
+/// for each page in turn: most of start → ready with 1,000 symbols, docs/performance.md).
+const WARMUP_CHUNK: usize = 250;
+
+/// Every page of `query` for `symbols`, a chain of pages per [`WARMUP_CHUNK`] symbols, the
+/// chains concurrently: each folds its pages into its own `S`, given back in chunk order.
+async fn for_each_chunk<S: Default>(
+    rest: &BrokerRef,
+    query: &BarsQuery,
+    symbols: &[&str],
+    fold: impl Fn(&mut S, String, Vec<Bar>) + Copy,
+) -> Result<Vec<S>, crate::alpaca::BrokerError> {
+    let chains = symbols.chunks(WARMUP_CHUNK).map(|chunk| {
+        let mut q = query.clone();
+        q.symbols = chunk.join(",");
+        async move {
+            let mut state = S::default();
+            for_each_bars_page(rest, &q, |symbol, bars| fold(&mut state, symbol, bars)).await?;
+            Ok::<S, crate::alpaca::BrokerError>(state)
+        }
+    });
+    futures_util::future::join_all(chains)
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Each interval's last bars (complete ones only), then today's minutes.
 pub(super) async fn fetch_warmup(
     rest: &BrokerRef,
@@ -322,23 +350,27 @@ pub(super) async fn fetch_warmup(
         } else {
             Interval::M1.start_of(now)
         };
-        let mut kept: BTreeMap<String, std::collections::VecDeque<OhlcBar>> = BTreeMap::new();
-        for_each_bars_page(rest, &q, |symbol, bars| {
+        let warmup_bars = settings.warmup_bars;
+        type Kept = BTreeMap<String, std::collections::VecDeque<OhlcBar>>;
+        let chunks = for_each_chunk(rest, &q, &symbols, |kept: &mut Kept, symbol, bars| {
             // At its final size from the start: a deque grown by doubling holds 256 bars
             // for 200, a quarter more of the warm-up's peak with 1,000 symbols.
             let h = kept
                 .entry(symbol)
-                .or_insert_with(|| std::collections::VecDeque::with_capacity(settings.warmup_bars));
+                .or_insert_with(|| std::collections::VecDeque::with_capacity(warmup_bars));
             for b in bars.iter().filter(|b| interval.end_of(b.t) <= cutoff) {
-                if h.len() == settings.warmup_bars {
+                if h.len() == warmup_bars {
                     h.pop_front();
                 }
                 h.push_back(OhlcBar::from(b));
             }
         })
         .await?;
+        // The chunks hold disjoint symbols, in order.
         history.extend(
-            kept.into_iter()
+            chunks
+                .into_iter()
+                .flatten()
                 .map(|(symbol, bars)| (symbol, interval, Vec::from(bars))),
         );
     }
@@ -347,17 +379,21 @@ pub(super) async fn fetch_warmup(
     q.end = Some(now);
     q.limit = Some(MAX_BARS_PER_PAGE);
     q.adjustment = Some(settings.adjustment.clone());
-    let mut today: BTreeMap<String, Vec<OhlcBar>> = BTreeMap::new();
-    for_each_bars_page(rest, &q, |symbol, bars| {
-        today
-            .entry(symbol)
-            .or_default()
-            .extend(bars.iter().map(OhlcBar::from));
-    })
+    let today = for_each_chunk(
+        rest,
+        &q,
+        &symbols,
+        |today: &mut BTreeMap<String, Vec<OhlcBar>>, symbol, bars| {
+            today
+                .entry(symbol)
+                .or_default()
+                .extend(bars.iter().map(OhlcBar::from));
+        },
+    )
     .await?;
     Ok(Warmup {
         history,
-        today: today.into_iter().collect(),
+        today: today.into_iter().flatten().collect(),
         live_from: Interval::M1.start_of(now),
     })
 }
