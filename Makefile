@@ -20,7 +20,7 @@ help:
 	@echo "make bench        criterion micro-benchmarks of the hot path"
 	@echo "make bench-load   the release daemon against the simulator's flood: one JSON line per run"
 	@echo "make bench-backtest  a year of 100 symbols' minute bars backtested: one JSON line"
-	@echo "make compare-backtesting  our backtest against backtesting.py, trade for trade"
+	@echo "make compare-backtesting  our backtest against backtesting.py and vectorbt, trade for trade"
 	@echo "make install      binary, systemd units, docs, /etc/traderd (DESTDIR, PREFIX=/usr/local)"
 	@echo "make soak         the daemon under random faults (SOAK_MINUTES, default 10; docs/supervision.md)"
 	@echo "                  SOAK_PROFILE=busy: ordinary trading under the rate limit, nothing may go wrong"
@@ -94,7 +94,7 @@ bench-load:
 	@$(CARGO) build --release
 	@target/release/traderd bench-load $(BENCH_LOAD_ARGS)
 
-# Our backtest against backtesting.py, trade for trade (tests/compare/; needs PyPI once).
+# Our backtest against backtesting.py and vectorbt, trade for trade (tests/compare/; needs PyPI once).
 compare-backtesting:
 	@$(CARGO) build --release
 	@tests/compare/run.sh

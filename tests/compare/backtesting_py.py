@@ -1,12 +1,14 @@
-"""Our backtest against backtesting.py, trade for trade (issue 16; `make compare-backtesting`).
+"""Our backtest against backtesting.py and vectorbt, trade for trade (issue 16;
+`make compare-backtesting`).
 
 The momentum rules with protection off, a fixed notional and fills at the next bar's open, over
 the same stored minute bars of one symbol: `traderd backtest` writes trades.csv; here
-backtesting.py runs the same rules on the same bars with indicators computed as ours are
+backtesting.py (event by event) and vectorbt (signals as arrays, `Portfolio.from_signals`)
+run the same rules on the same bars with indicators computed as ours are
 (EMAs seeded with the first value, as pandas' ewm(adjust=False); RSI on Wilder's alpha 1/n;
 each valid once it has seen its period). One difference is modelled, not hidden: our market
 orders are day orders, so a signal on a session's last bar expires unfilled at the close;
-backtesting.py knows no sessions, so such signals are skipped here too.
+neither peer knows sessions, so such signals are skipped here too.
 
 Usage: python backtesting_py.py DATA_DIR SYMBOL START END OUR_TRADES_CSV
 """
@@ -16,6 +18,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import vectorbt as vbt
 from backtesting import Backtest, Strategy
 
 RSI_PERIOD, FAST, SLOW, SIGNAL = 14, 12, 26, 9
@@ -67,8 +70,7 @@ class Momentum(Strategy):
     def init(self):
         close = np.asarray(self.data.Close, dtype=float)
         self.hist, self.rsi = indicators(close)
-        days = self.data.index.tz_convert("America/New_York").date
-        self.last_of_day = np.append(days[1:] != days[:-1], True)
+        self.last_of_day = last_of_day(self.data.index)
         self.prev_hist = None
 
     def next(self):
@@ -88,6 +90,43 @@ class Momentum(Strategy):
                 self.buy(size=qty)
 
 
+def last_of_day(index):
+    days = index.tz_convert("America/New_York").date
+    return np.append(days[1:] != days[:-1], True)
+
+
+def vectorbt_trades(df):
+    """The same rules as arrays: a signal on bar i is an order filled at bar i+1's open."""
+    close = df.Close.to_numpy()
+    hist, rsi = indicators(close)
+    valid = ~np.isnan(hist) & ~np.isnan(rsi)
+    prev = np.concatenate([[np.nan], hist[:-1]])
+    open_day = valid & ~last_of_day(df.index)
+    with np.errstate(invalid="ignore"):
+        enter = open_day & (hist > 0) & (rsi >= RSI_MIN) & (rsi <= RSI_MAX)
+        leave = open_day & (((prev >= 0) & (hist < 0)) | (rsi > RSI_EXIT))
+    qty = np.floor(NOTIONAL / close)
+    enter &= qty > 0
+    later = lambda a, fill: pd.Series(a, index=df.index).shift(1, fill_value=fill)
+    pf = vbt.Portfolio.from_signals(
+        df.Close, entries=later(enter, False), exits=later(leave, False), price=df.Open,
+        size=later(qty, 0.0), size_type="amount", direction="longonly", accumulate=False,
+        init_cash=10_000_000, fees=0, freq="1min")
+    t = pf.trades.records_readable
+    return t[t.Status == "Closed"]
+
+
+def compare(symbol, bars_n, mine, name, theirs):
+    both = mine & theirs
+    total = max(len(mine | theirs), 1)
+    print(f"{symbol}: {bars_n} bars; ours {len(mine)} trades, {name} {len(theirs)}; "
+          f"identical (entry, exit, qty, prices) {len(both)} = {100 * len(both) / total:.2f} %")
+    for t in sorted(mine - theirs)[:5]:
+        print("  only ours:", t)
+    for t in sorted(theirs - mine)[:5]:
+        print(f"  only {name}:", t)
+
+
 def main():
     data_dir, symbol, start, end, ours_csv = sys.argv[1:6]
     df = bars(data_dir, symbol, start, end)
@@ -101,14 +140,12 @@ def main():
              round(float(r.exit_price), 2)) for r in ours.itertuples()}
     bt = {(key(r.EntryTime), key(r.ExitTime), int(r.Size), round(float(r.EntryPrice), 2),
            round(float(r.ExitPrice), 2)) for r in theirs.itertuples()}
-    both = mine & bt
-    total = max(len(mine | bt), 1)
-    print(f"{symbol}: {len(df)} bars; ours {len(mine)} trades, backtesting.py {len(bt)}; "
-          f"identical (entry, exit, qty, prices) {len(both)} = {100 * len(both) / total:.2f} %")
-    for t in sorted(mine - bt)[:5]:
-        print("  only ours:", t)
-    for t in sorted(bt - mine)[:5]:
-        print("  only backtesting.py:", t)
+    compare(symbol, len(df), mine, "backtesting.py", bt)
+    vt = vectorbt_trades(df)
+    vb = {(key(e), key(x), int(q), round(float(p), 2), round(float(c), 2))
+          for e, x, q, p, c in zip(vt["Entry Timestamp"], vt["Exit Timestamp"], vt["Size"],
+                                   vt["Avg Entry Price"], vt["Avg Exit Price"])}
+    compare(symbol, len(df), mine, "vectorbt", vb)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make compare-backtesting`: our backtest against backtesting.py, trade for trade, on the
+# `make compare-backtesting`: our backtest against backtesting.py and vectorbt, trade for trade, on the
 # simulator's minute bars of three symbols (protection off, fixed notional, fills at the next
 # bar's open). Prints one line per symbol with the share of identical trades.
 set -euo pipefail
