@@ -137,46 +137,10 @@ impl Session {
                     // The arrival time travels with the data (tick-to-order is measured from it).
                     let arrived = Instant::now();
                     last_alive = arrived;
-                    let bytes = match payload(frame) {
-                        Ok(Some(bytes)) => bytes,
-                        Ok(None) => continue,
+                    let saw_data = match self.take_frame(frame, arrived, forwarder) {
+                        Ok(saw) => saw,
                         Err(end) => return end,
                     };
-                    self.metrics.frames.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    let messages = match stream::decode_data_frame(self.settings.codec, &bytes) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            self.reject(&e);
-                            continue;
-                        }
-                    };
-                    let mut saw_data = false;
-                    for m in messages {
-                        match m {
-                            DataMessage::Trade(_) | DataMessage::Quote(_) | DataMessage::Bar(_) | DataMessage::Status(_) | DataMessage::Luld(_) => {
-                                if let Some(t) = data_time(&m) {
-                                    self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
-                                }
-                                forwarder.push(m, arrived, &self.metrics);
-                                saw_data = true;
-                            }
-                            DataMessage::Subscription(set) => {
-                                if !self.desired.confirmed_by(&set) {
-                                    tracing::warn!(stream = ?self.settings.kind, "the server's subscription set lacks symbols we asked for");
-                                }
-                            }
-                            DataMessage::Error { code, msg } => {
-                                tracing::warn!(stream = ?self.settings.kind, code, msg = %msg, "stream error from the server");
-                                self.event(StreamEventKind::ServerError { code, message: msg });
-                            }
-                            DataMessage::Success { .. } => {}
-                            DataMessage::Other { kind } => {
-                                self.metrics.messages_unknown.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(kind = %kind, "skipped a message type we do not model");
-                            }
-                        }
-                    }
                     if saw_data {
                         last_data = Instant::now();
                         self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
@@ -200,6 +164,63 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// One frame read from the socket: its data messages to `forwarder` (not yet sent on),
+    /// the others handled here. `Ok(true)`: it held data; `Err`: the session ends.
+    fn take_frame(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        arrived: Instant,
+        forwarder: &mut Forwarder,
+    ) -> Result<bool, End> {
+        let Some(bytes) = payload(frame)? else {
+            return Ok(false);
+        };
+        self.metrics.frames.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let messages = match stream::decode_data_frame(self.settings.codec, &bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reject(&e);
+                return Ok(false);
+            }
+        };
+        let mut saw_data = false;
+        for m in messages {
+            match m {
+                DataMessage::Trade(_)
+                | DataMessage::Quote(_)
+                | DataMessage::Bar(_)
+                | DataMessage::Status(_)
+                | DataMessage::Luld(_) => {
+                    if let Some(t) = data_time(&m) {
+                        self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
+                    }
+                    forwarder.push(m, arrived, &self.metrics);
+                    saw_data = true;
+                }
+                DataMessage::Subscription(set) => {
+                    if !self.desired.confirmed_by(&set) {
+                        tracing::warn!(stream = ?self.settings.kind, "the server's subscription set lacks symbols we asked for");
+                    }
+                }
+                DataMessage::Error { code, msg } => {
+                    tracing::warn!(stream = ?self.settings.kind, code, msg = %msg, "stream error from the server");
+                    self.event(StreamEventKind::ServerError { code, message: msg });
+                }
+                DataMessage::Success { .. } => {}
+                DataMessage::Other { kind } => {
+                    self.metrics
+                        .messages_unknown
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(kind = %kind, "skipped a message type we do not model");
+                }
+            }
+        }
+        Ok(saw_data)
     }
 
     /// The broker's clock, cached for 30 s; without a REST client, assume open.

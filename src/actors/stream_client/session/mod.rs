@@ -38,9 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 mod forwarder;
 mod market;
@@ -335,7 +335,7 @@ impl Session {
     }
 
     /// The next text or binary payload within `within`.
-    async fn read_payload(&self, ws: &mut Ws, within: Duration) -> Result<Vec<u8>, End> {
+    async fn read_payload(&self, ws: &mut Ws, within: Duration) -> Result<Bytes, End> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let next = tokio::time::timeout_at(deadline, ws.next())
@@ -439,12 +439,13 @@ impl Session {
 
 /// The payload of a text or binary frame; `None` for control frames (pings are answered by
 /// tungstenite); an `End` when the connection is over.
+/// A frame's text or binary payload, as the frame holds it (no copy).
 fn payload(
     frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-) -> Result<Option<Vec<u8>>, End> {
+) -> Result<Option<Bytes>, End> {
     match frame {
-        Some(Ok(Message::Text(t))) => Ok(Some(t.as_bytes().to_vec())),
-        Some(Ok(Message::Binary(b))) => Ok(Some(b.to_vec())),
+        Some(Ok(Message::Text(t))) => Ok(Some(Bytes::from(t))),
+        Some(Ok(Message::Binary(b))) => Ok(Some(b)),
         Some(Ok(Message::Close(f))) => Err(retry(format!(
             "server closed the connection: {}",
             close_reason(f)
