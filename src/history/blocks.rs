@@ -218,7 +218,8 @@ impl Cursor {
     }
 
     /// The next bar of `block` (the bytes `start` was given) into `slot`, written in place
-    /// where it holds a bar (a replay keeps one per symbol): `None` after the last. Damaged, `slot` may hold part of a bar.
+    /// where it holds a bar (a replay keeps one per symbol): `None` after the last. Damaged,
+    /// `slot` may hold part of a bar.
     #[inline]
     pub fn next_into(&mut self, block: &[u8], slot: &mut Option<Bar>) -> Result<(), Damaged> {
         if self.left == 0 {

@@ -200,8 +200,6 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The open orders (bracket legs included), of one symbol or all, oldest first: what
-    /// `list_orders` with status `open` and no nesting lists, without building its answer.
     /// How many orders [`Engine::open_orders`] gives for every symbol, counted in place.
     pub fn open_count(&self) -> usize {
         self.unfinished
@@ -215,6 +213,8 @@ impl Engine {
             .count()
     }
 
+    /// The open orders (bracket legs included), of one symbol or all, oldest first: what
+    /// `list_orders` with status `open` and no nesting lists, without building its answer.
     pub fn open_orders(&self, symbol: Option<&str>) -> Vec<&Order> {
         let mut index: Vec<usize> = match symbol {
             Some(s) => self.unfinished.get(s).cloned().unwrap_or_default(),

@@ -437,9 +437,8 @@ impl Session {
     }
 }
 
-/// The payload of a text or binary frame; `None` for control frames (pings are answered by
-/// tungstenite); an `End` when the connection is over.
-/// A frame's text or binary payload, as the frame holds it (no copy).
+/// The payload of a text or binary frame, as the frame holds it (no copy); `None` for
+/// control frames (pings are answered by tungstenite); an `End` when the connection is over.
 fn payload(
     frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
 ) -> Result<Option<Bytes>, End> {
