@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use traderd::actors::stream_client::{ConnectionState, Sinks, StreamClient, Subscriptions};
 use traderd::alpaca::model::{OrderRequest, OrderSide};
 use traderd::alpaca::stream::{ChannelLists, Codec, DataMessage};
+use traderd::messages::market::TradeSubscriber;
 use traderd::messages::*;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -96,6 +97,62 @@ async fn streams_trades_and_changes_subscriptions_at_run_time() {
             && status.metrics.bytes > 0
     );
     assert!(status.metrics.last_message_at.is_some() && status.metrics.connected_since.is_some());
+    sim.stop().await;
+}
+
+/// A strategy that trades on ticks gets its trades from the session itself, as their frame is
+/// decoded: here there is no feed at all, and each subscriber gets only what it asked for.
+#[actix_rt::test]
+async fn ticks_go_to_their_subscribers_straight_from_the_session() {
+    let sim = start_sim(|_| {}).await;
+    let (all, all_seen) = collector();
+    let (regular, regular_seen) = collector();
+    let (none, none_seen) = collector();
+    let subscriber = |c: &actix::Addr<Collector>, condition: Option<&str>| TradeSubscriber {
+        recipient: c.clone().recipient(),
+        condition: condition.map(str::to_string),
+    };
+    let sinks = Sinks {
+        market: None,
+        ticks: vec![
+            subscriber(&all, None),
+            subscriber(&regular, Some("@")),
+            subscriber(&none, Some("Z")),
+        ],
+        ..Default::default()
+    };
+    let _client = StreamClient::new(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        Subscriptions {
+            quotes: ["MSFT".to_string()].into(),
+            ..trades_of(&["AAPL"])
+        },
+        sinks,
+        None,
+    )
+    .start();
+    wait_for("AAPL ticks", WAIT, || async {
+        (regular_seen.lock().unwrap().ticks.len() >= 5).then_some(())
+    })
+    .await;
+    let all_ticks = std::mem::take(&mut all_seen.lock().unwrap().ticks);
+    assert!(all_ticks.len() >= 5);
+    for (arrived, t) in &all_ticks {
+        assert_eq!(t.symbol, "AAPL", "only trades are ticks: {t:?}");
+        assert!(arrived.elapsed() < WAIT);
+    }
+    assert!(
+        regular_seen
+            .lock()
+            .unwrap()
+            .ticks
+            .iter()
+            .all(|(_, t)| t.conditions.contains("@"))
+    );
+    assert!(
+        none_seen.lock().unwrap().ticks.is_empty(),
+        "no trade carries condition Z"
+    );
     sim.stop().await;
 }
 

@@ -10,8 +10,9 @@
 //! A strategy of several symbols (pairs) also sees the market view at every close (each
 //! symbol's latest closed bar and position) and may answer for several symbols at once.
 //!
-//! A strategy that asks for live trades (the latency probe) gets them as [`TradeTicks`] and is
-//! acted on the same way, priced at the trade.
+//! A strategy that asks for live trades (the latency probe) gets them as [`TradeTicks`]
+//! straight from the market-data session (not through the feed) and is acted on the same way,
+//! priced at the trade.
 //!
 //! With several strategies (`[[strategies]]`) one runner runs each: it sees only its own
 //! symbols, names itself in its orders' client ids, and proposes no entry that would take

@@ -37,8 +37,8 @@ use crate::actors::health::{
     ConnectionHealthMonitor, HealthSettings, Reporter, WatchStream, observe_rest,
 };
 use crate::actors::market_data::{
-    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, AddTradeSubscriber,
-    FeedSettings, Interval, MarketDataFeed, SetCoverListener,
+    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, FeedSettings, Interval,
+    MarketDataFeed, SetCoverListener,
 };
 use crate::actors::order_manager::{
     AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
@@ -54,6 +54,7 @@ use crate::config::ShutdownSection;
 use crate::config::{Config, ConnectionMode};
 use crate::journal::{self, CurrentMode, JournalHandle};
 use crate::messages::StreamKind;
+use crate::messages::market::TradeSubscriber;
 use crate::risk::TradingMode;
 use crate::sim::{self, SimHandle, SimSettings, clock::ClockMode, engine::AccountSettings};
 use crate::strategy::TradeInterest;

@@ -383,6 +383,7 @@ pub async fn start(
     feed.do_send(AddSplitListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
+    let mut tick_subscribers = Vec::new();
     for (runner, interest) in &strategies {
         orders.do_send(AddOrdersListener(runner.clone().recipient()));
         account.do_send(AddAccountListener(runner.clone().recipient()));
@@ -394,7 +395,7 @@ pub async fn start(
             TradeInterest::WithCondition(c) => Some(Some(c.clone())),
         };
         if let Some(condition) = condition {
-            feed.do_send(AddTradeSubscriber {
+            tick_subscribers.push(TradeSubscriber {
                 recipient: runner.clone().recipient(),
                 condition,
             });
@@ -414,6 +415,7 @@ pub async fn start(
         market_subscriptions(config),
         Sinks {
             market: Some(feed.clone().recipient()),
+            ticks: tick_subscribers,
             ..Default::default()
         },
         Some(rest.clone().into()),

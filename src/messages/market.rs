@@ -17,11 +17,12 @@ pub struct AddBarSubscriber(pub Recipient<BarClosed>);
 #[rtype(result = "()")]
 pub struct AddMarkListener(pub Recipient<BarClosed>);
 
-/// Registers a receiver of live trades as they come ([`TradeTicks`], one per batch): all of
-/// them, or only those carrying `condition`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddTradeSubscriber {
+/// A receiver of live trades as they come ([`TradeTicks`], one per frame): all of them, or
+/// only those carrying `condition`. Given to the market-data stream's session
+/// ([`Sinks::ticks`](crate::actors::stream_client::Sinks)), which hands them over as soon as
+/// it has decoded their frame: the feed is not on the way (docs/architecture.md).
+#[derive(Clone)]
+pub struct TradeSubscriber {
     pub recipient: Recipient<TradeTicks>,
     pub condition: Option<String>,
 }

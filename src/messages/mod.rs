@@ -121,12 +121,13 @@ pub struct BarClosed {
     pub trace: crate::trace::TraceContext,
 }
 
-/// Trades as they came, for strategies that trade on ticks (sent after the feed applied them).
+/// Trades as they came, for strategies that trade on ticks: one per frame, from the
+/// market-data session as soon as the frame is decoded (the feed is not on the way).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct TradeTicks {
     pub trades: Vec<crate::alpaca::stream::StreamTrade>,
-    /// When the first frame of the batch that held them arrived.
+    /// When the frame that held them arrived.
     pub arrived: Instant,
 }
 

@@ -15,6 +15,8 @@ pub struct Seen {
     pub updates: Vec<traderd::alpaca::model::TradeUpdate>,
     pub ready: Vec<OrderStreamReady>,
     pub bars: Vec<BarClosed>,
+    /// Trades handed over as ticks, each with when its frame arrived.
+    pub ticks: Vec<(Instant, traderd::alpaca::stream::StreamTrade)>,
 }
 
 impl Seen {
@@ -87,6 +89,15 @@ impl Handler<OrderStreamReady> for Collector {
     type Result = ();
     fn handle(&mut self, msg: OrderStreamReady, _: &mut Context<Self>) {
         self.0.lock().unwrap().ready.push(msg);
+    }
+}
+
+impl Handler<TradeTicks> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: TradeTicks, _: &mut Context<Self>) {
+        let mut seen = self.0.lock().unwrap();
+        seen.ticks
+            .extend(msg.trades.into_iter().map(|t| (msg.arrived, t)));
     }
 }
 

@@ -27,17 +27,15 @@ pub use crate::domain::{Interval, OhlcBar};
 
 use crate::alpaca::model::{Bar, TimeFrame};
 use crate::alpaca::rest::BarsQuery;
-use crate::alpaca::stream::{DataMessage, StreamTrade};
+use crate::alpaca::stream::DataMessage;
 use crate::broker::BrokerRef;
 use crate::domain::ConnectionState;
 pub use crate::messages::market::{
-    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, AddSymbols,
-    AddTradeSubscriber, FeedStats, GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols,
-    SetCoverListener, SymbolStatus,
+    AddBarSubscriber, AddMarkListener, AddSplitListener, AddStatusListener, AddSymbols, FeedStats,
+    GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener, SymbolStatus,
 };
 use crate::messages::{
     BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
-    TradeTicks,
 };
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
@@ -95,7 +93,6 @@ pub struct MarketDataFeed {
     status_listeners: Vec<Recipient<SymbolStatus>>,
     /// Told of minute closes as marks ([`AddMarkListener`]): the risk checks.
     mark_listeners: Vec<Recipient<BarClosed>>,
-    tick_subscribers: Vec<(Recipient<TradeTicks>, Option<String>)>,
     rest: Option<BrokerRef>,
     phase: Phase,
     held: std::collections::VecDeque<MarketBatch>,
@@ -118,7 +115,6 @@ impl MarketDataFeed {
             split_listeners: Vec::new(),
             status_listeners: Vec::new(),
             mark_listeners: Vec::new(),
-            tick_subscribers: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
             held: std::collections::VecDeque::new(),
@@ -182,16 +178,10 @@ impl MarketDataFeed {
 
     fn apply(&mut self, batch: MarketBatch) {
         let arrived = Some(batch.received_at);
-        let mut ticks: Vec<Vec<StreamTrade>> = vec![Vec::new(); self.tick_subscribers.len()];
         for m in batch.data {
             match m {
                 DataMessage::Trade(t) => {
                     self.stats.trades += 1;
-                    for ((_, condition), out) in self.tick_subscribers.iter().zip(&mut ticks) {
-                        if condition.as_ref().is_none_or(|c| t.conditions.contains(c)) {
-                            out.push(t.clone());
-                        }
-                    }
                     let closed = self.book.on_trade(&t.symbol, t.price, t.size, t.timestamp);
                     if !closed.is_empty() {
                         // The trade that closed bars: the root of their traces.
@@ -272,14 +262,6 @@ impl MarketDataFeed {
                     self.latest.entry(symbol).or_default().luld = Some(band);
                 }
                 _ => {}
-            }
-        }
-        for ((subscriber, _), trades) in self.tick_subscribers.iter().zip(ticks) {
-            if !trades.is_empty() {
-                subscriber.do_send(TradeTicks {
-                    trades,
-                    arrived: batch.received_at,
-                });
             }
         }
         self.stats.late_trades = self.book.late_trades;
@@ -502,14 +484,6 @@ impl Handler<RemoveSymbols> for MarketDataFeed {
     fn handle(&mut self, msg: RemoveSymbols, _: &mut Context<Self>) {
         self.settings.symbols.retain(|s| !msg.0.contains(s));
         tracing::info!(symbols = ?msg.0, "symbols removed from the feed");
-    }
-}
-
-impl Handler<AddTradeSubscriber> for MarketDataFeed {
-    type Result = ();
-
-    fn handle(&mut self, msg: AddTradeSubscriber, _: &mut Context<Self>) {
-        self.tick_subscribers.push((msg.recipient, msg.condition));
     }
 }
 

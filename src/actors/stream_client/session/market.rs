@@ -9,7 +9,11 @@ impl Session {
             Ok(ws) => ws,
             Err(e) => return e,
         };
-        let mut forwarder = Forwarder::new(self.sinks.market.clone(), self.settings.max_pending);
+        let mut forwarder = Forwarder::new(
+            self.sinks.market.clone(),
+            self.sinks.ticks.clone(),
+            self.settings.max_pending,
+        );
         match self.handshake(&mut ws, &mut forwarder).await {
             Ok(()) => {}
             Err(e) => return e,
@@ -188,6 +192,7 @@ impl Session {
                 return Ok(false);
             }
         };
+        forwarder.send_ticks(&messages, arrived);
         let mut saw_data = false;
         for m in messages {
             match m {

@@ -26,8 +26,9 @@ use crate::broker::BrokerRef;
 use crate::connection::{
     Backlog, Backoff, ConnectionState, Full, StreamMetrics, Subscriptions, unix_ns_now,
 };
+use crate::messages::market::TradeSubscriber;
 use crate::messages::{
-    MarketBatch, OrderStreamReady, StreamEventKind, StreamKind, TradeUpdatesReceived,
+    MarketBatch, OrderStreamReady, StreamEventKind, StreamKind, TradeTicks, TradeUpdatesReceived,
 };
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -119,6 +120,8 @@ pub enum Report {
 #[derive(Clone, Default)]
 pub struct Sinks {
     pub market: Option<Recipient<MarketBatch>>,
+    /// Strategies that trade on ticks: their trades go to them straight from the session.
+    pub ticks: Vec<TradeSubscriber>,
     pub trade_updates: Option<Recipient<TradeUpdatesReceived>>,
     pub order_stream_ready: Option<Recipient<OrderStreamReady>>,
 }
@@ -372,6 +375,8 @@ impl Session {
                     continue;
                 }
             };
+            let arrived = Instant::now();
+            forwarder.send_ticks(&messages, arrived);
             let mut control = None;
             for m in messages {
                 match m {
@@ -386,7 +391,7 @@ impl Session {
                     | DataMessage::Quote(_)
                     | DataMessage::Bar(_)
                     | DataMessage::Status(_)
-                    | DataMessage::Luld(_) => forwarder.push(m, Instant::now(), &self.metrics),
+                    | DataMessage::Luld(_) => forwarder.push(m, arrived, &self.metrics),
                     _ => {}
                 }
             }
