@@ -24,7 +24,7 @@ fn trades(n: usize) -> Vec<DataMessage> {
     (0..n)
         .map(|i| {
             DataMessage::Trade(StreamTrade {
-                symbol: SYMBOLS[i % SYMBOLS.len()].to_string(),
+                symbol: SYMBOLS[i % SYMBOLS.len()].into(),
                 id: 1_000_000 + i as u64,
                 exchange: Code::new("V"),
                 price: Decimal::new(19_000 + (i as i64 * 7) % 500, 2),
@@ -43,7 +43,7 @@ fn quotes(n: usize) -> Vec<DataMessage> {
         .map(|i| {
             let bid = Decimal::new(19_000 + (i as i64 * 7) % 500, 2);
             DataMessage::Quote(StreamQuote {
-                symbol: SYMBOLS[i % SYMBOLS.len()].to_string(),
+                symbol: SYMBOLS[i % SYMBOLS.len()].into(),
                 bid_exchange: Code::new("V"),
                 bid_price: bid,
                 bid_size: Decimal::from(100 * (1 + i as i64 % 10)),

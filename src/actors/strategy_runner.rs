@@ -325,7 +325,7 @@ impl Handler<TradeTicks> for StrategyRunner {
             self.stats.trades += 1;
             let position = self
                 .positions
-                .get(&trade.symbol)
+                .get(trade.symbol.as_str())
                 .copied()
                 .unwrap_or_default();
             let signal = self.strategy.on_trade(&TradeInput { trade, position });

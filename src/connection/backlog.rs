@@ -30,7 +30,7 @@ pub struct Backlog {
     /// Trades, bars and statuses, in arrival order: never dropped.
     ordered: Vec<DataMessage>,
     /// The latest quote per symbol while the consumer is busy.
-    quotes: foldhash::HashMap<String, StreamQuote>,
+    quotes: foldhash::HashMap<crate::alpaca::stream::Symbol, StreamQuote>,
     /// When the oldest message held arrived.
     first_at: Option<Instant>,
     max_pending: usize,

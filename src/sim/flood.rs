@@ -234,7 +234,7 @@ impl Flood {
                         counts.quotes += 1;
                         let half = Decimal::new(rng.random_range(1..4), 2);
                         DataMessage::Quote(StreamQuote {
-                            symbol: symbol.clone(),
+                            symbol: symbol.as_str().into(),
                             bid_exchange: Code::new("V"),
                             bid_price: price - half,
                             bid_size: Decimal::from(rng.random_range(1..40) * 100),
@@ -362,7 +362,7 @@ impl Flood {
 
 fn trade(symbol: &str, price: Decimal, size: i64, marked: bool) -> StreamTrade {
     StreamTrade {
-        symbol: symbol.to_string(),
+        symbol: symbol.into(),
         id: ID_PLACEHOLDER,
         exchange: Code::new("V"),
         price,

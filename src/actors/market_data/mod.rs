@@ -197,11 +197,11 @@ impl MarketDataFeed {
                         let _in = root.enter();
                         self.emit(closed, arrived);
                     }
-                    match self.latest.get_mut(&t.symbol) {
+                    match self.latest.get_mut(t.symbol.as_str()) {
                         Some(l) => l.trade = Some(t),
                         None => {
                             self.latest.insert(
-                                t.symbol.clone(),
+                                t.symbol.to_string(),
                                 Latest {
                                     trade: Some(t),
                                     ..Latest::default()
@@ -224,11 +224,11 @@ impl MarketDataFeed {
                         let _in = root.enter();
                         self.emit(closed, arrived);
                     }
-                    match self.latest.get_mut(&q.symbol) {
+                    match self.latest.get_mut(q.symbol.as_str()) {
                         Some(l) => l.quote = Some(q),
                         None => {
                             self.latest.insert(
-                                q.symbol.clone(),
+                                q.symbol.to_string(),
                                 Latest {
                                     quote: Some(q),
                                     ..Latest::default()

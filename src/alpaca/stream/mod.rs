@@ -8,7 +8,7 @@ pub mod trading;
 
 pub use data::{
     BarKind, ChannelLists, ClientAction, Code, Conditions, DataMessage, StreamBar, StreamQuote,
-    StreamTrade, SubscriptionSet,
+    StreamTrade, SubscriptionSet, Symbol,
 };
 pub use trading::{TradingAction, TradingMessage};
 

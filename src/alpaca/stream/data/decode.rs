@@ -134,7 +134,7 @@ fn trade<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamTrade, A::Error> {
     );
     while let Some(key) = map.next_key::<Key>()? {
         match key.as_str() {
-            "S" => symbol = Some(map.next_value::<String>()?),
+            "S" => symbol = Some(map.next_value::<super::Symbol>()?),
             "i" => id = map.next_value()?,
             "x" => exchange = map.next_value()?,
             "p" => price = Some(map.next_value::<WireDecimal>()?.0),
@@ -174,7 +174,7 @@ fn quote<'de, A: MapAccess<'de>>(mut map: A) -> Result<StreamQuote, A::Error> {
     );
     while let Some(key) = map.next_key::<Key>()? {
         match key.as_str() {
-            "S" => q.0 = Some(map.next_value::<String>()?),
+            "S" => q.0 = Some(map.next_value::<super::Symbol>()?),
             "bx" => q.1 = map.next_value()?,
             "bp" => q.2 = Some(map.next_value::<WireDecimal>()?.0),
             "bs" => q.3 = map.next_value::<WireDecimal>()?.0,

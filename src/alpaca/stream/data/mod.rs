@@ -23,9 +23,13 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A ticker as the stream sends it: held inline up to 24 bytes (every US equity and OCC
+/// option symbol), so a message's symbol costs no allocation.
+pub type Symbol = compact_str::CompactString;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamTrade {
-    pub symbol: String,
+    pub symbol: Symbol,
     pub id: u64,
     pub exchange: Code,
     pub price: Decimal,
@@ -37,7 +41,7 @@ pub struct StreamTrade {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamQuote {
-    pub symbol: String,
+    pub symbol: Symbol,
     pub bid_exchange: Code,
     pub bid_price: Decimal,
     pub bid_size: Decimal,
@@ -146,7 +150,7 @@ pub enum DataMessage {
 impl DataMessage {
     pub fn trade(symbol: &str, t: &Trade) -> DataMessage {
         DataMessage::Trade(StreamTrade {
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             id: t.i,
             exchange: Code::new(&t.x),
             price: t.p,
@@ -159,7 +163,7 @@ impl DataMessage {
 
     pub fn quote(symbol: &str, q: &Quote) -> DataMessage {
         DataMessage::Quote(StreamQuote {
-            symbol: symbol.to_string(),
+            symbol: symbol.into(),
             bid_exchange: Code::new(&q.bx),
             bid_price: q.bp,
             bid_size: q.bs,
