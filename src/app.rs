@@ -171,6 +171,7 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let handle = runtime.handle().clone();
     let system = actix::System::with_tokio_rt(move || runtime);
     let metrics = telemetry.meter().map(|m| (m, telemetry.metrics_interval));
     let options = crate::daemon::RunOptions {
@@ -187,6 +188,13 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::from);
     // Traces and metrics still buffered go out before the process ends.
     telemetry.shutdown();
+    // After a start that failed late, actors started before the failure are dropped with the
+    // system; a REST request one had in flight gives its connection back to the HTTP pool as
+    // it is dropped, and the pool spawns a task for it: that needs the runtime's context,
+    // without which it panicked ("there is no reactor running").
+    let in_runtime = handle.enter();
+    drop(system);
+    drop(in_runtime);
     result
 }
 
