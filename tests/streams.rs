@@ -668,6 +668,106 @@ impl actix::Handler<MarketBatch> for SlowConsumer {
     }
 }
 
+/// A strategy slower than the flood, on ticks: its mailbox fills, its trades are held (not
+/// dropped, in order) and offered again.
+/// Trade ids, and the size of each message.
+struct SlowTicks(
+    std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+);
+
+impl actix::Actor for SlowTicks {
+    type Context = actix::Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(2);
+    }
+}
+
+impl actix::Handler<TradeTicks> for SlowTicks {
+    type Result = ();
+    fn handle(&mut self, msg: TradeTicks, _: &mut Self::Context) {
+        std::thread::sleep(Duration::from_millis(15));
+        self.1.lock().unwrap().push(msg.trades.len());
+        self.0
+            .lock()
+            .unwrap()
+            .extend(msg.trades.iter().map(|t| t.id));
+    }
+}
+
+#[actix_rt::test]
+async fn a_slow_tick_strategy_gets_every_trade_in_order() {
+    use traderd::sim::flood::FLOOD_ID_BASE;
+    let sim = start_sim(|_| {}).await;
+    let ticks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let arbiter = actix::Arbiter::new();
+    let slow = SlowTicks::start_in_arbiter(&arbiter.handle(), {
+        let (ticks, sizes) = (ticks.clone(), sizes.clone());
+        move |_| SlowTicks(ticks, sizes)
+    });
+    let sinks = Sinks {
+        market: None,
+        ticks: vec![TradeSubscriber {
+            recipient: slow.recipient(),
+            condition: None,
+        }],
+        ..Default::default()
+    };
+    let client = StreamClient::new(
+        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
+        trades_of(&["AAPL"]),
+        sinks,
+        None,
+    )
+    .start();
+    wait_for("streaming", WAIT, || async {
+        (client.send(GetStreamStatus).await.unwrap().state == ConnectionState::Streaming)
+            .then_some(())
+    })
+    .await;
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
+    )
+    .await;
+    let flood = |ticks: &[u64]| -> Vec<u64> {
+        ticks
+            .iter()
+            .filter(|i| **i > FLOOD_ID_BASE)
+            .map(|i| i - FLOOD_ID_BASE)
+            .collect()
+    };
+
+    // A handler of 15 ms and a mailbox of 2: at this rate the strategy's mailbox is full
+    // most of the time, so most trades wait in the session before they are handed over.
+    wait_for(
+        "thousands of flood trades at the slow strategy",
+        WAIT,
+        || async { (flood(&ticks.lock().unwrap()).len() > 3_000).then_some(()) },
+    )
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "flood", "msgs_per_s": 0})).await;
+    let got = flood(&ticks.lock().unwrap());
+    assert_eq!(got[0], 1, "from the first flood trade");
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1),
+        "every flood trade, in order: {} of them",
+        got.len()
+    );
+    // A frame holds at most 100 messages: larger hand-overs are frames held while the
+    // strategy's mailbox was full, then given together.
+    let largest = sizes.lock().unwrap().iter().copied().max().unwrap_or(0);
+    assert!(
+        largest > 100,
+        "held trades handed over together (largest {largest})"
+    );
+    let status = client.send(GetStreamStatus).await.unwrap();
+    assert!(status.metrics.messages_received > 3_000);
+    arbiter.stop();
+    sim.stop().await;
+}
+
 #[actix_rt::test]
 async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
     use traderd::sim::flood::FLOOD_ID_BASE;

@@ -6,12 +6,43 @@ use super::*;
 
 /// Delivers market data to the consumer under the overload policy of [`Backlog`] (trades
 /// and bars never dropped, quotes conflated, back-pressure to the socket past `max_pending`).
+/// Ticks follow the same policy: a strategy whose mailbox is full has its trades held, in
+/// order, and past `max_pending` held the session waits for it.
 pub(super) struct Forwarder {
     sink: Option<Recipient<MarketBatch>>,
     backlog: Backlog,
-    ticks: Vec<TradeSubscriber>,
-    /// Each tick subscriber's trades of the frame being read.
-    tick_out: Vec<Vec<stream::StreamTrade>>,
+    ticks: Vec<TickRoute>,
+    max_pending: usize,
+}
+
+/// One tick subscriber and its trades not yet in its mailbox.
+struct TickRoute {
+    subscriber: TradeSubscriber,
+    held: Vec<stream::StreamTrade>,
+    /// When the frame of the oldest held trade arrived.
+    since: Option<Instant>,
+}
+
+impl TickRoute {
+    /// Hands what is held to the subscriber if its mailbox has room.
+    fn offer(&mut self) {
+        let (Some(arrived), false) = (self.since, self.held.is_empty()) else {
+            return;
+        };
+        let trades = std::mem::take(&mut self.held);
+        match self
+            .subscriber
+            .recipient
+            .try_send(TradeTicks { trades, arrived })
+        {
+            Ok(()) => self.since = None,
+            Err(SendError::Full(back)) => self.held = back.trades,
+            Err(SendError::Closed(_)) => {
+                self.since = None;
+                tracing::warn!("a tick subscriber is gone; dropping its trades");
+            }
+        }
+    }
 }
 
 impl Forwarder {
@@ -23,8 +54,15 @@ impl Forwarder {
         Forwarder {
             sink,
             backlog: Backlog::new(max_pending),
-            tick_out: vec![Vec::new(); ticks.len()],
-            ticks,
+            ticks: ticks
+                .into_iter()
+                .map(|subscriber| TickRoute {
+                    subscriber,
+                    held: Vec::new(),
+                    since: None,
+                })
+                .collect(),
+            max_pending,
         }
     }
 
@@ -34,31 +72,43 @@ impl Forwarder {
     }
 
     /// Hands a frame's trades to the tick subscribers that want them, before the frame goes
-    /// on to the feed and whatever the feed's backlog (a strategy's mailbox takes a frame's
-    /// few trades at once).
+    /// on to the feed and whatever the feed's backlog.
     pub(super) fn send_ticks(&mut self, frame: &[DataMessage], arrived: Instant) {
         if self.ticks.is_empty() {
             return;
         }
         for m in frame {
             let DataMessage::Trade(t) = m else { continue };
-            for (subscriber, out) in self.ticks.iter().zip(&mut self.tick_out) {
-                if subscriber
+            for route in &mut self.ticks {
+                if route
+                    .subscriber
                     .condition
                     .as_ref()
                     .is_none_or(|c| t.conditions.contains(c))
                 {
-                    out.push(t.clone());
+                    route.held.push(t.clone());
+                    route.since.get_or_insert(arrived);
                 }
             }
         }
-        for (subscriber, out) in self.ticks.iter().zip(&mut self.tick_out) {
-            if !out.is_empty() {
-                subscriber.recipient.do_send(TradeTicks {
-                    trades: std::mem::take(out),
-                    arrived,
-                });
+        self.ticks.iter_mut().for_each(TickRoute::offer);
+    }
+
+    /// Whether some strategy's trades wait for room in its mailbox.
+    pub(super) fn ticks_held(&self) -> bool {
+        self.ticks.iter().any(|r| !r.held.is_empty())
+    }
+
+    /// Offers held ticks again; waits while a strategy has `max_pending` of them held (or,
+    /// with `all`, while it has any).
+    async fn deliver_ticks(&mut self, all: bool) {
+        let bound = if all { 1 } else { self.max_pending.max(1) };
+        loop {
+            self.ticks.iter_mut().for_each(TickRoute::offer);
+            if self.ticks.iter().all(|r| r.held.len() < bound) {
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -74,6 +124,9 @@ impl Forwarder {
     /// Hands what is pending to the consumer if its mailbox has room; waits for it only when
     /// too many trades and bars are held back.
     pub(super) async fn flush(&mut self, metrics: &StreamMetrics) {
+        if self.ticks_held() {
+            self.deliver_ticks(false).await;
+        }
         let Some(sink) = self.sink.clone() else {
             self.backlog.clear();
             return;
@@ -104,6 +157,7 @@ impl Forwarder {
 
     /// Waits for the consumer to take everything pending.
     pub(super) async fn flush_all(&mut self, metrics: &StreamMetrics) {
+        self.deliver_ticks(true).await;
         let Some(sink) = self.sink.clone() else {
             return;
         };

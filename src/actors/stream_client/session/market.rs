@@ -151,6 +151,11 @@ impl Session {
                     }
                     forwarder.flush(&self.metrics).await;
                 }
+                // A strategy's mailbox was full: its ticks are offered again soon, not only
+                // with the next frame.
+                _ = tokio::time::sleep(Duration::from_millis(1)), if forwarder.ticks_held() => {
+                    forwarder.flush(&self.metrics).await;
+                }
                 _ = ping.tick() => {
                     if let Err(end) = self.heartbeat(ws, last_alive).await {
                         return end;
