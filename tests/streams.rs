@@ -668,6 +668,33 @@ impl actix::Handler<MarketBatch> for SlowConsumer {
     }
 }
 
+/// A market-data client streaming `subs` into `sinks`, under the simulator's flood of 20,000
+/// messages a second once it streams.
+async fn flooded_client(
+    sim: &traderd::sim::SimHandle,
+    subs: Subscriptions,
+    sinks: Sinks,
+) -> actix::Addr<StreamClient> {
+    let client = StreamClient::new(
+        quick_settings(StreamKind::MarketData, ws_url(sim, "/v2/iex")),
+        subs,
+        sinks,
+        None,
+    )
+    .start();
+    wait_for("streaming", WAIT, || async {
+        (client.send(GetStreamStatus).await.unwrap().state == ConnectionState::Streaming)
+            .then_some(())
+    })
+    .await;
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
+    )
+    .await;
+    client
+}
+
 /// A strategy slower than the flood, on ticks: its mailbox fills, its trades are held (not
 /// dropped, in order) and offered again.
 /// Trade ids, and the size of each message.
@@ -714,23 +741,7 @@ async fn a_slow_tick_strategy_gets_every_trade_in_order() {
         }],
         ..Default::default()
     };
-    let client = StreamClient::new(
-        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
-        trades_of(&["AAPL"]),
-        sinks,
-        None,
-    )
-    .start();
-    wait_for("streaming", WAIT, || async {
-        (client.send(GetStreamStatus).await.unwrap().state == ConnectionState::Streaming)
-            .then_some(())
-    })
-    .await;
-    set_fault(
-        &sim,
-        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
-    )
-    .await;
+    let client = flooded_client(&sim, trades_of(&["AAPL"]), sinks).await;
     let flood = |ticks: &[u64]| -> Vec<u64> {
         ticks
             .iter()
@@ -787,24 +798,7 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
         quotes: ["*".to_string()].into(),
         ..Default::default()
     };
-    let client = StreamClient::new(
-        quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex")),
-        subs,
-        sinks,
-        None,
-    )
-    .start();
-    wait_for("streaming", WAIT, || async {
-        (client.send(GetStreamStatus).await.unwrap().state == ConnectionState::Streaming)
-            .then_some(())
-    })
-    .await;
-
-    set_fault(
-        &sim,
-        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
-    )
-    .await;
+    let client = flooded_client(&sim, subs, sinks).await;
     let status = wait_for("quotes conflated under the flood", WAIT, || async {
         let st = client.send(GetStreamStatus).await.unwrap();
         (st.metrics.quotes_conflated > 100 && st.metrics.messages_received > 20_000).then_some(st)
