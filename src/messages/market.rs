@@ -17,8 +17,8 @@ pub struct AddBarSubscriber(pub Recipient<BarClosed>);
 #[rtype(result = "()")]
 pub struct AddMarkListener(pub Recipient<BarClosed>);
 
-/// A receiver of live trades as they come ([`TradeTicks`], one per frame): all of them, or
-/// only those carrying `condition`. Given to the market-data stream's session
+/// A receiver of live trades as they come ([`TradeTicks`], one per frame, held in order
+/// while its mailbox is full): all of them, or only those carrying `condition`. Given to the market-data stream's session
 /// ([`Sinks::ticks`](crate::actors::stream_client::Sinks)), which hands them over as soon as
 /// it has decoded their frame: the feed is not on the way (docs/architecture.md).
 #[derive(Clone)]

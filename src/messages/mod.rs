@@ -122,12 +122,13 @@ pub struct BarClosed {
 }
 
 /// Trades as they came, for strategies that trade on ticks: one per frame, from the
-/// market-data session as soon as the frame is decoded (the feed is not on the way).
+/// market-data session as soon as the frame is decoded (the feed is not on the way); several
+/// frames' at once after the strategy's mailbox had no room.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct TradeTicks {
     pub trades: Vec<crate::alpaca::stream::StreamTrade>,
-    /// When the frame that held them arrived.
+    /// When the frame that held the first of them arrived.
     pub arrived: Instant,
 }
 

@@ -100,8 +100,8 @@ impl Forwarder {
     }
 
     /// Offers held ticks again; waits while a strategy has `max_pending` of them held (or,
-    /// with `all`, while it has any).
-    async fn deliver_ticks(&mut self, all: bool) {
+    /// with `all`, at the session's end, while it has any).
+    pub(super) async fn deliver_ticks(&mut self, all: bool) {
         let bound = if all { 1 } else { self.max_pending.max(1) };
         loop {
             self.ticks.iter_mut().for_each(TickRoute::offer);
@@ -157,7 +157,6 @@ impl Forwarder {
 
     /// Waits for the consumer to take everything pending.
     pub(super) async fn flush_all(&mut self, metrics: &StreamMetrics) {
-        self.deliver_ticks(true).await;
         let Some(sink) = self.sink.clone() else {
             return;
         };

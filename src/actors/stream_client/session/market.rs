@@ -41,6 +41,7 @@ impl Session {
         }
         self.had_session = true;
         let end = self.stream_market(&mut ws, &mut forwarder).await;
+        forwarder.deliver_ticks(true).await;
         forwarder.flush_all(&self.metrics).await;
         let _ = ws.close(None).await;
         end
