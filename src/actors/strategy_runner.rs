@@ -37,6 +37,9 @@ pub struct StrategyRunner {
     positions: BTreeMap<String, Decimal>,
     busy: BTreeSet<String>,
     ready: bool,
+    /// A signal was ignored (at info) since the order side last went not ready: the rest
+    /// until it is ready again go at debug (a tick strategy may signal on every trade).
+    unready_told: bool,
     equity: Option<Decimal>,
     pending: HashSet<String>,
     /// Each symbol's latest closed bar of the strategy's interval: its market view.
@@ -66,6 +69,7 @@ impl StrategyRunner {
             positions: BTreeMap::new(),
             busy: BTreeSet::new(),
             ready: false,
+            unready_told: false,
             equity: None,
             pending: HashSet::new(),
             latest: Default::default(),
@@ -156,15 +160,19 @@ impl StrategyRunner {
             Signal::Hold => return,
         };
         if !self.ready {
-            tracing::info!(symbol = %symbol, ?signal, "signal ignored: the order side is not ready");
+            if std::mem::replace(&mut self.unready_told, true) {
+                tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready");
+            } else {
+                tracing::info!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready (the rest until it is go at debug)");
+            }
             return;
         }
         if self.busy.contains(symbol) || self.pending.contains(symbol) {
-            tracing::debug!(symbol = %symbol, ?signal, "signal ignored: an order for this symbol is in progress");
+            tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: an order for this symbol is in progress");
             return;
         }
         if self.stats.paused {
-            tracing::debug!(symbol = %symbol, ?signal, strategy = %self.stats.name, "signal ignored: the strategy is paused");
+            tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, strategy = %self.stats.name, "signal ignored: the strategy is paused");
             return;
         }
         let position = self.positions.get(symbol).copied().unwrap_or_default();
@@ -351,6 +359,9 @@ impl Handler<OrdersChanged> for StrategyRunner {
     fn handle(&mut self, msg: OrdersChanged, _: &mut Context<Self>) {
         self.positions = msg.positions;
         self.busy = msg.busy_symbols;
+        if msg.ready {
+            self.unready_told = false;
+        }
         self.ready = msg.ready;
     }
 }
