@@ -77,6 +77,31 @@ impl Backlog {
         }
     }
 
+    /// Holds one frame's data messages; `arrived`: when it arrived. With nothing held it is
+    /// kept whole, in its own order (no per-message conflation for a consumer that keeps
+    /// up: a frame's quotes are conflated only if the consumer turns out busy, see
+    /// [`Self::busy`]); behind a backlog its messages join it one by one.
+    pub fn push_frame(
+        &mut self,
+        frame: Vec<DataMessage>,
+        arrived: Instant,
+        metrics: &StreamMetrics,
+    ) {
+        if !self.is_empty() {
+            frame
+                .into_iter()
+                .for_each(|m| self.push(m, arrived, metrics));
+            return;
+        }
+        metrics
+            .messages_received
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        if !frame.is_empty() {
+            self.first_at = Some(arrived);
+            self.ordered = frame;
+        }
+    }
+
     /// Whether to try the consumer now: not while backing off from a busy one, unless the
     /// backlog doubled since or too many trades and bars are held back.
     pub fn due(&self, now: Instant) -> bool {
@@ -102,19 +127,31 @@ impl Backlog {
 
     /// The consumer was busy: what was taken goes back, before what arrived since (a newer
     /// quote of a symbol wins), and the answer says whether to wait for it or back off.
-    pub fn busy(&mut self, data: Vec<DataMessage>, received_at: Instant, now: Instant) -> Full {
+    pub fn busy(
+        &mut self,
+        data: Vec<DataMessage>,
+        received_at: Instant,
+        now: Instant,
+        metrics: &StreamMetrics,
+    ) -> Full {
         let mut newer = std::mem::take(&mut self.ordered);
         let newer_quotes = std::mem::take(&mut self.quotes);
+        let mut conflated = 0;
         for m in data {
             match m {
                 DataMessage::Quote(q) => {
-                    self.quotes.insert(q.symbol.clone(), q);
+                    conflated += u64::from(self.quotes.insert(q.symbol.clone(), q).is_some());
                 }
                 other => self.ordered.push(other),
             }
         }
         self.ordered.append(&mut newer);
-        self.quotes.extend(newer_quotes);
+        for (symbol, q) in newer_quotes {
+            conflated += u64::from(self.quotes.insert(symbol, q).is_some());
+        }
+        metrics
+            .quotes_conflated
+            .fetch_add(conflated, Ordering::Relaxed);
         self.first_at = Some(received_at);
         if self.ordered.len() >= self.max_pending {
             return Full::Wait;
@@ -218,7 +255,7 @@ mod tests {
         let (taken, at) = b.take();
         b.push(trade("A", 2), t0, &metrics);
         b.push(quote("A", 12), t0, &metrics);
-        assert_eq!(b.busy(taken, at, t0), Full::BackOff);
+        assert_eq!(b.busy(taken, at, t0, &metrics), Full::BackOff);
         let (data, first) = b.take();
         assert_eq!(first, at);
         assert_eq!(describe(&data), ["t:A:1", "t:A:2", "q:A:12"]);
@@ -234,7 +271,7 @@ mod tests {
         b.push(trade("A", 2), t0, &metrics);
         assert!(b.due(t0));
         let (taken, at) = b.take();
-        assert_eq!(b.busy(taken, at, t0), Full::BackOff);
+        assert_eq!(b.busy(taken, at, t0, &metrics), Full::BackOff);
         let rows = [
             (Duration::ZERO, 0, false),
             (Duration::ZERO, 1, false),
@@ -247,11 +284,36 @@ mod tests {
             assert_eq!(b.due(t0 + after), due, "{} pending", b.pending());
         }
         let (taken, at) = b.take();
-        b.busy(taken, at, t0);
+        b.busy(taken, at, t0, &metrics);
         assert!(!b.due(t0));
         assert!(b.due(t0 + RETRY_FULL_AFTER), "time passed");
         b.delivered();
         assert!(b.due(t0), "delivered: no back-off");
+    }
+
+    #[test]
+    fn a_frame_goes_whole_to_a_consumer_that_keeps_up_and_is_conflated_once_it_is_busy() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(100);
+        let t0 = Instant::now();
+        let frame = || vec![quote("A", 10), trade("A", 1), quote("A", 11), trade("B", 2)];
+        b.push_frame(frame(), t0, &metrics);
+        let (taken, at) = b.take();
+        assert_eq!(at, t0);
+        assert_eq!(taken.len(), 4, "in its own order, nothing conflated");
+        assert!(matches!(&taken[0], DataMessage::Quote(q) if q.bid_price == Decimal::from(10)));
+        // Busy: the frame goes back conflated, and the next frame joins it one by one.
+        assert_eq!(b.busy(taken, at, t0, &metrics), Full::BackOff);
+        b.push_frame(vec![trade("A", 3), quote("A", 12)], t0, &metrics);
+        assert_eq!(describe(&b.take().0), ["t:A:1", "t:B:2", "t:A:3", "q:A:12"]);
+        assert_eq!(metrics.messages_received.load(Ordering::Relaxed), 6);
+        assert_eq!(
+            metrics.quotes_conflated.load(Ordering::Relaxed),
+            2,
+            "A:10 by A:11, A:11 by A:12"
+        );
+        b.push_frame(Vec::new(), t0, &metrics);
+        assert!(b.is_empty() && !b.due(t0));
     }
 
     #[test]
@@ -263,7 +325,7 @@ mod tests {
             b.push(trade("A", n), t0, &metrics);
         }
         let (taken, at) = b.take();
-        assert_eq!(b.busy(taken, at, t0), Full::Wait);
+        assert_eq!(b.busy(taken, at, t0, &metrics), Full::Wait);
         assert!(b.due(t0), "past max_pending it is always due");
         assert_eq!(b.take().0.len(), 3);
         b.push(quote("A", 1), t0, &metrics);

@@ -71,6 +71,16 @@ impl Forwarder {
         self.backlog.push(m, arrived, metrics);
     }
 
+    /// Holds one frame's data messages; `arrived`: when it arrived.
+    pub(super) fn push_frame(
+        &mut self,
+        frame: Vec<DataMessage>,
+        arrived: Instant,
+        metrics: &StreamMetrics,
+    ) {
+        self.backlog.push_frame(frame, arrived, metrics);
+    }
+
     /// Hands a frame's trades to the tick subscribers that want them, before the frame goes
     /// on to the feed and whatever the feed's backlog.
     pub(super) fn send_ticks(&mut self, frame: &[DataMessage], arrived: Instant) {
@@ -127,24 +137,30 @@ impl Forwarder {
         if self.ticks_held() {
             self.deliver_ticks(false).await;
         }
-        let Some(sink) = self.sink.clone() else {
+        if self.sink.is_none() {
             self.backlog.clear();
             return;
-        };
+        }
         if !self.backlog.due(Instant::now()) {
             return;
         }
         let batch = self.batch();
         let n = batch.data.len() as u64;
-        match sink.try_send(batch) {
+        // Through the one sender the forwarder holds, never a clone: an actix sender is
+        // refused once *it* has filled the mailbox, and a fresh clone never has, so trying
+        // with a clone each time queued without bound (the mailbox's bound held only while
+        // the feed kept up).
+        let Some(sink) = &self.sink else { return };
+        let sent = sink.try_send(batch);
+        match sent {
             Ok(()) => {
                 metrics.messages_processed.fetch_add(n, Ordering::Relaxed);
                 self.backlog.delivered();
             }
             Err(SendError::Full(batch)) => {
-                let full = self
-                    .backlog
-                    .busy(batch.data, batch.received_at, Instant::now());
+                let full =
+                    self.backlog
+                        .busy(batch.data, batch.received_at, Instant::now(), metrics);
                 if full == Full::Wait {
                     self.flush_all(metrics).await;
                 }

@@ -199,38 +199,25 @@ impl Session {
             }
         };
         forwarder.send_ticks(&messages, arrived);
-        let mut saw_data = false;
-        for m in messages {
-            match m {
-                DataMessage::Trade(_)
-                | DataMessage::Quote(_)
-                | DataMessage::Bar(_)
-                | DataMessage::Status(_)
-                | DataMessage::Luld(_) => {
-                    if let Some(t) = data_time(&m) {
-                        self.last_event_at = Some(self.last_event_at.map_or(t, |l| l.max(t)));
-                    }
-                    forwarder.push(m, arrived, &self.metrics);
-                    saw_data = true;
-                }
-                DataMessage::Subscription(set) => {
-                    if !self.desired.confirmed_by(&set) {
-                        tracing::warn!(stream = ?self.settings.kind, "the server's subscription set lacks symbols we asked for");
-                    }
-                }
-                DataMessage::Error { code, msg } => {
-                    tracing::warn!(stream = ?self.settings.kind, code, msg = %msg, "stream error from the server");
-                    self.event(StreamEventKind::ServerError { code, message: msg });
-                }
-                DataMessage::Success { .. } => {}
-                DataMessage::Other { kind } => {
-                    self.metrics
-                        .messages_unknown
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(kind = %kind, "skipped a message type we do not model");
-                }
+        let mut data = 0;
+        let mut latest = self.last_event_at;
+        for m in &messages {
+            if let Some(t) = data_time(m) {
+                latest = Some(latest.map_or(t, |l| l.max(t)));
+                data += 1;
             }
         }
+        self.last_event_at = latest;
+        let mut messages = messages;
+        if data < messages.len() {
+            // Control messages (rare in a data frame) are handled here, not sent on.
+            let (kept, control): (Vec<_>, Vec<_>) =
+                messages.into_iter().partition(|m| data_time(m).is_some());
+            control.into_iter().for_each(|m| self.control(m));
+            messages = kept;
+        }
+        forwarder.push_frame(messages, arrived, &self.metrics);
+        let saw_data = data > 0;
         Ok(saw_data)
     }
 
@@ -254,6 +241,36 @@ impl Session {
     }
 }
 
+impl Session {
+    /// A control message that came in a data frame.
+    fn control(&mut self, m: DataMessage) {
+        match m {
+            DataMessage::Subscription(set) => {
+                if !self.desired.confirmed_by(&set) {
+                    tracing::warn!(stream = ?self.settings.kind, "the server's subscription set lacks symbols we asked for");
+                }
+            }
+            DataMessage::Error { code, msg } => {
+                tracing::warn!(stream = ?self.settings.kind, code, msg = %msg, "stream error from the server");
+                self.event(StreamEventKind::ServerError { code, message: msg });
+            }
+            DataMessage::Other { kind } => {
+                self.metrics
+                    .messages_unknown
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(kind = %kind, "skipped a message type we do not model");
+            }
+            DataMessage::Success { .. }
+            | DataMessage::Trade(_)
+            | DataMessage::Quote(_)
+            | DataMessage::Bar(_)
+            | DataMessage::Status(_)
+            | DataMessage::Luld(_) => {}
+        }
+    }
+}
+
+/// A data message's time (`None`: a control message).
 fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
     match m {
         DataMessage::Trade(t) => Some(t.timestamp),
