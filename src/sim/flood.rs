@@ -249,7 +249,7 @@ impl Flood {
                     _ => {
                         counts.bars += 1;
                         let cents = Decimal::new(rng.random_range(1..50), 2);
-                        DataMessage::Bar(StreamBar {
+                        DataMessage::Bar(Box::new(StreamBar {
                             symbol: symbol.clone(),
                             kind: BarKind::Minute,
                             open: price,
@@ -260,7 +260,7 @@ impl Flood {
                             timestamp: placeholder_time(),
                             trade_count: Some(rng.random_range(1..500)),
                             vwap: Some(price),
-                        })
+                        }))
                     }
                 });
             }

@@ -254,7 +254,7 @@ impl MarketDataFeed {
                         });
                     }
                     let l = self.latest.entry(st.symbol.clone()).or_default();
-                    l.halted = halted.then_some(st);
+                    l.halted = halted.then_some(*st);
                 }
                 DataMessage::Luld(band) => {
                     self.stats.lulds += 1;

@@ -221,7 +221,7 @@ fn garbage(codec: Codec, kind: u64) -> Message {
         (Codec::Msgpack, 0) => vec![0xc1, 0xc1, 0xc1],
         (_, 1) => {
             let now = chrono::Utc::now();
-            let real = codec.encode(&[DataMessage::Status(
+            let real = codec.encode(&[DataMessage::Status(Box::new(
                 crate::alpaca::stream::data::TradingStatus {
                     symbol: "AAPL".into(),
                     status_code: "T".into(),
@@ -230,7 +230,7 @@ fn garbage(codec: Codec, kind: u64) -> Message {
                     reason_message: String::new(),
                     timestamp: now,
                 },
-            )]);
+            ))]);
             real[..real.len() / 2].to_vec()
         }
         (_, 2) => codec.encode(&[WrongTypes {

@@ -181,7 +181,7 @@ impl DataSession {
                 self.changes += 1;
                 reply
                     .messages
-                    .push(DataMessage::Subscription(self.subscription()));
+                    .push(DataMessage::Subscription(Box::new(self.subscription())));
             }
             _ => reply.messages.push(error(400, "invalid syntax")),
         }
@@ -250,14 +250,14 @@ impl DataSession {
                     message,
                     reason,
                     at,
-                } if statuses.wants(symbol) => Some(DataMessage::Status(TradingStatus {
+                } if statuses.wants(symbol) => Some(DataMessage::Status(Box::new(TradingStatus {
                     symbol: symbol.clone(),
                     status_code: code.clone(),
                     status_message: message.clone(),
                     reason_code: reason.clone(),
                     reason_message: String::new(),
                     timestamp: *at,
-                })),
+                }))),
                 MarketEvent::Luld {
                     symbol,
                     up,

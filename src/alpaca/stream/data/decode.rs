@@ -81,13 +81,13 @@ impl<'de> Visitor<'de> for MessageVisitor {
         match kind.as_str() {
             "t" => trade(map).map(DataMessage::Trade),
             "q" => quote(map).map(DataMessage::Quote),
-            "b" => bar(map, BarKind::Minute).map(DataMessage::Bar),
-            "u" => bar(map, BarKind::Updated).map(DataMessage::Bar),
-            "d" => bar(map, BarKind::Daily).map(DataMessage::Bar),
-            "s" => status(map).map(DataMessage::Status),
+            "b" => bar(map, BarKind::Minute).map(|b| DataMessage::Bar(Box::new(b))),
+            "u" => bar(map, BarKind::Updated).map(|b| DataMessage::Bar(Box::new(b))),
+            "d" => bar(map, BarKind::Daily).map(|b| DataMessage::Bar(Box::new(b))),
+            "s" => status(map).map(|s| DataMessage::Status(Box::new(s))),
             "l" => luld(map).map(DataMessage::Luld),
             "success" | "error" => control(map, kind.as_str() == "error"),
-            "subscription" => subscription(map).map(DataMessage::Subscription),
+            "subscription" => subscription(map).map(|s| DataMessage::Subscription(Box::new(s))),
             other => {
                 let kind = other.to_string();
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}

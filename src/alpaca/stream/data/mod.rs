@@ -125,18 +125,19 @@ pub struct SubscriptionSet {
     pub cancel_errors: Vec<String>,
 }
 
-/// One message of a market-data frame.
+/// One message of a market-data frame. The rare kinds are boxed, so that a message is no
+/// larger than a quote (every message is moved a few times on its way to the feed).
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataMessage {
     Trade(StreamTrade),
     Quote(StreamQuote),
-    Bar(StreamBar),
-    Status(TradingStatus),
+    Bar(Box<StreamBar>),
+    Status(Box<TradingStatus>),
     Luld(Luld),
     Success {
         msg: String,
     },
-    Subscription(SubscriptionSet),
+    Subscription(Box<SubscriptionSet>),
     Error {
         code: u16,
         msg: String,
@@ -177,7 +178,7 @@ impl DataMessage {
     }
 
     pub fn bar(symbol: &str, kind: BarKind, b: &Bar) -> DataMessage {
-        DataMessage::Bar(StreamBar {
+        DataMessage::Bar(Box::new(StreamBar {
             symbol: symbol.to_string(),
             kind,
             open: b.o,
@@ -188,7 +189,7 @@ impl DataMessage {
             timestamp: b.t,
             trade_count: b.n,
             vwap: b.vw,
-        })
+        }))
     }
 }
 
