@@ -799,6 +799,10 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
         ..Default::default()
     };
     let client = flooded_client(&sim, subs, sinks).await;
+    // Quotes are conflated only while the consumer's mailbox refuses a batch (a frame goes
+    // whole to a consumer that keeps up): this sees the mailbox's bound hold. It did not
+    // while each try went through a fresh clone of the sender (actix refuses a sender only
+    // once it has filled the mailbox itself).
     let status = wait_for("quotes conflated under the flood", WAIT, || async {
         let st = client.send(GetStreamStatus).await.unwrap();
         (st.metrics.quotes_conflated > 100 && st.metrics.messages_received > 20_000).then_some(st)
