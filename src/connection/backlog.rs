@@ -7,11 +7,19 @@
 //! - A consumer found busy is not tried again on every frame (each try takes out and puts
 //!   back all that is pending: retried per frame, an overload made the session's work grow
 //!   with its backlog), but after [`RETRY_FULL_AFTER`] or once the backlog has doubled.
+//! - A consumer that keeps up gets frames whole, in their order, gathered for up to
+//!   [`GATHER_FOR`] or [`GATHER_UP_TO`] messages: each hand-over wakes its thread.
 
 use super::StreamMetrics;
 use crate::alpaca::stream::{DataMessage, StreamQuote};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+/// How long frames are gathered for a consumer that keeps up, and how many messages at most:
+/// each hand-over wakes the consumer's thread (a few microseconds of the session's and as
+/// many of its own), and one per frame was a tenth of the session's time under a flood.
+pub const GATHER_FOR: Duration = Duration::from_micros(1_000);
+pub const GATHER_UP_TO: usize = 2_000;
 
 /// How long a busy consumer is left alone before the next try (unless the backlog doubled).
 pub const RETRY_FULL_AFTER: Duration = Duration::from_millis(1);
@@ -87,7 +95,7 @@ impl Backlog {
         arrived: Instant,
         metrics: &StreamMetrics,
     ) {
-        if !self.is_empty() {
+        if !self.quotes.is_empty() || self.retry_at.is_some() {
             frame
                 .into_iter()
                 .for_each(|m| self.push(m, arrived, metrics));
@@ -96,21 +104,34 @@ impl Backlog {
         metrics
             .messages_received
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        if !frame.is_empty() {
-            self.first_at = Some(arrived);
+        if frame.is_empty() {
+            return;
+        }
+        self.first_at.get_or_insert(arrived);
+        if self.ordered.is_empty() {
             self.ordered = frame;
+        } else {
+            self.ordered.extend(frame);
         }
     }
 
     /// Whether to try the consumer now: not while backing off from a busy one, unless the
-    /// backlog doubled since or too many trades and bars are held back.
+    /// backlog doubled since or too many trades and bars are held back; nor, for one that
+    /// keeps up, before [`GATHER_FOR`] or [`GATHER_UP_TO`] messages.
     pub fn due(&self, now: Instant) -> bool {
-        if self.is_empty() {
-            return false;
+        self.due_at().is_some_and(|at| now >= at)
+            || (!self.is_empty() && self.ordered.len() >= self.max_pending)
+    }
+
+    /// When what is held is due (`None`: nothing is held).
+    pub fn due_at(&self) -> Option<Instant> {
+        let first = self.first_at?;
+        match self.retry_at {
+            Some(at) if self.pending() < self.retry_at_len => Some(at),
+            Some(_) => Some(first),
+            None if self.pending() >= GATHER_UP_TO => Some(first),
+            None => Some(first + GATHER_FOR),
         }
-        let backing_off =
-            self.retry_at.is_some_and(|at| now < at) && self.pending() < self.retry_at_len;
-        !backing_off || self.ordered.len() >= self.max_pending
     }
 
     /// Everything held, ordered messages first, and when the oldest arrived.
@@ -269,7 +290,8 @@ mod tests {
         // (pushes before, since the busy answer, is it due?)
         b.push(trade("A", 1), t0, &metrics);
         b.push(trade("A", 2), t0, &metrics);
-        assert!(b.due(t0));
+        assert!(!b.due(t0), "gathered first");
+        assert!(b.due(t0 + GATHER_FOR));
         let (taken, at) = b.take();
         assert_eq!(b.busy(taken, at, t0, &metrics), Full::BackOff);
         let rows = [
@@ -288,7 +310,7 @@ mod tests {
         assert!(!b.due(t0));
         assert!(b.due(t0 + RETRY_FULL_AFTER), "time passed");
         b.delivered();
-        assert!(b.due(t0), "delivered: no back-off");
+        assert_eq!(b.due_at(), Some(t0 + GATHER_FOR), "delivered: no back-off");
     }
 
     #[test]
@@ -314,6 +336,25 @@ mod tests {
         );
         b.push_frame(Vec::new(), t0, &metrics);
         assert!(b.is_empty() && !b.due(t0));
+    }
+
+    #[test]
+    fn frames_are_gathered_for_a_consumer_that_keeps_up_by_time_or_count() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(10_000);
+        let t0 = Instant::now();
+        assert_eq!(b.due_at(), None);
+        let frame = |n: usize| (0..n).map(|i| trade("A", i as u64)).collect::<Vec<_>>();
+        b.push_frame(frame(100), t0, &metrics);
+        b.push_frame(frame(100), t0 + Duration::from_micros(500), &metrics);
+        assert_eq!(b.due_at(), Some(t0 + GATHER_FOR), "from the first frame");
+        assert!(!b.due(t0 + Duration::from_micros(999)));
+        assert!(b.due(t0 + GATHER_FOR));
+        let (taken, at) = b.take();
+        assert_eq!((taken.len(), at), (200, t0));
+        b.delivered();
+        b.push_frame(frame(GATHER_UP_TO), t0, &metrics);
+        assert!(b.due(t0), "enough for a hand-over at once");
     }
 
     #[test]

@@ -104,6 +104,11 @@ impl Forwarder {
         self.ticks.iter_mut().for_each(TickRoute::offer);
     }
 
+    /// When what is held for the consumer is due (`None`: nothing is held).
+    pub(super) fn due_at(&self) -> Option<Instant> {
+        self.sink.as_ref().and(self.backlog.due_at())
+    }
+
     /// Whether some strategy's trades wait for room in its mailbox.
     pub(super) fn ticks_held(&self) -> bool {
         self.ticks.iter().any(|r| !r.held.is_empty())

@@ -123,6 +123,7 @@ impl Session {
         let mut check = tokio::time::interval(check_every);
         let (mut last_alive, mut last_data) = (Instant::now(), Instant::now());
         loop {
+            let due = forwarder.due_at();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Change(change)) => {
@@ -150,6 +151,10 @@ impl Session {
                         last_data = Instant::now();
                         self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
                     }
+                    forwarder.flush(&self.metrics).await;
+                }
+                // Gathered frames (or a busy consumer's backlog) are due.
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     forwarder.flush(&self.metrics).await;
                 }
                 // A strategy's mailbox was full: its ticks are offered again soon, not only
