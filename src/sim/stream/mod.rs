@@ -326,7 +326,10 @@ async fn data_connection(socket: WebSocket, sim: Arc<Sim>, feed: String, codec: 
                 let _ = tx.send(encode_messages(codec, &[DataMessage::Error { code: 404, msg: "auth timeout".into() }])).await;
                 break;
             }
-            _ = tokio::time::sleep_until(flood_at), if session.is_authenticated() => {
+            // Not through the timer when a turn is due now (a flat-out flood): tokio's timer
+            // rounds up to the next millisecond, which capped a flat-out flood at one turn of
+            // 16 frames a millisecond.
+            _ = async { if flood_at > tokio::time::Instant::now() { tokio::time::sleep_until(flood_at).await } }, if session.is_authenticated() => {
                 let (spec, generation, frozen, market_now) = {
                     let s = sim.lock();
                     (s.faults.flood.clone(), s.faults.flood_generation, s.faults.frozen(), s.clock.now())
