@@ -76,13 +76,15 @@ fn round_small(x: f64) -> i64 {
 /// cannot overflow on one absurd value from a broker, a client or a file.
 pub const MAX_WIRE: Decimal = Decimal::from_parts(0x107a_4000, 0x5af3, 0, false, 0);
 
-fn bounded<E: de::Error>(v: Decimal) -> Result<Option<Decimal>, E> {
+/// `v` if it is within [`MAX_WIRE`] in magnitude.
+pub fn within_wire_bound(v: Decimal) -> Option<Decimal> {
     // A mantissa within the bound is a value within it at any scale: no decimal comparison
     // (which rescales) for every price and size of the stream.
-    if v.mantissa().unsigned_abs() <= 100_000_000_000_000 {
-        return Ok(Some(v));
-    }
-    if v.abs() > MAX_WIRE {
+    (v.mantissa().unsigned_abs() <= 100_000_000_000_000 || v.abs() <= MAX_WIRE).then_some(v)
+}
+
+fn bounded<E: de::Error>(v: Decimal) -> Result<Option<Decimal>, E> {
+    if within_wire_bound(v).is_none() {
         return Err(E::custom(format!(
             "{} is out of range (at most 1e14 in magnitude)",
             truncate(&v.to_string())

@@ -78,6 +78,11 @@ pub fn sample(bytes: &[u8]) -> String {
 
 /// Decodes one market-data frame: an array of messages.
 pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>, FrameError> {
+    if codec == Codec::Msgpack {
+        if let Some(messages) = data::fast::frame(bytes) {
+            return Ok(messages);
+        }
+    }
     codec.decode(bytes).map_err(|reason| FrameError {
         reason,
         sample: sample(bytes),

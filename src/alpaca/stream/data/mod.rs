@@ -8,6 +8,7 @@
 mod codes;
 mod decode;
 mod encode;
+pub mod fast;
 #[cfg(test)]
 mod tests;
 

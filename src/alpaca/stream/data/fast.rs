@@ -1,0 +1,586 @@
+//! The msgpack frames a flood is made of, trades, quotes and bars, decoded straight from the bytes:
+//! keys compared as bytes, a timestamp read in place (serde's path copies each into a `Vec`),
+//! no visitor between a marker and its value. It answers `None` for anything else or anything
+//! unusual (another message type, a string where a number was expected, a missing field), and
+//! the caller then decodes the frame through serde, which also gives the error for a bad one.
+//! When it answers, it answers what serde would: tests hold it to that, on frames we encode and
+//! on those frames damaged at random.
+
+use super::codes::{Code, Conditions};
+use super::{BarKind, DataMessage, StreamBar, StreamQuote, StreamTrade, Symbol};
+use crate::alpaca::num::{decimal_from_wire_f64, within_wire_bound};
+use crate::alpaca::stream::time::from_msgpack_ext;
+use chrono::{DateTime, Utc};
+use rmp::Marker;
+use rust_decimal::Decimal;
+
+/// A market-data frame of trades, quotes and bars only; `None`: let serde decode it.
+pub fn frame(bytes: &[u8]) -> Option<Vec<DataMessage>> {
+    let mut c = Cursor(bytes);
+    let n = c.array_len()?;
+    // A length from the wire sizes nothing beyond what the bytes could hold.
+    let mut out = Vec::with_capacity(n.min(bytes.len() / 16));
+    for _ in 0..n {
+        out.push(c.message()?);
+    }
+    Some(out)
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn be<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn marker(&mut self) -> Option<Marker> {
+        self.byte().map(Marker::from_u8)
+    }
+
+    fn len16(&mut self) -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(self.be()?)))
+    }
+
+    fn len32(&mut self) -> Option<usize> {
+        usize::try_from(u32::from_be_bytes(self.be()?)).ok()
+    }
+
+    fn array_len_of(&mut self, m: Marker) -> Option<usize> {
+        match m {
+            Marker::FixArray(n) => Some(usize::from(n)),
+            Marker::Array16 => self.len16(),
+            Marker::Array32 => self.len32(),
+            _ => None,
+        }
+    }
+
+    fn array_len(&mut self) -> Option<usize> {
+        let m = self.marker()?;
+        self.array_len_of(m)
+    }
+
+    fn map_len_of(&mut self, m: Marker) -> Option<usize> {
+        match m {
+            Marker::FixMap(n) => Some(usize::from(n)),
+            Marker::Map16 => self.len16(),
+            Marker::Map32 => self.len32(),
+            _ => None,
+        }
+    }
+
+    fn str_of(&mut self, m: Marker) -> Option<&'a [u8]> {
+        let n = match m {
+            Marker::FixStr(n) => usize::from(n),
+            Marker::Str8 => usize::from(self.byte()?),
+            Marker::Str16 => self.len16()?,
+            Marker::Str32 => self.len32()?,
+            _ => return None,
+        };
+        self.take(n)
+    }
+
+    /// A string's bytes, not checked for UTF-8 (keys are compared with ASCII names).
+    fn str_bytes(&mut self) -> Option<&'a [u8]> {
+        let m = self.marker()?;
+        self.str_of(m)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.str_bytes()?).ok()
+    }
+
+    /// A price or size: a float or an integer within the wire's bound (text goes to serde).
+    fn decimal(&mut self) -> Option<Decimal> {
+        let d = match self.marker()? {
+            Marker::F64 => decimal_from_wire_f64(f64::from_be_bytes(self.be()?))?,
+            Marker::F32 => decimal_from_wire_f64(f64::from(f32::from_be_bytes(self.be()?)))?,
+            Marker::FixPos(n) => Decimal::from(n),
+            Marker::FixNeg(n) => Decimal::from(n),
+            m => {
+                let (unsigned, signed) = self.int_of(m)?;
+                unsigned.map_or(Decimal::from(signed), Decimal::from)
+            }
+        };
+        within_wire_bound(d)
+    }
+
+    /// The value of an 8 to 64 bit integer marker: as unsigned when it was, else signed.
+    fn int_of(&mut self, m: Marker) -> Option<(Option<u64>, i64)> {
+        Some(match m {
+            Marker::U8 => (Some(u64::from(self.byte()?)), 0),
+            Marker::U16 => (Some(u64::from(u16::from_be_bytes(self.be()?))), 0),
+            Marker::U32 => (Some(u64::from(u32::from_be_bytes(self.be()?))), 0),
+            Marker::U64 => (Some(u64::from_be_bytes(self.be()?)), 0),
+            Marker::I8 => (None, i64::from(i8::from_be_bytes(self.be()?))),
+            Marker::I16 => (None, i64::from(i16::from_be_bytes(self.be()?))),
+            Marker::I32 => (None, i64::from(i32::from_be_bytes(self.be()?))),
+            Marker::I64 => (None, i64::from_be_bytes(self.be()?)),
+            _ => return None,
+        })
+    }
+
+    /// A trade id: a non-negative integer.
+    fn id(&mut self) -> Option<u64> {
+        match self.marker()? {
+            Marker::FixPos(n) => Some(u64::from(n)),
+            m => match self.int_of(m)? {
+                (Some(u), _) => Some(u),
+                (None, i) => u64::try_from(i).ok(),
+            },
+        }
+    }
+
+    /// An exchange or tape code (`nil`: none).
+    fn code(&mut self) -> Option<Code> {
+        match self.marker()? {
+            Marker::Null => Some(Code::default()),
+            m => std::str::from_utf8(self.str_of(m)?).ok().map(Code::new),
+        }
+    }
+
+    fn conditions(&mut self) -> Option<Conditions> {
+        let mut c = Conditions::default();
+        let m = self.marker()?;
+        if m == Marker::Null {
+            return Some(c);
+        }
+        for _ in 0..self.array_len_of(m)? {
+            c.push(self.str()?);
+        }
+        Some(c)
+    }
+
+    /// A msgpack Timestamp extension (type −1).
+    fn timestamp(&mut self) -> Option<DateTime<Utc>> {
+        let len = match self.marker()? {
+            Marker::FixExt4 => 4,
+            Marker::FixExt8 => 8,
+            Marker::Ext8 => usize::from(self.byte()?),
+            _ => return None,
+        };
+        if self.byte()? as i8 != -1 {
+            return None;
+        }
+        from_msgpack_ext(self.take(len)?)
+    }
+
+    /// Passes over a value of a key we do not read: scalars only (a nested value goes to serde).
+    fn skip(&mut self) -> Option<()> {
+        let n = match self.marker()? {
+            Marker::Null | Marker::True | Marker::False | Marker::FixPos(_) | Marker::FixNeg(_) => {
+                0
+            }
+            Marker::U8 | Marker::I8 => 1,
+            Marker::U16 | Marker::I16 => 2,
+            Marker::U32 | Marker::I32 | Marker::F32 => 4,
+            Marker::U64 | Marker::I64 | Marker::F64 => 8,
+            m @ (Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) => {
+                // serde reads every key and string as UTF-8 and refuses the frame if one is not.
+                return std::str::from_utf8(self.str_of(m)?).ok().map(drop);
+            }
+            _ => return None,
+        };
+        self.take(n).map(drop)
+    }
+
+    fn message(&mut self) -> Option<DataMessage> {
+        let m = self.marker()?;
+        let entries = self.map_len_of(m)?.checked_sub(1)?;
+        if self.str_bytes()? != b"T" {
+            return None;
+        }
+        match self.str_bytes()? {
+            b"t" => self.trade(entries).map(DataMessage::Trade),
+            b"q" => self.quote(entries).map(DataMessage::Quote),
+            b"b" => self.bar(entries, BarKind::Minute),
+            b"u" => self.bar(entries, BarKind::Updated),
+            b"d" => self.bar(entries, BarKind::Daily),
+            _ => None,
+        }
+    }
+
+    fn symbol(&mut self) -> Option<Symbol> {
+        self.str().map(Symbol::from)
+    }
+
+    fn trade(&mut self, entries: usize) -> Option<StreamTrade> {
+        let (mut symbol, mut price, mut timestamp) = (None, None, None);
+        let (mut id, mut size) = (0, Decimal::ZERO);
+        let (mut exchange, mut tape, mut conditions) =
+            (Code::default(), Code::default(), Conditions::default());
+        for _ in 0..entries {
+            match self.str_bytes()? {
+                b"S" => symbol = Some(self.symbol()?),
+                b"i" => id = self.id()?,
+                b"x" => exchange = self.code()?,
+                b"p" => price = Some(self.decimal()?),
+                b"s" => size = self.decimal()?,
+                b"t" => timestamp = Some(self.timestamp()?),
+                b"c" => conditions = self.conditions()?,
+                b"z" => tape = self.code()?,
+                other => {
+                    std::str::from_utf8(other).ok()?;
+                    self.skip()?;
+                }
+            }
+        }
+        Some(StreamTrade {
+            symbol: symbol?,
+            id,
+            exchange,
+            price: price?,
+            size,
+            timestamp: timestamp?,
+            conditions,
+            tape,
+        })
+    }
+
+    fn bar(&mut self, entries: usize, kind: BarKind) -> Option<DataMessage> {
+        let (mut symbol, mut timestamp) = (None, None);
+        let [mut open, mut high, mut low, mut close] = [None; 4];
+        let (mut volume, mut trade_count, mut vwap) = (Decimal::ZERO, None, None);
+        for _ in 0..entries {
+            match self.str_bytes()? {
+                b"S" => symbol = Some(self.str()?.to_string()),
+                b"o" => open = Some(self.decimal()?),
+                b"h" => high = Some(self.decimal()?),
+                b"l" => low = Some(self.decimal()?),
+                b"c" => close = Some(self.decimal()?),
+                b"v" => volume = self.decimal()?,
+                b"t" => timestamp = Some(self.timestamp()?),
+                b"n" => trade_count = self.or_nil(Self::id)?,
+                b"vw" => vwap = self.or_nil(Self::decimal)?,
+                other => {
+                    std::str::from_utf8(other).ok()?;
+                    self.skip()?;
+                }
+            }
+        }
+        Some(DataMessage::Bar(Box::new(StreamBar {
+            symbol: symbol?,
+            kind,
+            open: open?,
+            high: high?,
+            low: low?,
+            close: close?,
+            volume,
+            timestamp: timestamp?,
+            trade_count,
+            vwap,
+        })))
+    }
+
+    /// `nil` as `Some(None)`, else what `read` makes of the value.
+    fn or_nil<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.0.first() == Some(&0xc0) {
+            self.0 = &self.0[1..];
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    fn quote(&mut self, entries: usize) -> Option<StreamQuote> {
+        let (mut symbol, mut bid_price, mut ask_price, mut timestamp) = (None, None, None, None);
+        let (mut bid_size, mut ask_size) = (Decimal::ZERO, Decimal::ZERO);
+        let (mut bid_exchange, mut ask_exchange, mut tape, mut conditions) = (
+            Code::default(),
+            Code::default(),
+            Code::default(),
+            Conditions::default(),
+        );
+        for _ in 0..entries {
+            match self.str_bytes()? {
+                b"S" => symbol = Some(self.symbol()?),
+                b"bx" => bid_exchange = self.code()?,
+                b"bp" => bid_price = Some(self.decimal()?),
+                b"bs" => bid_size = self.decimal()?,
+                b"ax" => ask_exchange = self.code()?,
+                b"ap" => ask_price = Some(self.decimal()?),
+                b"as" => ask_size = self.decimal()?,
+                b"t" => timestamp = Some(self.timestamp()?),
+                b"c" => conditions = self.conditions()?,
+                b"z" => tape = self.code()?,
+                other => {
+                    std::str::from_utf8(other).ok()?;
+                    self.skip()?;
+                }
+            }
+        }
+        Some(StreamQuote {
+            symbol: symbol?,
+            bid_exchange,
+            bid_price: bid_price?,
+            bid_size,
+            ask_exchange,
+            ask_price: ask_price?,
+            ask_size,
+            timestamp: timestamp?,
+            conditions,
+            tape,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alpaca::stream::Codec;
+    use proptest::prelude::*;
+
+    fn through_serde(bytes: &[u8]) -> Result<Vec<DataMessage>, String> {
+        Codec::Msgpack.decode(bytes)
+    }
+
+    fn time() -> impl Strategy<Value = DateTime<Utc>> {
+        (-100_000_000_000i64..100_000_000_000, 0u32..1_000_000_000)
+            .prop_filter_map("in chrono's range", |(s, n)| DateTime::from_timestamp(s, n))
+    }
+
+    fn decimal() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            (0i64..100_000_000_000, 0u32..7).prop_map(|(m, s)| Decimal::new(m, s)),
+            (-1_000_000i64..1_000_000).prop_map(Decimal::from),
+        ]
+    }
+
+    fn code() -> impl Strategy<Value = Code> {
+        "[A-Z@é]{0,6}".prop_map(|s| Code::new(&s))
+    }
+
+    fn conditions() -> impl Strategy<Value = Conditions> {
+        prop::collection::vec("[A-Z@ ]{1,2}", 0..6).prop_map(|codes| {
+            let mut c = Conditions::default();
+            for code in &codes {
+                let _ = c.push(code);
+            }
+            c
+        })
+    }
+
+    fn message() -> impl Strategy<Value = DataMessage> {
+        let symbol = "[A-Z./é]{1,30}";
+        prop_oneof![
+            (
+                symbol,
+                any::<u64>(),
+                code(),
+                decimal(),
+                decimal(),
+                time(),
+                conditions(),
+                code()
+            )
+                .prop_map(
+                    |(symbol, id, exchange, price, size, timestamp, conditions, tape)| {
+                        DataMessage::Trade(StreamTrade {
+                            symbol: symbol.into(),
+                            id,
+                            exchange,
+                            price,
+                            size,
+                            timestamp,
+                            conditions,
+                            tape,
+                        })
+                    }
+                ),
+            (
+                symbol,
+                (code(), decimal(), decimal()),
+                (code(), decimal(), decimal()),
+                time(),
+                conditions(),
+                code()
+            )
+                .prop_map(|(symbol, bid, ask, timestamp, conditions, tape)| {
+                    DataMessage::Quote(StreamQuote {
+                        symbol: symbol.into(),
+                        bid_exchange: bid.0,
+                        bid_price: bid.1,
+                        bid_size: bid.2,
+                        ask_exchange: ask.0,
+                        ask_price: ask.1,
+                        ask_size: ask.2,
+                        timestamp,
+                        conditions,
+                        tape,
+                    })
+                }),
+            (
+                "[A-Z./é]{1,30}",
+                prop_oneof![
+                    Just(BarKind::Minute),
+                    Just(BarKind::Updated),
+                    Just(BarKind::Daily)
+                ],
+                [decimal(), decimal(), decimal(), decimal(), decimal()],
+                time(),
+                prop::option::of(any::<u64>()),
+                prop::option::of(decimal()),
+            )
+                .prop_map(
+                    |(
+                        symbol,
+                        kind,
+                        [open, high, low, close, volume],
+                        timestamp,
+                        trade_count,
+                        vwap,
+                    )| {
+                        DataMessage::Bar(Box::new(StreamBar {
+                            symbol,
+                            kind,
+                            open,
+                            high,
+                            low,
+                            close,
+                            volume,
+                            timestamp,
+                            trade_count,
+                            vwap,
+                        }))
+                    }
+                ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Frames of trades, quotes and bars as we (and Alpaca) write them: decoded here, as
+        /// serde does.
+        #[test]
+        fn it_decodes_trades_quotes_and_bars_as_serde_does(messages in prop::collection::vec(message(), 0..20)) {
+            let bytes = Codec::Msgpack.encode(&messages);
+            let fast = frame(&bytes);
+            prop_assert!(fast.is_some());
+            prop_assert_eq!(fast, through_serde(&bytes).ok());
+        }
+
+        /// The same frames damaged (a byte changed, added or removed): it answers what serde
+        /// answers, or leaves the frame to serde.
+        #[test]
+        fn a_damaged_frame_gets_serdes_answer_or_none(
+            messages in prop::collection::vec(message(), 1..4),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            let mut bytes = Codec::Msgpack.encode(&messages);
+            for (at, byte, how) in edits {
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ => drop(bytes.remove(i)),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            if let Some(fast) = frame(&bytes) {
+                prop_assert_eq!(Ok(fast), through_serde(&bytes));
+            }
+        }
+    }
+
+    /// A one-trade frame: `T`, `S`, `p` 1.5 and `t`, then `extra` entries written by `write`.
+    fn trade_with(extra: u32, write: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        use rmp::encode::*;
+        let mut b = Vec::new();
+        write_array_len(&mut b, 1).unwrap();
+        write_map_len(&mut b, 4 + extra).unwrap();
+        for (k, v) in [("T", "t"), ("S", "AAPL")] {
+            write_str(&mut b, k).unwrap();
+            write_str(&mut b, v).unwrap();
+        }
+        write_str(&mut b, "p").unwrap();
+        write_f64(&mut b, 1.5).unwrap();
+        write_str(&mut b, "t").unwrap();
+        write_ext_meta(&mut b, 4, -1).unwrap();
+        b.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        write(&mut b);
+        b
+    }
+
+    #[test]
+    fn other_kinds_and_unusual_values_are_left_to_serde() {
+        use rmp::encode::*;
+        let key = |b: &mut Vec<u8>, k: &str| write_str(b, k).unwrap();
+        let plain = trade_with(0, |_| {});
+        let scalar = trade_with(1, |b| {
+            key(b, "e");
+            write_uint(b, 7).unwrap();
+        });
+        for bytes in [&plain, &scalar] {
+            assert!(frame(bytes).is_some());
+            assert_eq!(frame(bytes).ok_or(String::new()), through_serde(bytes));
+        }
+        let left_to_serde = [
+            // A price as text (serde reads it), a nested value under an unknown key (serde
+            // skips it), a price past the bound and a key that is not UTF-8 (serde refuses).
+            trade_with(1, |b| {
+                key(b, "p");
+                write_str(b, "1.25").unwrap();
+            }),
+            trade_with(1, |b| {
+                key(b, "extra");
+                write_array_len(b, 2).unwrap();
+                write_uint(b, 1).unwrap();
+                write_uint(b, 2).unwrap();
+            }),
+            trade_with(1, |b| {
+                key(b, "p");
+                write_f64(b, 1e20).unwrap();
+            }),
+            trade_with(1, |b| {
+                b.extend_from_slice(&[0xa1, 0xff]);
+                write_uint(b, 1).unwrap();
+            }),
+            rmp_serde::to_vec_named(&vec![serde_json::json!({"T": "s", "S": "AAPL", "sc": "H"})])
+                .unwrap(),
+            rmp_serde::to_vec_named(&vec![serde_json::json!({"S": "AAPL", "T": "t"})]).unwrap(),
+            vec![0x91, 0xc0],
+            vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+        ];
+        let answers: Vec<bool> = left_to_serde
+            .iter()
+            .map(|bytes| {
+                assert_eq!(frame(bytes), None, "{bytes:?}");
+                let whole = crate::alpaca::stream::decode_data_frame(Codec::Msgpack, bytes);
+                assert_eq!(whole.clone().map_err(|e| e.reason), through_serde(bytes));
+                whole.is_ok()
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [true, true, false, false, false, false, false, false]
+        );
+        assert_eq!(frame(&[0x90]), Some(Vec::new()));
+    }
+
+    #[test]
+    fn pythons_msgpack_frame_decodes_alike() {
+        let bytes = include_bytes!("../../../../tests/fuzz/seeds/data_frame_msgpack/batch.msgpack");
+        let by_hand = frame(bytes);
+        assert!(
+            by_hand.as_ref().is_some_and(|v| v.len() >= 3),
+            "{by_hand:?}"
+        );
+        assert_eq!(by_hand, through_serde(bytes).ok());
+    }
+}
