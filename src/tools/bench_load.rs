@@ -346,10 +346,26 @@ impl Run {
         Ok(s)
     }
 
+    /// What the simulator sent and the feed never took in. The simulator's ordinary market
+    /// goes on after the flood, so its streams are frozen while the counts are compared:
+    /// read while it streams, the messages in flight for a millisecond counted as dropped,
+    /// and those sent after the count hid earlier ones.
     async fn dropped(&self) -> Result<Value, String> {
-        let sent = self.sim.get("/_sim/stats").await?;
-        let s = self.ctl("stats").await?;
+        self.sim
+            .post_fault(&json!({"kind": "freeze", "seconds": 3.0}))
+            .await?;
         let n = |v: &Value| v.as_u64().unwrap_or(0) as i64;
+        let last = std::cell::Cell::new(None);
+        let s = self
+            .until("the feed to settle", Duration::from_secs(10), || async {
+                let s = self.ctl("stats").await.ok()?;
+                let now = ["trades", "quotes", "bars"].map(|k| n(&s["feed"][k]));
+                let settled = last.get() == Some(now);
+                last.set(Some(now));
+                settled.then_some(s)
+            })
+            .await?;
+        let sent = self.sim.get("/_sim/stats").await?;
         let d = |sent_key: &str, got_key: &str| {
             (n(&sent["streams"][sent_key]) - n(&s["feed"][got_key])).max(0)
         };
