@@ -109,10 +109,11 @@ impl Backlog {
         }
         self.first_at.get_or_insert(arrived);
         if self.ordered.is_empty() {
-            self.ordered = frame;
-        } else {
-            self.ordered.extend(frame);
+            // One allocation of one size per hand-over (a vector grown by doubling to a
+            // varying size left the allocator holding pages under a flood).
+            self.ordered = Vec::with_capacity(GATHER_UP_TO.max(frame.len()) + frame.len());
         }
+        self.ordered.extend(frame);
     }
 
     /// Whether to try the consumer now: not while backing off from a busy one, unless the

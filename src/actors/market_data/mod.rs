@@ -63,7 +63,7 @@ impl Default for FeedSettings {
             symbols: Vec::new(),
             intervals: Interval::ALL.to_vec(),
             warmup_bars: 200,
-            mailbox: 64,
+            mailbox: 8,
             adjustment: "split".into(),
             rest_poll: std::time::Duration::from_secs(60),
         }

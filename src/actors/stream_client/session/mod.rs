@@ -92,7 +92,7 @@ impl StreamSettings {
                 floor: Duration::from_millis(50),
             },
             connection_limit_wait: Duration::from_secs(10),
-            max_pending: 10_000,
+            max_pending: 4_000,
             fallback_url: None,
         }
     }
