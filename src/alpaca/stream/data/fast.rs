@@ -179,6 +179,12 @@ impl<'a> Cursor<'a> {
         from_msgpack_ext(self.take(len)?)
     }
 
+    /// A key we do not read, and its value.
+    fn unknown(&mut self, key: &[u8]) -> Option<()> {
+        std::str::from_utf8(key).ok()?;
+        self.skip()
+    }
+
     /// Passes over a value of a key we do not read: scalars only (a nested value goes to serde).
     fn skip(&mut self) -> Option<()> {
         let n = match self.marker()? {
@@ -233,10 +239,7 @@ impl<'a> Cursor<'a> {
                 b"t" => timestamp = Some(self.timestamp()?),
                 b"c" => conditions = self.conditions()?,
                 b"z" => tape = self.code()?,
-                other => {
-                    std::str::from_utf8(other).ok()?;
-                    self.skip()?;
-                }
+                other => self.unknown(other)?,
             }
         }
         Some(StreamTrade {
@@ -266,10 +269,7 @@ impl<'a> Cursor<'a> {
                 b"t" => timestamp = Some(self.timestamp()?),
                 b"n" => trade_count = self.or_nil(Self::id)?,
                 b"vw" => vwap = self.or_nil(Self::decimal)?,
-                other => {
-                    std::str::from_utf8(other).ok()?;
-                    self.skip()?;
-                }
+                other => self.unknown(other)?,
             }
         }
         Some(DataMessage::Bar(Box::new(StreamBar {
@@ -316,10 +316,7 @@ impl<'a> Cursor<'a> {
                 b"t" => timestamp = Some(self.timestamp()?),
                 b"c" => conditions = self.conditions()?,
                 b"z" => tape = self.code()?,
-                other => {
-                    std::str::from_utf8(other).ok()?;
-                    self.skip()?;
-                }
+                other => self.unknown(other)?,
             }
         }
         Some(StreamQuote {
