@@ -85,10 +85,10 @@ impl Backlog {
         }
     }
 
-    /// Holds one frame's data messages; `arrived`: when it arrived. With nothing held it is
-    /// kept whole, in its own order (no per-message conflation for a consumer that keeps
-    /// up: a frame's quotes are conflated only if the consumer turns out busy, see
-    /// [`Self::busy`]); behind a backlog its messages join it one by one.
+    /// Holds one frame's data messages; `arrived`: when it arrived. For a consumer that keeps
+    /// up the frame joins those gathered whole, in its own order (no per-message conflation:
+    /// its quotes are conflated only if the consumer turns out busy, see [`Self::busy`]);
+    /// after a busy answer, until a delivery, its messages join the backlog one by one.
     pub fn push_frame(
         &mut self,
         frame: Vec<DataMessage>,

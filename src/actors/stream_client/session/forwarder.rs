@@ -127,37 +127,26 @@ impl Forwarder {
         }
     }
 
-    fn batch(&mut self) -> MarketBatch {
-        let (data, received_at) = self.backlog.take();
-        MarketBatch {
-            data,
-            received_at,
-            gap: None,
-        }
-    }
-
     /// Hands what is pending to the consumer if its mailbox has room; waits for it only when
     /// too many trades and bars are held back.
     pub(super) async fn flush(&mut self, metrics: &StreamMetrics) {
         if self.ticks_held() {
             self.deliver_ticks(false).await;
         }
-        if self.sink.is_none() {
-            self.backlog.clear();
-            return;
-        }
-        if !self.backlog.due(Instant::now()) {
-            return;
-        }
-        let batch = self.batch();
-        let n = batch.data.len() as u64;
         // Through the one sender the forwarder holds, never a clone: an actix sender is
         // refused once *it* has filled the mailbox, and a fresh clone never has, so trying
         // with a clone each time queued without bound (the mailbox's bound held only while
         // the feed kept up).
-        let Some(sink) = &self.sink else { return };
-        let sent = sink.try_send(batch);
-        match sent {
+        let Some(sink) = &self.sink else {
+            self.backlog.clear();
+            return;
+        };
+        if !self.backlog.due(Instant::now()) {
+            return;
+        }
+        let batch = take_batch(&mut self.backlog);
+        let n = batch.data.len() as u64;
+        match sink.try_send(batch) {
             Ok(()) => {
                 metrics.messages_processed.fetch_add(n, Ordering::Relaxed);
                 self.backlog.delivered();
@@ -178,17 +167,29 @@ impl Forwarder {
 
     /// Waits for the consumer to take everything pending.
     pub(super) async fn flush_all(&mut self, metrics: &StreamMetrics) {
+        // A clone may go past the mailbox's bound by this one batch; `send` then waits until
+        // the consumer has handled it.
         let Some(sink) = self.sink.clone() else {
             return;
         };
         if self.backlog.is_empty() {
             return;
         }
-        let batch = self.batch();
+        let batch = take_batch(&mut self.backlog);
         let n = batch.data.len() as u64;
         if sink.send(batch).await.is_ok() {
             metrics.messages_processed.fetch_add(n, Ordering::Relaxed);
             self.backlog.delivered();
         }
+    }
+}
+
+/// Everything the backlog holds, as one batch for the consumer.
+fn take_batch(backlog: &mut Backlog) -> MarketBatch {
+    let (data, received_at) = backlog.take();
+    MarketBatch {
+        data,
+        received_at,
+        gap: None,
     }
 }

@@ -213,40 +213,19 @@ impl Session {
             }
         }
         self.last_event_at = latest;
-        let mut messages = messages;
-        if data < messages.len() {
+        let messages = if data < messages.len() {
             // Control messages (rare in a data frame) are handled here, not sent on.
             let (kept, control): (Vec<_>, Vec<_>) =
                 messages.into_iter().partition(|m| data_time(m).is_some());
             control.into_iter().for_each(|m| self.control(m));
-            messages = kept;
-        }
-        forwarder.push_frame(messages, arrived, &self.metrics);
-        let saw_data = data > 0;
-        Ok(saw_data)
-    }
-
-    /// The broker's clock, cached for 30 s; without a REST client, assume open.
-    async fn market_open(&mut self) -> bool {
-        if let Some((at, open)) = self.clock_cache {
-            if at.elapsed() < Duration::from_secs(30) {
-                return open;
-            }
-        }
-        let Some(rest) = &self.rest else { return true };
-        let open = match rest.get_clock().await {
-            Ok(c) => c.is_open,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the broker clock; treating the market as open");
-                true
-            }
+            kept
+        } else {
+            messages
         };
-        self.clock_cache = Some((Instant::now(), open));
-        open
+        forwarder.push_frame(messages, arrived, &self.metrics);
+        Ok(data > 0)
     }
-}
 
-impl Session {
     /// A control message that came in a data frame.
     fn control(&mut self, m: DataMessage) {
         match m {
@@ -272,6 +251,25 @@ impl Session {
             | DataMessage::Status(_)
             | DataMessage::Luld(_) => {}
         }
+    }
+
+    /// The broker's clock, cached for 30 s; without a REST client, assume open.
+    async fn market_open(&mut self) -> bool {
+        if let Some((at, open)) = self.clock_cache {
+            if at.elapsed() < Duration::from_secs(30) {
+                return open;
+            }
+        }
+        let Some(rest) = &self.rest else { return true };
+        let open = match rest.get_clock().await {
+            Ok(c) => c.is_open,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the broker clock; treating the market as open");
+                true
+            }
+        };
+        self.clock_cache = Some((Instant::now(), open));
+        open
     }
 }
 

@@ -100,8 +100,15 @@ impl<'a> Cursor<'a> {
         self.str_of(m)
     }
 
+    /// A string after its marker `m`, checked for UTF-8 (serde refuses a frame with one that
+    /// is not).
+    fn text_of(&mut self, m: Marker) -> Option<&'a str> {
+        std::str::from_utf8(self.str_of(m)?).ok()
+    }
+
     fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.str_bytes()?).ok()
+        let m = self.marker()?;
+        self.text_of(m)
     }
 
     /// A price or size: a float or an integer within the wire's bound (text goes to serde).
@@ -149,7 +156,7 @@ impl<'a> Cursor<'a> {
     fn code(&mut self) -> Option<Code> {
         match self.marker()? {
             Marker::Null => Some(Code::default()),
-            m => std::str::from_utf8(self.str_of(m)?).ok().map(Code::new),
+            m => self.text_of(m).map(Code::new),
         }
     }
 
@@ -196,8 +203,7 @@ impl<'a> Cursor<'a> {
             Marker::U32 | Marker::I32 | Marker::F32 => 4,
             Marker::U64 | Marker::I64 | Marker::F64 => 8,
             m @ (Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) => {
-                // serde reads every key and string as UTF-8 and refuses the frame if one is not.
-                return std::str::from_utf8(self.str_of(m)?).ok().map(drop);
+                return self.text_of(m).map(drop);
             }
             _ => return None,
         };
@@ -289,7 +295,7 @@ impl<'a> Cursor<'a> {
     /// `nil` as `Some(None)`, else what `read` makes of the value.
     fn or_nil<T>(&mut self, read: fn(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.0.first() == Some(&0xc0) {
-            self.0 = &self.0[1..];
+            self.byte();
             return Some(None);
         }
         read(self).map(Some)
