@@ -588,8 +588,44 @@ async fn a_run_reports_from_its_journal_and_its_backtest_makes_the_same_signals(
     if !ignored.is_empty() {
         eprintln!("the daemon ignored a signal, so compared up to: {ignored:?}");
     }
-    let ours = signals(&orders, true);
+    let mut ours = signals(&orders, true);
     let tested = signals(&csv(&bt.join("orders.csv")), true);
+    // The minute in progress when the daemon started is built from the trades it saw after
+    // connecting only (docs/architecture.md: the minute data resumed in may miss earlier
+    // trades), the backtest's from the whole REST bar: a symbol's first signal may come a bar
+    // later or earlier there (seen twice under CI load, the daemon started late in its first
+    // minute). Only that, its first signal and the same side, is taken as alike.
+    let first_live = chrono::DateTime::parse_from_rfc3339(&live_from)
+        .unwrap()
+        .timestamp();
+    let first_two = [first_live, first_live + 60];
+    let first_of = |v: &[(String, String)], symbol: &str| {
+        v.iter()
+            .filter_map(|(id, side)| {
+                let (s, t) = bar_of(id)?;
+                (s == symbol).then(|| (t, id.clone(), side.clone()))
+            })
+            .min()
+    };
+    let symbols: std::collections::BTreeSet<String> = ours
+        .iter()
+        .filter_map(|(id, _)| Some(bar_of(id)?.0))
+        .collect();
+    for symbol in symbols {
+        if let (Some((a, ours_id, a_side)), Some((b, bt_id, b_side))) =
+            (first_of(&ours, &symbol), first_of(&tested, &symbol))
+        {
+            if a != b && a_side == b_side && first_two.contains(&a) && first_two.contains(&b) {
+                eprintln!(
+                    "{symbol}'s first signal a bar apart in the first live minute: {ours_id} / {bt_id}"
+                );
+                for s in ours.iter_mut().filter(|(id, _)| *id == ours_id) {
+                    s.0 = bt_id.clone();
+                }
+            }
+        }
+    }
+    ours.sort();
     let missing: Vec<_> = ours.iter().filter(|s| !tested.contains(s)).collect();
     let extra: Vec<_> = tested.iter().filter(|s| !ours.contains(s)).collect();
     assert!(
