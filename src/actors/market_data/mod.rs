@@ -184,7 +184,7 @@ impl MarketDataFeed {
                     self.stats.trades += 1;
                     let closed = self.book.on_trade(&t.symbol, t.price, t.size, t.timestamp);
                     if !closed.is_empty() {
-                        // The trade that closed bars: the root of their traces.
+                        // The trade that closed bars: the root of their traces (a quote may be, below).
                         let root = tracing::info_span!(
                             parent: None,
                             "stream.message",
