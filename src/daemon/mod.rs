@@ -70,6 +70,9 @@ pub struct Daemon {
     pub feed: Addr<MarketDataFeed>,
     /// The feed's own thread: bar aggregation under a flood does not delay the order path.
     pub feed_arbiter: actix::Arbiter,
+    /// The order path's thread: the market-data session, the strategies, the risk checks and
+    /// the orders (a tick reaches an intent without a thread hand-off).
+    pub trading_arbiter: actix::Arbiter,
     pub orders: Addr<OrderManager>,
     pub account: Addr<AccountManager>,
     pub risk: Addr<RiskManager>,
@@ -174,6 +177,7 @@ impl Daemon {
         // Let the streams close their sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.feed_arbiter.stop();
+        self.trading_arbiter.stop();
         let _ = std::fs::remove_file(&self.socket);
         self.journal.close().await;
         if let Some(sim) = self.sim {

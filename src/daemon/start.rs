@@ -314,8 +314,12 @@ pub async fn start(
         poll_interval: Duration::from_millis(config.orders.poll_interval_ms),
         reconcile_interval: Duration::from_secs(config.orders.reconcile_interval_s),
     };
+    // The order path's own thread: the market-data session, the strategies, the risk checks
+    // and the orders, so a tick reaches an intent without a thread hand-off.
+    let trading_arbiter = actix::Arbiter::new();
+    let trading = trading_arbiter.handle();
     let (om_rest, om_journal, om_health) = (rest.clone(), journal.addr.clone(), reporter.clone());
-    let orders = actix::Supervisor::start(move |_| {
+    let orders = actix::Supervisor::start_in_arbiter(&trading, move |_| {
         OrderManager::new(order_settings, om_rest.into(), om_journal).with_health(om_health)
     });
     let trade_client = StreamClient::new(
@@ -348,7 +352,7 @@ pub async fn start(
         AccountManager::new(account_rest.into(), refresh).with_journal(account_journal)
     });
     let risk_manager = RiskManager::new(config.risk.limits(), mode, orders.clone().recipient());
-    let risk = actix::Supervisor::start(move |_| risk_manager);
+    let risk = actix::Supervisor::start_in_arbiter(&trading, move |_| risk_manager);
     let mut strategies = Vec::new();
     for (section, strategy) in built {
         let interest = strategy.trade_interest();
@@ -364,7 +368,7 @@ pub async fn start(
                 .one_of_several(&section.name, &section.symbols, section.allocation_usd)
                 .with_allocation_pct(section.allocation_pct);
         }
-        let addr = actix::Supervisor::start(move |_| runner);
+        let addr = actix::Supervisor::start_in_arbiter(&trading, move |_| runner);
         strategies.push((addr, interest));
     }
     let Some(strategy) = strategies.first().map(|(a, _)| a.clone()) else {
@@ -422,7 +426,8 @@ pub async fn start(
     )
     .with_listener(health.clone().recipient())
     .with_listener(feed.clone().recipient())
-    .with_health(reporter.clone());
+    .with_health(reporter.clone())
+    .with_session_on(trading);
     let market_stream = actix::Supervisor::start(move |_| market_client);
     feed.do_send(SetCoverListener(health.clone().recipient()));
     health.do_send(WatchStream(
@@ -510,6 +515,7 @@ pub async fn start(
         rest,
         feed,
         feed_arbiter,
+        trading_arbiter,
         orders,
         account,
         risk,

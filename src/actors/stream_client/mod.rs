@@ -48,6 +48,9 @@ pub struct StreamClient {
     health: Reporter,
     restarts: u32,
     retired: bool,
+    /// Where the session runs: an arbiter's thread (the market data's, beside the actors its
+    /// ticks go to), or the runtime's workers.
+    session_on: Option<actix::ArbiterHandle>,
 }
 
 impl StreamClient {
@@ -69,7 +72,16 @@ impl StreamClient {
             health: Reporter::default(),
             restarts: 0,
             retired: false,
+            session_on: None,
         }
+    }
+
+    /// Runs the session on `arbiter`'s thread rather than the runtime's workers: the daemon's
+    /// market data shares the thread of the strategies, risk checks and orders, so a tick
+    /// reaches an intent without a thread hand-off (docs/architecture.md).
+    pub fn with_session_on(mut self, arbiter: actix::ArbiterHandle) -> Self {
+        self.session_on = Some(arbiter);
+        self
     }
 
     /// Reports failures and restarts to the health monitor.
@@ -103,8 +115,19 @@ impl StreamClient {
     }
 
     fn start_session(&mut self, ctx: &mut Context<Self>) {
+        if let Some(arbiter) = self.session_on.clone() {
+            if arbiter.spawn(self.new_session(ctx).run()) {
+                return;
+            }
+            tracing::warn!(stream = ?self.settings.kind, "the session's thread has stopped; the session runs on the runtime's workers");
+        }
+        tokio::spawn(self.new_session(ctx).run());
+    }
+
+    fn new_session(&mut self, ctx: &mut Context<Self>) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
-        let session = Session::new(
+        self.commands = Some(tx);
+        Session::new(
             self.settings.clone(),
             self.metrics.clone(),
             self.desired.clone(),
@@ -112,9 +135,7 @@ impl StreamClient {
             ctx.address().recipient(),
             self.sinks.clone(),
             self.rest.clone(),
-        );
-        self.commands = Some(tx);
-        tokio::spawn(session.run());
+        )
     }
 }
 

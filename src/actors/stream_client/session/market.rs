@@ -152,6 +152,10 @@ impl Session {
                         self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
                     }
                     forwarder.flush(&self.metrics).await;
+                    // Under a flood the socket is always ready: give the actors that share
+                    // this thread (the daemon's strategies, risk checks and orders) their
+                    // turn after every frame, the ticks just handed over first.
+                    tokio::task::yield_now().await;
                 }
                 // Gathered frames (or a busy consumer's backlog) are due.
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
