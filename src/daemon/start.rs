@@ -319,8 +319,10 @@ pub async fn start(
     let trading_arbiter = actix::Arbiter::new();
     let trading = trading_arbiter.handle();
     let (om_rest, om_journal, om_health) = (rest.clone(), journal.addr.clone(), reporter.clone());
+    let om_intents = journal.intents.clone();
     let orders = actix::Supervisor::start_in_arbiter(&trading, move |_| {
-        OrderManager::new(order_settings, om_rest.into(), om_journal).with_health(om_health)
+        OrderManager::new(order_settings, om_rest.into(), om_journal, om_intents)
+            .with_health(om_health)
     });
     let trade_client = StreamClient::new(
         stream_settings(

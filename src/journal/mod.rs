@@ -1,6 +1,9 @@
 //! `Journal` actor: durable records in SQLite (see [`store`]) and the hash-chained audit log
 //! (see [`audit`]). It runs on an arbiter (thread) of its own, so a slow disk never blocks
-//! another actor; every call returns once the record is on disk.
+//! another actor; every call returns once the record is on disk. The one exception is the
+//! order path's write-ahead: an [`IntentWriter`] writes an order's intent on the caller's
+//! thread, through the same store, so the request waits for the disk only, not for two thread
+//! hand-offs (docs/architecture.md).
 //!
 //! Handles: [`RecordIntent`], [`RecordOrderState`], [`RecordFill`], [`RecordEquity`], [`RecordMode`],
 //! [`RecordEvent`], [`LoadIntents`], [`LoadFills`], [`CurrentMode`], [`NextCounter`],
@@ -21,11 +24,45 @@ pub use store::{
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub struct Journal {
+    shared: Shared,
+}
+
+/// The store and its write latencies, shared by the journal's thread and the intent writer.
+#[derive(Clone)]
+struct Shared(Arc<Mutex<Books>>);
+
+struct Books {
     store: Store,
     /// How long each write took (committed: on disk, as `state.sync` says).
     writes: crate::latency::LatencyHistogram,
+}
+
+impl Shared {
+    /// Nothing panics while holding the lock, so a poisoned one is as good as any.
+    fn lock(&self) -> MutexGuard<'_, Books> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Writes an order's intent on the calling thread (the order path's write-ahead), through the
+/// journal's own store: one SQLite connection, so the journal's thread and this writer take
+/// turns, each write a committed transaction.
+#[derive(Clone)]
+pub struct IntentWriter(Shared);
+
+impl IntentWriter {
+    /// Journals `intent` (on disk when this returns, as `state.sync` says); refuses a client
+    /// order id it has seen before.
+    pub fn record_intent(&self, intent: &OrderIntent) -> Result<(), JournalError> {
+        let mut books = self.0.lock();
+        let started = std::time::Instant::now();
+        let done = books.store.record_intent(intent);
+        books.writes.record(started.elapsed());
+        done
+    }
 }
 
 /// The journal's write latency (`/metrics`).
@@ -36,7 +73,7 @@ pub struct GetJournalStats;
 impl Handler<GetJournalStats> for Journal {
     type Result = MessageResult<GetJournalStats>;
     fn handle(&mut self, _: GetJournalStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.writes.summary())
+        MessageResult(self.shared.lock().writes.summary())
     }
 }
 
@@ -47,6 +84,8 @@ impl Actor for Journal {
 /// A running journal: its address and the thread it owns.
 pub struct JournalHandle {
     pub addr: Addr<Journal>,
+    /// The order path's write-ahead, on the order path's own thread.
+    pub intents: IntentWriter,
     arbiter: Arbiter,
 }
 
@@ -74,12 +113,18 @@ impl JournalHandle {
 pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, JournalError> {
     let mut store = Store::open(dir)?;
     store.set_durability(durability)?;
-    let arbiter = Arbiter::new();
-    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal {
+    let shared = Shared(Arc::new(Mutex::new(Books {
         store,
         writes: Default::default(),
-    });
-    Ok(JournalHandle { addr, arbiter })
+    })));
+    let intents = IntentWriter(shared.clone());
+    let arbiter = Arbiter::new();
+    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal { shared });
+    Ok(JournalHandle {
+        addr,
+        intents,
+        arbiter,
+    })
 }
 
 /// A record sent in order. The order manager writes from futures it spawns; actix polls an
@@ -128,11 +173,12 @@ macro_rules! journal_message {
         impl Handler<$name> for Journal {
             type Result = MessageResult<$name>;
             fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
+                let mut books = self.shared.lock();
                 let started = std::time::Instant::now();
-                let $store = &mut self.store;
+                let $store = &mut books.store;
                 let answer = $body;
                 if stringify!($name).starts_with("Record") {
-                    self.writes.record(started.elapsed());
+                    books.writes.record(started.elapsed());
                 }
                 MessageResult(answer)
             }

@@ -13,7 +13,7 @@ mod io;
 use crate::alpaca::model::OrderRequest;
 use crate::broker::BrokerRef;
 use crate::journal::{
-    self, Journal, JournalError, OrderIntent, RecordEvent, RecordFill, RecordIntent,
+    self, IntentWriter, Journal, JournalError, OrderIntent, RecordEvent, RecordFill, RecordIntent,
     RecordOrderState,
 };
 use crate::messages::health::{HealthEvent, Reporter};
@@ -55,6 +55,8 @@ pub struct OrderManager {
     desk: OrderDesk,
     rest: BrokerRef,
     journal: Addr<Journal>,
+    /// The intents' write-ahead, on this actor's thread (no hand-off before a request).
+    intents: IntentWriter,
     risk: Option<Recipient<Propose>>,
     account: Option<Recipient<RefreshAccount>>,
     splits: Option<Recipient<SplitApplied>>,
@@ -70,12 +72,20 @@ pub struct OrderManager {
 }
 
 impl OrderManager {
-    pub fn new(settings: OrderSettings, rest: BrokerRef, journal: Addr<Journal>) -> Self {
+    /// `journal`: every record but a new order's intent, in order on the journal's thread;
+    /// `intents`: those intents, written on this actor's thread before the request leaves.
+    pub fn new(
+        settings: OrderSettings,
+        rest: BrokerRef,
+        journal: Addr<Journal>,
+        intents: IntentWriter,
+    ) -> Self {
         OrderManager {
             desk: OrderDesk::new(settings.ack_timeout),
             settings,
             rest,
             journal,
+            intents,
             risk: None,
             account: None,
             splits: None,
@@ -306,13 +316,16 @@ impl OrderManager {
             .submit_spans
             .remove(&coid)
             .unwrap_or_else(tracing::Span::none);
-        let journal = self.journal.clone();
+        // Write-ahead, here and now: the request leaves only once the intent is on disk.
+        let written = span
+            .in_scope(|| self.intents.record_intent(&record))
+            .map_err(|e| e.to_string());
+        // Tick to order ends here: the intent is journaled and the request goes to the HTTP
+        // client.
+        let tick_to_order = arrived.map(|at| at.elapsed());
         let rest = self.rest.clone();
         let work = async move {
-            io::journal_call(&journal, RecordIntent(record)).await?;
-            // Tick to order ends here: the intent is journaled and the request goes to the
-            // HTTP client.
-            let tick_to_order = arrived.map(|at| at.elapsed());
+            written?;
             Ok::<_, String>((tick_to_order, rest.submit_order(request).await))
         };
         let work = tracing::Instrument::instrument(work, span);
