@@ -364,3 +364,63 @@ async fn records_keep_their_order_whatever_the_writer_spawns() {
     }
     journal.stop();
 }
+
+/// The order path writes intents itself, on its own thread, through the journal's store; the
+/// journal's thread writes everything else. Both at once from several threads: every write
+/// lands, each intent's state after it, a duplicate is refused, and the journal's write
+/// latency counts the intents too.
+#[actix_rt::test]
+async fn intents_written_on_the_order_path_take_turns_with_the_journals_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = traderd::journal::start(dir.path(), Durability::Normal).unwrap();
+    let writers: Vec<_> = (0..4u32)
+        .map(|t| {
+            let (intents, addr) = (journal.intents.clone(), journal.addr.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mine = |k: u32| OrderIntent {
+                    client_order_id: format!("td-{t}-{k}-AAPL"),
+                    ..intent(k)
+                };
+                for k in 0..25u32 {
+                    intents.record_intent(&mine(k)).unwrap();
+                    let state = OrderState {
+                        client_order_id: format!("td-{t}-{k}-AAPL"),
+                        broker_order_id: Some(format!("b-{t}-{k}")),
+                        status: OrderStatus::New,
+                        filled_qty: dec!(0),
+                        filled_avg_price: None,
+                        at: Utc::now(),
+                    };
+                    // The state through the journal's thread, after its intent.
+                    let r = rt.block_on(ordered(&addr, RecordOrderState(state)));
+                    assert!(matches!(r, Some(Ok(()))), "{r:?}");
+                }
+                assert!(matches!(
+                    intents.record_intent(&mine(0)),
+                    Err(JournalError::DuplicateIntent(_))
+                ));
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let all = journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.len(), 100);
+    assert!(all.iter().all(|s| s.status == Some(OrderStatus::New)));
+    let writes = journal.addr.send(GetJournalStats).await.unwrap();
+    assert!(writes.count >= 200, "{writes:?}");
+    assert_eq!(
+        journal.addr.send(VerifyAudit).await.unwrap().unwrap(),
+        Ok(200)
+    );
+    journal.stop();
+}
