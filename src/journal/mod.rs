@@ -47,6 +47,18 @@ impl Shared {
     }
 }
 
+impl Books {
+    /// `work` on the store; its time counted among the writes when `write`.
+    fn run<T>(&mut self, write: bool, work: impl FnOnce(&mut Store) -> T) -> T {
+        let started = std::time::Instant::now();
+        let done = work(&mut self.store);
+        if write {
+            self.writes.record(started.elapsed());
+        }
+        done
+    }
+}
+
 /// Writes an order's intent on the calling thread (the order path's write-ahead), through the
 /// journal's own store: one SQLite connection, so the journal's thread and this writer take
 /// turns, each write a committed transaction.
@@ -57,11 +69,7 @@ impl IntentWriter {
     /// Journals `intent` (on disk when this returns, as `state.sync` says); refuses a client
     /// order id it has seen before.
     pub fn record_intent(&self, intent: &OrderIntent) -> Result<(), JournalError> {
-        let mut books = self.0.lock();
-        let started = std::time::Instant::now();
-        let done = books.store.record_intent(intent);
-        books.writes.record(started.elapsed());
-        done
+        self.0.lock().run(true, |store| store.record_intent(intent))
     }
 }
 
@@ -173,14 +181,8 @@ macro_rules! journal_message {
         impl Handler<$name> for Journal {
             type Result = MessageResult<$name>;
             fn handle(&mut self, $msg: $name, _: &mut Context<Self>) -> Self::Result {
-                let mut books = self.shared.lock();
-                let started = std::time::Instant::now();
-                let $store = &mut books.store;
-                let answer = $body;
-                if stringify!($name).starts_with("Record") {
-                    books.writes.record(started.elapsed());
-                }
-                MessageResult(answer)
+                let write = stringify!($name).starts_with("Record");
+                MessageResult(self.shared.lock().run(write, |$store| $body))
             }
         }
 
