@@ -659,7 +659,7 @@ async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
     halt(true).await;
     // The halt comes on the statuses channel; entries on MSFT are refused from then on.
     let refused = wait_for("an entry refused for the halt", WAIT, || async {
-        match d.risk.send(Propose::new(entry())).await.unwrap() {
+        match d.orders.send(Propose::new(entry())).await.unwrap() {
             Err(ProposeError::Refused(r)) if r.code.as_str() == "symbol_halted" => Some(r),
             _ => None,
         }
@@ -669,7 +669,7 @@ async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
     // Resumed: the next entry passes the halt check.
     halt(false).await;
     wait_for("entries after the resumption", WAIT, || async {
-        match d.risk.send(Propose::new(entry())).await.unwrap() {
+        match d.orders.send(Propose::new(entry())).await.unwrap() {
             Err(ProposeError::Refused(r)) if r.code.as_str() == "symbol_halted" => None,
             _ => Some(()),
         }

@@ -232,3 +232,124 @@ mod buys_a_share {
         }
     }
 }
+
+/// One change the risk gate is told of, or a proposal.
+#[derive(Debug, Clone)]
+enum GateStep {
+    /// The order side's book: a quantity (cents of a share) per symbol, 0 for none.
+    Book([i64; 4]),
+    Minute {
+        symbol: usize,
+        cents: i64,
+        historical: bool,
+    },
+    Split(usize),
+    Propose {
+        symbol: usize,
+        buy: bool,
+        qty: i64,
+        cents: Option<i64>,
+        seconds: i64,
+    },
+}
+
+fn gate_step() -> impl Strategy<Value = GateStep> {
+    prop_oneof![
+        prop::array::uniform4(-50_000i64..50_000).prop_map(GateStep::Book),
+        (0usize..4, 1i64..100_000, any::<bool>()).prop_map(|(symbol, cents, historical)| {
+            GateStep::Minute {
+                symbol,
+                cents,
+                historical,
+            }
+        }),
+        (0usize..4).prop_map(GateStep::Split),
+        (
+            0usize..4,
+            any::<bool>(),
+            1i64..300,
+            prop::option::of(1i64..100_000),
+            0i64..30
+        )
+            .prop_map(|(symbol, buy, qty, cents, seconds)| GateStep::Propose {
+                symbol,
+                buy,
+                qty,
+                cents,
+                seconds
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The gate keeps its counts as the state changes rather than walking every position at
+    /// each check: whatever it is told, in whatever order, it decides exactly as the plain
+    /// check over the same state, and its counts are the ones counted from scratch.
+    #[test]
+    fn the_gate_decides_as_the_plain_check_over_the_same_state(steps in prop::collection::vec(gate_step(), 1..150)) {
+        use traderd::risk::{AccountRead, RiskGate, Tally};
+        let limits = RiskLimits {
+            max_qty_per_symbol: Decimal::from(600),
+            max_notional_per_symbol_usd: Decimal::from(40_000),
+            max_gross_exposure_usd: Decimal::from(90_000),
+            max_positions: 3,
+            max_open_orders: 10,
+            max_orders_per_minute: 15,
+            price_band_pct: Decimal::from(5),
+            daily_loss_limit_usd: Decimal::from(5_000),
+            require_market_open: true,
+        };
+        let mut gate = RiskGate::new(limits.clone(), TradingMode::Active);
+        gate.on_account(&AccountRead {
+            buying_power: Decimal::from(150_000),
+            equity: Decimal::from(100_000),
+            start_of_day_equity: Decimal::from(100_000),
+            market_open: true,
+            ..Default::default()
+        });
+        let cents = |c: i64| Decimal::new(c, 2);
+        let mut now = Utc.with_ymd_and_hms(2026, 12, 1, 15, 0, 0).unwrap();
+        for step in steps {
+            match step {
+                GateStep::Book(q) => {
+                    let positions: std::collections::BTreeMap<String, Decimal> =
+                        SYMBOLS.iter().zip(q).map(|(s, q)| (s.to_string(), cents(q))).collect();
+                    gate.on_orders(&positions, 0, &Default::default());
+                }
+                GateStep::Minute { symbol, cents: c, historical } => {
+                    gate.on_minute(SYMBOLS[symbol].into(), cents(c), now, historical);
+                }
+                GateStep::Split(symbol) => gate.on_split(SYMBOLS[symbol]),
+                GateStep::Propose { symbol, buy, qty, cents: c, seconds } => {
+                    now += Duration::seconds(seconds);
+                    let side = if buy { OrderSide::Buy } else { OrderSide::Sell };
+                    let intent = Intent::market(SYMBOLS[symbol], side, Decimal::from(qty), Purpose::Entry {
+                        take_profit: None,
+                        stop_loss: None,
+                        trail_pct: None,
+                    });
+                    let mut state = gate.state().clone();
+                    if let Some(c) = c {
+                        state.last_trade.insert(SYMBOLS[symbol].into(), cents(c));
+                    }
+                    let plain = check(intent.clone(), &state, &limits, TradingMode::Active, now)
+                        .map(|a| a.reference_price)
+                        .map_err(|r| r.code);
+                    let gated = gate
+                        .propose(intent, c.map(cents), now)
+                        .map(|a| a.reference_price)
+                        .map_err(|e| match e {
+                            traderd::risk::ProposeError::Refused(r) => r.code,
+                            other => panic!("{other}"),
+                        });
+                    prop_assert_eq!(gated, plain);
+                }
+            }
+            let counted = Tally::of(gate.state(), now);
+            prop_assert_eq!(gate.tally().positions_held, counted.positions_held);
+            prop_assert_eq!(gate.tally().gross_held, counted.gross_held);
+        }
+    }
+}

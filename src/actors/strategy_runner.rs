@@ -1,5 +1,5 @@
 //! `StrategyRunner` actor: feeds closed bars to the configured [`Strategy`] and turns its
-//! signals into order intents for the risk checks.
+//! signals into order intents, proposed to the order side (which asks the risk checks first).
 //!
 //! Warm-up bars (flagged `historical`) prime the indicators but are never acted on, and nothing
 //! is proposed until the order side is ready (reconciled, trade stream up). An entry is sized
@@ -33,7 +33,8 @@ pub struct StrategyRunner {
     strategy: Box<dyn Strategy>,
     sizing: Sizing,
     protection: Protection,
-    risk: Recipient<Propose>,
+    /// Where intents are proposed: the OrderManager (the risk checks, then the order).
+    propose: Recipient<Propose>,
     positions: BTreeMap<String, Decimal>,
     busy: BTreeSet<String>,
     ready: bool,
@@ -59,13 +60,13 @@ impl StrategyRunner {
         strategy: Box<dyn Strategy>,
         sizing: Sizing,
         protection: Protection,
-        risk: Recipient<Propose>,
+        propose: Recipient<Propose>,
     ) -> Self {
         StrategyRunner {
             strategy,
             sizing,
             protection,
-            risk,
+            propose,
             positions: BTreeMap::new(),
             busy: BTreeSet::new(),
             ready: false,
@@ -140,7 +141,7 @@ impl StrategyRunner {
             .fold(Decimal::ZERO, Decimal::saturating_add)
     }
 
-    /// Turns a live signal into an intent and proposes it to risk (unless the order side is
+    /// Turns a live signal into an intent and proposes it (unless the order side is
     /// not ready or an order for the symbol is in progress). `parent`: the stage before.
     fn act(
         &mut self,
@@ -216,9 +217,9 @@ impl StrategyRunner {
         self.stats.proposed += 1;
         self.pending.insert(symbol.to_string());
         let symbol = symbol.to_string();
-        let risk = self.risk.clone();
+        let propose = self.propose.clone();
         ctx.spawn(
-            async move { risk.send(Propose::at(intent, price)).await }
+            async move { propose.send(Propose::at(intent, price)).await }
                 .into_actor(self)
                 .map(move |r, act, _| {
                     act.pending.remove(&symbol);
@@ -229,7 +230,7 @@ impl StrategyRunner {
                             tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
                         }
                         Err(e) => {
-                            tracing::warn!(symbol = %symbol, error = %e, "risk manager unreachable")
+                            tracing::warn!(symbol = %symbol, error = %e, "order manager unreachable")
                         }
                     }
                 }),

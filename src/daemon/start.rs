@@ -353,7 +353,8 @@ pub async fn start(
     let account = actix::Supervisor::start(move |_| {
         AccountManager::new(account_rest.into(), refresh).with_journal(account_journal)
     });
-    let risk_manager = RiskManager::new(config.risk.limits(), mode, orders.clone().recipient());
+    let risk_manager = RiskManager::new(config.risk.limits(), mode);
+    let gate = risk_manager.gate();
     let risk = actix::Supervisor::start_in_arbiter(&trading, move |_| risk_manager);
     let mut strategies = Vec::new();
     for (section, strategy) in built {
@@ -362,7 +363,7 @@ pub async fn start(
             strategy,
             section.sizing_rule(),
             section.protection_rule(),
-            risk.clone().recipient(),
+            orders.clone().recipient(),
         )
         .describe(&section.name, &section.symbols);
         if several {
@@ -379,11 +380,10 @@ pub async fn start(
 
     // 5. The wiring, then the market-data stream (no data before someone listens).
     orders.do_send(Connect {
-        risk: risk.clone().recipient(),
+        risk: gate,
         account: Some(account.clone().recipient()),
         splits: Some(feed.clone().recipient()),
     });
-    orders.do_send(AddOrdersListener(risk.clone().recipient()));
     feed.do_send(AddStatusListener(risk.clone().recipient()));
     feed.do_send(AddMarkListener(risk.clone().recipient()));
     feed.do_send(AddSplitListener(risk.clone().recipient()));

@@ -1,23 +1,18 @@
-//! The order path between the actors: a strategy (or the flatten procedure) proposes to the
-//! risk checks; what they approve goes to the order side. And the order side's other
-//! messages: cancel-all and flatten, wiring, its listeners, its counters.
+//! The order path between the actors: a strategy (or the flatten procedure, or a filled
+//! entry's stop) proposes to the order side, which asks the risk checks ([`RiskGate`]) and
+//! takes what they approve in the same handler. And the order side's other messages:
+//! cancel-all and flatten, wiring, its listeners, its counters.
+//!
+//! [`RiskGate`]: crate::risk::RiskGate
 
 use crate::messages::{OrdersChanged, RefreshAccount, SplitApplied};
-use crate::risk::{Approved, Intent, Refusal};
+use crate::risk::Intent;
 use actix::prelude::*;
 use std::collections::BTreeMap;
 
-/// Why a proposal did not become an order.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ProposeError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// Approved, but the order side could not take it (not reconciled yet, journal failure).
-    #[error("not sent: {0}")]
-    NotSent(String),
-}
+pub use crate::risk::ProposeError;
 
-/// An order intent for the risk checks, with the price it was decided at (the trade or the
+/// An order intent for the risk checks and, approved, the order side, with the price it was decided at (the trade or the
 /// bar close the strategy saw; `None`: the latest price the risk checks know, for the order
 /// side's stops and closing orders). The price comes with the message so the check never
 /// waits on the feed. Answers the client order id of the order that was sent on, or why not.
@@ -46,25 +41,6 @@ impl Propose {
     }
 }
 
-/// An approved order to send. Only the risk module can make an [`Approved`].
-#[derive(Message, Debug)]
-#[rtype(result = "Result<Submitted, OrderError>")]
-pub struct SubmitApproved(pub Approved);
-
-/// The order was taken: its client order id and the book as it is now (with the new order's
-/// quantity pending). The request itself is sent after the intent is journaled.
-#[derive(Debug, Clone)]
-pub struct Submitted {
-    pub client_order_id: String,
-    pub view: OrdersChanged,
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OrderError {
-    #[error("not ready: {0}")]
-    NotReady(String),
-}
-
 /// Cancels every open order at the broker. Answers how many the broker reported.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<usize, String>")]
@@ -83,11 +59,12 @@ pub struct FlattenReport {
     pub closing: BTreeMap<String, Result<String, String>>,
 }
 
-/// Tells the order manager where the risk checks and the account are (they are started after it).
+/// Tells the order manager the risk checks it asks (the gate it shares with the
+/// RiskManager) and where the account is (they are started after it).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connect {
-    pub risk: Recipient<Propose>,
+    pub risk: crate::risk::SharedGate,
     pub account: Option<Recipient<RefreshAccount>>,
     /// Told when a position was adjusted for a split (the feed restarts the symbol's bars).
     pub splits: Option<Recipient<SplitApplied>>,

@@ -16,6 +16,12 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+
+mod gate;
+mod tally;
+pub use gate::{AccountRead, GateCounts, ProposeError, RiskGate, SharedGate};
+pub use tally::Tally;
+
 /// The risk state's maps by symbol (hashbrown's default hasher: a backtest reads them at every
 /// signal).
 pub type SymbolMap<V> = hashbrown::HashMap<String, V>;
@@ -252,15 +258,30 @@ pub fn check(
     mode: TradingMode,
     now: DateTime<Utc>,
 ) -> Result<Approved, Refusal> {
-    check_with(intent, state, limits, mode, now, |intent, code, detail| {
-        Refusal {
-            code,
-            symbol: intent.symbol.clone(),
-            side: intent.side,
-            qty: intent.qty,
-            detail: detail(),
-        }
-    })
+    check_with(intent, state, None, limits, mode, now, refusal)
+}
+
+/// [`check`] with what is held and sent already counted ([`Tally`], kept current by its
+/// holder as the state changes): no walk over every position or recent order.
+pub fn check_tallied(
+    intent: Intent,
+    state: &RiskState,
+    tally: &Tally,
+    limits: &RiskLimits,
+    mode: TradingMode,
+    now: DateTime<Utc>,
+) -> Result<Approved, Refusal> {
+    check_with(intent, state, Some(tally), limits, mode, now, refusal)
+}
+
+fn refusal(intent: &Intent, code: RefusalCode, detail: &dyn Fn() -> String) -> Refusal {
+    Refusal {
+        code,
+        symbol: intent.symbol.clone(),
+        side: intent.side,
+        qty: intent.qty,
+        detail: detail(),
+    }
 }
 
 /// Orders sent in the minute before `now`.
@@ -305,14 +326,16 @@ pub fn check_code(
     mode: TradingMode,
     now: DateTime<Utc>,
 ) -> Result<Approved, RefusalCode> {
-    check_with(intent, state, limits, mode, now, |_, code, _| code)
+    check_with(intent, state, None, limits, mode, now, |_, code, _| code)
 }
 
 /// The checks, in order; a refusal is what `refusal` makes of the intent, the code and the
-/// detail (a closure: called only by those who show it).
+/// detail (a closure: called only by those who show it). `tally`: what is held and sent,
+/// counted already (`None`: counted here from `state`).
 fn check_with<R>(
     intent: Intent,
     state: &RiskState,
+    tally: Option<&Tally>,
     limits: &RiskLimits,
     mode: TradingMode,
     now: DateTime<Utc>,
@@ -419,11 +442,11 @@ fn check_with<R>(
             )
         }));
     }
-    if let Err(code) = pace(state, limits, now) {
+    let recent = tally.map_or_else(|| recent_orders(state, now), |t| t.recent_orders);
+    if let Err(code) = pace_of(recent, state.open_orders, limits) {
         return Err(refuse(code, &|| match code {
             RefusalCode::OrderRate => format!(
-                "{} orders in the last minute (limit {})",
-                recent_orders(state, now),
+                "{recent} orders in the last minute (limit {})",
                 limits.max_orders_per_minute
             ),
             _ => format!(
@@ -480,7 +503,10 @@ fn check_with<R>(
                 )
             }));
         }
-        let held = state.positions.values().filter(|q| !q.is_zero()).count();
+        let held = tally.map_or_else(
+            || state.positions.values().filter(|q| !q.is_zero()).count(),
+            |t| t.positions_held,
+        );
         if position.is_zero() && held >= limits.max_positions {
             return Err(refuse(RefusalCode::MaxPositions, &|| {
                 format!("{held} positions held (limit {})", limits.max_positions)
@@ -490,14 +516,16 @@ fn check_with<R>(
             .checked_add(signed_qty)
             .and_then(|q| q.abs().checked_mul(value_price))
             .ok_or_else(out_of_range)?;
-        for (s, q) in state.positions.iter().filter(|(s, _)| **s != intent.symbol) {
-            let p = state.last_trade.get(s).copied().unwrap_or_default();
-            gross = q
-                .abs()
-                .checked_mul(p)
-                .and_then(|v| gross.checked_add(v))
-                .ok_or_else(out_of_range)?;
-        }
+        let others = match tally {
+            Some(t) => t.gross_without(state, &intent.symbol),
+            None => tally::gross_of(
+                state.positions.iter().filter(|(s, _)| **s != intent.symbol),
+                state,
+            ),
+        };
+        gross = others
+            .and_then(|o| gross.checked_add(o))
+            .ok_or_else(out_of_range)?;
         if gross > limits.max_gross_exposure_usd {
             return Err(refuse(RefusalCode::GrossExposure, &|| {
                 format!(

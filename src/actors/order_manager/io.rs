@@ -267,11 +267,11 @@ pub(super) async fn clear_symbol(
 /// the broker's own liquidation of the symbol.
 pub(super) async fn flatten(
     rest: BrokerRef,
-    risk: Option<Recipient<Propose>>,
+    propose: Option<Recipient<Propose>>,
     wait: Duration,
 ) -> Result<FlattenReport, String> {
-    let Some(risk) = risk else {
-        return Err("the risk manager is not connected".to_string());
+    let Some(propose) = propose else {
+        return Err("the risk checks are not connected".to_string());
     };
     let canceled = rest
         .cancel_all_orders()
@@ -315,7 +315,7 @@ pub(super) async fn flatten(
     }
     for intent in plan.close {
         let symbol = intent.symbol.clone();
-        let r = match risk.send(Propose::new(intent)).await {
+        let r = match propose.send(Propose::new(intent)).await {
             Ok(Ok(coid)) => Ok(coid),
             Ok(Err(ProposeError::Refused(r))) => Err(r.to_string()),
             Ok(Err(e)) => Err(e.to_string()),

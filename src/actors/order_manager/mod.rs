@@ -4,7 +4,13 @@
 //! write-ahead, ids, folding every source by cumulative quantity, bracket legs, polls and
 //! lookups, reconciliation, splits, exits clearing the symbol first (see `orders::desk`).
 //!
-//! Handles: [`SubmitApproved`], [`TradeUpdatesReceived`], [`OrderStreamReady`], [`StreamEvent`],
+//! A proposal ([`Propose`]: a strategy's, a filled entry's stop, a closing order of the
+//! flatten procedure) is checked by the [`RiskGate`](crate::risk::RiskGate) it shares with the
+//! RiskManager and, approved, taken by the desk and its intent journaled, all in one handler:
+//! the order path from a strategy's signal to the request is one mailbox hop, and the gate
+//! learns the book (the new order's quantity pending) before the next proposal is looked at.
+//!
+//! Handles: [`Propose`], [`TradeUpdatesReceived`], [`OrderStreamReady`], [`StreamEvent`],
 //! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
 //! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
 
@@ -21,7 +27,7 @@ pub use crate::messages::orders::{
     AddOrderEventListener, AddOrdersListener, CancelAll, Connect, Flatten, FlattenReport,
     GetOrderStats, OrderEvent, OrderStats,
 };
-use crate::messages::orders::{OrderError, Propose, SubmitApproved, Submitted};
+use crate::messages::orders::{Propose, ProposeError};
 use crate::messages::{
     OrderStreamReady, OrdersChanged, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind,
     StreamKind, TradeUpdatesReceived,
@@ -57,7 +63,8 @@ pub struct OrderManager {
     journal: Addr<Journal>,
     /// The intents' write-ahead, on this actor's thread (no hand-off before a request).
     intents: IntentWriter,
-    risk: Option<Recipient<Propose>>,
+    /// The risk checks, shared with the RiskManager (from [`Connect`]).
+    risk: Option<crate::risk::SharedGate>,
     account: Option<Recipient<RefreshAccount>>,
     splits: Option<Recipient<SplitApplied>>,
     listeners: Vec<Recipient<OrdersChanged>>,
@@ -107,6 +114,10 @@ impl OrderManager {
 
     fn publish(&mut self) {
         let view = self.desk.view();
+        if let Some(risk) = &self.risk {
+            risk.lock()
+                .on_orders(&view.positions, view.open_orders, &view.pending_qty);
+        }
         self.listeners.retain(|l| l.connected());
         for l in &self.listeners {
             l.do_send(view.clone());
@@ -227,31 +238,43 @@ impl OrderManager {
         }));
     }
 
-    /// Asks the risk checks for a filled entry's trailing stop.
+    /// Asks the risk checks for a filled entry's trailing stop (after the effects at hand).
     fn protect(&mut self, entry: String, intent: crate::risk::Intent, ctx: &mut Context<Self>) {
-        let Some(risk) = self.risk.clone() else {
-            return;
-        };
-        ctx.spawn(async move { (entry, risk.send(Propose::new(intent)).await) }.into_actor(self).map(
+        let me = ctx.address();
+        ctx.spawn(async move { (entry, me.send(Propose::new(intent)).await) }.into_actor(self).map(
             |(entry, r), _, _| match r {
                 Ok(Ok(stop)) => tracing::info!(entry = %entry, client_order_id = %stop, "trailing stop placed"),
                 Ok(Err(e)) => tracing::warn!(entry = %entry, error = %e, "no trailing stop for this entry"),
-                Err(e) => tracing::warn!(entry = %entry, error = %e, "no trailing stop: risk manager unreachable"),
+                Err(e) => tracing::warn!(entry = %entry, error = %e, "no trailing stop: the order manager is stopping"),
             },
         ));
     }
 
     // ----- submission ---------------------------------------------------------------------
 
+    /// A proposal: the risk checks, then the desk takes the approved order and its intent is
+    /// journaled before the request leaves. Answers the client order id.
+    fn propose(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Result<String, ProposeError> {
+        let Some(risk) = &self.risk else {
+            return Err(ProposeError::NotSent(
+                "the risk checks are not connected yet".into(),
+            ));
+        };
+        let approved = risk.lock().propose(msg.intent, msg.price, Utc::now())?;
+        let coid = self
+            .submit(approved, ctx)
+            .map_err(|e| ProposeError::NotSent(format!("not ready: {e}")))?;
+        // The gate learns the new order's pending quantity before the next proposal.
+        self.publish();
+        Ok(coid)
+    }
+
     fn submit(
         &mut self,
         approved: crate::risk::Approved,
         ctx: &mut Context<Self>,
-    ) -> Result<Submitted, OrderError> {
-        let s = self
-            .desk
-            .submit(approved, Utc::now())
-            .map_err(OrderError::NotReady)?;
+    ) -> Result<String, String> {
+        let s = self.desk.submit(approved, Utc::now())?;
         let coid = s.client_order_id.clone();
         let intent = &s.intent;
         // The submit span (child of the risk check) lasts until the broker answers; its
@@ -295,10 +318,7 @@ impl OrderManager {
                     }),
             );
         }
-        Ok(Submitted {
-            client_order_id: coid,
-            view: self.desk.view(),
-        })
+        Ok(coid)
     }
 
     /// Journals the intent, then sends the request. `arrived`: when the market data that led
@@ -425,14 +445,10 @@ impl actix::Supervised for OrderManager {
     }
 }
 
-impl Handler<SubmitApproved> for OrderManager {
-    type Result = Result<Submitted, OrderError>;
-    fn handle(&mut self, msg: SubmitApproved, ctx: &mut Context<Self>) -> Self::Result {
-        let r = self.submit(msg.0, ctx);
-        if r.is_ok() {
-            self.publish();
-        }
-        r
+impl Handler<Propose> for OrderManager {
+    type Result = Result<String, ProposeError>;
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Self::Result {
+        self.propose(msg, ctx)
     }
 }
 
@@ -496,10 +512,11 @@ impl Handler<CancelAll> for OrderManager {
 
 impl Handler<Flatten> for OrderManager {
     type Result = ResponseActFuture<Self, Result<FlattenReport, String>>;
-    fn handle(&mut self, _: Flatten, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Flatten, ctx: &mut Context<Self>) -> Self::Result {
+        // The closing orders are proposals to this actor (it handles them while this waits).
         let work = io::flatten(
             self.rest.clone(),
-            self.risk.clone(),
+            self.risk.is_some().then(|| ctx.address().recipient()),
             self.settings.ack_timeout,
         );
         Box::pin(work.into_actor(self).map(|r, act, ctx| {
@@ -523,6 +540,8 @@ impl Handler<Connect> for OrderManager {
         self.desk.connect_risk();
         self.account = msg.account;
         self.splits = msg.splits;
+        // The gate sees the book from now on (and after every change, in `publish`).
+        self.publish();
     }
 }
 

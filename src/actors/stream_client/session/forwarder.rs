@@ -82,11 +82,12 @@ impl Forwarder {
     }
 
     /// Hands a frame's trades to the tick subscribers that want them, before the frame goes
-    /// on to the feed and whatever the feed's backlog.
-    pub(super) fn send_ticks(&mut self, frame: &[DataMessage], arrived: Instant) {
+    /// on to the feed and whatever the feed's backlog. Answers whether it took any.
+    pub(super) fn send_ticks(&mut self, frame: &[DataMessage], arrived: Instant) -> bool {
         if self.ticks.is_empty() {
-            return;
+            return false;
         }
+        let mut took = false;
         for m in frame {
             let DataMessage::Trade(t) = m else { continue };
             for route in &mut self.ticks {
@@ -98,10 +99,12 @@ impl Forwarder {
                 {
                     route.held.push(t.clone());
                     route.since.get_or_insert(arrived);
+                    took = true;
                 }
             }
         }
         self.ticks.iter_mut().for_each(TickRoute::offer);
+        took
     }
 
     /// When what is held for the consumer is due (`None`: nothing is held).

@@ -143,18 +143,25 @@ impl Session {
                     // The arrival time travels with the data (tick-to-order is measured from it).
                     let arrived = Instant::now();
                     last_alive = arrived;
-                    let saw_data = match self.take_frame(frame, arrived, forwarder) {
-                        Ok(saw) => saw,
+                    let messages = match self.take_frame(frame) {
+                        Ok(messages) => messages,
                         Err(end) => return end,
                     };
+                    // The strategies that trade on ticks first: their trades are in their
+                    // mailboxes, and they have their turn before the frame is held for the
+                    // feed.
+                    if forwarder.send_ticks(&messages, arrived) {
+                        tokio::task::yield_now().await;
+                    }
+                    let saw_data = self.hold(messages, arrived, forwarder);
                     if saw_data {
                         last_data = Instant::now();
                         self.metrics.last_message_unix_ns.store(unix_ns_now(), Ordering::Relaxed);
                     }
                     forwarder.flush(&self.metrics).await;
                     // Under a flood the socket is always ready: give the actors that share
-                    // this thread (the daemon's strategies, risk checks and orders) their
-                    // turn after every frame, the ticks just handed over first.
+                    // this thread (the daemon's strategies and orders) their turn after
+                    // every frame.
                     tokio::task::yield_now().await;
                 }
                 // Gathered frames (or a busy consumer's backlog) are due.
@@ -185,29 +192,36 @@ impl Session {
         }
     }
 
-    /// One frame read from the socket: its data messages to `forwarder` (not yet sent on),
-    /// the others handled here. `Ok(true)`: it held data; `Err`: the session ends.
+    /// One frame read from the socket, decoded (nothing for a frame that is not data or
+    /// does not decode: that is counted and logged here). `Err`: the session ends.
     fn take_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        arrived: Instant,
-        forwarder: &mut Forwarder,
-    ) -> Result<bool, End> {
+    ) -> Result<Vec<DataMessage>, End> {
         let Some(bytes) = payload(frame)? else {
-            return Ok(false);
+            return Ok(Vec::new());
         };
         self.metrics.frames.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let messages = match stream::decode_data_frame(self.settings.codec, &bytes) {
-            Ok(m) => m,
+        match stream::decode_data_frame(self.settings.codec, &bytes) {
+            Ok(m) => Ok(m),
             Err(e) => {
                 self.reject(&e);
-                return Ok(false);
+                Ok(Vec::new())
             }
-        };
-        forwarder.send_ticks(&messages, arrived);
+        }
+    }
+
+    /// A frame's data messages to `forwarder` (not yet sent on), the others handled here;
+    /// `arrived`: when the frame did. Answers whether it held data.
+    fn hold(
+        &mut self,
+        messages: Vec<DataMessage>,
+        arrived: Instant,
+        forwarder: &mut Forwarder,
+    ) -> bool {
         let mut data = 0;
         let mut latest = self.last_event_at;
         for m in &messages {
@@ -227,7 +241,7 @@ impl Session {
             messages
         };
         forwarder.push_frame(messages, arrived, &self.metrics);
-        Ok(data > 0)
+        data > 0
     }
 
     /// A control message that came in a data frame.
