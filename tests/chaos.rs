@@ -678,3 +678,55 @@ async fn a_trading_halt_pauses_entries_on_the_symbol_until_it_resumes() {
     assert_eq!(status(&d).await.mode, TradingMode::Active);
     d.stop().await;
 }
+
+/// Proposals that arrive together (several strategies, a flood of ticks) are checked one at a
+/// time against the book the last approval left: twenty entries of 10 NVDA sent at once,
+/// under a limit of 50 shares a symbol, make five orders, and the other fifteen are refused
+/// for the quantity, never approved on the same room.
+#[actix::test]
+async fn proposals_sent_together_never_share_the_room_under_a_limit() {
+    use futures_util::future::join_all;
+    use traderd::alpaca::model::OrderSide;
+    use traderd::messages::orders::{Propose, ProposeError};
+    use traderd::risk::{Intent, Purpose};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = r#"
+[risk]
+max_qty_per_symbol = "50"
+max_gross_exposure_usd = "10000000"
+max_notional_per_symbol_usd = "10000000"
+max_positions = 20
+max_open_orders = 100
+"#;
+    let d = start(limits, dir.path()).await;
+    // Trading (reconciled, the account read, the market open): the strategy holds something.
+    wait_for_positions(&d).await;
+    let entry = |i: usize| {
+        let mut e = Intent::market(
+            "NVDA",
+            OrderSide::Buy,
+            rust_decimal::Decimal::from(10),
+            Purpose::Entry {
+                take_profit: None,
+                stop_loss: None,
+                trail_pct: None,
+            },
+        );
+        e.correlation_id = format!("together-{i}").into();
+        Propose::at(e, rust_decimal::Decimal::from(120))
+    };
+    let answers = join_all((0..20).map(|i| d.orders.send(entry(i)))).await;
+    let (mut sent, mut refused) = (Vec::new(), Vec::new());
+    for a in answers {
+        match a.unwrap() {
+            Ok(coid) => sent.push(coid),
+            Err(ProposeError::Refused(r)) => refused.push(r.code.as_str()),
+            Err(e) => panic!("neither sent nor refused: {e}"),
+        }
+    }
+    assert_eq!(sent.len(), 5, "50 shares of room, 10 a proposal: {sent:?}");
+    assert_eq!(refused, vec!["symbol_qty"; 15]);
+    let unique: std::collections::BTreeSet<_> = sent.iter().collect();
+    assert_eq!(unique.len(), 5, "one client order id each");
+    d.stop().await;
+}
