@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 
 pub use crate::risk::ProposeError;
 
-/// An order intent for the risk checks and, approved, the order side, with the price it was decided at (the trade or the
-/// bar close the strategy saw; `None`: the latest price the risk checks know, for the order
-/// side's stops and closing orders). The price comes with the message so the check never
-/// waits on the feed. Answers the client order id of the order that was sent on, or why not.
+/// An order intent for the risk checks and, approved, the order side, with the price it was
+/// decided at (the trade or the bar close the strategy saw; `None`: the latest price the risk
+/// checks know, for the order side's stops and closing orders). The price comes with the
+/// message so the check never waits on the feed. Answers the client order id of the order
+/// that was sent on, or why not.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<String, ProposeError>")]
 pub struct Propose {

@@ -503,10 +503,7 @@ fn check_with<R>(
                 )
             }));
         }
-        let held = tally.map_or_else(
-            || state.positions.values().filter(|q| !q.is_zero()).count(),
-            |t| t.positions_held,
-        );
+        let held = tally.map_or_else(|| tally::positions_held(state), |t| t.positions_held);
         if position.is_zero() && held >= limits.max_positions {
             return Err(refuse(RefusalCode::MaxPositions, &|| {
                 format!("{held} positions held (limit {})", limits.max_positions)

@@ -42,6 +42,11 @@ pub(super) fn gross_of<'a>(
     })
 }
 
+/// Positions in `state` that are not zero.
+pub(super) fn positions_held(state: &RiskState) -> usize {
+    state.positions.values().filter(|q| !q.is_zero()).count()
+}
+
 fn price(last_trade: &SymbolMap<Decimal>, symbol: &str) -> Decimal {
     last_trade.get(symbol).copied().unwrap_or_default()
 }
@@ -49,11 +54,12 @@ fn price(last_trade: &SymbolMap<Decimal>, symbol: &str) -> Decimal {
 impl Tally {
     /// Counted from scratch, at `now`.
     pub fn of(state: &RiskState, now: DateTime<Utc>) -> Tally {
-        Tally {
-            recent_orders: super::orders_within_a_minute(&state.recent_orders, now),
-            positions_held: state.positions.values().filter(|q| !q.is_zero()).count(),
-            gross_held: gross_of(state.positions.iter(), state),
-        }
+        let mut tally = Tally {
+            recent_orders: super::recent_orders(state, now),
+            ..Tally::default()
+        };
+        tally.recount_positions(state);
+        tally
     }
 
     /// The gross value held in every symbol but `symbol`.
@@ -82,7 +88,7 @@ impl Tally {
 
     /// The positions changed (all of them, as the order side tells them).
     pub fn recount_positions(&mut self, state: &RiskState) {
-        self.positions_held = state.positions.values().filter(|q| !q.is_zero()).count();
+        self.positions_held = positions_held(state);
         self.gross_held = gross_of(state.positions.iter(), state);
     }
 }
