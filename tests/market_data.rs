@@ -279,3 +279,121 @@ async fn a_silent_gap_is_backfilled_from_rest() {
     );
     sim.stop().await;
 }
+
+/// A warm-up slower than the stream it holds back (a broker answering late): past the feed's
+/// bound the held trades are let go rather than held without end, and their minutes come
+/// from REST before the feed goes live, so today's minutes have no gap.
+#[actix_rt::test]
+async fn live_data_past_the_bound_during_a_slow_warm_up_is_let_go_and_backfilled() {
+    let sim = start_sim(|s| s.history_sessions = 1).await;
+    let rest = client(&sim);
+    // Every REST answer 1.5 s late: the warm-up takes seconds (market minutes at 60x).
+    set_fault(&sim, serde_json::json!({"kind": "latency", "ms": 1500})).await;
+    let (collector, seen) = collector();
+    let feed = MarketDataFeed::new(
+        FeedSettings {
+            intervals: vec![Interval::M1],
+            hold_limit: 10,
+            ..feed_settings()
+        },
+        Some(rest.clone().into()),
+    )
+    .start();
+    feed.send(AddBarSubscriber(collector.clone().recipient()))
+        .await
+        .unwrap();
+    let sinks = Sinks {
+        market: Some(feed.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
+    let _stream = StreamClient::new(settings, trades_of(&["AAPL", "MSFT"]), sinks, None).start();
+
+    let stats = wait_for("the warm-up done, held data let go", WAIT, || async {
+        let st = feed.send(GetFeedStats).await.unwrap();
+        (st.live && st.held_let_go > 10).then_some(st)
+    })
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "latency", "ms": 0})).await;
+    let stats = wait_for("the let-go minutes backfilled", WAIT, || async {
+        let st = feed.send(GetFeedStats).await.unwrap();
+        (st.backfills > stats.backfills && st.backfilled_minutes >= 1).then_some(st)
+    })
+    .await;
+    let mark = seen.lock().unwrap().bars.len();
+    wait_for("live minutes after the backfill", WAIT, || async {
+        let s = seen.lock().unwrap();
+        (s.bars[mark..]
+            .iter()
+            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+
+    let now = rest.get_clock().await.unwrap().timestamp;
+    let today: Vec<_> = feed
+        .send(GetBars {
+            symbol: "AAPL".into(),
+            interval: Interval::M1,
+            n: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now.to_utc()))
+        .collect();
+    let gaps: Vec<_> = today
+        .windows(2)
+        .filter(|w| w[1].start - w[0].start != chrono::Duration::minutes(1))
+        .map(|w| (w[0].start, w[1].start))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "minute history has gaps {gaps:?} after letting {} messages go and backfilling {} minutes",
+        stats.held_let_go,
+        stats.backfilled_minutes
+    );
+    // The backfilled minutes are the broker's own.
+    let backfilled: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .bars
+        .iter()
+        .filter(|b| b.historical && b.symbol == "AAPL")
+        .map(|b| b.bar.clone())
+        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now.to_utc()))
+        .collect();
+    let last = backfilled.last().expect("historical minutes today");
+    let mut q = BarsQuery::new(
+        &["AAPL"],
+        traderd::alpaca::model::TimeFrame::from(Interval::M1),
+    );
+    q.start = Some(last.start);
+    q.end = Some(last.start);
+    let theirs = rest
+        .get_bars(&q)
+        .await
+        .unwrap()
+        .bars
+        .remove("AAPL")
+        .unwrap();
+    assert_eq!(
+        (last.open, last.high, last.low, last.close, last.volume),
+        (
+            theirs[0].o,
+            theirs[0].h,
+            theirs[0].l,
+            theirs[0].c,
+            theirs[0].v
+        )
+    );
+    println!(
+        "held past the bound: {} messages let go, {} minutes backfilled, {} minutes today, no gaps",
+        stats.held_let_go,
+        stats.backfilled_minutes,
+        today.len()
+    );
+    sim.stop().await;
+}

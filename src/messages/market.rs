@@ -92,6 +92,9 @@ pub struct FeedStats {
     pub statuses: u64,
     /// Limit-up/limit-down bands.
     pub lulds: u64,
+    /// Live trades, quotes and bars let go because more arrived while warming up or
+    /// backfilling than the feed holds (their minutes came from REST).
+    pub held_let_go: u64,
 }
 
 /// Where to say that REST bars cover the stream's silence.

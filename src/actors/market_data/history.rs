@@ -6,6 +6,24 @@ use super::*;
 
 impl MarketDataFeed {
     fn go_live(&mut self, ctx: &mut Context<Self>) {
+        let let_go = self.held.take_let_go();
+        if let_go > 0 {
+            // Live data was let go while held: the minutes it would have built come from REST,
+            // from the last minute closed up to the first data held after it, as after a
+            // reconnect; what is held after it waits for that.
+            self.stats.held_let_go += let_go;
+            tracing::warn!(
+                let_go,
+                limit = self.settings.hold_limit,
+                "live market data held past the bound while not live was let go; its minutes come from REST"
+            );
+            self.phase = Phase::AwaitingData { gap_from: None };
+            self.stats.live = true;
+            for batch in self.held.take_all() {
+                self.process(batch, ctx);
+            }
+            return;
+        }
         self.phase = Phase::Live;
         self.stats.live = true;
         while self.phase == Phase::Live {
@@ -107,10 +125,12 @@ impl MarketDataFeed {
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(warm) => {
                 let live_from = warm.live_from;
+                let held = act.held.len();
                 let n = act.apply_warmup(warm, true, ctx);
                 tracing::info!(
                     bars = n,
                     symbols = act.settings.symbols.len(),
+                    live_messages_held = held,
                     live_from = %live_from.to_rfc3339(),
                     "market data warmed up from REST"
                 );

@@ -11,12 +11,13 @@
 //! Phases: at start it warms up from REST (each interval's recent bars, then today's minutes so
 //! the bars in progress are complete). After a reconnect it waits for the first data after the
 //! gap marker, then backfills every complete minute before that data from REST. Live data that
-//! arrives meanwhile is held and applied afterwards, so bars are built in order. Time comes only
-//! from the broker (its clock at warm-up, message timestamps after).
+//! arrives meanwhile is held (bounded, [`held`]) and applied afterwards, so bars are built in
+//! order. Time comes only from the broker (its clock at warm-up, message timestamps after).
 //!
 //! Shutdown policy: bars still open are not emitted (they are incomplete); they are logged.
 //! Restart behaviour: state is rebuilt by a new warm-up.
 
+mod held;
 mod history;
 
 use history::fetch_warmup;
@@ -55,6 +56,9 @@ pub struct FeedSettings {
     /// While the market-data stream is down, closed minute bars are polled over REST this
     /// often (zero: never), so strategies keep getting bars, marked degraded.
     pub rest_poll: std::time::Duration,
+    /// Live messages held at most while warming up or backfilling; past it the trades,
+    /// quotes and bars held are let go and their minutes come from REST.
+    pub hold_limit: usize,
 }
 
 impl Default for FeedSettings {
@@ -66,9 +70,14 @@ impl Default for FeedSettings {
             mailbox: 8,
             adjustment: "split".into(),
             rest_poll: std::time::Duration::from_secs(60),
+            hold_limit: HOLD_LIMIT,
         }
     }
 }
+
+/// The default [`FeedSettings::hold_limit`]: a few seconds of an ordinary market at 1,000
+/// symbols, about 5 MB (a stream message and what it owns is ~250 bytes).
+pub const HOLD_LIMIT: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -95,7 +104,7 @@ pub struct MarketDataFeed {
     mark_listeners: Vec<Recipient<BarClosed>>,
     rest: Option<BrokerRef>,
     phase: Phase,
-    held: std::collections::VecDeque<MarketBatch>,
+    held: held::Held,
     stats: FeedStats,
     /// Told when REST polls cover the stream's silence.
     health: Option<Recipient<StreamCovered>>,
@@ -107,6 +116,7 @@ pub struct MarketDataFeed {
 
 impl MarketDataFeed {
     pub fn new(settings: FeedSettings, rest: Option<BrokerRef>) -> Self {
+        let hold_limit = settings.hold_limit;
         MarketDataFeed {
             book: BarBook::new(&settings.intervals, settings.warmup_bars.max(1)),
             settings,
@@ -117,7 +127,7 @@ impl MarketDataFeed {
             mark_listeners: Vec::new(),
             rest,
             phase: Phase::WarmingUp,
-            held: std::collections::VecDeque::new(),
+            held: held::Held::new(hold_limit),
             stats: FeedStats::default(),
             health: None,
             polling: false,
@@ -288,12 +298,20 @@ impl MarketDataFeed {
             Phase::Live => self.apply(batch),
             Phase::AwaitingData { gap_from } => {
                 let first_data = batch.data.iter().filter_map(data_time).min();
-                self.held.push_back(batch);
+                self.hold(batch);
                 if let Some(until) = first_data {
                     self.backfill(gap_from, until, ctx);
                 }
             }
-            Phase::WarmingUp | Phase::Backfilling => self.held.push_back(batch),
+            Phase::WarmingUp | Phase::Backfilling => self.hold(batch),
+        }
+    }
+
+    /// Holds live data until the feed is live; past the bound what was held is let go (see
+    /// [`held`]) and the statuses among it applied now.
+    fn hold(&mut self, batch: MarketBatch) {
+        if let Some(now) = self.held.push(batch) {
+            self.apply(now);
         }
     }
 }
