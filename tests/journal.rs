@@ -424,3 +424,77 @@ async fn intents_written_on_the_order_path_take_turns_with_the_journals_thread()
     );
     journal.stop();
 }
+
+/// Records sent to the journal together are committed together: one sync for the lot (group
+/// commit), and still each sender hears back only once its record is on disk, as another
+/// connection to the file sees it then.
+#[actix_rt::test]
+async fn records_sent_together_share_one_commit_and_are_answered_once_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
+    for k in 0..50u32 {
+        journal.intents.record_intent(&intent(k)).unwrap();
+    }
+    let before = journal.intents.commits();
+    // Queued now, all fifty, before any answer is awaited.
+    let answers: Vec<_> = (0..50u32)
+        .map(|k| {
+            let state = OrderState {
+                client_order_id: intent(k).client_order_id,
+                broker_order_id: Some(format!("b-{k}")),
+                status: OrderStatus::Accepted,
+                filled_qty: dec!(0),
+                filled_avg_price: None,
+                at: Utc::now(),
+            };
+            ordered(&journal.addr, RecordOrderState(state))
+        })
+        .collect();
+    let file = dir.path().join(traderd::journal::store::FILE_NAME);
+    for (k, answer) in answers.into_iter().enumerate() {
+        let r = answer.await;
+        assert!(matches!(r, Some(Ok(()))), "{r:?}");
+        let other = rusqlite::Connection::open(&file).unwrap();
+        let status: Option<String> = other
+            .query_row(
+                "SELECT status FROM order_intents WHERE client_order_id = ?1",
+                [intent(k as u32).client_order_id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            status.as_deref(),
+            Some("accepted"),
+            "record {k} answered before it was on disk"
+        );
+    }
+    let commits = journal.intents.commits() - before;
+    assert!(
+        commits <= 10,
+        "fifty records sent together took {commits} commits"
+    );
+    // A record that fails in a batch is refused alone; the others stay.
+    let unknown = OrderState {
+        client_order_id: "nobody".into(),
+        broker_order_id: None,
+        status: OrderStatus::New,
+        filled_qty: dec!(0),
+        filled_avg_price: None,
+        at: Utc::now(),
+    };
+    let (bad, good) = (
+        ordered(&journal.addr, RecordOrderState(unknown)),
+        ordered(&journal.addr, RecordFill(fill(1, "e-1"))),
+    );
+    assert!(matches!(
+        bad.await,
+        Some(Err(JournalError::UnknownIntent(_)))
+    ));
+    assert!(matches!(good.await, Some(Ok(true))));
+    assert_eq!(
+        journal.addr.send(VerifyAudit).await.unwrap().unwrap(),
+        Ok(101)
+    );
+    println!("fifty records sent together: {commits} commit(s)");
+    journal.stop();
+}

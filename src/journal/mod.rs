@@ -1,6 +1,8 @@
 //! `Journal` actor: durable records in SQLite (see [`store`]) and the hash-chained audit log
 //! (see [`audit`]). It runs on an arbiter (thread) of its own, so a slow disk never blocks
-//! another actor; every call returns once the record is on disk. The one exception is the
+//! another actor; every call returns once the record is on disk. Records sent in order
+//! ([`Ordered`]) are committed in groups: all those queued together in one transaction, one
+//! sync (group commit), each answered after it. The one exception is the
 //! order path's write-ahead: an [`IntentWriter`] writes an order's intent on the caller's
 //! thread, through the same store, so the request waits for the disk only, not for two thread
 //! hand-offs (docs/architecture.md).
@@ -28,6 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub struct Journal {
     shared: Shared,
+    /// A commit of the open batch is spawned (it runs once the mailbox is drained).
+    commit_due: bool,
 }
 
 /// The store and its write latencies, shared by the journal's thread and the intent writer.
@@ -36,9 +40,15 @@ struct Shared(Arc<Mutex<Books>>);
 
 struct Books {
     store: Store,
-    /// How long each write took (committed: on disk, as `state.sync` says).
+    /// How long each write took, to its commit (on disk, as `state.sync` says).
     writes: crate::latency::LatencyHistogram,
+    /// The records of the open batch, answered once it is committed: when each was written
+    /// and what to tell its sender.
+    batch: Vec<(std::time::Instant, Answer)>,
 }
+
+/// Tells a record's sender its answer, or the batch's commit error.
+type Answer = Box<dyn FnOnce(Option<&JournalError>) + Send>;
 
 impl Shared {
     /// Nothing panics while holding the lock, so a poisoned one is as good as any.
@@ -48,8 +58,11 @@ impl Shared {
 }
 
 impl Books {
-    /// `work` on the store; its time counted among the writes when `write`.
+    /// `work` on the store, after committing the open batch (a read sees only what is on
+    /// disk; a write is its own transaction); its time counted among the writes when `write`.
     fn run<T>(&mut self, write: bool, work: impl FnOnce(&mut Store) -> T) -> T {
+        // A failed commit is told to the batch's senders.
+        let _ = self.commit();
         let started = std::time::Instant::now();
         let done = work(&mut self.store);
         if write {
@@ -57,11 +70,50 @@ impl Books {
         }
         done
     }
+
+    /// Writes a record into the open batch (opening one), to be answered by `answer` once
+    /// the batch is committed. A record that fails is answered at once.
+    fn batch<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Store) -> Result<T, JournalError>,
+        answer: tokio::sync::oneshot::Sender<Result<T, JournalError>>,
+    ) {
+        let started = std::time::Instant::now();
+        let written = self
+            .store
+            .begin_batch()
+            .and_then(|()| work(&mut self.store));
+        match written {
+            Ok(value) => self.batch.push((
+                started,
+                Box::new(move |failed| {
+                    let _ = answer.send(match failed {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(value),
+                    });
+                }),
+            )),
+            Err(e) => {
+                let _ = answer.send(Err(e));
+            }
+        }
+    }
+
+    /// Commits the open batch, if any, and answers its records.
+    fn commit(&mut self) -> Result<(), JournalError> {
+        let committed = self.store.commit_batch();
+        for (started, answer) in self.batch.drain(..) {
+            self.writes.record(started.elapsed());
+            answer(committed.as_ref().err());
+        }
+        committed
+    }
 }
 
 /// Writes an order's intent on the calling thread (the order path's write-ahead), through the
 /// journal's own store: one SQLite connection, so the journal's thread and this writer take
-/// turns, each write a committed transaction.
+/// turns. When the journal's thread has records written but not yet committed, the intent
+/// joins them and one commit puts all on disk (group commit).
 #[derive(Clone)]
 pub struct IntentWriter(Shared);
 
@@ -69,7 +121,18 @@ impl IntentWriter {
     /// Journals `intent` (on disk when this returns, as `state.sync` says); refuses a client
     /// order id it has seen before.
     pub fn record_intent(&self, intent: &OrderIntent) -> Result<(), JournalError> {
-        self.0.lock().run(true, |store| store.record_intent(intent))
+        let mut books = self.0.lock();
+        let started = std::time::Instant::now();
+        let written = books.store.record_intent(intent);
+        let committed = books.commit();
+        books.writes.record(started.elapsed());
+        written.and(committed)
+    }
+
+    /// Transactions the journal has committed since it opened (a batch of records counts
+    /// once).
+    pub fn commits(&self) -> u64 {
+        self.0.lock().store.commits()
     }
 }
 
@@ -87,6 +150,31 @@ impl Handler<GetJournalStats> for Journal {
 
 impl Actor for Journal {
     type Context = Context<Self>;
+}
+
+impl Journal {
+    /// Commits the open batch once the records queued now are written: a spawned future runs
+    /// after the mailbox is drained, so records sent together share one commit.
+    fn commit_soon(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.commit_due, true) {
+            return;
+        }
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Journal, _| {
+            act.commit_due = false;
+            if let Err(e) = act.shared.lock().commit() {
+                tracing::error!(error = %e, "journal: a batch of records failed to commit");
+            }
+        }));
+    }
+}
+
+/// Records written and not yet committed when the journal's thread stops are committed.
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Err(e) = self.shared.lock().commit() {
+            tracing::error!(error = %e, "journal: the last batch of records failed to commit");
+        }
+    }
 }
 
 /// A running journal: its address and the thread it owns.
@@ -124,10 +212,14 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
     let shared = Shared(Arc::new(Mutex::new(Books {
         store,
         writes: Default::default(),
+        batch: Vec::new(),
     })));
     let intents = IntentWriter(shared.clone());
     let arbiter = Arbiter::new();
-    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal { shared });
+    let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal {
+        shared,
+        commit_due: false,
+    });
     Ok(JournalHandle {
         addr,
         intents,
@@ -189,8 +281,14 @@ macro_rules! journal_message {
         impl Handler<Ordered<$name>> for Journal {
             type Result = ();
             fn handle(&mut self, msg: Ordered<$name>, ctx: &mut Context<Self>) {
-                let MessageResult(r) = <Journal as Handler<$name>>::handle(self, msg.0, ctx);
-                let _ = msg.1.send(r);
+                if !stringify!($name).starts_with("Record") {
+                    let MessageResult(r) = <Journal as Handler<$name>>::handle(self, msg.0, ctx);
+                    let _ = msg.1.send(r);
+                    return;
+                }
+                let $msg = msg.0;
+                self.shared.lock().batch(|$store| $body, msg.1);
+                self.commit_soon(ctx);
             }
         }
     };

@@ -28,7 +28,7 @@ pub const FILE_NAME: &str = "traderd.sqlite";
 /// Runs a statement through the connection's cache of prepared statements (the order path
 /// writes the same few statements again and again).
 fn exec(
-    tx: &rusqlite::Transaction,
+    tx: &rusqlite::Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<usize> {
@@ -50,7 +50,7 @@ pub enum Durability {
 }
 const SCHEMA_VERSION: i64 = 1;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
     #[error("journal {path}: {message}")]
     Storage { path: String, message: String },
@@ -133,6 +133,8 @@ pub struct StoredIntent {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Transactions committed (a batch counts once).
+    commits: u64,
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -160,7 +162,11 @@ impl Store {
         let path = dir.join(FILE_NAME);
         let conn = Connection::open(&path)
             .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            commits: 0,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -277,7 +283,7 @@ impl Store {
 
     /// Appends an audit record inside the caller's transaction.
     fn append_audit(
-        tx: &rusqlite::Transaction,
+        tx: &rusqlite::Connection,
         at: &DateTime<Utc>,
         kind: &str,
         body: &str,
@@ -298,19 +304,66 @@ impl Store {
         Ok(seq)
     }
 
+    /// One record's writes, all or none: a transaction of its own, or within an open batch
+    /// ([`Store::begin_batch`]) a savepoint of it.
     fn with_tx<T>(
         &mut self,
-        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T, JournalError> {
         let path = self.path.display().to_string();
         let storage = |e: rusqlite::Error| JournalError::Storage {
             path: path.clone(),
             message: e.to_string(),
         };
-        let tx = self.conn.transaction().map_err(storage)?;
-        let out = f(&tx).map_err(storage)?;
-        tx.commit().map_err(storage)?;
-        Ok(out)
+        if self.conn.is_autocommit() {
+            let tx = self.conn.transaction().map_err(storage)?;
+            let out = f(&tx).map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            self.commits += 1;
+            Ok(out)
+        } else {
+            let sp = self.conn.savepoint().map_err(storage)?;
+            let out = f(&sp).map_err(storage)?;
+            sp.commit().map_err(storage)?;
+            Ok(out)
+        }
+    }
+
+    /// Opens a batch, if none is open: the records written until [`Store::commit_batch`] are
+    /// one transaction, on disk together with one sync (group commit).
+    pub fn begin_batch(&mut self) -> Result<(), JournalError> {
+        if self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a batch is open (written, not yet committed).
+    pub fn in_batch(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// Commits the open batch, if any (on disk when this returns, as `state.sync` says); on
+    /// failure every record of the batch is rolled back.
+    pub fn commit_batch(&mut self) -> Result<(), JournalError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(self.err(e));
+        }
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// Transactions committed since the store was opened (a batch counts once).
+    pub fn commits(&self) -> u64 {
+        self.commits
     }
 
     /// Journals an intent; refuses a client order id it has seen before.
