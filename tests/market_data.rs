@@ -397,3 +397,87 @@ async fn live_data_past_the_bound_during_a_slow_warm_up_is_let_go_and_backfilled
     );
     sim.stop().await;
 }
+
+/// The warm-up first reads only the open market that holds `warmup_bars` minutes (the
+/// calendar's sessions back from now), and asks again over a wide window for a symbol that
+/// came back short: the history handed on is the broker's last complete minutes, without a
+/// gap, and all of them when it has fewer than asked.
+#[actix_rt::test]
+async fn the_warm_up_reads_the_open_markets_span_and_asks_again_when_short() {
+    let sim = start_sim(|s| s.history_sessions = 1).await;
+    let rest = client(&sim);
+    for warmup_bars in [30usize, 600] {
+        let (collector, seen) = collector();
+        let requests = sim.sim.with_state(|s| s.stats.requests);
+        let feed = MarketDataFeed::new(
+            FeedSettings {
+                intervals: vec![Interval::M1],
+                warmup_bars,
+                ..feed_settings()
+            },
+            Some(rest.clone().into()),
+        )
+        .start();
+        feed.send(AddBarSubscriber(collector.clone().recipient()))
+            .await
+            .unwrap();
+        wait_for("the warm-up", WAIT, || async {
+            feed.send(GetFeedStats).await.unwrap().live.then_some(())
+        })
+        .await;
+        // The clock, the span's bars, [the wide window's again,] today's minutes.
+        let requests = sim.sim.with_state(|s| s.stats.requests) - requests;
+        let ours: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .bars
+            .iter()
+            .filter(|b| b.historical && b.symbol == "AAPL")
+            .map(|b| b.bar.clone())
+            .collect();
+        let (first, last) = (ours[0].start, ours[ours.len() - 1].start);
+        let mut q = BarsQuery::new(
+            &["AAPL"],
+            traderd::alpaca::model::TimeFrame::from(Interval::M1),
+        );
+        q.start = Some(last - chrono::Duration::days(10));
+        q.end = Some(last);
+        let theirs = rest
+            .get_bars(&q)
+            .await
+            .unwrap()
+            .bars
+            .remove("AAPL")
+            .unwrap();
+        let everything = theirs.len();
+        let theirs: Vec<_> = theirs.iter().filter(|b| b.t >= first).collect();
+        assert_eq!(ours.len(), theirs.len(), "warmup_bars {warmup_bars}: a gap");
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(
+                (o.start, o.open, o.high, o.low, o.close, o.volume),
+                (t.t, t.o, t.h, t.l, t.c, t.v)
+            );
+        }
+        if warmup_bars == 30 {
+            assert_eq!(ours.len(), 30);
+            assert_eq!(
+                requests, 3,
+                "the open market's span held every bar: asked once"
+            );
+        } else {
+            assert_eq!(requests, 4, "asked again over the wide window");
+            // The broker has fewer than asked (one session of history): all of them.
+            assert_eq!(everything, ours.len());
+            assert!(
+                ours.len() < warmup_bars && ours.len() >= 390,
+                "{}",
+                ours.len()
+            );
+        }
+        println!(
+            "warmup_bars {warmup_bars}: {} historical minutes, the broker's own",
+            ours.len()
+        );
+    }
+    sim.stop().await;
+}

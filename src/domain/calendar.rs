@@ -177,6 +177,26 @@ pub fn current_or_next_session(t: DateTime<Utc>) -> Session {
     if t < s.close { s } else { s.next() }
 }
 
+/// When the last `span` of regular-session time before `t` began: the start of the shortest
+/// window ending at `t` that holds `span` of open market (nights, weekends and holidays
+/// skipped). `None` past 60 sessions back.
+pub fn open_span_before(t: DateTime<Utc>, span: Duration) -> Option<DateTime<Utc>> {
+    let mut remaining = span;
+    let mut session = latest_session_at_or_before(t);
+    for _ in 0..60 {
+        let end = session.close.min(t);
+        if end > session.open {
+            let open = end - session.open;
+            if open >= remaining {
+                return Some(end - remaining);
+            }
+            remaining -= open;
+        }
+        session = session.prev();
+    }
+    None
+}
+
 /// Maps the market timeline (open seconds since the anchor session's open) to and from UTC.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeline {
@@ -277,6 +297,34 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn an_open_span_reaches_back_over_nights_weekends_and_holidays() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // At Monday 2026-11-30's open, 200 minutes reach back into Friday's half day
+        // (09:30–13:00 ET, 210 minutes): from 09:40 ET.
+        let monday_open = at("2026-11-30T14:30:00Z");
+        assert_eq!(
+            open_span_before(monday_open, Duration::minutes(200)),
+            Some(at("2026-11-27T14:40:00Z"))
+        );
+        // 300 minutes: Friday's 210, then 90 of Wednesday's close (Thursday a holiday).
+        assert_eq!(
+            open_span_before(monday_open, Duration::minutes(300)),
+            Some(at("2026-11-25T19:30:00Z"))
+        );
+        // Within a session: straight back.
+        assert_eq!(
+            open_span_before(at("2026-12-01T17:00:00Z"), Duration::minutes(60)),
+            Some(at("2026-12-01T16:00:00Z"))
+        );
+        // In the evening, back from the close.
+        assert_eq!(
+            open_span_before(at("2026-12-01T23:00:00Z"), Duration::minutes(30)),
+            Some(at("2026-12-01T20:30:00Z"))
+        );
+        assert_eq!(open_span_before(monday_open, Duration::days(60)), None);
     }
 
     #[test]

@@ -341,6 +341,47 @@ async fn for_each_chunk<S: Default>(
         .collect()
 }
 
+type Kept = BTreeMap<String, std::collections::VecDeque<OhlcBar>>;
+
+/// The last `warmup_bars` complete bars of `interval` since `start` (for days, only those
+/// before today: today is built live), per symbol.
+async fn warmup_bars_of(
+    rest: &BrokerRef,
+    settings: &FeedSettings,
+    interval: Interval,
+    symbols: &[&str],
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Kept, crate::alpaca::BrokerError> {
+    let mut q = BarsQuery::new(symbols, TimeFrame::from(interval));
+    q.start = Some(start);
+    q.end = Some(now);
+    q.limit = Some(MAX_BARS_PER_PAGE);
+    q.adjustment = Some(settings.adjustment.clone());
+    let cutoff = if interval == Interval::D1 {
+        Interval::D1.start_of(now)
+    } else {
+        Interval::M1.start_of(now)
+    };
+    let warmup_bars = settings.warmup_bars;
+    let chunks = for_each_chunk(rest, &q, symbols, |kept: &mut Kept, symbol, bars| {
+        // At its final size from the start: a deque grown by doubling holds 256 bars for
+        // 200, a quarter more of the warm-up's peak with 1,000 symbols.
+        let h = kept
+            .entry(symbol)
+            .or_insert_with(|| std::collections::VecDeque::with_capacity(warmup_bars));
+        for b in bars.iter().filter(|b| interval.end_of(b.t) <= cutoff) {
+            if h.len() == warmup_bars {
+                h.pop_front();
+            }
+            h.push_back(OhlcBar::from(b));
+        }
+    })
+    .await?;
+    // The chunks hold disjoint symbols.
+    Ok(chunks.into_iter().flatten().collect())
+}
+
 /// Each interval's last bars (complete ones only), then today's minutes.
 pub(super) async fn fetch_warmup(
     rest: &BrokerRef,
@@ -359,38 +400,46 @@ pub(super) async fn fetch_warmup(
                 minutes * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3)
             }
         };
-        let mut q = BarsQuery::new(&symbols, TimeFrame::from(interval));
-        q.start = Some(now - lookback);
-        q.end = Some(now);
-        q.limit = Some(MAX_BARS_PER_PAGE);
-        q.adjustment = Some(settings.adjustment.clone());
-        // Only complete bars, and for days only those before today (today is built live).
-        let cutoff = if interval == Interval::D1 {
-            today_start
-        } else {
-            Interval::M1.start_of(now)
-        };
-        let warmup_bars = settings.warmup_bars;
-        type Kept = BTreeMap<String, std::collections::VecDeque<OhlcBar>>;
-        let chunks = for_each_chunk(rest, &q, &symbols, |kept: &mut Kept, symbol, bars| {
-            // At its final size from the start: a deque grown by doubling holds 256 bars
-            // for 200, a quarter more of the warm-up's peak with 1,000 symbols.
-            let h = kept
-                .entry(symbol)
-                .or_insert_with(|| std::collections::VecDeque::with_capacity(warmup_bars));
-            for b in bars.iter().filter(|b| interval.end_of(b.t) <= cutoff) {
-                if h.len() == warmup_bars {
-                    h.pop_front();
-                }
-                h.push_back(OhlcBar::from(b));
+        let wide = now - lookback;
+        // Intraday: first only the open market that holds `warmup_bars` bars of a symbol
+        // that trades every minute (the exchange calendar's sessions back from now); the
+        // symbols that came back short are asked again over the wide window. A symbol that
+        // trades every minute is read once, not four sessions' worth.
+        let narrow = match interval {
+            Interval::D1 => None,
+            other => {
+                // Back from the start of the bar in progress (only complete bars count), to
+                // the start of the bar the span begins in.
+                let current = other.start_of(now);
+                let bar = other.end_of(current) - current;
+                let span = bar * settings.warmup_bars as i32;
+                crate::domain::calendar::open_span_before(current, span)
+                    .map(|start| other.start_of(start))
+                    .filter(|start| *start > wide)
             }
-        })
+        };
+        let mut kept = warmup_bars_of(
+            rest,
+            settings,
+            interval,
+            &symbols,
+            narrow.unwrap_or(wide),
+            now,
+        )
         .await?;
-        // The chunks hold disjoint symbols, in order.
+        if narrow.is_some() {
+            let short: Vec<&str> = symbols
+                .iter()
+                .copied()
+                .filter(|s| kept.get(*s).map_or(0, |h| h.len()) < settings.warmup_bars)
+                .collect();
+            if !short.is_empty() {
+                tracing::debug!(interval = ?interval, symbols = short.len(), "warm-up: fewer bars than asked in the open market's span; asking those again over a wider window");
+                kept.extend(warmup_bars_of(rest, settings, interval, &short, wide, now).await?);
+            }
+        }
         history.extend(
-            chunks
-                .into_iter()
-                .flatten()
+            kept.into_iter()
                 .map(|(symbol, bars)| (symbol, interval, Vec::from(bars))),
         );
     }
