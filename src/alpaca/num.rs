@@ -42,6 +42,11 @@ pub fn decimal_from_wire_f64(value: f64) -> Option<Decimal> {
 /// exact arithmetic's verdict (n < 2^50 and 10^s are exact doubles, and IEEE division rounds
 /// correctly), so the first scale that passes gives the shortest text's digits. Past that
 /// bound (large magnitudes, many digits) it answers `None` and the caller uses the text.
+///
+/// Prices come with two decimals and sizes whole, so scale 2 is tried first: a value that reads
+/// back at a smaller scale s reads back at 2 as the same number (its n times 10^(2-s), the
+/// one candidate there), so the shortest is that n without its trailing zeros; one that does
+/// not read back at 2 reads back at no smaller scale. One division, not up to three.
 fn short_decimal(value: f64) -> Option<Decimal> {
     const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
     if value == 0.0 {
@@ -49,7 +54,21 @@ fn short_decimal(value: f64) -> Option<Decimal> {
     }
     let magnitude = value.abs();
     let ulp = f64::from_bits(magnitude.to_bits() + 1) - magnitude;
-    for (scale, p) in POW10.iter().enumerate() {
+    let from = if ulp * 1e2 <= 0.25 {
+        let n = round_small(value * 1e2);
+        if n as f64 / 1e2 == value {
+            let (mut n, mut scale) = (n, 2);
+            while scale > 0 && n % 10 == 0 {
+                n /= 10;
+                scale -= 1;
+            }
+            return Some(Decimal::new(n, scale));
+        }
+        3
+    } else {
+        0
+    };
+    for (scale, p) in POW10.iter().enumerate().skip(from) {
         if ulp * p > 0.25 {
             return None;
         }
