@@ -15,8 +15,10 @@ use traderd::actors::market_data::{
     MarketDataFeed,
 };
 use traderd::actors::stream_client::{Sinks, StreamClient};
+use traderd::alpaca::AlpacaClient;
 use traderd::alpaca::rest::BarsQuery;
 use traderd::messages::*;
+use traderd::sim::SimHandle;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -87,20 +89,7 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     })
     .await;
     let ours = &live[2].bar;
-    let mut q = BarsQuery::new(
-        &["AAPL"],
-        traderd::alpaca::model::TimeFrame::from(Interval::M1),
-    );
-    q.start = Some(ours.start);
-    q.end = Some(ours.start);
-    let theirs = rest
-        .get_bars(&q)
-        .await
-        .unwrap()
-        .bars
-        .remove("AAPL")
-        .unwrap();
-    let theirs = &theirs[0];
+    let theirs = brokers_bar(&rest, "AAPL", Interval::M1, ours.start).await;
     assert_eq!(
         (ours.open, ours.high, ours.low, ours.close, ours.volume),
         (theirs.o, theirs.h, theirs.l, theirs.c, theirs.v)
@@ -147,28 +136,10 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
         (five.len() >= 2).then(|| five[1].bar.clone())
     })
     .await;
-    let mut q = BarsQuery::new(
-        &["MSFT"],
-        traderd::alpaca::model::TimeFrame::from(Interval::M5),
-    );
-    q.start = Some(five.start);
-    q.end = Some(five.start);
-    let theirs = rest
-        .get_bars(&q)
-        .await
-        .unwrap()
-        .bars
-        .remove("MSFT")
-        .unwrap();
+    let theirs = brokers_bar(&rest, "MSFT", Interval::M5, five.start).await;
     assert_eq!(
         (five.open, five.high, five.low, five.close, five.volume),
-        (
-            theirs[0].o,
-            theirs[0].h,
-            theirs[0].l,
-            theirs[0].c,
-            theirs[0].v
-        )
+        (theirs.o, theirs.h, theirs.l, theirs.c, theirs.v)
     );
     sim.stop().await;
 }
@@ -177,30 +148,11 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
 async fn a_silent_gap_is_backfilled_from_rest() {
     let sim = start_sim(|s| s.history_sessions = 1).await;
     let rest = client(&sim);
-    let (collector, seen) = collector();
-    let feed = MarketDataFeed::new(
-        FeedSettings {
-            intervals: vec![Interval::M1, Interval::M5],
-            ..feed_settings()
-        },
-        Some(rest.clone().into()),
-    )
-    .start();
-    feed.send(AddBarSubscriber(collector.clone().recipient()))
-        .await
-        .unwrap();
-    let sinks = Sinks {
-        market: Some(feed.clone().recipient()),
-        ..Default::default()
+    let settings = FeedSettings {
+        intervals: vec![Interval::M1, Interval::M5],
+        ..feed_settings()
     };
-    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
-    let _stream = StreamClient::new(
-        settings,
-        trades_of(&["AAPL", "MSFT"]),
-        sinks,
-        Some(rest.clone().into()),
-    )
-    .start();
+    let (feed, seen, _stream) = feed_on_the_stream(&sim, &rest, settings, true).await;
     wait_for("a live minute", WAIT, || async {
         seen.lock()
             .unwrap()
@@ -224,35 +176,10 @@ async fn a_silent_gap_is_backfilled_from_rest() {
         (st.backfills >= 1 && st.backfilled_minutes >= 1 && st.live).then_some(st)
     })
     .await;
-    let mark = seen.lock().unwrap().bars.len();
-    wait_for("live minutes after the backfill", WAIT, || async {
-        let s = seen.lock().unwrap();
-        (s.bars[mark..]
-            .iter()
-            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
-            .count()
-            >= 2)
-            .then_some(())
-    })
-    .await;
+    live_minutes_after_the_backfill(&seen).await;
     // Today's session only (the night before is no gap), spanning the frozen minutes.
-    let now = rest
-        .get_clock()
-        .await
-        .unwrap()
-        .timestamp
-        .with_timezone(&chrono::Utc);
-    let minutes: Vec<_> = feed
-        .send(GetBars {
-            symbol: "AAPL".into(),
-            interval: Interval::M1,
-            n: 1000,
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now))
-        .collect();
+    let why = format!("backfilling {} minutes", stats.backfilled_minutes);
+    let (minutes, _) = todays_minutes_without_a_gap(&feed, &rest, &why).await;
     let span = minutes.last().unwrap().start - minutes[0].start;
     assert!(
         span >= chrono::Duration::minutes(4),
@@ -261,16 +188,6 @@ async fn a_silent_gap_is_backfilled_from_rest() {
     assert!(
         minutes[0].start < frozen_at
             && minutes.last().unwrap().start > frozen_at + chrono::Duration::minutes(3)
-    );
-    let gaps: Vec<_> = minutes
-        .windows(2)
-        .filter(|w| w[1].start - w[0].start != chrono::Duration::minutes(1))
-        .map(|w| (w[0].start, w[1].start))
-        .collect();
-    assert!(
-        gaps.is_empty(),
-        "minute history has gaps {gaps:?} after backfilling {} minutes",
-        stats.backfilled_minutes
     );
     println!(
         "backfill: {} minutes backfilled from REST, {} minute bars in history, no gaps",
@@ -289,25 +206,12 @@ async fn live_data_past_the_bound_during_a_slow_warm_up_is_let_go_and_backfilled
     let rest = client(&sim);
     // Every REST answer 1.5 s late: the warm-up takes seconds (market minutes at 60x).
     set_fault(&sim, serde_json::json!({"kind": "latency", "ms": 1500})).await;
-    let (collector, seen) = collector();
-    let feed = MarketDataFeed::new(
-        FeedSettings {
-            intervals: vec![Interval::M1],
-            hold_limit: 10,
-            ..feed_settings()
-        },
-        Some(rest.clone().into()),
-    )
-    .start();
-    feed.send(AddBarSubscriber(collector.clone().recipient()))
-        .await
-        .unwrap();
-    let sinks = Sinks {
-        market: Some(feed.clone().recipient()),
-        ..Default::default()
+    let settings = FeedSettings {
+        intervals: vec![Interval::M1],
+        hold_limit: 10,
+        ..feed_settings()
     };
-    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
-    let _stream = StreamClient::new(settings, trades_of(&["AAPL", "MSFT"]), sinks, None).start();
+    let (feed, seen, _stream) = feed_on_the_stream(&sim, &rest, settings, false).await;
 
     let stats = wait_for("the warm-up done, held data let go", WAIT, || async {
         let st = feed.send(GetFeedStats).await.unwrap();
@@ -320,74 +224,27 @@ async fn live_data_past_the_bound_during_a_slow_warm_up_is_let_go_and_backfilled
         (st.backfills > stats.backfills && st.backfilled_minutes >= 1).then_some(st)
     })
     .await;
-    let mark = seen.lock().unwrap().bars.len();
-    wait_for("live minutes after the backfill", WAIT, || async {
-        let s = seen.lock().unwrap();
-        (s.bars[mark..]
-            .iter()
-            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
-            .count()
-            >= 2)
-            .then_some(())
-    })
-    .await;
+    live_minutes_after_the_backfill(&seen).await;
 
-    let now = rest.get_clock().await.unwrap().timestamp;
-    let today: Vec<_> = feed
-        .send(GetBars {
-            symbol: "AAPL".into(),
-            interval: Interval::M1,
-            n: 1000,
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now.to_utc()))
-        .collect();
-    let gaps: Vec<_> = today
-        .windows(2)
-        .filter(|w| w[1].start - w[0].start != chrono::Duration::minutes(1))
-        .map(|w| (w[0].start, w[1].start))
-        .collect();
-    assert!(
-        gaps.is_empty(),
-        "minute history has gaps {gaps:?} after letting {} messages go and backfilling {} minutes",
-        stats.held_let_go,
-        stats.backfilled_minutes
+    let why = format!(
+        "letting {} messages go and backfilling {} minutes",
+        stats.held_let_go, stats.backfilled_minutes
     );
+    let (today, now) = todays_minutes_without_a_gap(&feed, &rest, &why).await;
     // The backfilled minutes are the broker's own.
-    let backfilled: Vec<_> = seen
+    let last = seen
         .lock()
         .unwrap()
         .bars
         .iter()
         .filter(|b| b.historical && b.symbol == "AAPL")
         .map(|b| b.bar.clone())
-        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now.to_utc()))
-        .collect();
-    let last = backfilled.last().expect("historical minutes today");
-    let mut q = BarsQuery::new(
-        &["AAPL"],
-        traderd::alpaca::model::TimeFrame::from(Interval::M1),
-    );
-    q.start = Some(last.start);
-    q.end = Some(last.start);
-    let theirs = rest
-        .get_bars(&q)
-        .await
-        .unwrap()
-        .bars
-        .remove("AAPL")
-        .unwrap();
+        .rfind(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now))
+        .expect("historical minutes today");
+    let theirs = brokers_bar(&rest, "AAPL", Interval::M1, last.start).await;
     assert_eq!(
         (last.open, last.high, last.low, last.close, last.volume),
-        (
-            theirs[0].o,
-            theirs[0].h,
-            theirs[0].l,
-            theirs[0].c,
-            theirs[0].v
-        )
+        (theirs.o, theirs.h, theirs.l, theirs.c, theirs.v)
     );
     println!(
         "held past the bound: {} messages let go, {} minutes backfilled, {} minutes today, no gaps",
@@ -480,4 +337,101 @@ async fn the_warm_up_reads_the_open_markets_span_and_asks_again_when_short() {
         );
     }
     sim.stop().await;
+}
+
+/// A feed of AAPL and MSFT with `settings` and a subscriber collecting what it hands on, fed
+/// by the simulator's market-data stream (with a REST client of its own when `stream_rest`).
+async fn feed_on_the_stream(
+    sim: &SimHandle,
+    rest: &AlpacaClient,
+    settings: FeedSettings,
+    stream_rest: bool,
+) -> (
+    actix::Addr<MarketDataFeed>,
+    std::sync::Arc<std::sync::Mutex<Seen>>,
+    actix::Addr<StreamClient>,
+) {
+    let (collector, seen) = collector();
+    let feed = MarketDataFeed::new(settings, Some(rest.clone().into())).start();
+    feed.send(AddBarSubscriber(collector.clone().recipient()))
+        .await
+        .unwrap();
+    let sinks = Sinks {
+        market: Some(feed.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
+    let stream_rest = stream_rest.then(|| rest.clone().into());
+    let stream =
+        StreamClient::new(settings, trades_of(&["AAPL", "MSFT"]), sinks, stream_rest).start();
+    (feed, seen, stream)
+}
+
+/// Waits for two live AAPL minutes after what was handed on so far.
+async fn live_minutes_after_the_backfill(seen: &std::sync::Arc<std::sync::Mutex<Seen>>) {
+    let mark = seen.lock().unwrap().bars.len();
+    wait_for("live minutes after the backfill", WAIT, || async {
+        let s = seen.lock().unwrap();
+        (s.bars[mark..]
+            .iter()
+            .filter(|b| !b.historical && b.interval == Interval::M1 && b.symbol == "AAPL")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Today's AAPL minutes in the feed (the night before is no gap), and the broker's time now;
+/// fails when one is missing, saying `after` what.
+async fn todays_minutes_without_a_gap(
+    feed: &actix::Addr<MarketDataFeed>,
+    rest: &AlpacaClient,
+    after: &str,
+) -> (
+    Vec<traderd::actors::market_data::OhlcBar>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let now = rest.get_clock().await.unwrap().timestamp.to_utc();
+    let today: Vec<_> = feed
+        .send(GetBars {
+            symbol: "AAPL".into(),
+            interval: Interval::M1,
+            n: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| Interval::D1.start_of(b.start) == Interval::D1.start_of(now))
+        .collect();
+    let gaps: Vec<_> = today
+        .windows(2)
+        .filter(|w| w[1].start - w[0].start != chrono::Duration::minutes(1))
+        .map(|w| (w[0].start, w[1].start))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "minute history has gaps {gaps:?} after {after}"
+    );
+    (today, now)
+}
+
+/// The broker's own bar of `symbol` at `start`.
+async fn brokers_bar(
+    rest: &AlpacaClient,
+    symbol: &str,
+    interval: Interval,
+    start: chrono::DateTime<chrono::Utc>,
+) -> traderd::alpaca::model::Bar {
+    let mut q = BarsQuery::new(&[symbol], traderd::alpaca::model::TimeFrame::from(interval));
+    q.start = Some(start);
+    q.end = Some(start);
+    let mut theirs = rest
+        .get_bars(&q)
+        .await
+        .unwrap()
+        .bars
+        .remove(symbol)
+        .unwrap();
+    theirs.remove(0)
 }
