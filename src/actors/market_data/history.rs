@@ -392,31 +392,28 @@ pub(super) async fn fetch_warmup(
     let mut history: Vec<(String, Interval, Vec<OhlcBar>)> = Vec::new();
     let today_start = Interval::D1.start_of(now);
     for interval in settings.intervals.iter().copied() {
+        // Back from the start of the bar in progress: only complete bars count.
+        let current = interval.start_of(now);
+        let bar = interval.end_of(current) - current;
         let lookback = match interval {
             Interval::D1 => Duration::days(settings.warmup_bars as i64 * 7 / 5 + 10),
             // Intraday bars exist only in sessions: about 6.5 hours a day, five days a week.
-            other => {
-                let minutes = other.end_of(other.start_of(now)) - other.start_of(now);
-                minutes * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3)
-            }
+            _ => bar * (settings.warmup_bars as i32) * 4 * 7 / 5 + Duration::days(3),
         };
         let wide = now - lookback;
         // Intraday: first only the open market that holds `warmup_bars` bars of a symbol
-        // that trades every minute (the exchange calendar's sessions back from now); the
-        // symbols that came back short are asked again over the wide window. A symbol that
-        // trades every minute is read once, not four sessions' worth.
+        // that trades every minute (the exchange calendar's sessions back from the bar in
+        // progress, to the start of the bar the span begins in); the symbols that came back
+        // short are asked again over the wide window. A symbol that trades every minute is
+        // read once, not four sessions' worth.
         let narrow = match interval {
             Interval::D1 => None,
-            other => {
-                // Back from the start of the bar in progress (only complete bars count), to
-                // the start of the bar the span begins in.
-                let current = other.start_of(now);
-                let bar = other.end_of(current) - current;
-                let span = bar * settings.warmup_bars as i32;
-                crate::domain::calendar::open_span_before(current, span)
-                    .map(|start| other.start_of(start))
-                    .filter(|start| *start > wide)
-            }
+            _ => crate::domain::calendar::open_span_before(
+                current,
+                bar * settings.warmup_bars as i32,
+            )
+            .map(|start| interval.start_of(start))
+            .filter(|start| *start > wide),
         };
         let mut kept = warmup_bars_of(
             rest,
