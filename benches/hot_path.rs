@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use std::hint::black_box;
 use traderd::actors::market_data::{BarBook, Interval};
 use traderd::alpaca::stream::{
-    Code, Codec, DataMessage, StreamQuote, StreamTrade, decode_data_frame,
+    self, Code, Codec, DataMessage, StreamQuote, StreamTrade, decode_data_frame,
 };
 
 const BATCH: usize = 400;
@@ -70,6 +70,33 @@ fn decode(c: &mut Criterion) {
             group.finish();
         }
     }
+}
+
+/// A flood's frame, 100 messages: 40 trades and 60 quotes interleaved. Read in one pass, and
+/// trades first (the first pass alone is what a tick strategy waits for; then the rest).
+fn trades_first(c: &mut Criterion) {
+    let (t, q) = (trades(40), quotes(60));
+    let mut messages = Vec::with_capacity(100);
+    let (mut t, mut q) = (t.into_iter(), q.into_iter());
+    for i in 0..100 {
+        messages.extend(if i % 5 < 2 { t.next() } else { q.next() });
+    }
+    let frame = Codec::Msgpack.encode(&messages);
+    let mut group = c.benchmark_group("decode/mixed_frame");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("one_pass", |b| {
+        b.iter(|| decode_data_frame(Codec::Msgpack, black_box(&frame)).unwrap())
+    });
+    group.bench_function("trades_first_pass", |b| {
+        b.iter(|| stream::trades_first(Codec::Msgpack, black_box(&frame)).unwrap())
+    });
+    group.bench_function("trades_first_then_rest", |b| {
+        b.iter(|| {
+            let first = stream::trades_first(Codec::Msgpack, black_box(&frame)).unwrap();
+            stream::decode_rest(first, Codec::Msgpack, &frame).unwrap()
+        })
+    });
+    group.finish();
 }
 
 fn aggregate(c: &mut Criterion) {
@@ -268,6 +295,7 @@ fn journal_intent(c: &mut Criterion) {
 criterion_group!(
     benches,
     decode,
+    trades_first,
     aggregate,
     indicators,
     risk_check,

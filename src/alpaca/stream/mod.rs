@@ -89,6 +89,27 @@ pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>,
     })
 }
 
+/// The first pass of a market-data frame read trades first ([`data::first`]): msgpack only
+/// (`None` for JSON, or for a frame the fast decoder leaves to serde: decode it whole).
+pub fn trades_first(codec: Codec, bytes: &[u8]) -> Option<data::first::TradesFirst> {
+    (codec == Codec::Msgpack)
+        .then(|| data::first::trades_first(bytes))
+        .flatten()
+}
+
+/// The rest of a frame whose trades were read first: the whole frame in order, as
+/// [`decode_data_frame`] answers it.
+pub fn decode_rest(
+    first: data::first::TradesFirst,
+    codec: Codec,
+    bytes: &[u8],
+) -> Result<Vec<DataMessage>, FrameError> {
+    match first.rest(bytes) {
+        Some(messages) => Ok(messages),
+        None => decode_data_frame(codec, bytes),
+    }
+}
+
 /// Decodes one trading-stream frame.
 pub fn decode_trading_frame(codec: Codec, bytes: &[u8]) -> Result<TradingMessage, FrameError> {
     let result = match codec {

@@ -26,16 +26,16 @@ pub fn frame(bytes: &[u8]) -> Option<Vec<DataMessage>> {
     Some(out)
 }
 
-struct Cursor<'a>(&'a [u8]);
+pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn byte(&mut self) -> Option<u8> {
+    pub(super) fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(b)
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -48,19 +48,19 @@ impl<'a> Cursor<'a> {
         self.take(N)?.try_into().ok()
     }
 
-    fn marker(&mut self) -> Option<Marker> {
+    pub(super) fn marker(&mut self) -> Option<Marker> {
         self.byte().map(Marker::from_u8)
     }
 
-    fn len16(&mut self) -> Option<usize> {
+    pub(super) fn len16(&mut self) -> Option<usize> {
         Some(usize::from(u16::from_be_bytes(self.be()?)))
     }
 
-    fn len32(&mut self) -> Option<usize> {
+    pub(super) fn len32(&mut self) -> Option<usize> {
         usize::try_from(u32::from_be_bytes(self.be()?)).ok()
     }
 
-    fn array_len_of(&mut self, m: Marker) -> Option<usize> {
+    pub(super) fn array_len_of(&mut self, m: Marker) -> Option<usize> {
         match m {
             Marker::FixArray(n) => Some(usize::from(n)),
             Marker::Array16 => self.len16(),
@@ -69,12 +69,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn array_len(&mut self) -> Option<usize> {
+    pub(super) fn array_len(&mut self) -> Option<usize> {
         let m = self.marker()?;
         self.array_len_of(m)
     }
 
-    fn map_len_of(&mut self, m: Marker) -> Option<usize> {
+    pub(super) fn map_len_of(&mut self, m: Marker) -> Option<usize> {
         match m {
             Marker::FixMap(n) => Some(usize::from(n)),
             Marker::Map16 => self.len16(),
@@ -95,7 +95,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string's bytes, not checked for UTF-8 (keys are compared with ASCII names).
-    fn str_bytes(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn str_bytes(&mut self) -> Option<&'a [u8]> {
         let m = self.marker()?;
         self.str_of(m)
     }
@@ -210,7 +210,7 @@ impl<'a> Cursor<'a> {
         self.take(n).map(drop)
     }
 
-    fn message(&mut self) -> Option<DataMessage> {
+    pub(super) fn message(&mut self) -> Option<DataMessage> {
         let m = self.marker()?;
         let entries = self.map_len_of(m)?.checked_sub(1)?;
         if self.str_bytes()? != b"T" {
@@ -230,7 +230,7 @@ impl<'a> Cursor<'a> {
         self.str().map(Symbol::from)
     }
 
-    fn trade(&mut self, entries: usize) -> Option<StreamTrade> {
+    pub(super) fn trade(&mut self, entries: usize) -> Option<StreamTrade> {
         let (mut symbol, mut price, mut timestamp) = (None, None, None);
         let (mut id, mut size) = (0, Decimal::ZERO);
         let (mut exchange, mut tape, mut conditions) =
@@ -341,7 +341,7 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;
@@ -376,7 +376,7 @@ mod tests {
         })
     }
 
-    fn message() -> impl Strategy<Value = DataMessage> {
+    pub(in crate::alpaca::stream::data) fn message() -> impl Strategy<Value = DataMessage> {
         let symbol = "[A-Z./é]{1,30}";
         prop_oneof![
             (

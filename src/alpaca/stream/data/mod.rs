@@ -9,6 +9,7 @@ mod codes;
 mod decode;
 mod encode;
 pub mod fast;
+pub mod first;
 #[cfg(test)]
 mod tests;
 
@@ -150,6 +151,14 @@ pub enum DataMessage {
 }
 
 impl DataMessage {
+    /// The trade this message is, if it is one.
+    pub fn as_trade(&self) -> Option<&StreamTrade> {
+        match self {
+            DataMessage::Trade(t) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn trade(symbol: &str, t: &Trade) -> DataMessage {
         DataMessage::Trade(StreamTrade {
             symbol: symbol.into(),
