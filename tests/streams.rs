@@ -156,6 +156,88 @@ async fn ticks_go_to_their_subscribers_straight_from_the_session() {
     sim.stop().await;
 }
 
+/// On msgpack a frame's trades are decoded first and handed to the tick strategies before its
+/// quotes are decoded (`stream::trades_first`): the feed still gets every message of each frame
+/// (no flood trade lost, quotes too), and the ticks are the feed's trades, in the same order.
+#[actix_rt::test]
+async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
+    use traderd::sim::flood::FLOOD_ID_BASE;
+    let sim = start_sim(|_| {}).await;
+    let (feed, feed_seen) = collector();
+    let (ticks, ticks_seen) = collector();
+    let mut settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex"));
+    settings.codec = Codec::Msgpack;
+    let both: std::collections::BTreeSet<String> = ["AAPL".into(), "MSFT".into()].into();
+    let subs = Subscriptions {
+        trades: both.clone(),
+        quotes: both,
+        ..Default::default()
+    };
+    let sinks = Sinks {
+        market: Some(feed.recipient()),
+        ticks: vec![TradeSubscriber {
+            recipient: ticks.recipient(),
+            condition: None,
+        }],
+        ..Default::default()
+    };
+    let client = StreamClient::new(settings, subs, sinks, None).start();
+    wait_for("streaming", WAIT, || async {
+        (client.send(GetStreamStatus).await.unwrap().state == ConnectionState::Streaming)
+            .then_some(())
+    })
+    .await;
+    set_fault(
+        &sim,
+        serde_json::json!({"kind": "flood", "msgs_per_s": 5000}),
+    )
+    .await;
+    let flood_trades = |s: &common::actors::Seen| {
+        s.data
+            .iter()
+            .filter_map(|(_, m)| m.as_trade())
+            .filter(|t| t.id > FLOOD_ID_BASE)
+            .count()
+    };
+    wait_for("flood trades and quotes at the feed", WAIT, || async {
+        let s = feed_seen.lock().unwrap();
+        (flood_trades(&s) > 1_000 && s.quotes("AAPL") + s.quotes("MSFT") > 1_000).then_some(())
+    })
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "flood", "msgs_per_s": 0})).await;
+    // The feed first: the ticks only grow, and each frame's ticks went before its batch.
+    let at_feed: Vec<_> = feed_seen
+        .lock()
+        .unwrap()
+        .data
+        .iter()
+        .filter_map(|(_, m)| m.as_trade().cloned())
+        .collect();
+    let ticked: Vec<_> = ticks_seen
+        .lock()
+        .unwrap()
+        .ticks
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert!(ticked.len() >= at_feed.len());
+    assert!(
+        ticked[..at_feed.len()] == at_feed[..],
+        "the ticks are the feed's trades, in order"
+    );
+    let ids: Vec<u64> = at_feed
+        .iter()
+        .filter(|t| t.id > FLOOD_ID_BASE)
+        .map(|t| t.id - FLOOD_ID_BASE)
+        .collect();
+    assert_eq!(ids[0], 1, "from the first flood trade");
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "every flood trade, in order"
+    );
+    sim.stop().await;
+}
+
 #[actix_rt::test]
 async fn drop_streams_reconnects_and_resubscribes() {
     let sim = start_sim(|_| {}).await;

@@ -217,24 +217,21 @@ impl StrategyRunner {
         self.stats.proposed += 1;
         self.pending.insert(symbol.to_string());
         let symbol = symbol.to_string();
-        let propose = self.propose.clone();
-        ctx.spawn(
-            async move { propose.send(Propose::at(intent, price)).await }
-                .into_actor(self)
-                .map(move |r, act, _| {
-                    act.pending.remove(&symbol);
-                    match r {
-                        Ok(Ok(_)) => act.stats.sent += 1,
-                        Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
-                        Ok(Err(e)) => {
-                            tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
-                        }
-                        Err(e) => {
-                            tracing::warn!(symbol = %symbol, error = %e, "order manager unreachable")
-                        }
-                    }
-                }),
-        );
+        // Queued on the order side now (the request only waits for the answer).
+        let answer = self.propose.send(Propose::at(intent, price));
+        ctx.spawn(answer.into_actor(self).map(move |r, act, _| {
+            act.pending.remove(&symbol);
+            match r {
+                Ok(Ok(_)) => act.stats.sent += 1,
+                Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
+                Ok(Err(e)) => {
+                    tracing::warn!(symbol = %symbol, error = %e, "signal not acted on")
+                }
+                Err(e) => {
+                    tracing::warn!(symbol = %symbol, error = %e, "order manager unreachable")
+                }
+            }
+        }));
     }
 }
 

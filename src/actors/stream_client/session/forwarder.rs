@@ -81,15 +81,23 @@ impl Forwarder {
         self.backlog.push_frame(frame, arrived, metrics);
     }
 
+    /// Whether any strategy trades on ticks.
+    pub(super) fn wants_ticks(&self) -> bool {
+        !self.ticks.is_empty()
+    }
+
     /// Hands a frame's trades to the tick subscribers that want them, before the frame goes
     /// on to the feed and whatever the feed's backlog. Answers whether it took any.
-    pub(super) fn send_ticks(&mut self, frame: &[DataMessage], arrived: Instant) -> bool {
+    pub(super) fn send_ticks<'t>(
+        &mut self,
+        trades: impl Iterator<Item = &'t stream::StreamTrade>,
+        arrived: Instant,
+    ) -> bool {
         if self.ticks.is_empty() {
             return false;
         }
         let mut took = false;
-        for m in frame {
-            let DataMessage::Trade(t) = m else { continue };
+        for t in trades {
             for route in &mut self.ticks {
                 if route
                     .subscriber

@@ -124,6 +124,7 @@ impl Session {
         let (mut last_alive, mut last_data) = (Instant::now(), Instant::now());
         loop {
             let due = forwarder.due_at();
+            let waiting_since = Instant::now();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Change(change)) => {
@@ -143,16 +144,12 @@ impl Session {
                     // The arrival time travels with the data (tick-to-order is measured from it).
                     let arrived = Instant::now();
                     last_alive = arrived;
-                    let messages = match self.take_frame(frame) {
+                    // A frame the session had to wait for: it keeps up with the stream.
+                    let keeping_up = arrived - waiting_since >= KEEPING_UP_WAIT;
+                    let messages = match self.read_frame(frame, arrived, keeping_up, forwarder).await {
                         Ok(messages) => messages,
                         Err(end) => return end,
                     };
-                    // The strategies that trade on ticks first: their trades are in their
-                    // mailboxes, and they have their turn before the frame is held for the
-                    // feed.
-                    if forwarder.send_ticks(&messages, arrived) {
-                        tokio::task::yield_now().await;
-                    }
                     let saw_data = self.hold(messages, arrived, forwarder);
                     if saw_data {
                         last_data = Instant::now();
@@ -193,10 +190,17 @@ impl Session {
     }
 
     /// One frame read from the socket, decoded (nothing for a frame that is not data or
-    /// does not decode: that is counted and logged here). `Err`: the session ends.
-    fn take_frame(
+    /// does not decode: that is counted and logged here), its trades handed to the strategies
+    /// that trade on ticks first. While the session is `keeping_up`, a msgpack frame's trades
+    /// are decoded before the rest of it when anyone wants them ([`stream::trades_first`]:
+    /// they are handed on sooner for about half again the decoding); behind the stream, it reads
+    /// frames in one pass, to catch up. `Err`: the session ends.
+    async fn read_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        arrived: Instant,
+        keeping_up: bool,
+        forwarder: &mut Forwarder,
     ) -> Result<Vec<DataMessage>, End> {
         let Some(bytes) = payload(frame)? else {
             return Ok(Vec::new());
@@ -205,13 +209,30 @@ impl Session {
         self.metrics
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        match stream::decode_data_frame(self.settings.codec, &bytes) {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                self.reject(&e);
-                Ok(Vec::new())
+        let codec = self.settings.codec;
+        let first = (keeping_up && forwarder.wants_ticks())
+            .then(|| stream::trades_first(codec, &bytes))
+            .flatten();
+        let decoded = match first {
+            Some(first) => {
+                if forwarder.send_ticks(first.trades(), arrived) {
+                    let_ticks_act().await;
+                }
+                stream::decode_rest(first, codec, &bytes)
             }
-        }
+            None => {
+                let decoded = stream::decode_data_frame(codec, &bytes);
+                let trades = decoded.iter().flatten().filter_map(DataMessage::as_trade);
+                if forwarder.send_ticks(trades, arrived) {
+                    let_ticks_act().await;
+                }
+                decoded
+            }
+        };
+        Ok(decoded.unwrap_or_else(|e| {
+            self.reject(&e);
+            Vec::new()
+        }))
     }
 
     /// A frame's data messages to `forwarder` (not yet sent on), the others handled here;
@@ -289,6 +310,18 @@ impl Session {
         self.clock_cache = Some((Instant::now(), open));
         open
     }
+}
+
+/// How long the session waits for a frame, at least, to count as keeping up with the stream
+/// (a frame already in the socket's buffer is read in a few microseconds).
+const KEEPING_UP_WAIT: Duration = Duration::from_micros(50);
+
+/// The strategies given trades have their turn, then the order side with what they proposed,
+/// before the session goes on with the frame (the order side was woken after the session
+/// yielded the first time, so it runs after the session's second yield).
+async fn let_ticks_act() {
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
 }
 
 /// A data message's time (`None`: a control message).

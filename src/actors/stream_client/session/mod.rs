@@ -376,7 +376,7 @@ impl Session {
                 }
             };
             let arrived = Instant::now();
-            forwarder.send_ticks(&messages, arrived);
+            forwarder.send_ticks(messages.iter().filter_map(DataMessage::as_trade), arrived);
             let mut control = None;
             for m in messages {
                 match m {
