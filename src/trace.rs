@@ -26,11 +26,12 @@ impl PartialEq for TraceContext {
 }
 
 impl TraceContext {
-    /// The context of `span` (for the next stage).
+    /// The context of `span` (for the next stage); none for a span that is off (below the
+    /// log level: asking for its context would only build an empty one on the order path).
     pub fn of(span: &tracing::Span) -> Self {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         TraceContext {
-            cx: Some(span.context()),
+            cx: (!span.is_disabled()).then(|| span.context()),
             arrived: None,
         }
     }

@@ -51,23 +51,26 @@ impl ClientOrderIds {
     }
 
     fn format(run: u64, seq: u64, strategy: Option<&str>, symbol: &str) -> String {
-        let tag: String = strategy
-            .map(|s| {
+        use std::fmt::Write;
+        // Written into one string (it is made on the order path, for every order).
+        let mut id = String::with_capacity(MAX_CLIENT_ORDER_ID_LEN);
+        let _ = write!(id, "td-{run:x}-{seq:x}-");
+        if let Some(s) = strategy {
+            id.extend(
                 s.chars()
                     .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                    .take(16)
-                    .collect::<String>()
-                    + "-"
-            })
-            .unwrap_or_default();
-        let head = format!("td-{run:x}-{seq:x}-{tag}");
-        let room = MAX_CLIENT_ORDER_ID_LEN.saturating_sub(head.len());
-        let symbol: String = symbol
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-            .take(room)
-            .collect();
-        format!("{head}{symbol}")
+                    .take(16),
+            );
+            id.push('-');
+        }
+        let room = MAX_CLIENT_ORDER_ID_LEN.saturating_sub(id.len());
+        id.extend(
+            symbol
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+                .take(room),
+        );
+        id
     }
 
     /// The run an id of ours belongs to, if it is one of ours.
