@@ -122,9 +122,9 @@ impl Session {
             .clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut check = tokio::time::interval(check_every);
         let (mut last_alive, mut last_data) = (Instant::now(), Instant::now());
+        let mut pace = Pace::default();
         loop {
             let due = forwarder.due_at();
-            let waiting_since = Instant::now();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::Change(change)) => {
@@ -144,9 +144,8 @@ impl Session {
                     // The arrival time travels with the data (tick-to-order is measured from it).
                     let arrived = Instant::now();
                     last_alive = arrived;
-                    // A frame the session had to wait for: it keeps up with the stream.
-                    let keeping_up = arrived - waiting_since >= KEEPING_UP_WAIT;
-                    let messages = match self.read_frame(frame, arrived, keeping_up, forwarder).await {
+                    let calm = pace.arrived(arrived);
+                    let messages = match self.read_frame(frame, arrived, calm, forwarder).await {
                         Ok(messages) => messages,
                         Err(end) => return end,
                     };
@@ -191,15 +190,15 @@ impl Session {
 
     /// One frame read from the socket, decoded (nothing for a frame that is not data or
     /// does not decode: that is counted and logged here), its trades handed to the strategies
-    /// that trade on ticks first. While the session is `keeping_up`, a msgpack frame's trades
+    /// that trade on ticks first. While frames come at a `calm` pace, a msgpack frame's trades
     /// are decoded before the rest of it when anyone wants them ([`stream::trades_first`]:
-    /// they are handed on sooner for about half again the decoding); behind the stream, it reads
-    /// frames in one pass, to catch up. `Err`: the session ends.
+    /// they are handed on sooner for about half again the decoding); in a flood, frames are
+    /// read in one pass, for throughput. `Err`: the session ends.
     async fn read_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         arrived: Instant,
-        keeping_up: bool,
+        calm: bool,
         forwarder: &mut Forwarder,
     ) -> Result<Vec<DataMessage>, End> {
         let Some(bytes) = payload(frame)? else {
@@ -210,7 +209,7 @@ impl Session {
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let codec = self.settings.codec;
-        let first = (keeping_up && forwarder.wants_ticks())
+        let first = (calm && forwarder.wants_ticks())
             .then(|| stream::trades_first(codec, &bytes))
             .flatten();
         let decoded = match first {
@@ -312,9 +311,38 @@ impl Session {
     }
 }
 
-/// How long the session waits for a frame, at least, to count as keeping up with the stream
-/// (a frame already in the socket's buffer is read in a few microseconds).
-const KEEPING_UP_WAIT: Duration = Duration::from_micros(50);
+/// The least average time between frames for the stream to be calm: fewer than 4,000 frames
+/// a second (the load bench's 100 k msgs/s is 1,000 frames; flat out, 7,000 to 25,000).
+const CALM_GAP: Duration = Duration::from_micros(250);
+
+/// The average time between frames (the last few weigh most: each new gap counts for an
+/// eighth), to tell a calm stream from a flood. Frames often come two or three together
+/// even at a calm pace, so one gap alone does not tell.
+struct Pace {
+    last: Option<Instant>,
+    average_ns: u64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            last: None,
+            // Calm until frames show otherwise (a flood from the start shows in ~15 frames).
+            average_ns: 4 * CALM_GAP.as_nanos() as u64,
+        }
+    }
+}
+
+impl Pace {
+    /// A frame arrived at `at`: answers whether frames come at a calm pace.
+    fn arrived(&mut self, at: Instant) -> bool {
+        if let Some(last) = self.last.replace(at) {
+            let gap = u64::try_from(at.duration_since(last).as_nanos()).unwrap_or(u64::MAX);
+            self.average_ns = self.average_ns - self.average_ns / 8 + gap / 8;
+        }
+        self.average_ns >= CALM_GAP.as_nanos() as u64
+    }
+}
 
 /// The strategies given trades have their turn, then the order side with what they proposed,
 /// before the session goes on with the frame (the order side was woken after the session
@@ -333,5 +361,27 @@ fn data_time(m: &DataMessage) -> Option<DateTime<Utc>> {
         DataMessage::Status(s) => Some(s.timestamp),
         DataMessage::Luld(l) => Some(l.timestamp),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_told_from_calm_frames_that_come_in_pairs() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let mut pace = Pace::default();
+        // 1,000 frames a second, two at a time (a gap of 0, then 2 ms): calm throughout.
+        assert!((0..200).all(|i| pace.arrived(at(i / 2 * 2_000))));
+        // Then flat out, a frame every 50 µs: a flood within twenty frames, and it stays one.
+        let start = 200_000;
+        let calm: Vec<bool> = (0..200).map(|i| pace.arrived(at(start + i * 50))).collect();
+        assert!(calm[20..].iter().all(|c| !c), "{calm:?}");
+        // Calm again a few frames after the flood ends.
+        let end = start + 200 * 50;
+        let after: Vec<bool> = (1..20).map(|i| pace.arrived(at(end + i * 1_000))).collect();
+        assert!(after[5..].iter().all(|c| *c), "{after:?}");
     }
 }
