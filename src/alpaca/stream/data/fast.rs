@@ -463,6 +463,29 @@ pub(super) mod tests {
         ]
     }
 
+    /// One edit of a frame: where, a byte, and how (0 changed, 1 added, 2 removed).
+    pub(in crate::alpaca::stream::data) type Edit = (prop::sample::Index, u8, u8);
+
+    /// `messages` encoded, then damaged by `edits`.
+    pub(in crate::alpaca::stream::data) fn damaged(
+        messages: &[DataMessage],
+        edits: &[Edit],
+    ) -> Vec<u8> {
+        let mut bytes = Codec::Msgpack.encode(messages);
+        for (at, byte, how) in edits {
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = *byte,
+                1 => bytes.insert(i, *byte),
+                _ => drop(bytes.remove(i)),
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        bytes
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -483,18 +506,7 @@ pub(super) mod tests {
             messages in prop::collection::vec(message(), 1..4),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let mut bytes = Codec::Msgpack.encode(&messages);
-            for (at, byte, how) in edits {
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => drop(bytes.remove(i)),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+            let bytes = damaged(&messages, &edits);
             if let Some(fast) = frame(&bytes) {
                 prop_assert_eq!(Ok(fast), through_serde(&bytes));
             }

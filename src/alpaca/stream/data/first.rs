@@ -137,7 +137,10 @@ impl Cursor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fast::{self, tests::message};
+    use super::super::fast::{
+        self,
+        tests::{damaged, message},
+    };
     use super::*;
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;
@@ -175,18 +178,7 @@ mod tests {
             messages in prop::collection::vec(message(), 1..4),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let mut bytes = Codec::Msgpack.encode(&messages);
-            for (at, byte, how) in edits {
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => drop(bytes.remove(i)),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+            let bytes = damaged(&messages, &edits);
             if let Some(first) = trades_first(&bytes) {
                 let trades: Vec<StreamTrade> = first.trades().cloned().collect();
                 if let Some(all) = first.rest(&bytes) {
