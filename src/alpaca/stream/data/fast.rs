@@ -463,15 +463,10 @@ pub(super) mod tests {
         ]
     }
 
-    /// One edit of a frame: where, a byte, and how (0 changed, 1 added, 2 removed).
-    pub(in crate::alpaca::stream::data) type Edit = (prop::sample::Index, u8, u8);
-
-    /// `messages` encoded, then damaged by `edits`.
-    pub(in crate::alpaca::stream::data) fn damaged(
-        messages: &[DataMessage],
-        edits: &[Edit],
-    ) -> Vec<u8> {
-        let mut bytes = Codec::Msgpack.encode(messages);
+    /// `messages` encoded, then damaged by `edits`: where, a byte, and how (0 changed, 1
+    /// added, 2 removed).
+    pub(in crate::alpaca::stream::data) fn damaged(m: &[DataMessage], edits: &[Edit]) -> Vec<u8> {
+        let mut bytes = Codec::Msgpack.encode(m);
         for (at, byte, how) in edits {
             let i = at.index(bytes.len());
             match how {
@@ -485,6 +480,8 @@ pub(super) mod tests {
         }
         bytes
     }
+
+    type Edit = (prop::sample::Index, u8, u8);
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
