@@ -350,11 +350,13 @@ impl Flood {
                 counts: template.counts,
             });
         }
+        // A mark goes out with a frame the rate makes due, never on its own: waking for a
+        // mark that is due before a frame is would find nothing to send (and woke the task at
+        // once, again and again: a spin until the next frame was due).
         let again = if self.spec.max || out.len() == MAX_FRAMES_PER_TURN {
             now
         } else {
-            let next_frame = now + Duration::from_millis(1);
-            self.next_mark_at.map_or(next_frame, |m| m.min(next_frame))
+            now + Duration::from_millis(1)
         };
         (out, again)
     }
@@ -552,6 +554,30 @@ mod tests {
         let (frames, again) = flood.due(start + Duration::from_millis(1), t);
         assert_eq!(frames.len(), 2);
         assert_eq!(again, start + Duration::from_millis(2));
+    }
+
+    #[test]
+    fn a_mark_due_between_frames_waits_for_the_next_frame() {
+        let mut s = spec();
+        s.max = false;
+        s.msgs_per_s = 1_000;
+        s.mark_every_ms = 1;
+        let mut flood = Flood::new(s, Codec::Msgpack, &channels()).unwrap();
+        let start = flood.started;
+        let t = Utc::now();
+        let (frames, _) = flood.due(start + Duration::from_millis(1), t);
+        assert_eq!((frames.len(), frames[0].counts.marks), (1, 1));
+        // That frame's 50 messages are ahead of the rate for 50 ms while a mark is due each
+        // millisecond: nothing to send, and the next look a millisecond on, not at once.
+        for ms in [5, 20, 49] {
+            let now = start + Duration::from_millis(ms);
+            let (frames, again) = flood.due(now, t);
+            assert!(frames.is_empty());
+            assert_eq!(again, now + Duration::from_millis(1));
+        }
+        let (frames, _) = flood.due(start + Duration::from_millis(51), t);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].counts.marks, 1, "the mark goes with the frame");
     }
 
     #[test]
