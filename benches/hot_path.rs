@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use std::hint::black_box;
 use traderd::actors::market_data::{BarBook, Interval};
 use traderd::alpaca::stream::{
-    self, Code, Codec, DataMessage, StreamQuote, StreamTrade, decode_data_frame,
+    self, Code, Codec, DataMessage, StreamQuote, StreamTrade, Wanted, decode_data_frame,
 };
 
 const BATCH: usize = 400;
@@ -87,15 +87,22 @@ fn trades_first(c: &mut Criterion) {
     group.bench_function("one_pass", |b| {
         b.iter(|| decode_data_frame(Codec::Msgpack, black_box(&frame)).unwrap())
     });
-    group.bench_function("trades_first_pass", |b| {
-        b.iter(|| stream::trades_first(Codec::Msgpack, black_box(&frame)).unwrap())
-    });
-    group.bench_function("trades_first_then_rest", |b| {
-        b.iter(|| {
-            let first = stream::trades_first(Codec::Msgpack, black_box(&frame)).unwrap();
-            stream::decode_rest(first, Codec::Msgpack, &frame).unwrap()
-        })
-    });
+    // Every trade first, or (a probe, a strategy acting on some trades) only those marked.
+    let marked = [traderd::domain::MARK.to_string()];
+    for (name, wanted) in [
+        ("every", Wanted::Every),
+        ("marked", Wanted::WithCondition(&marked)),
+    ] {
+        group.bench_function(format!("trades_first_pass/{name}"), |b| {
+            b.iter(|| stream::trades_first(Codec::Msgpack, black_box(&frame), wanted).unwrap())
+        });
+        group.bench_function(format!("trades_first_then_rest/{name}"), |b| {
+            b.iter(|| {
+                let first = stream::trades_first(Codec::Msgpack, black_box(&frame), wanted);
+                stream::decode_rest(first.unwrap(), Codec::Msgpack, &frame).unwrap()
+            })
+        });
+    }
     group.finish();
 }
 

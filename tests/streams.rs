@@ -158,13 +158,15 @@ async fn ticks_go_to_their_subscribers_straight_from_the_session() {
 
 /// On msgpack a frame's trades are decoded first and handed to the tick strategies before its
 /// quotes are decoded (`stream::trades_first`): the feed still gets every message of each frame
-/// (no flood trade lost, quotes too), and the ticks are the feed's trades, in the same order.
+/// (no flood trade lost, quotes too), and the ticks are the feed's trades, in the same order;
+/// a strategy that wants only marked trades gets exactly those.
 #[actix_rt::test]
 async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
-    use traderd::sim::flood::FLOOD_ID_BASE;
+    use traderd::sim::flood::{FLOOD_ID_BASE, MARK};
     let sim = start_sim(|_| {}).await;
     let (feed, feed_seen) = collector();
     let (ticks, ticks_seen) = collector();
+    let (marked, marked_seen) = collector();
     let mut settings = quick_settings(StreamKind::MarketData, ws_url(&sim, "/v2/iex"));
     settings.codec = Codec::Msgpack;
     let both: std::collections::BTreeSet<String> = ["AAPL".into(), "MSFT".into()].into();
@@ -175,10 +177,16 @@ async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
     };
     let sinks = Sinks {
         market: Some(feed.recipient()),
-        ticks: vec![TradeSubscriber {
-            recipient: ticks.recipient(),
-            condition: None,
-        }],
+        ticks: vec![
+            TradeSubscriber {
+                recipient: ticks.recipient(),
+                condition: None,
+            },
+            TradeSubscriber {
+                recipient: marked.recipient(),
+                condition: Some(MARK.into()),
+            },
+        ],
         ..Default::default()
     };
     let client = StreamClient::new(settings, subs, sinks, None).start();
@@ -189,7 +197,7 @@ async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
     .await;
     set_fault(
         &sim,
-        serde_json::json!({"kind": "flood", "msgs_per_s": 5000}),
+        serde_json::json!({"kind": "flood", "msgs_per_s": 5000, "mark_every_ms": 5}),
     )
     .await;
     let flood_trades = |s: &common::actors::Seen| {
@@ -234,6 +242,24 @@ async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
     assert!(
         ids.windows(2).all(|w| w[1] == w[0] + 1),
         "every flood trade, in order"
+    );
+    let marked_at_feed: Vec<_> = at_feed
+        .iter()
+        .filter(|t| t.conditions.contains(MARK))
+        .cloned()
+        .collect();
+    let marked_ticks: Vec<_> = marked_seen
+        .lock()
+        .unwrap()
+        .ticks
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert!(!marked_at_feed.is_empty(), "the flood marked some trades");
+    assert!(
+        marked_ticks.len() >= marked_at_feed.len()
+            && marked_ticks[..marked_at_feed.len()] == marked_at_feed[..],
+        "the marked trades, and only those, to the strategy that wants them"
     );
     sim.stop().await;
 }

@@ -6,6 +6,7 @@ pub mod data;
 pub mod time;
 pub mod trading;
 
+pub use data::first::Wanted;
 pub use data::{
     BarKind, ChannelLists, ClientAction, Code, Conditions, DataMessage, StreamBar, StreamQuote,
     StreamTrade, SubscriptionSet, Symbol,
@@ -89,11 +90,16 @@ pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>,
     })
 }
 
-/// The first pass of a market-data frame read trades first ([`data::first`]): msgpack only
-/// (`None` for JSON, or for a frame the fast decoder leaves to serde: decode it whole).
-pub fn trades_first(codec: Codec, bytes: &[u8]) -> Option<data::first::TradesFirst> {
+/// The first pass of a market-data frame read trades first ([`data::first`]), its `wanted`
+/// trades decoded: msgpack only (`None` for JSON, or for a frame the fast decoder leaves to
+/// serde: decode it whole).
+pub fn trades_first(
+    codec: Codec,
+    bytes: &[u8],
+    wanted: Wanted<'_>,
+) -> Option<data::first::TradesFirst> {
     (codec == Codec::Msgpack)
-        .then(|| data::first::trades_first(bytes))
+        .then(|| data::first::trades_first(bytes, wanted))
         .flatten()
 }
 

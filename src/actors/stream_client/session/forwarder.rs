@@ -3,6 +3,7 @@
 //! trades of strategies that trade on ticks, handed to them frame by frame.
 
 use super::*;
+use crate::alpaca::stream::Wanted;
 
 /// Delivers market data to the consumer under the overload policy of [`Backlog`] (trades
 /// and bars never dropped, quotes conflated, back-pressure to the socket past `max_pending`).
@@ -12,6 +13,8 @@ pub(super) struct Forwarder {
     sink: Option<Recipient<MarketBatch>>,
     backlog: Backlog,
     ticks: Vec<TickRoute>,
+    /// The conditions the tick subscribers want (`None`: one of them wants every trade).
+    tick_conditions: Option<Vec<String>>,
     max_pending: usize,
 }
 
@@ -51,9 +54,11 @@ impl Forwarder {
         ticks: Vec<TradeSubscriber>,
         max_pending: usize,
     ) -> Self {
+        let tick_conditions = ticks.iter().map(|t| t.condition.clone()).collect();
         Forwarder {
             sink,
             backlog: Backlog::new(max_pending),
+            tick_conditions,
             ticks: ticks
                 .into_iter()
                 .map(|subscriber| TickRoute {
@@ -81,9 +86,15 @@ impl Forwarder {
         self.backlog.push_frame(frame, arrived, metrics);
     }
 
-    /// Whether any strategy trades on ticks.
-    pub(super) fn wants_ticks(&self) -> bool {
-        !self.ticks.is_empty()
+    /// The trades the strategies that trade on ticks want (`None`: there are none).
+    pub(super) fn ticks_wanted(&self) -> Option<Wanted<'_>> {
+        if self.ticks.is_empty() {
+            return None;
+        }
+        Some(match &self.tick_conditions {
+            Some(codes) => Wanted::WithCondition(codes),
+            None => Wanted::Every,
+        })
     }
 
     /// Hands a frame's trades to the tick subscribers that want them, before the frame goes

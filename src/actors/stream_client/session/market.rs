@@ -209,9 +209,10 @@ impl Session {
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let codec = self.settings.codec;
-        let first = (calm && forwarder.wants_ticks())
-            .then(|| stream::trades_first(codec, &bytes))
-            .flatten();
+        let first = calm
+            .then(|| forwarder.ticks_wanted())
+            .flatten()
+            .and_then(|wanted| stream::trades_first(codec, &bytes, wanted));
         let decoded = match first {
             Some(first) => {
                 if forwarder.send_ticks(first.trades(), arrived) {

@@ -160,7 +160,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn conditions(&mut self) -> Option<Conditions> {
+    pub(super) fn conditions(&mut self) -> Option<Conditions> {
         let mut c = Conditions::default();
         let m = self.marker()?;
         if m == Marker::Null {

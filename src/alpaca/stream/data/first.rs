@@ -1,6 +1,7 @@
 //! A msgpack frame's trades before the rest of it, for the strategies that act on each trade:
-//! the first pass decodes the frame's trades and only measures its other messages (quotes and
-//! bars are stepped over, not read); [`TradesFirst::rest`] then decodes those where they start.
+//! the first pass decodes the frame's trades (or only those the strategies want: [`Wanted`])
+//! and only measures its other messages (quotes and bars are stepped over, not read);
+//! [`TradesFirst::rest`] then decodes those where they start.
 //! Each message is decoded once and the frame keeps its order. Whatever [`fast::frame`] leaves
 //! to serde is left to the caller here too (`None`), who then decodes the whole frame.
 //!
@@ -21,16 +22,26 @@ pub struct TradesFirst {
     order: Vec<Option<usize>>,
 }
 
-/// The first pass over a msgpack frame: its trades decoded, the rest measured. `None`: a trade
-/// [`fast`](super::fast) does not decode, or bytes that are not msgpack.
-pub fn trades_first(bytes: &[u8]) -> Option<TradesFirst> {
+/// The trades a first pass decodes.
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    /// Every trade.
+    Every,
+    /// Only the trades that carry one of these conditions (the others are decoded with the
+    /// rest): a probe, or a strategy that acts on some trades only.
+    WithCondition(&'a [String]),
+}
+
+/// The first pass over a msgpack frame: its `wanted` trades decoded, the rest measured.
+/// `None`: a wanted trade [`fast`](super::fast) does not decode, or bytes that are not msgpack.
+pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     let mut c = Cursor(bytes);
     let n = c.array_len()?;
     let cap = n.min(bytes.len() / 16);
     let (mut trades, mut order) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
     for _ in 0..n {
         let at = bytes.len() - c.0.len();
-        match c.trade_or_step()? {
+        match c.trade_or_step(wanted)? {
             Some(trade) => {
                 trades.push(trade);
                 order.push(None);
@@ -63,18 +74,39 @@ impl TradesFirst {
 }
 
 impl Cursor<'_> {
-    /// The next message if it is a trade; any other is stepped over (`Some(None)`).
-    fn trade_or_step(&mut self) -> Option<Option<StreamTrade>> {
+    /// The next message if it is a `wanted` trade; any other is stepped over (`Some(None)`).
+    fn trade_or_step(&mut self, wanted: Wanted<'_>) -> Option<Option<StreamTrade>> {
         let m = self.marker()?;
         let entries = self.map_len_of(m)?.checked_sub(1)?;
         if self.str_bytes()? != b"T" {
             return None;
         }
         if self.str_bytes()? == b"t" {
-            return self.trade(entries).map(Some);
+            let wanted = match wanted {
+                Wanted::Every => true,
+                Wanted::WithCondition(codes) => Cursor(self.0).carries_any(entries, codes)?,
+            };
+            if wanted {
+                return self.trade(entries).map(Some);
+            }
         }
         self.step_each(entries.checked_mul(2)?, 0)?;
         Some(None)
+    }
+
+    /// Whether the trade whose `entries` fields come next carries one of `codes`: its
+    /// conditions read as the decoder reads them (the last `c` if two), nothing else decoded.
+    fn carries_any(&mut self, entries: usize, codes: &[String]) -> Option<bool> {
+        let mut carries = false;
+        for _ in 0..entries {
+            if self.str_bytes()? == b"c" {
+                let conditions = self.conditions()?;
+                carries = codes.iter().any(|c| conditions.contains(c));
+            } else {
+                self.step(0)?;
+            }
+        }
+        Some(carries)
     }
 
     /// Steps over one value of any type, its bytes not read (msgpack's markers by their
@@ -145,13 +177,16 @@ mod tests {
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;
 
-    fn trades_of(messages: &[DataMessage]) -> Vec<StreamTrade> {
+    /// The trades among `messages` that `wanted` wants, in order.
+    fn trades_of(messages: &[DataMessage], wanted: Wanted<'_>) -> Vec<StreamTrade> {
         messages
             .iter()
-            .filter_map(|m| match m {
-                DataMessage::Trade(t) => Some(t.clone()),
-                _ => None,
+            .filter_map(DataMessage::as_trade)
+            .filter(|t| match wanted {
+                Wanted::Every => true,
+                Wanted::WithCondition(codes) => codes.iter().any(|c| t.conditions.contains(c)),
             })
+            .cloned()
             .collect()
     }
 
@@ -164,10 +199,34 @@ mod tests {
         #[test]
         fn the_two_passes_decode_what_one_does(messages in prop::collection::vec(message(), 0..20)) {
             let bytes = Codec::Msgpack.encode(&messages);
-            let (first, one) = (trades_first(&bytes), fast::frame(&bytes));
+            let (first, one) = (trades_first(&bytes, Wanted::Every), fast::frame(&bytes));
             prop_assert!(first.is_some() && one.is_some());
             let (first, one) = (first.unwrap(), one.unwrap());
-            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one));
+            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, Wanted::Every));
+            prop_assert_eq!(first.rest(&bytes), Some(one));
+        }
+
+        /// With conditions wanted (one the frame's trades carry, if any, and one drawn at
+        /// random), exactly the trades that carry one come first; the frame is still whole.
+        #[test]
+        fn only_the_trades_with_a_wanted_condition_come_first(
+            messages in prop::collection::vec(message(), 0..20),
+            pick in any::<prop::sample::Index>(),
+            other in "[A-Z@ ]{1,5}",
+        ) {
+            let bytes = Codec::Msgpack.encode(&messages);
+            let one = fast::frame(&bytes).unwrap();
+            let carried: Vec<String> = trades_of(&one, Wanted::Every)
+                .iter()
+                .flat_map(|t| t.conditions.iter().map(String::from).collect::<Vec<_>>())
+                .collect();
+            let mut codes = vec![other];
+            if !carried.is_empty() {
+                codes.push(carried[pick.index(carried.len())].clone());
+            }
+            let wanted = Wanted::WithCondition(&codes);
+            let first = trades_first(&bytes, wanted).unwrap();
+            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, wanted));
             prop_assert_eq!(first.rest(&bytes), Some(one));
         }
 
@@ -179,11 +238,14 @@ mod tests {
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
             let bytes = damaged(&messages, &edits);
-            if let Some(first) = trades_first(&bytes) {
-                let trades: Vec<StreamTrade> = first.trades().cloned().collect();
-                if let Some(all) = first.rest(&bytes) {
-                    prop_assert_eq!(&trades, &trades_of(&all));
-                    prop_assert_eq!(Some(all), fast::frame(&bytes));
+            let codes = ["@".to_string(), "I".to_string()];
+            for wanted in [Wanted::Every, Wanted::WithCondition(&codes)] {
+                if let Some(first) = trades_first(&bytes, wanted) {
+                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+                    if let Some(all) = first.rest(&bytes) {
+                        prop_assert_eq!(&trades, &trades_of(&all, wanted));
+                        prop_assert_eq!(Some(all), fast::frame(&bytes));
+                    }
                 }
             }
         }
@@ -220,7 +282,7 @@ mod tests {
             tape: Default::default(),
         });
         b.extend_from_slice(&Codec::Msgpack.encode(std::slice::from_ref(&trade))[1..]);
-        let first = trades_first(&b).unwrap();
+        let first = trades_first(&b, Wanted::Every).unwrap();
         assert_eq!(first.trades().count(), 1);
         // The status is left to serde, as the one pass leaves it.
         assert_eq!(first.rest(&b), None);
@@ -229,6 +291,6 @@ mod tests {
         let mut deep = vec![0x91, 0x82, 0xa1, b'T', 0xa1, b'q', 0xa1, b'x'];
         deep.extend([0x91; 9]);
         deep.push(0xc0);
-        assert!(trades_first(&deep).is_none());
+        assert!(trades_first(&deep, Wanted::Every).is_none());
     }
 }
