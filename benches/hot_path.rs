@@ -81,13 +81,17 @@ fn trades_first(c: &mut Criterion) {
     for i in 0..100 {
         messages.extend(if i % 5 < 2 { t.next() } else { q.next() });
     }
+    // The last trade is marked, as a probe's frame is (every trade first, or only the marked).
+    if let Some(DataMessage::Trade(t)) = messages.iter_mut().rev().find(|m| m.as_trade().is_some())
+    {
+        t.conditions.push(traderd::domain::MARK);
+    }
     let frame = Codec::Msgpack.encode(&messages);
     let mut group = c.benchmark_group("decode/mixed_frame");
     group.throughput(Throughput::Elements(100));
     group.bench_function("one_pass", |b| {
         b.iter(|| decode_data_frame(Codec::Msgpack, black_box(&frame)).unwrap())
     });
-    // Every trade first, or (a probe, a strategy acting on some trades) only those marked.
     let marked = [traderd::domain::MARK.to_string()];
     for (name, wanted) in [
         ("every", Wanted::Every),

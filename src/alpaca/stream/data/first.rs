@@ -7,6 +7,7 @@
 //!
 //! [`fast::frame`]: super::fast::frame
 
+use super::codes::Code;
 use super::fast::Cursor;
 use super::{DataMessage, StreamTrade};
 
@@ -33,8 +34,18 @@ pub enum Wanted<'a> {
 }
 
 /// The first pass over a msgpack frame: its `wanted` trades decoded, the rest measured.
-/// `None`: a wanted trade [`fast`](super::fast) does not decode, or bytes that are not msgpack.
+/// `None`, and the frame is decoded whole: no trade in it can carry a wanted code (its bytes
+/// hold none: most frames, for a probe), a wanted trade [`fast`](super::fast) does not decode,
+/// or bytes that are not msgpack.
 pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
+    if let Wanted::WithCondition(codes) = wanted {
+        // A decoded condition is the wire's first four bytes, so a trade that carries a code
+        // has that code's (first four) bytes in the frame.
+        let held = |c: &String| memchr::memmem::find(bytes, Code::new(c).as_str().as_bytes());
+        if !codes.iter().any(|c| held(c).is_some()) {
+            return None;
+        }
+    }
     let mut c = Cursor(bytes);
     let n = c.array_len()?;
     let cap = n.min(bytes.len() / 16);
@@ -82,13 +93,17 @@ impl Cursor<'_> {
             return None;
         }
         if self.str_bytes()? == b"t" {
-            let wanted = match wanted {
-                Wanted::Every => true,
-                Wanted::WithCondition(codes) => Cursor(self.0).carries_any(entries, codes)?,
+            let Wanted::WithCondition(codes) = wanted else {
+                return self.trade(entries).map(Some);
             };
-            if wanted {
+            // Read ahead on a copy: a trade that carries a wanted code is decoded from here,
+            // one that does not is already stepped over.
+            let mut ahead = Cursor(self.0);
+            if ahead.carries_any(entries, codes)? {
                 return self.trade(entries).map(Some);
             }
+            self.0 = ahead.0;
+            return Some(None);
         }
         self.step_each(entries.checked_mul(2)?, 0)?;
         Some(None)
@@ -208,6 +223,7 @@ mod tests {
 
         /// With conditions wanted (one the frame's trades carry, if any, and one drawn at
         /// random), exactly the trades that carry one come first; the frame is still whole.
+        /// A frame with none of them is left to the one pass.
         #[test]
         fn only_the_trades_with_a_wanted_condition_come_first(
             messages in prop::collection::vec(message(), 0..20),
@@ -225,9 +241,15 @@ mod tests {
                 codes.push(carried[pick.index(carried.len())].clone());
             }
             let wanted = Wanted::WithCondition(&codes);
-            let first = trades_first(&bytes, wanted).unwrap();
-            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, wanted));
-            prop_assert_eq!(first.rest(&bytes), Some(one));
+            match trades_first(&bytes, wanted) {
+                // Nothing to read first: no trade carries a wanted code.
+                None => prop_assert!(trades_of(&one, wanted).is_empty()),
+                Some(first) => {
+                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+                    prop_assert_eq!(trades, trades_of(&one, wanted));
+                    prop_assert_eq!(first.rest(&bytes), Some(one));
+                }
+            }
         }
 
         /// Damaged frames: what the two passes answer is what the one pass answers, or the
