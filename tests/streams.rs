@@ -221,13 +221,11 @@ async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
         .iter()
         .filter_map(|(_, m)| m.as_trade().cloned())
         .collect();
-    let ticked: Vec<_> = ticks_seen
-        .lock()
-        .unwrap()
-        .ticks
-        .iter()
-        .map(|(_, t)| t.clone())
-        .collect();
+    let ticks_of = |seen: &std::sync::Mutex<common::actors::Seen>| -> Vec<_> {
+        let seen = seen.lock().unwrap();
+        seen.ticks.iter().map(|(_, t)| t.clone()).collect()
+    };
+    let ticked = ticks_of(&ticks_seen);
     assert!(ticked.len() >= at_feed.len());
     assert!(
         ticked[..at_feed.len()] == at_feed[..],
@@ -248,13 +246,7 @@ async fn msgpack_ticks_read_first_are_the_trades_the_feed_gets() {
         .filter(|t| t.conditions.contains(MARK))
         .cloned()
         .collect();
-    let marked_ticks: Vec<_> = marked_seen
-        .lock()
-        .unwrap()
-        .ticks
-        .iter()
-        .map(|(_, t)| t.clone())
-        .collect();
+    let marked_ticks = ticks_of(&marked_seen);
     assert!(!marked_at_feed.is_empty(), "the flood marked some trades");
     assert!(
         marked_ticks.len() >= marked_at_feed.len()
