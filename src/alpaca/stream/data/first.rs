@@ -7,7 +7,7 @@
 //!
 //! [`fast::frame`]: super::fast::frame
 
-use super::codes::Code;
+use super::codes::{Code, Conditions};
 use super::fast::Cursor;
 use super::{DataMessage, StreamTrade};
 
@@ -31,6 +31,16 @@ pub enum Wanted<'a> {
     /// Only the trades that carry one of these conditions (the others are decoded with the
     /// rest): a probe, or a strategy that acts on some trades only.
     WithCondition(&'a [String]),
+}
+
+impl Wanted<'_> {
+    /// Whether a trade with these conditions is wanted.
+    pub fn wants(&self, conditions: &Conditions) -> bool {
+        match self {
+            Wanted::Every => true,
+            Wanted::WithCondition(codes) => codes.iter().any(|c| conditions.contains(c)),
+        }
+    }
 }
 
 /// The first pass over a msgpack frame: its `wanted` trades decoded, the rest measured.
@@ -93,13 +103,13 @@ impl Cursor<'_> {
             return None;
         }
         if self.str_bytes()? == b"t" {
-            let Wanted::WithCondition(codes) = wanted else {
+            if let Wanted::Every = wanted {
                 return self.trade(entries).map(Some);
-            };
+            }
             // Read ahead on a copy: a trade that carries a wanted code is decoded from here,
             // one that does not is already stepped over.
             let mut ahead = Cursor(self.0);
-            if ahead.carries_any(entries, codes)? {
+            if ahead.carries_any(entries, wanted)? {
                 return self.trade(entries).map(Some);
             }
             self.0 = ahead.0;
@@ -109,14 +119,13 @@ impl Cursor<'_> {
         Some(None)
     }
 
-    /// Whether the trade whose `entries` fields come next carries one of `codes`: its
-    /// conditions read as the decoder reads them (the last `c` if two), nothing else decoded.
-    fn carries_any(&mut self, entries: usize, codes: &[String]) -> Option<bool> {
+    /// Whether the trade whose `entries` fields come next is `wanted`: its conditions read as
+    /// the decoder reads them (the last `c` if two), nothing else decoded.
+    fn carries_any(&mut self, entries: usize, wanted: Wanted<'_>) -> Option<bool> {
         let mut carries = false;
         for _ in 0..entries {
             if self.str_bytes()? == b"c" {
-                let conditions = self.conditions()?;
-                carries = codes.iter().any(|c| conditions.contains(c));
+                carries = wanted.wants(&self.conditions()?);
             } else {
                 self.step(0)?;
             }
@@ -197,10 +206,7 @@ mod tests {
         messages
             .iter()
             .filter_map(DataMessage::as_trade)
-            .filter(|t| match wanted {
-                Wanted::Every => true,
-                Wanted::WithCondition(codes) => codes.iter().any(|c| t.conditions.contains(c)),
-            })
+            .filter(|t| wanted.wants(&t.conditions))
             .cloned()
             .collect()
     }
