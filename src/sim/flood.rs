@@ -539,13 +539,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_paced_flood_sends_what_the_rate_asks() {
+    /// A flood at `msgs_per_s`, a mark every `mark_every_ms` (0: none).
+    fn paced(codec: Codec, msgs_per_s: u32, mark_every_ms: u32) -> Flood {
         let mut s = spec();
         s.max = false;
-        s.msgs_per_s = 100_000;
-        s.mark_every_ms = 0;
-        let mut flood = Flood::new(s, Codec::Json, &channels()).unwrap();
+        s.msgs_per_s = msgs_per_s;
+        s.mark_every_ms = mark_every_ms;
+        Flood::new(s, codec, &channels()).unwrap()
+    }
+
+    #[test]
+    fn a_paced_flood_sends_what_the_rate_asks() {
+        let mut flood = paced(Codec::Json, 100_000, 0);
         let start = flood.started;
         let t = Utc::now();
         let (frames, _) = flood.due(start, t);
@@ -558,11 +563,7 @@ mod tests {
 
     #[test]
     fn a_mark_due_between_frames_waits_for_the_next_frame() {
-        let mut s = spec();
-        s.max = false;
-        s.msgs_per_s = 1_000;
-        s.mark_every_ms = 1;
-        let mut flood = Flood::new(s, Codec::Msgpack, &channels()).unwrap();
+        let mut flood = paced(Codec::Msgpack, 1_000, 1);
         let start = flood.started;
         let t = Utc::now();
         let (frames, _) = flood.due(start + Duration::from_millis(1), t);
