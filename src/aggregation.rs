@@ -309,7 +309,7 @@ impl BarBook {
     }
 
     /// Records bars already known (e.g. REST daily bars) so they are not built again.
-    pub fn seed_history(&mut self, symbol: &str, interval: Interval, bars: Vec<OhlcBar>) {
+    pub fn seed_history(&mut self, symbol: &str, interval: Interval, bars: &[OhlcBar]) {
         let Some(last) = bars.last().map(|b| b.start) else {
             return;
         };
@@ -320,7 +320,7 @@ impl BarBook {
             s.open[interval.slot()] = None;
         }
         for b in bars {
-            s.keep(interval, b, len);
+            s.keep(interval, b.clone(), len);
         }
     }
 

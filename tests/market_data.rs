@@ -38,9 +38,7 @@ async fn warms_up_then_builds_bars_equal_to_the_brokers() {
     let (marks, marked) = collector();
     let (collector, seen) = collector();
     let feed = MarketDataFeed::new(feed_settings(), Some(rest.clone().into())).start();
-    feed.send(AddBarSubscriber(collector.clone().recipient()))
-        .await
-        .unwrap();
+    feed.send(AddBarSubscriber::of(&collector)).await.unwrap();
     feed.send(AddMarkListener(marks.clone().recipient()))
         .await
         .unwrap();
@@ -275,9 +273,7 @@ async fn the_warm_up_reads_the_open_markets_span_and_asks_again_when_short() {
             Some(rest.clone().into()),
         )
         .start();
-        feed.send(AddBarSubscriber(collector.clone().recipient()))
-            .await
-            .unwrap();
+        feed.send(AddBarSubscriber::of(&collector)).await.unwrap();
         wait_for("the warm-up", WAIT, || async {
             feed.send(GetFeedStats).await.unwrap().live.then_some(())
         })
@@ -353,9 +349,7 @@ async fn feed_on_the_stream(
 ) {
     let (collector, seen) = collector();
     let feed = MarketDataFeed::new(settings, Some(rest.clone().into())).start();
-    feed.send(AddBarSubscriber(collector.clone().recipient()))
-        .await
-        .unwrap();
+    feed.send(AddBarSubscriber::of(&collector)).await.unwrap();
     let sinks = Sinks {
         market: Some(feed.clone().recipient()),
         ..Default::default()
@@ -434,4 +428,60 @@ async fn brokers_bar(
         .remove(symbol)
         .unwrap();
     theirs.remove(0)
+}
+
+/// A warm-up of more symbols than are handed on at once (50) reaches the subscribers whole:
+/// every symbol's bars, in order, each symbol once (today's minutes after them), the last
+/// minute of each to the marks, before the feed goes live.
+#[actix_rt::test]
+async fn a_warm_up_of_many_symbols_is_handed_on_whole_before_the_feed_goes_live() {
+    let symbols: Vec<String> = (0..60).map(|i| format!("S{i:03}")).collect();
+    let sim = start_sim(|s| {
+        s.history_sessions = 1;
+        s.symbols = symbols.clone();
+    })
+    .await;
+    let rest = client(&sim);
+    let (marks, marked) = collector();
+    let (collector, seen) = collector();
+    let feed = MarketDataFeed::new(
+        FeedSettings {
+            symbols: symbols.clone(),
+            intervals: vec![Interval::M1, Interval::M5],
+            warmup_bars: 7,
+            ..FeedSettings::default()
+        },
+        Some(rest.clone().into()),
+    )
+    .start();
+    feed.send(AddBarSubscriber::of(&collector)).await.unwrap();
+    feed.send(AddMarkListener(marks.recipient())).await.unwrap();
+    wait_for("the warm-up", WAIT, || async {
+        feed.send(GetFeedStats).await.unwrap().live.then_some(())
+    })
+    .await;
+    {
+        let seen = seen.lock().unwrap();
+        for interval in [Interval::M1, Interval::M5] {
+            for s in &symbols {
+                let starts: Vec<_> = seen
+                    .bars
+                    .iter()
+                    .filter(|b| b.historical && b.interval == interval && &b.symbol == s)
+                    .map(|b| b.bar.start)
+                    .collect();
+                assert!(starts.len() >= 7, "{s} {interval:?}: {starts:?}");
+                assert!(starts.windows(2).all(|w| w[0] < w[1]), "{s} once, in order");
+            }
+        }
+        let marked = marked.lock().unwrap();
+        assert_eq!(marked.bars.len(), symbols.len());
+        assert!(
+            marked
+                .bars
+                .iter()
+                .all(|b| b.historical && b.interval == Interval::M1)
+        );
+    }
+    sim.stop().await;
 }

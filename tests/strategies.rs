@@ -411,3 +411,122 @@ async fn a_strategy_stops_entering_at_its_allocation() {
         "at most one $2,000 position under $3,000: {status}"
     );
 }
+
+/// Says what it saw; buys on every bar (acted on only when live).
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(String, i64, bool)>>>);
+
+impl traderd::strategy::Strategy for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn interval(&self) -> traderd::domain::Interval {
+        traderd::domain::Interval::M1
+    }
+    fn on_bar(&mut self, input: &traderd::strategy::BarInput<'_>) -> traderd::strategy::Signal {
+        self.0.lock().unwrap().push((
+            input.symbol.to_string(),
+            input.bar.start.timestamp(),
+            input.historical,
+        ));
+        traderd::strategy::Signal::Enter {
+            side: traderd::alpaca::model::OrderSide::Buy,
+            reason: "every bar".into(),
+        }
+    }
+}
+
+/// Answers every proposal with "not sent".
+struct Refuser;
+impl actix::Actor for Refuser {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<traderd::messages::orders::Propose> for Refuser {
+    type Result = Result<String, traderd::messages::orders::ProposeError>;
+    fn handle(
+        &mut self,
+        _: traderd::messages::orders::Propose,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        Err(traderd::messages::orders::ProposeError::NotSent(
+            "test".into(),
+        ))
+    }
+}
+
+#[actix_rt::test]
+async fn a_warm_up_s_history_reaches_the_strategy_bar_by_bar_and_is_not_acted_on() {
+    use actix::Actor;
+    use traderd::actors::strategy_runner::{GetStrategyStats, StrategyRunner};
+    use traderd::domain::{Interval, OhlcBar};
+    use traderd::messages::{BarClosed, HistoryBars};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refuser = Refuser.start();
+    let runner = StrategyRunner::new(
+        Box::new(Recorder(seen.clone())),
+        traderd::strategy::Sizing::FixedNotional {
+            usd: Decimal::from(100),
+        },
+        traderd::strategy::Protection::None,
+        refuser.recipient(),
+    )
+    .start();
+    let t0 = chrono::DateTime::from_timestamp(1_764_599_400, 0).unwrap();
+    let bar = |i: i64| OhlcBar {
+        start: t0 + chrono::Duration::minutes(i),
+        open: Decimal::from(10),
+        high: Decimal::from(11),
+        low: Decimal::from(9),
+        close: Decimal::from(10 + i),
+        volume: Decimal::from(100),
+        trades: 1,
+        notional: Decimal::ZERO,
+    };
+    let history: Vec<OhlcBar> = (0..200).map(bar).collect();
+    runner
+        .send(HistoryBars {
+            symbol: "AAPL".into(),
+            interval: Interval::M1,
+            bars: history.into(),
+        })
+        .await
+        .unwrap();
+    // Another interval's history is not the strategy's.
+    runner
+        .send(HistoryBars {
+            symbol: "AAPL".into(),
+            interval: Interval::M5,
+            bars: vec![bar(0)].into(),
+        })
+        .await
+        .unwrap();
+    let stats = runner.send(GetStrategyStats).await.unwrap();
+    assert_eq!((stats.bars, stats.signals), (200, 0), "{stats:?}");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 200);
+        assert!(
+            seen.iter()
+                .all(|(s, _, historical)| s == "AAPL" && *historical)
+        );
+        let starts: Vec<i64> = seen.iter().map(|(_, t, _)| *t).collect();
+        assert!(starts.windows(2).all(|w| w[1] - w[0] == 60), "in order");
+    }
+    // The first live bar after it is acted on.
+    runner
+        .send(BarClosed {
+            symbol: "AAPL".into(),
+            interval: Interval::M1,
+            bar: bar(200),
+            historical: false,
+            degraded: false,
+            trace: Default::default(),
+        })
+        .await
+        .unwrap();
+    let stats = runner.send(GetStrategyStats).await.unwrap();
+    assert_eq!((stats.bars, stats.signals), (201, 1), "{stats:?}");
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&("AAPL".to_string(), bar(200).start.timestamp(), false))
+    );
+}

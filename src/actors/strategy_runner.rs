@@ -21,10 +21,14 @@
 //! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`PauseStrategy`], [`GetStrategyStats`].
 
+use crate::domain::{Interval, OhlcBar};
 use crate::messages::orders::{Propose, ProposeError};
 pub use crate::messages::strategy::{GetStrategyStats, PauseStrategy, StrategyStats};
-use crate::messages::{AccountUpdated, BarClosed, OrdersChanged, SplitApplied, TradeTicks};
+use crate::messages::{
+    AccountUpdated, BarClosed, HistoryBars, OrdersChanged, SplitApplied, TradeTicks,
+};
 use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput};
+use crate::telemetry::TraceContext;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -258,39 +262,70 @@ impl Handler<BarClosed> for StrategyRunner {
         if msg.interval != self.strategy.interval() || !self.mine(&msg.symbol) {
             return;
         }
+        self.on_closed(
+            &msg.symbol,
+            msg.interval,
+            &msg.bar,
+            msg.historical,
+            &msg.trace,
+            ctx,
+        );
+    }
+}
+
+/// A warm-up's bars of a symbol: each as a historical [`BarClosed`] would be.
+impl Handler<HistoryBars> for StrategyRunner {
+    type Result = ();
+
+    fn handle(&mut self, msg: HistoryBars, ctx: &mut Context<Self>) {
+        if msg.interval != self.strategy.interval() || !self.mine(&msg.symbol) {
+            return;
+        }
+        let trace = TraceContext::default();
+        for bar in msg.bars.iter() {
+            self.on_closed(&msg.symbol, msg.interval, bar, true, &trace, ctx);
+        }
+    }
+}
+
+impl StrategyRunner {
+    /// A closed bar of the strategy's interval, of one of its symbols: the strategy sees it,
+    /// and acts on it unless it is `historical`.
+    fn on_closed(
+        &mut self,
+        symbol: &str,
+        interval: Interval,
+        bar: &OhlcBar,
+        historical: bool,
+        trace: &TraceContext,
+        ctx: &mut Context<Self>,
+    ) {
         self.stats.bars += 1;
-        let position = self.positions.get(&msg.symbol).copied().unwrap_or_default();
+        let position = self.positions.get(symbol).copied().unwrap_or_default();
         let signal = self.strategy.on_bar(&BarInput {
-            symbol: &msg.symbol,
-            interval: msg.interval,
-            bar: &msg.bar,
-            historical: msg.historical,
+            symbol,
+            interval,
+            bar,
+            historical,
             position,
             explain: true,
         });
-        self.latest.keep(&msg.symbol, &msg.bar);
+        self.latest.keep(symbol, bar);
         let view = crate::strategy::MarketView {
-            closed: &msg.symbol,
+            closed: symbol,
             bars: &self.latest,
             positions: &self.positions,
-            historical: msg.historical,
+            historical,
             equity: self.equity,
-            now: msg.interval.end_of(msg.bar.start),
+            now: interval.end_of(bar.start),
         };
         let several = self.strategy.on_market(&view);
-        if msg.historical {
+        if historical {
             return;
         }
         if signal != Signal::Hold {
-            let correlation_id = format!("{}-{}", msg.symbol, msg.bar.start.timestamp());
-            self.act(
-                signal,
-                &msg.symbol,
-                msg.bar.close,
-                correlation_id,
-                &msg.trace,
-                ctx,
-            );
+            let correlation_id = format!("{symbol}-{}", bar.start.timestamp());
+            self.act(signal, symbol, bar.close, correlation_id, trace, ctx);
         }
         // Several symbols at once (a pair's legs): each priced at its own latest close and
         // tied to its own bar.
@@ -304,7 +339,7 @@ impl Handler<BarClosed> for StrategyRunner {
                 &symbol,
                 price,
                 format!("{symbol}-{start}"),
-                &msg.trace,
+                trace,
                 ctx,
             );
         }

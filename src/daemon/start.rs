@@ -393,7 +393,7 @@ pub async fn start(
     for (runner, interest) in &strategies {
         orders.do_send(AddOrdersListener(runner.clone().recipient()));
         account.do_send(AddAccountListener(runner.clone().recipient()));
-        feed.do_send(AddBarSubscriber(runner.clone().recipient()));
+        feed.do_send(AddBarSubscriber::of(runner));
         feed.do_send(AddSplitListener(runner.clone().recipient()));
         let condition = match interest {
             TradeInterest::None => None,

@@ -3,13 +3,29 @@
 
 use crate::alpaca::stream::{StreamQuote, StreamTrade};
 use crate::domain::{Interval, OhlcBar};
-use crate::messages::{BarClosed, SplitApplied, StreamCovered, TradeTicks};
+use crate::messages::{BarClosed, HistoryBars, SplitApplied, StreamCovered, TradeTicks};
 use actix::prelude::*;
 
-/// Registers a receiver of [`BarClosed`].
+/// Registers a receiver of closed bars: [`BarClosed`] one at a time, and a warm-up's
+/// history a symbol at a time ([`HistoryBars`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AddBarSubscriber(pub Recipient<BarClosed>);
+pub struct AddBarSubscriber {
+    pub closed: Recipient<BarClosed>,
+    pub history: Recipient<HistoryBars>,
+}
+
+impl AddBarSubscriber {
+    pub fn of<A>(actor: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<BarClosed> + Handler<HistoryBars>,
+    {
+        AddBarSubscriber {
+            closed: actor.clone().recipient(),
+            history: actor.clone().recipient(),
+        }
+    }
+}
 
 /// Registers a receiver of minute closes as marks (the risk checks' prices of what is held):
 /// every live minute bar, and from a warm-up the last minute of each symbol only.

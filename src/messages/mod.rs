@@ -121,6 +121,18 @@ pub struct BarClosed {
     pub trace: crate::trace::TraceContext,
 }
 
+/// A symbol's bars of one interval from a warm-up, oldest first, all historical: what a
+/// [`BarClosed`] per bar would say, in one message. (With 1,000 symbols a warm-up is
+/// 200,000 bars; one message each crossed threads one by one and was most of the hand-over
+/// in start → ready, docs/performance.md.) Shared, not copied, between subscribers.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
+pub struct HistoryBars {
+    pub symbol: String,
+    pub interval: Interval,
+    pub bars: std::sync::Arc<[OhlcBar]>,
+}
+
 /// Trades as they came, for strategies that trade on ticks: one per frame, from the
 /// market-data session as soon as the frame is decoded (the feed is not on the way); several
 /// frames' at once after the strategy's mailbox had no room.

@@ -108,6 +108,22 @@ impl Handler<BarClosed> for Collector {
     }
 }
 
+/// A warm-up's history, kept as the closed bars it stands for.
+impl Handler<HistoryBars> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: HistoryBars, _: &mut Context<Self>) {
+        let mut seen = self.0.lock().unwrap();
+        seen.bars.extend(msg.bars.iter().map(|bar| BarClosed {
+            symbol: msg.symbol.clone(),
+            interval: msg.interval,
+            bar: bar.clone(),
+            historical: true,
+            degraded: false,
+            trace: Default::default(),
+        }));
+    }
+}
+
 pub fn collector() -> (Addr<Collector>, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     (Collector(seen.clone()).start(), seen)

@@ -36,7 +36,8 @@ pub use crate::messages::market::{
     GetBars, GetFeedStats, GetLatest, Latest, RemoveSymbols, SetCoverListener, SymbolStatus,
 };
 use crate::messages::{
-    BarClosed, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind, StreamKind,
+    BarClosed, HistoryBars, MarketBatch, SplitApplied, StreamCovered, StreamEvent, StreamEventKind,
+    StreamKind,
 };
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
@@ -96,7 +97,7 @@ pub struct MarketDataFeed {
     settings: FeedSettings,
     book: BarBook,
     latest: foldhash::HashMap<String, Latest>,
-    subscribers: Vec<Recipient<BarClosed>>,
+    subscribers: Vec<AddBarSubscriber>,
     split_listeners: Vec<Recipient<SplitApplied>>,
     /// Told of every trading status (halt or resumption) as it comes: the risk checks.
     status_listeners: Vec<Recipient<SymbolStatus>>,
@@ -181,7 +182,7 @@ impl MarketDataFeed {
                 }
             }
             for s in &self.subscribers {
-                s.do_send(msg.clone());
+                s.closed.do_send(msg.clone());
             }
         }
     }
@@ -431,7 +432,7 @@ impl Handler<AddSymbols> for MarketDataFeed {
             .map(move |result, act, ctx| {
                 let mut n = 0;
                 if let Some(warm) = result? {
-                    n = act.apply_warmup(warm, false, ctx);
+                    n = act.apply_warmup(warm, None, ctx);
                 }
                 tracing::info!(symbols = ?new, bars = n, "symbols added to the feed");
                 act.settings.symbols.extend(new);
@@ -486,7 +487,7 @@ impl Handler<SplitApplied> for MarketDataFeed {
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(warm) => {
-                        let n = act.apply_warmup(warm, false, ctx);
+                        let n = act.apply_warmup(warm, None, ctx);
                         tracing::info!(symbol = %symbol, bars = n, "history fetched again after a split");
                     }
                     Err(e) => {
@@ -509,7 +510,7 @@ impl Handler<AddBarSubscriber> for MarketDataFeed {
     type Result = ();
 
     fn handle(&mut self, msg: AddBarSubscriber, _: &mut Context<Self>) {
-        self.subscribers.push(msg.0);
+        self.subscribers.push(msg);
     }
 }
 
