@@ -12,6 +12,7 @@ use std::str::FromStr;
 /// A bar. `t` is the bar's start; `n` and `vw` must be present (possibly `null`) for alpaca-py.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bar {
+    #[serde(with = "super::utc")]
     pub t: DateTime<Utc>,
     #[serde(with = "number")]
     pub o: Decimal,
@@ -32,6 +33,7 @@ pub struct Bar {
 /// A trade print.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trade {
+    #[serde(with = "super::utc")]
     pub t: DateTime<Utc>,
     #[serde(default)]
     pub x: String,
@@ -51,6 +53,7 @@ pub struct Trade {
 /// stream; the simulator reports shares everywhere and says so in docs/simulator.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quote {
+    #[serde(with = "super::utc")]
     pub t: DateTime<Utc>,
     #[serde(default)]
     pub bx: String,

@@ -7,6 +7,7 @@ pub mod corporate;
 pub mod data;
 pub mod listing;
 pub mod trading;
+pub mod utc;
 
 pub use account::*;
 pub use corporate::*;
