@@ -130,3 +130,35 @@ fn a_session_close_rolls_a_daily_bar() {
     );
     assert!(m.prev_daily_bar("AAPL").unwrap().t > before);
 }
+
+/// One-minute bars straight from the minutes are the bucketing's answer, over windows that
+/// start and end anywhere (on a minute or not, before, inside or after the history); a bar
+/// off the minute or out of order leaves it to the bucketing.
+#[test]
+fn one_minute_bars_are_the_bucketings_answer() {
+    use proptest::prelude::*;
+    let m = market(11);
+    let minutes = &m.symbols["AAPL"].minutes;
+    let (first, last) = (minutes[0].t, minutes[minutes.len() - 1].t);
+    let span = (last - first).num_seconds();
+    proptest!(ProptestConfig::with_cases(300), |(a in -3_600i64..span + 3_600, len in 0i64..span + 7_200)| {
+        let start = first + Duration::seconds(a);
+        let end = start + Duration::seconds(len);
+        let quick = one_minute_bars(minutes, start, end);
+        let general = grouped(minute_buckets(minutes, 1, start, end), start, end);
+        prop_assert_eq!(quick, Some(general));
+    });
+    let whole = m.bars("AAPL", TimeFrame::MINUTE, first, last);
+    assert_eq!(whole.len(), minutes.len());
+    let mut off: Vec<Bar> = minutes.iter().take(3).cloned().collect();
+    off[1].t += Duration::seconds(30);
+    assert_eq!(one_minute_bars(&off, first, last), None);
+    let mut swapped: Vec<Bar> = minutes.iter().take(3).cloned().collect();
+    swapped.swap(0, 1);
+    assert_eq!(one_minute_bars(&swapped, first, last), None);
+    assert_eq!(
+        grouped(minute_buckets(&swapped, 1, first, last), first, last).len(),
+        3,
+        "the bucketing still answers"
+    );
+}

@@ -194,9 +194,9 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
     symbols.dedup();
     // The bars in (symbol, time) order from the token on, and one more than the page holds
     // (it names the next page): symbols before the token's and after the page are not built.
-    let mut flat: Vec<(String, Bar)> = Vec::new();
+    let mut flat: Vec<(usize, Bar)> = Vec::new();
     let mut found_token = r.token.is_none();
-    for sym in &symbols {
+    for (at, sym) in symbols.iter().enumerate() {
         if flat.len() > r.limit {
             break;
         }
@@ -225,16 +225,21 @@ fn bars_page(s: &SimState, r: &BarsRequest) -> (BTreeMap<String, Vec<Bar>>, Opti
                 }
             }
         }
-        flat.extend(bars.into_iter().map(|b| (sym.clone(), b)));
+        flat.extend(bars.into_iter().map(|b| (at, b)));
     }
-    let mut page: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
-    let rest = &flat[..];
-    for (sym, bar) in rest.iter().take(r.limit) {
-        page.entry(sym.clone()).or_default().push(bar.clone());
-    }
-    let next = rest
+    let next = flat
         .get(r.limit)
-        .map(|(sym, b)| encode_token(sym, r.timeframe, b.t));
+        .map(|(at, b)| encode_token(&symbols[*at], r.timeframe, b.t));
+    flat.truncate(r.limit);
+    let mut page: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
+    for (at, bar) in flat {
+        match page.get_mut(&symbols[at]) {
+            Some(bars) => bars.push(bar),
+            None => {
+                page.insert(symbols[at].clone(), vec![bar]);
+            }
+        }
+    }
     (page, next)
 }
 
