@@ -18,7 +18,7 @@
 //! symbols, names itself in its orders' client ids, and proposes no entry that would take
 //! what it holds past its allocation. An operator may pause one ([`PauseStrategy`]).
 //!
-//! Handles: [`BarClosed`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
+//! Handles: [`BarClosed`], [`HistoryBars`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`PauseStrategy`], [`GetStrategyStats`].
 
 use crate::domain::{Interval, OhlcBar};

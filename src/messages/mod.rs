@@ -124,13 +124,14 @@ pub struct BarClosed {
 /// A symbol's bars of one interval from a warm-up, oldest first, all historical: what a
 /// [`BarClosed`] per bar would say, in one message. (With 1,000 symbols a warm-up is
 /// 200,000 bars; one message each crossed threads one by one and was most of the hand-over
-/// in start → ready, docs/performance.md.) Shared, not copied, between subscribers.
+/// in start → ready, docs/performance.md.) Shared, not copied, between subscribers: the
+/// fetched bars themselves, moved in.
 #[derive(Message, Debug, Clone, PartialEq)]
 #[rtype(result = "()")]
 pub struct HistoryBars {
     pub symbol: String,
     pub interval: Interval,
-    pub bars: std::sync::Arc<[OhlcBar]>,
+    pub bars: std::sync::Arc<Vec<OhlcBar>>,
 }
 
 /// Trades as they came, for strategies that trade on ticks: one per frame, from the

@@ -4,7 +4,9 @@
 //! Handles: [`MarketBatch`] (from the market-data `StreamClient`; the first batch after a
 //! reconnect carries the gap, in band, and starts a backfill), [`AddBarSubscriber`],
 //! [`AddStatusListener`], [`AddMarkListener`], [`GetBars`], [`GetLatest`], [`GetFeedStats`].
-//! Emits: [`BarClosed`] to subscribers (historical ones from warm-up and backfill are flagged),
+//! Emits: [`BarClosed`] to subscribers (historical ones, from a backfill or a warm-up's
+//! today, are flagged; a warm-up's history goes as [`HistoryBars`], a symbol's bars of an
+//! interval at a time),
 //! [`SymbolStatus`] (halts and resumptions) to status listeners, minute closes to mark
 //! listeners.
 //!
