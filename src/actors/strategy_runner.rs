@@ -21,7 +21,7 @@
 //! Handles: [`BarClosed`], [`HistoryBars`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`PauseStrategy`], [`GetStrategyStats`].
 
-use crate::domain::{Interval, OhlcBar};
+use crate::domain::{CorrelationId, Interval, OhlcBar};
 use crate::messages::orders::{Propose, ProposeError};
 pub use crate::messages::strategy::{GetStrategyStats, PauseStrategy, StrategyStats};
 use crate::messages::{
@@ -152,7 +152,7 @@ impl StrategyRunner {
         signal: Signal,
         symbol: &str,
         price: Decimal,
-        correlation_id: String,
+        correlation_id: CorrelationId,
         parent: &crate::telemetry::TraceContext,
         ctx: &mut Context<Self>,
     ) {
@@ -192,7 +192,7 @@ impl StrategyRunner {
         ) else {
             return;
         };
-        intent.correlation_id = correlation_id.into();
+        intent.correlation_id = correlation_id;
         intent.strategy = self.label.clone();
         let adds = matches!(intent.purpose, crate::risk::Purpose::Entry { .. });
         if let (true, Some(cap)) = (adds, self.cap()) {
@@ -324,7 +324,7 @@ impl StrategyRunner {
             return;
         }
         if signal != Signal::Hold {
-            let correlation_id = format!("{symbol}-{}", bar.start.timestamp());
+            let correlation_id = format!("{symbol}-{}", bar.start.timestamp()).into();
             self.act(signal, symbol, bar.close, correlation_id, trace, ctx);
         }
         // Several symbols at once (a pair's legs): each priced at its own latest close and
@@ -338,7 +338,7 @@ impl StrategyRunner {
                 signal,
                 &symbol,
                 price,
-                format!("{symbol}-{start}"),
+                format!("{symbol}-{start}").into(),
                 trace,
                 ctx,
             );
@@ -373,7 +373,7 @@ impl Handler<TradeTicks> for StrategyRunner {
             if signal == Signal::Hold {
                 continue;
             }
-            let correlation_id = format!("{}-t{}", trade.symbol, trade.id);
+            let correlation_id = CorrelationId::of_trade(&trade.symbol, trade.id);
             let parent = crate::telemetry::TraceContext::default().arrived_at(Some(msg.arrived));
             self.act(
                 signal,

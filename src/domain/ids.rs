@@ -14,6 +14,17 @@ impl CorrelationId {
     pub fn new(id: impl Into<String>) -> Self {
         CorrelationId(id.into())
     }
+    /// A trade's: `AAPL-t4711` (made for a tick strategy's signal, on the order path:
+    /// written without the formatting machinery).
+    pub fn of_trade(symbol: &str, trade_id: u64) -> Self {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(trade_id);
+        let mut id = String::with_capacity(symbol.len() + 2 + digits.len());
+        id.push_str(symbol);
+        id.push_str("-t");
+        id.push_str(digits);
+        CorrelationId(id)
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -49,5 +60,19 @@ impl PartialEq<str> for CorrelationId {
 impl PartialEq<&str> for CorrelationId {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_trade_s_id_reads_as_its_symbol_and_number(symbol in "[A-Z.]{0,8}", id in any::<u64>()) {
+            let made = CorrelationId::of_trade(&symbol, id);
+            prop_assert_eq!(made.as_str(), format!("{symbol}-t{id}"));
+        }
     }
 }

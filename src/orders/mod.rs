@@ -51,10 +51,14 @@ impl ClientOrderIds {
     }
 
     fn format(run: u64, seq: u64, strategy: Option<&str>, symbol: &str) -> String {
-        use std::fmt::Write;
-        // Written into one string (it is made on the order path, for every order).
+        // Written into one string, without the formatting machinery (it is made on the order
+        // path, for every order, and cold there).
         let mut id = String::with_capacity(MAX_CLIENT_ORDER_ID_LEN);
-        let _ = write!(id, "td-{run:x}-{seq:x}-");
+        id.push_str("td-");
+        push_hex(&mut id, run);
+        id.push('-');
+        push_hex(&mut id, seq);
+        id.push('-');
         if let Some(s) = strategy {
             id.extend(
                 s.chars()
@@ -81,10 +85,39 @@ impl ClientOrderIds {
     }
 }
 
+/// `v` in lower-case hexadecimal, as `{v:x}` writes it.
+fn push_hex(s: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut at = buf.len();
+    let mut v = v;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    s.extend(buf[at..].iter().map(|&b| char::from(b)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::HashSet;
+
+    proptest! {
+        #[test]
+        fn hex_is_written_as_the_formatter_writes_it(v in any::<u64>(), shift in 0u32..64) {
+            for v in [v, v >> shift, 0, u64::MAX] {
+                let mut s = String::from("x");
+                push_hex(&mut s, v);
+                prop_assert_eq!(s, format!("x{v:x}"));
+            }
+        }
+    }
 
     #[test]
     fn ids_are_deterministic_unique_and_short() {
