@@ -435,6 +435,14 @@ async fn records_sent_together_share_one_commit_and_are_answered_once_on_disk() 
     for k in 0..50u32 {
         journal.intents.record_intent(&intent(k)).unwrap();
     }
+    // The store has the intents (copied from the intent log) before the count starts.
+    let stored = journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 50);
     let before = journal.intents.commits();
     // Queued now, all fifty, before any answer is awaited.
     let answers: Vec<_> = (0..50u32)
@@ -497,4 +505,77 @@ async fn records_sent_together_share_one_commit_and_are_answered_once_on_disk() 
     );
     println!("fifty records sent together: {commits} commit(s)");
     journal.stop();
+}
+
+/// The order path's write-ahead is a file of its own, synced before the request leaves; the
+/// store has the intent a moment later. A stop in between (the daemon killed) leaves intents
+/// only in that file: the next start puts them in the store, audited, before anything else,
+/// and an intent written ahead is refused again as a duplicate.
+#[actix_rt::test]
+async fn intents_written_ahead_but_not_yet_stored_are_in_the_journal_after_a_restart() {
+    use traderd::journal::intent_log::{CAPACITY, IntentLog};
+    let dir = tempfile::tempdir().unwrap();
+    // A run that wrote two intents to the store the usual way.
+    let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
+    journal.intents.record_intent(&intent(0)).unwrap();
+    journal.intents.record_intent(&intent(1)).unwrap();
+    let (last, _) = journal.intents.log_position();
+    assert_eq!(last, 2);
+    journal.close().await;
+    // Closed at once: whatever its thread had not copied in yet is copied in at the start.
+    let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
+    let all = journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    journal.close().await;
+    // Then a run killed after writing three intents ahead, before its journal's thread
+    // copied them in.
+    let (mut log, left) = IntentLog::open(dir.path(), CAPACITY, true).unwrap();
+    assert!(
+        left.len() <= 2,
+        "the last runs' intents, already stored: {left:?}"
+    );
+    for k in 2..5u32 {
+        log.append(&intent(k), 0).unwrap().unwrap();
+    }
+    drop(log);
+    let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
+    let all = journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = all
+        .iter()
+        .map(|s| s.intent.client_order_id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..5u32)
+            .map(|k| intent(k).client_order_id)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        journal.addr.send(VerifyAudit).await.unwrap().unwrap(),
+        Ok(5)
+    );
+    assert!(matches!(
+        journal.intents.record_intent(&intent(3)),
+        Err(JournalError::DuplicateIntent(_))
+    ));
+    // A new intent after the restart is written ahead and stored as before.
+    journal.intents.record_intent(&intent(5)).unwrap();
+    let all = journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    journal.close().await;
 }

@@ -331,6 +331,7 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
             "tick_to_order": orders.tick_to_order,
             "tick_to_intent": orders.tick_to_intent,
             "journal_write": journal,
+            "intent_write": orders.intent_write,
         }),
     )
 }

@@ -2,18 +2,24 @@
 //! (see [`audit`]). It runs on an arbiter (thread) of its own, so a slow disk never blocks
 //! another actor; every call returns once the record is on disk. Records sent in order
 //! ([`Ordered`]) are committed in groups: all those queued together in one transaction, one
-//! sync (group commit), each answered after it. The one exception is the
-//! order path's write-ahead: an [`IntentWriter`] writes an order's intent on the caller's
-//! thread, through the same store, so the request waits for the disk only, not for two thread
-//! hand-offs (docs/architecture.md).
+//! sync (group commit), each answered after it. The one exception is the order path's
+//! write-ahead: an [`IntentWriter`] writes an order's intent on the caller's thread to a file
+//! of its own ([`intent_log`]), synced before the request leaves, so the request waits for
+//! its own sync only: not for a thread hand-off, nor for the store's commits. The journal's
+//! thread copies it into the store right after ([`ImportIntent`]); a stop in between is
+//! mended at the next start (docs/architecture.md).
 //!
 //! Handles: [`RecordIntent`], [`RecordOrderState`], [`RecordFill`], [`RecordEquity`], [`RecordMode`],
 //! [`RecordEvent`], [`LoadIntents`], [`LoadFills`], [`CurrentMode`], [`NextCounter`],
-//! [`VerifyAudit`]. Emits nothing. Restart behaviour: the store is reopened by whoever
+//! [`VerifyAudit`], [`ImportIntent`]. Emits nothing. Restart behaviour: the store is reopened by whoever
 //! restarts it ([`start`]); nothing lives only in memory.
 
 pub mod audit;
+pub mod intent_log;
 pub mod store;
+mod writer;
+
+pub use writer::{ImportIntent, IntentWriter};
 
 pub use store::CORPORATE_ACTION;
 
@@ -76,7 +82,7 @@ impl Books {
     fn batch<T: Send + 'static>(
         &mut self,
         work: impl FnOnce(&mut Store) -> Result<T, JournalError>,
-        answer: tokio::sync::oneshot::Sender<Result<T, JournalError>>,
+        answer: impl FnOnce(Result<T, JournalError>) + Send + 'static,
     ) {
         let started = std::time::Instant::now();
         let written = self
@@ -87,15 +93,13 @@ impl Books {
             Ok(value) => self.batch.push((
                 started,
                 Box::new(move |failed| {
-                    let _ = answer.send(match failed {
+                    answer(match failed {
                         Some(e) => Err(e.clone()),
                         None => Ok(value),
-                    });
+                    })
                 }),
             )),
-            Err(e) => {
-                let _ = answer.send(Err(e));
-            }
+            Err(e) => answer(Err(e)),
         }
     }
 
@@ -107,32 +111,6 @@ impl Books {
             answer(committed.as_ref().err());
         }
         committed
-    }
-}
-
-/// Writes an order's intent on the calling thread (the order path's write-ahead), through the
-/// journal's own store: one SQLite connection, so the journal's thread and this writer take
-/// turns. When the journal's thread has records written but not yet committed, the intent
-/// joins them and one commit puts all on disk (group commit).
-#[derive(Clone)]
-pub struct IntentWriter(Shared);
-
-impl IntentWriter {
-    /// Journals `intent` (on disk when this returns, as `state.sync` says); refuses a client
-    /// order id it has seen before.
-    pub fn record_intent(&self, intent: &OrderIntent) -> Result<(), JournalError> {
-        let mut books = self.0.lock();
-        let started = std::time::Instant::now();
-        let written = books.store.record_intent(intent);
-        let committed = books.commit();
-        books.writes.record(started.elapsed());
-        written.and(committed)
-    }
-
-    /// Transactions the journal has committed since it opened (a batch of records counts
-    /// once).
-    pub fn commits(&self) -> u64 {
-        self.0.lock().store.commits()
     }
 }
 
@@ -186,14 +164,20 @@ pub struct JournalHandle {
 }
 
 impl JournalHandle {
-    /// Stops the journal's thread after the messages already queued.
+    /// Stops the journal's thread now: records still queued are dropped (the batch it has
+    /// written is committed; intents written ahead are copied in at the next start).
     pub fn stop(self) {
         self.arbiter.stop();
     }
 
-    /// Stops the journal's thread after the messages already queued and waits until it has
-    /// written them (every write is a committed SQLite transaction).
+    /// Stops the journal's thread after the messages already queued, once it has written and
+    /// committed them.
     pub async fn close(self) {
+        // Answered once every record queued before it is written and committed (the
+        // mailbox is in order): stopping the thread drops what is still queued.
+        if let Err(e) = self.addr.send(Flush).await {
+            tracing::error!(error = %e, "the journal did not answer before stopping");
+        }
         self.arbiter.stop();
         let arbiter = self.arbiter;
         if tokio::task::spawn_blocking(move || arbiter.join())
@@ -209,17 +193,35 @@ impl JournalHandle {
 pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, JournalError> {
     let mut store = Store::open(dir)?;
     store.set_durability(durability)?;
+    let (log, left) =
+        intent_log::IntentLog::open(dir, intent_log::CAPACITY, durability == Durability::Full)?;
+    // Intents a stop left in the log before the store had them, before anything else.
+    let mut copied = 0;
+    for intent in &left {
+        match store.record_intent(intent) {
+            Ok(()) => copied += 1,
+            Err(JournalError::DuplicateIntent(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if copied > 0 {
+        tracing::warn!(
+            copied,
+            "journal: intents the last run wrote ahead but had not stored yet are now in the journal"
+        );
+    }
     let shared = Shared(Arc::new(Mutex::new(Books {
         store,
         writes: Default::default(),
         batch: Vec::new(),
     })));
-    let intents = IntentWriter(shared.clone());
     let arbiter = Arbiter::new();
+    let journal = shared.clone();
     let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal {
-        shared,
+        shared: journal,
         commit_due: false,
     });
+    let intents = IntentWriter::new(shared, log, addr.clone())?;
     Ok(JournalHandle {
         addr,
         intents,
@@ -287,7 +289,10 @@ macro_rules! journal_message {
                     return;
                 }
                 let $msg = msg.0;
-                self.shared.lock().batch(|$store| $body, msg.1);
+                let answer = msg.1;
+                self.shared.lock().batch(|$store| $body, move |r| {
+                    let _ = answer.send(r);
+                });
                 self.commit_soon(ctx);
             }
         }
@@ -354,6 +359,10 @@ journal_message!(
 journal_message!(
     /// The next value of a durable counter.
     NextCounter(String) => Result<u64, JournalError>, |store, msg| store.next_counter(&msg.0)
+);
+journal_message!(
+    /// Commits the records written so far (a no-op read: a read commits the open batch first).
+    Flush => Result<(), JournalError>, |_store, _msg| Ok(())
 );
 journal_message!(
     /// Checks the audit chain.

@@ -224,6 +224,11 @@ pub fn proc_status_mb(proc: &str, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// A write latency's median, p99 and count, in µs (from the daemon's stats).
+fn write_quantiles(s: &serde_json::Value) -> serde_json::Value {
+    json!({ "p50": s["p50_us"], "p99": s["p99_us"], "count": s["count"] })
+}
+
 /// Peak resident set (VmHWM) of a process, in MiB.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
     proc_status_mb(&pid.to_string(), "VmHWM")
@@ -533,6 +538,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let latency = &stats["tick_to_order"];
     let before_journal = &stats["tick_to_intent"];
     let journal_write = &stats["journal_write"];
+    let intent_write = &stats["intent_write"];
     let dropped = run.dropped().await?;
     let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
     progress("decode baseline");
@@ -572,11 +578,8 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
             "p99": before_journal["p99_us"],
             "p999": before_journal["p999_us"],
         },
-        "journal_write_us": {
-            "p50": journal_write["p50_us"],
-            "p99": journal_write["p99_us"],
-            "count": journal_write["count"],
-        },
+        "journal_write_us": write_quantiles(journal_write),
+        "intent_write_us": write_quantiles(intent_write),
         "peak_rss_mb": round(rss),
         "start_to_ready_s": round(ready_s),
         "cpu_s_per_million": round(cpu_per_million),

@@ -567,6 +567,7 @@ impl Handler<GetOrderStats> for OrderManager {
         s.tracked_entries += self.traces.len() + self.submit_spans.len();
         s.tick_to_order = self.tick_to_order.summary();
         s.tick_to_intent = self.tick_to_intent.summary();
+        s.intent_write = self.intents.write_latency();
         MessageResult(s)
     }
 }

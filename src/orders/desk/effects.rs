@@ -142,6 +142,8 @@ pub struct OrderStats {
     pub tick_to_order: crate::latency::LatencySummary,
     /// The part of it before the journal: until the order manager approved the intent.
     pub tick_to_intent: crate::latency::LatencySummary,
+    /// How long each intent took to be written ahead (the intent log's sync included).
+    pub intent_write: crate::latency::LatencySummary,
 }
 
 /// An approved intent taken by the desk: what to journal, what to send, and the broker ids of
