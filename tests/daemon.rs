@@ -332,21 +332,34 @@ async fn kill_9_in_the_middle_of_a_submit_then_restart_loses_nothing_and_sends_n
         .iter()
         .filter_map(|o| o["client_order_id"].as_str().map(String::from))
         .collect();
+    // Written ahead: in the store, or still only in the intent log (synced before the
+    // request; the next start copies it into the store).
     let limbo = {
         let store = Store::open(&state).unwrap();
-        let open: Vec<_> = store
-            .intents(true)
-            .unwrap()
-            .into_iter()
-            .filter(|i| i.broker_order_id.is_none())
-            .filter(|i| at_broker.contains(&i.intent.client_order_id))
+        let (_, ahead) = traderd::journal::intent_log::IntentLog::open(
+            &state,
+            traderd::journal::intent_log::CAPACITY,
+            false,
+        )
+        .unwrap();
+        let stored = store.intents(false).unwrap();
+        let answered = |c: &String| {
+            stored
+                .iter()
+                .any(|i| &i.intent.client_order_id == c && i.broker_order_id.is_some())
+        };
+        let mut open: Vec<String> = stored
+            .iter()
+            .map(|i| i.intent.client_order_id.clone())
             .collect();
+        open.extend(ahead.into_iter().map(|i| i.client_order_id));
+        open.retain(|c| at_broker.contains(c) && !answered(c));
         assert!(
             !open.is_empty(),
             "the killed submit left a journaled intent the broker took: {:?}",
             store.intents(false).unwrap()
         );
-        open[0].intent.client_order_id.clone()
+        open[0].clone()
     };
 
     // Restart: reconciliation finds the order and books its fill.
