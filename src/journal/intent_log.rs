@@ -129,6 +129,11 @@ impl IntentLog {
         self.seq
     }
 
+    /// The last record written: the intent as JSON.
+    pub fn last_entry(&self) -> &[u8] {
+        self.buf.get(HEADER..).unwrap_or_default()
+    }
+
     /// Writes `intent` (synced when the log syncs) and answers its sequence number; `None`
     /// when it does not fit now: the file is full and the store does not have every record
     /// of this generation yet (`stored_through`: the last sequence number it has, with all
@@ -139,9 +144,20 @@ impl IntentLog {
         intent: &OrderIntent,
         stored_through: u64,
     ) -> Result<Option<u64>, JournalError> {
+        self.append_with(intent, &intent.request, stored_through)
+    }
+
+    /// [`IntentLog::append`] with the request given as it will be sent (`intent.request` is
+    /// not read): written as the intent's `request`, without making a JSON value of it first.
+    pub fn append_with<R: serde::Serialize>(
+        &mut self,
+        intent: &OrderIntent,
+        request: &R,
+        stored_through: u64,
+    ) -> Result<Option<u64>, JournalError> {
         self.buf.clear();
         self.buf.resize(HEADER, 0);
-        serde_json::to_writer(&mut self.buf, intent)
+        serde_json::to_writer(&mut self.buf, &Entry::of(intent, request))
             .map_err(|e| JournalError::Corrupt(e.to_string()))?;
         let len = (self.buf.len() - HEADER) as u64;
         let size = aligned(HEADER as u64 + len);
@@ -189,6 +205,43 @@ impl IntentLog {
         self.seq = seq;
         self.ids.insert(intent.client_order_id.clone());
         Ok(Some(seq))
+    }
+}
+
+/// An [`OrderIntent`] as the log writes it, its request borrowed as it will be sent: the same
+/// JSON, read back as an `OrderIntent` (a test holds the two together).
+#[derive(serde::Serialize)]
+struct Entry<'a, R> {
+    client_order_id: &'a str,
+    symbol: &'a str,
+    side: crate::alpaca::model::OrderSide,
+    qty: rust_decimal::Decimal,
+    request: &'a R,
+    correlation_id: &'a crate::domain::CorrelationId,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a, R> Entry<'a, R> {
+    fn of(i: &'a OrderIntent, request: &'a R) -> Self {
+        // Every field named, so a field added to the intent fails to build here.
+        let OrderIntent {
+            client_order_id,
+            symbol,
+            side,
+            qty,
+            request: _,
+            correlation_id,
+            created_at,
+        } = i;
+        Entry {
+            client_order_id,
+            symbol,
+            side: *side,
+            qty: *qty,
+            request,
+            correlation_id,
+            created_at: *created_at,
+        }
     }
 }
 
@@ -333,6 +386,33 @@ mod tests {
         drop(log);
         let (_, back) = IntentLog::open(dir.path(), 4 * 1024, true).unwrap();
         assert_eq!(back, vec![intent(1)]);
+    }
+
+    /// The request written as it will be sent reads back as the intent whose `request` is that
+    /// request's JSON value (what the store keeps).
+    #[test]
+    fn a_request_written_as_sent_reads_back_as_its_json_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
+        let request = crate::alpaca::model::OrderRequest::limit(
+            "AAPL",
+            OrderSide::Buy,
+            rust_decimal::Decimal::new(15, 1),
+            rust_decimal::Decimal::new(18_725, 2),
+        )
+        .with_client_order_id("td-r1-0-AAPL");
+        let mut want = intent(0);
+        let mut without = want.clone();
+        without.request = serde_json::Value::Null;
+        log.append_with(&without, &request, 0).unwrap().unwrap();
+        want.request = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<OrderIntent>(log.last_entry()).unwrap(),
+            want
+        );
+        drop(log);
+        let (_, back) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
+        assert_eq!(back, vec![want]);
     }
 
     proptest! {

@@ -56,7 +56,8 @@ impl Stored {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ImportIntent {
-    intent: OrderIntent,
+    /// The intent as the log has it (JSON), read back on the journal's thread.
+    entry: Vec<u8>,
     seq: u64,
     stored: Arc<Stored>,
 }
@@ -64,16 +65,16 @@ pub struct ImportIntent {
 impl Handler<ImportIntent> for Journal {
     type Result = ();
     fn handle(&mut self, msg: ImportIntent, ctx: &mut Context<Self>) {
-        let ImportIntent {
-            intent,
-            seq,
-            stored,
-        } = msg;
+        let ImportIntent { entry, seq, stored } = msg;
         self.shared.lock().batch(
-            // One the store has already (copied in at a start) is as good as copied.
-            |store| match store.record_intent(&intent) {
-                Err(JournalError::DuplicateIntent(_)) => Ok(()),
-                other => other,
+            |store| {
+                let intent: OrderIntent = serde_json::from_slice(&entry)
+                    .map_err(|e| JournalError::Corrupt(e.to_string()))?;
+                // One the store has already (copied in at a start) is as good as copied.
+                match store.record_intent(&intent) {
+                    Err(JournalError::DuplicateIntent(_)) => Ok(()),
+                    other => other,
+                }
             },
             move |r| stored.done(seq, r),
         );
@@ -118,6 +119,16 @@ impl IntentWriter {
     /// Journals `intent` (on disk when this returns, as `state.sync` says); refuses a client
     /// order id it has seen before.
     pub fn record_intent(&self, intent: &OrderIntent) -> Result<(), JournalError> {
+        self.write_ahead(intent, &intent.request)
+    }
+
+    /// [`IntentWriter::record_intent`] with the request as it will be sent, in place of
+    /// `intent.request` (the order path: no JSON value made of it on the way).
+    pub fn write_ahead<R: serde::Serialize>(
+        &self,
+        intent: &OrderIntent,
+        request: &R,
+    ) -> Result<(), JournalError> {
         let mut side = self.side();
         let started = std::time::Instant::now();
         let coid = &intent.client_order_id;
@@ -125,17 +136,20 @@ impl IntentWriter {
             return Err(JournalError::DuplicateIntent(coid.clone()));
         }
         let through = self.stored.through.load(Ordering::Acquire);
-        let logged = side.log.append(intent, through)?;
+        let logged = side.log.append_with(intent, request, through)?;
         let Some(seq) = logged else {
             // The log is full of records the store does not have yet: straight into the
             // store, as a commit of its own.
             drop(side);
-            return self.write_to_store(intent);
+            let mut intent = intent.clone();
+            intent.request =
+                serde_json::to_value(request).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+            return self.write_to_store(&intent);
         };
         side.writes.record(started.elapsed());
         // Queued while the log is held: the copies reach the store in the log's order.
         self.journal.do_send(ImportIntent {
-            intent: intent.clone(),
+            entry: side.log.last_entry().to_vec(),
             seq,
             stored: self.stored.clone(),
         });

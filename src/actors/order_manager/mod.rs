@@ -325,12 +325,11 @@ impl OrderManager {
     /// to it arrived (live signals), for the tick-to-order histogram.
     fn send_order(
         &mut self,
-        mut record: OrderIntent,
+        record: OrderIntent,
         request: OrderRequest,
         arrived: Option<std::time::Instant>,
         ctx: &mut Context<Self>,
     ) {
-        record.request = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
         let coid = record.client_order_id.clone();
         let span = self
             .submit_spans
@@ -338,7 +337,7 @@ impl OrderManager {
             .unwrap_or_else(tracing::Span::none);
         // Write-ahead, here and now: the request leaves only once the intent is on disk.
         let written = span
-            .in_scope(|| self.intents.record_intent(&record))
+            .in_scope(|| self.intents.write_ahead(&record, &request))
             .map_err(|e| e.to_string());
         // Tick to order ends here: the intent is journaled and the request goes to the HTTP
         // client.
