@@ -190,6 +190,8 @@ async fn prometheus_scrapes_the_daemon_and_health_follows_the_mode() {
         "traderd_orders_final_total",
         "traderd_journal_writes_total",
         "traderd_journal_write_seconds",
+        "traderd_journal_intent_writes_total",
+        "traderd_journal_intent_write_seconds",
         "traderd_stream_bytes_total",
         "traderd_stream_frames_failed_total",
         "traderd_stream_processed_total",

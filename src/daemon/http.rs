@@ -36,6 +36,8 @@ pub struct Probes {
     pub trade_stream: Addr<StreamClient>,
     pub strategies: Vec<Addr<StrategyRunner>>,
     pub journal: Addr<crate::journal::Journal>,
+    /// The order path's write-ahead (its latency).
+    pub intents: crate::journal::IntentWriter,
     /// Market data older than this, in market hours, is stale.
     pub stale_after: Duration,
 }
@@ -51,6 +53,7 @@ impl Probes {
             trade_stream: d.trade_stream.clone(),
             strategies: d.strategies.clone(),
             journal: d.journal.addr.clone(),
+            intents: d.journal.intents.clone(),
             stale_after,
         }
     }
@@ -298,21 +301,26 @@ async fn metrics(State(p): State<Probes>) -> Response {
         conflated,
     );
     r.register("stream_reconnects", "Reconnects", reconnects);
-    if let Ok(j) = p.journal.send(crate::journal::GetJournalStats).await {
-        counter(
-            &mut r,
-            "journal_writes",
-            "Journal writes (each committed)",
-            j.count,
-        );
+    let intents = p.intents.write_latency();
+    let journal = p.journal.send(crate::journal::GetJournalStats).await;
+    for (name, what, j) in [
+        ("journal", "Journal writes (each committed)", journal.ok()),
+        (
+            "journal_intent",
+            "Order intents written ahead (each synced before its request)",
+            Some(intents),
+        ),
+    ] {
+        let Some(j) = j else { continue };
+        counter(&mut r, &format!("{name}_writes"), what, j.count);
         let q = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         for (quantile, us) in [("0.5", j.p50_us), ("0.99", j.p99_us), ("1", j.max_us)] {
             q.get_or_create(&vec![("quantile".to_string(), quantile.to_string())])
                 .set(us as f64 / 1e6);
         }
         r.register(
-            "journal_write_seconds",
-            "Journal write latency since start, by quantile",
+            format!("{name}_write_seconds"),
+            format!("{what}: latency since start, by quantile"),
             q,
         );
     }
