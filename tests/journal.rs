@@ -517,6 +517,7 @@ async fn intents_written_ahead_but_not_yet_stored_are_in_the_journal_after_a_res
     let dir = tempfile::tempdir().unwrap();
     // A run that wrote two intents to the store the usual way.
     let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
+    assert!(journal.intents.wait_ready(), "a new log is made");
     journal.intents.record_intent(&intent(0)).unwrap();
     journal.intents.record_intent(&intent(1)).unwrap();
     let (last, _) = journal.intents.log_position();

@@ -20,14 +20,14 @@ use super::{JournalError, OrderIntent};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The log's file name, in the state directory beside the store.
 pub const FILE_NAME: &str = "intents.log";
-/// The file's size: about 4,000 intents between two uses of its start.
-pub const CAPACITY: u64 = 4 << 20;
+/// The file's size: 1,000–2,000 intents between two uses of its start.
+pub const CAPACITY: u64 = 1 << 20;
 
 const MAGIC: [u8; 4] = *b"TDI1";
 const HEADER: usize = 32;
@@ -41,6 +41,10 @@ struct Page([u8; MAX_RECORD]);
 
 pub struct IntentLog {
     file: File,
+    /// A new log being filled with zeros; nothing is written to it until that is done.
+    filling: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// It could not be made: every intent goes to the store.
+    broken: bool,
     /// The file opened for synced writes straight to the disk (`O_DIRECT | O_DSYNC`): one
     /// system call, no page cache, no separate flush of the file; `None` where the file
     /// system does not take them (then a write and `fdatasync`) or when the log does not sync.
@@ -79,31 +83,47 @@ impl IntentLog {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(&path).map_err(|e| fail("cannot open", e))?;
+        let file = options.open(&path).map_err(|e| fail("cannot open", e))?;
         let len = file.metadata().map_err(|e| fail("cannot read", e))?.len();
         let capacity = capacity.max(SECTOR * 2);
         let mut content = Vec::new();
-        if len < capacity {
-            // Written out in full once, so a record's sync never allocates.
-            file.seek(SeekFrom::Start(len))
-                .and_then(|_| zeros(&mut file, capacity - len))
-                .and_then(|()| file.sync_all())
-                .map_err(|e| fail("cannot make", e))?;
-            if len == 0 {
-                if let Ok(d) = File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
-        }
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| (&file).take(capacity).read_to_end(&mut content))
+        (&file)
+            .take(capacity)
+            .read_to_end(&mut content)
             .map_err(|e| fail("cannot read", e))?;
+        // A new log is written out in full once, so a record's sync never allocates: on a
+        // thread of its own, not to hold up the start (until then intents go to the store).
+        let filling = if len < capacity {
+            let (filler, new) = (
+                file.try_clone().map_err(|e| fail("cannot open", e))?,
+                len == 0,
+            );
+            let dir = dir.to_path_buf();
+            let fill = move || {
+                zeros(&filler, len, capacity - len)?;
+                filler.sync_all()?;
+                if new {
+                    File::open(&dir)?.sync_all()?;
+                }
+                Ok(())
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("intent-log-fill".into())
+                    .spawn(fill)
+                    .map_err(|e| fail("cannot start the thread that makes it", e))?,
+            )
+        } else {
+            None
+        };
         let (generation, recovered) = read_records(&content);
         let direct = if sync { open_direct(&path) } else { None };
         let seq = recovered.last().map(|(seq, _)| *seq).unwrap_or(0);
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
         let log = IntentLog {
             file,
+            filling,
+            broken: false,
             direct,
             page: Box::new(Page([0; MAX_RECORD])),
             path,
@@ -117,6 +137,29 @@ impl IntentLog {
             buf: Vec::with_capacity(1024),
         };
         Ok((log, recovered.into_iter().map(|(_, i)| i).collect()))
+    }
+
+    /// Whether records are written here (a new log is made first; one that could not be
+    /// made never is).
+    pub fn ready(&mut self) -> bool {
+        if self.filling.as_ref().is_some_and(|h| !h.is_finished()) {
+            return false;
+        }
+        self.wait_ready()
+    }
+
+    /// Waits until a new log is made; whether records are written here.
+    pub fn wait_ready(&mut self) -> bool {
+        if let Some(h) = self.filling.take() {
+            let made = h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the thread that made it stopped")));
+            if let Err(e) = made {
+                tracing::error!(path = %self.path.display(), error = %e, "intent log: cannot make it; intents go to the journal's store directly");
+                self.broken = true;
+            }
+        }
+        !self.broken
     }
 
     /// Whether this generation has an intent with this client order id.
@@ -155,6 +198,9 @@ impl IntentLog {
         request: &R,
         stored_through: u64,
     ) -> Result<Option<u64>, JournalError> {
+        if !self.ready() {
+            return Ok(None);
+        }
         self.buf.clear();
         self.buf.resize(HEADER, 0);
         serde_json::to_writer(&mut self.buf, &Entry::of(intent, request))
@@ -262,12 +308,12 @@ fn open_direct(path: &Path) -> Option<File> {
         .ok()
 }
 
-fn zeros(file: &mut File, mut n: u64) -> std::io::Result<()> {
+fn zeros(file: &File, mut at: u64, mut n: u64) -> std::io::Result<()> {
     let block = [0u8; 64 * 1024];
     while n > 0 {
         let k = n.min(block.len() as u64) as usize;
-        file.write_all(&block[..k])?;
-        n -= k as u64;
+        file.write_all_at(&block[..k], at)?;
+        (at, n) = (at + k as u64, n - k as u64);
     }
     Ok(())
 }
@@ -351,6 +397,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, none) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
         assert!(none.is_empty());
+        assert!(log.wait_ready());
         for k in 0..10 {
             assert_eq!(log.append(&intent(k), 0).unwrap(), Some(k + 1));
         }
@@ -373,6 +420,7 @@ mod tests {
     fn a_full_log_starts_over_only_once_the_store_has_everything() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = IntentLog::open(dir.path(), 4 * 1024, true).unwrap();
+        assert!(log.wait_ready());
         let mut k = 0;
         while log.append(&intent(0), 0).unwrap().is_some() {
             k += 1;
@@ -394,6 +442,7 @@ mod tests {
     fn a_request_written_as_sent_reads_back_as_its_json_value() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
+        assert!(log.wait_ready());
         let request = crate::alpaca::model::OrderRequest::limit(
             "AAPL",
             OrderSide::Buy,
@@ -423,6 +472,7 @@ mod tests {
         fn a_crash_at_any_byte_reads_back_a_prefix(n in 1u64..12, cut in 0usize..12_000, garbage in any::<u8>()) {
             let dir = tempfile::tempdir().unwrap();
             let (mut log, _) = IntentLog::open(dir.path(), 16 * 1024, false).unwrap();
+            prop_assert!(log.wait_ready());
             let written: Vec<OrderIntent> = (0..n).map(intent).collect();
             for i in &written {
                 log.append(i, 0).unwrap();

@@ -165,6 +165,12 @@ impl IntentWriter {
         written.and(committed)
     }
 
+    /// Waits until the intent log is made (a new one is filled with zeros on a thread of its
+    /// own; until then intents go to the store directly); whether it is used.
+    pub fn wait_ready(&self) -> bool {
+        self.side().log.wait_ready()
+    }
+
     /// How long intents took to be written to the log, synced included (`/metrics`, stats).
     pub fn write_latency(&self) -> LatencySummary {
         self.side().writes.summary()
