@@ -408,12 +408,7 @@ async fn intents_written_on_the_order_path_take_turns_with_the_journals_thread()
     for w in writers {
         w.join().unwrap();
     }
-    let all = journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let all = stored(&journal).await;
     assert_eq!(all.len(), 100);
     assert!(all.iter().all(|s| s.status == Some(OrderStatus::New)));
     let writes = journal.addr.send(GetJournalStats).await.unwrap();
@@ -436,13 +431,7 @@ async fn records_sent_together_share_one_commit_and_are_answered_once_on_disk() 
         journal.intents.record_intent(&intent(k)).unwrap();
     }
     // The store has the intents (copied from the intent log) before the count starts.
-    let stored = journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.len(), 50);
+    assert_eq!(stored(&journal).await.len(), 50);
     let before = journal.intents.commits();
     // Queued now, all fifty, before any answer is awaited.
     let answers: Vec<_> = (0..50u32)
@@ -525,12 +514,7 @@ async fn intents_written_ahead_but_not_yet_stored_are_in_the_journal_after_a_res
     journal.close().await;
     // Closed at once: whatever its thread had not copied in yet is copied in at the start.
     let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
-    let all = journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let all = stored(&journal).await;
     assert_eq!(all.len(), 2);
     journal.close().await;
     // Then a run killed after writing three intents ahead, before its journal's thread
@@ -545,12 +529,7 @@ async fn intents_written_ahead_but_not_yet_stored_are_in_the_journal_after_a_res
     }
     drop(log);
     let journal = traderd::journal::start(dir.path(), Durability::Full).unwrap();
-    let all = journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let all = stored(&journal).await;
     let ids: Vec<_> = all
         .iter()
         .map(|s| s.intent.client_order_id.clone())
@@ -571,12 +550,17 @@ async fn intents_written_ahead_but_not_yet_stored_are_in_the_journal_after_a_res
     ));
     // A new intent after the restart is written ahead and stored as before.
     journal.intents.record_intent(&intent(5)).unwrap();
-    let all = journal
+    let all = stored(&journal).await;
+    assert_eq!(all.len(), 6);
+    journal.close().await;
+}
+
+/// Every intent the journal's store has (after committing what is queued before the ask).
+async fn stored(journal: &JournalHandle) -> Vec<StoredIntent> {
+    journal
         .addr
         .send(LoadIntents(false))
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(all.len(), 6);
-    journal.close().await;
+        .unwrap()
 }
