@@ -1,9 +1,9 @@
 //! `RiskManager` actor: the shell that keeps the risk checks' state current. It feeds the
 //! [`RiskGate`] it shares with the OrderManager what the rest of the daemon pushes, and
-//! answers the checks' counters; the OrderManager asks the gate about each proposal
-//! ([`Propose`](crate::messages::orders::Propose)) in the same handler that takes the
-//! approved order, so no order reaches the broker unchecked and a proposal never waits on
-//! another actor.
+//! answers the checks' counters; the order side's entry asks the gate about each proposal
+//! ([`Propose`](crate::messages::orders::Propose)) in the same call that takes the approved
+//! order (`actors::order_manager::OrderEntry`), so no order reaches the broker unchecked and a
+//! proposal never waits on another actor.
 //!
 //! Everything a check needs is in the gate when a proposal comes: the price the intent was
 //! decided at comes with it; halts and resumptions are pushed by the feed ([`SymbolStatus`]);

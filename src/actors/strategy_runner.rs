@@ -1,5 +1,6 @@
 //! `StrategyRunner` actor: feeds closed bars to the configured [`Strategy`] and turns its
-//! signals into order intents, proposed to the order side (which asks the risk checks first).
+//! signals into order intents, proposed to the order side (which asks the risk checks first)
+//! in the runner's own turn ([`Proposer::Direct`]: the request leaves before the turn ends).
 //!
 //! Warm-up bars (flagged `historical`) prime the indicators but are never acted on, and nothing
 //! is proposed until the order side is ready (reconciled, trade stream up). An entry is sized
@@ -21,6 +22,7 @@
 //! Handles: [`BarClosed`], [`HistoryBars`], [`TradeTicks`], [`OrdersChanged`], [`AccountUpdated`],
 //! [`PauseStrategy`], [`GetStrategyStats`].
 
+use crate::actors::order_manager::Proposer;
 use crate::domain::{CorrelationId, Interval, OhlcBar};
 use crate::messages::orders::{Propose, ProposeError};
 pub use crate::messages::strategy::{GetStrategyStats, PauseStrategy, StrategyStats};
@@ -37,8 +39,9 @@ pub struct StrategyRunner {
     strategy: Box<dyn Strategy>,
     sizing: Sizing,
     protection: Protection,
-    /// Where intents are proposed: the OrderManager (the risk checks, then the order).
-    propose: Recipient<Propose>,
+    /// Where intents are proposed: the order side (the risk checks, then the order), in
+    /// this actor's own turn when it shares the OrderManager's thread.
+    propose: Proposer,
     positions: BTreeMap<String, Decimal>,
     busy: BTreeSet<String>,
     ready: bool,
@@ -64,13 +67,13 @@ impl StrategyRunner {
         strategy: Box<dyn Strategy>,
         sizing: Sizing,
         protection: Protection,
-        propose: Recipient<Propose>,
+        propose: impl Into<Proposer>,
     ) -> Self {
         StrategyRunner {
             strategy,
             sizing,
             protection,
-            propose,
+            propose: propose.into(),
             positions: BTreeMap::new(),
             busy: BTreeSet::new(),
             ready: false,
@@ -172,7 +175,8 @@ impl StrategyRunner {
             }
             return;
         }
-        if self.busy.contains(symbol) || self.pending.contains(symbol) {
+        if self.busy.contains(symbol) || self.pending.contains(symbol) || self.propose.busy(symbol)
+        {
             tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: an order for this symbol is in progress");
             return;
         }
@@ -221,8 +225,8 @@ impl StrategyRunner {
         self.stats.proposed += 1;
         self.pending.insert(symbol.to_string());
         let symbol = symbol.to_string();
-        // Queued on the order side now (the request only waits for the answer).
-        let answer = self.propose.send(Propose::at(intent, price));
+        // Taken by the order side now (directly, or queued on it); only the answer waits.
+        let answer = self.propose.propose(Propose::at(intent, price), ctx);
         ctx.spawn(answer.into_actor(self).map(move |r, act, _| {
             act.pending.remove(&symbol);
             match r {

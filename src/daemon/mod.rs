@@ -41,7 +41,7 @@ use crate::actors::market_data::{
     MarketDataFeed, SetCoverListener,
 };
 use crate::actors::order_manager::{
-    AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings,
+    AddOrdersListener, Connect, GetOrderStats, OrderManager, OrderSettings, Proposer,
 };
 use crate::actors::order_manager::{CancelAll, Flatten};
 use crate::actors::risk_manager::{RiskManager, SetMode};

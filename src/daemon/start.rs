@@ -318,12 +318,16 @@ pub async fn start(
     // and the orders, so a tick reaches an intent without a thread hand-off.
     let trading_arbiter = actix::Arbiter::new();
     let trading = trading_arbiter.handle();
-    let (om_rest, om_journal, om_health) = (rest.clone(), journal.addr.clone(), reporter.clone());
-    let om_intents = journal.intents.clone();
-    let orders = actix::Supervisor::start_in_arbiter(&trading, move |_| {
-        OrderManager::new(order_settings, om_rest.into(), om_journal, om_intents)
-            .with_health(om_health)
-    });
+    let order_manager = OrderManager::new(
+        order_settings,
+        rest.clone().into(),
+        journal.addr.clone(),
+        journal.intents.clone(),
+    )
+    .with_health(reporter.clone());
+    // The strategies on this thread propose through the order side's entry, in their turn.
+    let entry = order_manager.entry();
+    let orders = actix::Supervisor::start_in_arbiter(&trading, move |_| order_manager);
     let trade_client = StreamClient::new(
         stream_settings(
             config,
@@ -363,7 +367,10 @@ pub async fn start(
             strategy,
             section.sizing_rule(),
             section.protection_rule(),
-            orders.clone().recipient(),
+            Proposer::Direct {
+                entry: entry.clone(),
+                manager: orders.clone(),
+            },
         )
         .describe(&section.name, &section.symbols);
         if several {

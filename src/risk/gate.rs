@@ -1,8 +1,9 @@
 //! The risk checks with the state they keep: [`RiskGate`], a synchronous core. The
 //! RiskManager actor feeds it what the rest of the daemon pushes (minute closes, halts,
-//! splits, the account, the mode, the limits) and answers its counters; the OrderManager asks
-//! it about each proposal and tells it the order side's book, all in the one handler that
-//! then takes the approved order, so a proposal never waits on another actor and two
+//! splits, the account, the mode, the limits) and answers its counters; the order side's
+//! entry (held by the OrderManager and the strategies on its thread) asks it about each
+//! proposal and tells it the order side's book, all in the one call that then takes the
+//! approved order, so a proposal never waits on another actor and two
 //! proposals can never both use the same room under a limit. Both hold one [`SharedGate`].
 
 use super::{Approved, Intent, Refusal, RiskLimits, RiskState, SymbolMap, Tally, TradingMode};
@@ -265,7 +266,7 @@ impl RiskGate {
     }
 }
 
-/// One [`RiskGate`] shared by the RiskManager and the OrderManager (they run on the order
+/// One [`RiskGate`] shared by the RiskManager and the order side's entry (they run on the order
 /// path's thread; the lock is never held across an await or a call out of the gate).
 #[derive(Debug, Clone)]
 pub struct SharedGate(Arc<Mutex<RiskGate>>);

@@ -6,15 +6,22 @@
 //!
 //! A proposal ([`Propose`]: a strategy's, a filled entry's stop, a closing order of the
 //! flatten procedure) is checked by the [`RiskGate`](crate::risk::RiskGate) it shares with the
-//! RiskManager and, approved, taken by the desk and its intent journaled, all in one handler:
-//! the order path from a strategy's signal to the request is one mailbox hop, and the gate
-//! learns the book (the new order's quantity pending) before the next proposal is looked at.
+//! RiskManager and, approved, taken by the desk and its intent written ahead, all in one call
+//! of the order side's entry ([`OrderEntry`], which holds the desk): the gate learns the book
+//! (the new order's quantity pending) before the next proposal is looked at. The strategies on
+//! this actor's thread make that call in their own turn ([`Proposer::Direct`]), so a strategy's
+//! signal reaches the request without a mailbox hop; they tell this actor the broker's answer
+//! ([`Sent`]) and hand it the exits that must clear the symbol first ([`Dispatch`]).
 //!
-//! Handles: [`Propose`], [`TradeUpdatesReceived`], [`OrderStreamReady`], [`StreamEvent`],
-//! [`CancelAll`], [`Flatten`], [`GetOrderStats`], [`AddOrdersListener`], [`Connect`]. Emits
-//! [`OrdersChanged`] after every change and [`RefreshAccount`] after fills.
+//! Handles: [`Propose`], [`Sent`], [`Dispatch`], [`TradeUpdatesReceived`],
+//! [`OrderStreamReady`], [`StreamEvent`], [`CancelAll`], [`Flatten`], [`GetOrderStats`],
+//! [`AddOrdersListener`], [`Connect`]. Emits
+//! [`OrdersChanged`](crate::messages::OrdersChanged) after every change and [`RefreshAccount`] after fills.
 
+mod entry;
 mod io;
+
+pub use entry::{Dispatch, Entered, OrderEntry, Proposer, Sent};
 
 use crate::alpaca::model::OrderRequest;
 use crate::broker::BrokerRef;
@@ -29,14 +36,12 @@ pub use crate::messages::orders::{
 };
 use crate::messages::orders::{Propose, ProposeError};
 use crate::messages::{
-    OrderStreamReady, OrdersChanged, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind,
-    StreamKind, TradeUpdatesReceived,
+    OrderStreamReady, RefreshAccount, SplitApplied, StreamEvent, StreamEventKind, StreamKind,
+    TradeUpdatesReceived,
 };
 use crate::orders::desk::{Alert, Effect, OrderDesk, PollPlan, Record};
-use crate::trace::TraceContext;
 use actix::prelude::*;
 use chrono::Utc;
-use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -58,52 +63,45 @@ impl Default for OrderSettings {
 
 pub struct OrderManager {
     settings: OrderSettings,
-    desk: OrderDesk,
+    /// The desk, the risk checks and the intents' write-ahead, shared with the strategies
+    /// on this actor's thread (they propose in their own turn).
+    entry: OrderEntry,
     rest: BrokerRef,
     journal: Addr<Journal>,
-    /// The intents' write-ahead, on this actor's thread (no hand-off before a request).
-    intents: IntentWriter,
-    /// The risk checks, shared with the RiskManager (from [`Connect`]).
-    risk: Option<crate::risk::SharedGate>,
     account: Option<Recipient<RefreshAccount>>,
     splits: Option<Recipient<SplitApplied>>,
-    listeners: Vec<Recipient<OrdersChanged>>,
     event_listeners: Vec<Recipient<OrderEvent>>,
     health: Reporter,
     tick_to_order: crate::latency::LatencyHistogram,
-    tick_to_intent: crate::latency::LatencyHistogram,
-    /// Each open order's `order.submit` span context (its fills are its children).
-    traces: HashMap<String, TraceContext>,
-    /// Submit spans until their request is sent (then they time the request).
-    submit_spans: HashMap<String, tracing::Span>,
 }
 
 impl OrderManager {
     /// `journal`: every record but a new order's intent, in order on the journal's thread;
-    /// `intents`: those intents, written on this actor's thread before the request leaves.
+    /// `intents`: those intents, written on the order path's thread before the request leaves.
     pub fn new(
         settings: OrderSettings,
         rest: BrokerRef,
         journal: Addr<Journal>,
         intents: IntentWriter,
     ) -> Self {
+        let desk = OrderDesk::new(settings.ack_timeout);
         OrderManager {
-            desk: OrderDesk::new(settings.ack_timeout),
+            entry: OrderEntry::new(desk, intents, rest.clone()),
             settings,
             rest,
             journal,
-            intents,
-            risk: None,
             account: None,
             splits: None,
-            listeners: Vec::new(),
             event_listeners: Vec::new(),
             health: Reporter::default(),
             tick_to_order: crate::latency::LatencyHistogram::new(),
-            tick_to_intent: crate::latency::LatencyHistogram::new(),
-            traces: HashMap::new(),
-            submit_spans: HashMap::new(),
         }
+    }
+
+    /// The order side's way in, for the strategies on this actor's thread
+    /// ([`Proposer::Direct`]).
+    pub fn entry(&self) -> OrderEntry {
+        self.entry.clone()
     }
 
     /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
@@ -113,15 +111,12 @@ impl OrderManager {
     }
 
     fn publish(&mut self) {
-        let view = self.desk.view();
-        if let Some(risk) = &self.risk {
-            risk.lock()
-                .on_orders(&view.positions, view.open_orders, &view.pending_qty);
-        }
-        self.listeners.retain(|l| l.connected());
-        for l in &self.listeners {
-            l.do_send(view.clone());
-        }
+        self.entry.with(entry::Core::publish);
+    }
+
+    /// Runs one call of the desk.
+    fn desk<T>(&self, f: impl FnOnce(&mut OrderDesk) -> T) -> T {
+        self.entry.with(|core| f(&mut core.desk))
     }
 
     fn emit(&mut self, event: OrderEvent) {
@@ -138,7 +133,7 @@ impl OrderManager {
                 Effect::Journal(record) => self.write(record, ctx),
                 Effect::StateBooked(s) => {
                     if s.status.is_terminal() {
-                        self.traces.remove(&s.client_order_id);
+                        self.entry.with(|c| c.traces.remove(&s.client_order_id));
                     }
                     self.emit(OrderEvent::Order(s));
                 }
@@ -157,9 +152,11 @@ impl OrderManager {
                         qty = %fill.qty,
                         price = %fill.price,
                     );
-                    if let Some(t) = self.traces.get(&fill.client_order_id) {
-                        t.adopt(&span);
-                    }
+                    self.entry.with(|c| {
+                        if let Some(t) = c.traces.get(&fill.client_order_id) {
+                            t.adopt(&span);
+                        }
+                    });
                     // Not entered: log lines stay as they are; the span is exported when dropped.
                     drop(span);
                     if let Some(a) = &self.account {
@@ -181,7 +178,7 @@ impl OrderManager {
                     let journal = self.journal.clone();
                     let work = async move { io::apply_splits(&rest, &journal, &candidates).await };
                     ctx.spawn(work.into_actor(self).map(move |applied, act, ctx| {
-                        let effects = act.desk.on_splits_applied(applied, confirm);
+                        let effects = act.desk(|d| d.on_splits_applied(applied, confirm));
                         act.perform(effects, ctx);
                         act.publish();
                     }));
@@ -192,8 +189,7 @@ impl OrderManager {
                     }
                 }
                 Effect::Forget(coid) => {
-                    self.traces.remove(&coid);
-                    self.submit_spans.remove(&coid);
+                    self.entry.with(|c| c.traces.remove(&coid));
                 }
             }
         }
@@ -223,7 +219,7 @@ impl OrderManager {
         ctx.spawn(answer.into_actor(self).map(|r, act, ctx| {
             let err = match r {
                 Some(Ok(_)) => {
-                    let effects = act.desk.journal_outcome(false);
+                    let effects = act.desk(|d| d.journal_outcome(false));
                     return act.perform(effects, ctx);
                 }
                 // Only learned bracket legs are journaled through here without a check
@@ -233,7 +229,7 @@ impl OrderManager {
                 None => "the journal is not running".to_string(),
             };
             tracing::error!(error = %err, "cannot write the journal");
-            let effects = act.desk.journal_outcome(true);
+            let effects = act.desk(|d| d.journal_outcome(true));
             act.perform(effects, ctx);
         }));
     }
@@ -253,118 +249,79 @@ impl OrderManager {
     // ----- submission ---------------------------------------------------------------------
 
     /// A proposal: the risk checks, then the desk takes the approved order and its intent is
-    /// journaled before the request leaves. Answers the client order id.
+    /// journaled before the request leaves (see [`OrderEntry::enter`]). Answers the client
+    /// order id.
     fn propose(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Result<String, ProposeError> {
-        let Some(risk) = &self.risk else {
-            return Err(ProposeError::NotSent(
-                "the risk checks are not connected yet".into(),
-            ));
-        };
-        let approved = risk.lock().propose(msg.intent, msg.price, Utc::now())?;
-        let coid = self
-            .submit(approved, ctx)
-            .map_err(|e| ProposeError::NotSent(format!("not ready: {e}")))?;
-        // The gate learns the new order's pending quantity before the next proposal.
-        self.publish();
+        let entered = self.entry.enter(msg)?;
+        let coid = entered.submission.client_order_id.clone();
+        self.dispatch(entered, ctx);
         Ok(coid)
     }
 
-    fn submit(
-        &mut self,
-        approved: crate::risk::Approved,
-        ctx: &mut Context<Self>,
-    ) -> Result<String, String> {
-        let s = self.desk.submit(approved, Utc::now())?;
-        let coid = s.client_order_id.clone();
-        let intent = &s.intent;
-        // The submit span (child of the risk check) lasts until the broker answers; its
-        // context is kept for the fills.
-        let span = tracing::info_span!(
-            parent: None,
-            "order.submit",
-            client_order_id = %coid,
-            correlation_id = %intent.correlation_id,
-            symbol = %intent.symbol,
-            side = ?intent.side,
-            qty = %intent.qty,
-            purpose = ?intent.purpose,
-        );
-        intent.trace.adopt(&span);
-        let arrived = intent.trace.arrived();
-        if let Some(at) = arrived {
-            self.tick_to_intent.record(at.elapsed());
-        }
-        self.traces.insert(coid.clone(), TraceContext::of(&span));
-        self.submit_spans.insert(coid.clone(), span);
+    /// Sends an order the desk has taken; exits and closes first clear our other orders on
+    /// the symbol (legs, stops).
+    fn dispatch(&mut self, entered: Entered, ctx: &mut Context<Self>) {
+        let Entered {
+            submission: s,
+            span,
+            arrived,
+        } = entered;
         if s.clear.is_empty() {
-            self.send_order(s.record, s.request, arrived, ctx);
-        } else {
-            // Exits and closes first clear our other orders on the symbol (legs, stops).
-            let rest = self.rest.clone();
-            let wait = self.settings.ack_timeout;
-            let (symbol, side, clear) = (intent.symbol.clone(), intent.side, s.clear);
-            let (record, request) = (s.record, s.request);
-            ctx.spawn(
-                async move { io::clear_symbol(&rest, &clear, &symbol, side, wait).await }
-                    .into_actor(self)
-                    .map(move |left, act, ctx| {
-                        match act.desk.after_clear(record, request, left, Utc::now()) {
-                            Ok((record, request)) => act.send_order(record, request, arrived, ctx),
-                            Err(effects) => {
-                                act.perform(effects, ctx);
-                                act.publish();
-                            }
-                        }
-                    }),
-            );
+            return self.send_order(s.record, s.request, arrived, span, ctx);
         }
-        Ok(coid)
+        let rest = self.rest.clone();
+        let wait = self.settings.ack_timeout;
+        let (symbol, side, clear) = (s.intent.symbol.clone(), s.intent.side, s.clear);
+        let (record, request) = (s.record, s.request);
+        ctx.spawn(
+            async move { io::clear_symbol(&rest, &clear, &symbol, side, wait).await }
+                .into_actor(self)
+                .map(move |left, act, ctx| {
+                    match act.desk(|d| d.after_clear(record, request, left, Utc::now())) {
+                        Ok((record, request)) => {
+                            act.send_order(record, request, arrived, span, ctx)
+                        }
+                        Err(effects) => {
+                            act.perform(effects, ctx);
+                            act.publish();
+                        }
+                    }
+                }),
+        );
     }
 
-    /// Journals the intent, then sends the request. `arrived`: when the market data that led
-    /// to it arrived (live signals), for the tick-to-order histogram.
+    /// Journals the intent, then sends the request (see [`OrderEntry::send`]). `arrived`:
+    /// when the market data that led to it arrived (live signals), for tick to order.
     fn send_order(
         &mut self,
         record: OrderIntent,
         request: OrderRequest,
         arrived: Option<std::time::Instant>,
+        span: tracing::Span,
         ctx: &mut Context<Self>,
     ) {
-        let coid = record.client_order_id.clone();
-        let span = self
-            .submit_spans
-            .remove(&coid)
-            .unwrap_or_else(tracing::Span::none);
-        // Write-ahead, here and now: the request leaves only once the intent is on disk.
-        let written = span
-            .in_scope(|| self.intents.write_ahead(&record, &request))
-            .map_err(|e| e.to_string());
-        // Tick to order ends here: the intent is journaled and the request goes to the HTTP
-        // client.
-        let tick_to_order = arrived.map(|at| at.elapsed());
-        let rest = self.rest.clone();
-        let work = async move {
-            written?;
-            Ok::<_, String>((tick_to_order, rest.submit_order(request).await))
-        };
-        let work = tracing::Instrument::instrument(work, span);
-        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-            let result = result.map(|(tick_to_order, answer)| {
-                if let Some(d) = tick_to_order {
-                    act.tick_to_order.record(d);
-                }
-                answer
-            });
-            let effects = act.desk.on_sent(&coid, result, Utc::now());
-            act.perform(effects, ctx);
-            act.publish();
-        }));
+        let sending = self.entry.send(record, request, arrived, span);
+        ctx.spawn(
+            sending
+                .into_actor(self)
+                .map(|sent, act, ctx| act.on_sent(sent, ctx)),
+        );
+    }
+
+    fn on_sent(&mut self, sent: Sent, ctx: &mut Context<Self>) {
+        if let (Ok(_), Some(d)) = (&sent.result, sent.tick_to_order) {
+            self.tick_to_order.record(d);
+        }
+        let coid = sent.client_order_id;
+        let effects = self.desk(|d| d.on_sent(&coid, sent.result, Utc::now()));
+        self.perform(effects, ctx);
+        self.publish();
     }
 
     // ----- polls and reconciliation -------------------------------------------------------
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        let Some(plan) = self.desk.poll_plan(Utc::now()) else {
+        let Some(plan) = self.desk(|d| d.poll_plan(Utc::now())) else {
             return;
         };
         let rest = self.rest.clone();
@@ -382,14 +339,14 @@ impl OrderManager {
         };
         ctx.spawn(work.into_actor(self).map(move |results, act, ctx| {
             let plan: PollPlan = plan;
-            let effects = act.desk.on_polled(&plan, results, Utc::now());
+            let effects = act.desk(|d| d.on_polled(&plan, results, Utc::now()));
             act.perform(effects, ctx);
             act.publish();
         }));
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
-        let Some(start) = self.desk.begin_reconcile() else {
+        let Some(start) = self.desk(|d| d.begin_reconcile()) else {
             return;
         };
         // Reconciliation waits its turn behind orders and cancels.
@@ -398,7 +355,7 @@ impl OrderManager {
         let reads = start.clone();
         let work = async move { io::gather(&rest, &journal, &reads).await };
         ctx.spawn(work.into_actor(self).map(move |read, act, ctx| {
-            let effects = act.desk.on_reconciled(start, read, Utc::now());
+            let effects = act.desk(|d| d.on_reconciled(start, read, Utc::now()));
             act.perform(effects, ctx);
             act.publish();
         }));
@@ -407,7 +364,8 @@ impl OrderManager {
     /// How many entries the per-order maps hold (for the memory test: it must not grow with
     /// the number of orders once they are final and reconciled).
     pub fn tracked_entries(&self) -> usize {
-        self.desk.tracked_entries() + self.traces.len() + self.submit_spans.len()
+        self.entry
+            .with(|c| c.desk.tracked_entries() + c.traces.len())
     }
 }
 
@@ -428,7 +386,7 @@ impl Actor for OrderManager {
         self.reconcile(ctx);
         ctx.run_interval(self.settings.poll_interval, |act, ctx| act.poll(ctx));
         ctx.run_interval(self.settings.reconcile_interval, |act, ctx| {
-            if act.desk.lifecycle().reconciled() {
+            if act.desk(|d| d.lifecycle().reconciled()) {
                 act.reconcile(ctx);
             }
         });
@@ -439,7 +397,7 @@ impl actix::Supervised for OrderManager {
     /// The futures of the old context are gone: the desk forgets what was in flight and
     /// reconciles again before the next order.
     fn restarting(&mut self, ctx: &mut Context<Self>) {
-        let effects = self.desk.restarted();
+        let effects = self.desk(|d| d.restarted());
         self.perform(effects, ctx);
     }
 }
@@ -451,10 +409,26 @@ impl Handler<Propose> for OrderManager {
     }
 }
 
+/// The broker's answer to an order a strategy sent in its own turn.
+impl Handler<Sent> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: Sent, ctx: &mut Context<Self>) {
+        self.on_sent(msg, ctx);
+    }
+}
+
+/// An exit or a close a strategy's turn took: cleared, then sent, here.
+impl Handler<Dispatch> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
+        self.dispatch(msg.0, ctx);
+    }
+}
+
 impl Handler<TradeUpdatesReceived> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: TradeUpdatesReceived, ctx: &mut Context<Self>) {
-        let effects = self.desk.on_updates(&msg.updates, Utc::now());
+        let effects = self.desk(|d| d.on_updates(&msg.updates, Utc::now()));
         self.perform(effects, ctx);
         self.publish();
     }
@@ -463,9 +437,8 @@ impl Handler<TradeUpdatesReceived> for OrderManager {
 impl Handler<OrderStreamReady> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: OrderStreamReady, ctx: &mut Context<Self>) {
-        let effects = self
-            .desk
-            .on_stream_ready(&msg.orders, msg.gap_from.is_some(), Utc::now());
+        let gap = msg.gap_from.is_some();
+        let effects = self.desk(|d| d.on_stream_ready(&msg.orders, gap, Utc::now()));
         self.perform(effects, ctx);
         self.publish();
     }
@@ -478,7 +451,7 @@ impl Handler<StreamEvent> for OrderManager {
             return;
         }
         if let StreamEventKind::StateChanged { to, .. } = msg.kind {
-            self.desk.on_stream_state(to);
+            self.desk(|d| d.on_stream_state(to));
         }
     }
 }
@@ -515,7 +488,9 @@ impl Handler<Flatten> for OrderManager {
         // The closing orders are proposals to this actor (it handles them while this waits).
         let work = io::flatten(
             self.rest.clone(),
-            self.risk.is_some().then(|| ctx.address().recipient()),
+            self.entry
+                .with(|c| c.risk.is_some())
+                .then(|| ctx.address().recipient()),
             self.settings.ack_timeout,
         );
         Box::pin(work.into_actor(self).map(|r, act, ctx| {
@@ -535,8 +510,10 @@ impl Handler<Flatten> for OrderManager {
 impl Handler<Connect> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
-        self.risk = Some(msg.risk);
-        self.desk.connect_risk();
+        self.entry.with(|c| {
+            c.risk = Some(msg.risk);
+            c.desk.connect_risk();
+        });
         self.account = msg.account;
         self.splits = msg.splits;
         // The gate sees the book from now on (and after every change, in `publish`).
@@ -554,19 +531,23 @@ impl Handler<AddOrderEventListener> for OrderManager {
 impl Handler<AddOrdersListener> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: AddOrdersListener, _: &mut Context<Self>) {
-        msg.0.do_send(self.desk.view());
-        self.listeners.push(msg.0);
+        self.entry.with(|c| {
+            msg.0.do_send(c.desk.view());
+            c.listeners.push(msg.0);
+        });
     }
 }
 
 impl Handler<GetOrderStats> for OrderManager {
     type Result = MessageResult<GetOrderStats>;
     fn handle(&mut self, _: GetOrderStats, _: &mut Context<Self>) -> Self::Result {
-        let mut s = self.desk.stats();
-        s.tracked_entries += self.traces.len() + self.submit_spans.len();
+        let (mut s, traces, tick_to_intent) = self
+            .entry
+            .with(|c| (c.desk.stats(), c.traces.len(), c.tick_to_intent.summary()));
+        s.tracked_entries += traces;
         s.tick_to_order = self.tick_to_order.summary();
-        s.tick_to_intent = self.tick_to_intent.summary();
-        s.intent_write = self.intents.write_latency();
+        s.tick_to_intent = tick_to_intent;
+        s.intent_write = self.entry.intents().write_latency();
         MessageResult(s)
     }
 }

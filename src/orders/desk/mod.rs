@@ -134,23 +134,26 @@ impl OrderDesk {
         &self.book
     }
 
+    /// The symbols with an order in progress: in flight, or an open entry, exit or close
+    /// (an open stop or bracket leg alone does not make its symbol busy).
+    fn busy_orders(&self) -> impl Iterator<Item = &str> {
+        let open = self.book.open().filter(|t| {
+            matches!(
+                self.purposes.get(&t.client_order_id),
+                Some(Purpose::Entry { .. } | Purpose::Exit | Purpose::Flatten)
+            )
+        });
+        let in_flight = self.in_flight.iter().filter_map(|coid| self.book.get(coid));
+        open.chain(in_flight).map(|t| t.symbol.as_str())
+    }
+
+    /// Whether `symbol` has an order in progress (see [`OrdersChanged::busy_symbols`]).
+    pub fn busy(&self, symbol: &str) -> bool {
+        self.busy_orders().any(|s| s == symbol)
+    }
+
     pub fn view(&self) -> OrdersChanged {
-        let mut busy: BTreeSet<String> = self
-            .book
-            .open()
-            .filter(|t| {
-                matches!(
-                    self.purposes.get(&t.client_order_id),
-                    Some(Purpose::Entry { .. } | Purpose::Exit | Purpose::Flatten)
-                )
-            })
-            .map(|t| t.symbol.clone())
-            .collect();
-        for coid in &self.in_flight {
-            if let Some(t) = self.book.get(coid) {
-                busy.insert(t.symbol.clone());
-            }
-        }
+        let busy: BTreeSet<String> = self.busy_orders().map(str::to_string).collect();
         OrdersChanged {
             positions: self.positions.non_zero(),
             open_orders: self.book.open_count(),

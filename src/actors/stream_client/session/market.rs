@@ -345,11 +345,10 @@ impl Pace {
     }
 }
 
-/// The strategies given trades have their turn, then the order side with what they proposed,
-/// before the session goes on with the frame (the order side was woken after the session
-/// yielded the first time, so it runs after the session's second yield).
+/// The strategies given trades have their turn before the session goes on with the frame:
+/// in it they propose, and an approved order's intent is written and its request sent (see
+/// `actors::order_manager::Proposer::Direct`), so one yield is enough.
 async fn let_ticks_act() {
-    tokio::task::yield_now().await;
     tokio::task::yield_now().await;
 }
 
