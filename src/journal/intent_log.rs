@@ -61,7 +61,8 @@ pub struct IntentLog {
     seq: u64,
     /// The client order ids of this generation (the store may not have them yet).
     ids: HashSet<String>,
-    buf: Vec<u8>,
+    /// The length of the last record's intent (its JSON, in `page` after the header).
+    last_len: usize,
 }
 
 impl IntentLog {
@@ -78,11 +79,7 @@ impl IntentLog {
         let fail = |what: &str, e: std::io::Error| storage(&path, format!("{what}: {e}"));
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path).map_err(|e| fail("cannot open", e))?;
         let len = file.metadata().map_err(|e| fail("cannot read", e))?.len();
         let capacity = capacity.max(SECTOR * 2);
@@ -134,7 +131,7 @@ impl IntentLog {
             at: 0,
             seq,
             ids: HashSet::new(),
-            buf: Vec::with_capacity(1024),
+            last_len: 0,
         };
         Ok((log, recovered.into_iter().map(|(_, i)| i).collect()))
     }
@@ -174,7 +171,10 @@ impl IntentLog {
 
     /// The last record written: the intent as JSON.
     pub fn last_entry(&self) -> &[u8] {
-        self.buf.get(HEADER..).unwrap_or_default()
+        self.page
+            .0
+            .get(HEADER..HEADER + self.last_len)
+            .unwrap_or_default()
     }
 
     /// Writes `intent` (synced when the log syncs) and answers its sequence number; `None`
@@ -201,13 +201,19 @@ impl IntentLog {
         if !self.ready() {
             return Ok(None);
         }
-        self.buf.clear();
-        self.buf.resize(HEADER, 0);
-        serde_json::to_writer(&mut self.buf, &Entry::of(intent, request))
-            .map_err(|e| JournalError::Corrupt(e.to_string()))?;
-        let len = (self.buf.len() - HEADER) as u64;
+        // Serialized straight into the page the record is written from; one that does not
+        // fit is too large for the log.
+        self.last_len = 0;
+        let mut body = &mut self.page.0[HEADER..];
+        let room = body.len();
+        match serde_json::to_writer(&mut body, &Entry::of(intent, request)) {
+            Ok(()) => {}
+            Err(e) if e.is_io() => return Ok(None),
+            Err(e) => return Err(JournalError::Corrupt(e.to_string())),
+        }
+        let len = (room - body.len()) as u64;
         let size = aligned(HEADER as u64 + len);
-        if size > MAX_RECORD as u64 || size > self.capacity {
+        if size > self.capacity {
             return Ok(None);
         }
         if self.at + size > self.capacity {
@@ -219,15 +225,15 @@ impl IntentLog {
             self.ids.clear();
         }
         let seq = self.seq + 1;
-        let check = check(self.generation, seq, &self.buf[HEADER..]);
-        self.buf[0..4].copy_from_slice(&MAGIC);
-        self.buf[4..12].copy_from_slice(&self.generation.to_le_bytes());
-        self.buf[12..20].copy_from_slice(&seq.to_le_bytes());
-        self.buf[20..24].copy_from_slice(&(len as u32).to_le_bytes());
-        self.buf[24..32].copy_from_slice(&check);
-        let (n, size) = (self.buf.len(), size as usize);
-        self.page.0[..n].copy_from_slice(&self.buf);
-        self.page.0[n..size].fill(0);
+        let (n, size) = (HEADER + len as usize, size as usize);
+        let page = &mut self.page.0;
+        let check = check(self.generation, seq, &page[HEADER..n]);
+        page[0..4].copy_from_slice(&MAGIC);
+        page[4..12].copy_from_slice(&self.generation.to_le_bytes());
+        page[12..20].copy_from_slice(&seq.to_le_bytes());
+        page[20..24].copy_from_slice(&(len as u32).to_le_bytes());
+        page[24..32].copy_from_slice(&check);
+        page[n..size].fill(0);
         let record = &self.page.0[..size];
         let at = self.at;
         let buffered = |file: &File| {
@@ -249,6 +255,7 @@ impl IntentLog {
         written.map_err(|e| storage(&self.path, format!("cannot write an intent: {e}")))?;
         self.at += size as u64;
         self.seq = seq;
+        self.last_len = len as usize;
         self.ids.insert(intent.client_order_id.clone());
         Ok(Some(seq))
     }
@@ -433,6 +440,31 @@ mod tests {
         assert!(!log.knows(&intent(0).client_order_id));
         drop(log);
         let (_, back) = IntentLog::open(dir.path(), 4 * 1024, true).unwrap();
+        assert_eq!(back, vec![intent(1)]);
+    }
+
+    /// An intent too large for one record is not written (the caller stores it directly) and
+    /// leaves nothing behind: the next is written, read back, and is the last entry.
+    #[test]
+    fn an_intent_over_a_record_s_size_is_not_written_and_the_next_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
+        assert!(log.wait_ready());
+        let mut large = intent(0);
+        large.request = serde_json::json!({ "padding": "x".repeat(MAX_RECORD) });
+        assert_eq!(log.append(&large, 0).unwrap(), None);
+        assert!(
+            log.last_entry().is_empty(),
+            "no entry from a record not written"
+        );
+        assert!(!log.knows(&large.client_order_id));
+        assert_eq!(log.append(&intent(1), 0).unwrap(), Some(1));
+        assert_eq!(
+            serde_json::from_slice::<OrderIntent>(log.last_entry()).unwrap(),
+            intent(1)
+        );
+        drop(log);
+        let (_, back) = IntentLog::open(dir.path(), 64 * 1024, true).unwrap();
         assert_eq!(back, vec![intent(1)]);
     }
 

@@ -198,10 +198,8 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
     // Intents a stop left in the log before the store had them, before anything else.
     let mut copied = 0;
     for intent in &left {
-        match store.record_intent(intent) {
-            Ok(()) => copied += 1,
-            Err(JournalError::DuplicateIntent(_)) => {}
-            Err(e) => return Err(e),
+        if store.copy_intent(intent)? {
+            copied += 1;
         }
     }
     if copied > 0 {

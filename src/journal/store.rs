@@ -366,15 +366,20 @@ impl Store {
         self.commits
     }
 
+    /// Copies in an intent that was written ahead (`journal::intent_log`): one the store has
+    /// already (copied in at a start, before the run that wrote it stopped) is as good as
+    /// copied. Answers whether it was new.
+    pub fn copy_intent(&mut self, intent: &OrderIntent) -> Result<bool, JournalError> {
+        match self.record_intent(intent) {
+            Ok(()) => Ok(true),
+            Err(JournalError::DuplicateIntent(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Journals an intent; refuses a client order id it has seen before.
     pub fn record_intent(&mut self, intent: &OrderIntent) -> Result<(), JournalError> {
-        let exists: bool = self
-            .conn
-            .prepare_cached("SELECT 1 FROM order_intents WHERE client_order_id = ?1")
-            .and_then(|mut st| st.query_row([&intent.client_order_id], |_| Ok(true)))
-            .optional()
-            .map_err(|e| self.err(e))?
-            .unwrap_or(false);
+        let exists = has_intent(&self.conn, &intent.client_order_id).map_err(|e| self.err(e))?;
         if exists {
             return Err(JournalError::DuplicateIntent(
                 intent.client_order_id.clone(),
@@ -492,4 +497,12 @@ impl Store {
             Ok(next)
         })
     }
+}
+
+/// Whether the store `conn` is open on has an intent with this client order id (the store's
+/// own writes, and the intent writer's reader connection).
+pub(super) fn has_intent(conn: &rusqlite::Connection, coid: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM order_intents WHERE client_order_id = ?1")
+        .and_then(|mut st| st.query_row([coid], |_| Ok(())).optional())
+        .map(|found| found.is_some())
 }

@@ -70,11 +70,7 @@ impl Handler<ImportIntent> for Journal {
             |store| {
                 let intent: OrderIntent = serde_json::from_slice(&entry)
                     .map_err(|e| JournalError::Corrupt(e.to_string()))?;
-                // One the store has already (copied in at a start) is as good as copied.
-                match store.record_intent(&intent) {
-                    Err(JournalError::DuplicateIntent(_)) => Ok(()),
-                    other => other,
-                }
+                store.copy_intent(&intent).map(|_| ())
             },
             move |r| stored.done(seq, r),
         );
@@ -191,16 +187,10 @@ impl IntentWriter {
 
 impl LogSide {
     /// Whether the store has an intent with this client order id (committed).
-    fn has(&mut self, coid: &str) -> Result<bool, JournalError> {
-        use rusqlite::OptionalExtension;
-        let path = self.reader.path().unwrap_or_default().to_string();
-        self.reader
-            .prepare_cached("SELECT 1 FROM order_intents WHERE client_order_id = ?1")
-            .and_then(|mut st| st.query_row([coid], |_| Ok(())).optional())
-            .map(|found| found.is_some())
-            .map_err(|e| JournalError::Storage {
-                path,
-                message: format!("cannot read whether it has an intent: {e}"),
-            })
+    fn has(&self, coid: &str) -> Result<bool, JournalError> {
+        super::store::has_intent(&self.reader, coid).map_err(|e| JournalError::Storage {
+            path: self.reader.path().unwrap_or_default().to_string(),
+            message: format!("cannot read whether it has an intent: {e}"),
+        })
     }
 }
