@@ -112,8 +112,9 @@ impl OrderEntry {
         &self.intents
     }
 
-    /// The risk checks, then the desk takes the approved order (pending from now, and the
-    /// gate and the listeners learn it before the next proposal). Not yet written or sent.
+    /// The risk checks, then the desk takes the approved order (pending from now). Not yet
+    /// written or sent, and the gate does not know it yet: the caller writes it ahead (or
+    /// hands it on), then [`OrderEntry::publish`]es, before the next proposal.
     pub fn enter(&self, msg: Propose) -> Result<Entered, ProposeError> {
         self.with(|core| {
             let Some(risk) = core.risk.clone() else {
@@ -147,7 +148,6 @@ impl OrderEntry {
             }
             core.traces
                 .insert(s.client_order_id.clone(), TraceContext::of(&span));
-            core.publish();
             Ok(Entered {
                 submission: s,
                 span,
@@ -185,6 +185,11 @@ impl OrderEntry {
             }
         };
         tracing::Instrument::instrument(work, span)
+    }
+
+    /// The gate learns the book, and the listeners are told (after every change).
+    pub fn publish(&self) {
+        self.with(Core::publish);
     }
 
     /// Whether an order for `symbol` is in progress (in flight, or an open entry, exit or
@@ -260,9 +265,12 @@ where
     let coid = e.submission.client_order_id.clone();
     if !e.submission.clear.is_empty() {
         manager.do_send(Dispatch(e));
+        entry.publish();
         return coid;
     }
     let sending = entry.send(e.submission.record, e.submission.request, e.arrived, e.span);
+    // After the write-ahead (it is not tick to order's), before the next proposal.
+    entry.publish();
     let manager = manager.clone();
     ctx.spawn(actix::fut::wrap_future(async move {
         manager.do_send(sending.await)

@@ -111,7 +111,7 @@ impl OrderManager {
     }
 
     fn publish(&mut self) {
-        self.entry.with(entry::Core::publish);
+        self.entry.publish();
     }
 
     /// Runs one call of the desk.
@@ -255,6 +255,8 @@ impl OrderManager {
         let entered = self.entry.enter(msg)?;
         let coid = entered.submission.client_order_id.clone();
         self.dispatch(entered, ctx);
+        // The gate learns the new order's pending quantity before the next proposal.
+        self.publish();
         Ok(coid)
     }
 
