@@ -560,3 +560,117 @@ fn a_start_that_fails_late_gives_the_reason_and_never_panics() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A strategy proposes in its own turn, and what it sees of the order side is always one
+/// published view plus its own proposals: a second signal queued behind the first finds the
+/// first pending (the view showing that order comes a message later), and once the entry has
+/// filled the next signal is its exit, never a second entry.
+#[actix_rt::test]
+async fn a_signal_queued_behind_a_strategy_s_order_finds_it_pending_and_the_next_is_its_exit() {
+    use traderd::actors::strategy_runner::GetStrategyStats;
+    use traderd::alpaca::stream::{Code, Conditions, StreamTrade};
+    use traderd::messages::TradeTicks;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(
+        "[sim]\nspeed = 120.0\n[account]\nrefresh_interval_ms = 300\n\
+         [trading]\nsymbols = [\"AAPL\"]\n\
+         [strategy]\nname = \"probe\"\nsizing = \"fixed_notional\"\nsizing_usd = \"500\"\n\
+         protection = \"none\"\n",
+        "test",
+        &CheckContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = traderd::daemon::start(&cfg, dir.path(), |_| None)
+        .await
+        .unwrap();
+    let price = wait_for("AAPL's last trade", WAIT, || async {
+        let latest = daemon.rest.latest_trades(&["AAPL"]).await.ok()?;
+        Some(latest.trades.get("AAPL")?.p)
+    })
+    .await;
+    let mut id = 0;
+    let mut mark = || {
+        id += 1;
+        let mut conditions = Conditions::default();
+        conditions.push(traderd::domain::MARK);
+        StreamTrade {
+            symbol: "AAPL".into(),
+            id,
+            exchange: Code::new("V"),
+            price,
+            size: Decimal::ONE,
+            timestamp: chrono::Utc::now(),
+            conditions,
+            tape: Code::new("C"),
+        }
+    };
+    // Two marks queued on the strategy's thread at once (both are in its mailbox before it
+    // runs, so the view its first order publishes comes after the second), then handled.
+    let mut queued = 0;
+    let mut twice = |trades: [StreamTrade; 2]| {
+        let runner = daemon.strategy.clone();
+        daemon.trading_arbiter.spawn(async move {
+            for t in trades {
+                runner.do_send(TradeTicks {
+                    trades: vec![t],
+                    arrived: std::time::Instant::now(),
+                });
+            }
+        });
+        queued += 2;
+        let runner = daemon.strategy.clone();
+        wait_for("the marks handled", WAIT, move || {
+            let runner = runner.clone();
+            async move {
+                let s = runner.send(GetStrategyStats).await.unwrap();
+                (s.trades >= queued).then_some(s)
+            }
+        })
+    };
+    let position = || async {
+        let s = daemon.orders.send(GetOrderStats).await.unwrap();
+        (s.unsettled == 0).then(|| s.positions.get("AAPL").copied().unwrap_or_default())
+    };
+    wait_for("the order side ready", WAIT, || async {
+        let s = daemon.orders.send(GetOrderStats).await.unwrap();
+        s.ready.then_some(())
+    })
+    .await;
+    // The entry (the account may not be read yet: then again).
+    let deadline = std::time::Instant::now() + WAIT;
+    let stats = loop {
+        let s = twice([mark(), mark()]).await;
+        if s.sent > 0 || std::time::Instant::now() > deadline {
+            break s;
+        }
+    };
+    assert_eq!(
+        (stats.proposed, stats.sent),
+        (1, 1),
+        "the second mark waits: {stats:?}"
+    );
+    let held = wait_for("the entry filled", WAIT, || async {
+        position().await.filter(|q| !q.is_zero())
+    })
+    .await;
+    // The exit, and a second mark behind it.
+    twice([mark(), mark()]).await;
+    wait_for("the exit filled", WAIT, || async {
+        position().await.filter(|q| q.is_zero())
+    })
+    .await;
+    let stats = daemon.strategy.send(GetStrategyStats).await.unwrap();
+    assert_eq!((stats.proposed, stats.sent), (2, 2), "{stats:?}");
+    let intents = daemon
+        .journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap();
+    let sides: Vec<(&str, Decimal)> = intents
+        .iter()
+        .map(|i| (i.intent.side.as_str(), i.intent.qty))
+        .collect();
+    assert_eq!(sides, vec![("buy", held), ("sell", held)]);
+}

@@ -33,7 +33,7 @@ use crate::strategy::{BarInput, Protection, Signal, Sizing, Strategy, TradeInput
 use crate::telemetry::TraceContext;
 use actix::prelude::*;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub struct StrategyRunner {
     strategy: Box<dyn Strategy>,
@@ -49,7 +49,11 @@ pub struct StrategyRunner {
     /// until it is ready again go at debug (a tick strategy may signal on every trade).
     unready_told: bool,
     equity: Option<Decimal>,
-    pending: HashSet<String>,
+    /// Symbols with a proposal of ours that the order side's view does not show yet: until
+    /// the answer (through a mailbox), or until the view numbered from the proposal on
+    /// arrives (a direct proposal: its answer comes at once, its view a message later). The
+    /// positions and the symbols in progress are thus always one view's, plus these.
+    pending: HashMap<String, Option<u64>>,
     /// Each symbol's latest closed bar of the strategy's interval: its market view.
     latest: crate::strategy::MarketBars,
     /// With several strategies: its name (in its orders' client ids), its symbols (bars of
@@ -79,7 +83,7 @@ impl StrategyRunner {
             ready: false,
             unready_told: false,
             equity: None,
-            pending: HashSet::new(),
+            pending: HashMap::new(),
             latest: Default::default(),
             label: None,
             symbols: None,
@@ -175,8 +179,7 @@ impl StrategyRunner {
             }
             return;
         }
-        if self.busy.contains(symbol) || self.pending.contains(symbol) || self.propose.busy(symbol)
-        {
+        if self.busy.contains(symbol) || self.pending.contains_key(symbol) {
             tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: an order for this symbol is in progress");
             return;
         }
@@ -223,12 +226,16 @@ impl StrategyRunner {
         intent.trace = parent.child(&span);
         tracing::info!(symbol = %symbol, price = %price, side = ?intent.side, qty = %intent.qty, reason = %reason, correlation_id = %intent.correlation_id, "signal");
         self.stats.proposed += 1;
-        self.pending.insert(symbol.to_string());
         let symbol = symbol.to_string();
         // Taken by the order side now (directly, or queued on it); only the answer waits.
         let answer = self.propose.propose(Propose::at(intent, price), ctx);
+        self.pending
+            .insert(symbol.clone(), self.propose.shown_from());
         ctx.spawn(answer.into_actor(self).map(move |r, act, _| {
-            act.pending.remove(&symbol);
+            // An order taken directly stays pending until a view shows it.
+            if !matches!((&r, act.pending.get(&symbol)), (Ok(Ok(_)), Some(Some(_)))) {
+                act.pending.remove(&symbol);
+            }
             match r {
                 Ok(Ok(_)) => act.stats.sent += 1,
                 Ok(Err(ProposeError::Refused(_))) => act.stats.refused += 1,
@@ -396,6 +403,8 @@ impl Handler<OrdersChanged> for StrategyRunner {
     fn handle(&mut self, msg: OrdersChanged, _: &mut Context<Self>) {
         self.positions = msg.positions;
         self.busy = msg.busy_symbols;
+        self.pending
+            .retain(|_, shown| !shown.is_some_and(|from| msg.seq >= from));
         if msg.ready {
             self.unready_told = false;
         }

@@ -35,13 +35,24 @@ pub struct Core {
     /// Each open order's `order.submit` span context (its fills are its children).
     pub traces: HashMap<String, TraceContext>,
     pub listeners: Vec<Recipient<OrdersChanged>>,
+    /// Views published so far (each carries its number).
+    pub published: u64,
     pub tick_to_intent: crate::latency::LatencyHistogram,
 }
 
 impl Core {
+    /// The book as the listeners see it, numbered as the last published.
+    pub fn view(&self) -> OrdersChanged {
+        OrdersChanged {
+            seq: self.published,
+            ..self.desk.view()
+        }
+    }
+
     /// The gate learns the book, and the listeners are told.
     pub fn publish(&mut self) {
-        let view = self.desk.view();
+        self.published += 1;
+        let view = self.view();
         if let Some(risk) = &self.risk {
             risk.lock()
                 .on_orders(&view.positions, view.open_orders, &view.pending_qty);
@@ -94,6 +105,7 @@ impl OrderEntry {
                 risk: None,
                 traces: HashMap::new(),
                 listeners: Vec::new(),
+                published: 0,
                 tick_to_intent: crate::latency::LatencyHistogram::new(),
             })),
             intents,
@@ -192,10 +204,10 @@ impl OrderEntry {
         self.with(Core::publish);
     }
 
-    /// Whether an order for `symbol` is in progress (in flight, or an open entry, exit or
-    /// close): the desk's own answer, never a stale copy.
-    pub fn busy(&self, symbol: &str) -> bool {
-        self.with(|core| core.desk.busy(symbol))
+    /// The number of the last view published: every view from it on has the orders taken
+    /// so far.
+    pub fn published(&self) -> u64 {
+        self.with(|core| core.published)
     }
 }
 
@@ -238,12 +250,13 @@ impl Proposer {
         }
     }
 
-    /// Whether the order side has an order for `symbol` in progress (a mailbox proposer
-    /// learns that from `OrdersChanged` only).
-    pub fn busy(&self, symbol: &str) -> bool {
+    /// After a direct proposal was taken: the number of the first view the proposer will be
+    /// sent with the order in (`OrdersChanged::seq`); its views before that one do not show
+    /// it. `None` through a mailbox (the answer comes after the view).
+    pub fn shown_from(&self) -> Option<u64> {
         match self {
-            Proposer::Mailbox(_) => false,
-            Proposer::Direct { entry, .. } => entry.busy(symbol),
+            Proposer::Mailbox(_) => None,
+            Proposer::Direct { entry, .. } => Some(entry.published()),
         }
     }
 }

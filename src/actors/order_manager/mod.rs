@@ -534,7 +534,7 @@ impl Handler<AddOrdersListener> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: AddOrdersListener, _: &mut Context<Self>) {
         self.entry.with(|c| {
-            msg.0.do_send(c.desk.view());
+            msg.0.do_send(c.view());
             c.listeners.push(msg.0);
         });
     }

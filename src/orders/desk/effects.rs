@@ -89,6 +89,9 @@ pub struct OrdersChanged {
     pub busy_symbols: BTreeSet<String>,
     /// Reconciled with the broker and the trade_updates stream is ready: orders are accepted.
     pub ready: bool,
+    /// The how-manieth view published (`actors::order_manager::OrderEntry::published`): a
+    /// proposer knows from it that a view has its order in.
+    pub seq: u64,
 }
 
 /// One order's new state, or one fill, as it is booked (for `traderd ctl events`).

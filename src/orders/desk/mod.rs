@@ -147,11 +147,6 @@ impl OrderDesk {
         open.chain(in_flight).map(|t| t.symbol.as_str())
     }
 
-    /// Whether `symbol` has an order in progress (see [`OrdersChanged::busy_symbols`]).
-    pub fn busy(&self, symbol: &str) -> bool {
-        self.busy_orders().any(|s| s == symbol)
-    }
-
     pub fn view(&self) -> OrdersChanged {
         let busy: BTreeSet<String> = self.busy_orders().map(str::to_string).collect();
         OrdersChanged {
@@ -160,6 +155,7 @@ impl OrderDesk {
             pending_qty: self.book.pending_qty(),
             busy_symbols: busy,
             ready: self.ready(),
+            seq: 0,
         }
     }
 
