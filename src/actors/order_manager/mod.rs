@@ -15,8 +15,8 @@
 //!
 //! Handles: [`Propose`], [`Sent`], [`Dispatch`], [`TradeUpdatesReceived`],
 //! [`OrderStreamReady`], [`StreamEvent`], [`CancelAll`], [`Flatten`], [`GetOrderStats`],
-//! [`AddOrdersListener`], [`Connect`]. Emits
-//! [`OrdersChanged`](crate::messages::OrdersChanged) after every change and [`RefreshAccount`] after fills.
+//! [`AddOrdersListener`], [`Connect`]. Emits [`OrdersChanged`](crate::messages::OrdersChanged)
+//! after every change and [`RefreshAccount`] after fills.
 
 mod entry;
 mod io;
