@@ -70,6 +70,17 @@ fn fill_positions(fills: &[traderd::journal::FillRecord]) -> BTreeMap<String, De
     out
 }
 
+/// Every intent the daemon's journal has (learned legs included).
+async fn intents_of(daemon: &traderd::daemon::Daemon) -> Vec<traderd::journal::StoredIntent> {
+    daemon
+        .journal
+        .addr
+        .send(LoadIntents(false))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn the_daemon_trades_on_its_own_and_its_books_agree_with_the_broker() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,13 +123,7 @@ async fn the_daemon_trades_on_its_own_and_its_books_agree_with_the_broker() {
     .await;
     eprintln!("positions {positions:?} after {} fills", fills.len());
     // Every order was sent once: one POST per journaled intent of ours (legs are the broker's).
-    let intents = daemon
-        .journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let intents = intents_of(&daemon).await;
     let ours = intents
         .iter()
         .filter(|i| i.intent.request.get("leg_of").is_none())
@@ -180,13 +185,7 @@ async fn a_risk_refusal_never_reaches_the_simulator() {
     .await;
     let stats = sim_stats(daemon.sim.as_ref().unwrap()).await;
     assert_eq!(stats["order_posts"], 0, "{refused} refusals, yet {stats}");
-    let intents = daemon
-        .journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let intents = intents_of(&daemon).await;
     assert!(
         intents.is_empty(),
         "a refused intent is never journaled as an order"
@@ -661,13 +660,7 @@ async fn a_signal_queued_behind_a_strategy_s_order_finds_it_pending_and_the_next
     .await;
     let stats = daemon.strategy.send(GetStrategyStats).await.unwrap();
     assert_eq!((stats.proposed, stats.sent), (2, 2), "{stats:?}");
-    let intents = daemon
-        .journal
-        .addr
-        .send(LoadIntents(false))
-        .await
-        .unwrap()
-        .unwrap();
+    let intents = intents_of(&daemon).await;
     let sides: Vec<(&str, Decimal)> = intents
         .iter()
         .map(|i| (i.intent.side.as_str(), i.intent.qty))
