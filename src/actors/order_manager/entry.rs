@@ -64,12 +64,11 @@ impl Core {
     }
 }
 
-/// An approved proposal the desk has taken: what to journal and send, the submit span (it
-/// lasts until the broker answers), and when the market data behind it arrived.
+/// An approved proposal the desk has taken: what to journal and send, and the submit span
+/// (it lasts until the broker answers).
 pub struct Entered {
     pub submission: Submission,
     pub span: tracing::Span,
-    pub arrived: Option<Instant>,
 }
 
 /// The outcome of sending an order: `Err` when its intent could not be written (nothing was
@@ -154,8 +153,7 @@ impl OrderEntry {
                 purpose = ?intent.purpose,
             );
             intent.trace.adopt(&span);
-            let arrived = intent.trace.arrived();
-            if let Some(at) = arrived {
+            if let Some(at) = intent.trace.arrived() {
                 core.tick_to_intent.record(at.elapsed());
             }
             core.traces
@@ -163,7 +161,6 @@ impl OrderEntry {
             Ok(Entered {
                 submission: s,
                 span,
-                arrived,
             })
         })
     }
@@ -281,7 +278,8 @@ where
         entry.publish();
         return coid;
     }
-    let sending = entry.send(e.submission.record, e.submission.request, e.arrived, e.span);
+    let arrived = e.submission.intent.trace.arrived();
+    let sending = entry.send(e.submission.record, e.submission.request, arrived, e.span);
     // After the write-ahead (it is not tick to order's), before the next proposal.
     entry.publish();
     let manager = manager.clone();

@@ -266,8 +266,9 @@ impl OrderManager {
         let Entered {
             submission: s,
             span,
-            arrived,
         } = entered;
+        // When the market data behind it arrived (a live signal's order), for tick to order.
+        let arrived = s.intent.trace.arrived();
         if s.clear.is_empty() {
             return self.send_order(s.record, s.request, arrived, span, ctx);
         }
