@@ -186,8 +186,6 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .block_on(crate::daemon::run(options, env, wait_for_stop_signal()))
         .map(|exit| ExitCode::from(exit.code()))
         .map_err(anyhow::Error::from);
-    // Traces and metrics still buffered go out before the process ends.
-    telemetry.shutdown();
     // After a start that failed late, actors started before the failure are dropped with the
     // system; a REST request one had in flight gives its connection back to the HTTP pool as
     // it is dropped, and the pool spawns a task for it: that needs the runtime's context,
@@ -195,6 +193,9 @@ fn run_daemon(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     let in_runtime = handle.enter();
     drop(system);
     drop(in_runtime);
+    // Traces, metrics and log lines still buffered go out before the process ends (the log's
+    // last, so that it has what the actors said as they were dropped).
+    telemetry.shutdown();
     result
 }
 

@@ -40,8 +40,9 @@ fn parse_entry(mut data: &[u8]) -> HashMap<String, String> {
     out
 }
 
-#[actix_rt::test]
-async fn under_systemd_entries_go_to_journald_with_structured_fields() {
+/// The journal's socket, bound here (a socket left by an earlier run is taken over). `None`:
+/// a real journald owns it, or this is not root.
+fn take_journal_socket() -> Option<UnixDatagram> {
     if Path::new(JOURNAL).exists() {
         // A socket nobody reads (left by an earlier run) refuses a datagram: take it over.
         let probe = UnixDatagram::unbound().unwrap();
@@ -53,25 +54,66 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
                 eprintln!(
                     "a journald owns {JOURNAL} on this host: its entries cannot be intercepted here"
                 );
-                return;
+                return None;
             }
         }
     }
     if std::fs::create_dir_all("/run/systemd/journal").is_err() {
         eprintln!("cannot create /run/systemd/journal (not root): skipped");
-        return;
+        return None;
     }
-    let socket = UnixDatagram::bind(JOURNAL).unwrap();
+    Some(UnixDatagram::bind(JOURNAL).unwrap())
+}
+
+/// A config that trades often, its control socket in `dir`.
+fn busy_paper_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("paper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[connection]\nmode = \"paper\"\n[control]\nsocket = \"{}\"\n[strategy]\nsizing_usd = \"2000\"\n[strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n",
+            dir.join("ctl.sock").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// SIGTERM, then the exit status (within 40 s).
+async fn terminate(child: &mut common::Killed) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not exit on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One test, two runs of the daemon, one after the other: the journal's socket has one path.
+#[actix_rt::test]
+async fn journald_entries_are_structured_and_a_stalled_journald_stalls_nothing() {
+    entries_go_to_journald_with_structured_fields().await;
+    a_stalled_journald_stalls_no_trading_and_no_stop().await;
+}
+
+/// Under systemd, each event is one journal entry with its fields.
+async fn entries_go_to_journald_with_structured_fields() {
+    let Some(socket) = take_journal_socket() else {
+        return;
+    };
     socket.set_nonblocking(true).unwrap();
     let socket = tokio::net::UnixDatagram::from_std(socket).unwrap();
     let sim = common::paper_sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("paper.toml");
-    std::fs::write(
-        &config,
-        "[connection]\nmode = \"paper\"\n[strategy]\nsizing_usd = \"2000\"\n[strategy.momentum]\nrsi_entry_min = 0.0\nrsi_entry_max = 100.0\nrsi_exit = 100.0\n",
-    )
-    .unwrap();
+    let config = busy_paper_config(dir.path());
     let stderr_path = dir.path().join("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let meta = stderr.metadata().unwrap();
@@ -112,20 +154,7 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
     )
     .await;
     let fill = found;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not exit on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = terminate(&mut child).await;
     drain.abort();
     let _ = std::fs::remove_file(JOURNAL);
     sim.stop().await;
@@ -154,4 +183,60 @@ async fn under_systemd_entries_go_to_journald_with_structured_fields() {
         "nothing goes to stderr when the journal is there: {stderr_text}"
     );
     assert!(status.success(), "{status:?}");
+}
+
+/// journald stalled (its socket bound and never read: the kernel queues a few entries, then a
+/// writer would wait): the daemon logs through a thread of its own, so it trades all the same
+/// and stops cleanly, its last lines given up after a bounded wait.
+async fn a_stalled_journald_stalls_no_trading_and_no_stop() {
+    let Some(socket) = take_journal_socket() else {
+        return;
+    };
+    let sim = common::paper_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = busy_paper_config(dir.path());
+    let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let child = common::paper_daemon(&sim.base_url(), &config, &dir.path().join("state"))
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut child = common::Killed(child);
+    let sock = dir.path().join("ctl.sock");
+    let stats = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_traderd"))
+            .args(["ctl", "--socket"])
+            .arg(&sock)
+            .args(["--json", "stats"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+    };
+    let stats = common::wait_for("three fills", Duration::from_secs(90), || {
+        let s = stats().filter(|s| s["orders"]["fills"].as_u64().unwrap_or(0) >= 3);
+        async move { s }
+    })
+    .await;
+    eprintln!("with journald stalled: {}", stats["log"]);
+    let written = stats["log"]["lines_written"].as_u64().unwrap();
+    // The kernel's queue for the socket (net.unix.max_dgram_qlen, 10 here, 512 under systemd)
+    // took what it could; the rest waits in the daemon's own queue, none dropped yet.
+    assert!(written <= 600, "the journal was read? {}", stats["log"]);
+    assert_eq!(stats["log"]["lines_dropped"], 0, "{}", stats["log"]);
+    let status = terminate(&mut child).await;
+    assert!(status.success(), "{status:?}");
+    // What the socket holds is the daemon's first entries, as written.
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let first = std::iter::from_fn(|| socket.recv(&mut buf).ok().map(|n| parse_entry(&buf[..n])))
+        .find(|e| !e.is_empty())
+        .unwrap();
+    assert_eq!(
+        first.get("MESSAGE").map(String::as_str),
+        Some("traderd starting"),
+        "{first:?}"
+    );
+    let _ = std::fs::remove_file(JOURNAL);
+    sim.stop().await;
 }

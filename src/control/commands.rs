@@ -332,6 +332,7 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
             "tick_to_intent": orders.tick_to_intent,
             "journal_write": journal,
             "intent_write": orders.intent_write,
+            "log": crate::telemetry::log_counts().map(|c| c.to_json()),
         }),
     )
 }

@@ -160,6 +160,14 @@ fn money(d: rust_decimal::Decimal) -> f64 {
 
 async fn metrics(State(p): State<Probes>) -> Response {
     let mut r = Registry::with_prefix("traderd");
+    if let Some(log) = crate::telemetry::log_counts() {
+        counter(
+            &mut r,
+            "log_lines_dropped",
+            "Log lines dropped because the log's reader fell behind",
+            log.dropped().lines,
+        );
+    }
     if let Ok(s) = p
         .supervisor
         .send(crate::messages::mode::GetSupervisorStatus)

@@ -9,7 +9,8 @@
 /// short market values), `traderd.positions` (gauges) and `traderd.mode` (gauge: 0 active, 1 reduce_only,
 /// 2 preserving, 3 preserved, 4 halted), and by `strategy` (its name): `traderd.strategy.signals`,
 /// `traderd.strategy.orders`, `traderd.strategy.refused` (counters) and `traderd.strategy.paused`
-/// (gauge, 0 or 1). Money becomes a float only here, at the export.
+/// (gauge, 0 or 1), and `traderd.log.dropped` (counter: log lines dropped because the log's
+/// reader fell behind). Money becomes a float only here, at the export.
 pub async fn record_metrics(
     d: &super::Daemon,
     meter: opentelemetry::metrics::Meter,
@@ -32,6 +33,7 @@ pub async fn record_metrics(
     let strategy_orders = meter.u64_counter("traderd.strategy.orders").build();
     let strategy_refused = meter.u64_counter("traderd.strategy.refused").build();
     let strategy_paused = meter.u64_gauge("traderd.strategy.paused").build();
+    let log_dropped = meter.u64_counter("traderd.log.dropped").build();
     // Counters take what is new since the last sample.
     let mut last: std::collections::HashMap<String, u64> = Default::default();
     let mut delta = |key: String, now: u64| {
@@ -111,6 +113,9 @@ pub async fn record_metrics(
             .await
         {
             mode.record(s.mode.code(), &[]);
+        }
+        if let Some(log) = crate::telemetry::log_counts() {
+            log_dropped.add(delta("log.dropped".into(), log.dropped().lines), &[]);
         }
     }
 }

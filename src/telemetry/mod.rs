@@ -5,6 +5,11 @@
 //!   by the journal protocol) and `TRADERD_ACTOR` (the actor module that logged it), so
 //!   `journalctl -u traderd SYMBOL=AAPL` works;
 //! - otherwise readable lines on stderr (ANSI colour only on a terminal).
+//!
+//! The daemon's lines are written by a thread of their own ([`offload`]): logging never makes
+//! the trading thread wait for journald or stderr.
+
+pub mod offload;
 
 pub use crate::trace::TraceContext;
 use tracing::field::{Field, Visit};
@@ -19,22 +24,24 @@ fn filter(default_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Readable lines on stderr (ANSI colour only on a terminal).
-fn stderr_layer<S>() -> impl Layer<S>
+/// Readable lines on stderr (ANSI colour only on a terminal), written by `writer`.
+fn stderr_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
     tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
 }
 
-/// Installs the stderr logger. `default_level` applies when `RUST_LOG` is unset.
+/// Installs the stderr logger, writing on the calling thread (the tools' and `ctl`'s: a line
+/// is on the terminal before the next step). `default_level` applies when `RUST_LOG` is unset.
 pub fn init_stderr(default_level: &str) {
     let _ = tracing_subscriber::registry()
         .with(filter(default_level))
-        .with(stderr_layer())
+        .with(stderr_layer(std::io::stderr))
         .with(ErrorCounter)
         .try_init();
 }
@@ -81,9 +88,11 @@ pub fn errors_logged() -> (u64, Vec<String>) {
     (ERRORS.load(std::sync::atomic::Ordering::Relaxed), first)
 }
 
-/// The exporters, kept to flush them at exit.
+/// The exporters and the log's writer, kept to flush them at exit (the log's lines are
+/// flushed when this is dropped, however the process ends its run).
 #[derive(Default)]
 pub struct Telemetry {
+    logs: Option<LogGuard>,
     tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     meter: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     /// Where it exports (for the start-up log line), if anywhere.
@@ -98,19 +107,64 @@ impl Telemetry {
         self.meter.as_ref().map(|m| m.meter("traderd"))
     }
 
-    /// Exports what is buffered and stops the exporters (at exit).
-    pub fn shutdown(self) {
-        if let Some(t) = self.tracer
+    /// Exports what is buffered and stops the exporters (at exit); then the log's lines.
+    pub fn shutdown(mut self) {
+        if let Some(t) = self.tracer.take()
             && let Err(e) = t.shutdown()
         {
             eprintln!("traderd: flushing traces failed: {e}");
         }
-        if let Some(m) = self.meter
+        if let Some(m) = self.meter.take()
             && let Err(e) = m.shutdown()
         {
             eprintln!("traderd: flushing metrics failed: {e}");
         }
     }
+}
+
+/// How long the log's last lines may take at exit (a stalled journald must not hold up a stop
+/// that systemd times).
+const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Flushes the log's lines when dropped.
+struct LogGuard(Logs);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.0.flush(LOG_FLUSH);
+    }
+}
+
+/// The log's writer thread, whichever sink it writes to.
+#[derive(Clone)]
+enum Logs {
+    Stderr(offload::Offload<Vec<u8>>),
+    Journal(offload::Offload<JournalEntry>),
+}
+
+impl Logs {
+    fn flush(&self, within: std::time::Duration) -> bool {
+        match self {
+            Logs::Stderr(o) => o.flush(within),
+            Logs::Journal(o) => o.flush(within),
+        }
+    }
+
+    fn counts(&self) -> std::sync::Arc<offload::Counts> {
+        match self {
+            Logs::Stderr(o) => o.counts(),
+            Logs::Journal(o) => o.counts(),
+        }
+    }
+}
+
+static LOG_COUNTS: std::sync::OnceLock<std::sync::Arc<offload::Counts>> =
+    std::sync::OnceLock::new();
+
+/// The daemon's log lines written and dropped so far (`None`: the log writes on the calling
+/// thread, as the tools' does), for `ctl stats` and the metrics.
+pub fn log_counts() -> Option<&'static offload::Counts> {
+    LOG_COUNTS.get().map(|c| &**c)
 }
 
 /// Builds the OTLP exporters when an endpoint is configured (here or in the standard
@@ -177,6 +231,7 @@ fn exporters(
         .with_resource(resource)
         .build();
     Ok(Telemetry {
+        logs: None,
         tracer: Some(tracer),
         meter: Some(meter),
         exporting_to: Some(base.or(from_env).unwrap_or_default()),
@@ -203,7 +258,7 @@ pub fn init(
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("traderd")));
     let journal = if systemd_journal_logger::connected_to_journal() {
         match systemd_journal_logger::JournalLog::new() {
-            Ok(log) => Some(JournalLayer {
+            Ok(log) => Some(Journal {
                 log: log.with_syslog_identifier("traderd".into()),
             }),
             Err(e) => {
@@ -219,11 +274,33 @@ pub fn init(
     } else {
         "stderr"
     };
-    let stderr = journal.is_none().then(stderr_layer);
+    let logs = match journal {
+        Some(j) => offload::Offload::start(j, offload::QUEUE_LINES).map(Logs::Journal),
+        None => offload::Offload::start(offload::Stderr, offload::QUEUE_LINES).map(Logs::Stderr),
+    };
+    let logs = match logs {
+        Ok(logs) => Some(logs),
+        Err(e) => {
+            // Without a thread of its own the log writes where it is logged, as before.
+            eprintln!("traderd: cannot start the log's writer thread ({e}); logging in place");
+            None
+        }
+    };
+    if let Some(l) = &logs {
+        let _ = LOG_COUNTS.set(l.counts());
+    }
+    let (journal, stderr, in_place) = match logs.clone() {
+        Some(Logs::Journal(o)) => (Some(JournalLayer { to: o }), None, None),
+        Some(Logs::Stderr(o)) => (None, Some(stderr_layer(o)), None),
+        None => (None, None, Some(stderr_layer(std::io::stderr))),
+    };
+    let mut telemetry = telemetry;
+    telemetry.logs = logs.map(LogGuard);
     let _ = tracing_subscriber::registry()
         .with(filter(default_level))
         .with(journal)
         .with(stderr)
+        .with(in_place)
         .with(otel)
         .try_init();
     if let Some(p) = problem {
@@ -232,9 +309,69 @@ pub fn init(
     (telemetry, sink)
 }
 
-/// Sends each event to journald as one structured entry.
+/// Hands each event, as one structured entry, to the thread that writes it to journald.
 pub struct JournalLayer {
+    to: offload::Offload<JournalEntry>,
+}
+
+/// One event, ready for journald: its fields as text, the rest from its callsite.
+pub struct JournalEntry {
+    level: Level,
+    message: String,
+    pairs: Vec<(String, String)>,
+    meta: &'static tracing::Metadata<'static>,
+}
+
+/// Writes entries to journald (`systemd-journal-logger`: the native protocol on its socket).
+struct Journal {
     log: systemd_journal_logger::JournalLog,
+}
+
+impl offload::Sink for Journal {
+    type Line = JournalEntry;
+
+    fn write(&mut self, e: JournalEntry) {
+        let level = match e.level {
+            Level::ERROR => log::Level::Error,
+            Level::WARN => log::Level::Warn,
+            Level::INFO => log::Level::Info,
+            Level::DEBUG => log::Level::Debug,
+            Level::TRACE => log::Level::Trace,
+        };
+        let mut pairs: Vec<(&str, &str)> = e
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(actor) = actor_of(e.meta.target()) {
+            pairs.push(("traderd_actor", actor));
+        }
+        let message = &e.message;
+        log::Log::log(
+            &self.log,
+            &log::Record::builder()
+                .args(format_args!("{message}"))
+                .level(level)
+                .target(e.meta.target())
+                .module_path(e.meta.module_path())
+                .file(e.meta.file())
+                .line(e.meta.line())
+                .key_values(&pairs)
+                .build(),
+        );
+    }
+
+    fn dropped(&mut self, lost: offload::Lost) {
+        let notice = lost.notice();
+        log::Log::log(
+            &self.log,
+            &log::Record::builder()
+                .args(format_args!("{notice}"))
+                .level(log::Level::Warn)
+                .target("traderd::telemetry")
+                .build(),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -295,34 +432,14 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
-        let level = match *meta.level() {
-            Level::ERROR => log::Level::Error,
-            Level::WARN => log::Level::Warn,
-            Level::INFO => log::Level::Info,
-            Level::DEBUG => log::Level::Debug,
-            Level::TRACE => log::Level::Trace,
+        let level = *meta.level();
+        let entry = JournalEntry {
+            level,
+            message: fields.message,
+            pairs: fields.pairs,
+            meta,
         };
-        let mut pairs: Vec<(&str, &str)> = fields
-            .pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        if let Some(actor) = actor_of(meta.target()) {
-            pairs.push(("traderd_actor", actor));
-        }
-        let message = &fields.message;
-        log::Log::log(
-            &self.log,
-            &log::Record::builder()
-                .args(format_args!("{message}"))
-                .level(level)
-                .target(meta.target())
-                .module_path(meta.module_path())
-                .file(meta.file())
-                .line(meta.line())
-                .key_values(&pairs)
-                .build(),
-        );
+        self.to.send(entry, level);
     }
 }
 
