@@ -210,6 +210,10 @@ fn the_daemon_speaks_the_notify_protocol() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    // The last line reaches the log (written by a thread of its own, flushed at the exit).
+    let log_text = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let last = log_text.lines().last().unwrap_or_default();
+    assert!(last.contains("INFO stopped in_time=true"), "{log_text}");
     eprintln!("notify messages: {:?}", &messages[..messages.len().min(4)]);
 }
 
