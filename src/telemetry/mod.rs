@@ -24,7 +24,12 @@ fn filter(default_level: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Readable lines on stderr (ANSI colour only on a terminal), written by `writer`.
+/// Readable lines on stderr (ANSI colour only on a terminal), written by `writer`. As in
+/// journald's entries, a line carries its own fields, not the `info` spans it was logged in
+/// (those are for the traces): seeing them, the layer would format each one's fields as it is
+/// made, for nothing but a prefix to the lines inside it, and at `info` that is three spans on
+/// every order's path and one on every live bar. Debug spans (a REST request's) still prefix
+/// the debug lines inside them.
 fn stderr_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -34,6 +39,9 @@ where
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.is_event() || *meta.level() >= Level::DEBUG
+        }))
 }
 
 /// Installs the stderr logger, writing on the calling thread (the tools' and `ctl`'s: a line
