@@ -134,35 +134,21 @@ impl Telemetry {
 /// that systemd times).
 const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Flushes the log's lines when dropped.
-struct LogGuard(Logs);
+/// Flushes the log's lines when dropped, whichever sink its writer thread writes to.
+struct LogGuard(Box<dyn Fn(std::time::Duration) -> bool + Send + Sync>);
+
+impl LogGuard {
+    /// The guard of `writer`, whose counts become [`log_counts`].
+    fn of<L: Send + 'static>(writer: &offload::Offload<L>) -> LogGuard {
+        let _ = LOG_COUNTS.set(writer.counts());
+        let writer = writer.clone();
+        LogGuard(Box::new(move |within| writer.flush(within)))
+    }
+}
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.0.flush(LOG_FLUSH);
-    }
-}
-
-/// The log's writer thread, whichever sink it writes to.
-#[derive(Clone)]
-enum Logs {
-    Stderr(offload::Offload<Vec<u8>>),
-    Journal(offload::Offload<JournalEntry>),
-}
-
-impl Logs {
-    fn flush(&self, within: std::time::Duration) -> bool {
-        match self {
-            Logs::Stderr(o) => o.flush(within),
-            Logs::Journal(o) => o.flush(within),
-        }
-    }
-
-    fn counts(&self) -> std::sync::Arc<offload::Counts> {
-        match self {
-            Logs::Stderr(o) => o.counts(),
-            Logs::Journal(o) => o.counts(),
-        }
+        (self.0)(LOG_FLUSH);
     }
 }
 
@@ -282,28 +268,22 @@ pub fn init(
     } else {
         "stderr"
     };
-    let logs = match journal {
-        Some(j) => offload::Offload::start(j, offload::QUEUE_LINES).map(Logs::Journal),
-        None => offload::Offload::start(offload::Stderr, offload::QUEUE_LINES).map(Logs::Stderr),
+    let started = match journal {
+        Some(j) => offload::Offload::start(j, offload::QUEUE_LINES)
+            .map(|o| (Some(JournalLayer { to: o.clone() }), None, LogGuard::of(&o))),
+        None => offload::Offload::start(offload::Stderr, offload::QUEUE_LINES)
+            .map(|o| (None, Some(stderr_layer(o.clone())), LogGuard::of(&o))),
     };
-    let logs = match logs {
-        Ok(logs) => Some(logs),
+    let (journal, stderr, in_place, guard) = match started {
+        Ok((journal, stderr, guard)) => (journal, stderr, None, Some(guard)),
         Err(e) => {
             // Without a thread of its own the log writes where it is logged, as before.
             eprintln!("traderd: cannot start the log's writer thread ({e}); logging in place");
-            None
+            (None, None, Some(stderr_layer(std::io::stderr)), None)
         }
     };
-    if let Some(l) = &logs {
-        let _ = LOG_COUNTS.set(l.counts());
-    }
-    let (journal, stderr, in_place) = match logs.clone() {
-        Some(Logs::Journal(o)) => (Some(JournalLayer { to: o }), None, None),
-        Some(Logs::Stderr(o)) => (None, Some(stderr_layer(o)), None),
-        None => (None, None, Some(stderr_layer(std::io::stderr))),
-    };
     let mut telemetry = telemetry;
-    telemetry.logs = logs.map(LogGuard);
+    telemetry.logs = guard;
     let _ = tracing_subscriber::registry()
         .with(filter(default_level))
         .with(journal)
@@ -324,7 +304,6 @@ pub struct JournalLayer {
 
 /// One event, ready for journald: its fields as text, the rest from its callsite.
 pub struct JournalEntry {
-    level: Level,
     message: String,
     pairs: Vec<(String, String)>,
     meta: &'static tracing::Metadata<'static>,
@@ -339,7 +318,7 @@ impl offload::Sink for Journal {
     type Line = JournalEntry;
 
     fn write(&mut self, e: JournalEntry) {
-        let level = match e.level {
+        let level = match *e.meta.level() {
             Level::ERROR => log::Level::Error,
             Level::WARN => log::Level::Warn,
             Level::INFO => log::Level::Info,
@@ -440,14 +419,12 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
-        let level = *meta.level();
         let entry = JournalEntry {
-            level,
             message: fields.message,
             pairs: fields.pairs,
             meta,
         };
-        self.to.send(entry, level);
+        self.to.send(entry, *meta.level());
     }
 }
 

@@ -1,8 +1,9 @@
 //! The daemon's log lines, written by a thread of their own. A line is formatted where it is
 //! logged and put in a bounded queue the writer empties every few milliseconds; the trading
-//! thread never waits for stderr or journald, nor wakes a thread. When the sink falls behind (journald stalled, a terminal paused, a pipe nobody
-//! reads) and the queue is full, further lines are dropped, counted, and the count is written
-//! as soon as the sink takes lines again: a stalled log costs log lines, never a stalled daemon.
+//! thread never waits for stderr or journald, nor wakes a thread. When the sink falls behind
+//! (journald stalled, a terminal paused, a pipe nobody reads) and the queue is full, further
+//! lines are dropped, counted, and the count is written as soon as the sink takes lines again:
+//! a stalled log costs log lines, never a stalled daemon.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -44,9 +45,6 @@ pub struct Counts {
     written: AtomicU64,
     dropped: AtomicU64,
     dropped_warnings: AtomicU64,
-    /// Dropped and not yet reported to the sink.
-    unreported: AtomicU64,
-    unreported_warnings: AtomicU64,
 }
 
 impl Counts {
@@ -72,20 +70,9 @@ impl Counts {
     }
 
     fn drop_one(&self, level: Level) {
-        let warning = level <= Level::WARN;
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.unreported.fetch_add(1, Ordering::Relaxed);
-        if warning {
+        if level <= Level::WARN {
             self.dropped_warnings.fetch_add(1, Ordering::Relaxed);
-            self.unreported_warnings.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The drops not yet reported, now reported.
-    fn take_unreported(&self) -> Lost {
-        Lost {
-            lines: self.unreported.swap(0, Ordering::Relaxed),
-            warnings: self.unreported_warnings.swap(0, Ordering::Relaxed),
         }
     }
 }
@@ -177,6 +164,8 @@ impl<L: Send + 'static> Offload<L> {
 
 fn work<S: Sink>(mut sink: S, shared: &Shared<S::Line>) {
     let mut poll = BUSY_POLL;
+    // The drops the sink has been told of.
+    let mut reported = Lost::default();
     loop {
         let (lines, flushes) = {
             let Ok(q) = shared.queue.lock() else { return };
@@ -197,9 +186,13 @@ fn work<S: Sink>(mut sink: S, shared: &Shared<S::Line>) {
             sink.write(line);
             shared.counts.written.fetch_add(1, Ordering::Relaxed);
         }
-        let lost = shared.counts.take_unreported();
-        if lost.lines > 0 {
-            sink.dropped(lost);
+        let dropped = shared.counts.dropped();
+        if dropped.lines > reported.lines {
+            sink.dropped(Lost {
+                lines: dropped.lines - reported.lines,
+                warnings: dropped.warnings.saturating_sub(reported.warnings),
+            });
+            reported = dropped;
         }
         for done in flushes {
             let _ = done.send(());
@@ -213,6 +206,16 @@ pub struct LineWriter<'a> {
     line: Vec<u8>,
     level: Level,
     to: &'a Offload<Vec<u8>>,
+}
+
+impl<'a> LineWriter<'a> {
+    fn new(to: &'a Offload<Vec<u8>>, level: Level) -> Self {
+        LineWriter {
+            line: Vec::new(),
+            level,
+            to,
+        }
+    }
 }
 
 impl std::io::Write for LineWriter<'_> {
@@ -238,19 +241,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Offload<Vec<u8>> {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> LineWriter<'a> {
-        LineWriter {
-            line: Vec::new(),
-            level: Level::INFO,
-            to: self,
-        }
+        LineWriter::new(self, Level::INFO)
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> LineWriter<'a> {
-        LineWriter {
-            line: Vec::new(),
-            level: *meta.level(),
-            to: self,
-        }
+        LineWriter::new(self, *meta.level())
     }
 }
 
