@@ -55,6 +55,35 @@ pub const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 /// The first reconciliation, failed, is tried again this soon.
 pub const RETRY_FIRST_RECONCILIATION: Duration = Duration::from_secs(2);
 
+/// How many orders the per-order maps on the order path are made to hold before they grow
+/// (what is kept for an order is forgotten a reconciliation after it is final, every 60 s by
+/// default: Alpaca's 200 requests a minute allow at most 400 orders in that time). A growing
+/// table rehashes every key into new memory, and memory never touched before costs a page
+/// fault per page: on the load bench's 2,000 probe orders in 20 s the growths at 449, 897 and
+/// 1,793 orders held the order that made them 220 to 670 µs (docs/performance.md,
+/// seventeenth session). 4,096 slots hold about 3,500 orders (about 0.5 MB, resident from
+/// the start).
+pub const ORDERS_KEPT: usize = 4096;
+
+/// A map made for `n` entries, its memory touched now: a table's slots are filled in hash
+/// order, so without this each of the first few hundred orders would touch a page of it
+/// for the first time (a page fault each, about 10 µs on this VM).
+fn resident_map<V: Default>(n: usize) -> HashMap<String, V> {
+    let mut map = HashMap::with_capacity(n);
+    for i in 0..map.capacity() {
+        map.insert(i.to_string(), V::default());
+    }
+    map.clear();
+    map
+}
+
+/// What the desk keeps for an order of ours until it is forgotten.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    purpose: Purpose,
+    correlation: crate::domain::CorrelationId,
+}
+
 /// The order side's state: the book, what each order is for, what is booked, where the
 /// lifecycle stands. See the module documentation.
 #[derive(Debug, Default)]
@@ -62,10 +91,10 @@ pub struct OrderDesk {
     ack_timeout: Duration,
     ids: Option<ClientOrderIds>,
     book: OrderBook,
-    /// What each order of ours is for (legs have none: they belong to their parent).
-    purposes: HashMap<String, Purpose>,
-    /// Correlation ids, for legs and protective stops to carry their entry's.
-    correlation: HashMap<String, crate::domain::CorrelationId>,
+    /// What each order of ours is for, and its correlation id (for legs and protective stops
+    /// to carry their entry's). Legs have none: they belong to their parent. Sized at start
+    /// for [`ORDERS_KEPT`] orders.
+    kept: HashMap<String, Kept>,
     /// Orders whose request has not been answered yet: never looked up as "never sent".
     in_flight: HashSet<String>,
     /// Legs already journaled.
@@ -114,8 +143,17 @@ impl OrderDesk {
     pub fn new(ack_timeout: Duration) -> Self {
         OrderDesk {
             ack_timeout,
+            kept: resident_map(ORDERS_KEPT),
             ..Default::default()
         }
+    }
+
+    /// An order's correlation id (empty for an order not of ours or forgotten).
+    fn correlation(&self, coid: &str) -> crate::domain::CorrelationId {
+        self.kept
+            .get(coid)
+            .map(|k| k.correlation.clone())
+            .unwrap_or_default()
     }
 
     pub fn connect_risk(&mut self) {
@@ -139,7 +177,7 @@ impl OrderDesk {
     fn busy_orders(&self) -> impl Iterator<Item = &str> {
         let open = self.book.open().filter(|t| {
             matches!(
-                self.purposes.get(&t.client_order_id),
+                self.kept.get(&t.client_order_id).map(|k| &k.purpose),
                 Some(Purpose::Entry { .. } | Purpose::Exit | Purpose::Flatten)
             )
         });
@@ -181,8 +219,7 @@ impl OrderDesk {
     /// How many entries the per-order maps hold (for the memory test: it must not grow with
     /// the number of orders once they are final and reconciled).
     pub fn tracked_entries(&self) -> usize {
-        self.purposes.len()
-            + self.correlation.len()
+        self.kept.len()
             + self.legs.len()
             + self.protected.len()
             + self.booked.len()
@@ -248,11 +285,7 @@ impl OrderDesk {
         }
         self.recent_fills.push_back(fill.clone());
         tracing::info!(symbol = %fill.symbol, side = ?fill.side, qty = %fill.qty, price = %fill.price, client_order_id = %fill.client_order_id, position = %position, "fill");
-        let correlation_id = self
-            .correlation
-            .get(&fill.client_order_id)
-            .cloned()
-            .unwrap_or_default();
+        let correlation_id = self.correlation(&fill.client_order_id);
         out.push(Effect::FillBooked {
             fill: fill.clone(),
             correlation_id,
@@ -287,7 +320,7 @@ impl OrderDesk {
         let Some(Purpose::Entry {
             trail_pct: Some(trail_pct),
             ..
-        }) = self.purposes.get(coid).cloned()
+        }) = self.kept.get(coid).map(|k| k.purpose.clone())
         else {
             return;
         };
@@ -304,7 +337,7 @@ impl OrderDesk {
             t.filled_qty,
             Purpose::Protect { trail_pct },
         );
-        intent.correlation_id = self.correlation.get(coid).cloned().unwrap_or_default();
+        intent.correlation_id = self.correlation(coid);
         out.push(Effect::Protect {
             entry: coid.to_string(),
             intent,
@@ -338,11 +371,7 @@ impl OrderDesk {
                     "limit_price": leg.limit_price,
                     "stop_price": leg.stop_price,
                 }),
-                correlation_id: self
-                    .correlation
-                    .get(&order.client_order_id)
-                    .cloned()
-                    .unwrap_or_default(),
+                correlation_id: self.correlation(&order.client_order_id),
                 created_at: leg.created_at,
             };
             self.book.track(&intent, now);
@@ -421,9 +450,13 @@ impl OrderDesk {
         };
         self.book.track(&record, now);
         self.in_flight.insert(coid.clone());
-        self.purposes.insert(coid.clone(), intent.purpose.clone());
-        self.correlation
-            .insert(coid.clone(), intent.correlation_id.clone());
+        self.kept.insert(
+            coid.clone(),
+            Kept {
+                purpose: intent.purpose.clone(),
+                correlation: intent.correlation_id.clone(),
+            },
+        );
         self.stats.submitted += 1;
         tracing::info!(client_order_id = %coid, symbol = %intent.symbol, side = ?intent.side, qty = %intent.qty, purpose = ?intent.purpose, correlation_id = %intent.correlation_id, "order approved");
         let clear = if matches!(intent.purpose, Purpose::Exit | Purpose::Flatten) {

@@ -437,8 +437,7 @@ impl OrderDesk {
                 if self.book.get(&c).is_some() {
                     continue; // tracked again (found open by a reconciliation)
                 }
-                self.purposes.remove(&c);
-                self.correlation.remove(&c);
+                self.kept.remove(&c);
                 self.legs.remove(&c);
                 self.protected.remove(&c);
                 out.push(Effect::Forget(c));
