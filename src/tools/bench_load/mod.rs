@@ -11,9 +11,14 @@
 //! 3. **latency**: the flood at `--latency-rate` messages a second with a marked trade every
 //!    `--mark-every-ms`, for `--latency-seconds`; the probe orders on each, and the daemon
 //!    measures from the arrival of the frame to the order request going to the HTTP client;
+//!    meanwhile this process times the machine's floor ([`floor`]: ~30 µs of fixed work
+//!    woken on the marks' cadence, none of the daemon's code in it);
 //! 4. drops: what the simulator sent of each kind minus what the feed applied;
 //! 5. the decode baseline: the same frames decoded in a tight loop in this process;
 //! 6. peak resident memory (VmHWM) of the daemon, then a clean shutdown.
+
+mod floor;
+mod peer;
 
 use crate::alpaca::stream::{Codec, decode_data_frame};
 use crate::sim::AdminClient;
@@ -28,6 +33,9 @@ const KEY: &str = "BENCHKEY";
 /// Seed of the simulator's market and of the flood's prices.
 const SEED: u64 = 7;
 const SECRET: &str = "BENCHSECRET";
+/// The length of the machine floor's work ([`floor`]): about tick → intent's median on
+/// the machine of docs/performance.md (31–44 µs at `warn`).
+const FLOOR_WORK_US: f64 = 30.0;
 
 /// One run's settings.
 #[derive(Debug, Clone)]
@@ -48,59 +56,6 @@ pub struct RunOptions {
     /// alpaca-py's StockDataStream read the same flood after the daemon (msgpack runs):
     /// this Python, with alpaca-py installed.
     pub peer_python: Option<PathBuf>,
-}
-
-/// The peer's script (tests/sdk/peer_stream.py).
-const PEER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/peer_stream.py");
-
-/// alpaca-py's StockDataStream against the same simulator's flood, flat out: its JSON line.
-async fn peer(run: &Run, python: &Path, url: &str, o: &RunOptions) -> Result<Value, String> {
-    let ws = url.replace("http://", "ws://");
-    let mut child = Command::new(python)
-        .arg(PEER_SCRIPT)
-        .arg(format!("{ws}/v2/iex"))
-        .args([KEY, SECRET])
-        .arg(o.symbols.to_string())
-        .arg(o.ingest_seconds.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start the peer with {} (make sdk-test makes that virtualenv): {e}",
-                python.display()
-            )
-        })?;
-    let stdout = child.stdout.take().ok_or("the peer has no stdout")?;
-    let _child = Proc(child);
-    // Its lines, read on a thread of their own.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(180), rx.recv())
-            .await
-            .map_err(|_| "the peer said nothing for 3 minutes".to_string())?
-            .ok_or_else(|| "the peer ended without a result".to_string())
-    };
-    let ready = next().await?;
-    if ready.trim() != "ready" {
-        return Err(format!("the peer said {ready:?}, not ready"));
-    }
-    run.flood(&FloodSpec {
-        max: true,
-        ..flood_spec(o)
-    })
-    .await?;
-    let result = next().await;
-    run.flood(&FloodSpec::default()).await?;
-    let line = result?;
-    serde_json::from_str(&line).map_err(|e| format!("the peer's line {line:?}: {e}"))
 }
 
 /// A command, pinned to `cpu` with `taskset` when `pin` (the bench's `--starve`), run
@@ -335,7 +290,11 @@ impl Run {
         Ok((rate, cpu_per_million))
     }
 
-    async fn latency(&self) -> Result<Value, String> {
+    /// The daemon's stats after the paced flood with marks, and the machine's floor
+    /// timed meanwhile.
+    async fn latency(&self) -> Result<(Value, Value), String> {
+        let every = Duration::from_millis(u64::from(self.opts.mark_every_ms.max(1)));
+        let floor = floor::Floor::start(FLOOR_WORK_US, every);
         self.flood(&FloodSpec {
             msgs_per_s: self.opts.latency_rate,
             mark_every_ms: self.opts.mark_every_ms,
@@ -343,12 +302,16 @@ impl Run {
         })
         .await?;
         tokio::time::sleep(Duration::from_secs_f64(self.opts.latency_seconds)).await;
+        let floor = floor.map(|f| (f.work_us, f.finish()));
         self.flood(&FloodSpec::default()).await?;
         self.drained().await?;
         // Orders still on their way are measured when they leave.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let s = self.ctl("stats").await?;
-        Ok(s)
+        let floor = floor.map_or(Value::Null, |(work, f)| {
+            json!({ "work": work, "p50": f.p50_us, "p99": f.p99_us, "p999": f.p999_us })
+        });
+        Ok((s, floor))
     }
 
     /// What the simulator sent and the feed never took in. The simulator's ordinary market
@@ -534,7 +497,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "ingest {ingest:.0} msgs/s; latency at {} msgs/s, a mark every {} ms, {} s",
         o.latency_rate, o.mark_every_ms, o.latency_seconds
     ));
-    let stats = run.latency().await?;
+    let (stats, floor) = run.latency().await?;
     let latency = &stats["tick_to_order"];
     let before_journal = &stats["tick_to_intent"];
     let journal_write = &stats["journal_write"];
@@ -556,7 +519,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let peer_line = match (&o.peer_python, o.codec) {
         (Some(python), Codec::Msgpack) => {
             progress("the peer: alpaca-py's StockDataStream, the same flood flat out");
-            Some(peer(&run, python, &sim_url, &o).await?)
+            Some(peer::peer(&run, python, &sim_url, &o).await?)
         }
         _ => None,
     };
@@ -578,6 +541,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
             "p99": before_journal["p99_us"],
             "p999": before_journal["p999_us"],
         },
+        "machine_floor_us": floor,
         "journal_write_us": write_quantiles(journal_write),
         "intent_write_us": write_quantiles(intent_write),
         "peak_rss_mb": round(rss),
