@@ -1,6 +1,6 @@
 //! The machine's own floor under tick → intent: a fixed computation about as long as tick →
-//! intent's median, started the way a tick's work is (a thread woken from sleep, on the
-//! marks' cadence), timed in the bench's own process while the daemon's latency is measured.
+//! intent's median, started the way a tick's work is (a thread woken from sleep), timed in
+//! the bench's own process under the latency phase's flood.
 //! None of the daemon's code is in it, so what its tail adds to its median is what this
 //! machine adds to any piece of work that long: the host taking the virtual CPU, interrupts,
 //! caches and TLBs cold after a sleep.

@@ -11,8 +11,8 @@
 //! 3. **latency**: the flood at `--latency-rate` messages a second with a marked trade every
 //!    `--mark-every-ms`, for `--latency-seconds`; the probe orders on each, and the daemon
 //!    measures from the arrival of the frame to the order request going to the HTTP client;
-//!    meanwhile this process times the machine's floor ([`floor`]: ~30 µs of fixed work
-//!    woken on the marks' cadence, none of the daemon's code in it);
+//!    then, the flood going on without marks, this process times the machine's floor
+//!    ([`floor`]: ~30 µs of fixed work woken every 2 ms, none of the daemon's code in it);
 //! 4. drops: what the simulator sent of each kind minus what the feed applied;
 //! 5. the decode baseline: the same frames decoded in a tight loop in this process;
 //! 6. peak resident memory (VmHWM) of the daemon, then a clean shutdown.
@@ -33,9 +33,11 @@ const KEY: &str = "BENCHKEY";
 /// Seed of the simulator's market and of the flood's prices.
 const SEED: u64 = 7;
 const SECRET: &str = "BENCHSECRET";
-/// The length of the machine floor's work ([`floor`]): about tick → intent's median on
-/// the machine of docs/performance.md (31–44 µs at `warn`).
+/// The machine's floor ([`floor`]): work about as long as tick → intent's median on the
+/// machine of docs/performance.md (31–44 µs at `warn`), every 2 ms for 5 s (~2,400 samples).
 const FLOOR_WORK_US: f64 = 30.0;
+const FLOOR_EVERY_MS: u64 = 2;
+const FLOOR_SECONDS: u64 = 5;
 
 /// One run's settings.
 #[derive(Debug, Clone)]
@@ -290,27 +292,33 @@ impl Run {
         Ok((rate, cpu_per_million))
     }
 
-    /// The daemon's stats after the paced flood with marks, and the machine's floor
-    /// timed meanwhile.
+    /// The daemon's stats after the paced flood with marks; then the machine's floor, timed
+    /// under the same flood without marks (timed beside them, its work would share the
+    /// cores with the marks' and lengthen what it is the floor of).
     async fn latency(&self) -> Result<(Value, Value), String> {
-        let every = Duration::from_millis(u64::from(self.opts.mark_every_ms.max(1)));
-        let floor = floor::Floor::start(FLOOR_WORK_US, every);
-        self.flood(&FloodSpec {
+        let paced = FloodSpec {
             msgs_per_s: self.opts.latency_rate,
-            mark_every_ms: self.opts.mark_every_ms,
             ..flood_spec(&self.opts)
+        };
+        self.flood(&FloodSpec {
+            mark_every_ms: self.opts.mark_every_ms,
+            ..paced.clone()
         })
         .await?;
         tokio::time::sleep(Duration::from_secs_f64(self.opts.latency_seconds)).await;
-        let floor = floor.map(|f| (f.work_us, f.finish()));
+        self.flood(&paced).await?;
+        let floor = floor::Floor::start(FLOOR_WORK_US, Duration::from_millis(FLOOR_EVERY_MS));
+        tokio::time::sleep(Duration::from_secs(FLOOR_SECONDS)).await;
+        let floor = floor.map_or(Value::Null, |f| {
+            let work = f.work_us;
+            let f = f.finish();
+            json!({ "work": work, "p50": f.p50_us, "p99": f.p99_us, "p999": f.p999_us, "samples": f.count })
+        });
         self.flood(&FloodSpec::default()).await?;
         self.drained().await?;
         // Orders still on their way are measured when they leave.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let s = self.ctl("stats").await?;
-        let floor = floor.map_or(Value::Null, |(work, f)| {
-            json!({ "work": work, "p50": f.p50_us, "p99": f.p99_us, "p999": f.p999_us })
-        });
         Ok((s, floor))
     }
 
