@@ -63,6 +63,14 @@ fn bench_load_prints_its_figures_and_loses_no_trade() {
             line["tick_to_intent_us"]["p50"].as_u64().unwrap() <= p50,
             "{line}"
         );
+        // The machine's floor was timed: 5 s of work every 2 ms.
+        let floor = &line["machine_floor_us"];
+        assert!(floor["samples"].as_u64().unwrap() >= 100, "{line}");
+        let (f50, f99) = (
+            floor["p50"].as_u64().unwrap(),
+            floor["p99"].as_u64().unwrap(),
+        );
+        assert!(0 < f50 && f50 <= f99, "{line}");
     }
     // Each run's daemon log is kept next to its journal.
     assert!(dir.path().join("20-json").join("daemon.log").exists());
