@@ -509,3 +509,18 @@ fn a_symbol_is_busy_while_its_entry_is_in_flight_or_open_and_not_for_a_stop_alon
     desk.on_sent(&stop.client_order_id, Ok(Ok(open)), t(5));
     assert!(!busy(&desk, "AAPL"), "a stop alone");
 }
+
+#[test]
+fn the_map_kept_per_order_holds_three_thousand_orders_without_growing() {
+    // A growing table rehashes into memory never touched: a pause on the order path.
+    let mut desk = ready();
+    let made = desk.kept.capacity();
+    assert!(made >= 3_000, "capacity {made}");
+    assert!(desk.kept.is_empty());
+    for _ in 0..3_000 {
+        desk.submit(buy("AAPL", dec!(1), Purpose::Exit), t(1))
+            .expect("submitted");
+    }
+    assert_eq!(desk.kept.len(), 3_000);
+    assert_eq!(desk.kept.capacity(), made, "the map grew");
+}
