@@ -18,7 +18,7 @@ pub struct Floor {
     #[cfg_attr(not(test), allow(dead_code))]
     taken: Arc<AtomicU64>,
     thread: Option<JoinHandle<LatencyHistogram>>,
-    /// The work's length, as calibrated when unloaded.
+    /// The work's length asked for (what it was calibrated to).
     pub work_us: f64,
 }
 
@@ -48,8 +48,8 @@ fn calibrate(us: f64) -> u64 {
 }
 
 impl Floor {
-    /// Calibrates the work to `work_us` (before the load starts), then times it every `every`
-    /// until finished. `None` if the thread cannot start.
+    /// Calibrates the work to `work_us` ([`calibrate`]: under load too), then times it every
+    /// `every` until finished. `None` if the thread cannot start.
     pub fn start(work_us: f64, every: Duration) -> Option<Floor> {
         let rounds = calibrate(work_us);
         let stop = Arc::new(AtomicBool::new(false));
