@@ -7,19 +7,19 @@
 
 use crate::latency::{LatencyHistogram, LatencySummary};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The floor's thread; [`Floor::finish`] stops it and gives its figures.
+/// The floor's thread (stopped as the daemon's trimming thread is: its channel closes);
+/// [`Floor::finish`] stops it and gives its figures.
 pub struct Floor {
-    stop: Arc<AtomicBool>,
+    stop: mpsc::Sender<()>,
     /// Samples taken so far (what a test waits on).
     #[cfg_attr(not(test), allow(dead_code))]
     taken: Arc<AtomicU64>,
-    thread: Option<JoinHandle<LatencyHistogram>>,
-    /// The work's length asked for (what it was calibrated to).
-    pub work_us: f64,
+    thread: JoinHandle<LatencyHistogram>,
 }
 
 /// A fixed amount of arithmetic the optimiser cannot fold away; answers its result.
@@ -52,16 +52,14 @@ impl Floor {
     /// `every` until finished. `None` if the thread cannot start.
     pub fn start(work_us: f64, every: Duration) -> Option<Floor> {
         let rounds = calibrate(work_us);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
         let taken = Arc::new(AtomicU64::new(0));
         let count = taken.clone();
         let thread = std::thread::Builder::new()
             .name("bench-floor".into())
             .spawn(move || {
                 let mut h = LatencyHistogram::new();
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::sleep(every);
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     let t = Instant::now();
                     std::hint::black_box(work(rounds));
                     h.record(t.elapsed());
@@ -73,19 +71,15 @@ impl Floor {
         Some(Floor {
             stop,
             taken,
-            thread: Some(thread),
-            work_us,
+            thread,
         })
     }
 
     /// Stops timing; the figures of what was timed.
-    pub fn finish(mut self) -> LatencySummary {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .map(|h| h.summary())
-            .unwrap_or_default()
+    pub fn finish(self) -> LatencySummary {
+        let Floor { stop, thread, .. } = self;
+        drop(stop);
+        thread.join().map(|h| h.summary()).unwrap_or_default()
     }
 }
 
@@ -102,7 +96,8 @@ mod tests {
         }
         let s = floor.finish();
         assert!(s.count >= 5, "samples: {}", s.count);
-        // Calibrated unloaded: the median is the length asked, give or take a loaded machine.
+        // Calibrated from its fastest try: the median is the length asked, give or take a
+        // loaded machine.
         assert!(
             s.p50_us >= 150 && s.p50_us <= 2_000,
             "median of 200 µs of work: {} µs",
