@@ -72,8 +72,9 @@ fn decode(c: &mut Criterion) {
     }
 }
 
-/// A flood's frame, 100 messages: 40 trades and 60 quotes interleaved. Read in one pass, and
-/// trades first (the first pass alone is what a tick strategy waits for; then the rest).
+/// A flood's frame, 100 messages: 40 trades and 60 quotes interleaved, in msgpack and JSON.
+/// Read in one pass, and trades first (the first pass alone is what a tick strategy waits
+/// for; then the rest).
 fn trades_first(c: &mut Criterion) {
     let (t, q) = (trades(40), quotes(60));
     let mut messages = Vec::with_capacity(100);
@@ -86,28 +87,33 @@ fn trades_first(c: &mut Criterion) {
     {
         t.conditions.push(traderd::domain::MARK);
     }
-    let frame = Codec::Msgpack.encode(&messages);
-    let mut group = c.benchmark_group("decode/mixed_frame");
-    group.throughput(Throughput::Elements(100));
-    group.bench_function("one_pass", |b| {
-        b.iter(|| decode_data_frame(Codec::Msgpack, black_box(&frame)).unwrap())
-    });
     let marked = [traderd::domain::MARK.to_string()];
-    for (name, wanted) in [
-        ("every", Wanted::Every),
-        ("marked", Wanted::WithCondition(&marked)),
+    for (codec, group) in [
+        (Codec::Msgpack, "decode/mixed_frame"),
+        (Codec::Json, "decode/mixed_frame_json"),
     ] {
-        group.bench_function(format!("trades_first_pass/{name}"), |b| {
-            b.iter(|| stream::trades_first(Codec::Msgpack, black_box(&frame), wanted).unwrap())
+        let frame = codec.encode(&messages);
+        let mut group = c.benchmark_group(group);
+        group.throughput(Throughput::Elements(100));
+        group.bench_function("one_pass", |b| {
+            b.iter(|| decode_data_frame(codec, black_box(&frame)).unwrap())
         });
-        group.bench_function(format!("trades_first_then_rest/{name}"), |b| {
-            b.iter(|| {
-                let first = stream::trades_first(Codec::Msgpack, black_box(&frame), wanted);
-                stream::decode_rest(first.unwrap(), Codec::Msgpack, &frame).unwrap()
-            })
-        });
+        for (name, wanted) in [
+            ("every", Wanted::Every),
+            ("marked", Wanted::WithCondition(&marked)),
+        ] {
+            group.bench_function(format!("trades_first_pass/{name}"), |b| {
+                b.iter(|| stream::trades_first(codec, black_box(&frame), wanted).unwrap())
+            });
+            group.bench_function(format!("trades_first_then_rest/{name}"), |b| {
+                b.iter(|| {
+                    let first = stream::trades_first(codec, black_box(&frame), wanted);
+                    stream::decode_rest(first.unwrap(), codec, &frame).unwrap()
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn aggregate(c: &mut Criterion) {

@@ -91,16 +91,16 @@ pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>,
 }
 
 /// The first pass of a market-data frame read trades first ([`data::first`]), its `wanted`
-/// trades decoded: msgpack only (`None` for JSON, or for a frame the fast decoder leaves to
-/// serde: decode it whole).
+/// trades decoded (`None` for a frame the first pass leaves to serde: decode it whole).
 pub fn trades_first(
     codec: Codec,
     bytes: &[u8],
     wanted: Wanted<'_>,
 ) -> Option<data::first::TradesFirst> {
-    (codec == Codec::Msgpack)
-        .then(|| data::first::trades_first(bytes, wanted))
-        .flatten()
+    match codec {
+        Codec::Msgpack => data::first::trades_first(bytes, wanted),
+        Codec::Json => data::first::json::trades_first(bytes, wanted),
+    }
 }
 
 /// The rest of a frame whose trades were read first: the whole frame in order, as

@@ -190,10 +190,10 @@ impl Session {
 
     /// One frame read from the socket, decoded (nothing for a frame that is not data or
     /// does not decode: that is counted and logged here), its trades handed to the strategies
-    /// that trade on ticks first. While frames come at a `calm` pace, a msgpack frame's trades
-    /// are decoded before the rest of it when anyone wants them ([`stream::trades_first`]:
-    /// they are handed on sooner for about half again the decoding); in a flood, frames are
-    /// read in one pass, for throughput. `Err`: the session ends.
+    /// that trade on ticks first. While frames come at a `calm` pace, a frame's trades are
+    /// decoded before the rest of it when anyone wants them ([`stream::trades_first`]: they
+    /// are handed on sooner for about half again the decoding); in a flood, frames are read
+    /// in one pass, for throughput. `Err`: the session ends.
     async fn read_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,

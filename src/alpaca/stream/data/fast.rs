@@ -341,7 +341,7 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::alpaca::stream::data) mod tests {
     use super::*;
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;

@@ -1,11 +1,14 @@
-//! A msgpack frame's trades before the rest of it, for the strategies that act on each trade:
-//! the first pass decodes the frame's trades (or only those the strategies want: [`Wanted`])
-//! and only measures its other messages (quotes and bars are stepped over, not read);
-//! [`TradesFirst::rest`] then decodes those where they start.
-//! Each message is decoded once and the frame keeps its order. Whatever [`fast::frame`] leaves
-//! to serde is left to the caller here too (`None`), who then decodes the whole frame.
+//! A frame's trades before the rest of it, for the strategies that act on each trade: the
+//! first pass decodes the frame's trades (or only those the strategies want: [`Wanted`]) and
+//! only measures its other messages (quotes and bars are stepped over, not read);
+//! [`TradesFirst::rest`] then decodes those where they start. Msgpack here, JSON in
+//! [`json`]. Each message is decoded once and the frame keeps its order. Whatever
+//! [`fast::frame`] leaves to serde is left to the caller here too (`None`), who then decodes
+//! the whole frame.
 //!
 //! [`fast::frame`]: super::fast::frame
+
+pub mod json;
 
 use super::codes::{Code, Conditions};
 use super::fast::Cursor;
@@ -21,6 +24,8 @@ pub struct TradesFirst {
     /// The frame's messages in order: `None` for the next of `trades`, else where a message
     /// to decode later starts.
     order: Vec<Option<usize>>,
+    /// The frame is JSON (else msgpack).
+    json: bool,
 }
 
 /// The trades a first pass decodes.
@@ -49,10 +54,7 @@ impl Wanted<'_> {
 /// or bytes that are not msgpack.
 pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     if let Wanted::WithCondition(codes) = wanted {
-        // A decoded condition is the wire's first four bytes, so a trade that carries a code
-        // has that code's (first four) bytes in the frame.
-        let held = |c: &String| memchr::memmem::find(bytes, Code::new(c).as_str().as_bytes());
-        if !codes.iter().any(|c| held(c).is_some()) {
+        if !carries_a_code(bytes, codes) {
             return None;
         }
     }
@@ -70,7 +72,21 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
             None => order.push(Some(at)),
         }
     }
-    Some(TradesFirst { trades, order })
+    Some(TradesFirst {
+        trades,
+        order,
+        json: false,
+    })
+}
+
+/// Whether `bytes` can hold a trade that carries one of `codes`: a decoded condition is the
+/// wire's first four bytes, so a trade that carries a code has that code's (first four)
+/// bytes in the frame (in both codecs: a JSON string escaped where it need not be is not
+/// found, and its trade comes with the rest).
+fn carries_a_code(bytes: &[u8], codes: &[String]) -> bool {
+    codes
+        .iter()
+        .any(|c| memchr::memmem::find(bytes, Code::new(c).as_str().as_bytes()).is_some())
 }
 
 impl TradesFirst {
@@ -87,6 +103,7 @@ impl TradesFirst {
         for slot in self.order {
             out.push(match slot {
                 None => DataMessage::Trade(trades.next()?),
+                Some(at) if self.json => json::message(bytes.get(at..)?)?,
                 Some(at) => Cursor(bytes.get(at..)?).message()?,
             });
         }

@@ -1,0 +1,283 @@
+//! The first pass over a JSON frame: its wanted trades decoded, its other messages only
+//! measured. JSON says nothing of a value's length, so each message is stepped over by its
+//! brackets (a string's quotes and escapes honoured: a `{` or `"` inside one is text); a
+//! message is known for a trade by how Alpaca writes it, `{"T":"t"` first. A frame written
+//! otherwise (a space after the brace, another key first) is left to serde whole (`None`),
+//! as is one whose brackets do not close or that has anything but `,` between its messages.
+//! The steps only find where messages start: serde decodes each one and checks it.
+
+use super::{MAX_DEPTH, TradesFirst, Wanted, carries_a_code};
+use crate::alpaca::stream::data::{DataMessage, StreamTrade};
+use serde::Deserialize;
+
+/// How Alpaca begins a trade, and any message.
+const TRADE: &[u8] = br#"{"T":"t""#;
+const MESSAGE: &[u8] = br#"{"T":""#;
+
+/// The first pass over a JSON frame (see [`super::trades_first`] for msgpack's): `None`, and
+/// the frame is decoded whole by serde.
+pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
+    let codes = match wanted {
+        Wanted::Every => None,
+        Wanted::WithCondition(codes) if carries_a_code(bytes, codes) => Some(codes),
+        Wanted::WithCondition(_) => return None,
+    };
+    let mut at = skip_space(bytes, 0);
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
+    at = skip_space(bytes, at + 1);
+    let cap = bytes.len() / 64;
+    let (mut trades, mut order) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    if bytes.get(at) == Some(&b']') {
+        return end(bytes, at, trades, order);
+    }
+    loop {
+        let message = bytes.get(at..)?;
+        if !message.starts_with(MESSAGE) {
+            return None;
+        }
+        let next = value_end(bytes, at)?;
+        let first = message.starts_with(TRADE)
+            && codes.is_none_or(|codes| carries_a_code(&bytes[at..next], codes));
+        // A trade to read first that does not decode is serde's to report.
+        let decoded = if first {
+            Some(self::message(message)?)
+        } else {
+            None
+        };
+        match decoded {
+            Some(DataMessage::Trade(trade)) if wanted.wants(&trade.conditions) => {
+                trades.push(trade);
+                order.push(None);
+            }
+            // Not a trade, or a code's bytes elsewhere in one (its symbol): with the rest.
+            _ => order.push(Some(at)),
+        }
+        at = skip_space(bytes, next);
+        match bytes.get(at) {
+            Some(b',') => at = skip_space(bytes, at + 1),
+            Some(b']') => return end(bytes, at, trades, order),
+            _ => return None,
+        }
+    }
+}
+
+/// The pass's answer at the frame's `]`: nothing but white space may follow it.
+fn end(
+    bytes: &[u8],
+    close: usize,
+    trades: Vec<StreamTrade>,
+    order: Vec<Option<usize>>,
+) -> Option<TradesFirst> {
+    (skip_space(bytes, close + 1) == bytes.len()).then_some(TradesFirst {
+        trades,
+        order,
+        json: true,
+    })
+}
+
+/// The message that starts `bytes` (whatever follows it is not read).
+pub(super) fn message(bytes: &[u8]) -> Option<DataMessage> {
+    DataMessage::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).ok()
+}
+
+fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// Where the object or array that opens at `start` ends (just past its closing bracket), its
+/// strings stepped over whole.
+fn value_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u8;
+    let mut at = start;
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            b'"' => {
+                at = string_end(bytes, at + 1)?;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Just past the quote that closes the string whose text starts at `at`.
+fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let found = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[found] == b'"' {
+            return Some(found + 1);
+        }
+        // An escape: the character after the backslash is text, a quote included.
+        at = found + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fast::tests::message as any_message;
+    use super::*;
+    use crate::alpaca::stream::Codec;
+    use proptest::prelude::*;
+
+    /// The messages msgpack's tests draw that JSON's text carries (not a year before 1).
+    fn message() -> impl Strategy<Value = DataMessage> {
+        any_message().prop_filter("JSON carries it", |m| {
+            Codec::Json
+                .decode::<DataMessage>(&Codec::Json.encode(m))
+                .is_ok()
+        })
+    }
+
+    fn one_pass(bytes: &[u8]) -> Option<Vec<DataMessage>> {
+        Codec::Json.decode(bytes).ok()
+    }
+
+    fn trades_of(messages: &[DataMessage], wanted: Wanted<'_>) -> Vec<StreamTrade> {
+        messages
+            .iter()
+            .filter_map(DataMessage::as_trade)
+            .filter(|t| wanted.wants(&t.conditions))
+            .cloned()
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// Trades first, then the rest: the frame serde decodes, and its trades first.
+        #[test]
+        fn the_two_passes_decode_what_serde_does(messages in prop::collection::vec(message(), 0..20)) {
+            let bytes = Codec::Json.encode(&messages);
+            let one = one_pass(&bytes);
+            prop_assert!(one.is_some());
+            let one = one.unwrap();
+            let first = trades_first(&bytes, Wanted::Every);
+            prop_assert!(first.is_some());
+            let first = first.unwrap();
+            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, Wanted::Every));
+            prop_assert_eq!(first.rest(&bytes), Some(one));
+        }
+
+        /// With conditions wanted (one the frame's trades carry, if any, and one drawn at
+        /// random), exactly the trades that carry one come first; the frame is still whole.
+        #[test]
+        fn only_the_trades_with_a_wanted_condition_come_first(
+            messages in prop::collection::vec(message(), 0..20),
+            pick in any::<prop::sample::Index>(),
+            other in "[A-Z@ ]{1,5}",
+        ) {
+            let bytes = Codec::Json.encode(&messages);
+            let one = one_pass(&bytes).unwrap();
+            let carried: Vec<String> = trades_of(&one, Wanted::Every)
+                .iter()
+                .flat_map(|t| t.conditions.iter().map(String::from).collect::<Vec<_>>())
+                .collect();
+            let mut codes = vec![other];
+            if !carried.is_empty() {
+                codes.push(carried[pick.index(carried.len())].clone());
+            }
+            let wanted = Wanted::WithCondition(&codes);
+            match trades_first(&bytes, wanted) {
+                None => prop_assert!(trades_of(&one, wanted).is_empty()),
+                Some(first) => {
+                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+                    prop_assert_eq!(trades, trades_of(&one, wanted));
+                    prop_assert_eq!(first.rest(&bytes), Some(one));
+                }
+            }
+        }
+
+        /// Damaged frames (a byte changed, added or removed, among them brackets, quotes and
+        /// backslashes): the trades read first are trades serde reads from the frame, and
+        /// the rest is what serde answers, or the frame goes to serde.
+        #[test]
+        fn a_damaged_frame_gets_serdes_answer_or_none(
+            messages in prop::collection::vec(message(), 1..4),
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ tT0".to_vec()), 0u8..3),
+                1..4,
+            ),
+        ) {
+            let mut bytes = Codec::Json.encode(&messages);
+            for (at, byte, how) in &edits {
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = *byte,
+                    1 => bytes.insert(i, *byte),
+                    _ => drop(bytes.remove(i)),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let codes = ["@".to_string(), "I".to_string()];
+            for wanted in [Wanted::Every, Wanted::WithCondition(&codes)] {
+                if let Some(first) = trades_first(&bytes, wanted) {
+                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+                    if let Some(all) = first.rest(&bytes) {
+                        prop_assert_eq!(&trades, &trades_of(&all, wanted));
+                        prop_assert_eq!(Some(all), one_pass(&bytes));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_looks_like_json_inside_a_string_is_text() {
+        // A status whose reason holds brackets, quotes and a trade's opening, then a trade.
+        let bytes = br#"[{"T":"s","S":"AAPL","sc":"H","sm":"x","rc":"T1","rm":"{\"T\":\"t\"]}[","t":"2024-01-02T15:00:00Z","z":"C"},{"T":"t","S":"MSFT","i":9,"x":"V","p":410.5,"s":3,"t":"2024-01-02T15:00:00Z","c":["@"],"z":"C"}]"#;
+        let first = trades_first(bytes, Wanted::Every).unwrap();
+        let trades: Vec<_> = first.trades().map(|t| t.symbol.to_string()).collect();
+        assert_eq!(trades, ["MSFT"]);
+        assert_eq!(first.rest(bytes), one_pass(bytes));
+        assert_eq!(one_pass(bytes).map(|m| m.len()), Some(2));
+    }
+
+    #[test]
+    fn a_frame_not_written_as_alpaca_writes_it_goes_to_serde() {
+        let trade = r#"{"T":"t","S":"MSFT","i":9,"x":"V","p":410.5,"s":3,"t":"2024-01-02T15:00:00Z","c":["@"],"z":"C"}"#;
+        let spaced = format!("[ {trade} , {trade} ]\n");
+        assert_eq!(
+            trades_first(spaced.as_bytes(), Wanted::Every).map(|f| f.trades().count()),
+            Some(2)
+        );
+        for other in [
+            format!("[{{ \"T\":\"t\"{}]", &trade[8..]),
+            format!("[{{\"S\":\"MSFT\",{}]", &trade[1..]),
+            format!("[{trade} {trade}]"),
+            format!("[{trade}] x"),
+            format!("{{{trade}}}"),
+            format!("[{}]", &trade[..trade.len() - 1]),
+            format!(r#"[{{"T":"q","x":{}1{}}}]"#, "[".repeat(8), "]".repeat(8)),
+        ] {
+            assert!(
+                trades_first(other.as_bytes(), Wanted::Every).is_none(),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            trades_first(b" [ ] ", Wanted::Every).map(|f| f.rest(b" [ ] ")),
+            Some(Some(Vec::new()))
+        );
+    }
+}
