@@ -6,7 +6,8 @@
 //! as is one whose brackets do not close or that has anything but `,` between its messages.
 //! The steps only find where messages start: serde decodes each one and checks it.
 
-use super::{MAX_DEPTH, TradesFirst, Wanted, carries_a_code};
+use super::{MAX_DEPTH, TradesFirst, Wanted};
+use crate::alpaca::stream::data::Code;
 use crate::alpaca::stream::data::{DataMessage, StreamTrade};
 use serde::Deserialize;
 
@@ -17,10 +18,10 @@ const MESSAGE: &[u8] = br#"{"T":""#;
 /// The first pass over a JSON frame (see [`super::trades_first`] for msgpack's): `None`, and
 /// the frame is decoded whole by serde.
 pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
-    let codes = match wanted {
+    // Where the wanted codes' bytes are, in order: a trade that carries one holds one.
+    let mut hits = match wanted {
         Wanted::Every => None,
-        Wanted::WithCondition(codes) if carries_a_code(bytes, codes) => Some(codes),
-        Wanted::WithCondition(_) => return None,
+        Wanted::WithCondition(codes) => Some(code_hits(bytes, codes)?.into_iter().peekable()),
     };
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'[') {
@@ -39,7 +40,10 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
         }
         let next = value_end(bytes, at)?;
         let first = message.starts_with(TRADE)
-            && codes.is_none_or(|codes| carries_a_code(&bytes[at..next], codes));
+            && hits.as_mut().is_none_or(|hits| {
+                while hits.next_if(|&hit| hit < at).is_some() {}
+                hits.peek().is_some_and(|&hit| hit < next)
+            });
         // A trade to read first that does not decode is serde's to report.
         let decoded = if first {
             Some(self::message(message)?)
@@ -61,6 +65,21 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
             _ => return None,
         }
     }
+}
+
+/// Where `codes`' bytes are in `bytes`, in order (`None`: nowhere). As for msgpack
+/// ([`super::carries_a_code`]), a code's first four bytes; a string escaped where it need not
+/// be is not found, and its trade comes with the rest.
+fn code_hits(bytes: &[u8], codes: &[String]) -> Option<Vec<usize>> {
+    let mut hits = Vec::new();
+    for c in codes {
+        hits.extend(memchr::memmem::find_iter(
+            bytes,
+            Code::new(c).as_str().as_bytes(),
+        ));
+    }
+    hits.sort_unstable();
+    (!hits.is_empty()).then_some(hits)
 }
 
 /// The pass's answer at the frame's `]`: nothing but white space may follow it.

@@ -81,8 +81,7 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
 
 /// Whether `bytes` can hold a trade that carries one of `codes`: a decoded condition is the
 /// wire's first four bytes, so a trade that carries a code has that code's (first four)
-/// bytes in the frame (in both codecs: a JSON string escaped where it need not be is not
-/// found, and its trade comes with the rest).
+/// bytes in the frame.
 fn carries_a_code(bytes: &[u8], codes: &[String]) -> bool {
     codes
         .iter()
