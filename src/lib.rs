@@ -24,5 +24,6 @@ pub mod risk;
 pub mod sim;
 pub mod strategy;
 pub mod telemetry;
+pub mod threads;
 pub mod tools;
 pub mod trace;

@@ -516,6 +516,10 @@ async fn run_starts_trades_and_stops_the_whole_daemon_as_a_library_call() {
         (fills >= 2).then_some(())
     })
     .await;
+    // Its background threads (the journal's among them) never preempt the order path's.
+    let policies = thread_policies();
+    assert!(policies.contains(&libc::SCHED_BATCH), "{policies:?}");
+    assert!(policies.contains(&libc::SCHED_OTHER), "{policies:?}");
     // The caller's future ends the run: the shutdown sequence runs, the exit is clean.
     daemon.stop().await;
     assert!(
@@ -524,6 +528,23 @@ async fn run_starts_trades_and_stops_the_whole_daemon_as_a_library_call() {
             .is_err(),
         "the socket is gone with the daemon"
     );
+}
+
+/// The scheduling policy of each of this process's threads (`/proc/self/task/*/stat`, field
+/// 41).
+fn thread_policies() -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+        // The fields after the command's closing parenthesis start at the third.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if let Some(policy) = rest.split(' ').nth(41 - 3) {
+            out.push(policy.parse().unwrap());
+        }
+    }
+    out
 }
 
 /// A start that fails late (the control socket cannot be made, after the journal is open)

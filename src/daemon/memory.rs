@@ -24,6 +24,7 @@ pub fn trim_every(every: Duration) -> Option<Trimmer> {
     std::thread::Builder::new()
         .name("traderd-trim".into())
         .spawn(move || {
+            crate::threads::background();
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 trim();
             }
@@ -32,7 +33,8 @@ pub fn trim_every(every: Duration) -> Option<Trimmer> {
     Some(Trimmer { _stop: stop })
 }
 
-/// The crate's only `unsafe` (the lint is `deny` for the crate, allowed here alone).
+/// One of the crate's two `unsafe` calls (the lint is `deny` for the crate, allowed here
+/// and in [`crate::threads`] alone).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn trim() {

@@ -97,6 +97,7 @@ impl IntentLog {
             );
             let dir = dir.to_path_buf();
             let fill = move || {
+                crate::threads::background();
                 zeros(&filler, len, capacity - len)?;
                 filler.sync_all()?;
                 if new {

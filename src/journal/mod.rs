@@ -214,6 +214,10 @@ pub fn start(dir: &Path, durability: Durability) -> Result<JournalHandle, Journa
         batch: Vec::new(),
     })));
     let arbiter = Arbiter::new();
+    // Its commits never take the CPU from the thread that hands it a record.
+    arbiter.spawn_fn(|| {
+        crate::threads::background();
+    });
     let journal = shared.clone();
     let addr = Journal::start_in_arbiter(&arbiter.handle(), move |_| Journal {
         shared: journal,

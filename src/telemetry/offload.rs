@@ -124,7 +124,10 @@ impl<L: Send + 'static> Offload<L> {
         let theirs = shared.clone();
         std::thread::Builder::new()
             .name("traderd-log".into())
-            .spawn(move || work(sink, &theirs))?;
+            .spawn(move || {
+                crate::threads::background();
+                work(sink, &theirs)
+            })?;
         Ok(Offload { shared })
     }
 
