@@ -465,8 +465,12 @@ pub(in crate::alpaca::stream::data) mod tests {
 
     /// `messages` encoded, then damaged by `edits`: where, a byte, and how (0 changed, 1
     /// added, 2 removed).
-    pub(in crate::alpaca::stream::data) fn damaged(m: &[DataMessage], edits: &[Edit]) -> Vec<u8> {
-        let mut bytes = Codec::Msgpack.encode(m);
+    pub(in crate::alpaca::stream::data) fn damaged(
+        codec: Codec,
+        m: &[DataMessage],
+        edits: &[Edit],
+    ) -> Vec<u8> {
+        let mut bytes = codec.encode(m);
         for (at, byte, how) in edits {
             let i = at.index(bytes.len());
             match how {
@@ -481,7 +485,7 @@ pub(in crate::alpaca::stream::data) mod tests {
         bytes
     }
 
-    type Edit = (prop::sample::Index, u8, u8);
+    pub(in crate::alpaca::stream::data) type Edit = (prop::sample::Index, u8, u8);
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
@@ -503,7 +507,7 @@ pub(in crate::alpaca::stream::data) mod tests {
             messages in prop::collection::vec(message(), 1..4),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let bytes = damaged(&messages, &edits);
+            let bytes = damaged(Codec::Msgpack, &messages, &edits);
             if let Some(fast) = frame(&bytes) {
                 prop_assert_eq!(Ok(fast), through_serde(&bytes));
             }

@@ -152,7 +152,8 @@ fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::fast::tests::message as any_message;
+    use super::super::super::fast::tests::{damaged, message as any_message};
+    use super::super::tests::{agrees_when_damaged, codes_wanted, holds_the_wanted_first};
     use super::*;
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;
@@ -170,15 +171,6 @@ mod tests {
         Codec::Json.decode(bytes).ok()
     }
 
-    fn trades_of(messages: &[DataMessage], wanted: Wanted<'_>) -> Vec<StreamTrade> {
-        messages
-            .iter()
-            .filter_map(DataMessage::as_trade)
-            .filter(|t| wanted.wants(&t.conditions))
-            .cloned()
-            .collect()
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1_000))]
 
@@ -188,12 +180,7 @@ mod tests {
             let bytes = Codec::Json.encode(&messages);
             let one = one_pass(&bytes);
             prop_assert!(one.is_some());
-            let one = one.unwrap();
-            let first = trades_first(&bytes, Wanted::Every);
-            prop_assert!(first.is_some());
-            let first = first.unwrap();
-            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, Wanted::Every));
-            prop_assert_eq!(first.rest(&bytes), Some(one));
+            holds_the_wanted_first(trades_first(&bytes, Wanted::Every), &bytes, one.unwrap(), Wanted::Every)?;
         }
 
         /// With conditions wanted (one the frame's trades carry, if any, and one drawn at
@@ -206,23 +193,9 @@ mod tests {
         ) {
             let bytes = Codec::Json.encode(&messages);
             let one = one_pass(&bytes).unwrap();
-            let carried: Vec<String> = trades_of(&one, Wanted::Every)
-                .iter()
-                .flat_map(|t| t.conditions.iter().map(String::from).collect::<Vec<_>>())
-                .collect();
-            let mut codes = vec![other];
-            if !carried.is_empty() {
-                codes.push(carried[pick.index(carried.len())].clone());
-            }
+            let codes = codes_wanted(&one, pick, other);
             let wanted = Wanted::WithCondition(&codes);
-            match trades_first(&bytes, wanted) {
-                None => prop_assert!(trades_of(&one, wanted).is_empty()),
-                Some(first) => {
-                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
-                    prop_assert_eq!(trades, trades_of(&one, wanted));
-                    prop_assert_eq!(first.rest(&bytes), Some(one));
-                }
-            }
+            holds_the_wanted_first(trades_first(&bytes, wanted), &bytes, one, wanted)?;
         }
 
         /// Damaged frames (a byte changed, added or removed, among them brackets, quotes and
@@ -236,27 +209,10 @@ mod tests {
                 1..4,
             ),
         ) {
-            let mut bytes = Codec::Json.encode(&messages);
-            for (at, byte, how) in &edits {
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = *byte,
-                    1 => bytes.insert(i, *byte),
-                    _ => drop(bytes.remove(i)),
-                }
-                if bytes.is_empty() {
-                    break;
-                }
-            }
+            let bytes = damaged(Codec::Json, &messages, &edits);
             let codes = ["@".to_string(), "I".to_string()];
             for wanted in [Wanted::Every, Wanted::WithCondition(&codes)] {
-                if let Some(first) = trades_first(&bytes, wanted) {
-                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
-                    if let Some(all) = first.rest(&bytes) {
-                        prop_assert_eq!(&trades, &trades_of(&all, wanted));
-                        prop_assert_eq!(Some(all), one_pass(&bytes));
-                    }
-                }
+                agrees_when_damaged(trades_first(&bytes, wanted), &bytes, one_pass(&bytes), wanted)?;
             }
         }
     }

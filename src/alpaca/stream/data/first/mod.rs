@@ -208,7 +208,7 @@ impl Cursor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::fast::{
         self,
         tests::{damaged, message},
@@ -216,15 +216,74 @@ mod tests {
     use super::*;
     use crate::alpaca::stream::Codec;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     /// The trades among `messages` that `wanted` wants, in order.
-    fn trades_of(messages: &[DataMessage], wanted: Wanted<'_>) -> Vec<StreamTrade> {
+    pub(in crate::alpaca::stream::data) fn trades_of(
+        messages: &[DataMessage],
+        wanted: Wanted<'_>,
+    ) -> Vec<StreamTrade> {
         messages
             .iter()
             .filter_map(DataMessage::as_trade)
             .filter(|t| wanted.wants(&t.conditions))
             .cloned()
             .collect()
+    }
+
+    /// The codes a test wants: `other` (drawn at random) and, when the frame `one` has
+    /// trades with conditions, one of theirs.
+    pub(in crate::alpaca::stream::data) fn codes_wanted(
+        one: &[DataMessage],
+        pick: prop::sample::Index,
+        other: String,
+    ) -> Vec<String> {
+        let carried: Vec<String> = trades_of(one, Wanted::Every)
+            .iter()
+            .flat_map(|t| t.conditions.iter().map(String::from).collect::<Vec<_>>())
+            .collect();
+        let mut codes = vec![other];
+        if !carried.is_empty() {
+            codes.push(carried[pick.index(carried.len())].clone());
+        }
+        codes
+    }
+
+    /// A first pass over `bytes`, whose one pass is `one`: exactly the `wanted` trades come
+    /// first and the frame is still whole; `None` only when no trade is wanted.
+    pub(in crate::alpaca::stream::data) fn holds_the_wanted_first(
+        first: Option<TradesFirst>,
+        bytes: &[u8],
+        one: Vec<DataMessage>,
+        wanted: Wanted<'_>,
+    ) -> Result<(), TestCaseError> {
+        match first {
+            None => prop_assert!(trades_of(&one, wanted).is_empty()),
+            Some(first) => {
+                let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+                prop_assert_eq!(trades, trades_of(&one, wanted));
+                prop_assert_eq!(first.rest(bytes), Some(one));
+            }
+        }
+        Ok(())
+    }
+
+    /// A first pass over a damaged frame: when its rest decodes, the trades that came first
+    /// are the wanted trades of the whole, and the whole is the one pass's answer (`one`).
+    pub(in crate::alpaca::stream::data) fn agrees_when_damaged(
+        first: Option<TradesFirst>,
+        bytes: &[u8],
+        one: Option<Vec<DataMessage>>,
+        wanted: Wanted<'_>,
+    ) -> Result<(), TestCaseError> {
+        if let Some(first) = first {
+            let trades: Vec<StreamTrade> = first.trades().cloned().collect();
+            if let Some(all) = first.rest(bytes) {
+                prop_assert_eq!(&trades, &trades_of(&all, wanted));
+                prop_assert_eq!(Some(all), one);
+            }
+        }
+        Ok(())
     }
 
     proptest! {
@@ -236,11 +295,9 @@ mod tests {
         #[test]
         fn the_two_passes_decode_what_one_does(messages in prop::collection::vec(message(), 0..20)) {
             let bytes = Codec::Msgpack.encode(&messages);
-            let (first, one) = (trades_first(&bytes, Wanted::Every), fast::frame(&bytes));
-            prop_assert!(first.is_some() && one.is_some());
-            let (first, one) = (first.unwrap(), one.unwrap());
-            prop_assert_eq!(first.trades().cloned().collect::<Vec<_>>(), trades_of(&one, Wanted::Every));
-            prop_assert_eq!(first.rest(&bytes), Some(one));
+            let one = fast::frame(&bytes);
+            prop_assert!(one.is_some());
+            holds_the_wanted_first(trades_first(&bytes, Wanted::Every), &bytes, one.unwrap(), Wanted::Every)?;
         }
 
         /// With conditions wanted (one the frame's trades carry, if any, and one drawn at
@@ -254,24 +311,9 @@ mod tests {
         ) {
             let bytes = Codec::Msgpack.encode(&messages);
             let one = fast::frame(&bytes).unwrap();
-            let carried: Vec<String> = trades_of(&one, Wanted::Every)
-                .iter()
-                .flat_map(|t| t.conditions.iter().map(String::from).collect::<Vec<_>>())
-                .collect();
-            let mut codes = vec![other];
-            if !carried.is_empty() {
-                codes.push(carried[pick.index(carried.len())].clone());
-            }
+            let codes = codes_wanted(&one, pick, other);
             let wanted = Wanted::WithCondition(&codes);
-            match trades_first(&bytes, wanted) {
-                // Nothing to read first: no trade carries a wanted code.
-                None => prop_assert!(trades_of(&one, wanted).is_empty()),
-                Some(first) => {
-                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
-                    prop_assert_eq!(trades, trades_of(&one, wanted));
-                    prop_assert_eq!(first.rest(&bytes), Some(one));
-                }
-            }
+            holds_the_wanted_first(trades_first(&bytes, wanted), &bytes, one, wanted)?;
         }
 
         /// Damaged frames: what the two passes answer is what the one pass answers, or the
@@ -281,16 +323,10 @@ mod tests {
             messages in prop::collection::vec(message(), 1..4),
             edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
         ) {
-            let bytes = damaged(&messages, &edits);
+            let bytes = damaged(Codec::Msgpack, &messages, &edits);
             let codes = ["@".to_string(), "I".to_string()];
             for wanted in [Wanted::Every, Wanted::WithCondition(&codes)] {
-                if let Some(first) = trades_first(&bytes, wanted) {
-                    let trades: Vec<StreamTrade> = first.trades().cloned().collect();
-                    if let Some(all) = first.rest(&bytes) {
-                        prop_assert_eq!(&trades, &trades_of(&all, wanted));
-                        prop_assert_eq!(Some(all), fast::frame(&bytes));
-                    }
-                }
+                agrees_when_damaged(trades_first(&bytes, wanted), &bytes, fast::frame(&bytes), wanted)?;
             }
         }
     }
