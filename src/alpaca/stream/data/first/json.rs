@@ -2,8 +2,10 @@
 //! measured. JSON says nothing of a value's length, so each message is stepped over by its
 //! brackets (a string's quotes and escapes honoured: a `{` or `"` inside one is text); a
 //! message is known for a trade by how Alpaca writes it, `{"T":"t"` first. A frame written
-//! otherwise (a space after the brace, another key first) is left to serde whole (`None`),
-//! as is one whose brackets do not close or that has anything but `,` between its messages.
+//! otherwise (a space after the brace, another key first, a type with an escape in it) is
+//! left to serde whole (`None`), as is one whose brackets do not close or that has anything
+//! but `,` between its messages. A trade with a backslash in it is decoded to see whether it
+//! carries a wanted code written with an escape.
 //! The steps only find where messages start: serde decodes each one and checks it.
 
 use super::{MAX_DEPTH, TradesFirst, Wanted};
@@ -35,14 +37,18 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     }
     loop {
         let message = bytes.get(at..)?;
-        if !message.starts_with(MESSAGE) {
+        // A type written with an escape (`"\u0074"` is `"t"`) could be a trade not known
+        // for one here: serde reads the frame.
+        if !message.starts_with(MESSAGE) || message.get(MESSAGE.len()) == Some(&b'\\') {
             return None;
         }
         let next = value_end(bytes, at)?;
+        // A trade holding a backslash may carry a wanted code escaped: decoded to be sure.
         let first = message.starts_with(TRADE)
             && hits.as_mut().is_none_or(|hits| {
                 while hits.next_if(|&hit| hit < at).is_some() {}
                 hits.peek().is_some_and(|&hit| hit < next)
+                    || memchr::memchr(b'\\', &bytes[at..next]).is_some()
             });
         // A trade to read first that does not decode is serde's to report.
         let decoded = if first {
@@ -67,9 +73,9 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     }
 }
 
-/// Where `codes`' bytes are in `bytes`, in order (`None`: nowhere). As for msgpack
-/// ([`super::carries_a_code`]), a code's first four bytes; a string escaped where it need not
-/// be is not found, and its trade comes with the rest.
+/// Where `codes`' bytes are in `bytes`, in order (`None`: nowhere, and serde reads the whole
+/// frame). As for msgpack ([`super::carries_a_code`]), a code's first four bytes; one written
+/// with an escape is not found here, so a trade with a backslash is decoded to see.
 fn code_hits(bytes: &[u8], codes: &[String]) -> Option<Vec<usize>> {
     let mut hits = Vec::new();
     for c in codes {
@@ -226,6 +232,29 @@ mod tests {
         assert_eq!(trades, ["MSFT"]);
         assert_eq!(first.rest(bytes), one_pass(bytes));
         assert_eq!(one_pass(bytes).map(|m| m.len()), Some(2));
+    }
+
+    #[test]
+    fn no_wanted_trade_is_missed_for_an_escape() {
+        let trade = |symbol: &str, code: &str| {
+            format!(
+                r#"{{"T":"t","S":"{symbol}","i":9,"x":"V","p":410.5,"s":3,"t":"2024-01-02T15:00:00Z","c":["{code}"],"z":"C"}}"#
+            )
+        };
+        let codes = ["MARK".to_string()];
+        let wanted = Wanted::WithCondition(&codes);
+        // One trade carries the code as written, the other with an escape: both come first.
+        let frame = format!("[{},{}]", trade("A", "MARK"), trade("B", r"\u004dARK"));
+        let first = trades_first(frame.as_bytes(), wanted).unwrap();
+        let symbols: Vec<_> = first.trades().map(|t| t.symbol.to_string()).collect();
+        assert_eq!(symbols, ["A", "B"]);
+        // A trade whose type is written with an escape: serde reads the frame.
+        let escaped = format!(
+            r#"[{}]"#,
+            trade("A", "MARK").replacen(r#""t""#, r#""\u0074""#, 1)
+        );
+        assert!(one_pass(escaped.as_bytes()).is_some_and(|m| m[0].as_trade().is_some()));
+        assert!(trades_first(escaped.as_bytes(), Wanted::Every).is_none());
     }
 
     #[test]
