@@ -8,8 +8,7 @@
 //! carries a wanted code written with an escape.
 //! The steps only find where messages start: serde decodes each one and checks it.
 
-use super::{MAX_DEPTH, TradesFirst, Wanted};
-use crate::alpaca::stream::data::Code;
+use super::{MAX_DEPTH, TradesFirst, Wanted, code_hits};
 use crate::alpaca::stream::data::{DataMessage, StreamTrade};
 use serde::Deserialize;
 
@@ -20,7 +19,7 @@ const MESSAGE: &[u8] = br#"{"T":""#;
 /// The first pass over a JSON frame (see [`super::trades_first`] for msgpack's): `None`, and
 /// the frame is decoded whole by serde.
 pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
-    // Where the wanted codes' bytes are, in order: a trade that carries one holds one.
+    // Where the wanted codes' bytes are, in order (none: serde reads the whole frame).
     let mut hits = match wanted {
         Wanted::Every => None,
         Wanted::WithCondition(codes) => Some(code_hits(bytes, codes)?.into_iter().peekable()),
@@ -71,21 +70,6 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
             _ => return None,
         }
     }
-}
-
-/// Where `codes`' bytes are in `bytes`, in order (`None`: nowhere, and serde reads the whole
-/// frame). As for msgpack ([`super::carries_a_code`]), a code's first four bytes; one written
-/// with an escape is not found here, so a trade with a backslash is decoded to see.
-fn code_hits(bytes: &[u8], codes: &[String]) -> Option<Vec<usize>> {
-    let mut hits = Vec::new();
-    for c in codes {
-        hits.extend(memchr::memmem::find_iter(
-            bytes,
-            Code::new(c).as_str().as_bytes(),
-        ));
-    }
-    hits.sort_unstable();
-    (!hits.is_empty()).then_some(hits)
 }
 
 /// The pass's answer at the frame's `]`: nothing but white space may follow it.

@@ -54,9 +54,7 @@ impl Wanted<'_> {
 /// or bytes that are not msgpack.
 pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     if let Wanted::WithCondition(codes) = wanted {
-        if !carries_a_code(bytes, codes) {
-            return None;
-        }
+        code_hits(bytes, codes)?;
     }
     let mut c = Cursor(bytes);
     let n = c.array_len()?;
@@ -79,13 +77,20 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     })
 }
 
-/// Whether `bytes` can hold a trade that carries one of `codes`: a decoded condition is the
-/// wire's first four bytes, so a trade that carries a code has that code's (first four)
-/// bytes in the frame.
-fn carries_a_code(bytes: &[u8], codes: &[String]) -> bool {
-    codes
-        .iter()
-        .any(|c| memchr::memmem::find(bytes, Code::new(c).as_str().as_bytes()).is_some())
+/// Where `codes`' bytes are in `bytes`, in order (`None`: nowhere, and no trade in it can
+/// carry one). A decoded condition is the wire's first four bytes, so a trade that carries a
+/// code has that code's (first four) bytes in the frame (in JSON, unless written with an
+/// escape: [`json`] decodes a trade with a backslash to see).
+fn code_hits(bytes: &[u8], codes: &[String]) -> Option<Vec<usize>> {
+    let mut hits = Vec::new();
+    for c in codes {
+        hits.extend(memchr::memmem::find_iter(
+            bytes,
+            Code::new(c).as_str().as_bytes(),
+        ));
+    }
+    hits.sort_unstable();
+    (!hits.is_empty()).then_some(hits)
 }
 
 impl TradesFirst {
