@@ -582,7 +582,7 @@ async fn a_run_reports_from_its_journal_and_its_backtest_makes_the_same_signals(
     let made = signals(&orders, false).len();
     assert!(
         made >= 5,
-        "the daemon made {made} signals: {:?}",
+        "the daemon made {made} signals: {:?}; its log:\n{text}",
         &orders[..orders.len().min(4)]
     );
     if !ignored.is_empty() {
@@ -630,7 +630,7 @@ async fn a_run_reports_from_its_journal_and_its_backtest_makes_the_same_signals(
     let extra: Vec<_> = tested.iter().filter(|s| !ours.contains(s)).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "the daemon's signals {} and the backtest's {}: only the daemon's {missing:?}, only the backtest's {extra:?}",
+        "the daemon's signals {} and the backtest's {}: only the daemon's {missing:?}, only the backtest's {extra:?}; the daemon's log:\n{text}",
         ours.len(),
         tested.len()
     );

@@ -530,3 +530,73 @@ async fn a_warm_up_s_history_reaches_the_strategy_bar_by_bar_and_is_not_acted_on
         Some(&("AAPL".to_string(), bar(200).start.timestamp(), false))
     );
 }
+
+#[actix_rt::test]
+async fn an_entry_before_the_account_s_first_read_is_ignored_and_counted_not_dropped_silently() {
+    use actix::Actor;
+    use traderd::actors::strategy_runner::{GetStrategyStats, StrategyRunner};
+    use traderd::domain::{Interval, OhlcBar};
+    use traderd::messages::{AccountSnapshot, AccountUpdated, BarClosed, OrdersChanged};
+    let refuser = Refuser.start();
+    let runner = StrategyRunner::new(
+        Box::new(Recorder(Default::default())),
+        traderd::strategy::Sizing::FixedNotional {
+            usd: Decimal::from(100),
+        },
+        traderd::strategy::Protection::None,
+        refuser.recipient(),
+    )
+    .start();
+    let t0 = chrono::DateTime::from_timestamp(1_764_599_400, 0).unwrap();
+    let closed = |i: i64| BarClosed {
+        symbol: "AAPL".into(),
+        interval: Interval::M1,
+        bar: OhlcBar {
+            start: t0 + chrono::Duration::minutes(i),
+            open: Decimal::from(10),
+            high: Decimal::from(11),
+            low: Decimal::from(9),
+            close: Decimal::from(10),
+            volume: Decimal::from(100),
+            trades: 1,
+            notional: Decimal::ZERO,
+        },
+        historical: false,
+        degraded: false,
+        trace: Default::default(),
+    };
+    // Reconciled and ready, but the account not read yet: the entry cannot be sized.
+    runner
+        .send(OrdersChanged {
+            ready: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    runner.send(closed(0)).await.unwrap();
+    runner.send(closed(1)).await.unwrap();
+    let stats = runner.send(GetStrategyStats).await.unwrap();
+    assert_eq!(
+        (stats.signals, stats.ignored, stats.proposed),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+    // Once read, the next entry is proposed (and this order side refuses it).
+    runner
+        .send(AccountUpdated(AccountSnapshot {
+            equity: Decimal::from(100_000),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    runner.send(closed(2)).await.unwrap();
+    let stats = wait_for("the proposal's answer", WAIT, || {
+        let runner = runner.clone();
+        async move {
+            let s = runner.send(GetStrategyStats).await.ok()?;
+            (s.proposed == 1).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!((stats.signals, stats.ignored), (3, 2), "{stats:?}");
+}

@@ -120,7 +120,10 @@ impl AccountManager {
                     let snap = snapshot(&account, &positions, &clock);
                     let at = clock.timestamp.with_timezone(&chrono::Utc);
                     act.sample(&snap, at, after_fill, ctx);
-                    if act.snapshot.as_ref().map(|s| s.day_pnl) != Some(snap.day_pnl) {
+                    if act.snapshot.is_none() {
+                        // Entries are sized from it: until now the strategy ignored them.
+                        tracing::info!(equity = %snap.equity, buying_power = %snap.buying_power, market_open = snap.market_open, positions = snap.positions.len(), "account read for the first time");
+                    } else if act.snapshot.as_ref().map(|s| s.day_pnl) != Some(snap.day_pnl) {
                         tracing::debug!(equity = %snap.equity, day_pnl = %snap.day_pnl, "account read");
                     }
                     act.snapshot = Some(snap.clone());

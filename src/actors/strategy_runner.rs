@@ -48,6 +48,8 @@ pub struct StrategyRunner {
     /// A signal was ignored (at info) since the order side last went not ready: the rest
     /// until it is ready again go at debug (a tick strategy may signal on every trade).
     unready_told: bool,
+    /// The same for entries while the account's equity is not known.
+    unknown_equity_told: bool,
     equity: Option<Decimal>,
     /// Symbols with a proposal of ours that the order side's view does not show yet: until
     /// the answer (through a mailbox), or until the view numbered from the proposal on
@@ -82,6 +84,7 @@ impl StrategyRunner {
             busy: BTreeSet::new(),
             ready: false,
             unready_told: false,
+            unknown_equity_told: false,
             equity: None,
             pending: HashMap::new(),
             latest: Default::default(),
@@ -177,17 +180,31 @@ impl StrategyRunner {
             } else {
                 tracing::info!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready (the rest until it is go at debug)");
             }
+            self.stats.ignored += 1;
             return;
         }
         if self.busy.contains(symbol) || self.pending.contains_key(symbol) {
             tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: an order for this symbol is in progress");
+            self.stats.ignored += 1;
             return;
         }
         if self.stats.paused {
             tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, strategy = %self.stats.name, "signal ignored: the strategy is paused");
+            self.stats.ignored += 1;
             return;
         }
         let position = self.positions.get(symbol).copied().unwrap_or_default();
+        let sized = matches!(signal, Signal::Enter { .. } | Signal::TargetWeight { .. });
+        if sized && self.equity.is_none() {
+            // Sized from equity, which the account's first read has not given yet.
+            if std::mem::replace(&mut self.unknown_equity_told, true) {
+                tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the account's equity is not known yet");
+            } else {
+                tracing::info!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the account's equity is not known yet (the rest until it is go at debug)");
+            }
+            self.stats.ignored += 1;
+            return;
+        }
         let Some(mut intent) = crate::strategy::intent_for(
             &signal,
             symbol,

@@ -429,6 +429,7 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
                 "orders": s.sent,
                 "refused": s.refused,
                 "over_allocation": s.over_allocation,
+                "ignored": s.ignored,
             })
         })
         .collect();

@@ -24,6 +24,9 @@ pub struct StrategyStats {
     /// Live trades it asked for and saw.
     pub trades: u64,
     pub signals: u64,
+    /// Signals not acted on: the order side not ready, an order for the symbol in
+    /// progress, the strategy paused, or (an entry) the account's equity not known yet.
+    pub ignored: u64,
     pub proposed: u64,
     pub sent: u64,
     pub refused: u64,
