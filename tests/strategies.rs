@@ -600,3 +600,70 @@ async fn an_entry_before_the_account_s_first_read_is_ignored_and_counted_not_dro
     .await;
     assert_eq!((stats.signals, stats.ignored), (3, 2), "{stats:?}");
 }
+
+#[actix_rt::test]
+async fn an_entry_that_sizes_to_no_whole_share_is_ignored_and_counted() {
+    use actix::Actor;
+    use traderd::actors::strategy_runner::{GetStrategyStats, StrategyRunner};
+    use traderd::domain::{Interval, OhlcBar};
+    use traderd::messages::{AccountSnapshot, AccountUpdated, BarClosed, OrdersChanged};
+    let refuser = Refuser.start();
+    // $100 an entry.
+    let runner = StrategyRunner::new(
+        Box::new(Recorder(Default::default())),
+        traderd::strategy::Sizing::FixedNotional {
+            usd: Decimal::from(100),
+        },
+        traderd::strategy::Protection::None,
+        refuser.recipient(),
+    )
+    .start();
+    runner
+        .send(OrdersChanged {
+            ready: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    runner
+        .send(AccountUpdated(AccountSnapshot {
+            equity: Decimal::from(100_000),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let t0 = chrono::DateTime::from_timestamp(1_764_599_400, 0).unwrap();
+    let closed = |i: i64, close: i64| BarClosed {
+        symbol: "AAPL".into(),
+        interval: Interval::M1,
+        bar: OhlcBar {
+            start: t0 + chrono::Duration::minutes(i),
+            open: Decimal::from(close),
+            high: Decimal::from(close),
+            low: Decimal::from(close),
+            close: Decimal::from(close),
+            volume: Decimal::from(100),
+            trades: 1,
+            notional: Decimal::ZERO,
+        },
+        historical: false,
+        degraded: false,
+        trace: Default::default(),
+    };
+    // At $150 a share, $100 buys none: ignored, not proposed.
+    runner.send(closed(0, 150)).await.unwrap();
+    let stats = runner.send(GetStrategyStats).await.unwrap();
+    assert_eq!(
+        (stats.signals, stats.ignored, stats.proposed),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    // At $50, two shares: proposed.
+    runner.send(closed(1, 50)).await.unwrap();
+    let stats = runner.send(GetStrategyStats).await.unwrap();
+    assert_eq!(
+        (stats.signals, stats.ignored, stats.proposed),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+}

@@ -48,8 +48,10 @@ pub struct StrategyRunner {
     /// A signal was ignored (at info) since the order side last went not ready: the rest
     /// until it is ready again go at debug (a tick strategy may signal on every trade).
     unready_told: bool,
-    /// The same for entries while the account's equity is not known.
+    /// The same for entries while the account's equity is not known, and for entries that
+    /// size to no whole share.
     unknown_equity_told: bool,
+    unsized_told: bool,
     equity: Option<Decimal>,
     /// Symbols with a proposal of ours that the order side's view does not show yet: until
     /// the answer (through a mailbox), or until the view numbered from the proposal on
@@ -85,6 +87,7 @@ impl StrategyRunner {
             ready: false,
             unready_told: false,
             unknown_equity_told: false,
+            unsized_told: false,
             equity: None,
             pending: HashMap::new(),
             latest: Default::default(),
@@ -214,6 +217,16 @@ impl StrategyRunner {
             self.sizing,
             self.protection,
         ) else {
+            // An exit with nothing held or a target already held asks for nothing; an entry
+            // that sizes to no whole share is ignored, out loud.
+            if matches!(signal, Signal::Enter { .. }) {
+                self.stats.ignored += 1;
+                if std::mem::replace(&mut self.unsized_told, true) {
+                    tracing::debug!(symbol = %symbol, price = %price, sizing = ?self.sizing, correlation_id = %correlation_id, "signal ignored: the sizing buys no whole share");
+                } else {
+                    tracing::info!(symbol = %symbol, price = %price, sizing = ?self.sizing, correlation_id = %correlation_id, "signal ignored: the sizing buys no whole share (the rest go at debug)");
+                }
+            }
             return;
         };
         intent.correlation_id = correlation_id;

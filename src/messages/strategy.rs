@@ -25,7 +25,8 @@ pub struct StrategyStats {
     pub trades: u64,
     pub signals: u64,
     /// Signals not acted on: the order side not ready, an order for the symbol in
-    /// progress, the strategy paused, or (an entry) the account's equity not known yet.
+    /// progress, the strategy paused, or (an entry) the account's equity not known yet or a
+    /// size of no whole share.
     pub ignored: u64,
     pub proposed: u64,
     pub sent: u64,
