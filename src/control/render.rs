@@ -41,7 +41,7 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                     .map(|(sym, q)| format!("{sym} {}", s(q)))
                     .collect();
                 out.push_str(&format!(
-                    "strategy      {} ({}) on {}{}: {} signals, {} orders, {} fills, P&L {} realised, {} unrealised; holds {}\n",
+                    "strategy      {} ({}) on {}{}: {} signals{}, {} orders, {} fills, P&L {} realised, {} unrealised; holds {}\n",
                     s(&st["name"]),
                     s(&st["kind"]),
                     st["symbols"]
@@ -50,6 +50,10 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                         .unwrap_or_default(),
                     if st["paused"] == true { ", paused" } else { "" },
                     s(&st["signals"]),
+                    match st["ignored"].as_u64() {
+                        Some(n) if n > 0 => format!(" ({n} ignored)"),
+                        _ => String::new(),
+                    },
                     s(&st["orders"]),
                     s(&st["fills"]),
                     s(&st["realized_pnl"]),
@@ -132,5 +136,40 @@ pub fn render_event(e: &serde_json::Value) -> String {
             _ => format!("health {} stream {}", s("stream"), s("state")),
         },
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn a_strategy_line_says_how_many_signals_were_ignored_when_some_were() {
+        let status = |ignored: u64| {
+            serde_json::json!({
+                "strategies": [{
+                    "name": "trend", "kind": "momentum", "symbols": ["AAPL"], "paused": false,
+                    "positions": {}, "fills": 0, "realized_pnl": "0", "unrealized_pnl": "0",
+                    "signals": 3, "orders": 1, "refused": 0, "over_allocation": 0,
+                    "ignored": ignored,
+                }],
+            })
+        };
+        let line = |ignored: u64| {
+            render("status", &status(ignored))
+                .lines()
+                .find(|l| l.starts_with("strategy"))
+                .map(str::to_string)
+        };
+        assert!(
+            line(2).is_some_and(|l| l.contains(": 3 signals (2 ignored), 1 orders")),
+            "{:?}",
+            line(2)
+        );
+        assert!(
+            line(0).is_some_and(|l| l.contains(": 3 signals, 1 orders")),
+            "{:?}",
+            line(0)
+        );
     }
 }
