@@ -531,41 +531,23 @@ async fn a_warm_up_s_history_reaches_the_strategy_bar_by_bar_and_is_not_acted_on
     );
 }
 
-#[actix_rt::test]
-async fn an_entry_before_the_account_s_first_read_is_ignored_and_counted_not_dropped_silently() {
+/// A StrategyRunner of a `Recorder` (an entry on every bar) sized at `usd` an entry, its
+/// order side ready (and refusing everything), the account's equity read if `equity`.
+async fn ready_runner(
+    usd: i64,
+    equity: Option<i64>,
+) -> actix::Addr<traderd::actors::strategy_runner::StrategyRunner> {
     use actix::Actor;
-    use traderd::actors::strategy_runner::{GetStrategyStats, StrategyRunner};
-    use traderd::domain::{Interval, OhlcBar};
-    use traderd::messages::{AccountSnapshot, AccountUpdated, BarClosed, OrdersChanged};
-    let refuser = Refuser.start();
-    let runner = StrategyRunner::new(
+    use traderd::messages::OrdersChanged;
+    let runner = traderd::actors::strategy_runner::StrategyRunner::new(
         Box::new(Recorder(Default::default())),
         traderd::strategy::Sizing::FixedNotional {
-            usd: Decimal::from(100),
+            usd: Decimal::from(usd),
         },
         traderd::strategy::Protection::None,
-        refuser.recipient(),
+        Refuser.start().recipient(),
     )
     .start();
-    let t0 = chrono::DateTime::from_timestamp(1_764_599_400, 0).unwrap();
-    let closed = |i: i64| BarClosed {
-        symbol: "AAPL".into(),
-        interval: Interval::M1,
-        bar: OhlcBar {
-            start: t0 + chrono::Duration::minutes(i),
-            open: Decimal::from(10),
-            high: Decimal::from(11),
-            low: Decimal::from(9),
-            close: Decimal::from(10),
-            volume: Decimal::from(100),
-            trades: 1,
-            notional: Decimal::ZERO,
-        },
-        historical: false,
-        degraded: false,
-        trace: Default::default(),
-    };
-    // Reconciled and ready, but the account not read yet: the entry cannot be sized.
     runner
         .send(OrdersChanged {
             ready: true,
@@ -573,70 +555,26 @@ async fn an_entry_before_the_account_s_first_read_is_ignored_and_counted_not_dro
         })
         .await
         .unwrap();
-    runner.send(closed(0)).await.unwrap();
-    runner.send(closed(1)).await.unwrap();
-    let stats = runner.send(GetStrategyStats).await.unwrap();
-    assert_eq!(
-        (stats.signals, stats.ignored, stats.proposed),
-        (2, 2, 0),
-        "{stats:?}"
-    );
-    // Once read, the next entry is proposed (and this order side refuses it).
+    if let Some(equity) = equity {
+        runner.send(account(equity)).await.unwrap();
+    }
     runner
-        .send(AccountUpdated(AccountSnapshot {
-            equity: Decimal::from(100_000),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    runner.send(closed(2)).await.unwrap();
-    let stats = wait_for("the proposal's answer", WAIT, || {
-        let runner = runner.clone();
-        async move {
-            let s = runner.send(GetStrategyStats).await.ok()?;
-            (s.proposed == 1).then_some(s)
-        }
-    })
-    .await;
-    assert_eq!((stats.signals, stats.ignored), (3, 2), "{stats:?}");
 }
 
-#[actix_rt::test]
-async fn an_entry_that_sizes_to_no_whole_share_is_ignored_and_counted() {
-    use actix::Actor;
-    use traderd::actors::strategy_runner::{GetStrategyStats, StrategyRunner};
-    use traderd::domain::{Interval, OhlcBar};
-    use traderd::messages::{AccountSnapshot, AccountUpdated, BarClosed, OrdersChanged};
-    let refuser = Refuser.start();
-    // $100 an entry.
-    let runner = StrategyRunner::new(
-        Box::new(Recorder(Default::default())),
-        traderd::strategy::Sizing::FixedNotional {
-            usd: Decimal::from(100),
-        },
-        traderd::strategy::Protection::None,
-        refuser.recipient(),
-    )
-    .start();
-    runner
-        .send(OrdersChanged {
-            ready: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    runner
-        .send(AccountUpdated(AccountSnapshot {
-            equity: Decimal::from(100_000),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+fn account(equity: i64) -> traderd::messages::AccountUpdated {
+    traderd::messages::AccountUpdated(traderd::messages::AccountSnapshot {
+        equity: Decimal::from(equity),
+        ..Default::default()
+    })
+}
+
+/// AAPL's live minute bar `i` (from a fixed start), every price `close`.
+fn closed(i: i64, close: i64) -> traderd::messages::BarClosed {
     let t0 = chrono::DateTime::from_timestamp(1_764_599_400, 0).unwrap();
-    let closed = |i: i64, close: i64| BarClosed {
+    traderd::messages::BarClosed {
         symbol: "AAPL".into(),
-        interval: Interval::M1,
-        bar: OhlcBar {
+        interval: traderd::domain::Interval::M1,
+        bar: traderd::domain::OhlcBar {
             start: t0 + chrono::Duration::minutes(i),
             open: Decimal::from(close),
             high: Decimal::from(close),
@@ -649,21 +587,40 @@ async fn an_entry_that_sizes_to_no_whole_share_is_ignored_and_counted() {
         historical: false,
         degraded: false,
         trace: Default::default(),
-    };
-    // At $150 a share, $100 buys none: ignored, not proposed.
+    }
+}
+
+/// (signals, ignored, proposed) of the runner's stats.
+async fn counts(
+    runner: &actix::Addr<traderd::actors::strategy_runner::StrategyRunner>,
+) -> (u64, u64, u64) {
+    let s = runner
+        .send(traderd::actors::strategy_runner::GetStrategyStats)
+        .await
+        .unwrap();
+    (s.signals, s.ignored, s.proposed)
+}
+
+#[actix_rt::test]
+async fn an_entry_before_the_account_s_first_read_is_ignored_and_counted_not_dropped_silently() {
+    // Reconciled and ready, but the account not read yet: the entry cannot be sized.
+    let runner = ready_runner(100, None).await;
+    runner.send(closed(0, 10)).await.unwrap();
+    runner.send(closed(1, 10)).await.unwrap();
+    assert_eq!(counts(&runner).await, (2, 2, 0));
+    // Once read, the next entry is proposed (and this order side refuses it).
+    runner.send(account(100_000)).await.unwrap();
+    runner.send(closed(2, 10)).await.unwrap();
+    assert_eq!(counts(&runner).await, (3, 2, 1));
+}
+
+#[actix_rt::test]
+async fn an_entry_that_sizes_to_no_whole_share_is_ignored_and_counted() {
+    // $100 an entry: at $150 a share it buys none, and is ignored, not proposed.
+    let runner = ready_runner(100, Some(100_000)).await;
     runner.send(closed(0, 150)).await.unwrap();
-    let stats = runner.send(GetStrategyStats).await.unwrap();
-    assert_eq!(
-        (stats.signals, stats.ignored, stats.proposed),
-        (1, 1, 0),
-        "{stats:?}"
-    );
+    assert_eq!(counts(&runner).await, (1, 1, 0));
     // At $50, two shares: proposed.
     runner.send(closed(1, 50)).await.unwrap();
-    let stats = runner.send(GetStrategyStats).await.unwrap();
-    assert_eq!(
-        (stats.signals, stats.ignored, stats.proposed),
-        (2, 1, 1),
-        "{stats:?}"
-    );
+    assert_eq!(counts(&runner).await, (2, 1, 1));
 }

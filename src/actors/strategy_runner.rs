@@ -70,6 +70,19 @@ pub struct StrategyRunner {
     stats: StrategyStats,
 }
 
+/// A signal not acted on: counted, and logged at info the first time `$told` is not yet
+/// set (it is then), at debug after that (a tick strategy may signal on every trade).
+macro_rules! ignored {
+    ($runner:ident, $told:ident, $($line:tt)+) => {
+        $runner.stats.ignored += 1;
+        if std::mem::replace(&mut $runner.$told, true) {
+            tracing::debug!($($line)+);
+        } else {
+            tracing::info!(the_rest = "at debug", $($line)+);
+        }
+    };
+}
+
 impl StrategyRunner {
     pub fn new(
         strategy: Box<dyn Strategy>,
@@ -178,12 +191,7 @@ impl StrategyRunner {
             Signal::Hold => return,
         };
         if !self.ready {
-            if std::mem::replace(&mut self.unready_told, true) {
-                tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready");
-            } else {
-                tracing::info!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready (the rest until it is go at debug)");
-            }
-            self.stats.ignored += 1;
+            ignored!(self, unready_told, symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the order side is not ready");
             return;
         }
         if self.busy.contains(symbol) || self.pending.contains_key(symbol) {
@@ -200,12 +208,7 @@ impl StrategyRunner {
         let sized = matches!(signal, Signal::Enter { .. } | Signal::TargetWeight { .. });
         if sized && self.equity.is_none() {
             // Sized from equity, which the account's first read has not given yet.
-            if std::mem::replace(&mut self.unknown_equity_told, true) {
-                tracing::debug!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the account's equity is not known yet");
-            } else {
-                tracing::info!(symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the account's equity is not known yet (the rest until it is go at debug)");
-            }
-            self.stats.ignored += 1;
+            ignored!(self, unknown_equity_told, symbol = %symbol, ?signal, correlation_id = %correlation_id, "signal ignored: the account's equity is not known yet");
             return;
         }
         let Some(mut intent) = crate::strategy::intent_for(
@@ -220,12 +223,8 @@ impl StrategyRunner {
             // An exit with nothing held or a target already held asks for nothing; an entry
             // that sizes to no whole share is ignored, out loud.
             if matches!(signal, Signal::Enter { .. }) {
-                self.stats.ignored += 1;
-                if std::mem::replace(&mut self.unsized_told, true) {
-                    tracing::debug!(symbol = %symbol, price = %price, sizing = ?self.sizing, correlation_id = %correlation_id, "signal ignored: the sizing buys no whole share");
-                } else {
-                    tracing::info!(symbol = %symbol, price = %price, sizing = ?self.sizing, correlation_id = %correlation_id, "signal ignored: the sizing buys no whole share (the rest go at debug)");
-                }
+                let sizing = self.sizing;
+                ignored!(self, unsized_told, symbol = %symbol, price = %price, ?sizing, correlation_id = %correlation_id, "signal ignored: the sizing buys no whole share");
             }
             return;
         };
