@@ -72,7 +72,7 @@ check-config:
 
 # Fuzzing needs the nightly toolchain and cargo-fuzz (installed here if missing).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := data_frame_json data_frame_msgpack trade_update
+FUZZ_TARGETS := data_frame_json data_frame_msgpack trade_update first_pass
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \

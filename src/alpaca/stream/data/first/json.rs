@@ -179,8 +179,33 @@ mod tests {
         Codec::Json.decode(bytes).ok()
     }
 
+    /// A flat JSON object as serde_json writes it, its strings full of brackets, commas and
+    /// colons (no quote or backslash: none escaped), an array of them among its values.
+    fn flat_object() -> impl Strategy<Value = Vec<u8>> {
+        let text = "[{}\\[\\],: aT]{0,8}";
+        let value = prop_oneof![
+            text.prop_map(serde_json::Value::from),
+            any::<i32>().prop_map(serde_json::Value::from),
+            prop::collection::vec(text, 0..3).prop_map(serde_json::Value::from),
+        ];
+        prop::collection::btree_map("[a-zT]{1,2}", value, 0..6).prop_map(|fields| {
+            serde_json::to_vec(&fields.into_iter().collect::<serde_json::Map<_, _>>())
+                .unwrap_or_default()
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// A message's end searched for is where it ends, as stepping to it finds: a `}` in
+        /// a string is never taken for the end.
+        #[test]
+        fn the_end_searched_for_is_the_end(object in flat_object()) {
+            prop_assert_eq!(value_end(&object, 0), Some(object.len()));
+            if let Some(end) = flat_end(&object, 0) {
+                prop_assert_eq!(end, object.len(), "{}", String::from_utf8_lossy(&object));
+            }
+        }
 
         /// Trades first, then the rest: the frame serde decodes, and its trades first.
         #[test]
