@@ -58,12 +58,11 @@ pub const RETRY_FIRST_RECONCILIATION: Duration = Duration::from_secs(2);
 /// How many orders the map kept per order (on the order path: an entry before each intent)
 /// is made to hold before it grows (what is kept for an order is forgotten a reconciliation
 /// after it is final, every 60 s by default: Alpaca's 200 requests a minute allow at most 400
-/// orders in that time). A growing
-/// table rehashes every key into new memory, and memory never touched before costs a page
-/// fault per page: on the load bench's 2,000 probe orders in 20 s the growths at 449, 897 and
-/// 1,793 orders held the order that made them 160 to 890 µs (docs/performance.md,
-/// seventeenth session). 4,096 slots hold about 3,500 orders (about 0.5 MB, resident from
-/// the start).
+/// orders in that time). A growing table rehashes every key into new memory, and memory never
+/// touched before costs a page fault per page: on the load bench's 2,000 probe orders in 20 s
+/// the growths at 449, 897 and 1,793 orders held the order that made them 160 to 890 µs
+/// (docs/performance.md, seventeenth session). 4,096 slots hold about 3,500 orders (about
+/// 0.5 MB, resident from the start).
 pub const ORDERS_KEPT: usize = 4096;
 
 /// A map made for `n` entries, its memory touched now: a table's slots are filled in hash

@@ -30,7 +30,7 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
     }
     at = skip_space(bytes, at + 1);
     // Without a backslash in the frame no quote is escaped: a message's end can be found
-    // by searching rather than stepping (`message_end`).
+    // by searching rather than stepping (`flat_end`), and no code is escaped in a trade.
     let plain = memchr::memchr(b'\\', bytes).is_none();
     let cap = bytes.len() / 64;
     let (mut trades, mut order) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
@@ -53,7 +53,7 @@ pub fn trades_first(bytes: &[u8], wanted: Wanted<'_>) -> Option<TradesFirst> {
             && hits.as_mut().is_none_or(|hits| {
                 while hits.next_if(|&hit| hit < at).is_some() {}
                 hits.peek().is_some_and(|&hit| hit < next)
-                    || memchr::memchr(b'\\', &bytes[at..next]).is_some()
+                    || (!plain && memchr::memchr(b'\\', &bytes[at..next]).is_some())
             });
         // A trade to read first that does not decode is serde's to report.
         let decoded = if first {
