@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 /// many of its own), and one per frame was a tenth of the session's time under a flood.
 pub const GATHER_FOR: Duration = Duration::from_micros(1_000);
 pub const GATHER_UP_TO: usize = 2_000;
+/// Room past [`GATHER_UP_TO`] in the vector frames are gathered in: a frame of up to this
+/// many messages is decoded into it without growing it.
+const GATHER_ROOM: usize = 256;
 
 /// How long a busy consumer is left alone before the next try (unless the backlog doubled).
 pub const RETRY_FULL_AFTER: Duration = Duration::from_millis(1);
@@ -114,6 +117,49 @@ impl Backlog {
             self.ordered = Vec::with_capacity(GATHER_UP_TO.max(frame.len()) + frame.len());
         }
         self.ordered.extend(frame);
+    }
+
+    /// Where a frame is decoded straight into while the consumer keeps up: the messages
+    /// gathered for it, so that a frame's messages are not moved again (follow with
+    /// [`Self::gathered`]). `None` after a busy answer, until a delivery: then a frame joins
+    /// the backlog one message at a time ([`Self::push_frame`]).
+    pub fn gather(&mut self) -> Option<&mut Vec<DataMessage>> {
+        if !self.quotes.is_empty() || self.retry_at.is_some() {
+            return None;
+        }
+        if self.ordered.capacity() == 0 {
+            // One allocation of one size per hand-over, as in `push_frame`.
+            self.ordered = Vec::with_capacity(GATHER_UP_TO + GATHER_ROOM);
+        }
+        Some(&mut self.ordered)
+    }
+
+    /// The messages gathered from `from` on.
+    pub fn gathered_since(&self, from: usize) -> &[DataMessage] {
+        self.ordered.get(from..).unwrap_or_default()
+    }
+
+    /// Takes out of the messages gathered from `from` on those that are not data (a control
+    /// message in a data frame, rare: the session answers it).
+    pub fn take_control(&mut self, from: usize) -> Vec<DataMessage> {
+        let from = from.min(self.ordered.len());
+        let frame: Vec<DataMessage> = self.ordered.drain(from..).collect();
+        let (data, control): (Vec<_>, Vec<_>) = frame.into_iter().partition(|m| m.time().is_some());
+        self.ordered.extend(data);
+        control
+    }
+
+    /// The messages gathered from `from` on are a frame's, which arrived at `arrived`: they
+    /// are held, and counted received. Answers how many.
+    pub fn gathered(&mut self, from: usize, arrived: Instant, metrics: &StreamMetrics) -> usize {
+        let n = self.ordered.len().saturating_sub(from);
+        metrics
+            .messages_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            self.first_at.get_or_insert(arrived);
+        }
+        n
     }
 
     /// Whether to try the consumer now: not while backing off from a busy one, unless the
@@ -337,6 +383,39 @@ mod tests {
         );
         b.push_frame(Vec::new(), t0, &metrics);
         assert!(b.is_empty() && !b.due(t0));
+    }
+
+    #[test]
+    fn a_frame_decoded_into_the_gathered_messages_is_held_as_a_pushed_one_and_control_taken_out() {
+        let metrics = StreamMetrics::default();
+        let mut b = Backlog::new(100);
+        let t0 = Instant::now();
+        b.push_frame(vec![trade("A", 1)], t0, &metrics);
+        let into = b.gather().expect("a consumer that keeps up");
+        let from = into.len();
+        into.extend([
+            quote("A", 10),
+            DataMessage::Success { msg: "x".into() },
+            trade("A", 2),
+        ]);
+        assert_eq!(b.gathered_since(from).len(), 3);
+        let control = b.take_control(from);
+        assert!(matches!(&control[..], [DataMessage::Success { .. }]));
+        assert_eq!(b.gathered(from, t0 + GATHER_FOR, &metrics), 2);
+        assert_eq!(metrics.messages_received.load(Ordering::Relaxed), 3);
+        let (taken, at) = b.take();
+        assert_eq!(at, t0, "from the first frame");
+        assert_eq!(describe(&taken), ["t:A:1", "q:A:10", "t:A:2"]);
+        // Nothing gathered: nothing held, and no time started.
+        b.delivered();
+        let from = b.gather().map_or(0, |v| v.len());
+        assert_eq!(b.gathered(from, t0, &metrics), 0);
+        assert_eq!(b.due_at(), None);
+        // Busy: frames join one message at a time (conflated), not gathered whole.
+        b.push_frame(vec![trade("A", 3)], t0, &metrics);
+        let (taken, at) = b.take();
+        b.busy(taken, at, t0, &metrics);
+        assert!(b.gather().is_none());
     }
 
     #[test]

@@ -79,15 +79,31 @@ pub fn sample(bytes: &[u8]) -> String {
 
 /// Decodes one market-data frame: an array of messages.
 pub fn decode_data_frame(codec: Codec, bytes: &[u8]) -> Result<Vec<DataMessage>, FrameError> {
-    if codec == Codec::Msgpack {
-        if let Some(messages) = data::fast::frame(bytes) {
-            return Ok(messages);
-        }
+    let mut messages = Vec::new();
+    decode_data_frame_into(codec, bytes, &mut messages)?;
+    Ok(messages)
+}
+
+/// [`decode_data_frame`], its messages added to `out` (for a frame that does not decode,
+/// none are).
+pub fn decode_data_frame_into(
+    codec: Codec,
+    bytes: &[u8],
+    out: &mut Vec<DataMessage>,
+) -> Result<(), FrameError> {
+    if codec == Codec::Msgpack && data::fast::frame_into(bytes, out) {
+        return Ok(());
     }
-    codec.decode(bytes).map_err(|reason| FrameError {
+    let mut messages = codec.decode(bytes).map_err(|reason| FrameError {
         reason,
         sample: sample(bytes),
-    })
+    })?;
+    if out.is_empty() {
+        *out = messages;
+    } else {
+        out.append(&mut messages);
+    }
+    Ok(())
 }
 
 /// The first pass of a market-data frame read trades first ([`data::first`]), its `wanted`

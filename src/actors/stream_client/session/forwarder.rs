@@ -104,26 +104,45 @@ impl Forwarder {
         trades: impl Iterator<Item = &'t stream::StreamTrade>,
         arrived: Instant,
     ) -> bool {
-        if self.ticks.is_empty() {
-            return false;
+        route_ticks(&mut self.ticks, trades, arrived)
+    }
+
+    /// Where a frame is decoded straight into while the consumer keeps up
+    /// ([`Backlog::gather`]); follow with [`Self::gathered`].
+    pub(super) fn gather(&mut self) -> Option<&mut Vec<DataMessage>> {
+        self.backlog.gather()
+    }
+
+    /// The messages gathered from `from` on are a frame's, which arrived at `arrived`: its
+    /// trades go to the tick subscribers ([`Self::send_ticks`]), and it is held for the
+    /// consumer. Answers the frame's messages that are not data (the session answers them),
+    /// how many data messages it held, the latest time among them, and whether a subscriber
+    /// took trades.
+    pub(super) fn gathered(
+        &mut self,
+        from: usize,
+        arrived: Instant,
+        metrics: &StreamMetrics,
+    ) -> GatheredFrame {
+        let frame = self.backlog.gathered_since(from);
+        let took_ticks = route_ticks(
+            &mut self.ticks,
+            frame.iter().filter_map(DataMessage::as_trade),
+            arrived,
+        );
+        let (latest, data) = latest_time(frame);
+        let control = if data < frame.len() {
+            self.backlog.take_control(from)
+        } else {
+            Vec::new()
+        };
+        let data = self.backlog.gathered(from, arrived, metrics);
+        GatheredFrame {
+            control,
+            data,
+            latest,
+            took_ticks,
         }
-        let mut took = false;
-        for t in trades {
-            for route in &mut self.ticks {
-                if route
-                    .subscriber
-                    .condition
-                    .as_ref()
-                    .is_none_or(|c| t.conditions.contains(c))
-                {
-                    route.held.push(t.clone());
-                    route.since.get_or_insert(arrived);
-                    took = true;
-                }
-            }
-        }
-        self.ticks.iter_mut().for_each(TickRoute::offer);
-        took
     }
 
     /// When what is held for the consumer is due (`None`: nothing is held).
@@ -204,6 +223,53 @@ impl Forwarder {
             self.backlog.delivered();
         }
     }
+}
+
+/// What [`Forwarder::gathered`] found in a frame.
+pub(super) struct GatheredFrame {
+    pub control: Vec<DataMessage>,
+    pub data: usize,
+    pub latest: Option<DateTime<Utc>>,
+    pub took_ticks: bool,
+}
+
+/// The latest time among `messages`, and how many of them are data (have a time).
+pub(super) fn latest_time(messages: &[DataMessage]) -> (Option<DateTime<Utc>>, usize) {
+    let mut latest = None;
+    let mut data = 0;
+    for t in messages.iter().filter_map(DataMessage::time) {
+        latest = Some(latest.map_or(t, |l: DateTime<Utc>| l.max(t)));
+        data += 1;
+    }
+    (latest, data)
+}
+
+/// `trades` to the tick subscribers that want them; answers whether any took one.
+fn route_ticks<'t>(
+    ticks: &mut [TickRoute],
+    trades: impl Iterator<Item = &'t stream::StreamTrade>,
+    arrived: Instant,
+) -> bool {
+    if ticks.is_empty() {
+        return false;
+    }
+    let mut took = false;
+    for t in trades {
+        for route in ticks.iter_mut() {
+            if route
+                .subscriber
+                .condition
+                .as_ref()
+                .is_none_or(|c| t.conditions.contains(c))
+            {
+                route.held.push(t.clone());
+                route.since.get_or_insert(arrived);
+                took = true;
+            }
+        }
+    }
+    ticks.iter_mut().for_each(TickRoute::offer);
+    took
 }
 
 /// Everything the backlog holds, as one batch for the consumer.

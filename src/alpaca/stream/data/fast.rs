@@ -16,14 +16,28 @@ use rust_decimal::Decimal;
 
 /// A market-data frame of trades, quotes and bars only; `None`: let serde decode it.
 pub fn frame(bytes: &[u8]) -> Option<Vec<DataMessage>> {
+    let mut out = Vec::new();
+    frame_into(bytes, &mut out).then_some(out)
+}
+
+/// [`frame`], its messages added to `out`; `false` (and `out` as it was): let serde decode it.
+pub fn frame_into(bytes: &[u8], out: &mut Vec<DataMessage>) -> bool {
+    let from = out.len();
     let mut c = Cursor(bytes);
-    let n = c.array_len()?;
-    // A length from the wire sizes nothing beyond what the bytes could hold.
-    let mut out = Vec::with_capacity(n.min(bytes.len() / 16));
-    for _ in 0..n {
-        out.push(c.message()?);
+    let mut read = || {
+        let n = c.array_len()?;
+        // A length from the wire sizes nothing beyond what the bytes could hold.
+        out.reserve(n.min(bytes.len() / 16));
+        for _ in 0..n {
+            out.push(c.message()?);
+        }
+        Some(())
+    };
+    if read().is_some() {
+        return true;
     }
-    Some(out)
+    out.truncate(from);
+    false
 }
 
 pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
@@ -511,6 +525,28 @@ pub(in crate::alpaca::stream::data) mod tests {
             if let Some(fast) = frame(&bytes) {
                 prop_assert_eq!(Ok(fast), through_serde(&bytes));
             }
+        }
+
+        /// Decoded into messages already held (the session decodes into what it gathers for
+        /// the feed): a frame adds its messages after them, and a frame left to serde adds
+        /// none, however far it got.
+        #[test]
+        fn a_frame_decoded_into_held_messages_adds_all_or_nothing(
+            held in prop::collection::vec(message(), 0..4),
+            messages in prop::collection::vec(message(), 1..4),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..3),
+        ) {
+            let bytes = damaged(Codec::Msgpack, &messages, &edits);
+            let mut into = held.clone();
+            let decoded = frame_into(&bytes, &mut into);
+            let mut expected = held;
+            if let Some(fast) = frame(&bytes) {
+                prop_assert!(decoded);
+                expected.extend(fast);
+            } else {
+                prop_assert!(!decoded);
+            }
+            prop_assert_eq!(into, expected);
         }
     }
 

@@ -151,6 +151,21 @@ pub enum DataMessage {
 }
 
 impl DataMessage {
+    /// When the event this message tells of happened (`None`: a control message, not data).
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            DataMessage::Trade(t) => Some(t.timestamp),
+            DataMessage::Quote(q) => Some(q.timestamp),
+            DataMessage::Bar(b) => Some(b.timestamp),
+            DataMessage::Status(s) => Some(s.timestamp),
+            DataMessage::Luld(l) => Some(l.timestamp),
+            DataMessage::Success { .. }
+            | DataMessage::Subscription(_)
+            | DataMessage::Error { .. }
+            | DataMessage::Other { .. } => None,
+        }
+    }
+
     /// The trade this message is, if it is one.
     pub fn as_trade(&self) -> Option<&StreamTrade> {
         match self {

@@ -151,3 +151,26 @@ fn actions_encode_like_the_sdks() {
     assert_eq!(go.channels.trades, vec!["AAPL"]);
     assert!(go.channels.quotes.is_empty());
 }
+
+#[test]
+fn a_frame_decoded_into_held_messages_adds_all_or_none_in_either_codec() {
+    use crate::alpaca::stream::{Codec, decode_data_frame, decode_data_frame_into};
+    let whole = decode_data_frame(Codec::Json, DOC_FRAME.as_bytes()).unwrap();
+    for codec in [Codec::Json, Codec::Msgpack] {
+        let bytes = codec.encode(&whole[..3]);
+        let held = decode_data_frame(codec, &bytes).unwrap();
+        let mut into = held.clone();
+        decode_data_frame_into(codec, &bytes, &mut into).unwrap();
+        assert_eq!(into.len(), 6, "{codec:?}");
+        assert_eq!(into[..3], held[..]);
+        assert_eq!(into[3..], held[..]);
+        // Cut short: an error, and what was held stays as it was.
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(decode_data_frame_into(codec, cut, &mut into).is_err());
+        assert_eq!(into.len(), 6, "{codec:?}");
+    }
+    // The frames serde decodes (a correction, a subscription, an error among them) too.
+    let mut into = whole[..1].to_vec();
+    decode_data_frame_into(Codec::Json, DOC_FRAME.as_bytes(), &mut into).unwrap();
+    assert_eq!(into[1..], whole[..]);
+}
