@@ -15,6 +15,17 @@ impl Code {
         }
         Code(b)
     }
+    /// A code from up to four ASCII bytes, without a UTF-8 check (ASCII is UTF-8); `None`
+    /// for anything longer or not ASCII (read it as text, [`Code::new`]).
+    pub fn from_ascii(bytes: &[u8]) -> Option<Code> {
+        if bytes.len() > 4 || !bytes.is_ascii() {
+            return None;
+        }
+        let mut b = [0u8; 4];
+        b[..bytes.len()].copy_from_slice(bytes);
+        Some(Code(b))
+    }
+
     pub fn as_str(&self) -> &str {
         let len = self.0.iter().position(|b| *b == 0).unwrap_or(4);
         std::str::from_utf8(&self.0[..len]).unwrap_or("")
@@ -66,18 +77,23 @@ impl Conditions {
 
     /// Adds a code; `false` (and nothing changes) when four are held already.
     pub fn push(&mut self, code: &str) -> bool {
+        self.push_code(Code::new(code))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.codes[..self.len as usize].iter().map(Code::as_str)
+    }
+
+    /// Adds a code already made; `false` (and nothing changes) when four are held already.
+    pub fn push_code(&mut self, code: Code) -> bool {
         match self.codes.get_mut(self.len as usize) {
             Some(slot) => {
-                *slot = Code::new(code);
+                *slot = code;
                 self.len += 1;
                 true
             }
             None => false,
         }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.codes[..self.len as usize].iter().map(Code::as_str)
     }
 
     /// Whether `code` (compared on its first four bytes) is among them.

@@ -170,8 +170,19 @@ impl<'a> Cursor<'a> {
     fn code(&mut self) -> Option<Code> {
         match self.marker()? {
             Marker::Null => Some(Code::default()),
-            m => self.text_of(m).map(Code::new),
+            m => self.code_of(m),
         }
+    }
+
+    /// A code after its string marker `m`: the usual one to four ASCII bytes taken as they
+    /// are, anything else checked as UTF-8 and cut as [`Code::new`] cuts it.
+    fn code_of(&mut self, m: Marker) -> Option<Code> {
+        if let Marker::FixStr(n @ 0..=4) = m {
+            let bytes = self.take(usize::from(n))?;
+            return Code::from_ascii(bytes)
+                .or_else(|| std::str::from_utf8(bytes).ok().map(Code::new));
+        }
+        self.text_of(m).map(Code::new)
     }
 
     pub(super) fn conditions(&mut self) -> Option<Conditions> {
@@ -181,7 +192,8 @@ impl<'a> Cursor<'a> {
             return Some(c);
         }
         for _ in 0..self.array_len_of(m)? {
-            c.push(self.str()?);
+            let m = self.marker()?;
+            c.push_code(self.code_of(m)?);
         }
         Some(c)
     }
@@ -381,7 +393,7 @@ pub(in crate::alpaca::stream::data) mod tests {
     }
 
     fn conditions() -> impl Strategy<Value = Conditions> {
-        prop::collection::vec("[A-Z@ ]{1,2}", 0..6).prop_map(|codes| {
+        prop::collection::vec("[A-Z@ é]{1,2}", 0..6).prop_map(|codes| {
             let mut c = Conditions::default();
             for code in &codes {
                 let _ = c.push(code);
