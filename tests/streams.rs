@@ -775,6 +775,23 @@ async fn flooded_client(
     subs: Subscriptions,
     sinks: Sinks,
 ) -> actix::Addr<StreamClient> {
+    flooded_client_by(
+        sim,
+        subs,
+        sinks,
+        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
+    )
+    .await
+}
+
+/// A market-data client streaming `subs` into `sinks`, under the simulator's `flood` once it
+/// streams.
+async fn flooded_client_by(
+    sim: &traderd::sim::SimHandle,
+    subs: Subscriptions,
+    sinks: Sinks,
+    flood: serde_json::Value,
+) -> actix::Addr<StreamClient> {
     let client = StreamClient::new(
         quick_settings(StreamKind::MarketData, ws_url(sim, "/v2/iex")),
         subs,
@@ -787,11 +804,7 @@ async fn flooded_client(
             .then_some(())
     })
     .await;
-    set_fault(
-        sim,
-        serde_json::json!({"kind": "flood", "msgs_per_s": 20000}),
-    )
-    .await;
+    set_fault(sim, flood).await;
     client
 }
 
@@ -937,6 +950,151 @@ async fn under_a_flood_quotes_are_conflated_and_no_trade_is_lost() {
         ids.len(),
         status.metrics.quotes_conflated,
         status.metrics.messages_received
+    );
+    arbiter.stop();
+    sim.stop().await;
+}
+
+/// A consumer that keeps up: the flood trades' ids, and how many messages it got.
+struct Recorder {
+    ids: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    messages: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl actix::Actor for Recorder {
+    type Context = actix::Context<Self>;
+}
+
+impl Recorder {
+    fn record<'a>(&self, trades: impl Iterator<Item = &'a traderd::alpaca::stream::StreamTrade>) {
+        use traderd::sim::flood::FLOOD_ID_BASE;
+        let mut ids = self.ids.lock().unwrap();
+        ids.extend(
+            trades
+                .filter(|t| t.id > FLOOD_ID_BASE)
+                .map(|t| t.id - FLOOD_ID_BASE),
+        );
+    }
+}
+
+impl actix::Handler<MarketBatch> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: MarketBatch, _: &mut Self::Context) {
+        self.messages
+            .fetch_add(msg.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.record(msg.data.iter().filter_map(DataMessage::as_trade));
+    }
+}
+
+impl actix::Handler<TradeTicks> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: TradeTicks, _: &mut Self::Context) {
+        self.record(msg.trades.iter());
+    }
+}
+
+/// Flat out (the simulator's frames back to back, so the session reads several a turn and,
+/// without tick strategies or once it reads faster than they come, decodes them straight
+/// into what it gathers for the feed): every trade reaches the feed, in order, every message
+/// received is handed on or conflated.
+#[actix_rt::test]
+async fn flat_out_every_trade_reaches_the_feed_in_order_and_nothing_is_lost() {
+    flat_out(false).await;
+}
+
+/// The same with a strategy on ticks: it gets every trade the feed gets, in order.
+#[actix_rt::test]
+async fn flat_out_every_trade_reaches_the_feed_and_the_ticks_in_order_and_nothing_is_lost() {
+    flat_out(true).await;
+}
+
+async fn flat_out(with_ticks: bool) {
+    let sim = start_sim(|_| {}).await;
+    let arbiter = actix::Arbiter::new();
+    let recorder = |arbiter: &actix::Arbiter| {
+        let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let messages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let addr = Recorder::start_in_arbiter(&arbiter.handle(), {
+            let (ids, messages) = (ids.clone(), messages.clone());
+            move |_| Recorder { ids, messages }
+        });
+        (addr, ids, messages)
+    };
+    let (feed, feed_ids, feed_messages) = recorder(&arbiter);
+    let (ticks, tick_ids, _) = recorder(&arbiter);
+    let sinks = Sinks {
+        market: Some(feed.recipient()),
+        ticks: if with_ticks {
+            vec![TradeSubscriber {
+                recipient: ticks.recipient(),
+                condition: None,
+            }]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let subs = Subscriptions {
+        trades: ["AAPL".to_string(), "MSFT".to_string()].into(),
+        quotes: ["*".to_string()].into(),
+        bars: ["*".to_string()].into(),
+        ..Default::default()
+    };
+    let client = flooded_client_by(
+        &sim,
+        subs,
+        sinks,
+        serde_json::json!({"kind": "flood", "max": true}),
+    )
+    .await;
+    wait_for("100,000 messages flat out", WAIT, || async {
+        let st = client.send(GetStreamStatus).await.unwrap();
+        (st.metrics.messages_received > 100_000).then_some(())
+    })
+    .await;
+    set_fault(&sim, serde_json::json!({"kind": "flood", "msgs_per_s": 0})).await;
+    // Everything received handed on (or conflated), the feed's and the ticks' handlers done,
+    // and nothing more arriving (the frames already sent still come in after the flood stops).
+    let last = std::cell::Cell::new(0);
+    let status = wait_for("the feed and the ticks to catch up", WAIT, || async {
+        let st = client.send(GetStreamStatus).await.unwrap();
+        let m = &st.metrics;
+        let fed = feed_messages.load(std::sync::atomic::Ordering::Relaxed);
+        let trades = (
+            feed_ids.lock().unwrap().len(),
+            tick_ids.lock().unwrap().len(),
+        );
+        let settled = last.replace(m.messages_received) == m.messages_received;
+        (settled
+            && m.messages_processed + m.quotes_conflated == m.messages_received
+            && fed == m.messages_processed
+            && (trades.0 == trades.1 || !with_ticks))
+            .then_some(st)
+    })
+    .await;
+    let m = &status.metrics;
+    let in_order =
+        |ids: &[u64]| ids.first() == Some(&1) && ids.windows(2).all(|w| w[1] == w[0] + 1);
+    let feed_ids = feed_ids.lock().unwrap().clone();
+    assert!(feed_ids.len() > 1_000, "{} flood trades", feed_ids.len());
+    assert!(
+        in_order(&feed_ids),
+        "the feed's flood trades complete and in order"
+    );
+    let tick_ids = tick_ids.lock().unwrap().clone();
+    if with_ticks {
+        assert!(in_order(&tick_ids), "the ticks complete and in order");
+        assert_eq!(tick_ids.len(), feed_ids.len(), "the same trades as ticks");
+    } else {
+        assert!(tick_ids.is_empty());
+    }
+    assert_eq!(m.messages_unknown, 0);
+    println!(
+        "flat out: {} messages in {} frames, {} trades, {} quotes conflated",
+        m.messages_received,
+        m.frames,
+        feed_ids.len(),
+        m.quotes_conflated
     );
     arbiter.stop();
     sim.stop().await;

@@ -411,6 +411,18 @@ mod tests {
         let from = b.gather().map_or(0, |v| v.len());
         assert_eq!(b.gathered(from, t0, &metrics), 0);
         assert_eq!(b.due_at(), None);
+        // A frame gathered alone starts the time it is held for.
+        let into = b.gather().expect("a consumer that keeps up");
+        let from = into.len();
+        into.push(trade("A", 4));
+        assert_eq!(b.gathered(from, t0, &metrics), 1);
+        assert_eq!(
+            b.due_at(),
+            Some(t0 + GATHER_FOR),
+            "due as a pushed frame is"
+        );
+        assert_eq!(describe(&b.take().0), ["t:A:4"]);
+        b.delivered();
         // Busy: frames join one message at a time (conflated), not gathered whole.
         b.push_frame(vec![trade("A", 3)], t0, &metrics);
         let (taken, at) = b.take();
