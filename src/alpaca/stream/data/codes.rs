@@ -9,6 +9,9 @@ pub struct Code([u8; 4]);
 
 impl Code {
     pub fn new(text: &str) -> Code {
+        if let Some(code) = Code::from_ascii(text.as_bytes()) {
+            return code;
+        }
         let mut b = [0u8; 4];
         for (slot, byte) in b.iter_mut().zip(text.bytes()) {
             *slot = byte;
@@ -18,12 +21,19 @@ impl Code {
     /// A code from up to four ASCII bytes, without a UTF-8 check (ASCII is UTF-8); `None`
     /// for anything longer or not ASCII (read it as text, [`Code::new`]).
     pub fn from_ascii(bytes: &[u8]) -> Option<Code> {
-        if bytes.len() > 4 || !bytes.is_ascii() {
+        if !bytes.is_ascii() {
             return None;
         }
-        let mut b = [0u8; 4];
-        b[..bytes.len()].copy_from_slice(bytes);
-        Some(Code(b))
+        // By pattern, not a copy of a length known only now: that was a call to memcpy for
+        // each code, about a tenth of the decoder's time.
+        Some(Code(match *bytes {
+            [] => [0; 4],
+            [a] => [a, 0, 0, 0],
+            [a, b] => [a, b, 0, 0],
+            [a, b, c] => [a, b, c, 0],
+            [a, b, c, d] => [a, b, c, d],
+            _ => return None,
+        }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -161,5 +171,28 @@ impl<'de> Deserialize<'de> for Conditions {
             }
         }
         d.deserialize_option(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A code made from ASCII bytes by pattern is the code of its first four bytes, as
+        /// made byte by byte; anything longer or not ASCII is left to that.
+        #[test]
+        fn a_code_from_ascii_bytes_is_its_first_four_bytes(text in "[A-Z@ é.]{0,6}") {
+            let mut bytes = [0u8; 4];
+            for (slot, byte) in bytes.iter_mut().zip(text.bytes()) {
+                *slot = byte;
+            }
+            prop_assert_eq!(Code::new(&text), Code(bytes));
+            match Code::from_ascii(text.as_bytes()) {
+                Some(code) => prop_assert_eq!(code, Code(bytes)),
+                None => prop_assert!(text.len() > 4 || !text.is_ascii()),
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub fn frame_into(bytes: &[u8], out: &mut Vec<DataMessage>) -> bool {
         // A length from the wire sizes nothing beyond what the bytes could hold.
         out.reserve(n.min(bytes.len() / 16));
         for _ in 0..n {
-            out.push(c.message()?);
+            c.message_into(out)?;
         }
         Some(())
     };
@@ -236,20 +236,23 @@ impl<'a> Cursor<'a> {
         self.take(n).map(drop)
     }
 
-    pub(super) fn message(&mut self) -> Option<DataMessage> {
+    /// The next message, added to `out` (built where it goes, not returned and moved there).
+    pub(super) fn message_into(&mut self, out: &mut Vec<DataMessage>) -> Option<()> {
         let m = self.marker()?;
         let entries = self.map_len_of(m)?.checked_sub(1)?;
         if self.str_bytes()? != b"T" {
             return None;
         }
-        match self.str_bytes()? {
-            b"t" => self.trade(entries).map(DataMessage::Trade),
-            b"q" => self.quote(entries).map(DataMessage::Quote),
-            b"b" => self.bar(entries, BarKind::Minute),
-            b"u" => self.bar(entries, BarKind::Updated),
-            b"d" => self.bar(entries, BarKind::Daily),
-            _ => None,
-        }
+        let message = match self.str_bytes()? {
+            b"t" => DataMessage::Trade(self.trade(entries)?),
+            b"q" => DataMessage::Quote(self.quote(entries)?),
+            b"b" => self.bar(entries, BarKind::Minute)?,
+            b"u" => self.bar(entries, BarKind::Updated)?,
+            b"d" => self.bar(entries, BarKind::Daily)?,
+            _ => return None,
+        };
+        out.push(message);
+        Some(())
     }
 
     fn symbol(&mut self) -> Option<Symbol> {

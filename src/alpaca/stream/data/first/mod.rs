@@ -105,11 +105,11 @@ impl TradesFirst {
         let mut out = Vec::with_capacity(self.order.len());
         let mut trades = self.trades.into_iter();
         for slot in self.order {
-            out.push(match slot {
-                None => DataMessage::Trade(trades.next()?),
-                Some(at) if self.json => json::message(bytes.get(at..)?)?,
-                Some(at) => Cursor(bytes.get(at..)?).message()?,
-            });
+            match slot {
+                None => out.push(DataMessage::Trade(trades.next()?)),
+                Some(at) if self.json => out.push(json::message(bytes.get(at..)?)?),
+                Some(at) => Cursor(bytes.get(at..)?).message_into(&mut out)?,
+            }
         }
         Some(out)
     }
