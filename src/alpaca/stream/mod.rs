@@ -98,9 +98,11 @@ pub fn decode_data_frame_into(
         reason,
         sample: sample(bytes),
     })?;
-    if out.is_empty() {
+    if out.capacity() == 0 {
         *out = messages;
     } else {
+        // Into a vector sized ahead (the feed's next batch), not in place of it: replaced,
+        // it would then grow by doubling to a varying size, frame after frame.
         out.append(&mut messages);
     }
     Ok(())

@@ -173,4 +173,8 @@ fn a_frame_decoded_into_held_messages_adds_all_or_none_in_either_codec() {
     let mut into = whole[..1].to_vec();
     decode_data_frame_into(Codec::Json, DOC_FRAME.as_bytes(), &mut into).unwrap();
     assert_eq!(into[1..], whole[..]);
+    // Into an empty vector sized ahead: kept, not replaced by serde's own.
+    let mut into = Vec::with_capacity(2_256);
+    decode_data_frame_into(Codec::Json, DOC_FRAME.as_bytes(), &mut into).unwrap();
+    assert_eq!((into.len(), into.capacity()), (whole.len(), 2_256));
 }
