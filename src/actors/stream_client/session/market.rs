@@ -142,8 +142,7 @@ impl Session {
                     Some(Command::Restart) => return retry("restart requested"),
                     Some(Command::Stop) | None => return End::Stop,
                 },
-                frame = ws.next() => {
-                    let mut frame = frame;
+                mut frame = ws.next() => {
                     let mut taken = 0;
                     loop {
                         // The arrival time travels with the data (tick-to-order is measured
