@@ -322,7 +322,8 @@ pub struct BenchLoadArgs {
     /// A marked trade (a probe order) every this many milliseconds.
     #[arg(long, default_value_t = 10)]
     pub mark_every_ms: u32,
-    /// Seconds of the decode baseline (the flood's frames decoded in a tight loop).
+    /// Seconds of the decode baseline (the flood's frames decoded in a tight loop): half just
+    /// before the ingest, half just after; the ratio is taken against their mean.
     #[arg(long, default_value_t = 3.0)]
     pub decode_seconds: f64,
     /// The daemon's journal durability (`state.sync`): full (the default) or normal.

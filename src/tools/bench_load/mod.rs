@@ -14,7 +14,8 @@
 //!    then, the flood going on without marks, this process times the machine's floor
 //!    ([`floor`]: ~30 µs of fixed work woken every 2 ms, none of the daemon's code in it);
 //! 4. drops: what the simulator sent of each kind minus what the feed applied;
-//! 5. the decode baseline: the same frames decoded in a tight loop in this process;
+//! 5. the decode baseline: the same frames decoded in a tight loop in this process, half of
+//!    `--decode-seconds` just before the ingest and half just after (their mean);
 //! 6. peak resident memory (VmHWM) of the daemon, then a clean shutdown.
 
 mod floor;
@@ -499,7 +500,15 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "daemon ready in {:.1} s (warm-up of {} symbols); ingest, flat out, {} s",
         ready_s, o.symbols, o.ingest_seconds
     ));
+    // The decode baseline brackets the ingest, half just before it and half just after: the
+    // pace of this machine drifts by a quarter between minutes, and measured once, twenty
+    // seconds later, the baseline set the ratio as much as the ingest did.
+    progress("decode baseline, before the ingest");
+    let baseline_before = decode_baseline(&o, o.decode_seconds / 2.0);
     let (ingest, cpu_per_million) = run.ingest().await?;
+    progress("decode baseline, after the ingest");
+    let baseline_after = decode_baseline(&o, o.decode_seconds / 2.0);
+    let baseline = (baseline_before + baseline_after) / 2.0;
     progress(&format!(
         "ingest {ingest:.0} msgs/s; latency at {} msgs/s, a mark every {} ms, {} s",
         o.latency_rate, o.mark_every_ms, o.latency_seconds
@@ -511,8 +520,6 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
     let intent_write = &stats["intent_write"];
     let dropped = run.dropped().await?;
     let rss = peak_rss_mb(run.daemon_pid).unwrap_or(0.0);
-    progress("decode baseline");
-    let baseline = decode_baseline(&o, o.decode_seconds);
     let _ = run.ctl("shutdown").await;
     let mut daemon = daemon;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -555,6 +562,7 @@ pub async fn run(o: RunOptions) -> Result<Value, String> {
         "start_to_ready_s": round(ready_s),
         "cpu_s_per_million": round(cpu_per_million),
         "decode_baseline_msgs_per_s": baseline.round(),
+        "decode_baseline_before_after": [baseline_before.round(), baseline_after.round()],
         "ingest_vs_decode": round(if baseline > 0.0 { ingest / baseline } else { 0.0 }),
         "batch": o.batch,
         "latency_feed_msgs_per_s": o.latency_rate,
