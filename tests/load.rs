@@ -63,6 +63,12 @@ fn bench_load_prints_its_figures_and_loses_no_trade() {
             line["tick_to_intent_us"]["p50"].as_u64().unwrap() <= p50,
             "{line}"
         );
+        // Each order's time beyond its own write-ahead is part of its tick → order.
+        let beyond = &line["tick_to_order_beyond_write_us"];
+        assert!(
+            beyond["p50"].as_u64().unwrap() <= p50 && beyond["p99"].as_u64().unwrap() <= p99,
+            "{line}"
+        );
         // The machine's floor was timed: 5 s of work every 2 ms.
         let floor = &line["machine_floor_us"];
         assert!(floor["samples"].as_u64().unwrap() >= 100, "{line}");

@@ -329,6 +329,7 @@ pub(super) async fn stats(h: &Handles, id: RequestId) -> Response {
             "feed": feed,
             "orders": { "submitted": orders.submitted, "accepted": orders.accepted, "fills": orders.fills },
             "tick_to_order": orders.tick_to_order,
+            "tick_to_order_beyond_write": orders.tick_to_order_beyond_write,
             "tick_to_intent": orders.tick_to_intent,
             "journal_write": journal,
             "intent_write": orders.intent_write,

@@ -79,6 +79,8 @@ pub struct Entered {
 pub struct Sent {
     pub client_order_id: String,
     pub tick_to_order: Option<Duration>,
+    /// Of tick to order, what was not this intent's own write-ahead (its sync included).
+    pub beyond_write: Option<Duration>,
     pub result: Result<Result<Order, BrokerError>, String>,
 }
 
@@ -175,12 +177,14 @@ impl OrderEntry {
         span: tracing::Span,
     ) -> impl Future<Output = Sent> + 'static {
         let client_order_id = record.client_order_id.clone();
+        let writing = Instant::now();
         let written = span
             .in_scope(|| self.intents.write_ahead(&record, &request))
             .map_err(|e| e.to_string());
         // Tick to order ends here: the intent is written and the request goes to the HTTP
         // client.
         let tick_to_order = arrived.map(|at| at.elapsed());
+        let beyond_write = tick_to_order.map(|t| t.saturating_sub(writing.elapsed()));
         let rest = self.rest.clone();
         let work = async move {
             let result = match written {
@@ -190,6 +194,7 @@ impl OrderEntry {
             Sent {
                 client_order_id,
                 tick_to_order,
+                beyond_write,
                 result,
             }
         };

@@ -73,6 +73,8 @@ pub struct OrderManager {
     event_listeners: Vec<Recipient<OrderEvent>>,
     health: Reporter,
     tick_to_order: crate::latency::LatencyHistogram,
+    /// Tick to order less each order's own write-ahead.
+    beyond_write: crate::latency::LatencyHistogram,
 }
 
 impl OrderManager {
@@ -95,6 +97,7 @@ impl OrderManager {
             event_listeners: Vec::new(),
             health: Reporter::default(),
             tick_to_order: crate::latency::LatencyHistogram::new(),
+            beyond_write: crate::latency::LatencyHistogram::new(),
         }
     }
 
@@ -314,6 +317,9 @@ impl OrderManager {
     fn on_sent(&mut self, sent: Sent, ctx: &mut Context<Self>) {
         if let (Ok(_), Some(d)) = (&sent.result, sent.tick_to_order) {
             self.tick_to_order.record(d);
+        }
+        if let (Ok(_), Some(d)) = (&sent.result, sent.beyond_write) {
+            self.beyond_write.record(d);
         }
         let coid = sent.client_order_id;
         let effects = self.desk(|d| d.on_sent(&coid, sent.result, Utc::now()));
@@ -549,6 +555,7 @@ impl Handler<GetOrderStats> for OrderManager {
             .with(|c| (c.desk.stats(), c.traces.len(), c.tick_to_intent.summary()));
         s.tracked_entries += traces;
         s.tick_to_order = self.tick_to_order.summary();
+        s.tick_to_order_beyond_write = self.beyond_write.summary();
         s.tick_to_intent = tick_to_intent;
         s.intent_write = self.entry.intents().write_latency();
         MessageResult(s)

@@ -143,6 +143,9 @@ pub struct OrderStats {
     /// From the arrival of the market data behind a live signal to its order request going
     /// to the HTTP client (after the intent is journaled).
     pub tick_to_order: crate::latency::LatencySummary,
+    /// Each order's tick to order less its own write-ahead (sync included): what the daemon
+    /// adds to the journal's flush, order by order.
+    pub tick_to_order_beyond_write: crate::latency::LatencySummary,
     /// The part of it before the journal: until the order manager approved the intent.
     pub tick_to_intent: crate::latency::LatencySummary,
     /// How long each intent took to be written ahead (the intent log's sync included).
