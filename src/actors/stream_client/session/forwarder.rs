@@ -133,7 +133,9 @@ impl Forwarder {
                 latest = Some(latest.map_or(t, |l: DateTime<Utc>| l.max(t)));
                 data += 1;
             }
-            if let (DataMessage::Trade(t), false) = (m, self.ticks.is_empty()) {
+            if !self.ticks.is_empty()
+                && let DataMessage::Trade(t) = m
+            {
                 took_ticks |= route_trade(&mut self.ticks, t, arrived);
             }
         }
