@@ -315,11 +315,11 @@ impl OrderManager {
     }
 
     fn on_sent(&mut self, sent: Sent, ctx: &mut Context<Self>) {
-        if let (Ok(_), Some(d)) = (&sent.result, sent.tick_to_order) {
-            self.tick_to_order.record(d);
-        }
-        if let (Ok(_), Some(d)) = (&sent.result, sent.beyond_write) {
-            self.beyond_write.record(d);
+        if let (Ok(_), Some(whole), Some(beyond)) =
+            (&sent.result, sent.tick_to_order, sent.beyond_write)
+        {
+            self.tick_to_order.record(whole);
+            self.beyond_write.record(beyond);
         }
         let coid = sent.client_order_id;
         let effects = self.desk(|d| d.on_sent(&coid, sent.result, Utc::now()));

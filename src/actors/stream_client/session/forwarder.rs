@@ -127,18 +127,14 @@ impl Forwarder {
         // One walk over the frame for both (two were ~6 % of the session's thread in a
         // flood): its trades to the tick subscribers, and its latest time and data count.
         let frame = self.backlog.gathered_since(from);
-        let (mut latest, mut data, mut took_ticks) = (None, 0, false);
+        let (mut times, mut took_ticks) = (FrameTimes::default(), false);
         for m in frame {
-            if let Some(t) = m.time() {
-                latest = Some(latest.map_or(t, |l: DateTime<Utc>| l.max(t)));
-                data += 1;
-            }
-            if !self.ticks.is_empty()
-                && let DataMessage::Trade(t) = m
-            {
+            times.note(m);
+            if let DataMessage::Trade(t) = m {
                 took_ticks |= route_trade(&mut self.ticks, t, arrived);
             }
         }
+        let FrameTimes { latest, data } = times;
         self.ticks.iter_mut().for_each(TickRoute::offer);
         let control = if data < frame.len() {
             self.backlog.take_control(from)
@@ -244,13 +240,26 @@ pub(super) struct GatheredFrame {
 
 /// The latest time among `messages`, and how many of them are data (have a time).
 pub(super) fn latest_time(messages: &[DataMessage]) -> (Option<DateTime<Utc>>, usize) {
-    let mut latest = None;
-    let mut data = 0;
-    for t in messages.iter().filter_map(DataMessage::time) {
-        latest = Some(latest.map_or(t, |l: DateTime<Utc>| l.max(t)));
-        data += 1;
+    let mut times = FrameTimes::default();
+    messages.iter().for_each(|m| times.note(m));
+    (times.latest, times.data)
+}
+
+/// The latest time among a frame's messages so far, and how many of them are data.
+#[derive(Default)]
+struct FrameTimes {
+    latest: Option<DateTime<Utc>>,
+    data: usize,
+}
+
+impl FrameTimes {
+    /// One more message: data if it has a time.
+    fn note(&mut self, m: &DataMessage) {
+        if let Some(t) = m.time() {
+            self.latest = Some(self.latest.map_or(t, |l| l.max(t)));
+            self.data += 1;
+        }
     }
-    (latest, data)
 }
 
 /// `trades` to the tick subscribers that want them; answers whether any took one.
