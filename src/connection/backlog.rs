@@ -134,11 +134,6 @@ impl Backlog {
         Some(&mut self.ordered)
     }
 
-    /// The messages gathered from `from` on.
-    pub fn gathered_since(&self, from: usize) -> &[DataMessage] {
-        self.ordered.get(from..).unwrap_or_default()
-    }
-
     /// Takes out of the messages gathered from `from` on those that are not data (a control
     /// message in a data frame, rare: the session answers it).
     pub fn take_control(&mut self, from: usize) -> Vec<DataMessage> {
@@ -398,7 +393,6 @@ mod tests {
             DataMessage::Success { msg: "x".into() },
             trade("A", 2),
         ]);
-        assert_eq!(b.gathered_since(from).len(), 3);
         let control = b.take_control(from);
         assert!(matches!(&control[..], [DataMessage::Success { .. }]));
         assert_eq!(b.gathered(from, t0 + GATHER_FOR, &metrics), 2);

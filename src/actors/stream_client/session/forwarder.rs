@@ -21,12 +21,29 @@ pub(super) struct Forwarder {
 /// One tick subscriber and its trades not yet in its mailbox.
 struct TickRoute {
     subscriber: TradeSubscriber,
+    /// The subscriber's condition as a code, made once (from its text for each trade, the
+    /// test was most of the routing's time under a flood).
+    condition: Option<stream::Code>,
     held: Vec<stream::StreamTrade>,
     /// When the frame of the oldest held trade arrived.
     since: Option<Instant>,
+    /// How many were held, and since when, as the frame being routed began.
+    mark: (usize, Option<Instant>),
 }
 
 impl TickRoute {
+    /// Where a frame's routing starts: [`Self::rewind`] goes back to it.
+    fn mark(&mut self) {
+        self.mark = (self.held.len(), self.since);
+    }
+
+    /// Takes back what was held since [`Self::mark`].
+    fn rewind(&mut self) {
+        let (len, since) = self.mark;
+        self.held.truncate(len);
+        self.since = since;
+    }
+
     /// Hands what is held to the subscriber if its mailbox has room.
     fn offer(&mut self) {
         let (Some(arrived), false) = (self.since, self.held.is_empty()) else {
@@ -62,9 +79,11 @@ impl Forwarder {
             ticks: ticks
                 .into_iter()
                 .map(|subscriber| TickRoute {
+                    condition: subscriber.condition.as_deref().map(stream::Code::new),
                     subscriber,
                     held: Vec::new(),
                     since: None,
+                    mark: (0, None),
                 })
                 .collect(),
             max_pending,
@@ -107,47 +126,51 @@ impl Forwarder {
         route_ticks(&mut self.ticks, trades, arrived)
     }
 
-    /// Where a frame is decoded straight into while the consumer keeps up
-    /// ([`Backlog::gather`]); follow with [`Self::gathered`].
-    pub(super) fn gather(&mut self) -> Option<&mut Vec<DataMessage>> {
-        self.backlog.gather()
-    }
-
-    /// The messages gathered from `from` on are a frame's, which arrived at `arrived`: its
-    /// trades go to the tick subscribers ([`Self::send_ticks`]), and it is held for the
-    /// consumer. Answers the frame's messages that are not data (the session answers them),
-    /// how many data messages it held, the latest time among them, and whether a subscriber
-    /// took trades.
-    pub(super) fn gathered(
+    /// A frame decoded straight into what is gathered for the consumer while it keeps up
+    /// ([`Backlog::gather`]; `None`: it does not, and the frame is decoded on its own), in
+    /// one pass: as each message is added, a trade goes to the tick subscribers that want it
+    /// ([`Self::send_ticks`]) and the frame's latest time and data count are kept. Answers
+    /// the frame's messages that are not data (the session answers them), how many data
+    /// messages it held, the latest time among them, and whether a subscriber took trades;
+    /// `Err` for a frame that does not decode (nothing of it is gathered or routed).
+    pub(super) fn decode_gathered(
         &mut self,
-        from: usize,
+        codec: Codec,
+        bytes: &[u8],
         arrived: Instant,
         metrics: &StreamMetrics,
-    ) -> GatheredFrame {
-        // One walk over the frame for both (two were ~6 % of the session's thread in a
-        // flood): its trades to the tick subscribers, and its latest time and data count.
-        let frame = self.backlog.gathered_since(from);
-        let (mut times, mut took_ticks) = (FrameTimes::default(), false);
-        for m in frame {
-            times.note(m);
-            if let DataMessage::Trade(t) = m {
-                took_ticks |= route_trade(&mut self.ticks, t, arrived);
-            }
+    ) -> Option<Result<GatheredFrame, stream::FrameError>> {
+        let into = self.backlog.gather()?;
+        let from = into.len();
+        self.ticks.iter_mut().for_each(TickRoute::mark);
+        let mut fold = GatherFold {
+            times: FrameTimes::default(),
+            ticks: &mut self.ticks,
+            arrived,
+            took_ticks: false,
+        };
+        if let Err(e) = stream::decode_data_frame_folding(codec, bytes, into, &mut fold) {
+            return Some(Err(e));
         }
-        let FrameTimes { latest, data } = times;
+        let frame_len = into.len().saturating_sub(from);
+        let GatherFold {
+            times: FrameTimes { latest, data },
+            took_ticks,
+            ..
+        } = fold;
         self.ticks.iter_mut().for_each(TickRoute::offer);
-        let control = if data < frame.len() {
+        let control = if data < frame_len {
             self.backlog.take_control(from)
         } else {
             Vec::new()
         };
         let data = self.backlog.gathered(from, arrived, metrics);
-        GatheredFrame {
+        Some(Ok(GatheredFrame {
             control,
             data,
             latest,
             took_ticks,
-        }
+        }))
     }
 
     /// When what is held for the consumer is due (`None`: nothing is held).
@@ -238,6 +261,29 @@ pub(super) struct GatheredFrame {
     pub took_ticks: bool,
 }
 
+/// What [`Forwarder::decode_gathered`] does with each message as the decoder adds it.
+struct GatherFold<'a> {
+    times: FrameTimes,
+    ticks: &'a mut [TickRoute],
+    arrived: Instant,
+    took_ticks: bool,
+}
+
+impl stream::FrameFold for GatherFold<'_> {
+    fn message(&mut self, m: &DataMessage) {
+        self.times.note(m);
+        if let DataMessage::Trade(t) = m {
+            self.took_ticks |= route_trade(self.ticks, t, self.arrived);
+        }
+    }
+
+    fn restart(&mut self) {
+        self.times = FrameTimes::default();
+        self.took_ticks = false;
+        self.ticks.iter_mut().for_each(TickRoute::rewind);
+    }
+}
+
 /// The latest time among `messages`, and how many of them are data (have a time).
 pub(super) fn latest_time(messages: &[DataMessage]) -> (Option<DateTime<Utc>>, usize) {
     let mut times = FrameTimes::default();
@@ -284,12 +330,7 @@ fn route_ticks<'t>(
 fn route_trade(ticks: &mut [TickRoute], trade: &stream::StreamTrade, arrived: Instant) -> bool {
     let mut took = false;
     for route in ticks.iter_mut() {
-        if route
-            .subscriber
-            .condition
-            .as_ref()
-            .is_none_or(|c| trade.conditions.contains(c))
-        {
+        if route.condition.is_none_or(|c| trade.conditions.has(c)) {
             route.held.push(trade.clone());
             route.since.get_or_insert(arrived);
             took = true;
@@ -367,57 +408,106 @@ mod tests {
         })
     }
 
-    /// A frame decoded straight into what is gathered for the feed (the flood's path): in one
-    /// walk its trades go to each tick subscriber that wants them, in order, and its latest
-    /// time, data count and control messages are found; what was gathered before it is
-    /// neither routed again nor counted.
+    /// Frames decoded straight into what is gathered for the feed (the flood's path): in the
+    /// decoder's one pass their trades go to each tick subscriber that wants them, in order,
+    /// and a frame's latest time, data count and control messages are found; what was
+    /// gathered before it is neither routed again nor counted. A control message makes the
+    /// quick msgpack pass give up part-way, after it routed the frame's first trade: that is
+    /// taken back, not sent twice. A frame that does not decode gathers and routes nothing.
     #[actix_rt::test]
     async fn a_gathered_frame_routes_its_trades_and_finds_its_latest_time() {
-        let every = Arc::new(Mutex::new(Vec::new()));
-        let intermarket = Arc::new(Mutex::new(Vec::new()));
-        let subscriber = |ids: &Arc<Mutex<Vec<u64>>>, condition: Option<&str>| TradeSubscriber {
-            recipient: Ticks(ids.clone()).start().recipient(),
-            condition: condition.map(str::to_string),
-        };
-        let mut forwarder = Forwarder::new(
-            None,
-            vec![
-                subscriber(&every, None),
-                subscriber(&intermarket, Some("F")),
-            ],
-            100,
-        );
-        let metrics = StreamMetrics::default();
-        let Some(into) = forwarder.gather() else {
-            panic!("a consumer that keeps up has frames gathered for it");
-        };
-        into.push(trade(1, 50, None));
-        let from = into.len();
-        into.extend([
-            trade(2, 10, Some("F")),
-            quote(30),
-            DataMessage::Success {
-                msg: "authenticated".into(),
-            },
-            trade(3, 20, None),
-            trade(4, 5, Some("F")),
-        ]);
-        let frame = forwarder.gathered(from, Instant::now(), &metrics);
-        assert_eq!(frame.data, 4, "four data messages in the frame");
-        assert_eq!(frame.latest, Some(at(30)), "the frame's own latest time");
-        assert!(frame.took_ticks);
-        assert!(
-            matches!(frame.control.as_slice(), [DataMessage::Success { .. }]),
-            "{:?}",
-            frame.control
-        );
-        assert_eq!(metrics.messages_received.load(Ordering::Relaxed), 4);
-        let ids = |ids: &Arc<Mutex<Vec<u64>>>| ids.lock().map(|v| v.clone()).unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while (ids(&every).len() < 3 || ids(&intermarket).len() < 2) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        for codec in [Codec::Msgpack, Codec::Json] {
+            let every = Arc::new(Mutex::new(Vec::new()));
+            let intermarket = Arc::new(Mutex::new(Vec::new()));
+            let subscriber =
+                |ids: &Arc<Mutex<Vec<u64>>>, condition: Option<&str>| TradeSubscriber {
+                    recipient: Ticks(ids.clone()).start().recipient(),
+                    condition: condition.map(str::to_string),
+                };
+            let mut forwarder = Forwarder::new(
+                None,
+                vec![
+                    subscriber(&every, None),
+                    subscriber(&intermarket, Some("F")),
+                ],
+                100,
+            );
+            let metrics = StreamMetrics::default();
+            let mut gathered = |frame: &[DataMessage]| {
+                let bytes = codec.encode(frame);
+                match forwarder.decode_gathered(codec, &bytes, Instant::now(), &metrics) {
+                    Some(Ok(frame)) => frame,
+                    _ => panic!("{codec:?}: a consumer that keeps up has frames gathered for it"),
+                }
+            };
+            let first = gathered(&[trade(1, 50, None)]);
+            assert_eq!((first.data, first.latest), (1, Some(at(50))), "{codec:?}");
+            let frame = gathered(&[
+                trade(2, 10, Some("F")),
+                quote(30),
+                DataMessage::Success {
+                    msg: "authenticated".into(),
+                },
+                trade(3, 20, None),
+                trade(4, 5, Some("F")),
+            ]);
+            assert_eq!(frame.data, 4, "{codec:?}: four data messages in the frame");
+            assert_eq!(
+                frame.latest,
+                Some(at(30)),
+                "{codec:?}: the frame's own latest time"
+            );
+            assert!(frame.took_ticks, "{codec:?}");
+            assert!(
+                matches!(frame.control.as_slice(), [DataMessage::Success { .. }]),
+                "{codec:?}: {:?}",
+                frame.control
+            );
+            assert_eq!(
+                metrics.messages_received.load(Ordering::Relaxed),
+                5,
+                "{codec:?}"
+            );
+            // Its first trade whole (the quick pass routes it), its second cut short.
+            let cut = codec.encode(&[trade(5, 60, Some("F")), trade(6, 61, None)]);
+            let cut = &cut[..cut.len() - 3];
+            assert!(
+                matches!(
+                    forwarder.decode_gathered(codec, cut, Instant::now(), &metrics),
+                    Some(Err(_))
+                ),
+                "{codec:?}: a frame cut short is refused"
+            );
+            assert_eq!(
+                metrics.messages_received.load(Ordering::Relaxed),
+                5,
+                "{codec:?}"
+            );
+            let ids =
+                |ids: &Arc<Mutex<Vec<u64>>>| ids.lock().map(|v| v.clone()).unwrap_or_default();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (ids(&every).len() < 4 || ids(&intermarket).len() < 2)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(
+                ids(&every),
+                [1, 2, 3, 4],
+                "{codec:?}: every trade, in order, once"
+            );
+            assert_eq!(
+                ids(&intermarket),
+                [2, 4],
+                "{codec:?}: those with its condition"
+            );
+            assert!(
+                forwarder
+                    .ticks
+                    .iter()
+                    .all(|r| r.held.is_empty() && r.since.is_none()),
+                "{codec:?}: nothing of the refused frame is held for anyone"
+            );
         }
-        assert_eq!(ids(&every), [2, 3, 4], "every trade of the frame, in order");
-        assert_eq!(ids(&intermarket), [2, 4], "those with its condition");
     }
 }

@@ -209,7 +209,7 @@ impl Session {
     /// a frame's trades are decoded before the rest of it when anyone wants them
     /// ([`stream::trades_first`]: they are handed on sooner for about half again the
     /// decoding); in a flood, frames are read in one pass, for throughput, and while the feed
-    /// keeps up straight into what is gathered for it ([`Forwarder::gather`]). Answers whether
+    /// keeps up straight into what is gathered for it ([`Forwarder::decode_gathered`]). Answers whether
     /// the frame held data; `Err`: the session ends.
     async fn read_frame(
         &mut self,
@@ -238,13 +238,16 @@ impl Session {
                 stream::decode_rest(first, codec, &bytes)
             }
             None => {
-                if let Some(into) = forwarder.gather() {
-                    let from = into.len();
-                    if let Err(e) = stream::decode_data_frame_into(codec, &bytes, into) {
-                        self.reject(&e);
-                        return Ok(false);
-                    }
-                    let frame = forwarder.gathered(from, arrived, &self.metrics);
+                if let Some(frame) =
+                    forwarder.decode_gathered(codec, &bytes, arrived, &self.metrics)
+                {
+                    let frame = match frame {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            self.reject(&e);
+                            return Ok(false);
+                        }
+                    };
                     if frame.took_ticks {
                         let_ticks_act().await;
                     }

@@ -108,7 +108,11 @@ impl Conditions {
 
     /// Whether `code` (compared on its first four bytes) is among them.
     pub fn contains(&self, code: &str) -> bool {
-        let code = Code::new(code);
+        self.has(Code::new(code))
+    }
+
+    /// Whether `code` is among them ([`Self::contains`] for a code made once, not per trade).
+    pub fn has(&self, code: Code) -> bool {
         self.codes[..self.len as usize].contains(&code)
     }
 

@@ -9,6 +9,7 @@
 use super::codes::{Code, Conditions};
 use super::{BarKind, DataMessage, StreamBar, StreamQuote, StreamTrade, Symbol};
 use crate::alpaca::num::{decimal_from_wire_f64, within_wire_bound};
+use crate::alpaca::stream::FrameFold;
 use crate::alpaca::stream::time::from_msgpack_ext;
 use chrono::{DateTime, Utc};
 use rmp::Marker;
@@ -17,11 +18,11 @@ use rust_decimal::Decimal;
 /// A market-data frame of trades, quotes and bars only; `None`: let serde decode it.
 pub fn frame(bytes: &[u8]) -> Option<Vec<DataMessage>> {
     let mut out = Vec::new();
-    frame_into(bytes, &mut out).then_some(out)
+    frame_into(bytes, &mut out, &mut ()).then_some(out)
 }
 
 /// [`frame`], its messages added to `out`; `false` (and `out` as it was): let serde decode it.
-pub fn frame_into(bytes: &[u8], out: &mut Vec<DataMessage>) -> bool {
+pub fn frame_into(bytes: &[u8], out: &mut Vec<DataMessage>, fold: &mut impl FrameFold) -> bool {
     let from = out.len();
     let mut c = Cursor(bytes);
     let mut read = || {
@@ -29,7 +30,7 @@ pub fn frame_into(bytes: &[u8], out: &mut Vec<DataMessage>) -> bool {
         // A length from the wire sizes nothing beyond what the bytes could hold.
         out.reserve(n.min(bytes.len() / 16));
         for _ in 0..n {
-            c.message_into(out)?;
+            c.message_into(out, fold)?;
         }
         Some(())
     };
@@ -236,8 +237,15 @@ impl<'a> Cursor<'a> {
         self.take(n).map(drop)
     }
 
-    /// The next message, added to `out` (built where it goes, not returned and moved there).
-    pub(super) fn message_into(&mut self, out: &mut Vec<DataMessage>) -> Option<()> {
+    /// The next message, added to `out` (built where it goes, not returned and moved there);
+    /// `fold` is told of it first, while it is still where it was built (read back from the
+    /// vector straight after the copy into it, the copy's stores held the read up: most of
+    /// the routing's time).
+    pub(super) fn message_into(
+        &mut self,
+        out: &mut Vec<DataMessage>,
+        fold: &mut impl FrameFold,
+    ) -> Option<()> {
         let m = self.marker()?;
         let entries = self.map_len_of(m)?.checked_sub(1)?;
         if self.str_bytes()? != b"T" {
@@ -251,6 +259,7 @@ impl<'a> Cursor<'a> {
             b"d" => self.bar(entries, BarKind::Daily)?,
             _ => return None,
         };
+        fold.message(&message);
         out.push(message);
         Some(())
     }
@@ -372,8 +381,21 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 pub(in crate::alpaca::stream::data) mod tests {
     use super::*;
-    use crate::alpaca::stream::Codec;
+    use crate::alpaca::stream::{Codec, decode_data_frame_folding};
     use proptest::prelude::*;
+
+    /// The messages a fold was told of since its last restart.
+    #[derive(Default)]
+    struct Told(Vec<DataMessage>);
+
+    impl FrameFold for Told {
+        fn message(&mut self, m: &DataMessage) {
+            self.0.push(m.clone());
+        }
+        fn restart(&mut self) {
+            self.0.clear();
+        }
+    }
 
     fn through_serde(bytes: &[u8]) -> Result<Vec<DataMessage>, String> {
         Codec::Msgpack.decode(bytes)
@@ -553,15 +575,32 @@ pub(in crate::alpaca::stream::data) mod tests {
         ) {
             let bytes = damaged(Codec::Msgpack, &messages, &edits);
             let mut into = held.clone();
-            let decoded = frame_into(&bytes, &mut into);
-            let mut expected = held;
+            let mut told = Told::default();
+            let decoded = frame_into(&bytes, &mut into, &mut told);
+            let mut expected = held.clone();
             if let Some(fast) = frame(&bytes) {
                 prop_assert!(decoded);
                 expected.extend(fast);
             } else {
                 prop_assert!(!decoded);
             }
-            prop_assert_eq!(into, expected);
+            prop_assert_eq!(&into, &expected);
+            // Told of each message added, in order, as it was added: on a frame left to
+            // serde, of those it got to (the caller restarts the fold).
+            if decoded {
+                prop_assert_eq!(&told.0[..], &into[held.len()..]);
+            }
+            // Through serde too: after a decode, told of exactly the frame's messages; after
+            // an error, of none.
+            let mut into = held.clone();
+            let mut told = Told::default();
+            match decode_data_frame_folding(Codec::Msgpack, &bytes, &mut into, &mut told) {
+                Ok(()) => prop_assert_eq!(&told.0[..], &into[held.len()..]),
+                Err(_) => {
+                    prop_assert!(told.0.is_empty());
+                    prop_assert_eq!(into, held);
+                }
+            }
         }
     }
 

@@ -108,7 +108,7 @@ impl TradesFirst {
             match slot {
                 None => out.push(DataMessage::Trade(trades.next()?)),
                 Some(at) if self.json => out.push(json::message(bytes.get(at..)?)?),
-                Some(at) => Cursor(bytes.get(at..)?).message_into(&mut out)?,
+                Some(at) => Cursor(bytes.get(at..)?).message_into(&mut out, &mut ())?,
             }
         }
         Some(out)
