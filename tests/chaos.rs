@@ -303,6 +303,24 @@ async fn paper_sim() -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
     (sim, env)
 }
 
+/// A paper-mode daemon (`BASE` with `extra`) against a simulator whose market runs a week
+/// ahead of this machine's clock, as the embedded simulator at speed soon runs ahead of it:
+/// the daemon must take the market's time and date from the broker, not from this machine.
+async fn ahead_of_this_clock(extra: &str, dir: &std::path::Path) -> (Daemon, SimHandle) {
+    let sim = common::start_sim(|s| {
+        s.credentials = Some((common::KEY.into(), common::SECRET.into()));
+        s.speed = 120.0;
+        s.anchored_at = Some(chrono::Utc::now() + chrono::Duration::days(7));
+    })
+    .await;
+    let vars = common::paper_env(&sim.base_url());
+    let env = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let d = traderd::daemon::start(&paper_config(extra), dir, env)
+        .await
+        .unwrap();
+    (d, sim)
+}
+
 fn paper_config(extra: &str) -> Config {
     let ctx = CheckContext {
         have_keys: true,
@@ -477,9 +495,11 @@ async fn a_split_while_holding_is_explained_not_a_mismatch() {
     use std::collections::BTreeMap;
     use traderd::journal::{LoadFills, VerifyAudit};
     let dir = tempfile::tempdir().unwrap();
-    let d = start("", dir.path()).await;
-    wait_for_positions(&d).await;
-    let sim = d.sim.as_ref().unwrap();
+    // The split's date is the market's ([`ahead_of_this_clock`]): a week ahead of this
+    // machine's, as the embedded simulator's soon is at speed.
+    let (d, simulator) = ahead_of_this_clock("", dir.path()).await;
+    wait_for_positions_at(&simulator).await;
+    let sim = &simulator;
     let held = |state: &serde_json::Value| -> BTreeMap<String, Decimal> {
         state["positions"]
             .as_array()
@@ -521,6 +541,16 @@ async fn a_split_while_holding_is_explained_not_a_mismatch() {
     let stats = order_stats(&d).await;
     assert_eq!(stats.position_mismatches, 0, "{stats:?}");
     assert_eq!(stats.split_adjustments, 1, "applied once: {stats:?}");
+    // Its record is dated by the market's calendar (days ahead of this machine's).
+    let fills = d.journal.addr.send(LoadFills).await.unwrap().unwrap();
+    let split = fills
+        .iter()
+        .find(|f| f.client_order_id == traderd::journal::CORPORATE_ACTION)
+        .unwrap();
+    assert!(
+        split.at.date_naive() >= chrono::Utc::now().date_naive() + chrono::Duration::days(3),
+        "dated by the market: {split:?}"
+    );
     // Stopped, the books meet: the order side, the journal's fills (the adjustment
     // included) and the simulator.
     d.risk
@@ -545,21 +575,24 @@ async fn a_split_while_holding_is_explained_not_a_mismatch() {
     let audited = d.journal.addr.send(VerifyAudit).await.unwrap().unwrap();
     assert!(audited.is_ok(), "{audited:?}");
     d.stop().await;
+    simulator.stop().await;
 }
 
+/// With the market ahead of this machine's clock ([`ahead_of_this_clock`]; the embedded
+/// simulator's market was, in the first minutes after a real session's open, and this test
+/// failed only then): which REST minutes are complete is the broker's clock's to say.
 #[actix_rt::test]
 async fn a_frozen_stream_with_rest_working_is_degraded_not_preserved() {
     use traderd::actors::market_data::GetFeedStats;
     use traderd::actors::strategy_runner::GetStrategyStats;
     let dir = tempfile::tempdir().unwrap();
-    let d = start(
+    let (d, sim) = ahead_of_this_clock(
         "[health]\nstream_down_limit_s = 3\n[stream]\nrest_bars_poll_ms = 300",
         dir.path(),
     )
     .await;
-    wait_for_positions(&d).await;
-    let sim = d.sim.as_ref().unwrap();
-    set_fault(sim, serde_json::json!({"kind": "freeze", "seconds": 60.0})).await;
+    wait_for_positions_at(&sim).await;
+    set_fault(&sim, serde_json::json!({"kind": "freeze", "seconds": 60.0})).await;
     let bars_before = d.strategy.send(GetStrategyStats).await.unwrap().bars;
     // Silent stream, REST bars: the strategy keeps getting closed bars, marked degraded.
     let feed = wait_for("bars from REST", WAIT, || async {
@@ -576,13 +609,14 @@ async fn a_frozen_stream_with_rest_working_is_degraded_not_preserved() {
     assert_eq!(status(&d).await.mode, TradingMode::Active);
     eprintln!("degraded: {} minutes by REST", feed.rest_minutes);
     // The stream back: no longer degraded.
-    set_fault(sim, serde_json::json!({"kind": "clear"})).await;
+    set_fault(&sim, serde_json::json!({"kind": "clear"})).await;
     wait_for("streaming again", WAIT, || async {
         (!d.feed.send(GetFeedStats).await.unwrap().degraded).then_some(())
     })
     .await;
     assert_eq!(status(&d).await.mode, TradingMode::Active);
     d.stop().await;
+    sim.stop().await;
 }
 
 #[actix_rt::test]

@@ -53,6 +53,11 @@ pub struct SimSettings {
     pub stream_auth_timeout: Duration,
     /// Trades plus quotes symbols one data connection may stream; 0 = unlimited.
     pub stream_symbol_limit: usize,
+    /// In `sim` clock mode, the market starts at the open of the latest session at or before
+    /// this time (`None`: now). A time ahead puts the market's clock ahead of this machine's,
+    /// as a simulator at speed soon is: the daemon must take the market's time from the
+    /// broker (`/v2/clock`, message timestamps), never from its own clock.
+    pub anchored_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for SimSettings {
@@ -72,6 +77,7 @@ impl Default for SimSettings {
             history_sessions: 5,
             stream_auth_timeout: Duration::from_secs(10),
             stream_symbol_limit: 0,
+            anchored_at: None,
         }
     }
 }
@@ -105,7 +111,14 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(settings: SimSettings) -> SimState {
-        let clock = SimClock::new(settings.clock, settings.speed, chrono::Utc::now());
+        let clock = SimClock::new(
+            settings.clock,
+            settings.speed,
+            match (settings.clock, settings.anchored_at) {
+                (ClockMode::Sim, Some(at)) => at,
+                _ => chrono::Utc::now(),
+            },
+        );
         let market = Market::new(
             settings.seed,
             &settings.symbols,

@@ -209,13 +209,23 @@ impl MarketDataFeed {
             return;
         };
         self.polling = true;
-        let work = minutes_since(rest, self.settings.symbols.clone(), from, None);
+        let symbols = self.settings.symbols.clone();
+        let work = async move {
+            // The market's time, not this machine's: which minutes are complete is the
+            // broker's to say (this machine's clock may be off; the simulator's market runs
+            // ahead of it at speed, and with this machine's time no minute of it was ever
+            // complete, so a stream that was down stayed without bars).
+            let now = rest.get_clock().await?.timestamp.with_timezone(&Utc);
+            Ok::<_, crate::alpaca::BrokerError>((
+                minutes_since(rest, symbols, from, None).await?,
+                now,
+            ))
+        };
         ctx.spawn(work.into_actor(self).map(|result, act, _| {
             act.polling = false;
             match result {
-                Ok(page) => {
+                Ok((page, now)) => {
                     // Only complete minutes (Alpaca may list the one in progress).
-                    let now = Utc::now();
                     let n = act.book_minutes(
                         page,
                         |b| Interval::M1.end_of(b.t) <= now,
