@@ -209,8 +209,8 @@ impl Session {
     /// a frame's trades are decoded before the rest of it when anyone wants them
     /// ([`stream::trades_first`]: they are handed on sooner for about half again the
     /// decoding); in a flood, frames are read in one pass, for throughput, and while the feed
-    /// keeps up straight into what is gathered for it ([`Forwarder::decode_gathered`]). Answers whether
-    /// the frame held data; `Err`: the session ends.
+    /// keeps up straight into what is gathered for it ([`Forwarder::decode_gathered`]).
+    /// Answers whether the frame held data; `Err`: the session ends.
     async fn read_frame(
         &mut self,
         frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,

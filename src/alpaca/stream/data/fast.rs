@@ -239,8 +239,8 @@ impl<'a> Cursor<'a> {
 
     /// The next message, added to `out` (built where it goes, not returned and moved there);
     /// `fold` is told of it first, while it is still where it was built (read back from the
-    /// vector straight after the copy into it, the copy's stores held the read up: most of
-    /// the routing's time).
+    /// vector straight after the copy into it, the read waited on the copy's stores, it
+    /// seems: much of the routing's time).
     pub(super) fn message_into(
         &mut self,
         out: &mut Vec<DataMessage>,
