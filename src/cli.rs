@@ -184,7 +184,7 @@ pub struct DataSyncArgs {
     /// First day (YYYY-MM-DD, or an RFC 3339 time).
     #[arg(long)]
     pub start: String,
-    /// Last day, included (default: today).
+    /// Last day, included (default: up to the last closed bar by the broker's clock).
     #[arg(long)]
     pub end: Option<String>,
     /// Price adjustment of the bars.

@@ -28,7 +28,9 @@ pub struct SyncRequest {
     pub symbols: Vec<String>,
     pub timeframe: TimeFrame,
     pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    /// `None`: up to the last closed bar by the broker's clock (a simulator's market runs
+    /// ahead of this machine's at speed: this machine's now would leave its newest out).
+    pub end: Option<DateTime<Utc>>,
     /// `raw`, `split`, `dividend` or `all`.
     pub adjustment: String,
     /// The data feed (`iex`, `sip`); `None`: the broker's default for the plan.
@@ -43,6 +45,8 @@ pub struct SyncReport {
     /// Ranges fetched per symbol (none: it was all stored already).
     pub ranges: BTreeMap<String, u64>,
     pub requests: u64,
+    /// Where the sync ended: the request's end, or the broker's last closed bar before it.
+    pub end: DateTime<Utc>,
 }
 
 /// Progress as it happens: a page of `bars` bars written for `symbols`.
@@ -64,11 +68,13 @@ pub async fn sync(
     req: &SyncRequest,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<SyncReport, HistoryError> {
-    if req.start > req.end {
+    if let Some(end) = req.end
+        && req.start > end
+    {
         return Err(HistoryError::Refused(format!(
             "the range is empty: --start {} is after --end {}",
             req.start.date_naive(),
-            req.end.date_naive()
+            end.date_naive()
         )));
     }
     let tf = req.timeframe.to_string();
@@ -79,7 +85,7 @@ pub async fn sync(
         Ok(c) => c.timestamp.with_timezone(&Utc),
         Err(_) => Utc::now(),
     };
-    let end = req.end.min(now - width);
+    let end = req.end.map_or(now - width, |e| e.min(now - width));
     let mut groups: BTreeMap<Span, Vec<String>> = BTreeMap::new();
     for symbol in &req.symbols {
         store.claim(symbol, &tf, &req.adjustment)?;
@@ -87,7 +93,10 @@ pub async fn sync(
             groups.entry(range).or_default().push(symbol.clone());
         }
     }
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        end,
+        ..SyncReport::default()
+    };
     let chunks: Vec<(Span, Vec<String>)> = groups
         .into_iter()
         .flat_map(|(range, symbols)| {

@@ -37,9 +37,11 @@ pub fn run(cmd: DataCommand, env: &impl Fn(&str) -> Option<String>) -> anyhow::R
                 .parse()
                 .map_err(|e| anyhow!("--timeframe {:?}: {e}", args.timeframe))?;
             let start = day_start(&args.start).context("--start")?;
+            // Without `--end`, up to the broker's last closed bar (its clock, not this
+            // machine's: a simulator's market runs ahead of it).
             let end = match &args.end {
-                Some(e) => day_end(e).context("--end")?,
-                None => Utc::now(),
+                Some(e) => Some(day_end(e).context("--end")?),
+                None => None,
             };
             let symbols: Vec<String> = args
                 .symbols
@@ -89,6 +91,7 @@ pub fn run(cmd: DataCommand, env: &impl Fn(&str) -> Option<String>) -> anyhow::R
                 b.finish_and_clear();
             }
             let report = report?;
+            let end = report.end;
             let tf = timeframe.to_string();
             let mut empty = Vec::new();
             for symbol in &req.symbols {
