@@ -9,7 +9,7 @@
 use crate::alpaca::BrokerError;
 use crate::alpaca::model::*;
 use crate::alpaca::rest::{BarsQuery, CloseAmount, Lane, ListActivities, ListOrders};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,6 +20,19 @@ pub type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError
 
 /// A broker, shared.
 pub type BrokerRef = Arc<dyn Broker>;
+
+/// The market's time by the broker's clock (`/v2/clock`, in the exchange's offset), never this
+/// machine's (a simulator's market at speed runs ahead of it); this machine's, with a
+/// warning, only when the clock cannot be read.
+pub async fn market_now(broker: &BrokerRef) -> DateTime<FixedOffset> {
+    match broker.get_clock().await {
+        Ok(clock) => clock.timestamp,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the broker's clock; taking this machine's time");
+            Utc::now().fixed_offset()
+        }
+    }
+}
 
 /// What the daemon asks of a broker. Every call is a request; none is made twice without the
 /// implementation saying it is safe (see the Alpaca client's idempotent order submission).

@@ -297,7 +297,14 @@ async fn a_restart_while_preserved_stays_preserved_and_sends_nothing() {
 
 /// A simulator outliving the daemon, and the env that points a paper-mode daemon at it.
 async fn paper_sim() -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
-    let sim = common::paper_sim().await;
+    paper_sim_with(|_| {}).await
+}
+
+/// [`paper_sim`], with `tweak` applied to the simulator's settings.
+async fn paper_sim_with(
+    tweak: impl FnOnce(&mut traderd::sim::SimSettings),
+) -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
+    let sim = common::paper_sim_with(tweak).await;
     let vars = common::paper_env(&sim.base_url());
     let env = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     (sim, env)
@@ -307,14 +314,9 @@ async fn paper_sim() -> (SimHandle, impl Fn(&str) -> Option<String> + Clone) {
 /// ahead of this machine's clock, as the embedded simulator at speed soon runs ahead of it:
 /// the daemon must take the market's time and date from the broker, not from this machine.
 async fn ahead_of_this_clock(extra: &str, dir: &std::path::Path) -> (Daemon, SimHandle) {
-    let sim = common::start_sim(|s| {
-        s.credentials = Some((common::KEY.into(), common::SECRET.into()));
-        s.speed = 120.0;
-        s.anchored_at = Some(chrono::Utc::now() + chrono::Duration::days(7));
-    })
-    .await;
-    let vars = common::paper_env(&sim.base_url());
-    let env = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let (sim, env) =
+        paper_sim_with(|s| s.anchored_at = Some(chrono::Utc::now() + chrono::Duration::days(7)))
+            .await;
     let d = traderd::daemon::start(&paper_config(extra), dir, env)
         .await
         .unwrap();

@@ -81,10 +81,7 @@ pub async fn sync(
     let width = Duration::minutes(req.timeframe.intraday_minutes().unwrap_or(24 * 60));
     // Never past the last closed bar, by the broker's clock (a simulator's, or a skewed
     // host's, is not ours).
-    let now = match broker.get_clock().await {
-        Ok(c) => c.timestamp.with_timezone(&Utc),
-        Err(_) => Utc::now(),
-    };
+    let now = crate::broker::market_now(broker).await.with_timezone(&Utc);
     let end = req.end.map_or(now - width, |e| e.min(now - width));
     let mut groups: BTreeMap<Span, Vec<String>> = BTreeMap::new();
     for symbol in &req.symbols {

@@ -135,9 +135,15 @@ impl Drop for Killed {
 /// A simulator that takes only `KEY`/`SECRET`, at 120x: the broker a paper-mode daemon
 /// trades against (it outlives the daemon, as an Alpaca account does).
 pub async fn paper_sim() -> SimHandle {
+    paper_sim_with(|_| {}).await
+}
+
+/// [`paper_sim`], with `tweak` applied to its settings after.
+pub async fn paper_sim_with(tweak: impl FnOnce(&mut SimSettings)) -> SimHandle {
     start_sim(|s| {
         s.credentials = Some((KEY.into(), SECRET.into()));
         s.speed = 120.0;
+        tweak(s);
     })
     .await
 }

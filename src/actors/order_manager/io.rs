@@ -160,14 +160,8 @@ pub(super) async fn apply_splits(
 ) -> Vec<Adjustment> {
     // The market's date, not this machine's (the simulator's market runs ahead of it at
     // speed: a split dated by it was past this machine's today, and its record was dated
-    // days early); this machine's only when the broker's clock cannot be read.
-    let today = match rest.get_clock().await {
-        Ok(clock) => clock.timestamp.date_naive(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the broker's clock; splits are looked for up to this machine's date");
-            Utc::now().date_naive()
-        }
-    };
+    // days early).
+    let today = crate::broker::market_now(rest).await.date_naive();
     let from = today - chrono::Duration::days(SPLIT_LOOKBACK_DAYS);
     let symbols: Vec<&str> = candidates.iter().map(|c| c.symbol.as_str()).collect();
     let splits = rest.splits(&symbols, from, today).await.unwrap_or_else(|e| {

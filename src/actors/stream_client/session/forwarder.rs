@@ -27,21 +27,23 @@ struct TickRoute {
     held: Vec<stream::StreamTrade>,
     /// When the frame of the oldest held trade arrived.
     since: Option<Instant>,
-    /// How many were held, and since when, as the frame being routed began.
-    mark: (usize, Option<Instant>),
+    /// How many were held as the frame being routed began.
+    mark: usize,
 }
 
 impl TickRoute {
     /// Where a frame's routing starts: [`Self::rewind`] goes back to it.
     fn mark(&mut self) {
-        self.mark = (self.held.len(), self.since);
+        self.mark = self.held.len();
     }
 
-    /// Takes back what was held since [`Self::mark`].
+    /// Takes back what was held since [`Self::mark`] (`since` is set exactly while trades
+    /// are held).
     fn rewind(&mut self) {
-        let (len, since) = self.mark;
-        self.held.truncate(len);
-        self.since = since;
+        self.held.truncate(self.mark);
+        if self.held.is_empty() {
+            self.since = None;
+        }
     }
 
     /// Hands what is held to the subscriber if its mailbox has room.
@@ -83,7 +85,7 @@ impl Forwarder {
                     subscriber,
                     held: Vec::new(),
                     since: None,
-                    mark: (0, None),
+                    mark: 0,
                 })
                 .collect(),
             max_pending,
