@@ -602,8 +602,13 @@ async fn a_frozen_stream_with_rest_working_is_degraded_not_preserved() {
         (f.degraded && f.rest_minutes >= 20).then_some(f)
     })
     .await;
-    let bars_after = d.strategy.send(GetStrategyStats).await.unwrap().bars;
+    let after = d.strategy.send(GetStrategyStats).await.unwrap();
+    let bars_after = after.bars;
     assert!(bars_after > bars_before, "{bars_before} -> {bars_after}");
+    assert_eq!(
+        after.cold_bars, 0,
+        "every bar followed the symbol's history"
+    );
     // Well past the 3 s limit: covered, not down.
     let health = d.health.send(GetHealth).await.unwrap();
     assert!(health.streams["market_data"].covered, "{health:?}");

@@ -485,3 +485,101 @@ async fn a_warm_up_of_many_symbols_is_handed_on_whole_before_the_feed_goes_live(
     }
     sim.stop().await;
 }
+
+/// A bar subscriber and a mark listener that register after the warm-up was handed out (the
+/// daemon's threads ran in that order under load: the strategy got no history and traded
+/// nothing until its indicators had filled from live bars, 100 s of a soak) catch up from the
+/// book: every symbol's bars of every interval, as the feed keeps them, in more lots than one
+/// (50 at a time), before any live bar; each symbol's last minute to the marks.
+#[actix_rt::test]
+async fn a_subscriber_registered_after_the_warm_up_catches_up_before_live_bars() {
+    let symbols: Vec<String> = (0..60).map(|i| format!("S{i:03}")).collect();
+    let sim = start_sim(|s| {
+        s.history_sessions = 1;
+        s.symbols = symbols.clone();
+    })
+    .await;
+    let rest = client(&sim);
+    let intervals = [Interval::M1, Interval::M5];
+    let feed = MarketDataFeed::new(
+        FeedSettings {
+            symbols: symbols.clone(),
+            intervals: intervals.to_vec(),
+            warmup_bars: 7,
+            ..FeedSettings::default()
+        },
+        Some(rest.clone().into()),
+    )
+    .start();
+    wait_for("the warm-up, with no one to hand it to", WAIT, || async {
+        feed.send(GetFeedStats).await.unwrap().live.then_some(())
+    })
+    .await;
+    let (marks, marked) = collector();
+    let (late, seen) = collector();
+    feed.send(AddBarSubscriber::of(&late)).await.unwrap();
+    feed.send(AddMarkListener(marks.recipient())).await.unwrap();
+    // What the feed keeps, before any live data.
+    let mut book = std::collections::HashMap::new();
+    for interval in intervals {
+        for s in &symbols {
+            let bars = feed
+                .send(GetBars {
+                    symbol: s.clone(),
+                    interval,
+                    n: 100,
+                })
+                .await
+                .unwrap();
+            book.insert((s.clone(), interval), bars);
+        }
+    }
+    let sinks = Sinks {
+        market: Some(feed.clone().recipient()),
+        ..Default::default()
+    };
+    let settings = quick_settings(StreamKind::MarketData, format!("ws://{}/v2/iex", sim.addr));
+    let _stream = StreamClient::new(settings, trades_of(&["S000"]), sinks, None).start();
+    wait_for("a live S000 minute after the catch-up", WAIT, || async {
+        let seen = seen.lock().unwrap();
+        seen.bars
+            .iter()
+            .any(|b| !b.historical && b.symbol == "S000" && b.interval == Interval::M1)
+            .then_some(())
+    })
+    .await;
+
+    let seen = seen.lock().unwrap().bars.clone();
+    let first_live = seen.iter().position(|b| !b.historical).unwrap();
+    assert!(
+        seen[first_live..].iter().all(|b| !b.historical),
+        "the history came before any live bar"
+    );
+    for interval in intervals {
+        for s in &symbols {
+            let caught: Vec<_> = seen[..first_live]
+                .iter()
+                .filter(|b| b.interval == interval && &b.symbol == s)
+                .map(|b| b.bar.clone())
+                .collect();
+            assert_eq!(caught.len(), 7, "{s} {interval:?}: the bars the feed keeps");
+            assert_eq!(
+                caught,
+                book[&(s.clone(), interval)],
+                "{s} {interval:?}: the book's bars, in order"
+            );
+        }
+    }
+    let marked = marked.lock().unwrap().bars.clone();
+    let mut marked_symbols: Vec<_> = marked
+        .iter()
+        .filter(|b| b.historical)
+        .map(|b| {
+            assert_eq!(b.interval, Interval::M1);
+            b.symbol.clone()
+        })
+        .collect();
+    marked_symbols.sort();
+    assert_eq!(marked_symbols, symbols, "each symbol's last minute, once");
+    sim.stop().await;
+}

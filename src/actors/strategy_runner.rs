@@ -341,6 +341,9 @@ impl StrategyRunner {
         ctx: &mut Context<Self>,
     ) {
         self.stats.bars += 1;
+        if !historical && self.latest.get(symbol).is_none() {
+            self.stats.cold_bars += 1;
+        }
         let position = self.positions.get(symbol).copied().unwrap_or_default();
         let signal = self.strategy.on_bar(&BarInput {
             symbol,

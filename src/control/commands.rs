@@ -431,6 +431,7 @@ pub(super) async fn status(h: &Handles, id: RequestId) -> Response {
                 "refused": s.refused,
                 "over_allocation": s.over_allocation,
                 "ignored": s.ignored,
+                "cold_bars": s.cold_bars,
             })
         })
         .collect();

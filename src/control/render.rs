@@ -41,7 +41,7 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                     .map(|(sym, q)| format!("{sym} {}", s(q)))
                     .collect();
                 out.push_str(&format!(
-                    "strategy      {} ({}) on {}{}: {} signals{}, {} orders, {} fills, P&L {} realised, {} unrealised; holds {}\n",
+                    "strategy      {} ({}) on {}{}: {} signals{}, {} orders, {} fills, P&L {} realised, {} unrealised; holds {}{}\n",
                     s(&st["name"]),
                     s(&st["kind"]),
                     st["symbols"]
@@ -62,6 +62,12 @@ pub fn render(cmd: &str, result: &serde_json::Value) -> String {
                         "nothing".to_string()
                     } else {
                         held.join(", ")
+                    },
+                    match st["cold_bars"].as_u64() {
+                        Some(n) if n > 0 => format!(
+                            "; {n} live bars came before any history (indicators started cold: see the log's warm-up lines)"
+                        ),
+                        _ => String::new(),
                     }
                 ));
             }
@@ -144,19 +150,19 @@ mod tests {
     use super::render;
 
     #[test]
-    fn a_strategy_line_says_how_many_signals_were_ignored_when_some_were() {
-        let status = |ignored: u64| {
+    fn a_strategy_line_says_how_many_signals_were_ignored_and_bars_came_cold_when_some_did() {
+        let status = |ignored: u64, cold_bars: u64| {
             serde_json::json!({
                 "strategies": [{
                     "name": "trend", "kind": "momentum", "symbols": ["AAPL"], "paused": false,
                     "positions": {}, "fills": 0, "realized_pnl": "0", "unrealized_pnl": "0",
                     "signals": 3, "orders": 1, "refused": 0, "over_allocation": 0,
-                    "ignored": ignored,
+                    "ignored": ignored, "cold_bars": cold_bars,
                 }],
             })
         };
         let line = |ignored: u64| {
-            render("status", &status(ignored))
+            render("status", &status(ignored, 0))
                 .lines()
                 .find(|l| l.starts_with("strategy"))
                 .map(str::to_string)
@@ -167,9 +173,16 @@ mod tests {
             line(2)
         );
         assert!(
-            line(0).is_some_and(|l| l.contains(": 3 signals, 1 orders")),
+            line(0).is_some_and(
+                |l| l.contains(": 3 signals, 1 orders") && l.ends_with("holds nothing")
+            ),
             "{:?}",
             line(0)
+        );
+        let cold = render("status", &status(0, 4));
+        assert!(
+            cold.contains("holds nothing; 4 live bars came before any history"),
+            "{cold}"
         );
     }
 }

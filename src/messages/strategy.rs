@@ -21,6 +21,9 @@ pub struct StrategyStats {
     /// Entries not proposed because they would take it past its allocation.
     pub over_allocation: u64,
     pub bars: u64,
+    /// Live bars of a symbol it had been given no history of (the warm-up from REST failed,
+    /// or never reached it): its indicators started cold. 0 after a healthy start.
+    pub cold_bars: u64,
     /// Live trades it asked for and saw.
     pub trades: u64,
     pub signals: u64,

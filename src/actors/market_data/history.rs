@@ -6,6 +6,7 @@ use super::*;
 
 impl MarketDataFeed {
     fn go_live(&mut self, ctx: &mut Context<Self>) {
+        self.warmed_up = true;
         let let_go = self.held.take_let_go();
         if let_go > 0 {
             // Live data was let go while held: the minutes it would have built come from REST,
@@ -129,6 +130,7 @@ impl MarketDataFeed {
     }
 
     pub(super) fn warm_up(&mut self, ctx: &mut Context<Self>) {
+        self.warmed_up = false;
         let Some(rest) = self.rest.clone() else {
             tracing::info!("market data feed has no REST client: no warm-up");
             self.go_live(ctx);
@@ -152,6 +154,59 @@ impl MarketDataFeed {
                 act.go_live(ctx);
             }
         }));
+    }
+
+    /// A bar subscriber registered after the warm-up was handed out: the bars the book keeps
+    /// of every symbol and interval, a [`HistoryBars`] each as the warm-up's were,
+    /// [`HISTORY_AT_ONCE`] at a time with the feed waiting for each lot to be taken (it
+    /// handles nothing else meanwhile), so no live bar reaches the subscriber before its
+    /// history.
+    pub(super) fn catch_up(&mut self, to: Recipient<HistoryBars>, ctx: &mut Context<Self>) {
+        let pending = self
+            .settings
+            .symbols
+            .iter()
+            .flat_map(|s| self.settings.intervals.iter().map(move |i| (s.clone(), *i)))
+            .collect();
+        self.catch_up_from(to, pending, ctx);
+    }
+
+    fn catch_up_from(
+        &mut self,
+        to: Recipient<HistoryBars>,
+        mut pending: std::collections::VecDeque<(String, Interval)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut lot = Vec::new();
+        while lot.len() < HISTORY_AT_ONCE {
+            let Some((symbol, interval)) = pending.pop_front() else {
+                break;
+            };
+            let bars = self
+                .book
+                .history(&symbol, interval, self.settings.warmup_bars);
+            if !bars.is_empty() {
+                lot.push(HistoryBars {
+                    symbol,
+                    interval,
+                    bars: bars.into(),
+                });
+            }
+        }
+        let Some(last) = lot.pop() else {
+            return;
+        };
+        for msg in lot {
+            to.do_send(msg);
+        }
+        let taken = to.send(last);
+        ctx.wait(
+            actix::fut::wrap_future(taken).map(move |_, act: &mut Self, ctx| {
+                if !pending.is_empty() {
+                    act.catch_up_from(to, pending, ctx);
+                }
+            }),
+        );
     }
 
     /// Fetches the complete minutes from the last one closed (or `gap_from`) up to the minute

@@ -15,6 +15,8 @@
 //! gap marker, then backfills every complete minute before that data from REST. Live data that
 //! arrives meanwhile is held (bounded, [`held`]) and applied afterwards, so bars are built in
 //! order. Time comes only from the broker (its clock at warm-up, message timestamps after).
+//! The warm-up starts with the feed, not when someone listens: a bar subscriber or mark
+//! listener that registers after it was handed out catches up from the book first.
 //!
 //! Shutdown policy: bars still open are not emitted (they are incomplete); they are logged.
 //! Restart behaviour: state is rebuilt by a new warm-up.
@@ -115,6 +117,10 @@ pub struct MarketDataFeed {
     stream_down: bool,
     /// When market data last came from the stream.
     last_data: std::time::Instant,
+    /// The start's warm-up has been handed to the subscribers there were (or had nothing to
+    /// give): one that registers from now on catches up from the book ([`AddBarSubscriber`],
+    /// [`AddMarkListener`]), whatever the order the daemon's threads ran in.
+    warmed_up: bool,
 }
 
 impl MarketDataFeed {
@@ -136,6 +142,7 @@ impl MarketDataFeed {
             polling: false,
             stream_down: false,
             last_data: std::time::Instant::now(),
+            warmed_up: false,
         }
     }
 
@@ -446,7 +453,23 @@ impl Handler<AddSymbols> for MarketDataFeed {
 
 impl Handler<AddMarkListener> for MarketDataFeed {
     type Result = ();
+    /// Registered after the warm-up was handed out, it is first given each symbol's last
+    /// minute, as the warm-up's listeners were.
     fn handle(&mut self, msg: AddMarkListener, _: &mut Context<Self>) {
+        if self.warmed_up {
+            for symbol in &self.settings.symbols {
+                if let Some(bar) = self.book.history(symbol, Interval::M1, 1).pop() {
+                    msg.0.do_send(BarClosed {
+                        symbol: symbol.clone(),
+                        interval: Interval::M1,
+                        bar,
+                        historical: true,
+                        degraded: false,
+                        trace: Default::default(),
+                    });
+                }
+            }
+        }
         self.mark_listeners.push(msg.0);
     }
 }
@@ -511,7 +534,12 @@ impl Handler<RemoveSymbols> for MarketDataFeed {
 impl Handler<AddBarSubscriber> for MarketDataFeed {
     type Result = ();
 
-    fn handle(&mut self, msg: AddBarSubscriber, _: &mut Context<Self>) {
+    /// Registered after the warm-up was handed out, it catches up first: the bars the book
+    /// keeps, before any live one.
+    fn handle(&mut self, msg: AddBarSubscriber, ctx: &mut Context<Self>) {
+        if self.warmed_up {
+            self.catch_up(msg.history.clone(), ctx);
+        }
         self.subscribers.push(msg);
     }
 }

@@ -178,6 +178,13 @@ pub(super) async fn settle_and_count(
             _ => break,
         }
     }
+    for runner in &daemon.strategies {
+        let stats = runner
+            .send(crate::messages::strategy::GetStrategyStats)
+            .await
+            .map_err(|e| format!("a strategy is not running: {e}"))?;
+        report.cold_bars += stats.cold_bars;
+    }
     let sim_state = admin.get("/_sim/state").await?;
     let sim_stats = admin.get("/_sim/stats").await?;
     let state_dir = daemon.state_dir.clone();

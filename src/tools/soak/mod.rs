@@ -148,6 +148,9 @@ pub struct SoakReport {
     /// Broker orders the journal holds more fills for than the broker made (must be 0).
     pub fills_booked_twice: u64,
     pub panics: u64,
+    /// Live bars a strategy took of a symbol it had been given no history of (must be 0: the
+    /// warm-up reaches every strategy, however the daemon's threads ran at its start).
+    pub cold_bars: u64,
     /// The busy profile's invariants (absent from a fault soak's report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy: Option<BusyFigures>,
@@ -199,6 +202,7 @@ impl SoakReport {
             && self.fills_lost == 0
             && self.fills_booked_twice == 0
             && self.panics == 0
+            && self.cold_bars == 0
     }
 }
 
@@ -351,7 +355,7 @@ fn indented(lines: &[String]) -> String {
 pub fn summary(r: &SoakReport) -> String {
     if let Some(b) = &r.busy {
         return format!(
-            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB; heap and other anonymous {:.1} / {:.1} MB; the simulator, apart: {:.1} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  panics                   {}\n  verdict                  {}",
+            "soak summary (busy, {} s, seed {}):\n  orders sent / fills      {} / {}\n  reconciliations          {}\n  mismatches               {}\n  mode changes             {}{}\n  positions compared       {} (disagreed {})\n  ERROR lines              {}{}\n  broker 429s              {}\n  RSS after warm-up / end  {:.1} / {:.1} MB (peak {:.1}; limit +{RSS_GROWTH_LIMIT_MB} MB; heap and other anonymous {:.1} / {:.1} MB; the simulator, apart: {:.1} MB)\n  duplicate client ids     {}\n  fills lost / twice       {} / {}\n  live bars before history {}\n  panics                   {}\n  verdict                  {}",
             r.seconds,
             r.seed,
             r.orders_sent,
@@ -374,6 +378,7 @@ pub fn summary(r: &SoakReport) -> String {
             r.duplicate_client_order_ids,
             r.fills_lost,
             r.fills_booked_twice,
+            r.cold_bars,
             r.panics,
             if r.passed() { "PASS" } else { "FAIL" }
         );
@@ -381,7 +386,7 @@ pub fn summary(r: &SoakReport) -> String {
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(
-        "soak summary ({} s, seed {}):\n  faults injected          {} ({})\n  threshold crossings      {}\n  preservations            {}\n  crossing to flat         median {}, max {}\n  flatten attempts         {}\n  preserved but not flat   {}\n  orders sent / fills      {} / {}\n  duplicate client ids     {}\n  fills lost               {}\n  fills booked twice       {}\n  panics                   {}\n  verdict                  {}",
+        "soak summary ({} s, seed {}):\n  faults injected          {} ({})\n  threshold crossings      {}\n  preservations            {}\n  crossing to flat         median {}, max {}\n  flatten attempts         {}\n  preserved but not flat   {}\n  orders sent / fills      {} / {}\n  duplicate client ids     {}\n  fills lost               {}\n  fills booked twice       {}\n  live bars before history {}\n  panics                   {}\n  verdict                  {}",
         r.seconds,
         r.seed,
         r.faults_injected,
@@ -397,6 +402,7 @@ pub fn summary(r: &SoakReport) -> String {
         r.duplicate_client_order_ids,
         r.fills_lost,
         r.fills_booked_twice,
+        r.cold_bars,
         r.panics,
         if r.passed() { "PASS" } else { "FAIL" }
     )
