@@ -324,6 +324,7 @@ pub async fn start(
         journal.addr.clone(),
         journal.intents.clone(),
     )
+    .with_splits(feed.clone().recipient())
     .with_health(reporter.clone());
     // The strategies on this thread propose through the order side's entry, in their turn.
     let entry = order_manager.entry();
@@ -389,19 +390,21 @@ pub async fn start(
     orders.do_send(Connect {
         risk: gate,
         account: Some(account.clone().recipient()),
-        splits: Some(feed.clone().recipient()),
     });
+    // Splits first: one the first reconciliation finds (made while the daemon was stopped)
+    // may reach the feed at any point of this wiring; a listener told of it before it takes
+    // any bars has nothing to start over, and what the feed gives it after is adjusted.
+    feed.do_send(AddSplitListener(risk.clone().recipient()));
     feed.do_send(AddStatusListener(risk.clone().recipient()));
     feed.do_send(AddMarkListener(risk.clone().recipient()));
-    feed.do_send(AddSplitListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(risk.clone().recipient()));
     account.do_send(AddAccountListener(health.clone().recipient()));
     let mut tick_subscribers = Vec::new();
     for (runner, interest) in &strategies {
         orders.do_send(AddOrdersListener(runner.clone().recipient()));
         account.do_send(AddAccountListener(runner.clone().recipient()));
-        feed.do_send(AddBarSubscriber::of(runner));
         feed.do_send(AddSplitListener(runner.clone().recipient()));
+        feed.do_send(AddBarSubscriber::of(runner));
         let condition = match interest {
             TradeInterest::None => None,
             TradeInterest::All => Some(None),

@@ -5,7 +5,7 @@
 //!
 //! [`RiskGate`]: crate::risk::RiskGate
 
-use crate::messages::{OrdersChanged, RefreshAccount, SplitApplied};
+use crate::messages::{OrdersChanged, RefreshAccount};
 use crate::risk::Intent;
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -67,8 +67,6 @@ pub struct FlattenReport {
 pub struct Connect {
     pub risk: crate::risk::SharedGate,
     pub account: Option<Recipient<RefreshAccount>>,
-    /// Told when a position was adjusted for a split (the feed restarts the symbol's bars).
-    pub splits: Option<Recipient<SplitApplied>>,
 }
 
 #[derive(Message)]

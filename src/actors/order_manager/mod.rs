@@ -107,6 +107,15 @@ impl OrderManager {
         self.entry.clone()
     }
 
+    /// Told when a position was adjusted for a split (the feed restarts the symbol's bars
+    /// and tells the risk checks and the strategies). Given before the start, not with
+    /// [`Connect`]: the first reconciliation runs as the actor starts and may find a split
+    /// made while the daemon was stopped before the rest of the daemon is wired.
+    pub fn with_splits(mut self, splits: Recipient<SplitApplied>) -> Self {
+        self.splits = Some(splits);
+        self
+    }
+
     /// Reports accepted and rejected orders, mismatches and failures to the health monitor.
     pub fn with_health(mut self, health: Reporter) -> Self {
         self.health = health;
@@ -524,7 +533,6 @@ impl Handler<Connect> for OrderManager {
             c.desk.connect_risk();
         });
         self.account = msg.account;
-        self.splits = msg.splits;
         // The gate sees the book from now on (and after every change, in `publish`).
         self.publish();
     }
