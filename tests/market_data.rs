@@ -430,17 +430,24 @@ async fn brokers_bar(
     theirs.remove(0)
 }
 
-/// A warm-up of more symbols than are handed on at once (50) reaches the subscribers whole:
-/// every symbol's bars, in order, each symbol once (today's minutes after them), the last
-/// minute of each to the marks, before the feed goes live.
-#[actix_rt::test]
-async fn a_warm_up_of_many_symbols_is_handed_on_whole_before_the_feed_goes_live() {
+/// A simulator of 60 symbols (more than the feed hands on at once: 50) with a session of
+/// history, and the symbols.
+async fn more_symbols_than_handed_on_at_once() -> (Vec<String>, SimHandle) {
     let symbols: Vec<String> = (0..60).map(|i| format!("S{i:03}")).collect();
     let sim = start_sim(|s| {
         s.history_sessions = 1;
         s.symbols = symbols.clone();
     })
     .await;
+    (symbols, sim)
+}
+
+/// A warm-up of more symbols than are handed on at once (50) reaches the subscribers whole:
+/// every symbol's bars, in order, each symbol once (today's minutes after them), the last
+/// minute of each to the marks, before the feed goes live.
+#[actix_rt::test]
+async fn a_warm_up_of_many_symbols_is_handed_on_whole_before_the_feed_goes_live() {
+    let (symbols, sim) = more_symbols_than_handed_on_at_once().await;
     let rest = client(&sim);
     let (marks, marked) = collector();
     let (collector, seen) = collector();
@@ -493,12 +500,7 @@ async fn a_warm_up_of_many_symbols_is_handed_on_whole_before_the_feed_goes_live(
 /// (50 at a time), before any live bar; each symbol's last minute to the marks.
 #[actix_rt::test]
 async fn a_subscriber_registered_after_the_warm_up_catches_up_before_live_bars() {
-    let symbols: Vec<String> = (0..60).map(|i| format!("S{i:03}")).collect();
-    let sim = start_sim(|s| {
-        s.history_sessions = 1;
-        s.symbols = symbols.clone();
-    })
-    .await;
+    let (symbols, sim) = more_symbols_than_handed_on_at_once().await;
     let rest = client(&sim);
     let intervals = [Interval::M1, Interval::M5];
     let feed = MarketDataFeed::new(
