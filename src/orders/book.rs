@@ -37,6 +37,16 @@ impl TrackedOrder {
     }
 }
 
+/// An order of ours the broker has not acknowledged: it may still land.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: OrderSide,
+    /// What of it is not filled.
+    pub qty: Decimal,
+}
+
 /// What changed with an update, for the caller to book and journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -222,6 +232,24 @@ impl OrderBook {
                 t.side.sign() * (t.qty - t.filled_qty).max(Decimal::ZERO);
         }
         out
+    }
+
+    /// Orders the broker has said nothing of yet (sent and unanswered, or about to be sent):
+    /// what may still reach it after a cancel-all and a read of its positions.
+    pub fn unacknowledged(&self) -> Vec<InFlight> {
+        let mut v: Vec<InFlight> = self
+            .orders
+            .values()
+            .filter(|t| t.status.is_none() && t.qty > t.filled_qty)
+            .map(|t| InFlight {
+                client_order_id: t.client_order_id.clone(),
+                symbol: t.symbol.clone(),
+                side: t.side,
+                qty: t.qty - t.filled_qty,
+            })
+            .collect();
+        v.sort_by(|a, b| a.client_order_id.cmp(&b.client_order_id));
+        v
     }
 
     /// Orders sent longer than `timeout` ago that the broker has not acknowledged: ask it (by

@@ -271,6 +271,7 @@ pub(super) async fn clear_symbol(
 pub(super) async fn flatten(
     rest: BrokerRef,
     propose: Option<Recipient<Propose>>,
+    in_flight: Vec<crate::orders::book::InFlight>,
     wait: Duration,
 ) -> Result<FlattenReport, String> {
     let Some(propose) = propose else {
@@ -296,11 +297,15 @@ pub(super) async fn flatten(
     }
     let positions = rest.list_positions().await.map_err(|e| e.to_string())?;
     let correlation = format!("flatten-{}", Utc::now().timestamp_millis());
-    let plan = flatten_plan(positions, &correlation);
+    let plan = flatten_plan(positions, &in_flight, &correlation);
     let mut report = FlattenReport {
         canceled,
         ..Default::default()
     };
+    for (symbol, orders) in plan.covered {
+        tracing::warn!(symbol = %symbol, orders = ?orders, "flatten: the position is closed by orders of ours still in flight; nothing more is sent for it");
+        report.closing.insert(symbol, Ok(orders.join(",")));
+    }
     for what in plan.unreadable {
         tracing::error!(entry = %what, "flatten: a position without a readable symbol; close it by hand");
         report.closing.insert(

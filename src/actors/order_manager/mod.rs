@@ -504,11 +504,13 @@ impl Handler<Flatten> for OrderManager {
     type Result = ResponseActFuture<Self, Result<FlattenReport, String>>;
     fn handle(&mut self, _: Flatten, ctx: &mut Context<Self>) -> Self::Result {
         // The closing orders are proposals to this actor (it handles them while this waits).
+        // What is in flight is read now, before the broker's positions are.
         let work = io::flatten(
             self.rest.clone(),
             self.entry
                 .with(|c| c.risk.is_some())
                 .then(|| ctx.address().recipient()),
+            self.desk(|d| d.unacknowledged()),
             self.settings.ack_timeout,
         );
         Box::pin(work.into_actor(self).map(|r, act, ctx| {

@@ -185,6 +185,12 @@ impl OrderDesk {
         open.chain(in_flight).map(|t| t.symbol.as_str())
     }
 
+    /// Our orders the broker has not acknowledged yet (the flatten procedure counts the
+    /// closing ones against what it closes: [`flatten_plan`]).
+    pub fn unacknowledged(&self) -> Vec<crate::orders::book::InFlight> {
+        self.book.unacknowledged()
+    }
+
     pub fn view(&self) -> OrdersChanged {
         let busy: BTreeSet<String> = self.busy_orders().map(str::to_string).collect();
         OrdersChanged {

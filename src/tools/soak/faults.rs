@@ -218,6 +218,98 @@ pub(super) async fn settle_and_count(
             );
         }
     }
+    report.flatten_overshoots = flatten_overshoots(&store, &fills)?;
     report.panics = PANICS.load(Ordering::SeqCst);
     Ok(())
+}
+
+/// Fills of the flatten procedure's closing orders that took a position away from flat or
+/// past it (a close sent twice: the second sells what the first already sold), replaying the
+/// journal's fills in time order. Each is printed.
+fn flatten_overshoots(
+    store: &crate::journal::Store,
+    fills: &[crate::journal::FillRecord],
+) -> Result<u64, String> {
+    let closing: std::collections::HashSet<String> = store
+        .intents(false)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|i| i.intent.correlation_id.as_str().starts_with("flatten-"))
+        .map(|i| i.intent.client_order_id)
+        .collect();
+    let mut in_order: Vec<&crate::journal::FillRecord> = fills.iter().collect();
+    in_order.sort_by_key(|f| f.at);
+    let mut held: HashMap<&str, Decimal> = HashMap::new();
+    let mut overshoots = 0;
+    for f in in_order {
+        let before = held.get(f.symbol.as_str()).copied().unwrap_or_default();
+        let after = before + f.side.sign() * f.qty;
+        if closing.contains(&f.client_order_id)
+            && (after.abs() > before.abs()
+                || (after > Decimal::ZERO && before < Decimal::ZERO)
+                || (after < Decimal::ZERO && before > Decimal::ZERO))
+        {
+            overshoots += 1;
+            eprintln!(
+                "soak: FLATTEN OVERSHOT: {} {} {:?} {} took the position from {before} to {after}",
+                f.client_order_id, f.symbol, f.side, f.qty
+            );
+        }
+        held.insert(f.symbol.as_str(), after);
+    }
+    Ok(overshoots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alpaca::model::OrderSide;
+    use crate::journal::{FillRecord, OrderIntent, Store};
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    /// The seed-7 soak's journal in small: an entry, two flatten closes of the same
+    /// position (the second sold short), the buy back. The check finds exactly the overshoot.
+    #[test]
+    fn a_close_sent_twice_is_an_overshoot_and_a_close_once_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let t = |s: i64| chrono::Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+        let orders = [
+            ("td-1-2b-AAPL", OrderSide::Buy, "AAPL-1", 0),
+            ("td-1-2d-AAPL", OrderSide::Sell, "flatten-1", 10),
+            ("td-1-30-AAPL", OrderSide::Sell, "flatten-2", 20),
+            ("td-1-33-AAPL", OrderSide::Buy, "flatten-3", 30),
+            ("td-1-40-MSFT", OrderSide::Buy, "MSFT-1", 40),
+            ("td-1-41-MSFT", OrderSide::Sell, "flatten-4", 50),
+        ];
+        let mut fills = Vec::new();
+        for (coid, side, correlation, at) in orders {
+            let symbol = coid.rsplit('-').next().unwrap();
+            store
+                .record_intent(&OrderIntent {
+                    client_order_id: coid.into(),
+                    symbol: symbol.into(),
+                    side,
+                    qty: dec!(10),
+                    request: serde_json::Value::Null,
+                    correlation_id: correlation.into(),
+                    created_at: t(at),
+                })
+                .unwrap();
+            fills.push(FillRecord {
+                execution_id: format!("x-{coid}"),
+                client_order_id: coid.into(),
+                broker_order_id: format!("b-{coid}"),
+                symbol: symbol.into(),
+                side,
+                qty: dec!(10),
+                price: dec!(100),
+                at: t(at + 1),
+            });
+        }
+        // Read back in any order: the check replays them by time.
+        fills.reverse();
+        assert_eq!(flatten_overshoots(&store, &fills), Ok(1));
+    }
 }

@@ -151,6 +151,9 @@ pub struct SoakReport {
     /// Live bars a strategy took of a symbol it had been given no history of (must be 0: the
     /// warm-up reaches every strategy, however the daemon's threads ran at its start).
     pub cold_bars: u64,
+    /// Fills of the flatten procedure's closing orders that took a position away from flat
+    /// or past it (must be 0: a close sent twice sells short what it meant to sell).
+    pub flatten_overshoots: u64,
     /// The busy profile's invariants (absent from a fault soak's report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy: Option<BusyFigures>,
@@ -203,6 +206,7 @@ impl SoakReport {
             && self.fills_booked_twice == 0
             && self.panics == 0
             && self.cold_bars == 0
+            && self.flatten_overshoots == 0
     }
 }
 
@@ -386,7 +390,7 @@ pub fn summary(r: &SoakReport) -> String {
     let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(
-        "soak summary ({} s, seed {}):\n  faults injected          {} ({})\n  threshold crossings      {}\n  preservations            {}\n  crossing to flat         median {}, max {}\n  flatten attempts         {}\n  preserved but not flat   {}\n  orders sent / fills      {} / {}\n  duplicate client ids     {}\n  fills lost               {}\n  fills booked twice       {}\n  live bars before history {}\n  panics                   {}\n  verdict                  {}",
+        "soak summary ({} s, seed {}):\n  faults injected          {} ({})\n  threshold crossings      {}\n  preservations            {}\n  crossing to flat         median {}, max {}\n  flatten attempts         {}\n  preserved but not flat   {}\n  orders sent / fills      {} / {}\n  duplicate client ids     {}\n  fills lost               {}\n  fills booked twice       {}\n  flatten overshoots       {}\n  live bars before history {}\n  panics                   {}\n  verdict                  {}",
         r.seconds,
         r.seed,
         r.faults_injected,
@@ -402,6 +406,7 @@ pub fn summary(r: &SoakReport) -> String {
         r.duplicate_client_order_ids,
         r.fills_lost,
         r.fills_booked_twice,
+        r.flatten_overshoots,
         r.cold_bars,
         r.panics,
         if r.passed() { "PASS" } else { "FAIL" }

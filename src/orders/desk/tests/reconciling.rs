@@ -261,7 +261,7 @@ fn flatten_closes_equities_itself_and_leaves_the_rest_to_the_broker() {
     };
     positions.items.extend(foreign.items);
     positions.foreign = foreign.foreign;
-    let plan = flatten_plan(positions, "flatten-1");
+    let plan = flatten_plan(positions, &[], "flatten-1");
     let closes: Vec<_> = plan
         .close
         .iter()
@@ -296,4 +296,110 @@ fn flatten_closes_equities_itself_and_leaves_the_rest_to_the_broker() {
     );
     assert!(plan.liquidate.contains(&"BTC/USD".to_string()), "{plan:?}");
     assert_eq!(plan.liquidate.len() + plan.unreadable.len(), 3, "{plan:?}");
+}
+
+fn in_flight(
+    coid: &str,
+    symbol: &str,
+    side: OrderSide,
+    qty: Decimal,
+) -> crate::orders::book::InFlight {
+    crate::orders::book::InFlight {
+        client_order_id: coid.into(),
+        symbol: symbol.into(),
+        side,
+        qty,
+    }
+}
+
+/// A soak found capital preservation selling twice: an attempt's closing orders were still
+/// on their way (429s, retried) when the broker was checked, so the next attempt closed the
+/// same positions again, and they went short until a third bought back. Closing orders of
+/// ours still in flight count against what the next attempt closes; orders that would add to
+/// the position do not (they may never land).
+#[test]
+fn flatten_counts_closing_orders_still_in_flight_and_never_closes_twice() {
+    let positions = Listing {
+        items: vec![
+            position("AAPL", dec!(10), "us_equity"),
+            position("MSFT", dec!(4), "us_equity"),
+            position("SPY", dec!(-6), "us_equity"),
+            position("QQQ", dec!(5), "us_equity"),
+        ],
+        ..Default::default()
+    };
+    let flying = [
+        in_flight("td-1-2d-AAPL", "AAPL", OrderSide::Sell, dec!(10)),
+        in_flight("td-1-2e-MSFT", "MSFT", OrderSide::Sell, dec!(3)),
+        in_flight("td-1-2f-SPY", "SPY", OrderSide::Buy, dec!(2)),
+        in_flight("td-1-2g-SPY", "SPY", OrderSide::Buy, dec!(4)),
+        in_flight("td-1-2h-QQQ", "QQQ", OrderSide::Buy, dec!(5)),
+    ];
+    let plan = flatten_plan(positions, &flying, "flatten-2");
+    let closes: Vec<_> = plan
+        .close
+        .iter()
+        .map(|i| (i.symbol.as_str(), i.side, i.qty))
+        .collect();
+    assert_eq!(
+        closes,
+        vec![
+            ("MSFT", OrderSide::Sell, dec!(1)),
+            ("QQQ", OrderSide::Sell, dec!(5)),
+        ],
+        "what is not already closing; an entry in flight does not count"
+    );
+    assert_eq!(
+        plan.covered,
+        vec![
+            ("AAPL".to_string(), vec!["td-1-2d-AAPL".to_string()]),
+            (
+                "SPY".to_string(),
+                vec!["td-1-2f-SPY".to_string(), "td-1-2g-SPY".to_string()]
+            ),
+        ]
+    );
+}
+
+proptest::proptest! {
+    /// Whatever is in flight, the closes never take a position past flat once what is in
+    /// flight on the closing side lands, and close it whole when nothing is.
+    #[test]
+    fn flatten_never_closes_past_flat(
+        held in -50i64..50,
+        flying in proptest::collection::vec((proptest::bool::ANY, 1i64..30), 0..4),
+    ) {
+        let held = Decimal::from(held);
+        let positions = Listing {
+            items: vec![position("AAPL", held, "us_equity")],
+            ..Default::default()
+        };
+        let flying: Vec<_> = flying
+            .iter()
+            .enumerate()
+            .map(|(i, (sell, q))| {
+                let side = if *sell { OrderSide::Sell } else { OrderSide::Buy };
+                in_flight(&format!("td-{i}"), "AAPL", side, Decimal::from(*q))
+            })
+            .collect();
+        let plan = flatten_plan(positions, &flying, "flatten-p");
+        let closing_side = if held > Decimal::ZERO { OrderSide::Sell } else { OrderSide::Buy };
+        let landing: Decimal = flying
+            .iter()
+            .filter(|o| o.side == closing_side)
+            .map(|o| o.qty)
+            .sum();
+        let closed: Decimal = plan.close.iter().map(|i| i.qty).sum();
+        proptest::prop_assert!(plan.close.iter().all(|i| i.side == closing_side && i.qty > Decimal::ZERO));
+        if held.is_zero() {
+            proptest::prop_assert!(plan.close.is_empty() && plan.covered.is_empty());
+        } else if landing.is_zero() {
+            proptest::prop_assert_eq!(closed, held.abs());
+        } else if landing >= held.abs() {
+            proptest::prop_assert!(plan.close.is_empty());
+            proptest::prop_assert_eq!(plan.covered.len(), 1);
+        } else {
+            proptest::prop_assert_eq!(closed + landing, held.abs());
+        }
+    }
 }
