@@ -189,6 +189,77 @@ async fn the_broker_failing_during_the_flatten_does_not_stop_it() {
     d.stop().await;
 }
 
+/// An attempt's closing orders still on their way when the next attempt starts (the broker
+/// takes each order 4.5 s late; the check gives up after 3 s): the next attempt sends nothing
+/// more for those positions, and no position is taken past flat. (A 10-minute soak saw the
+/// second attempt close the same positions again and sell them short.)
+#[actix_rt::test]
+async fn closes_still_in_flight_are_not_sent_again_by_the_next_attempt() {
+    use rust_decimal::Decimal;
+    let dir = tempfile::tempdir().unwrap();
+    // No protective legs: a close with legs to cancel first waits for them, and by then the
+    // earlier close has landed.
+    let d = start("[strategy]\nprotection = \"none\"", dir.path()).await;
+    wait_for_positions(&d).await;
+    let sim = d.sim.as_ref().unwrap();
+    set_fault(
+        sim,
+        serde_json::json!({"kind": "delay_before_accept", "ms": 4500, "count": 1000}),
+    )
+    .await;
+    let mode = d
+        .supervisor
+        .send(Operator(OperatorCommand::Flatten))
+        .await
+        .unwrap();
+    assert_eq!(mode, Ok(TradingMode::Preserving));
+    let s = wait_for_mode(&d, TradingMode::Preserved).await;
+    assert!(
+        s.flatten_attempts >= 2,
+        "the first attempt's closes were still in flight when its check gave up: {s:?}"
+    );
+    // Whatever the daemon still had on its way lands (or is known refused) first.
+    wait_for("nothing of ours in flight", WAIT, || async {
+        (order_stats(&d).await.unsettled == 0).then_some(())
+    })
+    .await;
+    let state = sim_state(sim).await;
+    // The strategy only buys to enter: replayed in the order they filled, the simulator's
+    // orders never take a position below flat.
+    let mut filled: Vec<&serde_json::Value> = state["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["filled_at"].is_string())
+        .collect();
+    filled.sort_by_key(|o| o["filled_at"].as_str().unwrap().to_string());
+    let mut held: std::collections::HashMap<&str, Decimal> = Default::default();
+    for o in filled {
+        let qty: Decimal = o["filled_qty"].as_str().unwrap().parse().unwrap();
+        let sign = if o["side"] == "buy" {
+            Decimal::ONE
+        } else {
+            -Decimal::ONE
+        };
+        let symbol = o["symbol"].as_str().unwrap();
+        let after = held.get(symbol).copied().unwrap_or_default() + sign * qty;
+        eprintln!(
+            "{} {} {} {qty} {symbol} -> {after}",
+            o["filled_at"], o["client_order_id"], o["side"]
+        );
+        assert!(
+            after >= Decimal::ZERO,
+            "{} {} {qty} took {symbol} to {after}",
+            o["client_order_id"],
+            o["side"]
+        );
+        held.insert(symbol, after);
+    }
+    assert_eq!(exposure(sim).await, (0, 0), "flat, and it stays flat");
+    set_fault(sim, serde_json::json!({"kind": "clear"})).await;
+    d.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_frozen_stream_during_market_hours_trips_it_without_rest_bars() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,10 @@ pub enum FaultSpec {
     /// The next `count` order POSTs are accepted, then the answer is held back `ms` (a slow
     /// broker: the order exists while the client still waits).
     DelayAfterAccept { ms: u64, count: u32 },
+    /// The next `count` order POSTs wait `ms` before the broker takes them (a slow order
+    /// gateway: the order does not exist yet while the client waits, and reads made meanwhile
+    /// show neither it nor its fill).
+    DelayBeforeAccept { ms: u64, count: u32 },
     /// The next `count` non-admin requests get 429 with the rate-limit headers.
     RateLimit { count: u32 },
     /// Closes every stream connection now.
@@ -47,6 +51,8 @@ pub struct Faults {
     pub drop_after_accept: u32,
     /// (ms, count) of `delay_after_accept`.
     pub delay_after_accept: Option<(u64, u32)>,
+    /// (ms, count) of `delay_before_accept`.
+    pub delay_before_accept: Option<(u64, u32)>,
     pub rate_limit: u32,
     pub injected_http_errors: u64,
     pub injected_drops: u64,
@@ -89,6 +95,12 @@ impl Faults {
                 }
                 self.delay_after_accept = (count > 0 && ms > 0).then_some((ms, count));
             }
+            FaultSpec::DelayBeforeAccept { ms, count } => {
+                if ms > 120_000 {
+                    return Err("delay ms must be at most 120000".into());
+                }
+                self.delay_before_accept = (count > 0 && ms > 0).then_some((ms, count));
+            }
             FaultSpec::RateLimit { count } => self.rate_limit = count,
             FaultSpec::DropStreams => self.stream_drops += 1,
             FaultSpec::Garbage { count } => self.garbage_frames = count,
@@ -120,6 +132,7 @@ impl Faults {
                 self.latency_ms = 0;
                 self.drop_after_accept = 0;
                 self.delay_after_accept = None;
+                self.delay_before_accept = None;
                 self.rate_limit = 0;
                 self.garbage_frames = 0;
                 self.frozen_until = None;
@@ -174,6 +187,13 @@ impl Faults {
     pub fn take_delay(&mut self) -> Option<std::time::Duration> {
         let (ms, count) = self.delay_after_accept?;
         self.delay_after_accept = (count > 1).then_some((ms, count - 1));
+        Some(std::time::Duration::from_millis(ms))
+    }
+
+    /// How long an order POST waits before the broker takes it, if at all.
+    pub fn take_delay_before(&mut self) -> Option<std::time::Duration> {
+        let (ms, count) = self.delay_before_accept?;
+        self.delay_before_accept = (count > 1).then_some((ms, count - 1));
         Some(std::time::Duration::from_millis(ms))
     }
 
@@ -262,6 +282,19 @@ mod tests {
         assert!(
             f.apply(FaultSpec::HttpError {
                 status: 200,
+                count: 1
+            })
+            .is_err()
+        );
+        let before: FaultSpec =
+            serde_json::from_str(r#"{"kind":"delay_before_accept","ms":40,"count":2}"#).unwrap();
+        f.apply(before).unwrap();
+        let held = Some(std::time::Duration::from_millis(40));
+        assert_eq!((f.take_delay_before(), f.take_delay_before()), (held, held));
+        assert_eq!(f.take_delay_before(), None);
+        assert!(
+            f.apply(FaultSpec::DelayBeforeAccept {
+                ms: 120_001,
                 count: 1
             })
             .is_err()

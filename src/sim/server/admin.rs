@@ -83,7 +83,7 @@ async fn faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
                 400,
                 40010000,
                 format!(
-                    "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"delay_after_accept\",\"ms\":M,\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"drop_streams\"}}, {{\"kind\":\"garbage\",\"count\":N}}, {{\"kind\":\"freeze\",\"seconds\":S}}, {{\"kind\":\"mute_trade_updates\",\"seconds\":S}}, {{\"kind\":\"reject_auth\",\"enabled\":true}}, {{\"kind\":\"refuse_sip\",\"enabled\":true}}, {{\"kind\":\"flood\",\"msgs_per_s\":N}} (or \"max\":true; batch, frames, quotes_pct, bars_pct, mark_every_ms, seed), {{\"kind\":\"clear\"}}"
+                    "invalid fault: {e}; expected one of {{\"kind\":\"http_error\",\"status\":503,\"count\":N}}, {{\"kind\":\"latency\",\"ms\":M}}, {{\"kind\":\"drop_after_accept\",\"count\":N}}, {{\"kind\":\"delay_after_accept\",\"ms\":M,\"count\":N}}, {{\"kind\":\"delay_before_accept\",\"ms\":M,\"count\":N}}, {{\"kind\":\"rate_limit\",\"count\":N}}, {{\"kind\":\"drop_streams\"}}, {{\"kind\":\"garbage\",\"count\":N}}, {{\"kind\":\"freeze\",\"seconds\":S}}, {{\"kind\":\"mute_trade_updates\",\"seconds\":S}}, {{\"kind\":\"reject_auth\",\"enabled\":true}}, {{\"kind\":\"refuse_sip\",\"enabled\":true}}, {{\"kind\":\"flood\",\"msgs_per_s\":N}} (or \"max\":true; batch, frames, quotes_pct, bars_pct, mark_every_ms, seed), {{\"kind\":\"clear\"}}"
                 ),
             ));
         }

@@ -204,6 +204,9 @@ async fn submit_order(
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
+    if let Some(d) = sim.with_state(|s| s.faults.take_delay_before()) {
+        tokio::time::sleep(d).await;
+    }
     let (result, drop, delay) = sim.with_state(|s| {
         s.stats.order_posts += 1;
         if let Some(coid) = &req.client_order_id {
