@@ -69,6 +69,15 @@ async fn start(extra: &str, dir: &std::path::Path) -> Daemon {
         .unwrap()
 }
 
+/// A daemon (`BASE` with `extra`) once it holds positions, with `fault` then set at its
+/// simulator.
+async fn holding_then(extra: &str, dir: &std::path::Path, fault: serde_json::Value) -> Daemon {
+    let d = start(extra, dir).await;
+    wait_for_positions(&d).await;
+    set_fault(d.sim.as_ref().unwrap(), fault).await;
+    d
+}
+
 /// (positions not zero, orders not final) at the simulator.
 async fn exposure(sim: &SimHandle) -> (usize, usize) {
     traderd::tools::soak::exposure_of(&sim_state(sim).await)
@@ -143,14 +152,13 @@ async fn assert_preserved_and_flat(d: &Daemon, cause: &str) -> SupervisorStatus 
 #[actix_rt::test]
 async fn a_5xx_storm_trips_the_threshold_and_the_simulator_ends_flat() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start("", dir.path()).await;
-    wait_for_positions(&d).await;
-    let sim = d.sim.as_ref().unwrap();
-    set_fault(
-        sim,
+    let d = holding_then(
+        "",
+        dir.path(),
         serde_json::json!({"kind": "http_error", "status": 500, "count": 40}),
     )
     .await;
+    let sim = d.sim.as_ref().unwrap();
     assert_preserved_and_flat(&d, "broker errors").await;
     let health = d.health.send(GetHealth).await.unwrap();
     assert_eq!(health.crossings, 1, "{health:?}");
@@ -164,14 +172,13 @@ async fn a_5xx_storm_trips_the_threshold_and_the_simulator_ends_flat() {
 #[actix_rt::test]
 async fn the_broker_failing_during_the_flatten_does_not_stop_it() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start("", dir.path()).await;
-    wait_for_positions(&d).await;
-    let sim = d.sim.as_ref().unwrap();
-    set_fault(
-        sim,
+    let d = holding_then(
+        "",
+        dir.path(),
         serde_json::json!({"kind": "http_error", "status": 503, "count": 20}),
     )
     .await;
+    let sim = d.sim.as_ref().unwrap();
     wait_for_mode(&d, TradingMode::Preserving).await;
     // The broker keeps failing while the procedure runs: every request for a while.
     set_fault(
@@ -199,14 +206,13 @@ async fn closes_still_in_flight_are_not_sent_again_by_the_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     // No protective legs: a close with legs to cancel first waits for them, and by then the
     // earlier close has landed.
-    let d = start("[strategy]\nprotection = \"none\"", dir.path()).await;
-    wait_for_positions(&d).await;
-    let sim = d.sim.as_ref().unwrap();
-    set_fault(
-        sim,
+    let d = holding_then(
+        "[strategy]\nprotection = \"none\"",
+        dir.path(),
         serde_json::json!({"kind": "delay_before_accept", "ms": 4500, "count": 1000}),
     )
     .await;
+    let sim = d.sim.as_ref().unwrap();
     let mode = d
         .supervisor
         .send(Operator(OperatorCommand::Flatten))
