@@ -235,7 +235,9 @@ impl OrderBook {
     }
 
     /// Orders the broker has said nothing of yet (sent and unanswered, or about to be sent):
-    /// what may still reach it after a cancel-all and a read of its positions.
+    /// what may still reach it after a cancel-all and a read of its positions. Wider than the
+    /// desk's requests not yet answered: a request that timed out is answered (outcome
+    /// unknown) and may still land, until its lookup by client order id says.
     pub fn unacknowledged(&self) -> Vec<InFlight> {
         let mut v: Vec<InFlight> = self
             .orders

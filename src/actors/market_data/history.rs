@@ -87,8 +87,8 @@ impl MarketDataFeed {
             }
             return;
         }
-        let mut taken = Vec::new();
-        for i in 1..=HISTORY_AT_ONCE {
+        let mut lot = Vec::new();
+        while lot.len() < HISTORY_AT_ONCE {
             let Some((symbol, interval, bars)) = rest.pop_front() else {
                 break;
             };
@@ -98,34 +98,21 @@ impl MarketDataFeed {
                 && let Some(bar) = bars.last()
             {
                 for l in &self.mark_listeners {
-                    l.do_send(BarClosed {
-                        symbol: symbol.clone(),
-                        interval,
-                        bar: bar.clone(),
-                        historical: true,
-                        degraded: false,
-                        trace: Default::default(),
-                    });
+                    l.do_send(history_mark(&symbol, bar.clone()));
                 }
             }
-            let msg = HistoryBars {
+            lot.push(HistoryBars {
                 symbol,
                 interval,
                 bars: bars.into(),
-            };
-            let last = i == HISTORY_AT_ONCE || rest.is_empty();
-            for s in &self.subscribers {
-                if last {
-                    taken.push(s.history.send(msg.clone()));
-                } else {
-                    s.history.do_send(msg.clone());
-                }
-            }
+            });
         }
+        let to: Vec<Recipient<HistoryBars>> =
+            self.subscribers.iter().map(|s| s.history.clone()).collect();
         ctx.wait(
-            actix::fut::wrap_future(futures_util::future::join_all(taken)).map(
-                move |_, act: &mut Self, ctx| act.deliver_history(rest, today, then_live, ctx),
-            ),
+            actix::fut::wrap_future(hand_out(lot, &to)).map(move |_, act: &mut Self, ctx| {
+                act.deliver_history(rest, today, then_live, ctx)
+            }),
         );
     }
 
@@ -193,13 +180,10 @@ impl MarketDataFeed {
                 });
             }
         }
-        let Some(last) = lot.pop() else {
+        if lot.is_empty() {
             return;
-        };
-        for msg in lot {
-            to.do_send(msg);
         }
-        let taken = to.send(last);
+        let taken = hand_out(lot, std::slice::from_ref(&to));
         ctx.wait(
             actix::fut::wrap_future(taken).map(move |_, act: &mut Self, ctx| {
                 if !pending.is_empty() {
@@ -356,6 +340,41 @@ async fn minutes_since(
     q.end = until.map(|u| u - Duration::seconds(1));
     q.limit = Some(MAX_BARS_PER_PAGE);
     rest.get_bars(&q).await
+}
+
+/// Hands a lot of history to each of `to`, message by message, and resolves once each has
+/// taken the last (the feed waits for that before the next lot: a warm-up's and a late
+/// subscriber's catch-up alike).
+fn hand_out(
+    lot: Vec<HistoryBars>,
+    to: &[Recipient<HistoryBars>],
+) -> impl std::future::Future<Output = ()> + 'static {
+    let last = lot.len().saturating_sub(1);
+    let mut taken = Vec::new();
+    for (i, msg) in lot.into_iter().enumerate() {
+        for r in to {
+            if i == last {
+                taken.push(r.send(msg.clone()));
+            } else {
+                r.do_send(msg.clone());
+            }
+        }
+    }
+    async move {
+        futures_util::future::join_all(taken).await;
+    }
+}
+
+/// A symbol's last minute of history as a mark (the risk checks' price of what is held).
+pub(super) fn history_mark(symbol: &str, bar: OhlcBar) -> BarClosed {
+    BarClosed {
+        symbol: symbol.to_string(),
+        interval: Interval::M1,
+        bar,
+        historical: true,
+        degraded: false,
+        trace: Default::default(),
+    }
 }
 
 /// Symbols whose warm-up history is handed to the subscribers before the feed waits for

@@ -459,14 +459,7 @@ impl Handler<AddMarkListener> for MarketDataFeed {
         if self.warmed_up {
             for symbol in &self.settings.symbols {
                 if let Some(bar) = self.book.history(symbol, Interval::M1, 1).pop() {
-                    msg.0.do_send(BarClosed {
-                        symbol: symbol.clone(),
-                        interval: Interval::M1,
-                        bar,
-                        historical: true,
-                        degraded: false,
-                        trace: Default::default(),
-                    });
+                    msg.0.do_send(history::history_mark(symbol, bar));
                 }
             }
         }
